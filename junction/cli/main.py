@@ -1,0 +1,272 @@
+"""The ``junction`` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from junction.core.errors import ConfigError, JunctionError
+from junction.core.registry import default_registry
+
+app = typer.Typer(help="Junction: connect CRM/ERP systems, normalize, score and deliver.", no_args_is_help=True)
+connectors_app = typer.Typer(help="Source connectors.", no_args_is_help=True)
+mappings_app = typer.Typer(help="Mapping specs.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Canonical schemas.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Quarantined records and deliveries.", no_args_is_help=True)
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(mappings_app, name="mappings")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(quarantine_app, name="quarantine")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline configuration YAML.")]
+
+
+def fail(exc: JunctionError) -> None:
+    """Print a typed error for a person and exit non-zero."""
+    err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc}")
+    if isinstance(exc, ConfigError) and exc.details:
+        err_console.print(exc.details)
+    raise typer.Exit(2)
+
+
+def progress_bar(total: int | None = None) -> Progress:
+    """A Rich progress bar for long work."""
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=False,
+    )  # fmt: skip
+
+
+@app.command()
+def check(config: ConfigArg) -> None:
+    """Validate a configuration file (errors name the line), its mappings, rules and channels."""
+    from junction.pipeline.check import check_config
+
+    try:
+        report = check_config(config)
+    except JunctionError as exc:
+        fail(exc)
+    for line in report:
+        console.print(f"[green]ok[/] {line}")
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    once: Annotated[bool, typer.Option("--once", help="Process ready inputs once, deliver, exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls when not --once.")] = 5.0,
+    drain_wait: Annotated[float, typer.Option(help="With --once: wait this long for due retries.")] = 0.0,
+) -> None:
+    """Run the configured pipelines (file drops and polls) and deliver the results."""
+    from junction.pipeline.hub import Hub
+
+    stopping = False
+
+    def stop(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        hub = Hub.from_file(config)
+        try:
+            while True:
+                with progress_bar() as bar:
+                    task = bar.add_task("records", total=None)
+                    summaries = hub.run_once(lambda n: bar.advance(task, n))
+                stats = hub.deliver(drain_wait_s=drain_wait if once else 0.0)
+                for s in summaries:
+                    console.print(
+                        f"{s.pipeline}: read {s.read}, stored {s.stored}, quarantined {s.quarantined}, "
+                        f"routed {s.routed} ({s.seconds:.1f}s)"
+                    )
+                console.print(f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead")
+                if once or stopping:
+                    break
+                time.sleep(interval)
+        finally:
+            hub.close()
+    except JunctionError as exc:
+        fail(exc)
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="A CSV or XML file.")],
+    mapping: Annotated[str, typer.Option("--mapping", help="Mapping id (csv.lead) or YAML path.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write canonical JSON lines here.")] = None,
+    record_tag: Annotated[str | None, typer.Option(help="XML record element name.")] = None,
+) -> None:
+    """Normalize one file to canonical JSON lines (no store, no scoring)."""
+    from junction.pipeline.ingest import ingest_file
+
+    try:
+        sink = out.open("wb") if out else sys.stdout.buffer
+        try:
+            with progress_bar() as bar:
+                task = bar.add_task(file.name, total=None)
+                result = ingest_file(file, mapping, sink, record_tag=record_tag, progress=lambda n: bar.advance(task, n))
+        finally:
+            if out:
+                sink.close()
+    except JunctionError as exc:
+        fail(exc)
+    err_console.print(f"{result.ok} canonical records, {len(result.errors)} rejected")
+    for line in result.errors[:20]:
+        err_console.print(f"  [yellow]{line}[/]")
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="Leads in the sample file drop.")] = 5000,
+    directory: Annotated[Path, typer.Option("--dir", help="Working folder for the demo.")] = Path("junction-demo"),
+) -> None:
+    """Run the whole flow on the embedded default: file drop → canonical → score → signed webhook."""
+    from junction.cli.demo import run_demo
+
+    try:
+        run_demo(directory, rows, console, progress_bar)
+    except JunctionError as exc:
+        fail(exc)
+
+
+@app.command()
+def sink(
+    secret: Annotated[str, typer.Option(envvar="JUNCTION_SINK_SECRET", help="whsec_ secret.")],
+    out: Annotated[Path, typer.Option(help="JSONL file of accepted deliveries.")] = Path("sink.jsonl"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """Run a local webhook receiver that verifies signatures and dedupes by webhook-id."""
+    from outbound.webhook.sink import WebhookSink
+
+    with WebhookSink(secret, out, port=port) as s:
+        console.print(f"listening on {s.url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@connectors_app.command("list")
+def connectors_list(verbose: Annotated[bool, typer.Option("--verbose")] = False) -> None:
+    """List installed connectors, channels and scorers."""
+    table = Table("kind", "name", "target", "status")
+    for kind in ("connectors", "channels", "scorers"):
+        for info in default_registry.describe(kind):
+            status = "ok" if info.error is None else f"[red]{info.error if verbose else 'failed to load'}[/]"
+            table.add_row(kind[:-1], info.name, info.target, status)
+    console.print(table)
+
+
+@mappings_app.command("test")
+def mappings_test(spec: Annotated[str | None, typer.Argument(help="One spec id or path.")] = None) -> None:
+    """Run the cases file of every built-in mapping spec (or of one)."""
+    from mappings.cases import run_builtin_cases, run_cases
+
+    try:
+        results = run_cases(spec) if spec else run_builtin_cases()
+    except JunctionError as exc:
+        fail(exc)
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+        console.print(f"{mark} {r.spec_id} :: {r.case}" + ("" if r.passed else f" — {r.message}"))
+    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or not results:
+        raise typer.Exit(1)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON Schema files.")] = Path("schemas/json"),
+    check_only: Annotated[bool, typer.Option("--check", help="Fail if the files are stale.")] = False,
+) -> None:
+    """Write the canonical models' JSON Schema (or check the committed copy)."""
+    from schemas.export import export_schemas
+
+    stale = export_schemas(out, check_only=check_only)
+    if check_only and stale:
+        err_console.print(f"[red]stale schema files[/]: {', '.join(stale)}; run `junction schemas export`")
+        raise typer.Exit(1)
+    console.print("schemas up to date" if check_only else f"wrote {out}")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    config: ConfigArg,
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+) -> None:
+    """List open quarantine entries."""
+    from junction.pipeline.hub import Hub
+
+    try:
+        hub = Hub.from_file(config)
+    except JunctionError as exc:
+        fail(exc)
+    try:
+        table = Table("id", "pipeline", "stage", "key", "error", "message")
+        for q in hub.store.list_quarantine(pipeline=pipeline, limit=limit):
+            table.add_row(str(q["id"]), q["pipeline"], q["stage"], q["record_key"], q["error_code"], q["message"])
+        console.print(table)
+    finally:
+        hub.close()
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    config: ConfigArg,
+    ids: Annotated[list[int], typer.Argument(help="Quarantine ids to replay.")],
+) -> None:
+    """Replay quarantined items: dead deliveries are re-queued, records re-run through the pipeline."""
+    from junction.pipeline.hub import Hub
+    from junction.pipeline.replay import replay
+
+    try:
+        hub = Hub.from_file(config)
+        try:
+            for qid in ids:
+                console.print(f"{qid}: {replay(hub, qid)}")
+            stats = hub.deliver()
+            console.print(f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead")
+        finally:
+            hub.close()
+    except JunctionError as exc:
+        fail(exc)
+
+
+@quarantine_app.command("show")
+def quarantine_show(config: ConfigArg, qid: Annotated[int, typer.Argument()]) -> None:
+    """Show one quarantine entry with its original payload."""
+    from junction.pipeline.hub import Hub
+
+    hub = Hub.from_file(config)
+    try:
+        q = hub.store.get_quarantine(qid)
+    finally:
+        hub.close()
+    if q is None:
+        err_console.print(f"no quarantine entry {qid}")
+        raise typer.Exit(1)
+    payload = q.pop("payload") or b""
+    console.print_json(orjson.dumps({k: v for k, v in q.items()}, default=str).decode())
+    console.print(payload[:4096].decode("utf-8", "backslashreplace"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,37 @@
+"""Structured logging (structlog).  Log lines carry ids and counts, never record contents."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_configured = False
+
+
+def configure(level: str = "INFO", *, json: bool = False) -> None:
+    """Configure structlog once for the process (stderr, key=value or JSON)."""
+    global _configured  # noqa: PLW0603 - process-wide logging setup
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    """Return a bound structlog logger for ``name``."""
+    if not _configured:
+        configure()
+    return structlog.get_logger(name)

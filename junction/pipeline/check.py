@@ -1,0 +1,33 @@
+"""``junction check``: validate a configuration and compile everything it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from junction.core.errors import ConfigError
+from junction.core.registry import default_registry
+from junction.pipeline.config import load_config
+from junction.pipeline.deliver import build_channels
+from junction.pipeline.normalize import Normalizer
+from junction.pipeline.route import Router
+
+
+def check_config(path: Path) -> list[str]:
+    """Return a line per checked item; raise ConfigError (with line numbers) on the first problem."""
+    cfg = load_config(path)
+    report = [f"{path}: configuration is valid"]
+    for name, p in cfg.pipelines.items():
+        cls = default_registry.get("connectors", p.source.connector)
+        try:
+            cls.config_model.model_validate({"batch_size": p.batch_size, **p.source.connector_options()})
+        except ValueError as exc:
+            raise ConfigError(f"pipeline {name}: source options are invalid", details=str(exc)) from exc
+        norm = Normalizer(p.mapping, [(r.name, r.expr) for r in p.rules])
+        Router(p.routes, norm.entity)
+        report.append(
+            f"pipeline {name}: {p.source.connector} → {p.mapping} ({norm.entity}), "
+            f"{len(p.rules)} rule(s), {len(p.routes)} route(s)"
+        )
+    channels = build_channels(cfg.channels)
+    report.extend(f"channel {name}: {type(ch).__name__}" for name, ch in channels.items())
+    return report

@@ -1,0 +1,261 @@
+"""The pipeline configuration file: YAML validated by pydantic, errors with line numbers.
+
+Secrets never live in the YAML: ``${env:NAME}`` and ``${file:/path}`` are replaced when loading.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from junction.core.errors import ConfigError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_CHANNEL = re.compile(r"^[a-z0-9_]+\.[a-z0-9_-]{1,63}$")
+_SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(BaseModel):
+    """Which connector reads the pipeline's records; other keys go to the connector's config."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    connector: str = Field(..., description="Connector id, e.g. csv_file.")
+    schedule: str | None = Field(None, description="Cron expression for polling sources.")
+
+    def connector_options(self) -> dict[str, Any]:
+        """Return the options meant for the connector's own config model."""
+        return dict(self.model_extra or {})
+
+
+class Rule(_Strict):
+    """A validation rule: a CEL expression that must be true, or the record goes to quarantine."""
+
+    name: str = Field(..., description="Rule name, recorded with quarantined records.")
+    expr: str = Field(..., description="CEL expression over the record (by entity name) .")
+
+
+class Route(_Strict):
+    """A route: a CEL condition and the channels that receive matching records."""
+
+    when: str | None = Field(None, description="CEL condition over the record and `score`.")
+    otherwise: list[str] | None = Field(None, description="Targets when no `when` route matched.")
+    to: list[str] = Field(default_factory=list, description="Channel names, e.g. webhook.sales.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Route:
+        if (self.when is None) == (self.otherwise is None):
+            raise ValueError("a route has either `when` (with `to`) or `otherwise`")
+        if self.when is not None and not self.to:
+            raise ValueError("a `when` route needs `to`")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The channel names this route delivers to."""
+        return list(self.otherwise if self.otherwise is not None else self.to)
+
+
+class ScoringConfig(_Strict):
+    """Which model scores the pipeline's records."""
+
+    model: str = Field("lead-score", description="Model name in the registry.")
+    version: str | None = Field(None, description="Pin a version; default: the newest.")
+    thresholds: tuple[float, float, float] = Field(
+        (0.75, 0.5, 0.25), description="Grade A/B/C lower bounds; below the last is D."
+    )
+
+
+class ArchiveConfig(_Strict):
+    """Where file drops go once processed."""
+
+    processed: str = Field("processed", description="Folder for fully committed files.")
+    failed: str = Field("failed", description="Folder for files that could not be read.")
+
+
+class PipelineConfig(_Strict):
+    """One pipeline: source → mapping → rules → scoring → routes."""
+
+    source: SourceConfig
+    mapping: str = Field(..., description="Built-in mapping id (e.g. csv.lead) or a YAML path.")
+    rules: list[Rule] = Field(default_factory=list, description="Validation rules.")
+    scoring: ScoringConfig | None = Field(None, description="Scoring; omit to skip scoring.")
+    routes: list[Route] = Field(default_factory=list, description="Delivery routes.")
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    batch_size: int = Field(1000, ge=1, le=100_000, description="Records per transaction.")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rules_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v, "expr": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class DeliveryConfig(_Strict):
+    """The delivery worker's retry policy."""
+
+    schedule_s: list[float] = Field(
+        [5, 300, 1800, 7200, 18000, 36000, 36000],
+        description="Delay before each retry (Standard Webhooks schedule); jitter ±10 %.",
+    )
+    concurrency: int = Field(50, ge=1, le=1000, description="Deliveries in flight at once.")
+    lease_s: float = Field(60.0, gt=0, description="How long a claimed delivery stays leased.")
+
+    @property
+    def max_attempts(self) -> int:
+        """First attempt plus one per scheduled retry."""
+        return len(self.schedule_s) + 1
+
+
+class HubConfig(_Strict):
+    """The whole configuration file."""
+
+    store: str = Field("sqlite:///junction.db", description="SQLAlchemy URL of the store.")
+    models_dir: str = Field(".junction/models", description="Model registry folder.")
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+
+    @model_validator(mode="after")
+    def _names_and_targets(self) -> HubConfig:
+        for name in self.pipelines:
+            if not _NAME.match(name):
+                raise ValueError(f"pipeline name {name!r} must match {_NAME.pattern}")
+        for name in self.channels:
+            if not _CHANNEL.match(name):
+                raise ValueError(f"channel name {name!r} must look like kind.name (webhook.sales)")
+        for pname, p in self.pipelines.items():
+            for route in p.routes:
+                for target in route.targets:
+                    if target not in self.channels:
+                        raise ValueError(
+                            f"pipeline {pname}: route target {target!r} is not a channel"
+                        )
+        return self
+
+
+def _resolve_secrets(value: Any, base: Path) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            kind, ref = m.group(1), m.group(2).strip()
+            if kind == "env":
+                if ref not in os.environ:
+                    raise ConfigError(f"environment variable {ref} is not set")
+                return os.environ[ref]
+            try:
+                return (base / ref).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"secret file {ref} cannot be read") from exc
+
+        return _SECRET_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _resolve_secrets(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_secrets(v, base) for v in value]
+    return value
+
+
+def _construct(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node))
+            if key in out:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            out[key] = _construct(value_node, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, (*path, i), lines) for i, v in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def parse_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML safely, returning the data and a map from key path to line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(
+            f"{source}: {where}invalid YAML ({getattr(exc, 'problem', exc)})"
+        ) from exc
+    lines: dict[tuple[Any, ...], int] = {}
+    data = {} if node is None else _construct(node, (), lines)
+    return data, lines
+
+
+def format_validation_error(
+    exc: ValidationError, lines: dict[tuple[Any, ...], int], source: str
+) -> str:
+    """Render pydantic errors as ``source:line: path: message`` lines."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line = None
+        for i in range(len(loc), -1, -1):
+            if loc[:i] in lines:
+                line = lines[loc[:i]]
+                break
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        out.append(f"{source}:{line or '?'}: {dotted}: {err['msg']}")
+    return "\n".join(out)
+
+
+def load_config(path: str | Path) -> HubConfig:
+    """Load and validate a configuration file; raise ConfigError with line numbers."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}") from exc
+    data, lines = parse_yaml_with_lines(text, str(p))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    try:
+        cfg = HubConfig.model_validate(_resolve_secrets(data, p.parent))
+    except ValidationError as exc:
+        raise ConfigError(
+            "invalid configuration", details=format_validation_error(exc, lines, str(p))
+        ) from exc
+    return _relative_to(cfg, p.parent)
+
+
+def _relative_to(cfg: HubConfig, base: Path) -> HubConfig:
+    """Resolve relative file paths in the config against the config file's folder."""
+    store = cfg.store
+    prefix = "sqlite:///"
+    if store.startswith(prefix) and not store.startswith(prefix + "/") and ":memory:" not in store:
+        store = prefix + str((base / store[len(prefix) :]).resolve())
+    models_dir = str((base / cfg.models_dir).resolve())
+    pipelines = {}
+    for name, p in cfg.pipelines.items():
+        src = p.source.model_dump()
+        if isinstance(src.get("path"), str) and not os.path.isabs(src["path"]):
+            src["path"] = str((base / src["path"]).resolve())
+        archive = ArchiveConfig(
+            processed=str((base / p.archive.processed).resolve()),
+            failed=str((base / p.archive.failed).resolve()),
+        )
+        mapping = p.mapping
+        if mapping.endswith((".yaml", ".yml")) and not os.path.isabs(mapping):
+            mapping = str((base / mapping).resolve())
+        pipelines[name] = p.model_copy(
+            update={
+                "source": SourceConfig.model_validate(src),
+                "archive": archive,
+                "mapping": mapping,
+            }
+        )
+    return cfg.model_copy(update={"store": store, "models_dir": models_dir, "pipelines": pipelines})

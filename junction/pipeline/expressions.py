@@ -1,0 +1,116 @@
+"""CEL expressions for rules and routes, compiled once.
+
+The CEL runtime converts every value in the activation to CEL values on each call, so the cost is
+proportional to what we pass in.  Expressions are analysed once: when a variable is only used as
+``var.field`` we pass just those fields; anything else gets the whole object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import cel
+
+from junction.core.errors import ConfigError, RuleError
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+class Expression:
+    """A compiled CEL expression returning a boolean."""
+
+    __slots__ = ("_getters", "name", "program", "source")
+
+    def __init__(self, source: str, *, name: str, variables: Mapping[str, str]) -> None:
+        """Compile ``source``; ``variables`` maps each allowed variable name to its kind."""
+        self.source = source
+        self.name = name
+        try:
+            self.program = cel.compile(source)
+        except ValueError as exc:
+            raise ConfigError(
+                f"expression {name!r} does not compile", details=str(exc).splitlines()[0]
+            ) from exc
+        used = self.program.variables()
+        unknown = sorted(set(used) - set(variables) - _comprehension_vars(source))
+        if unknown:
+            raise ConfigError(
+                f"expression {name!r} uses unknown variable(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(variables))}"
+            )
+        self._getters: list[tuple[str, Callable[[Any], Any]]] = []
+        for var in used:
+            if var not in variables:
+                continue
+            fields = _field_only_uses(source, var)
+            self._getters.append((var, _projector(fields)))
+
+    def evaluate(self, values: Mapping[str, Any]) -> bool:
+        """Evaluate against ``values`` (variable name → model, dict or scalar)."""
+        activation = {var: get(values.get(var)) for var, get in self._getters}
+        try:
+            result = self.program.execute(activation)
+        except Exception as exc:
+            raise RuleError(
+                f"rule {self.name!r} could not be evaluated ({type(exc).__name__})",
+                context={"rule": self.name},
+            ) from exc
+        if not isinstance(result, bool):
+            raise RuleError(
+                f"rule {self.name!r} returned {type(result).__name__}, not a boolean",
+                context={"rule": self.name},
+            )
+        return result
+
+
+def _comprehension_vars(source: str) -> set[str]:
+    return set(re.findall(rf"\.(?:all|exists|exists_one|map|filter)\(\s*({_IDENT})\s*,", source))
+
+
+def _field_only_uses(source: str, var: str) -> list[str] | None:
+    """Return the fields of ``var`` used, or None if ``var`` is used other than as ``var.f``."""
+    fields: list[str] = []
+    for m in re.finditer(rf"(?<![\w.]){var}\b", source):
+        rest = source[m.end() :]
+        f = re.match(rf"\s*\.\s*({_IDENT})", rest)
+        if f is None:
+            return None
+        if f.group(1) not in fields:
+            fields.append(f.group(1))
+    return fields
+
+
+def _projector(fields: list[str] | None) -> Callable[[Any], Any]:
+    def whole(obj: Any) -> Any:
+        return _plain(obj)
+
+    if fields is None:
+        return whole
+
+    def project(obj: Any) -> Any:
+        if obj is None:
+            return None
+        if isinstance(obj, Mapping):
+            return {f: _plain(obj.get(f)) for f in fields}
+        return {f: _plain(getattr(obj, f, None)) for f in fields}
+
+    return project
+
+
+def _plain(value: Any) -> Any:
+    """Convert values CEL cannot take (Decimal, datetime, models) into ones it can."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return _plain(dump())
+    if isinstance(value, Decimal):
+        return float(value)
+    return value

@@ -1,0 +1,63 @@
+"""The hub: one configuration's store, pipelines and delivery worker, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from junction.core.errors import ConfigError
+from junction.core.registry import Registry, default_registry
+from junction.pipeline.config import HubConfig, load_config
+from junction.pipeline.deliver import DeliveryStats, DeliveryWorker, build_channels
+from junction.pipeline.runner import PipelineRunner, Progress, RunSummary
+from junction.store.repo import Store
+
+
+class Hub:
+    """Everything one configuration file describes, ready to run."""
+
+    def __init__(self, cfg: HubConfig, registry: Registry = default_registry) -> None:
+        """Open the store; pipelines and channels are built lazily."""
+        self.cfg = cfg
+        self.registry = registry
+        self.store = Store.open(cfg.store)
+        self._runners: dict[str, PipelineRunner] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Hub:
+        """Load a configuration file and open its hub."""
+        return cls(load_config(path))
+
+    def runner(self, name: str) -> PipelineRunner:
+        """The runner of pipeline ``name`` (compiled once)."""
+        if name not in self.cfg.pipelines:
+            raise ConfigError(f"no pipeline named {name!r}")
+        if name not in self._runners:
+            self._runners[name] = PipelineRunner(
+                name, self.cfg.pipelines[name], self.cfg, self.store, self.registry
+            )
+        return self._runners[name]
+
+    def run_once(self, progress: Progress | None = None) -> list[RunSummary]:
+        """Run every pipeline once over its ready inputs."""
+        return [self.runner(name).run_once(progress) for name in self.cfg.pipelines]
+
+    def deliver(self, *, drain_wait_s: float = 0.0) -> DeliveryStats:
+        """Send what is due, waiting up to ``drain_wait_s`` for retries that fall due soon."""
+
+        async def go() -> DeliveryStats:
+            worker = DeliveryWorker(
+                self.store, build_channels(self.cfg.channels, self.registry), self.cfg.delivery
+            )
+            try:
+                return await worker.run(drain_wait_s=drain_wait_s)
+            finally:
+                await worker.aclose()
+
+        return asyncio.run(go())
+
+    def close(self) -> None:
+        """Release connectors and the store."""
+        for r in self._runners.values():
+            r.close()
+        self.store.close()

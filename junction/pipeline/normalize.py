@@ -1,0 +1,35 @@
+"""Normalize and validate: the mapping turns raw dicts into canonical models, then CEL rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from junction.core.errors import RecordError
+from junction.pipeline.route import check_rules_compile, failed_rule
+from mappings.engine import compile_mapping, load_spec
+
+
+class Normalizer:
+    """A compiled mapping plus the pipeline's validation rules."""
+
+    def __init__(self, mapping: str, rules: Sequence[tuple[str, str]]) -> None:
+        """Load and compile the mapping spec and the rules."""
+        self.mapping = compile_mapping(load_spec(mapping))
+        self.entity: str = self.mapping.entity
+        self.rules = check_rules_compile(rules, self.entity)
+
+    def apply(self, records: list[dict[str, Any]]) -> tuple[list[tuple[int, Any]], list[tuple[int, RecordError]]]:
+        """Return (index, model) for good records and (index, error) for the rest."""
+        good, bad = self.mapping.apply_batch(records)
+        if not self.rules:
+            return good, list(bad)
+        bad = list(bad)
+        kept: list[tuple[int, Any]] = []
+        for i, model in good:
+            err = failed_rule(self.rules, model, self.entity)
+            if err is None:
+                kept.append((i, model))
+            else:
+                bad.append((i, err))
+        return kept, bad

@@ -1,0 +1,79 @@
+"""Routing: CEL conditions pick channels; the one retry policy for deliveries lives here too."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from junction.core.errors import RuleError
+from junction.pipeline.config import DeliveryConfig, Route
+from junction.pipeline.expressions import Expression
+
+
+class Router:
+    """Compiled routes of one pipeline."""
+
+    def __init__(self, routes: Sequence[Route], entity: str) -> None:
+        """Compile every route condition once."""
+        variables = {entity: "record", "record": "record", "score": "score"}
+        self._when: list[tuple[Expression, list[str]]] = []
+        self._otherwise: list[str] = []
+        for i, route in enumerate(routes):
+            if route.when is not None:
+                expr = Expression(route.when, name=f"route[{i}]", variables=variables)
+                self._when.append((expr, route.targets))
+            else:
+                self._otherwise.extend(route.targets)
+        self.entity = entity
+        self.empty = not self._when and not self._otherwise
+
+    def targets(self, record: Any, score: Mapping[str, Any] | None) -> list[str]:
+        """Return the channels for one record: every matching route, else the `otherwise` ones."""
+        values = {self.entity: record, "record": record, "score": score}
+        out: list[str] = []
+        for expr, targets in self._when:
+            if expr.evaluate(values):
+                out.extend(t for t in targets if t not in out)
+        if not out:
+            out = list(self._otherwise)
+        return out
+
+
+def delivery_id(record_id: str, channel: str) -> str:
+    """The idempotency key of one record's delivery to one channel (no dots, per the spec)."""
+    return f"{record_id}:{channel}".replace(".", "_")
+
+
+def next_delay(attempt_no: int, policy: DeliveryConfig, retry_after: float | None) -> float | None:
+    """Seconds until the next attempt after failed attempt ``attempt_no``; None when exhausted.
+
+    The schedule is the Standard Webhooks one with ±10 % jitter, so retries of many deliveries do
+    not synchronize; a receiver's Retry-After is honoured when it asks for longer.
+    """
+    if attempt_no >= policy.max_attempts:
+        return None
+    base = policy.schedule_s[attempt_no - 1]
+    delay = base * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not security
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def check_rules_compile(rules: Sequence[tuple[str, str]], entity: str) -> list[Expression]:
+    """Compile validation rules (name, expr) for ``entity``."""
+    variables = {entity: "record", "record": "record"}
+    return [Expression(expr, name=name, variables=variables) for name, expr in rules]
+
+
+def failed_rule(rules: Sequence[Expression], record: Any, entity: str) -> RuleError | None:
+    """Return the first rule ``record`` fails, as a RuleError, or None."""
+    values = {entity: record, "record": record}
+    for rule in rules:
+        try:
+            ok = rule.evaluate(values)
+        except RuleError as exc:
+            return exc
+        if not ok:
+            return RuleError(f"rule {rule.name!r} failed", context={"rule": rule.name})
+    return None

@@ -1,0 +1,410 @@
+"""The store's repository: every read and write Junction makes, in one place.
+
+Hot-path batch writes go through the DB-API ``executemany`` with statements built from our own
+table metadata (identifiers are never user input; values are always bound parameters).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, Table, and_, case, delete, func, or_, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError as _SAError
+
+from junction.core.errors import UnavailableError
+from junction.store import tables as t
+from junction.store.engine import open_store_engine
+
+Row = tuple[Any, ...]
+
+RECORD_COLS = (
+    "id", "pipeline", "entity", "source_system", "source_key", "schema_version",
+    "payload", "provenance", "run_id", "received_at",
+)  # fmt: skip
+SCORE_COLS = (
+    "record_id", "model_version", "model", "value", "grade", "factors", "variant", "scored_at",
+)  # fmt: skip
+DELIVERY_COLS = (
+    "id", "record_id", "pipeline", "channel", "event_type", "payload", "status", "attempts",
+    "next_attempt_at", "created_at",
+)  # fmt: skip
+QUARANTINE_COLS = (
+    "pipeline", "stage", "record_key", "error_type", "error_code", "message", "context",
+    "payload", "provenance", "status", "created_at", "run_id",
+)  # fmt: skip
+
+
+class Store:
+    """Junction's store on SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Wrap an engine whose schema is migrated."""
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (and migrate) the store at ``url``."""
+        return cls(open_store_engine(url))
+
+    def close(self) -> None:
+        """Dispose of pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction; store outages surface as UnavailableError."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise UnavailableError(
+                "the store is unavailable", details=f"{type(exc).__name__}: {exc.orig}"
+            ) from exc
+
+    def _insert_ignore(self, table: Table, cols: tuple[str, ...]) -> str:
+        key = (table.name, cols)
+        sql = self._sql.get(key)
+        if sql is None:
+            names = ", ".join(cols)
+            if self.dialect == "sqlite":
+                marks = ", ".join("?" for _ in cols)
+                sql = f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+            else:
+                marks = ", ".join("%s" for _ in cols)
+                sql = (
+                    f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "  # noqa: S608
+                    "ON CONFLICT DO NOTHING"
+                )
+            self._sql[key] = sql
+        return sql
+
+    def insert_many(
+        self, conn: Connection, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
+    ) -> None:
+        """Insert rows, ignoring ones whose key already exists (idempotent re-runs)."""
+        if not rows:
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.executemany(self._insert_ignore(table, cols), rows)
+        finally:
+            cur.close()
+
+    def write_batch(
+        self,
+        *,
+        records: Sequence[Row],
+        scores: Sequence[Row],
+        deliveries: Sequence[Row],
+        quarantined: Sequence[Row],
+        cursor: tuple[str, str, dict[str, Any]] | None,
+    ) -> None:
+        """Write one batch's effects and its cursor in ONE transaction."""
+        with self.begin() as conn:
+            self.insert_many(conn, t.records, RECORD_COLS, records)
+            self.insert_many(conn, t.scores, SCORE_COLS, scores)
+            self.insert_many(conn, t.deliveries, DELIVERY_COLS, deliveries)
+            self.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+            if cursor is not None:
+                self._set_cursor(conn, *cursor)
+
+    # cursors and the file ledger
+
+    def _set_cursor(
+        self, conn: Connection, pipeline: str, stream: str, value: dict[str, Any]
+    ) -> None:
+        data = orjson.dumps(value).decode()
+        now = time.time()
+        n = conn.execute(
+            update(t.cursors)
+            .where(t.cursors.c.pipeline == pipeline, t.cursors.c.stream == stream)
+            .values(value=data, updated_at=now)
+        ).rowcount
+        if n == 0:
+            conn.execute(
+                t.cursors.insert().values(
+                    pipeline=pipeline, stream=stream, value=data, updated_at=now
+                )
+            )
+
+    def get_cursor(self, pipeline: str, stream: str) -> dict[str, Any] | None:
+        """Return the committed cursor for a stream, if any."""
+        with self.begin() as conn:
+            v = conn.execute(
+                select(t.cursors.c.value).where(
+                    t.cursors.c.pipeline == pipeline, t.cursors.c.stream == stream
+                )
+            ).scalar()
+        return None if v is None else dict(orjson.loads(v))
+
+    def finish_file(
+        self, pipeline: str, stream: str, sha256: str, path: str, status: str, rows: int
+    ) -> None:
+        """Record a file as done (or failed) and drop its cursor, atomically."""
+        with self.begin() as conn:
+            conn.execute(
+                delete(t.cursors).where(
+                    t.cursors.c.pipeline == pipeline, t.cursors.c.stream == stream
+                )
+            )
+            exists = conn.execute(
+                select(t.files.c.status).where(
+                    t.files.c.pipeline == pipeline, t.files.c.sha256 == sha256
+                )
+            ).scalar()
+            if exists is None:
+                conn.execute(
+                    t.files.insert().values(
+                        pipeline=pipeline,
+                        sha256=sha256,
+                        path=path,
+                        status=status,
+                        rows=rows,
+                        finished_at=time.time(),
+                    )
+                )
+
+    def file_status(self, pipeline: str, sha256: str) -> str | None:
+        """Return 'done' or 'failed' for a file already handled by ``pipeline``."""
+        with self.begin() as conn:
+            status = conn.execute(
+                select(t.files.c.status).where(
+                    t.files.c.pipeline == pipeline, t.files.c.sha256 == sha256
+                )
+            ).scalar()
+        return None if status is None else str(status)
+
+    # runs
+
+    def start_run(self, pipeline: str) -> int:
+        """Create a run row and return its id."""
+        with self.begin() as conn:
+            res = conn.execute(
+                t.runs.insert().values(
+                    pipeline=pipeline, status="running", started_at=time.time(), counts="{}"
+                )
+            )
+            pk = res.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
+
+    def finish_run(
+        self, run_id: int, status: str, counts: dict[str, int], error: str | None = None
+    ) -> None:
+        """Close a run with its counts."""
+        with self.begin() as conn:
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=time.time(),
+                    counts=orjson.dumps(counts).decode(),
+                    error=error,
+                )
+            )
+
+    # quarantine
+
+    def quarantine_one(self, row: Row) -> None:
+        """Quarantine one item outside a batch (file-level errors, exhausted deliveries)."""
+        with self.begin() as conn:
+            self.insert_many(conn, t.quarantine, QUARANTINE_COLS, [row])
+
+    def list_quarantine(
+        self, *, pipeline: str | None = None, status: str = "open", limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """List quarantined items, newest first."""
+        q = select(t.quarantine).where(t.quarantine.c.status == status)
+        if pipeline:
+            q = q.where(t.quarantine.c.pipeline == pipeline)
+        with self.begin() as conn:
+            rows = conn.execute(q.order_by(t.quarantine.c.id.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def get_quarantine(self, qid: int) -> dict[str, Any] | None:
+        """Return one quarantined item."""
+        with self.begin() as conn:
+            row = (
+                conn.execute(select(t.quarantine).where(t.quarantine.c.id == qid))
+                .mappings()
+                .first()
+            )
+        return None if row is None else dict(row)
+
+    def resolve_quarantine(self, conn: Connection, qid: int, status: str) -> None:
+        """Mark a quarantined item replayed or discarded."""
+        # the key gets the entry's id appended, so a record that fails again opens a new entry
+        conn.execute(
+            update(t.quarantine)
+            .where(t.quarantine.c.id == qid)
+            .values(
+                status=status,
+                resolved_at=time.time(),
+                record_key=t.quarantine.c.record_key + f"#{qid}",
+            )
+        )
+
+    # deliveries (the outbox)
+
+    def claim_deliveries(
+        self, limit: int, lease_s: float, *, now: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` due deliveries to enabled channels (SKIP LOCKED on PostgreSQL)."""
+        now = time.time() if now is None else now
+        disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
+        q = (
+            select(t.deliveries.c.id, t.deliveries.c.channel, t.deliveries.c.event_type,
+                   t.deliveries.c.payload, t.deliveries.c.attempts, t.deliveries.c.record_id,
+                   t.deliveries.c.pipeline)
+            .where(
+                t.deliveries.c.status == "pending",
+                t.deliveries.c.next_attempt_at <= now,
+                or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < now),
+                t.deliveries.c.channel.not_in(disabled),
+            )
+            .order_by(t.deliveries.c.next_attempt_at)
+            .limit(limit)
+        )  # fmt: skip
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=t.deliveries)
+        with self.begin() as conn:
+            rows = [dict(r) for r in conn.execute(q).mappings().all()]
+            if rows:
+                conn.execute(
+                    update(t.deliveries)
+                    .where(t.deliveries.c.id.in_([r["id"] for r in rows]))
+                    .values(lease_until=now + lease_s)
+                )
+        return rows
+
+    def record_attempts(
+        self, outcomes: Sequence[dict[str, Any]], quarantined: Sequence[Row]
+    ) -> None:
+        """Write attempt rows and delivery state changes for a set of finished sends."""
+        with self.begin() as conn:
+            if outcomes:
+                conn.execute(
+                    t.attempts.insert(),
+                    [
+                        {k: o[k] for k in ("delivery_id", "attempt_no", "started_at", "duration_ms",
+                                          "status_code", "outcome", "error")}
+                        for o in outcomes
+                    ],
+                )  # fmt: skip
+            for o in outcomes:
+                values: dict[str, Any] = {
+                    "attempts": o["attempt_no"],
+                    "last_status": o["status_code"],
+                    "last_error": o["error"],
+                    "lease_until": None,
+                    "status": o["new_status"],
+                    "next_attempt_at": o["next_attempt_at"],
+                }
+                if o["new_status"] == "delivered":
+                    values["delivered_at"] = o["started_at"] + o["duration_ms"] / 1000
+                conn.execute(
+                    update(t.deliveries)
+                    .where(t.deliveries.c.id == o["delivery_id"])
+                    .values(**values)
+                )
+            self.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+
+    def next_due_at(self) -> float | None:
+        """When the earliest pending delivery to an enabled channel is due, if any."""
+        disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
+        with self.begin() as conn:
+            due = case(
+                (t.deliveries.c.lease_until > t.deliveries.c.next_attempt_at, t.deliveries.c.lease_until),
+                else_=t.deliveries.c.next_attempt_at,
+            )
+            v = conn.execute(
+                select(func.min(due)).where(
+                    t.deliveries.c.status == "pending", t.deliveries.c.channel.not_in(disabled)
+                )
+            ).scalar()
+        return None if v is None else float(v)
+
+    def requeue_delivery(self, conn: Connection, delivery_id: str) -> bool:
+        """Put a dead delivery back in the queue (replay); True if one was changed."""
+        n = conn.execute(
+            update(t.deliveries)
+            .where(t.deliveries.c.id == delivery_id, t.deliveries.c.status == "dead")
+            .values(status="pending", attempts=0, next_attempt_at=time.time(), lease_until=None)
+        ).rowcount
+        return bool(n)
+
+    # endpoints
+
+    def set_endpoint(self, channel: str, *, disabled: bool, reason: str | None = None) -> None:
+        """Disable or enable a channel endpoint."""
+        with self.begin() as conn:
+            n = conn.execute(
+                update(t.endpoints).where(t.endpoints.c.channel == channel)
+                .values(disabled=disabled, reason=reason, updated_at=time.time())
+            ).rowcount  # fmt: skip
+            if n == 0:
+                conn.execute(
+                    t.endpoints.insert().values(
+                        channel=channel, disabled=disabled, reason=reason, updated_at=time.time()
+                    )
+                )
+
+    def disabled_endpoints(self) -> dict[str, str | None]:
+        """Return the disabled channels and why."""
+        with self.begin() as conn:
+            rows = conn.execute(
+                select(t.endpoints.c.channel, t.endpoints.c.reason).where(
+                    t.endpoints.c.disabled.is_(True)
+                )
+            ).all()
+        return {r[0]: r[1] for r in rows}
+
+    # read-side summaries
+
+    def counts(self, pipeline: str | None = None) -> dict[str, int]:
+        """Totals for the summary table: records, scores, quarantine, deliveries by status."""
+        out: dict[str, int] = {}
+        with self.begin() as conn:
+
+            def n(table: Table, *conds: Any) -> int:
+                q = select(func.count()).select_from(table)
+                if conds:
+                    q = q.where(and_(*conds))
+                return int(conn.execute(q).scalar() or 0)
+
+            rp = [t.records.c.pipeline == pipeline] if pipeline else []
+            out["records"] = n(t.records, *rp)
+            out["scored"] = (
+                n(t.scores, t.scores.c.record_id.in_(select(t.records.c.id).where(*rp)))
+                if pipeline else n(t.scores)
+            )  # fmt: skip
+            qp = [t.quarantine.c.pipeline == pipeline] if pipeline else []
+            out["quarantined"] = n(t.quarantine, t.quarantine.c.status == "open", *qp)
+            dp = [t.deliveries.c.pipeline == pipeline] if pipeline else []
+            for status in ("pending", "delivered", "dead"):
+                out[f"deliveries_{status}"] = n(t.deliveries, t.deliveries.c.status == status, *dp)
+            out["attempts"] = n(t.attempts)
+        return out
+
+    def fetch_record(self, record_id: str) -> dict[str, Any] | None:
+        """Return one stored record row."""
+        with self.begin() as conn:
+            row = (
+                conn.execute(select(t.records).where(t.records.c.id == record_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else dict(row)
+
+
+__all__ = ["DELIVERY_COLS", "QUARANTINE_COLS", "RECORD_COLS", "SCORE_COLS", "Store", "_SAError"]

@@ -1,0 +1,147 @@
+"""Table definitions (SQLAlchemy Core).  Alembic migrations in ``migrations/`` create them.
+
+Timestamps are float epoch seconds (UTC): cheap to bind on the hot path and identical on SQLite and
+PostgreSQL.  Record and delivery ids are monotonic within a file
+(``<pipeline>:<sha16>:<row>``), which
+keeps B-tree inserts append-mostly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("counts", Text, nullable=False, default="{}"),  # JSON: read, stored, quarantined, ...
+    Column("error", Text),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("stream", String(1024), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", Float, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # done | failed
+    Column("rows", Integer, nullable=False, default=0),
+    Column("finished_at", Float, nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("entity", String(32), nullable=False),
+    Column("source_system", String(64), nullable=False),
+    Column("source_key", String(384), nullable=False),
+    Column("schema_version", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # canonical JSON
+    Column("provenance", Text, nullable=False),  # JSON
+    Column("run_id", Integer),
+    Column("received_at", Float, nullable=False),
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("record_id", String(512), primary_key=True),
+    Column("model_version", String(64), primary_key=True),
+    Column("model", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("grade", String(1), nullable=False),
+    Column("factors", Text, nullable=False),  # JSON [[feature, contribution], ...]
+    Column("variant", String(32), nullable=False),
+    Column("scored_at", Float, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(600), primary_key=True),  # the idempotency key (webhook-id)
+    Column("record_id", String(512), nullable=False),
+    Column("pipeline", String(128), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+)
+Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(600), nullable=False, index=True),
+    Column("attempt_no", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("outcome", String(16), nullable=False),  # delivered | retry | failed | gone
+    Column("error", Text),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("stage", String(16), nullable=False),  # extract | normalize | validate | score | deliver
+    Column("record_key", String(600), nullable=False),
+    Column("error_type", String(64), nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("context", Text, nullable=False),  # JSON
+    Column("payload", LargeBinary),  # the original bytes
+    Column("provenance", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),  # open | replayed | discarded
+    Column("created_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    Column("run_id", Integer),
+    UniqueConstraint("pipeline", "stage", "record_key", name="uq_quarantine_key"),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("channel", String(128), primary_key=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("reason", Text),
+    Column("updated_at", Float, nullable=False),
+)

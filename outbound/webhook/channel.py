@@ -1,0 +1,231 @@
+"""The webhook channel: signed HTTP POSTs per the Standard Webhooks spec, over one aiohttp session.
+
+One attempt per ``send``: the channel classifies the answer (see ``classify``) and never retries;
+the delivery worker owns the retry policy.  Every attempt carries the same ``webhook-id`` (the
+delivery's idempotency key) and a fresh ``webhook-timestamp`` and signature, so receivers can dedupe
+retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import ValidationError
+from standardwebhooks.webhooks import Webhook
+from yarl import URL
+
+from junction.core.errors import ConfigError, InternalError
+from outbound.base import Delivery, Receipt
+from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
+from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig
+
+# read at most this much of an answer, so a receiver cannot make us buffer more
+MAX_BODY_READ = 64 * 1024
+BODY_EXCERPT_CHARS = 1024
+
+
+@cache
+def _user_agent() -> str:
+    try:
+        return f"Junction/{version('junction-hub')}"
+    except PackageNotFoundError:
+        return "Junction/0+unknown"
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    # pydantic's own text echoes the input values, which may be secrets: keep locations and reasons
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )
+    return ConfigError(f"invalid webhook channel config: {problems}")
+
+
+class WebhookChannel:
+    """Deliver to one HTTP endpoint, signed with every active secret of its config.
+
+    Args:
+        config: The endpoint config, or a mapping validated into one.
+        clock: Returns the Unix time used for ``webhook-timestamp`` (tests inject one).
+
+    Raises:
+        ConfigError: ``config`` is a mapping that does not validate.
+    """
+
+    name: ClassVar[str] = "webhook"
+    config_model: ClassVar[type[WebhookConfig]] = WebhookConfig
+
+    def __init__(
+        self,
+        config: WebhookConfig | Mapping[str, Any],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(config, WebhookConfig):
+            try:
+                config = WebhookConfig.model_validate(config)
+            except ValidationError as exc:
+                raise _config_error(exc) from None
+        self.config = config
+        self._clock = clock
+        self._url = URL(str(config.url))
+        # one signer per active secret; the key is decoded once here, not per request
+        self._signers = [Webhook(secret) for secret in config.active_secrets()]
+        self._base_headers = {
+            **config.static_headers(),
+            "content-type": "application/json",
+            "user-agent": _user_agent(),
+        }
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __aenter__(self) -> WebhookChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _open_session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                raise InternalError(
+                    "webhook channel used from a second event loop; call aclose() first"
+                )
+            # the old loop is gone and took its sockets with it; start afresh
+            self._session = None
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # receivers must not be able to plant cookies that leak into other deliveries
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+            # the total timeout must measure the attempt, not the wait for a free connection, so
+            # requests queue on this semaphore (sized like the pool) before the clock starts
+            self._slots = asyncio.Semaphore(self.config.max_connections)
+            self._loop = loop
+        assert self._slots is not None
+        return self._session, self._slots
+
+    def _headers(self, delivery: Delivery, timestamp: int) -> dict[str, str]:
+        msg_id = delivery.delivery_id
+        if not msg_id or "." in msg_id or not msg_id.isprintable() or " " in msg_id:
+            # the signed string is "id.timestamp.body": a '.' in the id makes it ambiguous
+            raise InternalError(
+                "delivery_id is not a valid webhook-id (empty, or has '.', spaces or controls)",
+                context={"channel": delivery.channel},
+            )
+        try:
+            body = delivery.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InternalError(
+                "delivery payload is not UTF-8 JSON", context={"channel": delivery.channel}
+            ) from None
+        signed_at = datetime.fromtimestamp(timestamp, tz=UTC)
+        signature = " ".join(s.sign(msg_id, signed_at, body) for s in self._signers)
+        headers = self._base_headers.copy()
+        if delivery.headers:
+            clash = RESERVED_HEADERS.intersection(k.lower() for k in delivery.headers)
+            if clash:
+                raise InternalError(
+                    f"delivery headers may not set {sorted(clash)}",
+                    context={"channel": delivery.channel},
+                )
+            if any(ch in v for v in delivery.headers.values() for ch in "\r\n\0"):
+                raise InternalError(
+                    "a delivery header value has a control character",
+                    context={"channel": delivery.channel},
+                )
+            headers.update(delivery.headers)
+        headers["webhook-id"] = msg_id
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = signature
+        return headers
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        """POST one delivery and classify the answer.
+
+        Args:
+            delivery: The message; ``delivery_id`` becomes ``webhook-id`` and must not contain '.'.
+
+        Returns:
+            A Receipt for a 2xx answer, with ``detail["body_excerpt"]`` (at most 1 KiB).
+
+        Raises:
+            InternalError: The delivery id or payload cannot be signed.
+            EndpointGoneError: 410.
+            FatalError: Other 4xx, or the receiver sent ``webhook-delivery: abort-message``.
+            RateLimitedError: 429 (``retry_after`` from Retry-After).
+            UnavailableError: 408, 5xx, refused, reset, DNS failure or truncated answer.
+            RemoteTimeoutError: No complete answer within ``timeout_s``.
+            RetryableError: A 3xx redirect (never followed).
+        """
+        session, slots = self._open_session()
+        headers = self._headers(delivery, int(self._clock()))
+        async with slots:
+            started = time.perf_counter()
+            try:
+                async with session.post(
+                    self._url,
+                    data=delivery.payload,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as resp:
+                    status = resp.status
+                    length = resp.content_length
+                    if length is not None and length <= MAX_BODY_READ:
+                        raw = await resp.read()
+                    else:
+                        raw = await _read_capped(resp.content, MAX_BODY_READ)
+                    resp_headers = resp.headers
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise classify_exception(
+                    exc, duration_ms=(time.perf_counter() - started) * 1000.0
+                ) from exc
+            duration_ms = (time.perf_counter() - started) * 1000.0
+        excerpt = raw[:BODY_EXCERPT_CHARS].decode("utf-8", "replace") if raw else ""
+        error = classify_response(
+            status, resp_headers, duration_ms=duration_ms, body_excerpt=excerpt
+        )
+        if error is not None:
+            raise error
+        detail: dict[str, Any] = {"body_excerpt": excerpt}
+        if ABORT_HEADER in resp_headers:
+            detail[ABORT_HEADER] = resp_headers[ABORT_HEADER]
+        return Receipt(
+            delivery_id=delivery.delivery_id,
+            status_code=status,
+            duration_ms=duration_ms,
+            detail=detail,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool; safe to call twice (a later send opens a new one)."""
+        session, self._session = self._session, None
+        self._slots = None
+        self._loop = None
+        if session is not None and not session.closed:
+            await session.close()
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = await stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

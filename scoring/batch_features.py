@@ -1,0 +1,138 @@
+"""Feature extraction for a whole batch, column by column (the pipeline's scoring hot path).
+
+:func:`extract_columns` gives the same values as :func:`scoring.features.extract` row by row,
+but works one field at a time over the batch: comprehensions over memo dicts for the
+categories and one ``numpy`` conversion for the numbers, about 1 µs per record instead of ~3.
+
+The fast path assumes a clean batch of one record type.  When anything is off (mixed types, a
+value of the wrong kind, a negative count) it falls back to :func:`~scoring.features.extract`
+per record, which names the failing records; so a bad record costs its batch the slow path,
+never a wrong score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from junction.core.errors import ScoringInputError
+from scoring.features import (
+    COUNTRY,
+    FREE_DOMAIN,
+    INDUSTRY,
+    LEAD_SOURCE,
+    SENIORITY,
+    SOURCE_FIELDS,
+    FeatureRow,
+    extract,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+# what the fast path can meet in a bad batch; anything else is a bug and propagates
+_FAST_PATH_MISSES = (ScoringInputError, TypeError, ValueError, AttributeError, OverflowError)
+
+
+class FeatureColumns(NamedTuple):
+    """Features of the scorable records of a batch, feature-major.
+
+    Attributes:
+        categorical: four lists (lead_source, industry, country, seniority) of normalized
+            category strings.
+        numeric: shape ``(5, n)``: log_employees, log_annual_revenue, page_views, visits,
+            email_opens.
+        binary: shape ``(4, n)``: has_phone, free_email, employees_missing,
+            annual_revenue_missing (0.0 or 1.0).
+        rows: the batch index of each column position, or ``None`` when every record of the
+            batch is present (the usual case).
+    """
+
+    categorical: tuple[list[str], list[str], list[str], list[str]]
+    numeric: FloatArray
+    binary: FloatArray
+    rows: list[int] | None
+
+
+def extract_columns(
+    records: Sequence[Any],
+) -> tuple[FeatureColumns, dict[int, ScoringInputError]]:
+    """Extract the features of a batch of canonical leads (dicts or objects with the fields).
+
+    Returns:
+        The feature columns of the records that can be scored, and ``{batch index: error}``
+        for those that cannot (empty for a clean batch).
+    """
+    if len(records) and len({type(r) for r in records}) == 1:
+        try:
+            return _fast(records), {}
+        except _FAST_PATH_MISSES:
+            pass  # some record is not clean: let the per-record path say which
+    return _per_record(records)
+
+
+def _gather(records: Sequence[Any]) -> list[list[Any]]:
+    # one accessor for the whole batch: the records were checked to share one type
+    if isinstance(records[0], Mapping):
+        return [[r.get(f) for r in records] for f in SOURCE_FIELDS]
+    return [[getattr(r, f, None) for r in records] for f in SOURCE_FIELDS]
+
+
+def _fast(records: Sequence[Any]) -> FeatureColumns:
+    ls, ind, ctry, title, emp, rev, views, visits, opens, phone, email = _gather(records)
+    cats = (
+        [LEAD_SOURCE[v] for v in ls],
+        [INDUSTRY[v] for v in ind],
+        [COUNTRY[v] for v in ctry],
+        [SENIORITY[v] for v in title],
+    )
+    # None becomes NaN here, exactly as features._number reads it
+    num = np.array([emp, rev, views, visits, opens], dtype=np.float64)
+    if ((num < 0.0) | np.isinf(num)).any():
+        raise ValueError("negative or infinite number")
+    missing = np.isnan(num)
+    num[missing] = 0.0
+    np.log1p(num[:2], out=num[:2])
+    n = len(records)
+    binary = np.empty((4, n), dtype=np.float64)
+    binary[0] = np.fromiter(map(bool, phone), dtype=np.float64, count=n)
+    binary[1] = [FREE_DOMAIN[e[e.rfind("@") + 1 :]] if e else 0.0 for e in email]
+    binary[2:] = missing[:2]
+    return FeatureColumns(cats, num, binary, None)
+
+
+def _per_record(records: Sequence[Any]) -> tuple[FeatureColumns, dict[int, ScoringInputError]]:
+    good: list[FeatureRow] = []
+    rows: list[int] = []
+    errors: dict[int, ScoringInputError] = {}
+    for i, record in enumerate(records):
+        try:
+            good.append(extract(record))
+        except ScoringInputError as exc:
+            exc.context.setdefault("index", i)
+            errors[i] = exc
+        else:
+            rows.append(i)
+    return columns_from_rows(good, rows if errors else None), errors
+
+
+def columns_from_rows(rows: Sequence[FeatureRow], index: list[int] | None = None) -> FeatureColumns:
+    """Turn feature rows (from :func:`scoring.features.extract`) into :class:`FeatureColumns`."""
+    if not rows:
+        empty = np.empty((0, 0), dtype=np.float64)
+        return FeatureColumns(([], [], [], []), empty.reshape(5, 0), empty.reshape(4, 0), index)
+    cols = list(zip(*rows, strict=True))
+    cats = (list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]))
+    num = np.array(cols[4:9], dtype=np.float64)
+    binary = np.array(cols[9:13], dtype=np.float64)
+    return FeatureColumns(cats, num, binary, index)  # type: ignore[arg-type]
+
+
+def to_matrix(rows: Sequence[FeatureRow]) -> npt.NDArray[np.object_]:
+    """Return feature rows as the ``(n, 13)`` object array the scikit-learn pipeline takes."""
+    out = np.empty((len(rows), 13), dtype=object)
+    for i, row in enumerate(rows):
+        out[i] = row
+    return out

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from junction.core.errors import ConfigError, RuleError
+from junction.pipeline.config import DeliveryConfig, Route
+from junction.pipeline.expressions import Expression
+from junction.pipeline.route import Router, delivery_id, failed_rule, check_rules_compile, next_delay
+from schemas import Lead
+
+VARS = {"lead": "record", "record": "record", "score": "score"}
+
+
+def test_projection_passes_only_used_fields() -> None:
+    e = Expression("lead.email != null && lead.employees > 10", name="r", variables=VARS)
+    lead = Lead(email="a@example.com", employees=50, first_name="Ann")
+    assert e.evaluate({"lead": lead}) is True
+    assert e.evaluate({"lead": Lead(email=None, employees=50)}) is False
+
+
+def test_decimals_and_datetimes_are_usable() -> None:
+    e = Expression(
+        'lead.annual_revenue > 1000.0 && lead.created_at < timestamp("2030-01-01T00:00:00Z")',
+        name="r",
+        variables=VARS,
+    )
+    lead = Lead(annual_revenue=Decimal("2500.50"), created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert e.evaluate({"lead": lead}) is True
+
+
+def test_compile_errors_and_unknown_variables() -> None:
+    with pytest.raises(ConfigError, match="does not compile"):
+        Expression("lead.email != ", name="broken", variables=VARS)
+    with pytest.raises(ConfigError, match="unknown variable"):
+        Expression("account.name != null", name="wrong", variables=VARS)
+
+
+def test_runtime_errors_and_non_boolean_are_rule_errors() -> None:
+    e = Expression("lead.employees > 10", name="size", variables=VARS)
+    with pytest.raises(RuleError) as info:
+        e.evaluate({"lead": Lead(employees=None)})
+    assert info.value.context["rule"] == "size"
+    with pytest.raises(RuleError, match="not a boolean"):
+        Expression("lead.employees", name="n", variables=VARS).evaluate({"lead": Lead(employees=3)})
+
+
+def test_rules_report_the_failing_rule_by_name() -> None:
+    rules = check_rules_compile([("has_email", "lead.email != null"), ("big", "lead.employees >= 10")], "lead")
+    assert failed_rule(rules, Lead(email="a@b.co", employees=20), "lead") is None
+    err = failed_rule(rules, Lead(email="a@b.co", employees=2), "lead")
+    assert err is not None and err.context["rule"] == "big"
+
+
+def test_router_matches_all_when_routes_else_otherwise() -> None:
+    routes = [
+        Route(when="score.value >= 0.7", to=["webhook.sales", "slack.hot"]),
+        Route(when='lead.country == "DE"', to=["webhook.sales", "webhook.de"]),
+        Route(otherwise=["webhook.nurture"]),
+    ]
+    r = Router(routes, "lead")
+    assert r.targets(Lead(country="DE"), {"value": 0.9}) == ["webhook.sales", "slack.hot", "webhook.de"]
+    assert r.targets(Lead(country="US"), {"value": 0.2}) == ["webhook.nurture"]
+
+
+def test_delivery_ids_have_no_dots_and_delays_follow_schedule() -> None:
+    assert delivery_id("p:abc:1", "webhook.sales") == "p:abc:1:webhook_sales"
+    policy = DeliveryConfig(schedule_s=[10, 100])
+    d1 = next_delay(1, policy, None)
+    assert d1 is not None and 9 <= d1 <= 11
+    assert next_delay(1, policy, retry_after=120) == 120
+    assert next_delay(3, policy, None) is None
