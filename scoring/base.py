@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from junction.core.errors import ScoringInputError
 from schemas.score import Score
 
 
@@ -56,3 +57,37 @@ class ScoreColumns:
 
     def __len__(self) -> int:
         return len(self.values)
+
+
+class PartialScoreColumns(ScoreColumns):
+    """Scores for a batch in which some records may not have been scored.
+
+    Every column stays aligned with the batch.  ``failed`` maps the index of each record that
+    could not be scored to its :class:`~junction.core.errors.ScoringInputError` (ascending
+    index order; empty for a clean batch).  At those positions ``values`` holds NaN,
+    ``grades`` an empty string and ``factors`` an empty list: the caller quarantines those
+    records instead of routing them.
+    """
+
+    __slots__ = ("failed",)
+
+    def __init__(
+        self,
+        *,
+        values: list[float],
+        grades: list[str],
+        factors: list[list[tuple[str, float]]],
+        model: str,
+        model_version: str,
+        variant: str = "production",
+        failed: dict[int, ScoringInputError] | None = None,
+    ) -> None:
+        super().__init__(
+            values=values,
+            grades=grades,
+            factors=factors,
+            model=model,
+            model_version=model_version,
+            variant=variant,
+        )
+        self.failed: dict[int, ScoringInputError] = failed or {}

@@ -127,7 +127,7 @@ def columns_from_rows(rows: Sequence[FeatureRow], index: list[int] | None = None
     cats = (list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]))
     num = np.array(cols[4:9], dtype=np.float64)
     binary = np.array(cols[9:13], dtype=np.float64)
-    return FeatureColumns(cats, num, binary, index)  # type: ignore[arg-type]
+    return FeatureColumns(cats, num, binary, index)
 
 
 def to_matrix(rows: Sequence[FeatureRow]) -> npt.NDArray[np.object_]:

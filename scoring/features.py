@@ -41,7 +41,7 @@ BINARY: tuple[str, ...] = ("has_phone", "free_email", "employees_missing", "annu
 FEATURE_NAMES: tuple[str, ...] = CATEGORICAL + NUMERIC + BINARY
 MISSING = "missing"
 
-# the canonical Lead fields the features are computed from, in the order _derive takes them
+# the canonical Lead fields the features are computed from, in the order derive() takes them
 SOURCE_FIELDS: tuple[str, ...] = (
     "lead_source",
     "industry",
@@ -56,14 +56,14 @@ SOURCE_FIELDS: tuple[str, ...] = (
     "email",
 )
 
+_C_LEVEL_WORDS = (
+    "ceo", "cto", "cfo", "coo", "cmo", "cio", "ciso", "chief",
+    "founder", "co founder", "owner", "president", "managing director",
+)  # fmt: skip
 # first match wins; "vice president" must be tested before "president"
 SENIORITY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vp", ("vp", "svp", "evp", "vice president")),
-    (
-        "c_level",
-        ("ceo", "cto", "cfo", "coo", "cmo", "cio", "ciso", "chief", "founder", "co founder")
-        + ("owner", "president", "managing director"),
-    ),
+    ("c_level", _C_LEVEL_WORDS),
     ("director", ("director", "head", "head of")),
     ("manager", ("manager", "lead", "supervisor", "team lead")),
 )
@@ -91,7 +91,9 @@ FREE_EMAIL_DOMAINS: frozenset[str] = frozenset(
     }
 )
 
-FeatureRow = tuple[str, str, str, str, float, float, float, float, float, float, float, float, float]
+FeatureRow = tuple[
+    str, str, str, str, float, float, float, float, float, float, float, float, float
+]
 
 _CACHE_LIMIT = 65_536  # per normalizer; unique titles must not grow memory without bound
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")

@@ -65,7 +65,7 @@ def run_demo(directory: Path, rows: int, console: Console, progress_bar: Callabl
 
     with WebhookSink(secret, directory / "sink.jsonl") as sink:
         config = directory / "junction.yaml"
-        config.write_text(CONFIG.format(url=sink.url, config=config), encoding="utf-8")
+        config.write_text(CONFIG.format(url=sink.url.rstrip("/"), config=config), encoding="utf-8")
         console.print(f"[bold]2.[/] started a webhook sink at {sink.url} (verifies every signature)")
         hub = Hub.from_file(config)
         try:

@@ -123,6 +123,7 @@ class DeliveryWorker:
         }  # fmt: skip
         channel = self.channels.get(row["channel"])
         quarantined: tuple[Any, ...] | None = None
+        error_type = ""
         try:
             if channel is None:
                 raise FatalError(f"channel {row['channel']!r} is not configured")
@@ -135,6 +136,7 @@ class DeliveryWorker:
             outcome["next_attempt_at"] = started
             self.stats.delivered += 1
         except JunctionError as exc:
+            error_type = type(exc).__name__
             outcome["status_code"] = exc.context.get("status_code")
             outcome["error"] = f"{type(exc).__name__}: {exc.user_message}"
             if isinstance(exc, EndpointGoneError):
@@ -157,7 +159,7 @@ class DeliveryWorker:
             self.stats.dead += 1
             log.warning(
                 "delivery dead-lettered", delivery_id=row["id"], channel=row["channel"],
-                error=type(exc).__name__, attempts=attempt_no,
+                error=error_type, attempts=attempt_no,
             )  # fmt: skip
         return outcome, quarantined
 

@@ -109,6 +109,7 @@ class WebhookChannel:
                 # receivers must not be able to plant cookies that leak into other deliveries
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
+                timeout=self._timeout,
             )
             # the total timeout must measure the attempt, not the wait for a free connection, so
             # requests queue on this semaphore (sized like the pool) before the clock starts
@@ -180,7 +181,6 @@ class WebhookChannel:
                     data=delivery.payload,
                     headers=headers,
                     allow_redirects=False,
-                    timeout=self._timeout,
                 ) as resp:
                     status = resp.status
                     length = resp.content_length

@@ -89,7 +89,8 @@ class WebhookConfig(BaseModel):
     signed payload to a host nobody configured.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inputs stay out of validation errors: a rejected secret must not be echoed into logs
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: HttpUrl = Field(
         description="Receiver URL; http or https only. Redirect answers are never followed.",

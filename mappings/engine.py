@@ -1,0 +1,280 @@
+"""Load mapping specs and compile them into fast record -> canonical model functions.
+
+```python
+mapping = compile_mapping(load_spec("csv.lead"))
+lead = mapping.apply({"lead_id": "L-1", "email": " Jane@Example.COM ", ...})
+good, bad = mapping.apply_batch(rows)   # [(index, model)], [(index, RecordError)]
+```
+
+A record either becomes a fully validated model or raises a :class:`RecordError`
+(:class:`MappingError` naming the field and transform, or :class:`SchemaValidationError`
+naming the field the model rejected); there is no half-filled record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from junction.core.errors import ConfigError, MappingError, RecordError, SchemaValidationError
+from mappings.plan import FieldPlan, Mapper, Step, generate_mapper, run_field
+from mappings.registry import TRANSFORMS, FieldContext, RecordTransform, preview
+from mappings.selectors import compile_selector, literal_key
+from mappings.spec import MappingSpec, parse_spec, spec_error
+from schemas import ENTITY_MODELS, CanonicalModel
+
+SPECS_DIR = Path(__file__).resolve().parent / "specs"
+
+# exceptions a transform may raise on a value of an unexpected type; anything else is a bug
+_VALUE_FAILURES = (TypeError, ValueError, AttributeError, ArithmeticError, KeyError, IndexError)
+
+
+def builtin_spec_ids() -> list[str]:
+    """Return the ids of the specs shipped in ``mappings/specs`` (``csv.lead``...)."""
+    return sorted(
+        f"{path.parent.name}.{path.stem}"
+        for path in SPECS_DIR.glob("*/*.yaml")
+        if not path.name.endswith(".cases.yaml")
+    )
+
+
+def spec_path(id_or_path: str | Path) -> Path:
+    """Resolve a built-in id (``csv.lead``) or a path to the spec's YAML file.
+
+    Raises:
+        ConfigError: No such built-in spec or file.
+    """
+    text = str(id_or_path)
+    if isinstance(id_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
+        path = Path(id_or_path)
+        if not path.is_file():
+            raise ConfigError(f"mapping spec file not found: {text}")
+        return path
+    source, _, entity = text.partition(".")
+    path = SPECS_DIR / source / f"{entity}.yaml"
+    if not entity or not path.is_file():
+        known = ", ".join(builtin_spec_ids()) or "none"
+        raise ConfigError(f"unknown mapping spec {text!r} (built-in: {known})")
+    return path
+
+
+def load_spec(id_or_path: str | Path) -> MappingSpec:
+    """Load and validate a spec by built-in id or by path.
+
+    Raises:
+        ConfigError: Missing file or invalid spec (with file and line).
+    """
+    path = spec_path(id_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read mapping spec {path}: {type(exc).__name__}") from None
+    spec = parse_spec(text, source=str(path))
+    builtin = path.resolve().parent.parent == SPECS_DIR
+    if builtin and spec.id != f"{path.parent.name}.{path.stem}":
+        raise spec_error(
+            spec,
+            ("id",),
+            f"a built-in spec in {path.name} must have id {path.parent.name}.{path.stem}",
+        )
+    return spec
+
+
+def compile_mapping(spec: MappingSpec | str | Path) -> CompiledMapping:
+    """Compile a spec (or a built-in id / path, loaded first) into a :class:`CompiledMapping`.
+
+    Raises:
+        ConfigError: The spec does not fit its entity or a transform cannot be built.
+    """
+    if not isinstance(spec, MappingSpec):
+        spec = load_spec(spec)
+    problems = spec.target_problems()
+    if problems:
+        raise spec_error(spec, *problems[0])
+    model = ENTITY_MODELS[spec.entity]
+    pii = model.pii_fields()
+    plans = [_plan(spec, target, pii) for target in spec.fields]
+    return CompiledMapping(spec, model, plans)
+
+
+def _plan(spec: MappingSpec, target: str, pii: Mapping[str, str]) -> FieldPlan:
+    fs = spec.fields[target]
+    ctx = FieldContext(target, target in pii, lambda expr: compile_selector(expr).read)
+    if "const" in fs.model_fields_set:
+        return FieldPlan(target, (), False, (), False, fs.required, fs.default, fs.const, True)
+    if fs.key is not None:
+        keys = [fs.key] if isinstance(fs.key, str) else fs.key
+        sources = tuple(literal_key(k) for k in keys)
+    else:
+        exprs = [fs.from_] if isinstance(fs.from_, str) else list(fs.from_ or [])
+        sources = tuple(compile_selector(e) for e in exprs)
+    steps = []
+    for i, call in enumerate(fs.transforms):
+        tdef = TRANSFORMS[call.name]
+        try:
+            built = tdef.build(call.params, ctx)
+        except ConfigError as exc:
+            raise spec_error(spec, ("fields", target, "transforms", i), exc.user_message) from None
+        if isinstance(built, RecordTransform):
+            steps.append(Step(call.name, built.fn, True))
+        else:
+            steps.append(Step(call.name, built, False))
+    on_missing = any(TRANSFORMS[c.name].accepts_none for c in fs.transforms)
+    many = len(sources) > 1 or isinstance(fs.from_ or fs.key, list)
+    return FieldPlan(
+        target, sources, many, tuple(steps), on_missing, fs.required, fs.default, None, False
+    )
+
+
+class CompiledMapping:
+    """A spec compiled for one entity: apply it to raw records to get canonical models.
+
+    Attributes:
+        spec: The source spec.
+        spec_id: The spec's id (``csv.lead``).
+        entity: The canonical entity name (``lead``).
+        model: The canonical pydantic class.
+        fields: Target field names, in spec order.
+    """
+
+    def __init__(
+        self, spec: MappingSpec, model: type[CanonicalModel], plans: list[FieldPlan]
+    ) -> None:
+        self.spec = spec
+        self.spec_id = spec.id
+        self.entity = spec.entity
+        self.model = model
+        self.fields = tuple(p.target for p in plans)
+        self._plans = plans
+        self._pii = frozenset(model.pii_fields())
+        self._nulls = frozenset(spec.null_values)
+        self._map: Mapper = generate_mapper(plans, self._nulls)
+        self._validate = model.__pydantic_validator__.validate_python
+        self._key = compile_selector(spec.source_key).read if spec.source_key else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # generated code does not pickle; worker processes recompile from the spec
+        return (compile_mapping, (self.spec,))
+
+    def __repr__(self) -> str:
+        return f"CompiledMapping({self.spec_id!r} -> {self.entity}, {len(self.fields)} fields)"
+
+    def key_of(self, record: Mapping[str, Any]) -> str | None:
+        """Return the record's key in its source (``source_key``), or None when absent."""
+        if self._key is None:
+            return None
+        value = self._key(record)
+        if value is None or (value.__class__ is str and (value in self._nulls or not value)):
+            return None
+        return value.strip() if value.__class__ is str else str(value)
+
+    def map_values(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the mapped values before model validation (fields left missing are absent).
+
+        Raises:
+            MappingError: A field could not be produced.
+        """
+        try:
+            return self._map(record)
+        except _VALUE_FAILURES as exc:
+            raise self._attribute(record, exc) from None
+
+    def apply(self, record: Mapping[str, Any]) -> CanonicalModel:
+        """Map and validate one record.
+
+        Raises:
+            MappingError: A field could not be produced (names the field and transform).
+            SchemaValidationError: The model rejected a mapped value (names the field).
+        """
+        try:
+            out: CanonicalModel = self._validate(self._map(record))
+        except ValidationError as exc:
+            raise schema_error(exc) from None
+        except _VALUE_FAILURES as exc:
+            raise self._attribute(record, exc) from None
+        return out
+
+    def apply_batch(
+        self, records: list[Mapping[str, Any]]
+    ) -> tuple[list[tuple[int, CanonicalModel]], list[tuple[int, RecordError]]]:
+        """Map and validate many records; a bad record never stops the others.
+
+        Returns:
+            ``(good, bad)``: ``(index into records, model)`` and ``(index, RecordError)``.
+        """
+        good: list[tuple[int, CanonicalModel]] = []
+        bad: list[tuple[int, RecordError]] = []
+        mapper, validate = self._map, self._validate
+        for i, record in enumerate(records):
+            try:
+                good.append((i, validate(mapper(record))))
+            except RecordError as exc:
+                bad.append((i, exc))
+            except ValidationError as exc:
+                bad.append((i, schema_error(exc)))
+            except _VALUE_FAILURES as exc:
+                bad.append((i, self._attribute(record, exc)))
+        return good, bad
+
+    def _attribute(self, record: Any, exc: BaseException) -> MappingError:
+        """Find the field and transform behind an unexpected exception (rare, so interpreted)."""
+        if not isinstance(record, Mapping):
+            return MappingError(f"the record is a {type(record).__name__}, not a mapping")
+        for plan in self._plans:
+            try:
+                run_field(plan, record, self._nulls)
+            except MappingError as err:
+                return err
+            except _VALUE_FAILURES as err:
+                return self._field_failure(plan, record, err)
+        return MappingError(
+            f"mapping failed ({type(exc).__name__})", context={"spec": self.spec_id}
+        )
+
+    def _field_failure(
+        self, plan: FieldPlan, record: Mapping[str, Any], err: Exception
+    ) -> MappingError:
+        step, value = _diagnose(plan, record, self._nulls)
+        shown = "value withheld (personal data)" if plan.target in self._pii else preview(value)
+        return MappingError(
+            f"{plan.target}: {step} failed on a {type(value).__name__} value "
+            f"({type(err).__name__}); {shown}",
+            field=plan.target,
+            context={"transform": step},
+        )
+
+
+def _diagnose(plan: FieldPlan, record: Mapping[str, Any], nulls: frozenset[str]) -> tuple[str, Any]:
+    """Replay a field step by step; return the failing step's name and the value it got."""
+    try:
+        values = [s.read(record) for s in plan.sources]
+    except _VALUE_FAILURES:
+        return "selector", None
+    values = [None if v.__class__ is str and v in nulls else v for v in values]
+    value: Any = tuple(values) if plan.many else values[0]
+    for step in plan.steps:
+        try:
+            value = step.fn(value, record) if step.takes_record else step.fn(value)
+        except _VALUE_FAILURES:
+            return step.name, value
+    return "selector", value
+
+
+def schema_error(exc: ValidationError) -> SchemaValidationError:
+    """Turn pydantic's ValidationError into a SchemaValidationError naming the first field.
+
+    The message is pydantic's, which states the rule ("should be greater than or equal to 0")
+    but not the input; the input is dropped (``from None`` at the call sites) as it may be PII.
+    """
+    err = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    loc = err["loc"]
+    field = str(loc[0]) if loc else None
+    where = ".".join(str(p) for p in loc) or "record"
+    return SchemaValidationError(
+        f"{where}: {err['msg']}",
+        field=field,
+        context={"error_type": err["type"], "errors": exc.error_count()},
+    )

@@ -1,0 +1,66 @@
+"""Helpers for pipeline integration tests: configs, file drops, counting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+CONFIG = """\
+store: "{store}"
+models_dir: {models}
+pipelines:
+  leads:
+    source:
+      connector: csv_file
+      path: inbox/*.csv
+      settle_seconds: 0
+    mapping: csv.lead
+    batch_size: {batch}
+    rules:
+      - {{name: has_email, expr: "lead.email != null"}}
+    scoring: {{model: lead-score}}
+    routes:
+      - when: "score.value >= 0.5"
+        to: [webhook.sales]
+      - otherwise: [webhook.nurture]
+channels:
+  webhook.sales: {{url: "{url}/sales", secret: "{secret}", timeout_s: 5}}
+  webhook.nurture: {{url: "{url}/nurture", secret: "{secret}", timeout_s: 5}}
+delivery:
+  schedule_s: {schedule}
+  lease_s: {lease}
+"""
+
+
+def write_config(
+    root: Path, *, store: str, url: str, secret: str, models: Path, batch: int = 500,
+    schedule: str = "[0.05, 0.1, 0.2]", lease: float = 30,
+) -> Path:  # fmt: skip
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
+    cfg = root / "junction.yaml"
+    cfg.write_text(
+        CONFIG.format(
+            store=store, models=models, batch=batch, url=url.rstrip("/"), secret=secret, schedule=schedule,
+            lease=lease,
+        )
+    )  # fmt: skip
+    return cfg
+
+
+def scalar(store_url: str, sql: str) -> int:
+    eng = create_engine(store_url)
+    try:
+        with eng.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+    finally:
+        eng.dispose()
+
+
+def rows_of(store_url: str, sql: str) -> list[tuple]:
+    eng = create_engine(store_url)
+    try:
+        with eng.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql)).all()]
+    finally:
+        eng.dispose()

@@ -1,0 +1,129 @@
+"""File drop → canonical → rules → score → route → outbox → signed webhook, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from junction.pipeline.hub import Hub
+from outbound.webhook.config import generate_secret
+from outbound.webhook.sink import WebhookSink, read_sink_file
+from scoring.synthetic import write_lead_csv
+from tests.integration.helpers import rows_of, scalar, write_config
+
+
+@pytest.fixture
+def secret() -> str:
+    return generate_secret()
+
+
+def test_file_drop_end_to_end(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
+    with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
+        cfg = write_config(tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir)
+        n = write_lead_csv(tmp_path / "inbox" / "leads.csv", 3000, seed=11, messy=True)
+        hub = Hub.from_file(cfg)
+        try:
+            [summary] = hub.run_once()
+            stats = hub.deliver(drain_wait_s=5)
+            counts = hub.store.counts()
+        finally:
+            hub.close()
+        sink_stats = sink.stats()
+
+    assert summary.read == n == 3000
+    # nothing lost: every row is either a canonical record or in quarantine
+    assert counts["records"] + counts["quarantined"] == n
+    assert 0 < counts["quarantined"] < n * 0.05
+    assert counts["scored"] == counts["records"]
+    # every record is routed to exactly one of the two channels
+    assert counts["deliveries_delivered"] == counts["records"] == stats.delivered
+    assert counts["deliveries_pending"] == counts["deliveries_dead"] == 0
+    assert sink_stats["verified"] == sink_stats["unique"] == counts["records"]
+    assert sink_stats["rejected"] == 0
+    # the file was archived only after it was committed
+    assert not (tmp_path / "inbox" / "leads.csv").exists()
+    assert (tmp_path / "processed" / "leads.csv").exists()
+    # grade and routing agree with the score
+    bad = scalar(
+        store_url,
+        "SELECT count(*) FROM deliveries d JOIN scores s ON s.record_id = d.record_id "
+        "WHERE (s.value >= 0.5 AND d.channel <> 'webhook.sales') "
+        "OR (s.value < 0.5 AND d.channel <> 'webhook.nurture')",
+    )
+    assert bad == 0
+    bodies = read_sink_file(tmp_path / "sink.jsonl")
+    assert {b["webhook_id"] for b in bodies} == {
+        r[0] for r in rows_of(store_url, "SELECT id FROM deliveries")
+    }
+
+
+def test_rerun_and_redrop_are_idempotent(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
+    with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
+        cfg = write_config(tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir)
+        write_lead_csv(tmp_path / "inbox" / "a.csv", 500, seed=3, messy=False)
+        hub = Hub.from_file(cfg)
+        try:
+            hub.run_once()
+            hub.deliver(drain_wait_s=5)
+            first = hub.store.counts()
+            # the same content dropped again under another name
+            write_lead_csv(tmp_path / "inbox" / "b.csv", 500, seed=3, messy=False)
+            [again] = hub.run_once()
+            hub.deliver(drain_wait_s=5)
+            second = hub.store.counts()
+        finally:
+            hub.close()
+        assert sink.stats()["unique"] == first["deliveries_delivered"]
+    assert again.stored == 0
+    assert second == first
+    assert (tmp_path / "processed" / "b.csv").exists()
+
+
+def test_bad_rows_are_quarantined_with_field_and_original_bytes(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
+    cfg = write_config(tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir)
+    path = tmp_path / "inbox" / "mixed.csv"
+    write_lead_csv(path, 20, seed=5, messy=False)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[5][3] = "not-an-email"  # data row 5: email
+    rows[9][0:1] = []  # data row 9: one field short (ragged)
+    rows[12][3] = ""  # data row 12: no email → fails the has_email rule
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    hub = Hub.from_file(cfg)
+    try:
+        [s] = hub.run_once()
+        items = {q["record_key"].rsplit(":", 1)[1]: q for q in hub.store.list_quarantine()}
+    finally:
+        hub.close()
+    assert s.read == 20 and s.stored == 17 and s.quarantined == 3
+    assert items["5"]["stage"] == "normalize" and items["5"]["error_code"] == "mapping_error"
+    assert '"field":"email"' in items["5"]["context"]
+    assert "not-an-email" not in items["5"]["message"]  # personal data never in messages
+    assert b"not-an-email" in items["5"]["payload"]  # ...but the original is kept for replay
+    assert items["9"]["stage"] == "extract"
+    assert items["12"]["stage"] == "validate" and '"rule":"has_email"' in items["12"]["context"]
+
+
+def test_undecodable_file_is_quarantined_whole(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
+    cfg = write_config(tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir)
+    text = "lead_id,first_name,last_name,email\n1,Иван,Петров,ivan@example.com\n"
+    (tmp_path / "inbox" / "bad.csv").write_bytes(text.encode("utf-8") + b"2,\xff\xfe,x,y@example.com\n")
+    (tmp_path / "cfg-override.yaml").write_text(
+        cfg.read_text().replace("settle_seconds: 0", "settle_seconds: 0\n      encoding: utf-8")
+    )
+    hub = Hub.from_file(tmp_path / "cfg-override.yaml")
+    try:
+        [s] = hub.run_once()
+        [q] = hub.store.list_quarantine()
+        records = hub.store.counts()["records"]
+    finally:
+        hub.close()
+    assert s.files_failed == 1 and records == 0
+    assert q["stage"] == "extract" and q["error_code"] == "encoding_error"
+    assert q["payload"].endswith(b"\xff\xfe,x,y@example.com\n")
+    assert (tmp_path / "failed" / "bad.csv").exists()
