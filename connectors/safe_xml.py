@@ -83,7 +83,7 @@ def _translate(exc: etree.XMLSyntaxError, log: Any) -> ParseError:
     )
 
 
-def parse_untrusted_xml(data: bytes, *, max_bytes: int = 50_000_000) -> Any:
+def parse_untrusted_xml(data: bytes, *, max_bytes: int = 50_000_000) -> etree._Element:
     """Parse a whole, small untrusted document (an inbound body) with the hardened settings.
 
     Args:
@@ -140,7 +140,7 @@ class ElementConverter:
         self._local: dict[str, str] = {}
         self._limit = max_value_bytes
         # a value of at most limit // 4 characters cannot exceed limit bytes in UTF-8
-        self._quick = max_value_bytes // 4 if max_value_bytes is not None else None
+        self._quick = max_value_bytes // 4 if max_value_bytes is not None else -1
 
     def local(self, tag: str) -> str:
         """Return the local name of a ``{namespace}name`` tag (cached: tags repeat)."""
@@ -151,33 +151,38 @@ class ElementConverter:
 
     def convert(self, elem: Any) -> dict[str, Any]:
         """Convert one element (usually a record) into a dict."""
+        # the per-child loop is the hot path of XML ingestion: locals only, no helper calls
+        names, quick = self._local, self._quick
         out: dict[str, Any] = {}
-        for key, attr in elem.attrib.items():
-            name = "@" + self.local(key)
-            out[name] = self._checked(name, attr)
+        if elem.keys():
+            for key, attr in elem.items():
+                out["@" + self.local(key)] = self._checked("@" + self.local(key), attr)
         for child in elem:
             tag = child.tag
-            if not isinstance(tag, str):
+            if type(tag) is not str:
                 continue  # comments, processing instructions
-            name = self.local(tag)
-            if len(child) or child.attrib:
+            name = names.get(tag) or self.local(tag)
+            if len(child) or child.keys():
                 value: Any = self.convert(child)
             else:
-                value = self._checked(name, (child.text or "").strip())
+                text = child.text
+                value = text.strip() if text else ""
+                if quick >= 0 and len(value) > quick:
+                    self._checked(name, value)
             prev = out.get(name)
             if prev is None:
                 out[name] = value
-            elif isinstance(prev, list):
+            elif type(prev) is list:
                 prev.append(value)
             else:
                 out[name] = [prev, value]
-        text = (elem.text or "").strip()
-        if text:
+        text = elem.text
+        if text and (text := text.strip()):
             out["#text"] = self._checked("#text", text)
         return out
 
     def _checked(self, name: str, value: str) -> str:
-        if self._quick is not None and len(value) > self._quick:
+        if 0 <= self._quick < len(value):
             size = len(value.encode("utf-8"))
             if self._limit is not None and size > self._limit:
                 raise _TooLarge(name, size)

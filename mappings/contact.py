@@ -97,7 +97,8 @@ def _phone(params: PhoneParams, ctx: FieldContext) -> ValueFn | RecordTransform:
             number = phonenumbers.parse(text, region)
         except NumberParseException as exc:
             reason = _PARSE_REASONS.get(exc.error_type, "not a phone number")
-            if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE and region is None:
+            no_code = exc.error_type == NumberParseException.INVALID_COUNTRY_CODE
+            if no_code and region is None and not text.startswith("+"):
                 reason = "no country code and no region for a national number"
             raise ctx.fail("phone_e164", reason) from None
         if not is_ok(number):

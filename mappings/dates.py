@@ -192,26 +192,13 @@ def _datetime_parser(params: DateTimeParams, ctx: FieldContext, name: str) -> Va
                 pass
         raise ValueError("unrecognised date")
 
-    # date-only text ("01.03.2026", "20260301") repeats across records, stamps rarely do
-    short: dict[str, datetime | None] = {}
-    miss = object()
-
     def parse(value: Any) -> datetime | None:
         if value is None:
             return None
         cls = value.__class__
         try:
             if cls is str:
-                if len(value) <= _SHORT_TEXT:
-                    hit = short.get(value, miss)
-                    if hit is not miss:
-                        return hit  # type: ignore[return-value]
-                    found = parse_text(value)
-                    if len(short) >= _SHORT_CACHE:
-                        short.clear()
-                    short[value] = None if found is None or found.year == 1 else found
-                else:
-                    found = parse_text(value)
+                found = parse_text(value)
             elif isinstance(value, datetime):
                 found = value
             elif isinstance(value, date):
@@ -227,6 +214,24 @@ def _datetime_parser(params: DateTimeParams, ctx: FieldContext, name: str) -> Va
         return found
 
     return parse
+
+
+def _short_text_cache(fn: ValueFn) -> ValueFn:
+    """Memoize results for date-only text ("01.03.2026"), which repeats; stamps rarely do."""
+    cache: dict[str, Any] = {}
+
+    def cached(value: Any) -> Any:
+        if value.__class__ is not str or len(value) > _SHORT_TEXT:
+            return fn(value)
+        if value in cache:
+            return cache[value]
+        result = fn(value)
+        if len(cache) >= _SHORT_CACHE:
+            cache.clear()
+        cache[value] = result
+        return result
+
+    return cached
 
 
 def _zone(name: str) -> tzinfo:
@@ -247,7 +252,7 @@ def _datetime(params: DateTimeParams, ctx: FieldContext) -> ValueFn:
             found = found.replace(tzinfo=zone)
         return found if found.tzinfo is UTC else found.astimezone(UTC)
 
-    return to_datetime
+    return _short_text_cache(to_datetime)
 
 
 @transform("date", DateTimeParams, shorthand="formats")
@@ -259,4 +264,4 @@ def _date(params: DateTimeParams, ctx: FieldContext) -> ValueFn:
         found = parse(value)
         return None if found is None else found.date()
 
-    return to_date
+    return _short_text_cache(to_date)

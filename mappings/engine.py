@@ -13,6 +13,7 @@ naming the field the model rejected); there is no half-filled record.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def compile_mapping(spec: MappingSpec | str | Path) -> CompiledMapping:
 def _plan(spec: MappingSpec, target: str, pii: Mapping[str, str]) -> FieldPlan:
     fs = spec.fields[target]
     ctx = FieldContext(target, target in pii, lambda expr: compile_selector(expr).read)
-    if "const" in fs.model_fields_set:
+    if fs.const is not None:
         return FieldPlan(target, (), False, (), False, fs.required, fs.default, fs.const, True)
     if fs.key is not None:
         keys = [fs.key] if isinstance(fs.key, str) else fs.key
@@ -198,13 +199,31 @@ class CompiledMapping:
         return out
 
     def apply_batch(
-        self, records: list[Mapping[str, Any]]
+        self, records: list[Mapping[str, Any]], *, pause_gc: bool = True
     ) -> tuple[list[tuple[int, CanonicalModel]], list[tuple[int, RecordError]]]:
         """Map and validate many records; a bad record never stops the others.
+
+        Args:
+            records: Raw source records.
+            pause_gc: Pause the cyclic garbage collector during the batch.  Building thousands
+                of models triggers collections that rescan every live object (measured: 25 %
+                of the batch time); the models form no cycles, so nothing is lost by waiting.
+                The collector is re-enabled afterwards if it was enabled before.
 
         Returns:
             ``(good, bad)``: ``(index into records, model)`` and ``(index, RecordError)``.
         """
+        if pause_gc and gc.isenabled():
+            gc.disable()
+            try:
+                return self._apply_all(records)
+            finally:
+                gc.enable()
+        return self._apply_all(records)
+
+    def _apply_all(
+        self, records: list[Mapping[str, Any]]
+    ) -> tuple[list[tuple[int, CanonicalModel]], list[tuple[int, RecordError]]]:
         good: list[tuple[int, CanonicalModel]] = []
         bad: list[tuple[int, RecordError]] = []
         mapper, validate = self._map, self._validate
@@ -212,7 +231,7 @@ class CompiledMapping:
             try:
                 good.append((i, validate(mapper(record))))
             except RecordError as exc:
-                bad.append((i, exc))
+                bad.append((i, _detached(exc)))
             except ValidationError as exc:
                 bad.append((i, schema_error(exc)))
             except _VALUE_FAILURES as exc:
@@ -238,6 +257,13 @@ class CompiledMapping:
         self, plan: FieldPlan, record: Mapping[str, Any], err: Exception
     ) -> MappingError:
         step, value = _diagnose(plan, record, self._nulls)
+        if step is None:
+            exprs = ", ".join(s.expr for s in plan.sources)
+            return MappingError(
+                f"{plan.target}: the selector {exprs} failed on this record ({type(err).__name__})",
+                field=plan.target,
+                context={"transform": "selector"},
+            )
         shown = "value withheld (personal data)" if plan.target in self._pii else preview(value)
         return MappingError(
             f"{plan.target}: {step} failed on a {type(value).__name__} value "
@@ -247,12 +273,14 @@ class CompiledMapping:
         )
 
 
-def _diagnose(plan: FieldPlan, record: Mapping[str, Any], nulls: frozenset[str]) -> tuple[str, Any]:
-    """Replay a field step by step; return the failing step's name and the value it got."""
+def _diagnose(
+    plan: FieldPlan, record: Mapping[str, Any], nulls: frozenset[str]
+) -> tuple[str | None, Any]:
+    """Replay a field step by step: the failing step's name (None: a selector) and its input."""
     try:
         values = [s.read(record) for s in plan.sources]
     except _VALUE_FAILURES:
-        return "selector", None
+        return None, None
     values = [None if v.__class__ is str and v in nulls else v for v in values]
     value: Any = tuple(values) if plan.many else values[0]
     for step in plan.steps:
@@ -260,7 +288,21 @@ def _diagnose(plan: FieldPlan, record: Mapping[str, Any], nulls: frozenset[str])
             value = step.fn(value, record) if step.takes_record else step.fn(value)
         except _VALUE_FAILURES:
             return step.name, value
-    return "selector", value
+    return None, value
+
+
+def _detached(exc: RecordError) -> RecordError:
+    """Drop the traceback of an error kept for quarantine.
+
+    The traceback references this frame, whose locals hold the batch and the error list: a
+    reference cycle that would keep the whole batch (raw records with personal data included)
+    alive until the next full collection.  The suppressed context (the library exception behind
+    a MappingError, whose frames hold the raw value) goes too.
+    """
+    exc.__traceback__ = None
+    if exc.__suppress_context__:
+        exc.__context__ = None
+    return exc
 
 
 def schema_error(exc: ValidationError) -> SchemaValidationError:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from junction.core.errors import ConfigError
 from mappings.registry import Params, parse_params
@@ -62,9 +71,19 @@ class FieldSpec(BaseModel):
     required: bool = Field(False, description="Missing after the transforms is an error.")
     default: Any = Field(None, description="Value when missing after the transforms.")
 
+    @field_validator("transforms")
+    @classmethod
+    def _list_steps_first(cls, v: list[TransformCall], info: ValidationInfo) -> list[TransformCall]:
+        many = isinstance(info.data.get("from_") or info.data.get("key"), list)
+        for i, call in enumerate(v):
+            if TRANSFORMS[call.name].takes_list and not (many and i == 0):
+                raise ValueError(f"[{i}] {call.name!r} needs a list source and must come first")
+        return v
+
     @model_validator(mode="after")
     def _check_source(self) -> FieldSpec:
-        given = [n for n in ("from_", "key", "const") if n in self.model_fields_set]
+        # None means "not given" for all three, so a dumped spec validates again
+        given = [n for n in ("from_", "key", "const") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of 'from', 'key' or 'const'")
         if self.from_ is not None:
@@ -73,9 +92,6 @@ class FieldSpec(BaseModel):
         if "const" in given and self.transforms:
             raise ValueError("a 'const' field takes no transforms")
         many = isinstance(self.from_ if self.from_ is not None else self.key, list)
-        for i, call in enumerate(self.transforms):
-            if TRANSFORMS[call.name].takes_list and not (many and i == 0):
-                raise ValueError(f"{call.name!r} needs a list source and must come first")
         if many and not (self.transforms and TRANSFORMS[self.transforms[0].name].takes_list):
             raise ValueError("a list source must start with a list transform (concat, coalesce)")
         return self
@@ -96,11 +112,12 @@ class MappingSpec(BaseModel):
     _source: str = PrivateAttr("<spec>")
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check_selector(self) -> MappingSpec:
-        if self.source_key is not None:
-            compile_selector(self.source_key)
-        return self
+    @field_validator("source_key")
+    @classmethod
+    def _check_selector(cls, v: str | None) -> str | None:
+        if v is not None:
+            compile_selector(v)
+        return v
 
     @property
     def source(self) -> str:
@@ -150,7 +167,10 @@ def parse_spec(text: str, source: str = "<spec>") -> MappingSpec:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise _error(source, line, "", f"YAML syntax: {exc.problem or exc}") from None
+        msg = f"YAML syntax: {exc.problem or exc}"
+        if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+            msg += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise _error(source, line, "", msg) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
@@ -160,7 +180,10 @@ def parse_spec(text: str, source: str = "<spec>") -> MappingSpec:
     except ValidationError as exc:
         err = exc.errors(include_url=False, include_input=False)[0]
         loc = _yaml_loc(err["loc"], data)
-        raise _error(source, _lookup(lines, loc), _where(loc), _message(err["msg"])) from None
+        where = loc
+        if err["type"] == "missing" and err["loc"]:
+            where = (*loc, err["loc"][-1])  # the missing key is not in the YAML, but name it
+        raise _error(source, _lookup(lines, loc), _where(where), _message(err["msg"])) from None
     spec._source = source
     spec._lines = lines
     problems = spec.target_problems()

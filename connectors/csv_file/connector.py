@@ -28,6 +28,9 @@ _SEP_LINE = re.compile(r'"?sep=([^\r\n])"?(?:\r\n|\r|\n|$)', re.IGNORECASE)
 _SNIFF_CHARS = 16 * 1024
 _BUFFER = 1 << 20
 _limit_lock = threading.Lock()
+# the csv module's own field limit (characters): it only caps the memory of one field; fields
+# over max_field_bytes but under this cap get a clean FieldTooLargeError naming the column
+CSV_HARD_LIMIT = 1 << 24
 
 
 class _CsvFailure:
@@ -135,7 +138,7 @@ class CsvFileConnector(FileConnectorBase):
         skip = resume_row(cursor, scan.sha256)
         if scan.size <= scan.encoding.bom_len:
             return iter(())
-        raise_csv_field_limit(max(4 * cfg.max_field_bytes, 131072))
+        raise_csv_field_limit(max(4 * cfg.max_field_bytes, CSV_HARD_LIMIT))
         return self._batches(stream, scan, skip)
 
     def _batches(self, stream: str, scan: TextScan, skip: int) -> Iterator[RawBatch]:
@@ -159,9 +162,9 @@ class CsvFileConnector(FileConnectorBase):
         delimiter = cfg.delimiter
         if delimiter == "auto":
             delimiter = sep.group(1) if sep else sniff_delimiter(sample)
-        raw = open(scan.path, "rb", buffering=_BUFFER)  # noqa: SIM115 - closed by the wrapper
-        raw.seek(enc.bom_len)
-        with io.TextIOWrapper(raw, encoding=enc.codec, errors="strict", newline="") as text:
+        with open(scan.path, "rb", buffering=_BUFFER) as raw:
+            raw.seek(enc.bom_len)
+            text = io.TextIOWrapper(raw, encoding=enc.codec, errors="strict", newline="")
             offset = 0
             if sep:
                 text.readline()
@@ -329,7 +332,8 @@ class _Rows:
 
     def _raw(self, row: Iterable[str]) -> bytes:
         buf = io.StringIO()
+        # a CRLF terminator makes QUOTE_MINIMAL quote values holding CR or LF; it is cut off
         csv.writer(
-            buf, delimiter=self.delimiter, quotechar=self.quotechar, lineterminator=""
+            buf, delimiter=self.delimiter, quotechar=self.quotechar, lineterminator="\r\n"
         ).writerow(row)
-        return buf.getvalue().encode("utf-8")
+        return buf.getvalue()[:-2].encode("utf-8")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from itertools import islice
+from typing import Any, ClassVar, cast
 
 from connectors.base import RawBatch, RowError
 from connectors.files import FileConnectorBase, hash_file, resume_row, sniff_bom
 from connectors.safe_xml import RecordProblem, iter_records
 from connectors.xml_file.config import XmlFileConfig
+from junction.core.errors import JunctionError
 
 _DECLARED = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
 
@@ -27,6 +29,14 @@ def declared_encoding(head: bytes) -> str:
         return bom.name
     found = _DECLARED.match(head.lstrip())
     return found.group(1).decode("ascii").lower() if found else "utf-8"
+
+
+def _next_chunk(items: Iterator[Any], size: int, path: str) -> list[Any]:
+    try:
+        return list(islice(items, size))
+    except JunctionError as exc:
+        exc.context.setdefault("file", path)  # file-level failures name their file
+        raise
 
 
 class XmlFileConnector(FileConnectorBase):
@@ -75,43 +85,30 @@ class XmlFileConnector(FileConnectorBase):
                 max_field_bytes=cfg.max_field_bytes,
             )
             n = skip
-            records: list[dict[str, Any]] = []
-            keys: list[str] = []
-            positions: list[int] = []
-            errors: list[RowError] = []
-            for item in items:
-                n += 1
-                key = f"{prefix}{n}"
-                if isinstance(item, RecordProblem):
-                    item.error.context.update(file=path)
-                    errors.append(RowError(key, n, item.raw, item.error))
+            while chunk := _next_chunk(items, cfg.batch_size, path):
+                first, n = n + 1, n + len(chunk)
+                positions = list(range(first, n + 1))
+                keys = [f"{prefix}{i}" for i in positions]
+                records: list[dict[str, Any]] = []
+                errors: list[RowError] = []
+                if RecordProblem not in map(type, chunk):
+                    records = cast(list[dict[str, Any]], chunk)
                 else:
-                    records.append(item)
-                    keys.append(key)
-                    positions.append(n)
-                if len(records) + len(errors) >= cfg.batch_size:
-                    yield self._batch(stream, records, keys, positions, errors, sha256, n, prov)
-                    records, keys, positions, errors = [], [], [], []
-            if records or errors:
-                yield self._batch(stream, records, keys, positions, errors, sha256, n, prov)
-
-    @staticmethod
-    def _batch(
-        stream: str,
-        records: list[dict[str, Any]],
-        keys: list[str],
-        positions: list[int],
-        errors: list[RowError],
-        sha256: str,
-        last: int,
-        prov: dict[str, Any],
-    ) -> RawBatch:
-        return RawBatch(
-            stream=stream,
-            records=records,
-            keys=keys,
-            positions=positions,
-            cursor={"sha256": sha256, "row": last},
-            errors=errors,
-            provenance=dict(prov),
-        )
+                    kept: list[tuple[str, int]] = []
+                    for item, key, pos in zip(chunk, keys, positions, strict=True):
+                        if isinstance(item, RecordProblem):
+                            item.error.context.update(file=path)
+                            errors.append(RowError(key, pos, item.raw, item.error))
+                        else:
+                            records.append(item)
+                            kept.append((key, pos))
+                    keys, positions = [k for k, _ in kept], [p for _, p in kept]
+                yield RawBatch(
+                    stream=stream,
+                    records=records,
+                    keys=keys,
+                    positions=positions,
+                    cursor={"sha256": sha256, "row": n},
+                    errors=errors,
+                    provenance=dict(prov),
+                )

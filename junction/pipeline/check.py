@@ -23,7 +23,7 @@ def check_config(path: Path) -> list[str]:
         except ValueError as exc:
             raise ConfigError(f"pipeline {name}: source options are invalid", details=str(exc)) from exc
         norm = Normalizer(p.mapping, [(r.name, r.expr) for r in p.rules])
-        Router(p.routes, norm.entity)
+        Router(p.routes, norm.entity, norm.fields)
         report.append(
             f"pipeline {name}: {p.source.connector} → {p.mapping} ({norm.entity}), "
             f"{len(p.rules)} rule(s), {len(p.routes)} route(s)"

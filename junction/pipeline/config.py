@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -92,6 +92,11 @@ class PipelineConfig(_Strict):
     routes: list[Route] = Field(default_factory=list, description="Delivery routes.")
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     batch_size: int = Field(1000, ge=1, le=100_000, description="Records per transaction.")
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Processes that prepare batches in parallel (0 = inline; auto = one per CPU "
+        "for files over 8 MB).",
+    )
 
     @field_validator("rules", mode="before")
     @classmethod

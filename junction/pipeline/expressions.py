@@ -15,6 +15,7 @@ from typing import Any
 import cel
 
 from junction.core.errors import ConfigError, RuleError
+from junction.pipeline.cel_fast import Defer, compile_fast
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -22,10 +23,21 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 class Expression:
     """A compiled CEL expression returning a boolean."""
 
-    __slots__ = ("_getters", "name", "program", "source")
+    __slots__ = ("_fast", "_getters", "name", "program", "source")
 
-    def __init__(self, source: str, *, name: str, variables: Mapping[str, str]) -> None:
-        """Compile ``source``; ``variables`` maps each allowed variable name to its kind."""
+    def __init__(
+        self,
+        source: str,
+        *,
+        name: str,
+        variables: Mapping[str, str],
+        fields: Mapping[str, set[str]] | None = None,
+    ) -> None:
+        """Compile ``source``; ``variables`` maps each allowed variable name to its kind.
+
+        ``fields`` optionally lists the fields each variable has, so a misspelled field is a
+        configuration error rather than a null at run time.
+        """
         self.source = source
         self.name = name
         try:
@@ -45,12 +57,27 @@ class Expression:
         for var in used:
             if var not in variables:
                 continue
-            fields = _field_only_uses(source, var)
-            self._getters.append((var, _projector(fields)))
+            used_fields = _field_only_uses(source, var)
+            known = (fields or {}).get(var)
+            if known is not None and used_fields is not None:
+                bad = sorted(set(used_fields) - known)
+                if bad:
+                    raise ConfigError(
+                        f"expression {name!r}: {var} has no field(s) {', '.join(bad)}"
+                    )
+            self._getters.append((var, _projector(used_fields)))
+        self._fast = compile_fast(source, set(variables))
 
     def evaluate(self, values: Mapping[str, Any]) -> bool:
         """Evaluate against ``values`` (variable name → model, dict or scalar)."""
         activation = {var: get(values.get(var)) for var, get in self._getters}
+        if self._fast is not None:
+            try:
+                fast = self._fast(activation)
+            except Defer:
+                fast = None
+            if isinstance(fast, bool):
+                return fast
         try:
             result = self.program.execute(activation)
         except Exception as exc:

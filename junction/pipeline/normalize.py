@@ -17,7 +17,8 @@ class Normalizer:
         """Load and compile the mapping spec and the rules."""
         self.mapping = compile_mapping(load_spec(mapping))
         self.entity: str = self.mapping.entity
-        self.rules = check_rules_compile(rules, self.entity)
+        self.fields: set[str] = set(self.mapping.model.model_fields)
+        self.rules = check_rules_compile(rules, self.entity, self.fields)
 
     def apply(self, records: list[dict[str, Any]]) -> tuple[list[tuple[int, Any]], list[tuple[int, RecordError]]]:
         """Return (index, model) for good records and (index, error) for the rest."""

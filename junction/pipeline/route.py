@@ -11,17 +11,25 @@ from junction.pipeline.config import DeliveryConfig, Route
 from junction.pipeline.expressions import Expression
 
 
+SCORE_FIELDS = ("value", "grade", "model_version")
+
+
 class Router:
     """Compiled routes of one pipeline."""
 
-    def __init__(self, routes: Sequence[Route], entity: str) -> None:
-        """Compile every route condition once."""
+    def __init__(
+        self, routes: Sequence[Route], entity: str, record_fields: set[str] | None = None
+    ) -> None:
+        """Compile every route condition once (field names checked against ``record_fields``)."""
         variables = {entity: "record", "record": "record", "score": "score"}
+        fields = {"score": set(SCORE_FIELDS)}
+        if record_fields is not None:
+            fields.update({entity: record_fields, "record": record_fields})
         self._when: list[tuple[Expression, list[str]]] = []
         self._otherwise: list[str] = []
         for i, route in enumerate(routes):
             if route.when is not None:
-                expr = Expression(route.when, name=f"route[{i}]", variables=variables)
+                expr = Expression(route.when, name=f"route[{i}]", variables=variables, fields=fields)
                 self._when.append((expr, route.targets))
             else:
                 self._otherwise.extend(route.targets)
@@ -60,10 +68,13 @@ def next_delay(attempt_no: int, policy: DeliveryConfig, retry_after: float | Non
     return delay
 
 
-def check_rules_compile(rules: Sequence[tuple[str, str]], entity: str) -> list[Expression]:
+def check_rules_compile(
+    rules: Sequence[tuple[str, str]], entity: str, record_fields: set[str] | None = None
+) -> list[Expression]:
     """Compile validation rules (name, expr) for ``entity``."""
     variables = {entity: "record", "record": "record"}
-    return [Expression(expr, name=name, variables=variables) for name, expr in rules]
+    fields = {} if record_fields is None else {entity: record_fields, "record": record_fields}
+    return [Expression(expr, name=name, variables=variables, fields=fields) for name, expr in rules]
 
 
 def failed_rule(rules: Sequence[Expression], record: Any, entity: str) -> RuleError | None:

@@ -1,37 +1,40 @@
-"""The pipeline runner: extract → normalize → validate → score → route → outbox, batch by batch.
+"""The pipeline runner: extract → prepare (normalize, validate, score, route) → commit.
 
 Each batch's effects (records, scores, deliveries, quarantine rows) and the cursor that says where
-to resume are written in ONE transaction.  A crash anywhere therefore replays at most the batch in
-flight, and every insert is idempotent (stable ids, ``INSERT … ON CONFLICT DO NOTHING``), so a
+to resume are written in ONE transaction.  A crash anywhere therefore replays at most the batches
+in flight, and every insert is idempotent (stable ids, ``INSERT … ON CONFLICT DO NOTHING``), so a
 re-run neither loses nor duplicates anything.  A file is archived only after its last batch commits.
+
+Preparing a batch is CPU-bound; for large inputs it runs in worker processes (``workers``), while
+this process reads the source and writes results strictly in order, so cursors only move forward.
 """
 
 from __future__ import annotations
 
-import gc
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from connectors.base import RawBatch, SourceConnector
-from junction.core.errors import ConfigError, JunctionError, RecordError
+from junction.core.errors import ConfigError, InternalError, JunctionError, RecordError
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, PipelineConfig
-from junction.pipeline.normalize import Normalizer
-from junction.pipeline.route import Router, delivery_id
-from junction.pipeline.score import load_scorer
+from junction.pipeline.prepare import BatchPreparer, PreparedBatch, quarantine_row
+from junction.pipeline.score import load_scorer, resolve_model_dir
 from junction.store.repo import Store
-from scoring.base import Scorer
 
 log = get_logger(__name__)
 
 Progress = Callable[[int], None]
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -51,20 +54,22 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly counts."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("errors",)}
+        return {k: v for k, v in self.__dict__.items() if k != "errors"}
 
 
-def quarantine_row(
-    pipeline: str, stage: str, key: str, exc: JunctionError, payload: bytes | None,
-    provenance: dict[str, Any], run_id: int | None,
-) -> tuple[Any, ...]:  # fmt: skip
-    """Build one quarantine row (the original bytes, the error and where it came from)."""
-    err = exc.to_dict()
-    return (
-        pipeline, stage, key, err["type"], err["code"], err["message"],
-        orjson.dumps(err["context"]).decode(), payload, orjson.dumps(provenance).decode(),
-        "open", time.time(), run_id,
-    )  # fmt: skip
+_WORKER: BatchPreparer | None = None
+
+
+def _worker_init(name: str, cfg: PipelineConfig, connector: str, model_dir: str | None) -> None:
+    global _WORKER  # noqa: PLW0603 - one preparer per worker process
+    scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
+    _WORKER = BatchPreparer(name, cfg, connector, scorer)
+
+
+def _worker_prepare(batch: RawBatch, run_id: int) -> PreparedBatch:
+    if _WORKER is None:  # pragma: no cover - the initializer always ran
+        raise InternalError("worker process was not initialized")
+    return _WORKER.prepare(batch, run_id)
 
 
 class PipelineRunner:
@@ -72,7 +77,7 @@ class PipelineRunner:
 
     def __init__(
         self, name: str, cfg: PipelineConfig, hub: HubConfig, store: Store,
-        registry: Registry = default_registry, scorer: Scorer | None = None,
+        registry: Registry = default_registry,
     ) -> None:  # fmt: skip
         """Compile everything the pipeline needs once: connector, mapping, rules, scorer, routes."""
         self.name = name
@@ -87,17 +92,18 @@ class PipelineRunner:
                 f"pipeline {name}: source options are invalid", details=str(exc)
             ) from exc
         self.connector: SourceConnector = cls(conn_cfg)
-        self.normalizer = Normalizer(cfg.mapping, [(r.name, r.expr) for r in cfg.rules])
-        self.entity = self.normalizer.entity
-        self.router = Router(cfg.routes, self.entity)
-        self.scorer = scorer
-        if self.scorer is None and cfg.scoring is not None:
-            self.scorer = load_scorer(hub.models_dir, cfg.scoring)
-        self.event_type = f"{self.entity}.scored" if self.scorer else f"{self.entity}.received"
+        self.model_dir = resolve_model_dir(hub.models_dir, cfg.scoring) if cfg.scoring else None
+        scorer = load_scorer(self.model_dir, cfg.scoring) if self.model_dir and cfg.scoring else None
+        self.preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
+        self.entity = self.preparer.entity
+        self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
-        """Release the connector."""
+        """Release the connector and worker processes."""
         self.connector.close()
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def run_once(self, progress: Progress | None = None) -> RunSummary:
         """Process every ready input once, then return the counts."""
@@ -116,130 +122,88 @@ class PipelineRunner:
             self.store.finish_run(run_id, status, summary.as_dict(), error)
         return summary
 
+    def _workers_for(self, stream: str) -> int:
+        w = self.cfg.workers
+        if w == "auto":
+            try:
+                big = os.path.getsize(stream) >= PARALLEL_MIN_BYTES
+            except OSError:
+                big = False
+            return (os.cpu_count() or 1) if big else 0
+        return w
+
+    def _pool_for(self, workers: int) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.name, self.cfg, self.connector.name,
+                          str(self.model_dir) if self.model_dir else None),
+            )  # fmt: skip
+        return self._pool
+
+    def _prepared(self, batches: Iterator[RawBatch], run_id: int, workers: int) -> Iterator[PreparedBatch]:
+        """Prepare batches inline or in worker processes, yielding results in input order."""
+        if workers <= 0:
+            for batch in batches:
+                yield self.preparer.prepare(batch, run_id)
+            return
+        pool = self._pool_for(workers)
+        inflight: deque[Future[PreparedBatch]] = deque()
+        try:
+            for batch in batches:
+                inflight.append(pool.submit(_worker_prepare, batch, run_id))
+                if len(inflight) >= 2 * workers:
+                    yield inflight.popleft().result()
+            while inflight:
+                yield inflight.popleft().result()
+        finally:
+            for fut in inflight:
+                fut.cancel()
+
     def _run_stream(self, stream: str, summary: RunSummary, progress: Progress | None) -> None:
         cursor = self.store.get_cursor(self.name, stream)
-        sha: str | None = None
-        rows = 0
+        state: dict[str, Any] = {"sha": None, "rows": 0, "skip": False}
+
+        def batches() -> Iterator[RawBatch]:
+            for batch in self.connector.read(stream, cursor):
+                state["sha"] = batch.cursor.get("sha256", state["sha"])
+                if state["rows"] == 0 and state["sha"] and self.store.file_status(self.name, state["sha"]) == "done":
+                    log.info("file already ingested; archiving", pipeline=self.name, sha256=state["sha"])
+                    state["skip"] = True
+                    return
+                state["rows"] = -1  # started
+                yield batch
+
         summary.files += 1
         try:
-            for batch in self.connector.read(stream, cursor):
-                sha = batch.cursor.get("sha256", sha)
-                if rows == 0 and sha and self.store.file_status(self.name, sha) == "done":
-                    log.info("file already ingested; archiving", pipeline=self.name, sha256=sha)
-                    break
-                self.process_batch(batch, summary)
-                rows = int(batch.cursor.get("row", rows))
+            for prepared in self._prepared(batches(), summary.run_id, self._workers_for(stream)):
+                self.commit(prepared, summary)
+                state["rows"] = int(prepared.cursor.get("row", 0))
                 if progress is not None:
-                    progress(len(batch) + len(batch.errors))
+                    progress(prepared.read)
         except RecordError as exc:  # a file-level parse, encoding or size error
-            self._fail_file(stream, sha, exc, summary)
+            self._fail_file(stream, state["sha"], exc, summary)
             return
-        self.store.finish_file(self.name, stream, sha or "", stream, "done", rows)
+        self.store.finish_file(self.name, stream, state["sha"] or "", stream, "done", max(state["rows"], 0))
         self._archive(stream, self.cfg.archive.processed)
 
-    def process_batch(self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True) -> None:
-        """Normalize, validate, score and route one batch, then commit it with its cursor."""
-        now = time.time()
-        name = self.name
-        run_id = summary.run_id
-        prov_prefix = orjson.dumps(
-            {"connector": self.connector.name, "stream": batch.stream, **batch.provenance}
-        )[:-1].decode() + ',"position":'
-        quarantined: list[tuple[Any, ...]] = []
-        for row_err in batch.errors:
-            err = row_err.error
-            if not isinstance(err, JunctionError):
-                err = RecordError(f"unreadable row: {type(err).__name__}")
-            quarantined.append(quarantine_row(
-                name, "extract", f"{name}:{row_err.key}", err, row_err.raw,
-                orjson.loads(prov_prefix + str(row_err.position) + "}"), run_id,
-            ))  # fmt: skip
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # many young objects per batch; the cyclic GC would rescan them all
-        try:
-            good, bad = self.normalizer.apply(batch.records)
-            for i, exc in bad:
-                stage = "validate" if exc.code == "rule_failed" else "normalize"
-                quarantined.append(quarantine_row(
-                    name, stage, f"{name}:{batch.keys[i]}", exc, orjson.dumps(batch.records[i]),
-                    orjson.loads(prov_prefix + str(batch.positions[i]) + "}"), run_id,
-                ))  # fmt: skip
-            records, scores, deliveries = self._effects(batch, good, prov_prefix, run_id, now, quarantined)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+    def commit(self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True) -> None:
+        """Write one prepared batch and its cursor in one transaction."""
         self.store.write_batch(
-            records=records, scores=scores, deliveries=deliveries, quarantined=quarantined,
-            cursor=(name, batch.stream, batch.cursor) if commit_cursor else None,
+            records=prepared.records, scores=prepared.scores, deliveries=prepared.deliveries,
+            quarantined=prepared.quarantined,
+            cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
         )  # fmt: skip
-        summary.read += len(batch) + len(batch.errors)
-        summary.stored += len(records)
-        summary.quarantined += len(quarantined)
-        summary.routed += len(deliveries)
+        summary.read += prepared.read
+        summary.stored += len(prepared.records)
+        summary.quarantined += len(prepared.quarantined)
+        summary.routed += len(prepared.deliveries)
 
-    def _effects(
-        self, batch: RawBatch, good: list[tuple[int, Any]], prov_prefix: str, run_id: int,
-        now: float, quarantined: list[tuple[Any, ...]],
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:  # fmt: skip
-        name, entity = self.name, self.entity
-        system = self.connector.name
-        records: list[tuple[Any, ...]] = []
-        scores: list[tuple[Any, ...]] = []
-        deliveries: list[tuple[Any, ...]] = []
-        cols = None
-        failed_scoring: dict[int, RecordError] = {}
-        if self.scorer is not None and good:
-            cols, failed_scoring = _score(self.scorer, [m for _, m in good])
-        route = not self.router.empty
-        for j, (i, model) in enumerate(good):
-            key = batch.keys[i]
-            rid = f"{name}:{key}"
-            if j in failed_scoring:
-                quarantined.append(quarantine_row(
-                    name, "score", rid, failed_scoring[j], orjson.dumps(batch.records[i]),
-                    orjson.loads(prov_prefix + str(batch.positions[i]) + "}"), run_id,
-                ))  # fmt: skip
-                continue
-            body = model.model_dump_json()
-            score_json = "null"
-            score_view = None
-            if cols is not None:
-                value, grade, factors = cols.values[j], cols.grades[j], cols.factors[j]
-                factors_json = orjson.dumps(factors).decode()
-                scores.append((
-                    rid, cols.model_version, cols.model, value, grade, factors_json, cols.variant, now,
-                ))  # fmt: skip
-                score_json = (
-                    f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json},'
-                    f'"model":"{cols.model}","model_version":"{cols.model_version}",'
-                    f'"variant":"{cols.variant}"}}'
-                )
-                score_view = {"value": value, "grade": grade, "model_version": cols.model_version}
-            if route:
-                try:
-                    targets = self.router.targets(model, score_view)
-                except RecordError as exc:
-                    quarantined.append(quarantine_row(
-                        name, "route", rid, exc, orjson.dumps(batch.records[i]),
-                        orjson.loads(prov_prefix + str(batch.positions[i]) + "}"), run_id,
-                    ))  # fmt: skip
-                    continue
-                if targets:
-                    event = (
-                        f'{{"type":"{self.event_type}","record_id":{orjson.dumps(rid).decode()},'
-                        f'"pipeline":"{name}","entity":"{entity}","source_key":'
-                        f'{orjson.dumps(key).decode()},"record":{body},"score":{score_json}}}'
-                    )
-                    for ch in targets:
-                        deliveries.append((
-                            delivery_id(rid, ch), rid, name, ch, self.event_type, event,
-                            "pending", 0, now, now,
-                        ))  # fmt: skip
-            records.append((
-                rid, name, entity, system, key, model.schema_version, body,
-                prov_prefix + str(batch.positions[i]) + "}", run_id, now,
-            ))  # fmt: skip
-        return records, scores, deliveries
+    def process_batch(self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True) -> None:
+        """Prepare and commit one batch inline (replays and tests)."""
+        self.commit(self.preparer.prepare(batch, summary.run_id or None), summary, with_cursor=commit_cursor)
 
     def _fail_file(self, stream: str, sha: str | None, exc: RecordError, summary: RunSummary) -> None:
         path = Path(stream)
@@ -274,10 +238,3 @@ class PipelineRunner:
         marker = src.with_name(src.name + ".done")
         if marker.exists():
             marker.unlink()
-
-
-def _score(scorer: Scorer, models: list[Any]) -> tuple[Any, dict[int, RecordError]]:
-    """Score a batch; records the scorer rejects are returned by index, not raised."""
-    cols = scorer.score_columns(models)
-    failed: dict[int, RecordError] = dict(getattr(cols, "failed", {}) or {})
-    return cols, failed

@@ -1,4 +1,4 @@
-"""Scoring stage: load the configured model from the registry (training it on first run)."""
+"""Scoring stage: resolve the configured model in the registry (training it on first run)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from scoring.registry import ensure_default_model
 from scoring.sklearn_model import SklearnLeadScorer
 
 
-def load_scorer(models_dir: str, cfg: ScoringConfig) -> Scorer:
-    """Return the scorer for ``cfg``; the default lead model is trained on first use."""
+def resolve_model_dir(models_dir: str, cfg: ScoringConfig) -> Path:
+    """Return the version folder ``cfg`` names; the default lead model is trained on first use."""
     root = Path(models_dir)
     if cfg.version is not None:
-        version_dir = root / cfg.model / cfg.version
-    else:
-        version_dir = ensure_default_model(root, name=cfg.model)
+        return root / cfg.model / cfg.version
+    return ensure_default_model(root, name=cfg.model)
+
+
+def load_scorer(version_dir: Path, cfg: ScoringConfig) -> Scorer:
+    """Load (verify and compile) the scorer stored in ``version_dir``."""
     return SklearnLeadScorer.load(version_dir, thresholds=cfg.thresholds, top_k=3)

@@ -1,5 +1,7 @@
 """The CSV file-drop connector: decoding, dialects, row errors, cursors, readiness, memory."""
 
+# ruff: noqa: RUF001 - Cyrillic test data is the point, not a homoglyph mistake
+
 from __future__ import annotations
 
 import csv
@@ -8,28 +10,32 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from pydantic import ValidationError
 
-from connectors.base import Capability, RawBatch, SourceConnector
+from connectors.base import Capability, RawBatch, RowError, SourceConnector
 from connectors.csv_file import CsvFileConfig, CsvFileConnector
 from junction.core.errors import (
     ConfigError,
     EncodingError,
     FieldTooLargeError,
     FileTooLargeError,
+    JunctionError,
     ParseError,
 )
 
-RU = "ИНН;Наименование;Город\n7701000001;ООО «Ромашка»;Москва\n7801000002;АО Север;Санкт-Петербург\n"
+RU = (
+    "ИНН;Наименование;Город\n7701000001;ООО «Ромашка»;Москва\n7801000002;АО Север;Санкт-Петербург\n"
+)
 
 
-def connector(tmp_path: Path, **kw: object) -> CsvFileConnector:
+def connector(tmp_path: Path, **kw: Any) -> CsvFileConnector:
     kw.setdefault("path", str(tmp_path / "inbox"))
     kw.setdefault("settle_seconds", 0)
-    return CsvFileConnector(CsvFileConfig(**kw))  # type: ignore[arg-type]
+    return CsvFileConnector(CsvFileConfig(**kw))
 
 
 def drop(tmp_path: Path, name: str, data: bytes) -> str:
@@ -40,12 +46,19 @@ def drop(tmp_path: Path, name: str, data: bytes) -> str:
     return str(path)
 
 
-def read_all(conn: CsvFileConnector, stream: str, cursor: dict | None = None) -> list[RawBatch]:
+def read_all(
+    conn: CsvFileConnector, stream: str, cursor: dict[str, Any] | None = None
+) -> list[RawBatch]:
     return list(conn.read(stream, cursor))
 
 
-def records(batches: list[RawBatch]) -> list[dict]:
+def records(batches: list[RawBatch]) -> list[dict[str, Any]]:
     return [r for b in batches for r in b.records]
+
+
+def jerr(row: RowError) -> JunctionError:
+    assert isinstance(row.error, JunctionError)
+    return row.error
 
 
 def test_class_contract() -> None:
@@ -135,7 +148,9 @@ def test_cp1251_read_as_utf8_fails_whole_file_without_replacement(tmp_path: Path
         conn.read(stream, None)  # raised before any iterator, so before any row
     err = info.value
     assert err.context["encoding"] == "utf-8"
-    assert err.context["byte_offset"] == data.index("Пётр".encode("cp1251"))
+    with pytest.raises(UnicodeDecodeError) as plain:
+        data.decode("utf-8")
+    assert err.context["byte_offset"] == plain.value.start > data.index(b"3;")
     assert err.context["line"] == 4
     assert err.context["file"] == stream
     assert "\ufffd" not in str(err)
@@ -194,7 +209,7 @@ def test_excel_sep_preamble_is_honoured_and_skipped(tmp_path: Path) -> None:
     assert batch.records == [{"age": "30", "job": "blue-collar"}]
     [err] = batch.errors
     assert err.position == 2
-    assert err.error.context["line"] == 4  # physical line, counting the preamble
+    assert jerr(err).context["line"] == 4  # physical line, counting the preamble
 
 
 def test_sniffs_semicolons_tabs_and_pipes(tmp_path: Path) -> None:
@@ -229,13 +244,15 @@ def test_ragged_rows_and_nul_bytes_are_row_errors_and_reading_goes_on(tmp_path: 
     long, short, nul = batch.errors
     assert (long.key, long.position, long.raw) == (f"{prefix}:2", 2, b"4,5,6,7")
     assert type(long.error) is ParseError
-    assert long.error.context.items() >= {"expected": 3, "got": 4, "row": 2, "line": 3}.items()
-    assert "expected 3" in long.error.user_message
-    assert short.position == 3 and short.error.context["got"] == 2
-    assert short.error.context["line"] == 4  # where the two-line record starts
+    assert jerr(long).context.items() >= {"expected": 3, "got": 4, "row": 2, "line": 3}.items()
+    assert "expected 3" in jerr(long).user_message
+    assert short.position == 3
+    assert jerr(short).context["got"] == 2
+    assert jerr(short).context["line"] == 4  # where the two-line record starts
     assert short.raw == b'"multi\nline",8'
-    assert nul.position == 4 and "NUL" in nul.error.user_message
-    assert nul.error.context["line"] == 6
+    assert nul.position == 4
+    assert "NUL" in jerr(nul).user_message
+    assert jerr(nul).context["line"] == 6
     assert nul.raw == b"\x00,2,3"
     assert batch.cursor["row"] == 5
 
@@ -256,8 +273,9 @@ def test_oversized_field_is_a_row_error_naming_the_column(tmp_path: Path) -> Non
     [err] = batch.errors
     assert isinstance(err.error, FieldTooLargeError)
     assert err.error.field == "notes"
-    assert err.error.context["bytes"] == 2_000 and err.error.context["limit"] == 1_000
-    assert big not in err.error.user_message
+    assert jerr(err).context["bytes"] == 2_000
+    assert jerr(err).context["limit"] == 1_000
+    assert big not in jerr(err).user_message
 
 
 def test_field_size_counts_utf8_bytes(tmp_path: Path) -> None:
@@ -266,24 +284,35 @@ def test_field_size_counts_utf8_bytes(tmp_path: Path) -> None:
     stream = drop(tmp_path, "ru.csv", data)
     [batch] = read_all(connector(tmp_path, encoding="cp1251", max_field_bytes=1_000), stream)
     assert [r["id"] for r in batch.records] == ["2"]
-    assert batch.errors[0].error.context["bytes"] == 1_200
+    assert jerr(batch.errors[0]).context["bytes"] == 1_200
 
 
-def test_default_limit_catches_a_huge_quoted_multiline_field(tmp_path: Path) -> None:
-    # beyond the csv module's own limit: the careful re-read reports it and keeps going
-    huge = "line\n" * 200_000  # 1,000,000 characters, quoted, across many lines
-    data = f'id,notes\n1,a\n2,"{huge}"\n3,b\n'.encode()
+def test_oversized_multiline_field_is_reported_and_the_next_row_is_intact(tmp_path: Path) -> None:
+    notes = "line\n" * 600  # 3,000 characters over 601 lines, quoted
+    data = f'id,notes\n1,a\n2,"{notes}"\n3,b\n'.encode()
+    stream = drop(tmp_path, "multi.csv", data)
+    [batch] = read_all(connector(tmp_path, max_field_bytes=1_000), stream)
+    assert batch.records == [{"id": "1", "notes": "a"}, {"id": "3", "notes": "b"}]
+    assert batch.positions == [1, 3]
+    [err] = batch.errors
+    assert isinstance(err.error, FieldTooLargeError)
+    assert (err.position, err.error.field, jerr(err).context["line"]) == (2, "notes", 3)
+
+
+def test_field_beyond_the_csv_module_limit_is_a_row_error_too(tmp_path: Path) -> None:
+    # the csv module itself refuses it; a careful re-read reports the row and keeps going,
+    # after the rows already emitted, without gaps or repeats
+    before = [f"{i},ok\n" for i in range(1, 6)]
+    huge = "x" * (max(csv.field_size_limit(), 1 << 24) + 10)
+    data = ("id,notes\n" + "".join(before) + f'6,"{huge}"\n7,b\n').encode()
     stream = drop(tmp_path, "huge.csv", data)
-    batches = read_all(connector(tmp_path, batch_size=1), stream)
-    ok = records(batches)
-    errs = [e for b in batches for e in b.errors]
-    assert ok[0] == {"id": "1", "notes": "a"}
-    assert ok[-1] == {"id": "3", "notes": "b"}
-    assert errs and all(isinstance(e.error, (FieldTooLargeError, ParseError)) for e in errs)
-    assert isinstance(errs[0].error, FieldTooLargeError) and errs[0].position == 2
-    positions = [p for b in batches for p in b.positions] + [e.position for e in errs]
-    assert sorted(positions) == list(range(1, len(positions) + 1))  # no gap, no repeat
-    assert csv.field_size_limit() >= 131072
+    batches = read_all(connector(tmp_path, batch_size=2), stream)
+    assert [r["id"] for r in records(batches)] == ["1", "2", "3", "4", "5", "7"]
+    [err] = [e for b in batches for e in b.errors]
+    assert isinstance(err.error, FieldTooLargeError)
+    assert (err.position, jerr(err).context["line"]) == (6, 7)
+    assert [b.cursor["row"] for b in batches] == [2, 4, 6, 7]
+    assert csv.field_size_limit() >= 1 << 24
 
 
 def test_oversized_file_fails_before_reading(tmp_path: Path) -> None:
@@ -394,7 +423,8 @@ def test_check_reports_missing_paths_and_never_raises(tmp_path: Path) -> None:
     assert not connector(tmp_path, path=str(tmp_path / "missing.csv")).check().ok
     drop(tmp_path, "a.csv", b"x\n1\n")
     result = connector(tmp_path, path=str(tmp_path / "inbox" / "*.csv")).check()
-    assert result.ok and "1 file" in result.message
+    assert result.ok
+    assert "1 file" in result.message
 
 
 def test_read_refuses_files_outside_the_configured_path(tmp_path: Path) -> None:
@@ -416,7 +446,9 @@ def test_200k_rows_stream_in_constant_memory(tmp_path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["id", "name", "email", "city", "amount"])
-        w.writerows([i, "Иван Петров", f"u{i}@example.com", "Москва", i * 0.5] for i in range(200_000))
+        w.writerows(
+            [i, "Иван Петров", f"u{i}@example.com", "Москва", i * 0.5] for i in range(200_000)
+        )
     conn = connector(tmp_path)
     proc = psutil.Process()
     gc.collect()

@@ -1,0 +1,148 @@
+"""Prepare one batch: normalize → validate → score → route → rows to write.
+
+This is the CPU-bound part of a pipeline.  It holds no connection and touches no file, so the
+runner can run it inline or in worker processes; the runner alone writes to the store.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from connectors.base import RawBatch
+from junction.core.errors import JunctionError, RecordError
+from junction.pipeline.config import PipelineConfig
+from junction.pipeline.normalize import Normalizer
+from junction.pipeline.route import Router, delivery_id
+from scoring.base import Scorer
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class PreparedBatch:
+    """The rows one batch writes, and the cursor to commit with them."""
+
+    stream: str
+    cursor: dict[str, Any]
+    read: int
+    records: list[Row] = field(default_factory=list)
+    scores: list[Row] = field(default_factory=list)
+    deliveries: list[Row] = field(default_factory=list)
+    quarantined: list[Row] = field(default_factory=list)
+
+
+def quarantine_row(
+    pipeline: str, stage: str, key: str, exc: JunctionError, payload: bytes | None,
+    provenance: dict[str, Any], run_id: int | None,
+) -> Row:  # fmt: skip
+    """Build one quarantine row (the original bytes, the error and where it came from)."""
+    err = exc.to_dict()
+    return (
+        pipeline, stage, key, err["type"], err["code"], err["message"],
+        orjson.dumps(err["context"]).decode(), payload, orjson.dumps(provenance).decode(),
+        "open", time.time(), run_id,
+    )  # fmt: skip
+
+
+class BatchPreparer:
+    """Everything compiled once for one pipeline: mapping, rules, scorer, routes."""
+
+    def __init__(self, name: str, cfg: PipelineConfig, connector: str, scorer: Scorer | None) -> None:
+        """Compile the pipeline's mapping, rules and routes; ``scorer`` is already loaded."""
+        self.name = name
+        self.connector = connector
+        self.normalizer = Normalizer(cfg.mapping, [(r.name, r.expr) for r in cfg.rules])
+        self.entity = self.normalizer.entity
+        self.router = Router(cfg.routes, self.entity, self.normalizer.fields)
+        self.scorer = scorer
+        self.event_type = f"{self.entity}.scored" if scorer else f"{self.entity}.received"
+
+    def prepare(self, batch: RawBatch, run_id: int | None) -> PreparedBatch:
+        """Turn a raw batch into the rows to write; bad records become quarantine rows."""
+        out = PreparedBatch(batch.stream, batch.cursor, len(batch) + len(batch.errors))
+        now = time.time()
+        name = self.name
+        prov_prefix = orjson.dumps(
+            {"connector": self.connector, "stream": batch.stream, **batch.provenance}
+        )[:-1].decode() + ',"position":'
+
+        def quarantine(stage: str, key: str, exc: JunctionError, raw: bytes | None, pos: int) -> None:
+            prov = orjson.loads(prov_prefix + str(pos) + "}")
+            out.quarantined.append(quarantine_row(name, stage, f"{name}:{key}", exc, raw, prov, run_id))
+
+        for row_err in batch.errors:
+            err = row_err.error
+            if not isinstance(err, JunctionError):
+                err = RecordError(f"unreadable row: {type(err).__name__}")
+            quarantine("extract", row_err.key, err, row_err.raw, row_err.position)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # many young objects per batch; the cyclic GC would rescan them all
+        try:
+            good, bad = self.normalizer.apply(batch.records)
+            for i, exc in bad:
+                stage = "validate" if exc.code == "rule_failed" else "normalize"
+                quarantine(stage, batch.keys[i], exc, orjson.dumps(batch.records[i]), batch.positions[i])
+            self._effects(batch, good, out, prov_prefix, run_id, now, quarantine)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return out
+
+    def _effects(
+        self, batch: RawBatch, good: list[tuple[int, Any]], out: PreparedBatch, prov_prefix: str,
+        run_id: int | None, now: float, quarantine: Any,
+    ) -> None:  # fmt: skip
+        name, entity, system = self.name, self.entity, self.connector
+        cols = None
+        failed: dict[int, RecordError] = {}
+        if self.scorer is not None and good:
+            cols = self.scorer.score_columns([m for _, m in good])
+            failed = dict(getattr(cols, "failed", {}) or {})
+        route = not self.router.empty
+        records, scores, deliveries = out.records, out.scores, out.deliveries
+        for j, (i, model) in enumerate(good):
+            key = batch.keys[i]
+            rid = f"{name}:{key}"
+            if j in failed:
+                quarantine("score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i])
+                continue
+            body = model.model_dump_json()
+            score_json = "null"
+            score_view = None
+            if cols is not None:
+                value, grade, factors = cols.values[j], cols.grades[j], cols.factors[j]
+                factors_json = orjson.dumps(factors).decode()
+                scores.append(
+                    (rid, cols.model_version, cols.model, value, grade, factors_json, cols.variant, now)
+                )
+                score_json = (
+                    f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json},'
+                    f'"model":"{cols.model}","model_version":"{cols.model_version}",'
+                    f'"variant":"{cols.variant}"}}'
+                )
+                score_view = {"value": value, "grade": grade, "model_version": cols.model_version}
+            if route:
+                try:
+                    targets = self.router.targets(model, score_view)
+                except RecordError as exc:
+                    quarantine("route", key, exc, orjson.dumps(batch.records[i]), batch.positions[i])
+                    continue
+                if targets:
+                    event = (
+                        f'{{"type":"{self.event_type}","record_id":{orjson.dumps(rid).decode()},'
+                        f'"pipeline":"{name}","entity":"{entity}","source_key":'
+                        f'{orjson.dumps(key).decode()},"record":{body},"score":{score_json}}}'
+                    )
+                    for ch in targets:
+                        deliveries.append(
+                            (delivery_id(rid, ch), rid, name, ch, self.event_type, event, "pending", 0, now, now)
+                        )
+            records.append((
+                rid, name, entity, system, key, model.schema_version, body,
+                prov_prefix + str(batch.positions[i]) + "}", run_id, now,
+            ))  # fmt: skip

@@ -1,0 +1,98 @@
+"""The CEL fast path agrees with the CEL runtime, or defers to it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import cel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from junction.core.errors import ConfigError, RuleError
+from junction.pipeline.cel_fast import Defer, compile_fast
+from junction.pipeline.expressions import Expression
+
+EXPRESSIONS = [
+    "lead.email != null",
+    "lead.email == null",
+    "score.value >= 0.5",
+    "score.value >= 0.5 && lead.country == 'DE'",
+    'lead.country in ["DE", "AT", "CH"] || score.grade == "A"',
+    "!(lead.employees > 100) && lead.page_views <= 20",
+    "lead.employees > 10 || lead.page_views > 5",
+    "size(lead.email) > 5 && lead.email.endsWith('.com')",
+    "lead.title.contains('Head') ? score.value > 0.2 : score.value > 0.8",
+    "lead.employees == 3.0",
+    "lead.flag == true",
+    "lead.flag",
+    "lead.employees > -1",
+    "lead.email.startsWith(\"a\") && (lead.country != 'US' || lead.employees >= 50)",
+]
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-1000, max_value=1000),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    st.sampled_from(["DE", "US", "a@b.com", "Head of IT", "", "ann@x.org"]),
+    st.just(datetime(2026, 1, 1, tzinfo=UTC)),
+)
+leads = st.fixed_dictionaries(
+    {k: values for k in ("email", "country", "employees", "page_views", "title", "flag")}
+)
+scores = st.fixed_dictionaries(
+    {"value": st.floats(min_value=0, max_value=1), "grade": st.sampled_from(["A", "B", "C", "D"])}
+)
+
+
+def _runtime(src: str, env: dict) -> object:
+    try:
+        return ("ok", cel.compile(src).execute(env))
+    except Exception:
+        return ("error", None)
+
+
+@pytest.mark.parametrize("src", EXPRESSIONS)
+def test_subset_compiles(src: str) -> None:
+    assert compile_fast(src, {"lead", "score"}) is not None
+
+
+@pytest.mark.parametrize(
+    "src",
+    ["lead.x + 1 > 2", 'lead.email.matches("a.*")', "has(lead.email)", 'timestamp("2020-01-01T00:00:00Z") < lead.t',
+     "lead.email == 'a\\'b'", "other.x == 1"],
+)
+def test_outside_the_subset_is_not_compiled(src: str) -> None:
+    assert compile_fast(src, {"lead", "score"}) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(lead=leads, score=scores, src=st.sampled_from(EXPRESSIONS))
+def test_fast_path_agrees_with_runtime(lead: dict, score: dict, src: str) -> None:
+    env = {"lead": lead, "score": score}
+    fast = compile_fast(src, {"lead", "score"})
+    assert fast is not None
+    try:
+        got = ("ok", fast(env))
+    except Defer:
+        return  # the caller asks the runtime: nothing to compare
+    assert got == _runtime(src, env), (src, env)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lead=leads, score=scores, src=st.sampled_from(EXPRESSIONS))
+def test_expression_matches_runtime_including_errors(lead: dict, score: dict, src: str) -> None:
+    expr = Expression(src, name="r", variables={"lead": "record", "score": "score"})
+    env = {"lead": lead, "score": score}
+    kind, value = _runtime(src, env)
+    if kind == "ok" and isinstance(value, bool):
+        assert expr.evaluate(env) is value
+    else:
+        with pytest.raises(RuleError):
+            expr.evaluate(env)
+
+
+def test_misspelled_fields_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="lead has no field"):
+        Expression("lead.emial != null", name="r", variables={"lead": "record"}, fields={"lead": {"email"}})
