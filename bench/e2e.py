@@ -96,7 +96,9 @@ def run(*, rows: int, store: str | None, keep: bool) -> int:
         c = result["counts"]
         print(f"file: {source.name} ({rows:,} rows, {size_mb:.0f} MB); store: {url.split(':')[0]}")
         print(f"raw csv.DictReader        : {raw_rate:>10,.0f} rows/s (median of {len(raw)})")
-        print(f"hub file→canonical→score→outbox: {hub_rate:>10,.0f} rows/s ({result['seconds']:.1f}s)")
+        print(
+            f"hub file→canonical→score→outbox: {hub_rate:>10,.0f} rows/s ({result['seconds']:.1f}s)"
+        )
         print(f"ratio hub / raw           : {hub_rate / raw_rate:.3f}  (goal >= 0.25)")
         print(f"hub peak RSS              : {result['peak_mb']:.0f} MB  (goal < 300 MB)")
         print(

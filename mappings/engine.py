@@ -14,7 +14,7 @@ naming the field the model rejected); there is no half-filled record.
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,7 @@ class CompiledMapping:
         return out
 
     def apply_batch(
-        self, records: list[Mapping[str, Any]], *, pause_gc: bool = True
+        self, records: Sequence[Mapping[str, Any]], *, pause_gc: bool = True
     ) -> tuple[list[tuple[int, CanonicalModel]], list[tuple[int, RecordError]]]:
         """Map and validate many records; a bad record never stops the others.
 
@@ -222,7 +222,7 @@ class CompiledMapping:
         return self._apply_all(records)
 
     def _apply_all(
-        self, records: list[Mapping[str, Any]]
+        self, records: Sequence[Mapping[str, Any]]
     ) -> tuple[list[tuple[int, CanonicalModel]], list[tuple[int, RecordError]]]:
         good: list[tuple[int, CanonicalModel]] = []
         bad: list[tuple[int, RecordError]] = []

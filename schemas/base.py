@@ -28,7 +28,7 @@ class CanonicalModel(BaseModel):
 
     @classmethod
     def pii_fields(cls) -> dict[str, str]:
-        """Return ``{field name: PII kind}`` for the fields of this model that hold personal data."""
+        """Return ``{field name: PII kind}`` for the fields that hold personal data."""
         out: dict[str, str] = {}
         for name, info in cls.model_fields.items():
             extra = info.json_schema_extra

@@ -15,7 +15,9 @@ def render_schemas() -> dict[str, str]:
     out = {}
     for name, model in sorted(models.items()):
         schema = model.model_json_schema(mode="validation")
-        out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        out[f"{name}.schema.json"] = (
+            json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
     return out
 
 

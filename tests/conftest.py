@@ -58,5 +58,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
-        if key.startswith("JUNCTION_") and key not in ("JUNCTION_TEST_PG_URL", "JUNCTION_REQUIRE_PG"):
+        if key.startswith("JUNCTION_") and key not in (
+            "JUNCTION_TEST_PG_URL",
+            "JUNCTION_REQUIRE_PG",
+        ):
             monkeypatch.delenv(key, raising=False)

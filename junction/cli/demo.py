@@ -46,12 +46,20 @@ delivery:
 """
 
 
-def run_demo(directory: Path, rows: int, console: Console, progress_bar: Callable[..., Any]) -> None:
+def run_demo(
+    directory: Path, rows: int, console: Console, progress_bar: Callable[..., Any]
+) -> None:
     """Run the demo in ``directory`` (recreated) with ``rows`` sample leads."""
     started = time.perf_counter()
     for sub in ("inbox", "processed", "failed", "secrets"):
         shutil.rmtree(directory / sub, ignore_errors=True)
-    for name in ("junction.db", "junction.db-wal", "junction.db-shm", "sink.jsonl", "junction.yaml"):
+    for name in (
+        "junction.db",
+        "junction.db-wal",
+        "junction.db-shm",
+        "sink.jsonl",
+        "junction.yaml",
+    ):
         (directory / name).unlink(missing_ok=True)
     (directory / "inbox").mkdir(parents=True)
     (directory / "secrets").mkdir()
@@ -66,7 +74,9 @@ def run_demo(directory: Path, rows: int, console: Console, progress_bar: Callabl
     with WebhookSink(secret, directory / "sink.jsonl") as sink:
         config = directory / "junction.yaml"
         config.write_text(CONFIG.format(url=sink.url.rstrip("/"), config=config), encoding="utf-8")
-        console.print(f"[bold]2.[/] started a webhook sink at {sink.url} (verifies every signature)")
+        console.print(
+            f"[bold]2.[/] started a webhook sink at {sink.url} (verifies every signature)"
+        )
         hub = Hub.from_file(config)
         try:
             with progress_bar() as bar:
@@ -88,14 +98,20 @@ def run_demo(directory: Path, rows: int, console: Console, progress_bar: Callabl
     table.add_row("quarantined (bad rows, failed rules)", str(counts["quarantined"]))
     table.add_row("scored", str(counts["scored"]))
     table.add_row("deliveries delivered", str(counts["deliveries_delivered"]))
-    table.add_row("deliveries pending / dead", f"{counts['deliveries_pending']} / {counts['deliveries_dead']}")
+    table.add_row(
+        "deliveries pending / dead", f"{counts['deliveries_pending']} / {counts['deliveries_dead']}"
+    )
     table.add_row("sink: signatures verified", str(sink_stats["verified"]))
     table.add_row("sink: rejected", str(sink_stats["rejected"]))
     table.add_row("sink: unique webhook ids", str(sink_stats["unique"]))
     console.print(table)
-    console.print(f"finished in {time.perf_counter() - started:.1f}s; delivery worker: {stats.delivered} sent")
+    console.print(
+        f"finished in {time.perf_counter() - started:.1f}s; delivery worker: {stats.delivered} sent"
+    )
     console.print("where to look:")
-    console.print(f"  store:       {directory / 'junction.db'} (tables records, scores, deliveries, quarantine)")
+    console.print(
+        f"  store:       {directory / 'junction.db'} (records, scores, deliveries, quarantine)"
+    )
     console.print(f"  sink log:    {directory / 'sink.jsonl'} (one line per verified delivery)")
     console.print(f"  quarantine:  junction quarantine list {directory / 'junction.yaml'}")
     console.print(f"  run again:   junction run {directory / 'junction.yaml'} --once")

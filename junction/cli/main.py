@@ -5,19 +5,29 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from junction.core.errors import ConfigError, JunctionError
 from junction.core.registry import default_registry
 
-app = typer.Typer(help="Junction: connect CRM/ERP systems, normalize, score and deliver.", no_args_is_help=True)
+app = typer.Typer(
+    help="Junction: connect CRM/ERP systems, normalize, score and deliver.", no_args_is_help=True
+)
 connectors_app = typer.Typer(help="Source connectors.", no_args_is_help=True)
 mappings_app = typer.Typer(help="Mapping specs.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Canonical schemas.", no_args_is_help=True)
@@ -41,12 +51,22 @@ def fail(exc: JunctionError) -> None:
     raise typer.Exit(2)
 
 
+def delivery_line(stats: Any) -> str:
+    """One line about what the delivery worker did."""
+    return f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead"
+
+
 def progress_bar(total: int | None = None) -> Progress:
     """A Rich progress bar for long work."""
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=False,
-    )  # fmt: skip
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
 
 
 @app.command()
@@ -65,9 +85,13 @@ def check(config: ConfigArg) -> None:
 @app.command()
 def run(
     config: ConfigArg,
-    once: Annotated[bool, typer.Option("--once", help="Process ready inputs once, deliver, exit.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Process ready inputs once, deliver, exit.")
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls when not --once.")] = 5.0,
-    drain_wait: Annotated[float, typer.Option(help="With --once: wait this long for due retries.")] = 0.0,
+    drain_wait: Annotated[
+        float, typer.Option(help="With --once: wait this long for due retries.")
+    ] = 0.0,
 ) -> None:
     """Run the configured pipelines (file drops and polls) and deliver the results."""
     from junction.pipeline.hub import Hub
@@ -85,14 +109,15 @@ def run(
             while True:
                 with progress_bar() as bar:
                     task = bar.add_task("records", total=None)
-                    summaries = hub.run_once(lambda n: bar.advance(task, n))
+                    summaries = hub.run_once(partial(bar.advance, task))
                 stats = hub.deliver(drain_wait_s=drain_wait if once else 0.0)
                 for s in summaries:
                     console.print(
-                        f"{s.pipeline}: read {s.read}, stored {s.stored}, quarantined {s.quarantined}, "
+                        f"{s.pipeline}: read {s.read}, stored {s.stored}, "
+                        f"quarantined {s.quarantined}, "
                         f"routed {s.routed} ({s.seconds:.1f}s)"
                     )
-                console.print(f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead")
+                console.print(delivery_line(stats))
                 if once or stopping:
                     break
                 time.sleep(interval)
@@ -106,7 +131,9 @@ def run(
 def ingest(
     file: Annotated[Path, typer.Argument(help="A CSV or XML file.")],
     mapping: Annotated[str, typer.Option("--mapping", help="Mapping id (csv.lead) or YAML path.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write canonical JSON lines here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write canonical JSON lines here.")
+    ] = None,
     record_tag: Annotated[str | None, typer.Option(help="XML record element name.")] = None,
 ) -> None:
     """Normalize one file to canonical JSON lines (no store, no scoring)."""
@@ -117,7 +144,13 @@ def ingest(
         try:
             with progress_bar() as bar:
                 task = bar.add_task(file.name, total=None)
-                result = ingest_file(file, mapping, sink, record_tag=record_tag, progress=lambda n: bar.advance(task, n))
+                result = ingest_file(
+                    file,
+                    mapping,
+                    sink,
+                    record_tag=record_tag,
+                    progress=lambda n: bar.advance(task, n),
+                )
         finally:
             if out:
                 sink.close()
@@ -133,9 +166,11 @@ def ingest(
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="Leads in the sample file drop.")] = 5000,
-    directory: Annotated[Path, typer.Option("--dir", help="Working folder for the demo.")] = Path("junction-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Working folder for the demo.")] = Path(
+        "junction-demo"
+    ),
 ) -> None:
-    """Run the whole flow on the embedded default: file drop → canonical → score → signed webhook."""
+    """Run the whole flow on the embedded default: file drop to signed webhook."""
     from junction.cli.demo import run_demo
 
     try:
@@ -147,7 +182,9 @@ def demo(
 @app.command()
 def sink(
     secret: Annotated[str, typer.Option(envvar="JUNCTION_SINK_SECRET", help="whsec_ secret.")],
-    out: Annotated[Path, typer.Option(help="JSONL file of accepted deliveries.")] = Path("sink.jsonl"),
+    out: Annotated[Path, typer.Option(help="JSONL file of accepted deliveries.")] = Path(
+        "sink.jsonl"
+    ),
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
 ) -> None:
     """Run a local webhook receiver that verifies signatures and dedupes by webhook-id."""
@@ -168,13 +205,19 @@ def connectors_list(verbose: Annotated[bool, typer.Option("--verbose")] = False)
     table = Table("kind", "name", "target", "status")
     for kind in ("connectors", "channels", "scorers"):
         for info in default_registry.describe(kind):
-            status = "ok" if info.error is None else f"[red]{info.error if verbose else 'failed to load'}[/]"
+            status = (
+                "ok"
+                if info.error is None
+                else f"[red]{info.error if verbose else 'failed to load'}[/]"
+            )
             table.add_row(kind[:-1], info.name, info.target, status)
     console.print(table)
 
 
 @mappings_app.command("test")
-def mappings_test(spec: Annotated[str | None, typer.Argument(help="One spec id or path.")] = None) -> None:
+def mappings_test(
+    spec: Annotated[str | None, typer.Argument(help="One spec id or path.")] = None,
+) -> None:
     """Run the cases file of every built-in mapping spec (or of one)."""
     from mappings.cases import run_builtin_cases, run_cases
 
@@ -193,15 +236,21 @@ def mappings_test(spec: Annotated[str | None, typer.Argument(help="One spec id o
 
 @schemas_app.command("export")
 def schemas_export(
-    out: Annotated[Path, typer.Option(help="Folder for the JSON Schema files.")] = Path("schemas/json"),
-    check_only: Annotated[bool, typer.Option("--check", help="Fail if the files are stale.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON Schema files.")] = Path(
+        "schemas/json"
+    ),
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Fail if the files are stale.")
+    ] = False,
 ) -> None:
     """Write the canonical models' JSON Schema (or check the committed copy)."""
     from schemas.export import export_schemas
 
     stale = export_schemas(out, check_only=check_only)
     if check_only and stale:
-        err_console.print(f"[red]stale schema files[/]: {', '.join(stale)}; run `junction schemas export`")
+        err_console.print(
+            f"[red]stale schema files[/]: {', '.join(stale)}; run `junction schemas export`"
+        )
         raise typer.Exit(1)
     console.print("schemas up to date" if check_only else f"wrote {out}")
 
@@ -222,7 +271,14 @@ def quarantine_list(
     try:
         table = Table("id", "pipeline", "stage", "key", "error", "message")
         for q in hub.store.list_quarantine(pipeline=pipeline, limit=limit):
-            table.add_row(str(q["id"]), q["pipeline"], q["stage"], q["record_key"], q["error_code"], q["message"])
+            table.add_row(
+                str(q["id"]),
+                q["pipeline"],
+                q["stage"],
+                q["record_key"],
+                q["error_code"],
+                q["message"],
+            )
         console.print(table)
     finally:
         hub.close()
@@ -233,7 +289,7 @@ def quarantine_replay(
     config: ConfigArg,
     ids: Annotated[list[int], typer.Argument(help="Quarantine ids to replay.")],
 ) -> None:
-    """Replay quarantined items: dead deliveries are re-queued, records re-run through the pipeline."""
+    """Replay quarantined items: dead deliveries re-queued, records re-run."""
     from junction.pipeline.hub import Hub
     from junction.pipeline.replay import replay
 
@@ -243,7 +299,7 @@ def quarantine_replay(
             for qid in ids:
                 console.print(f"{qid}: {replay(hub, qid)}")
             stats = hub.deliver()
-            console.print(f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead")
+            console.print(delivery_line(stats))
         finally:
             hub.close()
     except JunctionError as exc:
@@ -264,7 +320,7 @@ def quarantine_show(config: ConfigArg, qid: Annotated[int, typer.Argument()]) ->
         err_console.print(f"no quarantine entry {qid}")
         raise typer.Exit(1)
     payload = q.pop("payload") or b""
-    console.print_json(orjson.dumps({k: v for k, v in q.items()}, default=str).decode())
+    console.print_json(orjson.dumps(dict(q.items()), default=str).decode())
     console.print(payload[:4096].decode("utf-8", "backslashreplace"))
 
 

@@ -13,7 +13,7 @@ _configured = False
 
 def configure(level: str = "INFO", *, json: bool = False) -> None:
     """Configure structlog once for the process (stderr, key=value or JSON)."""
-    global _configured  # noqa: PLW0603 - process-wide logging setup
+    global _configured
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -1,7 +1,7 @@
 """A fast path for the common subset of CEL, with the real CEL runtime as the authority.
 
 The CEL runtime (``cel``) converts its whole activation to CEL values on every call, which costs
-3–5 µs per evaluation, more than scoring a lead.  Rules and routes are mostly field comparisons
+3 to 5 µs per evaluation, more than scoring a lead.  Rules and routes are mostly field comparisons
 joined by ``&&``/``||``, so this module compiles that subset into Python closures once.
 
 Exactness: a closure only answers when the operands have types whose CEL meaning is identical in
@@ -23,11 +23,11 @@ Env = dict[str, Any]
 Fn = Callable[[Env], Any]
 
 
-class Defer(Exception):  # noqa: N818 - a signal, not an error
+class Defer(Exception):
     """The fast path cannot answer with certainty; ask the CEL runtime."""
 
 
-class _Unsupported(Exception):  # noqa: N818
+class _Unsupported(Exception):
     pass
 
 
@@ -69,7 +69,12 @@ def _same_kind(a: Any, b: Any) -> bool:
         return isinstance(a, bool) and isinstance(b, bool)
     if isinstance(a, str) and isinstance(b, str):
         return True
-    return isinstance(a, datetime) and isinstance(b, datetime) and a.tzinfo is not None and b.tzinfo is not None
+    return (
+        isinstance(a, datetime)
+        and isinstance(b, datetime)
+        and a.tzinfo is not None
+        and b.tzinfo is not None
+    )
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -216,10 +221,7 @@ class _Parser:
             kind, name = self.take()
             if kind != "id":
                 raise _Unsupported("member")
-            if self.peek()[1] == "(":
-                fn = self.method(fn, name)
-            else:
-                fn = _field(fn, name)
+            fn = self.method(fn, name) if self.peek()[1] == "(" else _field(fn, name)
         return fn
 
     def method(self, target: Fn, name: str) -> Fn:
@@ -263,8 +265,8 @@ class _Parser:
             return lambda env: [f(env) for f in items]
         if kind == "id":
             if text in _RESERVED:
-                value = _RESERVED[text]
-                return lambda env: value
+                constant = _RESERVED[text]
+                return lambda env: constant
             if text == "size" and self.peek()[1] == "(":
                 self.take("(")
                 arg = self.expr()

@@ -13,15 +13,19 @@ from junction.pipeline.route import Router
 
 
 def check_config(path: Path) -> list[str]:
-    """Return a line per checked item; raise ConfigError (with line numbers) on the first problem."""
+    """Return a line per checked item; raise ConfigError (with line numbers) on a problem."""
     cfg = load_config(path)
     report = [f"{path}: configuration is valid"]
     for name, p in cfg.pipelines.items():
         cls = default_registry.get("connectors", p.source.connector)
         try:
-            cls.config_model.model_validate({"batch_size": p.batch_size, **p.source.connector_options()})
+            cls.config_model.model_validate(
+                {"batch_size": p.batch_size, **p.source.connector_options()}
+            )
         except ValueError as exc:
-            raise ConfigError(f"pipeline {name}: source options are invalid", details=str(exc)) from exc
+            raise ConfigError(
+                f"pipeline {name}: source options are invalid", details=str(exc)
+            ) from exc
         norm = Normalizer(p.mapping, [(r.name, r.expr) for r in p.rules])
         Router(p.routes, norm.entity, norm.fields)
         report.append(

@@ -7,6 +7,7 @@ receiver's 2xx, so a crash in between re-sends the same ``webhook-id`` and the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,7 +70,9 @@ class DeliveryWorker:
         self.policy = policy
         self.stats = DeliveryStats()
 
-    async def run(self, *, stop: asyncio.Event | None = None, drain_wait_s: float | None = None) -> DeliveryStats:
+    async def run(
+        self, *, stop: asyncio.Event | None = None, drain_wait_s: float | None = None
+    ) -> DeliveryStats:
         """Deliver until ``stop`` is set, or (with ``drain_wait_s``) until nothing is due soon."""
         while stop is None or not stop.is_set():
             rows = await asyncio.to_thread(
@@ -86,10 +89,8 @@ class DeliveryWorker:
             if stop is None:
                 await asyncio.sleep(wait)
             else:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
         return self.stats
 
     async def aclose(self) -> None:
@@ -118,9 +119,13 @@ class DeliveryWorker:
         attempt_no = int(row["attempts"]) + 1
         started = time.time()
         outcome: dict[str, Any] = {
-            "delivery_id": row["id"], "channel": row["channel"], "attempt_no": attempt_no,
-            "started_at": started, "status_code": None, "error": None,
-        }  # fmt: skip
+            "delivery_id": row["id"],
+            "channel": row["channel"],
+            "attempt_no": attempt_no,
+            "started_at": started,
+            "status_code": None,
+            "error": None,
+        }
         channel = self.channels.get(row["channel"])
         quarantined: tuple[Any, ...] | None = None
         error_type = ""
@@ -128,11 +133,16 @@ class DeliveryWorker:
             if channel is None:
                 raise FatalError(f"channel {row['channel']!r} is not configured")
             delivery = Delivery(
-                delivery_id=row["id"], channel=row["channel"], event_type=row["event_type"],
-                payload=row["payload"].encode(), attempt=attempt_no,
-            )  # fmt: skip
+                delivery_id=row["id"],
+                channel=row["channel"],
+                event_type=row["event_type"],
+                payload=row["payload"].encode(),
+                attempt=attempt_no,
+            )
             receipt = await channel.send(delivery)
-            outcome.update(status_code=receipt.status_code, outcome="delivered", new_status="delivered")
+            outcome.update(
+                status_code=receipt.status_code, outcome="delivered", new_status="delivered"
+            )
             outcome["next_attempt_at"] = started
             self.stats.delivered += 1
         except JunctionError as exc:
@@ -149,7 +159,9 @@ class DeliveryWorker:
                     outcome.update(outcome="failed", new_status="dead", next_attempt_at=started)
                     quarantined = self._dead_letter(row, exc, "retries exhausted")
                 else:
-                    outcome.update(outcome="retry", new_status="pending", next_attempt_at=started + delay)
+                    outcome.update(
+                        outcome="retry", new_status="pending", next_attempt_at=started + delay
+                    )
                     self.stats.retried += 1
             else:
                 outcome.update(outcome="failed", new_status="dead", next_attempt_at=started)
@@ -158,16 +170,27 @@ class DeliveryWorker:
         if outcome["new_status"] == "dead":
             self.stats.dead += 1
             log.warning(
-                "delivery dead-lettered", delivery_id=row["id"], channel=row["channel"],
-                error=error_type, attempts=attempt_no,
-            )  # fmt: skip
+                "delivery dead-lettered",
+                delivery_id=row["id"],
+                channel=row["channel"],
+                error=error_type,
+                attempts=attempt_no,
+            )
         return outcome, quarantined
 
     def _dead_letter(self, row: dict[str, Any], exc: JunctionError, why: str) -> tuple[Any, ...]:
         context = {**exc.to_dict()["context"], "channel": row["channel"], "why": why}
         return (
-            row["pipeline"], "deliver", row["id"], type(exc).__name__, exc.code, exc.user_message,
-            orjson.dumps(context).decode(), row["payload"].encode(),
+            row["pipeline"],
+            "deliver",
+            row["id"],
+            type(exc).__name__,
+            exc.code,
+            exc.user_message,
+            orjson.dumps(context).decode(),
+            row["payload"].encode(),
             orjson.dumps({"record_id": row["record_id"], "delivery_id": row["id"]}).decode(),
-            "open", time.time(), None,
-        )  # fmt: skip
+            "open",
+            time.time(),
+            None,
+        )

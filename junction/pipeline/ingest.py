@@ -21,9 +21,13 @@ class IngestResult:
 
 
 def ingest_file(
-    file: Path, mapping: str, out: IO[bytes], *, record_tag: str | None = None,
+    file: Path,
+    mapping: str,
+    out: IO[bytes],
+    *,
+    record_tag: str | None = None,
     progress: Callable[[int], None] | None = None,
-) -> IngestResult:  # fmt: skip
+) -> IngestResult:
     """Stream ``file`` through ``mapping`` and write one canonical JSON object per line."""
     if not file.is_file():
         raise ConfigError(f"no such file: {file}")

@@ -20,7 +20,9 @@ class Normalizer:
         self.fields: set[str] = set(self.mapping.model.model_fields)
         self.rules = check_rules_compile(rules, self.entity, self.fields)
 
-    def apply(self, records: list[dict[str, Any]]) -> tuple[list[tuple[int, Any]], list[tuple[int, RecordError]]]:
+    def apply(
+        self, records: list[dict[str, Any]]
+    ) -> tuple[list[tuple[int, Any]], list[tuple[int, RecordError]]]:
         """Return (index, model) for good records and (index, error) for the rest."""
         good, bad = self.mapping.apply_batch(records)
         if not self.rules:

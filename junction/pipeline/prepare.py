@@ -37,22 +37,38 @@ class PreparedBatch:
 
 
 def quarantine_row(
-    pipeline: str, stage: str, key: str, exc: JunctionError, payload: bytes | None,
-    provenance: dict[str, Any], run_id: int | None,
-) -> Row:  # fmt: skip
+    pipeline: str,
+    stage: str,
+    key: str,
+    exc: JunctionError,
+    payload: bytes | None,
+    provenance: dict[str, Any],
+    run_id: int | None,
+) -> Row:
     """Build one quarantine row (the original bytes, the error and where it came from)."""
     err = exc.to_dict()
     return (
-        pipeline, stage, key, err["type"], err["code"], err["message"],
-        orjson.dumps(err["context"]).decode(), payload, orjson.dumps(provenance).decode(),
-        "open", time.time(), run_id,
-    )  # fmt: skip
+        pipeline,
+        stage,
+        key,
+        err["type"],
+        err["code"],
+        err["message"],
+        orjson.dumps(err["context"]).decode(),
+        payload,
+        orjson.dumps(provenance).decode(),
+        "open",
+        time.time(),
+        run_id,
+    )
 
 
 class BatchPreparer:
     """Everything compiled once for one pipeline: mapping, rules, scorer, routes."""
 
-    def __init__(self, name: str, cfg: PipelineConfig, connector: str, scorer: Scorer | None) -> None:
+    def __init__(
+        self, name: str, cfg: PipelineConfig, connector: str, scorer: Scorer | None
+    ) -> None:
         """Compile the pipeline's mapping, rules and routes; ``scorer`` is already loaded."""
         self.name = name
         self.connector = connector
@@ -67,13 +83,20 @@ class BatchPreparer:
         out = PreparedBatch(batch.stream, batch.cursor, len(batch) + len(batch.errors))
         now = time.time()
         name = self.name
-        prov_prefix = orjson.dumps(
-            {"connector": self.connector, "stream": batch.stream, **batch.provenance}
-        )[:-1].decode() + ',"position":'
+        prov_prefix = (
+            orjson.dumps({"connector": self.connector, "stream": batch.stream, **batch.provenance})[
+                :-1
+            ].decode()
+            + ',"position":'
+        )
 
-        def quarantine(stage: str, key: str, exc: JunctionError, raw: bytes | None, pos: int) -> None:
+        def quarantine(
+            stage: str, key: str, exc: JunctionError, raw: bytes | None, pos: int
+        ) -> None:
             prov = orjson.loads(prov_prefix + str(pos) + "}")
-            out.quarantined.append(quarantine_row(name, stage, f"{name}:{key}", exc, raw, prov, run_id))
+            out.quarantined.append(
+                quarantine_row(name, stage, f"{name}:{key}", exc, raw, prov, run_id)
+            )
 
         for row_err in batch.errors:
             err = row_err.error
@@ -86,7 +109,9 @@ class BatchPreparer:
             good, bad = self.normalizer.apply(batch.records)
             for i, exc in bad:
                 stage = "validate" if exc.code == "rule_failed" else "normalize"
-                quarantine(stage, batch.keys[i], exc, orjson.dumps(batch.records[i]), batch.positions[i])
+                quarantine(
+                    stage, batch.keys[i], exc, orjson.dumps(batch.records[i]), batch.positions[i]
+                )
             self._effects(batch, good, out, prov_prefix, run_id, now, quarantine)
         finally:
             if gc_was_enabled:
@@ -94,9 +119,15 @@ class BatchPreparer:
         return out
 
     def _effects(
-        self, batch: RawBatch, good: list[tuple[int, Any]], out: PreparedBatch, prov_prefix: str,
-        run_id: int | None, now: float, quarantine: Any,
-    ) -> None:  # fmt: skip
+        self,
+        batch: RawBatch,
+        good: list[tuple[int, Any]],
+        out: PreparedBatch,
+        prov_prefix: str,
+        run_id: int | None,
+        now: float,
+        quarantine: Any,
+    ) -> None:
         name, entity, system = self.name, self.entity, self.connector
         cols = None
         failed: dict[int, RecordError] = {}
@@ -109,7 +140,9 @@ class BatchPreparer:
             key = batch.keys[i]
             rid = f"{name}:{key}"
             if j in failed:
-                quarantine("score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i])
+                quarantine(
+                    "score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i]
+                )
                 continue
             body = model.model_dump_json()
             score_json = "null"
@@ -118,7 +151,16 @@ class BatchPreparer:
                 value, grade, factors = cols.values[j], cols.grades[j], cols.factors[j]
                 factors_json = orjson.dumps(factors).decode()
                 scores.append(
-                    (rid, cols.model_version, cols.model, value, grade, factors_json, cols.variant, now)
+                    (
+                        rid,
+                        cols.model_version,
+                        cols.model,
+                        value,
+                        grade,
+                        factors_json,
+                        cols.variant,
+                        now,
+                    )
                 )
                 score_json = (
                     f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json},'
@@ -130,7 +172,9 @@ class BatchPreparer:
                 try:
                     targets = self.router.targets(model, score_view)
                 except RecordError as exc:
-                    quarantine("route", key, exc, orjson.dumps(batch.records[i]), batch.positions[i])
+                    quarantine(
+                        "route", key, exc, orjson.dumps(batch.records[i]), batch.positions[i]
+                    )
                     continue
                 if targets:
                     event = (
@@ -140,9 +184,30 @@ class BatchPreparer:
                     )
                     for ch in targets:
                         deliveries.append(
-                            (delivery_id(rid, ch), rid, name, ch, self.event_type, event, "pending", 0, now, now)
+                            (
+                                delivery_id(rid, ch),
+                                rid,
+                                name,
+                                ch,
+                                self.event_type,
+                                event,
+                                "pending",
+                                0,
+                                now,
+                                now,
+                            )
                         )
-            records.append((
-                rid, name, entity, system, key, model.schema_version, body,
-                prov_prefix + str(batch.positions[i]) + "}", run_id, now,
-            ))  # fmt: skip
+            records.append(
+                (
+                    rid,
+                    name,
+                    entity,
+                    system,
+                    key,
+                    model.schema_version,
+                    body,
+                    prov_prefix + str(batch.positions[i]) + "}",
+                    run_id,
+                    now,
+                )
+            )

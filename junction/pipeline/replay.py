@@ -36,11 +36,15 @@ def replay(hub: Hub, qid: int) -> str:
         with hub.store.begin() as conn:
             hub.store.resolve_quarantine(conn, qid, "replayed")
         batch = RawBatch(
-            stream=str(prov.get("stream", "replay")), records=[record], keys=[key],
-            positions=[int(prov.get("position") or 0)], cursor={},
-        )  # fmt: skip
+            stream=str(prov.get("stream", "replay")),
+            records=[record],
+            keys=[key],
+            positions=[int(prov.get("position") or 0)],
+            cursor={},
+        )
         runner.process_batch(batch, summary, commit_cursor=False)
         if summary.stored:
             return "record stored"
-        return f"record failed again ({hub.store.counts(q['pipeline'])['quarantined'] - before + 1} open)"
+        now_open = hub.store.counts(q["pipeline"])["quarantined"] - before + 1
+        return f"record failed again ({now_open} open)"
     return f"stage {q['stage']} cannot be replayed from here; re-drop the file"

@@ -10,7 +10,6 @@ from junction.core.errors import RuleError
 from junction.pipeline.config import DeliveryConfig, Route
 from junction.pipeline.expressions import Expression
 
-
 SCORE_FIELDS = ("value", "grade", "model_version")
 
 
@@ -29,7 +28,9 @@ class Router:
         self._otherwise: list[str] = []
         for i, route in enumerate(routes):
             if route.when is not None:
-                expr = Expression(route.when, name=f"route[{i}]", variables=variables, fields=fields)
+                expr = Expression(
+                    route.when, name=f"route[{i}]", variables=variables, fields=fields
+                )
                 self._when.append((expr, route.targets))
             else:
                 self._otherwise.extend(route.targets)
@@ -62,7 +63,7 @@ def next_delay(attempt_no: int, policy: DeliveryConfig, retry_after: float | Non
     if attempt_no >= policy.max_attempts:
         return None
     base = policy.schedule_s[attempt_no - 1]
-    delay = base * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not security
+    delay = base * random.uniform(0.9, 1.1)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay

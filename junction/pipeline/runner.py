@@ -61,7 +61,7 @@ _WORKER: BatchPreparer | None = None
 
 
 def _worker_init(name: str, cfg: PipelineConfig, connector: str, model_dir: str | None) -> None:
-    global _WORKER  # noqa: PLW0603 - one preparer per worker process
+    global _WORKER
     scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
     _WORKER = BatchPreparer(name, cfg, connector, scorer)
 
@@ -76,9 +76,13 @@ class PipelineRunner:
     """Runs one configured pipeline against the store."""
 
     def __init__(
-        self, name: str, cfg: PipelineConfig, hub: HubConfig, store: Store,
+        self,
+        name: str,
+        cfg: PipelineConfig,
+        hub: HubConfig,
+        store: Store,
         registry: Registry = default_registry,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Compile everything the pipeline needs once: connector, mapping, rules, scorer, routes."""
         self.name = name
         self.cfg = cfg
@@ -93,7 +97,9 @@ class PipelineRunner:
             ) from exc
         self.connector: SourceConnector = cls(conn_cfg)
         self.model_dir = resolve_model_dir(hub.models_dir, cfg.scoring) if cfg.scoring else None
-        scorer = load_scorer(self.model_dir, cfg.scoring) if self.model_dir and cfg.scoring else None
+        scorer = (
+            load_scorer(self.model_dir, cfg.scoring) if self.model_dir and cfg.scoring else None
+        )
         self.preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
         self.entity = self.preparer.entity
         self._pool: ProcessPoolExecutor | None = None
@@ -138,12 +144,18 @@ class PipelineRunner:
                 max_workers=workers,
                 mp_context=get_context("spawn"),
                 initializer=_worker_init,
-                initargs=(self.name, self.cfg, self.connector.name,
-                          str(self.model_dir) if self.model_dir else None),
-            )  # fmt: skip
+                initargs=(
+                    self.name,
+                    self.cfg,
+                    self.connector.name,
+                    str(self.model_dir) if self.model_dir else None,
+                ),
+            )
         return self._pool
 
-    def _prepared(self, batches: Iterator[RawBatch], run_id: int, workers: int) -> Iterator[PreparedBatch]:
+    def _prepared(
+        self, batches: Iterator[RawBatch], run_id: int, workers: int
+    ) -> Iterator[PreparedBatch]:
         """Prepare batches inline or in worker processes, yielding results in input order."""
         if workers <= 0:
             for batch in batches:
@@ -169,8 +181,14 @@ class PipelineRunner:
         def batches() -> Iterator[RawBatch]:
             for batch in self.connector.read(stream, cursor):
                 state["sha"] = batch.cursor.get("sha256", state["sha"])
-                if state["rows"] == 0 and state["sha"] and self.store.file_status(self.name, state["sha"]) == "done":
-                    log.info("file already ingested; archiving", pipeline=self.name, sha256=state["sha"])
+                if (
+                    state["rows"] == 0
+                    and state["sha"]
+                    and self.store.file_status(self.name, state["sha"]) == "done"
+                ):
+                    log.info(
+                        "file already ingested; archiving", pipeline=self.name, sha256=state["sha"]
+                    )
                     state["skip"] = True
                     return
                 state["rows"] = -1  # started
@@ -186,26 +204,38 @@ class PipelineRunner:
         except RecordError as exc:  # a file-level parse, encoding or size error
             self._fail_file(stream, state["sha"], exc, summary)
             return
-        self.store.finish_file(self.name, stream, state["sha"] or "", stream, "done", max(state["rows"], 0))
+        self.store.finish_file(
+            self.name, stream, state["sha"] or "", stream, "done", max(state["rows"], 0)
+        )
         self._archive(stream, self.cfg.archive.processed)
 
-    def commit(self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True) -> None:
+    def commit(
+        self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True
+    ) -> None:
         """Write one prepared batch and its cursor in one transaction."""
         self.store.write_batch(
-            records=prepared.records, scores=prepared.scores, deliveries=prepared.deliveries,
+            records=prepared.records,
+            scores=prepared.scores,
+            deliveries=prepared.deliveries,
             quarantined=prepared.quarantined,
             cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
-        )  # fmt: skip
+        )
         summary.read += prepared.read
         summary.stored += len(prepared.records)
         summary.quarantined += len(prepared.quarantined)
         summary.routed += len(prepared.deliveries)
 
-    def process_batch(self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True) -> None:
+    def process_batch(
+        self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True
+    ) -> None:
         """Prepare and commit one batch inline (replays and tests)."""
-        self.commit(self.preparer.prepare(batch, summary.run_id or None), summary, with_cursor=commit_cursor)
+        self.commit(
+            self.preparer.prepare(batch, summary.run_id or None), summary, with_cursor=commit_cursor
+        )
 
-    def _fail_file(self, stream: str, sha: str | None, exc: RecordError, summary: RunSummary) -> None:
+    def _fail_file(
+        self, stream: str, sha: str | None, exc: RecordError, summary: RunSummary
+    ) -> None:
         path = Path(stream)
         payload: bytes | None = None
         try:
@@ -214,15 +244,24 @@ class PipelineRunner:
         except OSError:
             payload = None
         key = f"{self.name}:file:{sha or path.name}"
-        self.store.quarantine_one(quarantine_row(
-            self.name, "extract", key, exc, payload,
-            {"connector": self.connector.name, "stream": stream, "sha256": sha}, summary.run_id,
-        ))  # fmt: skip
+        self.store.quarantine_one(
+            quarantine_row(
+                self.name,
+                "extract",
+                key,
+                exc,
+                payload,
+                {"connector": self.connector.name, "stream": stream, "sha256": sha},
+                summary.run_id,
+            )
+        )
         self.store.finish_file(self.name, stream, sha or f"failed:{path.name}", stream, "failed", 0)
         summary.files_failed += 1
         summary.quarantined += 1
         summary.errors.append(f"{path.name}: {type(exc).__name__}: {exc.user_message}")
-        log.warning("file quarantined", pipeline=self.name, file=path.name, error=type(exc).__name__)
+        log.warning(
+            "file quarantined", pipeline=self.name, file=path.name, error=type(exc).__name__
+        )
         self._archive(stream, self.cfg.archive.failed)
 
     def _archive(self, stream: str, folder: str) -> None:

@@ -23,20 +23,53 @@ from junction.store.engine import open_store_engine
 Row = tuple[Any, ...]
 
 RECORD_COLS = (
-    "id", "pipeline", "entity", "source_system", "source_key", "schema_version",
-    "payload", "provenance", "run_id", "received_at",
-)  # fmt: skip
+    "id",
+    "pipeline",
+    "entity",
+    "source_system",
+    "source_key",
+    "schema_version",
+    "payload",
+    "provenance",
+    "run_id",
+    "received_at",
+)
 SCORE_COLS = (
-    "record_id", "model_version", "model", "value", "grade", "factors", "variant", "scored_at",
-)  # fmt: skip
+    "record_id",
+    "model_version",
+    "model",
+    "value",
+    "grade",
+    "factors",
+    "variant",
+    "scored_at",
+)
 DELIVERY_COLS = (
-    "id", "record_id", "pipeline", "channel", "event_type", "payload", "status", "attempts",
-    "next_attempt_at", "created_at",
-)  # fmt: skip
+    "id",
+    "record_id",
+    "pipeline",
+    "channel",
+    "event_type",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
 QUARANTINE_COLS = (
-    "pipeline", "stage", "record_key", "error_type", "error_code", "message", "context",
-    "payload", "provenance", "status", "created_at", "run_id",
-)  # fmt: skip
+    "pipeline",
+    "stage",
+    "record_key",
+    "error_type",
+    "error_code",
+    "message",
+    "context",
+    "payload",
+    "provenance",
+    "status",
+    "created_at",
+    "run_id",
+)
 
 
 class Store:
@@ -263,9 +296,15 @@ class Store:
         now = time.time() if now is None else now
         disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
         q = (
-            select(t.deliveries.c.id, t.deliveries.c.channel, t.deliveries.c.event_type,
-                   t.deliveries.c.payload, t.deliveries.c.attempts, t.deliveries.c.record_id,
-                   t.deliveries.c.pipeline)
+            select(
+                t.deliveries.c.id,
+                t.deliveries.c.channel,
+                t.deliveries.c.event_type,
+                t.deliveries.c.payload,
+                t.deliveries.c.attempts,
+                t.deliveries.c.record_id,
+                t.deliveries.c.pipeline,
+            )
             .where(
                 t.deliveries.c.status == "pending",
                 t.deliveries.c.next_attempt_at <= now,
@@ -274,7 +313,7 @@ class Store:
             )
             .order_by(t.deliveries.c.next_attempt_at)
             .limit(limit)
-        )  # fmt: skip
+        )
         if self.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True, of=t.deliveries)
         with self.begin() as conn:
@@ -296,11 +335,21 @@ class Store:
                 conn.execute(
                     t.attempts.insert(),
                     [
-                        {k: o[k] for k in ("delivery_id", "attempt_no", "started_at", "duration_ms",
-                                          "status_code", "outcome", "error")}
+                        {
+                            k: o[k]
+                            for k in (
+                                "delivery_id",
+                                "attempt_no",
+                                "started_at",
+                                "duration_ms",
+                                "status_code",
+                                "outcome",
+                                "error",
+                            )
+                        }
                         for o in outcomes
                     ],
-                )  # fmt: skip
+                )
             for o in outcomes:
                 values: dict[str, Any] = {
                     "attempts": o["attempt_no"],
@@ -324,7 +373,10 @@ class Store:
         disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
         with self.begin() as conn:
             due = case(
-                (t.deliveries.c.lease_until > t.deliveries.c.next_attempt_at, t.deliveries.c.lease_until),
+                (
+                    t.deliveries.c.lease_until > t.deliveries.c.next_attempt_at,
+                    t.deliveries.c.lease_until,
+                ),
                 else_=t.deliveries.c.next_attempt_at,
             )
             v = conn.execute(
@@ -349,9 +401,10 @@ class Store:
         """Disable or enable a channel endpoint."""
         with self.begin() as conn:
             n = conn.execute(
-                update(t.endpoints).where(t.endpoints.c.channel == channel)
+                update(t.endpoints)
+                .where(t.endpoints.c.channel == channel)
                 .values(disabled=disabled, reason=reason, updated_at=time.time())
-            ).rowcount  # fmt: skip
+            ).rowcount
             if n == 0:
                 conn.execute(
                     t.endpoints.insert().values(
@@ -386,8 +439,9 @@ class Store:
             out["records"] = n(t.records, *rp)
             out["scored"] = (
                 n(t.scores, t.scores.c.record_id.in_(select(t.records.c.id).where(*rp)))
-                if pipeline else n(t.scores)
-            )  # fmt: skip
+                if pipeline
+                else n(t.scores)
+            )
             qp = [t.quarantine.c.pipeline == pipeline] if pipeline else []
             out["quarantined"] = n(t.quarantine, t.quarantine.c.status == "open", *qp)
             dp = [t.deliveries.c.pipeline == pipeline] if pipeline else []

@@ -34,17 +34,29 @@ delivery:
 
 
 def write_config(
-    root: Path, *, store: str, url: str, secret: str, models: Path, batch: int = 500,
-    schedule: str = "[0.05, 0.1, 0.2]", lease: float = 30,
-) -> Path:  # fmt: skip
+    root: Path,
+    *,
+    store: str,
+    url: str,
+    secret: str,
+    models: Path,
+    batch: int = 500,
+    schedule: str = "[0.05, 0.1, 0.2]",
+    lease: float = 30,
+) -> Path:
     (root / "inbox").mkdir(parents=True, exist_ok=True)
     cfg = root / "junction.yaml"
     cfg.write_text(
         CONFIG.format(
-            store=store, models=models, batch=batch, url=url.rstrip("/"), secret=secret, schedule=schedule,
+            store=store,
+            models=models,
+            batch=batch,
+            url=url.rstrip("/"),
+            secret=secret,
+            schedule=schedule,
             lease=lease,
         )
-    )  # fmt: skip
+    )
     return cfg
 
 

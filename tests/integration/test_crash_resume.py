@@ -21,7 +21,16 @@ ROWS = 20_000
 
 def _run(cfg: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "junction.cli.main", "run", str(cfg), "--once", "--drain-wait", "10"],
+        [
+            sys.executable,
+            "-m",
+            "junction.cli.main",
+            "run",
+            str(cfg),
+            "--once",
+            "--drain-wait",
+            "10",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -48,9 +57,14 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(
     secret = generate_secret()
     with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
         cfg = write_config(
-            tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir,
-            batch=500, lease=1,
-        )  # fmt: skip
+            tmp_path,
+            store=store_url,
+            url=sink.url,
+            secret=secret,
+            models=models_dir,
+            batch=500,
+            lease=1,
+        )
         write_lead_csv(tmp_path / "inbox" / "big.csv", ROWS, seed=21, messy=True)
 
         def ingest_started() -> bool:
@@ -72,7 +86,9 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(
 
         time.sleep(1.2)  # let the dead worker's leases expire
         proc = _run(cfg)
-        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        assert proc.wait(timeout=300) == 0, (
+            proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        )
         stats = sink.stats()
 
     records = scalar(store_url, "SELECT count(*) FROM records")

@@ -19,7 +19,9 @@ def secret() -> str:
     return generate_secret()
 
 
-def _ingest(tmp_path: Path, store_url: str, models_dir: Path, url: str, secret: str, rows: int = 40, **kw) -> Hub:
+def _ingest(
+    tmp_path: Path, store_url: str, models_dir: Path, url: str, secret: str, rows: int = 40, **kw
+) -> Hub:
     cfg = write_config(tmp_path, store=store_url, url=url, secret=secret, models=models_dir, **kw)
     write_lead_csv(tmp_path / "inbox" / "l.csv", rows, seed=9, messy=False)
     hub = Hub.from_file(cfg)
@@ -39,11 +41,18 @@ def test_transient_failures_are_retried_with_the_same_id(
             hub.close()
         s = sink.stats()
     n = counts["records"]
-    assert counts["deliveries_delivered"] == n and stats.delivered == n
-    assert s["unique"] == n and s["injected"] == 2 * n
+    assert counts["deliveries_delivered"] == n
+    assert stats.delivered == n
+    assert s["unique"] == n
+    assert s["injected"] == 2 * n
     # three attempts each: two 500s, then the 2xx; one logical delivery
     assert scalar(store_url, "SELECT count(*) FROM attempts") == 3 * n
-    assert scalar(store_url, "SELECT count(*) FROM attempts WHERE outcome = 'retry' AND status_code = 500") == 2 * n
+    assert (
+        scalar(
+            store_url, "SELECT count(*) FROM attempts WHERE outcome = 'retry' AND status_code = 500"
+        )
+        == 2 * n
+    )
     assert scalar(store_url, "SELECT max(attempts) FROM deliveries") == 3
 
 
@@ -57,7 +66,8 @@ def test_410_disables_the_endpoint_and_keeps_the_deliveries(
             disabled = hub.store.disabled_endpoints()
             counts = hub.store.counts()
             assert stats.disabled_channels == set(disabled)
-            assert set(disabled) <= {"webhook.sales", "webhook.nurture"} and disabled
+            assert set(disabled) <= {"webhook.sales", "webhook.nurture"}
+            assert disabled
             # nothing lost: deliveries to the gone endpoint wait, none are dead
             assert counts["deliveries_dead"] == 0
             assert counts["deliveries_pending"] > 0
@@ -77,7 +87,9 @@ def test_exhausted_deliveries_go_to_quarantine_and_replay_once(
     tmp_path: Path, store_url: str, models_dir: Path, secret: str
 ) -> None:
     with WebhookSink(secret, tmp_path / "sink.jsonl", faults=SinkFaults(status=503)) as sink:
-        hub = _ingest(tmp_path, store_url, models_dir, sink.url, secret, rows=10, schedule="[0.01, 0.01]")
+        hub = _ingest(
+            tmp_path, store_url, models_dir, sink.url, secret, rows=10, schedule="[0.01, 0.01]"
+        )
         try:
             stats = hub.deliver(drain_wait_s=2)
             n = hub.store.counts()["records"]
@@ -95,10 +107,13 @@ def test_exhausted_deliveries_go_to_quarantine_and_replay_once(
         finally:
             hub.close()
         assert sink.stats()["unique"] == n
-    assert counts["deliveries_delivered"] == n and counts["quarantined"] == 0
+    assert counts["deliveries_delivered"] == n
+    assert counts["quarantined"] == 0
 
 
-def test_redirects_are_not_followed(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
+def test_redirects_are_not_followed(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
     with WebhookSink(secret, tmp_path / "target.jsonl") as target:
         faults = SinkFaults(redirect_to=target.url + "stolen")
         with WebhookSink(secret, tmp_path / "sink.jsonl", faults=faults) as sink:

@@ -1,4 +1,4 @@
-"""File drop → canonical → rules → score → route → outbox → signed webhook, on SQLite and PostgreSQL."""
+"""File drop → canonical → rules → score → route → outbox → webhook, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ def secret() -> str:
     return generate_secret()
 
 
-def test_file_drop_end_to_end(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
+def test_file_drop_end_to_end(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
     with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
-        cfg = write_config(tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir)
+        cfg = write_config(
+            tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir
+        )
         n = write_lead_csv(tmp_path / "inbox" / "leads.csv", 3000, seed=11, messy=True)
         hub = Hub.from_file(cfg)
         try:
@@ -59,9 +63,13 @@ def test_file_drop_end_to_end(tmp_path: Path, store_url: str, models_dir: Path, 
     }
 
 
-def test_rerun_and_redrop_are_idempotent(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
+def test_rerun_and_redrop_are_idempotent(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
     with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
-        cfg = write_config(tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir)
+        cfg = write_config(
+            tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir
+        )
         write_lead_csv(tmp_path / "inbox" / "a.csv", 500, seed=3, messy=False)
         hub = Hub.from_file(cfg)
         try:
@@ -84,7 +92,9 @@ def test_rerun_and_redrop_are_idempotent(tmp_path: Path, store_url: str, models_
 def test_bad_rows_are_quarantined_with_field_and_original_bytes(
     tmp_path: Path, store_url: str, models_dir: Path, secret: str
 ) -> None:
-    cfg = write_config(tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir)
+    cfg = write_config(
+        tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir
+    )
     path = tmp_path / "inbox" / "mixed.csv"
     write_lead_csv(path, 20, seed=5, messy=False)
     with path.open(newline="", encoding="utf-8") as f:
@@ -100,19 +110,29 @@ def test_bad_rows_are_quarantined_with_field_and_original_bytes(
         items = {q["record_key"].rsplit(":", 1)[1]: q for q in hub.store.list_quarantine()}
     finally:
         hub.close()
-    assert s.read == 20 and s.stored == 17 and s.quarantined == 3
-    assert items["5"]["stage"] == "normalize" and items["5"]["error_code"] == "mapping_error"
+    assert s.read == 20
+    assert s.stored == 17
+    assert s.quarantined == 3
+    assert items["5"]["stage"] == "normalize"
+    assert items["5"]["error_code"] == "mapping_error"
     assert '"field":"email"' in items["5"]["context"]
     assert "not-an-email" not in items["5"]["message"]  # personal data never in messages
     assert b"not-an-email" in items["5"]["payload"]  # ...but the original is kept for replay
     assert items["9"]["stage"] == "extract"
-    assert items["12"]["stage"] == "validate" and '"rule":"has_email"' in items["12"]["context"]
+    assert items["12"]["stage"] == "validate"
+    assert '"rule":"has_email"' in items["12"]["context"]
 
 
-def test_undecodable_file_is_quarantined_whole(tmp_path: Path, store_url: str, models_dir: Path, secret: str) -> None:
-    cfg = write_config(tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir)
+def test_undecodable_file_is_quarantined_whole(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
+    cfg = write_config(
+        tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir
+    )
     text = "lead_id,first_name,last_name,email\n1,Иван,Петров,ivan@example.com\n"
-    (tmp_path / "inbox" / "bad.csv").write_bytes(text.encode("utf-8") + b"2,\xff\xfe,x,y@example.com\n")
+    (tmp_path / "inbox" / "bad.csv").write_bytes(
+        text.encode("utf-8") + b"2,\xff\xfe,x,y@example.com\n"
+    )
     (tmp_path / "cfg-override.yaml").write_text(
         cfg.read_text().replace("settle_seconds: 0", "settle_seconds: 0\n      encoding: utf-8")
     )
@@ -123,7 +143,9 @@ def test_undecodable_file_is_quarantined_whole(tmp_path: Path, store_url: str, m
         records = hub.store.counts()["records"]
     finally:
         hub.close()
-    assert s.files_failed == 1 and records == 0
-    assert q["stage"] == "extract" and q["error_code"] == "encoding_error"
+    assert s.files_failed == 1
+    assert records == 0
+    assert q["stage"] == "extract"
+    assert q["error_code"] == "encoding_error"
     assert q["payload"].endswith(b"\xff\xfe,x,y@example.com\n")
     assert (tmp_path / "failed" / "bad.csv").exists()

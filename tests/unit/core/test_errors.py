@@ -28,13 +28,18 @@ def test_taxonomy(cls: type[e.JunctionError], base: type[e.JunctionError]) -> No
 
 def test_user_message_is_apart_from_details_and_pickles() -> None:
     err = e.RateLimitedError(
-        "slow down", retry_after=12.5, details="x-secret-header leaked?", context={"plugin": "hubspot"}
+        "slow down",
+        retry_after=12.5,
+        details="x-secret-header leaked?",
+        context={"plugin": "hubspot"},
     )
     assert str(err) == "slow down [plugin=hubspot]"
     assert "x-secret" not in str(err)
     back = pickle.loads(pickle.dumps(err))
     assert isinstance(back, e.RateLimitedError)
-    assert back.retry_after == 12.5 and back.details == err.details and back.context == err.context
+    assert back.retry_after == 12.5
+    assert back.details == err.details
+    assert back.context == err.context
     assert back.to_dict() == {
         "type": "RateLimitedError",
         "code": "rate_limited",
@@ -45,5 +50,7 @@ def test_user_message_is_apart_from_details_and_pickles() -> None:
 
 def test_record_error_names_field() -> None:
     err = e.MappingError("bad email", field="email")
-    assert err.field == "email" and err.context["field"] == "email"
-    assert e.RetryableError("x").retryable and not e.FatalError("x").retryable
+    assert err.field == "email"
+    assert err.context["field"] == "email"
+    assert e.RetryableError("x").retryable
+    assert not e.FatalError("x").retryable

@@ -12,7 +12,9 @@ from junction.core.registry import Registry
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("name", ["connectors", "mappings", "scoring", "outbound", "schemas", "junction"])
+@pytest.mark.parametrize(
+    "name", ["connectors", "mappings", "scoring", "outbound", "schemas", "junction"]
+)
 def test_top_level_names_resolve_to_this_repo(name: str) -> None:
     mod = importlib.import_module(name)
     assert mod.__file__ is not None
@@ -21,7 +23,12 @@ def test_top_level_names_resolve_to_this_repo(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("connectors", "csv_file"), ("connectors", "xml_file"), ("channels", "webhook"), ("scorers", "sklearn_lead")],
+    [
+        ("connectors", "csv_file"),
+        ("connectors", "xml_file"),
+        ("channels", "webhook"),
+        ("scorers", "sklearn_lead"),
+    ],
 )
 def test_builtin_plugins_register_through_entry_points(kind: str, name: str) -> None:
     reg = Registry()

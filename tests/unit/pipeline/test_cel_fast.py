@@ -39,7 +39,7 @@ values = st.one_of(
     st.just(datetime(2026, 1, 1, tzinfo=UTC)),
 )
 leads = st.fixed_dictionaries(
-    {k: values for k in ("email", "country", "employees", "page_views", "title", "flag")}
+    dict.fromkeys(("email", "country", "employees", "page_views", "title", "flag"), values)
 )
 scores = st.fixed_dictionaries(
     {"value": st.floats(min_value=0, max_value=1), "grade": st.sampled_from(["A", "B", "C", "D"])}
@@ -60,8 +60,14 @@ def test_subset_compiles(src: str) -> None:
 
 @pytest.mark.parametrize(
     "src",
-    ["lead.x + 1 > 2", 'lead.email.matches("a.*")', "has(lead.email)", 'timestamp("2020-01-01T00:00:00Z") < lead.t',
-     "lead.email == 'a\\'b'", "other.x == 1"],
+    [
+        "lead.x + 1 > 2",
+        'lead.email.matches("a.*")',
+        "has(lead.email)",
+        'timestamp("2020-01-01T00:00:00Z") < lead.t',
+        "lead.email == 'a\\'b'",
+        "other.x == 1",
+    ],
 )
 def test_outside_the_subset_is_not_compiled(src: str) -> None:
     assert compile_fast(src, {"lead", "score"}) is None
@@ -95,4 +101,6 @@ def test_expression_matches_runtime_including_errors(lead: dict, score: dict, sr
 
 def test_misspelled_fields_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="lead has no field"):
-        Expression("lead.emial != null", name="r", variables={"lead": "record"}, fields={"lead": {"email"}})
+        Expression(
+            "lead.emial != null", name="r", variables={"lead": "record"}, fields={"lead": {"email"}}
+        )

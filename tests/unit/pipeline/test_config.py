@@ -24,7 +24,9 @@ channels:
 """
 
 
-def test_valid_config_resolves_paths_and_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_valid_config_resolves_paths_and_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SALES_SECRET", "whsec_abc")
     (tmp_path / "secret.txt").write_text("whsec_from_file\n")
     (tmp_path / "j.yaml").write_text(GOOD)

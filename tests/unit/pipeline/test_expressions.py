@@ -8,7 +8,13 @@ import pytest
 from junction.core.errors import ConfigError, RuleError
 from junction.pipeline.config import DeliveryConfig, Route
 from junction.pipeline.expressions import Expression
-from junction.pipeline.route import Router, delivery_id, failed_rule, check_rules_compile, next_delay
+from junction.pipeline.route import (
+    Router,
+    check_rules_compile,
+    delivery_id,
+    failed_rule,
+    next_delay,
+)
 from schemas import Lead
 
 VARS = {"lead": "record", "record": "record", "score": "score"}
@@ -48,10 +54,13 @@ def test_runtime_errors_and_non_boolean_are_rule_errors() -> None:
 
 
 def test_rules_report_the_failing_rule_by_name() -> None:
-    rules = check_rules_compile([("has_email", "lead.email != null"), ("big", "lead.employees >= 10")], "lead")
+    rules = check_rules_compile(
+        [("has_email", "lead.email != null"), ("big", "lead.employees >= 10")], "lead"
+    )
     assert failed_rule(rules, Lead(email="a@b.co", employees=20), "lead") is None
     err = failed_rule(rules, Lead(email="a@b.co", employees=2), "lead")
-    assert err is not None and err.context["rule"] == "big"
+    assert err is not None
+    assert err.context["rule"] == "big"
 
 
 def test_router_matches_all_when_routes_else_otherwise() -> None:
@@ -61,7 +70,11 @@ def test_router_matches_all_when_routes_else_otherwise() -> None:
         Route(otherwise=["webhook.nurture"]),
     ]
     r = Router(routes, "lead")
-    assert r.targets(Lead(country="DE"), {"value": 0.9}) == ["webhook.sales", "slack.hot", "webhook.de"]
+    assert r.targets(Lead(country="DE"), {"value": 0.9}) == [
+        "webhook.sales",
+        "slack.hot",
+        "webhook.de",
+    ]
     assert r.targets(Lead(country="US"), {"value": 0.2}) == ["webhook.nurture"]
 
 
@@ -69,6 +82,7 @@ def test_delivery_ids_have_no_dots_and_delays_follow_schedule() -> None:
     assert delivery_id("p:abc:1", "webhook.sales") == "p:abc:1:webhook_sales"
     policy = DeliveryConfig(schedule_s=[10, 100])
     d1 = next_delay(1, policy, None)
-    assert d1 is not None and 9 <= d1 <= 11
+    assert d1 is not None
+    assert 9 <= d1 <= 11
     assert next_delay(1, policy, retry_after=120) == 120
     assert next_delay(3, policy, None) is None
