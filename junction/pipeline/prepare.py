@@ -83,8 +83,12 @@ class BatchPreparer:
         out = PreparedBatch(batch.stream, batch.cursor, len(batch) + len(batch.errors))
         now = time.time()
         name = self.name
+        # per-record provenance stays small: the file-level facts (encoding, delimiter) are
+        # the same for every row and travel in the batch, not in each stored record
+        prov = batch.provenance
+        where = {k: prov[k] for k in ("file", "sha256", "topic") if k in prov}
         prov_prefix = (
-            orjson.dumps({"connector": self.connector, "stream": batch.stream, **batch.provenance})[
+            orjson.dumps({"connector": self.connector, **(where or {"stream": batch.stream})})[
                 :-1
             ].decode()
             + ',"position":'
@@ -144,7 +148,7 @@ class BatchPreparer:
                     "score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i]
                 )
                 continue
-            body = model.model_dump_json()
+            body = model.model_dump_json(exclude_none=True)
             score_json = "null"
             score_view = None
             if cols is not None:

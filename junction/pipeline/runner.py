@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -170,6 +171,13 @@ class PipelineRunner:
                     yield inflight.popleft().result()
             while inflight:
                 yield inflight.popleft().result()
+        except BrokenProcessPool as exc:
+            self._pool = None  # a broken pool cannot be reused; the next run starts a new one
+            raise InternalError(
+                "a worker process died while preparing a batch; nothing after the last "
+                "committed batch was written, and the next run resumes from there",
+                details=str(exc),
+            ) from exc
         finally:
             for fut in inflight:
                 fut.cancel()

@@ -17,6 +17,7 @@ pipelines:
       settle_seconds: 0
     mapping: csv.lead
     batch_size: {batch}
+    workers: {workers}
     rules:
       - {{name: has_email, expr: "lead.email != null"}}
     scoring: {{model: lead-score}}
@@ -43,6 +44,7 @@ def write_config(
     batch: int = 500,
     schedule: str = "[0.05, 0.1, 0.2]",
     lease: float = 30,
+    workers: int | str = 0,
 ) -> Path:
     (root / "inbox").mkdir(parents=True, exist_ok=True)
     cfg = root / "junction.yaml"
@@ -55,6 +57,7 @@ def write_config(
             secret=secret,
             schedule=schedule,
             lease=lease,
+            workers=workers,
         )
     )
     return cfg

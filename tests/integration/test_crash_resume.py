@@ -50,9 +50,11 @@ def _wait_until(predicate, proc: subprocess.Popen[bytes], timeout: float = 120) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_during", ["ingest", "delivery"])
+@pytest.mark.parametrize(
+    ("kill_during", "workers"), [("ingest", 0), ("ingest", 2), ("delivery", 0)]
+)
 def test_sigkill_then_resume_loses_and_duplicates_nothing(
-    tmp_path: Path, store_url: str, models_dir: Path, kill_during: str
+    tmp_path: Path, store_url: str, models_dir: Path, kill_during: str, workers: int
 ) -> None:
     secret = generate_secret()
     with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
@@ -64,6 +66,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(
             models=models_dir,
             batch=500,
             lease=1,
+            workers=workers,
         )
         write_lead_csv(tmp_path / "inbox" / "big.csv", ROWS, seed=21, messy=True)
 
