@@ -58,8 +58,19 @@ def _hub_child(config: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
         counts = hub.store.counts()
     finally:
         hub.close()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put({"seconds": seconds, "read": summary.read, "counts": counts, "peak_mb": peak_kb / 1024})
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # worker processes, reaped at close()
+    out.put(
+        {
+            "seconds": seconds,
+            "read": summary.read,
+            "counts": counts,
+            "peak_mb": me.ru_maxrss / 1024,
+            "worker_peak_mb": kids.ru_maxrss / 1024,
+            "cpu_main_s": me.ru_utime + me.ru_stime,
+            "cpu_workers_s": kids.ru_utime + kids.ru_stime,
+        }
+    )
 
 
 def run(*, rows: int, store: str | None, keep: bool) -> int:
@@ -101,6 +112,13 @@ def run(*, rows: int, store: str | None, keep: bool) -> int:
         )
         print(f"ratio hub / raw           : {hub_rate / raw_rate:.3f}  (goal >= 0.25)")
         print(f"hub peak RSS              : {result['peak_mb']:.0f} MB  (goal < 300 MB)")
+        if result["cpu_workers_s"]:
+            print(f"largest worker peak RSS   : {result['worker_peak_mb']:.0f} MB")
+        cpu = result["cpu_main_s"] + result["cpu_workers_s"]
+        print(
+            f"CPU                       : main {result['cpu_main_s']:.1f}s + workers "
+            f"{result['cpu_workers_s']:.1f}s = {cpu / result['read'] * 1e6:.1f} µs per row"
+        )
         print(
             f"records {c['records']:,}, quarantined {c['quarantined']:,}, scored {c['scored']:,}, "
             f"outbox {c['deliveries_pending']:,}"

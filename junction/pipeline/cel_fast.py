@@ -15,11 +15,11 @@ inputs.  ADR-0005 records the decision.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-Env = dict[str, Any]
+Env = Mapping[str, Any]
 Fn = Callable[[Env], Any]
 
 
@@ -288,12 +288,21 @@ def _number(text: str) -> int | float:
     return float(text) if ("." in text or "e" in text.lower()) else int(text)
 
 
+_ABSENT = object()
+
+
 def _field(target: Fn, name: str) -> Fn:
     def get(env: Env) -> Any:
         obj = target(env)
-        if isinstance(obj, dict) and name in obj:
-            return obj[name]
-        raise Defer
+        if isinstance(obj, dict):
+            value = obj.get(name, _ABSENT)
+        elif obj is None or isinstance(obj, str | int | float | list):
+            raise Defer
+        else:  # a canonical model: its fields are attributes
+            value = getattr(obj, name, _ABSENT)
+        if value is _ABSENT:
+            raise Defer
+        return value
 
     return get
 

@@ -70,14 +70,16 @@ class Expression:
 
     def evaluate(self, values: Mapping[str, Any]) -> bool:
         """Evaluate against ``values`` (variable name → model, dict or scalar)."""
-        activation = {var: get(values.get(var)) for var, get in self._getters}
         if self._fast is not None:
+            # the fast path reads fields straight off the models; it defers on any value it
+            # cannot type exactly (Decimal, nested models), and the runtime then decides
             try:
-                fast = self._fast(activation)
+                fast = self._fast(values)
             except Defer:
                 fast = None
             if isinstance(fast, bool):
                 return fast
+        activation = {var: get(values.get(var)) for var, get in self._getters}
         try:
             result = self.program.execute(activation)
         except Exception as exc:

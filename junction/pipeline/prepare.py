@@ -140,6 +140,12 @@ class BatchPreparer:
             failed = dict(getattr(cols, "failed", {}) or {})
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
+        event_type = self.event_type
+        if cols is not None:
+            model_name, model_version, variant = cols.model, cols.model_version, cols.variant
+            score_tail = (
+                f',"model":"{model_name}","model_version":"{model_version}","variant":"{variant}"}}'
+            )
         for j, (i, model) in enumerate(good):
             key = batch.keys[i]
             rid = f"{name}:{key}"
@@ -148,59 +154,53 @@ class BatchPreparer:
                     "score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i]
                 )
                 continue
-            body = model.model_dump_json(exclude_none=True)
-            score_json = "null"
             score_view = None
             if cols is not None:
-                value, grade, factors = cols.values[j], cols.grades[j], cols.factors[j]
-                factors_json = orjson.dumps(factors).decode()
-                scores.append(
-                    (
-                        rid,
-                        cols.model_version,
-                        cols.model,
-                        value,
-                        grade,
-                        factors_json,
-                        cols.variant,
-                        now,
-                    )
-                )
-                score_json = (
-                    f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json},'
-                    f'"model":"{cols.model}","model_version":"{cols.model_version}",'
-                    f'"variant":"{cols.variant}"}}'
-                )
-                score_view = {"value": value, "grade": grade, "model_version": cols.model_version}
+                value, grade = cols.values[j], cols.grades[j]
+                score_view = {"value": value, "grade": grade, "model_version": model_version}
+            targets: list[str] = []
             if route:
                 try:
                     targets = self.router.targets(model, score_view)
                 except RecordError as exc:
+                    # nothing of this record is written: no score row without its record
                     quarantine(
                         "route", key, exc, orjson.dumps(batch.records[i]), batch.positions[i]
                     )
                     continue
+            body = model.model_dump_json(exclude_none=True)
+            score_json = "null"
+            if cols is not None:
+                factors_json = orjson.dumps(cols.factors[j]).decode()
+                scores.append(
+                    (rid, model_version, model_name, value, grade, factors_json, variant, now)
+                )
                 if targets:
-                    event = (
-                        f'{{"type":"{self.event_type}","record_id":{orjson.dumps(rid).decode()},'
-                        f'"pipeline":"{name}","entity":"{entity}","source_key":'
-                        f'{orjson.dumps(key).decode()},"record":{body},"score":{score_json}}}'
+                    score_json = (
+                        f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json}'
+                        + score_tail
                     )
-                    for ch in targets:
-                        deliveries.append(
-                            (
-                                delivery_id(rid, ch),
-                                rid,
-                                name,
-                                ch,
-                                self.event_type,
-                                event,
-                                "pending",
-                                0,
-                                now,
-                                now,
-                            )
+            if targets:
+                event = (
+                    f'{{"type":"{event_type}","record_id":{orjson.dumps(rid).decode()},'
+                    f'"pipeline":"{name}","entity":"{entity}","source_key":'
+                    f'{orjson.dumps(key).decode()},"record":{body},"score":{score_json}}}'
+                )
+                for ch in targets:
+                    deliveries.append(
+                        (
+                            delivery_id(rid, ch),
+                            rid,
+                            name,
+                            ch,
+                            event_type,
+                            event,
+                            "pending",
+                            0,
+                            now,
+                            now,
                         )
+                    )
             records.append(
                 (
                     rid,

@@ -149,3 +149,34 @@ def test_undecodable_file_is_quarantined_whole(
     assert q["error_code"] == "encoding_error"
     assert q["payload"].endswith(b"\xff\xfe,x,y@example.com\n")
     assert (tmp_path / "failed" / "bad.csv").exists()
+
+
+def test_route_errors_quarantine_the_record_and_write_nothing_else(
+    tmp_path: Path, models_dir: Path, secret: str
+) -> None:
+    store = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path, store=store, url="http://127.0.0.1:9", secret=secret, models=models_dir
+    )
+    # employees is missing on some leads: `null > 100` has no CEL overload, so routing fails
+    cfg.write_text(cfg.read_text().replace('"score.value >= 0.5"', '"lead.employees > 100"'))
+    path = tmp_path / "inbox" / "l.csv"
+    write_lead_csv(path, 30, seed=8, messy=False)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[4][11] = ""  # data row 4 has no employee count
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    hub = Hub.from_file(cfg)
+    try:
+        [s] = hub.run_once()
+        items = hub.store.list_quarantine()
+    finally:
+        hub.close()
+    assert {q["stage"] for q in items} == {"route"}
+    assert any(q["record_key"].endswith(":4") for q in items)
+    assert s.stored == 30 - len(items)
+    assert scalar(store, "SELECT count(*) FROM scores") == s.stored
+    assert scalar(store, "SELECT count(*) FROM deliveries") == s.stored
+    scored = {r[0] for r in rows_of(store, "SELECT record_id FROM scores")}
+    assert scored == {r[0] for r in rows_of(store, "SELECT id FROM records")}

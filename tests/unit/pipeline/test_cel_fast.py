@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import cel
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from junction.core.errors import ConfigError, RuleError
 from junction.pipeline.cel_fast import Defer, compile_fast
 from junction.pipeline.expressions import Expression
+from schemas import Lead
 
 EXPRESSIONS = [
     "lead.email != null",
@@ -104,3 +106,30 @@ def test_misspelled_fields_are_config_errors() -> None:
         Expression(
             "lead.emial != null", name="r", variables={"lead": "record"}, fields={"lead": {"email"}}
         )
+
+
+lead_models = st.builds(
+    Lead,
+    email=st.one_of(st.none(), st.sampled_from(["a@b.com", "ann@x.org"])),
+    country=st.one_of(st.none(), st.sampled_from(["DE", "US", "AT"])),
+    employees=st.one_of(st.none(), st.integers(min_value=0, max_value=500)),
+    page_views=st.one_of(st.none(), st.integers(min_value=0, max_value=50)),
+    title=st.one_of(st.none(), st.sampled_from(["Head of IT", "CEO"])),
+    annual_revenue=st.one_of(st.none(), st.decimals(min_value=0, max_value=10**6, places=2)),
+)
+MODEL_EXPRESSIONS = [e for e in EXPRESSIONS if "flag" not in e] + ["lead.annual_revenue > 1000.0"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lead=lead_models, score=scores, src=st.sampled_from(MODEL_EXPRESSIONS))
+def test_models_evaluate_like_the_runtime_on_their_projection(
+    lead: Lead, score: dict, src: str
+) -> None:
+    expr = Expression(src, name="r", variables={"lead": "record", "score": "score"})
+    projected = {k: float(v) if isinstance(v, Decimal) else v for k, v in lead.model_dump().items()}
+    kind, value = _runtime(src, {"lead": projected, "score": score})
+    if kind == "ok" and isinstance(value, bool):
+        assert expr.evaluate({"lead": lead, "score": score}) is value
+    else:
+        with pytest.raises(RuleError):
+            expr.evaluate({"lead": lead, "score": score})
