@@ -38,7 +38,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline configuration YAML.")]
 
@@ -269,15 +269,11 @@ def quarantine_list(
     except JunctionError as exc:
         fail(exc)
     try:
-        table = Table("id", "pipeline", "stage", "key", "error", "message")
+        table = Table("id", "pipeline", "stage", "key", "error", "message", expand=True)
         for q in hub.store.list_quarantine(pipeline=pipeline, limit=limit):
+            key = q["record_key"].removeprefix(f"{q['pipeline']}:")
             table.add_row(
-                str(q["id"]),
-                q["pipeline"],
-                q["stage"],
-                q["record_key"],
-                q["error_code"],
-                q["message"],
+                str(q["id"]), q["pipeline"], q["stage"], key, q["error_code"], q["message"]
             )
         console.print(table)
     finally:
@@ -320,7 +316,7 @@ def quarantine_show(config: ConfigArg, qid: Annotated[int, typer.Argument()]) ->
         err_console.print(f"no quarantine entry {qid}")
         raise typer.Exit(1)
     payload = q.pop("payload") or b""
-    console.print_json(orjson.dumps(dict(q.items()), default=str).decode())
+    console.print_json(orjson.dumps({str(k): v for k, v in q.items()}, default=str).decode())
     console.print(payload[:4096].decode("utf-8", "backslashreplace"))
 
 

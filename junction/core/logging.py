@@ -11,6 +11,18 @@ import structlog
 _configured = False
 
 
+class _StderrLogger:
+    """Writes to whatever ``sys.stderr`` is at the time (CLI runners and tests swap it)."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)  # noqa: T201 - this is the log sink
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
 def configure(level: str = "INFO", *, json: bool = False) -> None:
     """Configure structlog once for the process (stderr, key=value or JSON)."""
     global _configured
@@ -24,7 +36,7 @@ def configure(level: str = "INFO", *, json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger,
         cache_logger_on_first_use=False,
     )
     _configured = True
