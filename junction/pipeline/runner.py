@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -61,8 +62,19 @@ class RunSummary:
 _WORKER: BatchPreparer | None = None
 
 
-def _worker_init(name: str, cfg: PipelineConfig, connector: str, model_dir: str | None) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker when the runner's process is gone (e.g. SIGKILLed): no orphans."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _worker_init(
+    name: str, cfg: PipelineConfig, connector: str, model_dir: str | None, parent_pid: int
+) -> None:
     global _WORKER
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
     _WORKER = BatchPreparer(name, cfg, connector, scorer)
 
@@ -150,6 +162,7 @@ class PipelineRunner:
                     self.cfg,
                     self.connector.name,
                     str(self.model_dir) if self.model_dir else None,
+                    os.getpid(),
                 ),
             )
         return self._pool

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from outbound.webhook.config import generate_secret
@@ -82,8 +83,13 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(
 
         proc = _run(cfg)
         _wait_until(ingest_started if kill_during == "ingest" else delivery_started, proc)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= workers
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # worker processes notice their runner is gone and exit: no orphans hold memory
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == []
         at_kill = scalar(store_url, "SELECT count(*) FROM records")
         assert (tmp_path / "inbox" / "big.csv").exists() or kill_during == "delivery"
 
