@@ -120,11 +120,17 @@ def run(
                 console.print(delivery_line(stats))
                 if once or stopping:
                     break
-                time.sleep(interval)
+                deadline = time.monotonic() + interval
+                while not stopping and time.monotonic() < deadline:
+                    time.sleep(0.2)
         finally:
             hub.close()
     except JunctionError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        # committed batches stay committed; the next run resumes from their cursors
+        err_console.print("interrupted; the next run resumes from the last committed batch")
+        raise typer.Exit(130) from None
 
 
 @app.command()
