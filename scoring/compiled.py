@@ -11,22 +11,29 @@ the ColumnTransformer); this costs ~2 µs and agrees to 1e-12.
 Terms are numbered: each category of each categorical feature, then one "other" term per
 categorical feature (unseen categories, contribution 0), then the numerics and the flags.
 ``term_names[t]`` is the name a factor is reported under, e.g. ``lead_source=referral``.
+
+The numbers travel as plain JSON (:meth:`CompiledLeadModel.to_dict` /
+:meth:`~CompiledLeadModel.from_dict`, the registry's ``compiled.json``), so a scoring process
+never imports scikit-learn: only compiling from a fitted pipeline does, inside ``_parts``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from junction.core.errors import ModelLoadError
+from scoring._compiled_format import FORMAT, parse
 from scoring.batch_features import FeatureColumns
-from scoring.features import BINARY, CATEGORICAL, NUMERIC, FeatureRow
+from scoring.features import BINARY, CATEGORICAL, FEATURE_SCHEMA_HASH, NUMERIC, FeatureRow
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 _N_CAT, _N_NUM, _N_BIN = len(CATEGORICAL), len(NUMERIC), len(BINARY)
 N_TERMS_PER_ROW = _N_CAT + _N_NUM + _N_BIN
@@ -35,6 +42,11 @@ _NO_TERM: tuple[str, float] = ("", 0.0)
 
 def _parts(pipeline: Pipeline) -> tuple[OneHotEncoder, StandardScaler, LogisticRegression]:
     """Return the fitted parts, checking the pipeline is the one ``scoring.train`` builds."""
+    # imported here: only compiling a fitted pipeline needs scikit-learn, scoring does not
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
     pre, clf = pipeline.named_steps.get("pre"), pipeline.named_steps.get("clf")
     if not isinstance(pre, ColumnTransformer) or not isinstance(clf, LogisticRegression):
         raise ModelLoadError("the model is not a ColumnTransformer + LogisticRegression pipeline")
@@ -65,43 +77,127 @@ def _parts(pipeline: Pipeline) -> tuple[OneHotEncoder, StandardScaler, LogisticR
 class CompiledLeadModel:
     """Lookups and arrays equivalent to a fitted lead pipeline.
 
+    Build it from a fitted pipeline (``CompiledLeadModel(pipeline)``, needs scikit-learn) or
+    from its plain-JSON form (:meth:`from_dict`, does not).
+
+    Args:
+        pipeline: the fitted pipeline of :mod:`scoring.train`.
+        feature_schema_hash: the feature spec the pipeline was trained under.
+
     Raises:
         ModelLoadError: the pipeline is not the lead pipeline of :mod:`scoring.train`.
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    intercept: float
+    term_names: list[str]
+    cat_terms: list[dict[Any, int]]  # per categorical feature: category -> term id
+    cat_pairs: list[dict[Any, tuple[str, float]]]  # category -> (term name, coefficient)
+    other_terms: npt.NDArray[np.intp]
+    num_terms: npt.NDArray[np.intp]
+    bin_terms: npt.NDArray[np.intp]
+    term_coef: npt.NDArray[np.float64]
+    mean: npt.NDArray[np.float64]
+    k: npt.NDArray[np.float64]
+    bin_coef: npt.NDArray[np.float64]
+    feature_schema_hash: str
+
+    def __init__(self, pipeline: Pipeline, *, feature_schema_hash: str = FEATURE_SCHEMA_HASH):
         ohe, scaler, clf = _parts(pipeline)
         coef = np.asarray(clf.coef_, dtype=np.float64).ravel()
         n_cats = sum(len(c) for c in ohe.categories_)
         if coef.shape != (n_cats + _N_NUM + _N_BIN,):
             raise ModelLoadError("the model's coefficients do not match its encoder")
-        self.intercept = float(clf.intercept_[0])
+        categories = [[str(c) for c in cats] for cats in ohe.categories_]
+        tail = coef[n_cats:]
+        self._setup(
+            intercept=float(clf.intercept_[0]),
+            categories=categories,
+            cat_coef=coef[:n_cats].tolist(),
+            mean=np.asarray(scaler.mean_, dtype=np.float64),
+            k=tail[:_N_NUM] / np.asarray(scaler.scale_, dtype=np.float64),
+            bin_coef=tail[_N_NUM:].copy(),
+            feature_schema_hash=feature_schema_hash,
+        )
+
+    def _setup(
+        self,
+        *,
+        intercept: float,
+        categories: list[list[str]],
+        cat_coef: list[float],
+        mean: npt.NDArray[np.float64],
+        k: npt.NDArray[np.float64],
+        bin_coef: npt.NDArray[np.float64],
+        feature_schema_hash: str,
+    ) -> None:
+        """Derive every lookup from the numbers (both constructors end here)."""
+        self.intercept = intercept
+        self.feature_schema_hash = feature_schema_hash
         names: list[str] = []
-        values: list[float] = []
-        self.cat_terms: list[dict[Any, int]] = []  # category -> term id
-        self.cat_pairs: list[dict[Any, tuple[str, float]]] = []  # category -> (name, coef)
-        for feature, categories in zip(CATEGORICAL, ohe.categories_, strict=True):
+        self.cat_terms = []
+        self.cat_pairs = []
+        for feature, cats in zip(CATEGORICAL, categories, strict=True):
             terms: dict[Any, int] = {}
-            for category in categories:
-                terms[str(category)] = len(names)
+            for category in cats:
+                terms[category] = len(names)
                 names.append(f"{feature}={category}")
-                values.append(float(coef[len(values)]))
             self.cat_terms.append(terms)
-            self.cat_pairs.append({c: (names[t], values[t]) for c, t in terms.items()})
+            self.cat_pairs.append({c: (names[t], cat_coef[t]) for c, t in terms.items()})
         self.other_terms = np.arange(len(names), len(names) + _N_CAT)
         names += [f"{feature}=other" for feature in CATEGORICAL]
-        tail = coef[n_cats:]
         self.num_terms = np.arange(len(names), len(names) + _N_NUM)
         names += NUMERIC
         self.bin_terms = np.arange(len(names), len(names) + _N_BIN)
         names += BINARY
-        self.term_names: list[str] = names
-        self.term_coef = np.array(values + [0.0] * _N_CAT, dtype=np.float64)
-        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
-        self.k = tail[:_N_NUM] / np.asarray(scaler.scale_, dtype=np.float64)
-        self.bin_coef = tail[_N_NUM:].copy()
+        self.term_names = names
+        self.term_coef = np.array(cat_coef + [0.0] * _N_CAT, dtype=np.float64)
+        self.mean, self.k, self.bin_coef = mean, k, bin_coef
         self._num = tuple(zip(NUMERIC, self.mean.tolist(), self.k.tolist(), strict=True))
         self._bin = tuple(zip(BINARY, self.bin_coef.tolist(), strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every number the model scores with, as plain JSON-ready values.
+
+        Floats stay Python floats, which :func:`json.dumps` writes with ``repr``: they read
+        back bit for bit, so a model from :meth:`from_dict` scores exactly like this one.
+        """
+        return {
+            "format": FORMAT,
+            "feature_schema_hash": self.feature_schema_hash,
+            "features": {
+                "categorical": list(CATEGORICAL),
+                "numeric": list(NUMERIC),
+                "binary": list(BINARY),
+            },
+            "term_names": list(self.term_names),
+            "cat_terms": [dict(terms) for terms in self.cat_terms],
+            "term_coef": self.term_coef.tolist(),
+            "intercept": self.intercept,
+            "mean": self.mean.tolist(),
+            "k": self.k.tolist(),
+            "bin_coef": self.bin_coef.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CompiledLeadModel:
+        """Rebuild a model from :meth:`to_dict` output, checking every shape and type.
+
+        Raises:
+            ModelLoadError: ``d`` is malformed, inconsistent, has non-finite numbers or was
+                made for another feature spec than this version computes.
+        """
+        p = parse(d, FEATURE_SCHEMA_HASH)
+        model = cls.__new__(cls)
+        model._setup(
+            intercept=p.intercept,
+            categories=p.categories,
+            cat_coef=p.cat_coef,
+            mean=np.array(p.mean, dtype=np.float64),
+            k=np.array(p.k, dtype=np.float64),
+            bin_coef=np.array(p.bin_coef, dtype=np.float64),
+            feature_schema_hash=FEATURE_SCHEMA_HASH,
+        )
+        return model
 
     def explain_row(self, row: FeatureRow) -> tuple[float, list[tuple[str, float]]]:
         """Return the log-odds of one feature row and every term's ``(name, contribution)``.

@@ -1,8 +1,10 @@
 """The scikit-learn lead scorer (entry point ``sklearn_lead``), compiled for the hot path.
 
-:meth:`SklearnLeadScorer.load` verifies the artifact through :mod:`scoring.registry`, then
-compiles the fitted pipeline (:class:`~scoring.compiled.CompiledLeadModel`) and never calls
-scikit-learn again.  Scores agree with ``Pipeline.predict_proba`` to 1e-9.
+:meth:`SklearnLeadScorer.load` verifies the version folder and reads its compiled model
+(:func:`scoring.registry.load_compiled`, :class:`~scoring.compiled.CompiledLeadModel`): a
+scoring process never imports scikit-learn, scipy or skops (a version saved before
+``compiled.json`` existed is compiled from its pipeline, which does).  Scores agree with
+``Pipeline.predict_proba`` to 1e-9.
 
 * :meth:`~SklearnLeadScorer.score_one`: pure Python, one record, ~10 µs including the
   :class:`~schemas.score.Score`.
@@ -22,10 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from junction.core.errors import ConfigError, ScoringInputError
 from schemas.score import Factor, Score
@@ -33,7 +34,10 @@ from scoring.base import PartialScoreColumns
 from scoring.batch_features import extract_columns
 from scoring.compiled import CompiledLeadModel
 from scoring.features import extract
-from scoring.registry import load_model
+from scoring.registry import load_compiled
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 _GRADES = ("A", "B", "C", "D")
 
@@ -52,6 +56,10 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, float, float]
 class SklearnLeadScorer:
     """Scores canonical leads with a compiled logistic-regression pipeline.
 
+    Args:
+        pipeline: the fitted lead pipeline (compiled here, needs scikit-learn) or an already
+            compiled model.
+
     Attributes:
         name: the model name (from the model card).
         version: the model version.
@@ -62,7 +70,7 @@ class SklearnLeadScorer:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Pipeline | CompiledLeadModel,
         *,
         name: str,
         version: str,
@@ -77,7 +85,9 @@ class SklearnLeadScorer:
         self.variant = variant
         self.thresholds = _check_thresholds(thresholds)
         self.top_k = top_k
-        self.model = CompiledLeadModel(pipeline)
+        self.model = (
+            pipeline if isinstance(pipeline, CompiledLeadModel) else CompiledLeadModel(pipeline)
+        )
 
     @classmethod
     def load(
@@ -88,17 +98,17 @@ class SklearnLeadScorer:
         top_k: int = 3,
         variant: str = "production",
     ) -> SklearnLeadScorer:
-        """Load, verify and compile the model in ``version_dir``.
+        """Load and verify the compiled model in ``version_dir`` (no scikit-learn import).
 
         Raises:
             ModelLoadError: the model is missing, corrupt, untrusted or incompatible.
             ConfigError: the thresholds or ``top_k`` are invalid.
         """
-        loaded = load_model(version_dir)
+        model, card = load_compiled(version_dir)
         return cls(
-            loaded.pipeline,
-            name=loaded.name,
-            version=loaded.version,
+            model,
+            name=card["name"],
+            version=card["version"],
             thresholds=thresholds,
             top_k=top_k,
             variant=variant,

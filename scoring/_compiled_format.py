@@ -1,0 +1,118 @@
+"""Validation of the plain-JSON form of a compiled lead model (``compiled.json``).
+
+:func:`parse` checks every key, type, length and cross-reference of a dict written by
+:meth:`scoring.compiled.CompiledLeadModel.to_dict` and returns the numbers it holds.  The dict
+comes from disk, so it is treated as untrusted: anything off raises
+:class:`~junction.core.errors.ModelLoadError` naming the offending key, never a ``KeyError`` or
+``TypeError`` from deep inside the scorer, and never a model that would score wrongly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from junction.core.errors import ModelLoadError
+from scoring.features import BINARY, CATEGORICAL, NUMERIC
+
+FORMAT = "junction.compiled-lead-model.v1"
+_N_CAT, _N_NUM, _N_BIN = len(CATEGORICAL), len(NUMERIC), len(BINARY)
+_FEATURES = {"categorical": list(CATEGORICAL), "numeric": list(NUMERIC), "binary": list(BINARY)}
+
+
+class ParsedModel(NamedTuple):
+    """The numbers of a valid compiled model, in the order ``CompiledLeadModel`` uses them."""
+
+    intercept: float
+    categories: list[list[str]]  # per categorical feature, in term order
+    cat_coef: list[float]  # one per category term, same order
+    mean: list[float]
+    k: list[float]
+    bin_coef: list[float]
+
+
+def _bad(key: str, problem: str) -> ModelLoadError:
+    return ModelLoadError(
+        "the compiled model is malformed", context={"key": key, "problem": problem}
+    )
+
+
+def _number(value: Any, key: str) -> float:
+    # bool is an int subclass; true/false where a coefficient belongs is a broken file
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(key, "not a number")
+    x = float(value)
+    if not math.isfinite(x):
+        raise _bad(key, "not finite")
+    return x
+
+
+def _numbers(d: Mapping[str, Any], key: str, length: int) -> list[float]:
+    value = d.get(key)
+    if not isinstance(value, list):
+        raise _bad(key, "not a list")
+    if len(value) != length:
+        raise _bad(key, f"expected {length} values, found {len(value)}")
+    return [_number(v, key) for v in value]
+
+
+def _categories(d: Mapping[str, Any]) -> list[list[str]]:
+    """Return the categories per feature; their term ids must count up from 0 in order."""
+    cat_terms = d.get("cat_terms")
+    if not isinstance(cat_terms, list) or len(cat_terms) != _N_CAT:
+        raise _bad("cat_terms", f"expected a list of {_N_CAT} objects")
+    categories: list[list[str]] = []
+    next_id = 0
+    for terms in cat_terms:
+        if not isinstance(terms, dict) or not terms:
+            raise _bad("cat_terms", "expected a non-empty object per feature")
+        for category, term in terms.items():
+            if not isinstance(category, str):
+                raise _bad("cat_terms", "a category is not text")
+            if not isinstance(term, int) or isinstance(term, bool) or term != next_id:
+                raise _bad("cat_terms", "term ids are not consecutive")
+            next_id += 1
+        categories.append(list(terms))
+    return categories
+
+
+def parse(d: Mapping[str, Any], feature_schema_hash: str) -> ParsedModel:
+    """Validate ``d`` (a ``CompiledLeadModel.to_dict()``) and return its numbers.
+
+    Args:
+        d: the dict, usually just read from ``compiled.json``.
+        feature_schema_hash: the feature spec this installation computes; ``d`` must match it.
+
+    Raises:
+        ModelLoadError: anything is missing, of the wrong type or length, non-finite,
+            inconsistent (term names, ids, the zero "other" terms) or for another feature spec.
+    """
+    if not isinstance(d, Mapping):
+        raise _bad("", "not an object")
+    if d.get("format") != FORMAT:
+        raise _bad("format", f"expected {FORMAT}")
+    if d.get("feature_schema_hash") != feature_schema_hash:
+        raise ModelLoadError(
+            "the compiled model was made for other features than this version computes",
+            context={"expected": feature_schema_hash, "found": str(d.get("feature_schema_hash"))},
+        )
+    if d.get("features") != _FEATURES:
+        raise _bad("features", "the feature names or their order differ")
+    categories = _categories(d)
+    n_cat_terms = sum(len(c) for c in categories)
+    coef = _numbers(d, "term_coef", n_cat_terms + _N_CAT)
+    if any(coef[n_cat_terms:]):
+        raise _bad("term_coef", "the 'other' terms must contribute 0")
+    names = [f"{f}={c}" for f, cats in zip(CATEGORICAL, categories, strict=True) for c in cats]
+    names += [f"{f}=other" for f in CATEGORICAL] + list(NUMERIC) + list(BINARY)
+    if d.get("term_names") != names:
+        raise _bad("term_names", "the names do not match the terms")
+    return ParsedModel(
+        intercept=_number(d.get("intercept"), "intercept"),
+        categories=categories,
+        cat_coef=coef[:n_cat_terms],
+        mean=_numbers(d, "mean", _N_NUM),
+        k=_numbers(d, "k", _N_NUM),
+        bin_coef=_numbers(d, "bin_coef", _N_BIN),
+    )

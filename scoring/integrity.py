@@ -1,0 +1,185 @@
+"""Integrity checks of a model version folder, shared by both load paths of the registry.
+
+Nothing here imports scikit-learn, scipy or skops: the compiled load path
+(:func:`scoring.registry.load_compiled`) runs every check below without them, and the skops
+path (:func:`scoring.registry.load_model`) runs the same checks before it builds any object.
+Every refusal is a :class:`~junction.core.errors.ModelLoadError` whose context holds the sha256
+of ``model.skops`` (``None`` when it cannot be read), the model name and version when known,
+and never a path: the folder's location is the operator's business, not the message's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from junction.core.errors import ModelLoadError
+from scoring.features import FEATURE_SCHEMA_HASH
+
+MODEL_FILE = "model.skops"
+CARD_FILE = "card.json"
+COMPILED_FILE = "compiled.json"
+
+# every type the lead pipeline's artifact may name; anything else is refused unbuilt
+TRUSTED_TYPES: tuple[str, ...] = (
+    "builtins.bool",
+    "builtins.dict",
+    "builtins.float",
+    "builtins.int",
+    "builtins.list",
+    "builtins.slice",
+    "builtins.str",
+    "builtins.tuple",
+    "numpy.bool_",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.ndarray",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
+)
+
+
+def fail(message: str, sha: str | None, **context: Any) -> ModelLoadError:
+    """Return the refusal ``message`` with the artifact's sha256 and ``context``."""
+    return ModelLoadError(message, context={"artifact_sha256": sha, **context})
+
+
+def installed_sklearn() -> str | None:
+    """Return the installed scikit-learn version from its metadata, without importing it."""
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError:
+        return None
+
+
+def _major_minor(v: str | None) -> tuple[str, ...]:
+    return tuple(str(v).split(".")[:2])
+
+
+def read_artifact(vdir: Path) -> tuple[bytes, str]:
+    """Return the bytes of ``model.skops`` and their sha256."""
+    try:
+        data = (vdir / MODEL_FILE).read_bytes()
+    except OSError as exc:
+        raise fail(
+            "the model artifact is missing or unreadable", None, reason=type(exc).__name__
+        ) from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def read_card(vdir: Path, sha: str | None) -> dict[str, Any]:
+    """Return the model card of ``vdir`` as a dict."""
+    try:
+        card = json.loads((vdir / CARD_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail("the model card is missing", sha) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail("the model card is unreadable", sha, reason=type(exc).__name__) from None
+    if not isinstance(card, dict):
+        raise fail("the model card is not a JSON object", sha)
+    return card
+
+
+def check_card(card: dict[str, Any], sha: str) -> dict[str, Any]:
+    """Check the card against the artifact and this installation; return the error context.
+
+    Refuses an artifact whose sha256 differs from the card's, a card without a name or version,
+    a feature schema hash other than this version's and a scikit-learn version whose
+    major.minor differs from the installed one.
+    """
+    ctx = {"model": card.get("name"), "version": card.get("version")}
+    artifact = card.get("artifact")
+    if not isinstance(artifact, dict) or artifact.get("sha256") != sha:
+        raise fail("the model artifact does not match its card", sha, **ctx)
+    if not isinstance(ctx["model"], str) or not isinstance(ctx["version"], str):
+        raise fail("the model card has no name or version", sha)
+    if card.get("feature_schema_hash") != FEATURE_SCHEMA_HASH:
+        raise fail(
+            "the model was trained on other features than this version computes",
+            sha,
+            **ctx,
+            expected=FEATURE_SCHEMA_HASH,
+            found=card.get("feature_schema_hash"),
+        )
+    trained_with = str(card.get("sklearn_version"))
+    installed = installed_sklearn()
+    if _major_minor(trained_with) != _major_minor(installed):
+        raise fail(
+            "the model was saved by another scikit-learn version",
+            sha,
+            **ctx,
+            trained_with=trained_with,
+            installed=installed,
+        )
+    return ctx
+
+
+def declared_types(data: bytes) -> set[str]:
+    """Return the ``module.Class`` names the skops schema declares, without building objects."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        schema = json.loads(zf.read("schema.json"))
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def check_trusted(data: bytes, sha: str, ctx: dict[str, Any]) -> None:
+    """Refuse an artifact that is not a readable skops file or names a type not trusted."""
+    try:
+        untrusted = sorted(declared_types(data) - set(TRUSTED_TYPES))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise fail("the model artifact is corrupt", sha, **ctx, reason=type(exc).__name__) from None
+    if untrusted:
+        raise fail(
+            "the model artifact holds untrusted types", sha, **ctx, untrusted=", ".join(untrusted)
+        )
+
+
+def read_compiled(vdir: Path, card: dict[str, Any], sha: str, ctx: dict[str, Any]) -> Any:
+    """Return the parsed ``compiled.json`` the card names, after checking its sha256.
+
+    The card must name exactly ``compiled.json``: a card is not signed, so it must not be
+    able to point the loader at another file.
+    """
+    entry = card.get("compiled")
+    if (
+        not isinstance(entry, dict)
+        or entry.get("file") != COMPILED_FILE
+        or not isinstance(entry.get("sha256"), str)
+    ):
+        raise fail("the model card's compiled entry is malformed", sha, **ctx)
+    try:
+        raw = (vdir / COMPILED_FILE).read_bytes()
+    except OSError as exc:
+        raise fail(
+            "the compiled model is missing or unreadable", sha, **ctx, reason=type(exc).__name__
+        ) from None
+    compiled_sha = hashlib.sha256(raw).hexdigest()
+    if compiled_sha != entry["sha256"]:
+        raise fail(
+            "the compiled model does not match its card", sha, **ctx, compiled_sha256=compiled_sha
+        )
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise fail(
+            "the compiled model is unreadable", sha, **ctx, reason=type(exc).__name__
+        ) from None
