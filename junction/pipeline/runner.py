@@ -11,18 +11,16 @@ this process reads the source and writes results strictly in order, so cursors o
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from connectors.base import RawBatch, SourceConnector
@@ -32,6 +30,7 @@ from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, PipelineConfig
 from junction.pipeline.prepare import BatchPreparer, PreparedBatch, quarantine_row
 from junction.pipeline.score import load_scorer, resolve_model_dir
+from junction.pipeline.workers import ShareEnd, init_worker, process_share
 from junction.store.repo import Store
 
 log = get_logger(__name__)
@@ -60,34 +59,12 @@ class RunSummary:
         return {k: v for k, v in self.__dict__.items() if k != "errors"}
 
 
-_WORKER: BatchPreparer | None = None
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """End this worker when the runner's process is gone (e.g. SIGKILLed): no orphans."""
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-
-def _worker_init(
-    name: str, cfg: PipelineConfig, connector: str, model_dir: str | None, parent_pid: int
-) -> None:
-    global _WORKER
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
-    _WORKER = BatchPreparer(name, cfg, connector, scorer)
-    # the compiled pipeline lives as long as the worker: keep the cyclic GC from rescanning it,
-    # and let young batches grow before a collection (they are acyclic and freed by refcount)
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
-def _worker_prepare(batch: RawBatch, run_id: int) -> PreparedBatch:
-    if _WORKER is None:  # pragma: no cover - the initializer always ran
-        raise InternalError("worker process was not initialized")
-    return _WORKER.prepare(batch, run_id)
+def _raise_failed(futures: list[Future[None]]) -> None:
+    """Re-raise the first exception of a finished worker task (e.g. a dead worker)."""
+    for fut in futures:
+        exc = fut.exception() if fut.done() else None
+        if exc is not None:
+            raise exc
 
 
 class PipelineRunner:
@@ -120,14 +97,15 @@ class PipelineRunner:
         )
         self.preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
         self.entity = self.preparer.entity
+        self.store_url = hub.store
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_size = 0
+        self._queue: Any = None
 
     def close(self) -> None:
         """Release the connector and worker processes."""
         self.connector.close()
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        self.close_pool()
 
     def run_once(self, progress: Progress | None = None) -> RunSummary:
         """Process every ready input once, then return the counts."""
@@ -156,49 +134,98 @@ class PipelineRunner:
             return (os.cpu_count() or 1) if big else 0
         return w
 
-    def _pool_for(self, workers: int) -> ProcessPoolExecutor:
-        if self._pool is None:
+    def _pool_for(self, workers: int) -> tuple[ProcessPoolExecutor, Any]:
+        if self._pool is None or self._pool_size != workers:
+            self.close_pool()
+            ctx = get_context("spawn")
+            self._queue = ctx.Queue()
             self._pool = ProcessPoolExecutor(
                 max_workers=workers,
-                mp_context=get_context("spawn"),
-                initializer=_worker_init,
+                mp_context=ctx,
+                initializer=init_worker,
                 initargs=(
                     self.name,
                     self.cfg,
-                    self.connector.name,
+                    self.store_url,
                     str(self.model_dir) if self.model_dir else None,
                     os.getpid(),
+                    self._queue,
                 ),
             )
-        return self._pool
+            self._pool_size = workers
+        return self._pool, self._queue
 
-    def _prepared(
-        self, batches: Iterator[RawBatch], run_id: int, workers: int
-    ) -> Iterator[PreparedBatch]:
-        """Prepare batches inline or in worker processes, yielding results in input order."""
-        if workers <= 0:
-            for batch in batches:
-                yield self.preparer.prepare(batch, run_id)
-            return
-        pool = self._pool_for(workers)
-        inflight: deque[Future[PreparedBatch]] = deque()
+    def close_pool(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def _run_stream_parallel(
+        self, stream: str, summary: RunSummary, progress: Progress | None, workers: int
+    ) -> None:
+        """Workers commit every W-th batch; this process moves the cursor over their prefix."""
+        cursor = self.store.get_cursor(self.name, stream)
+        pool, queue = self._pool_for(workers)
+        futures = [
+            pool.submit(process_share, stream, cursor, w, workers, summary.run_id)
+            for w in range(workers)
+        ]
+        committed: dict[int, dict[str, Any]] = {}
+        next_index, last = 0, cursor
+        ends: dict[int, ShareEnd] = {}
+        summary.files += 1
         try:
-            for batch in batches:
-                inflight.append(pool.submit(_worker_prepare, batch, run_id))
-                if len(inflight) >= 2 * workers:
-                    yield inflight.popleft().result()
-            while inflight:
-                yield inflight.popleft().result()
+            while len(ends) < workers:
+                try:
+                    msg = queue.get(timeout=0.5)
+                except Empty:
+                    _raise_failed(futures)
+                    continue
+                if isinstance(msg, ShareEnd):
+                    ends[msg.worker] = msg
+                    continue
+                committed[msg.index] = msg.cursor
+                summary.read += msg.read
+                summary.stored += msg.stored
+                summary.quarantined += msg.quarantined
+                summary.routed += msg.routed
+                if progress is not None:
+                    progress(msg.read)
+                advanced = None
+                while next_index in committed:
+                    advanced = committed.pop(next_index)
+                    next_index += 1
+                if advanced is not None:
+                    self.store.set_cursor(self.name, stream, advanced)
+                    last = advanced
         except BrokenProcessPool as exc:
             self._pool = None  # a broken pool cannot be reused; the next run starts a new one
             raise InternalError(
-                "a worker process died while preparing a batch; nothing after the last "
-                "committed batch was written, and the next run resumes from there",
+                "a worker process died; the file's cursor covers only committed batches, "
+                "and the next run resumes from there",
                 details=str(exc),
             ) from exc
-        finally:
-            for fut in inflight:
-                fut.cancel()
+        sha = (last or {}).get("sha256")
+        if any(e.already_done_sha for e in ends.values()):
+            log.info("file already ingested; archiving", pipeline=self.name)
+            self._archive(stream, self.cfg.archive.processed)
+            return
+        errors = [e.error for e in ends.values() if e.error is not None]
+        if errors:
+            if isinstance(errors[0], RecordError):
+                self._fail_file(stream, sha, errors[0], summary)
+                return
+            raise errors[0]
+        total = max(e.batches for e in ends.values())
+        if next_index != total:
+            raise InternalError(
+                f"{total - next_index} batch(es) of {Path(stream).name} were not reported; "
+                "the next run resumes after the committed prefix"
+            )
+        rows = int((last or {}).get("row", 0))
+        self.store.finish_file(self.name, stream, sha or "", stream, "done", rows)
+        self._archive(stream, self.cfg.archive.processed)
 
     def _run_stream(self, stream: str, summary: RunSummary, progress: Progress | None) -> None:
         cursor = self.store.get_cursor(self.name, stream)
@@ -220,9 +247,14 @@ class PipelineRunner:
                 state["rows"] = -1  # started
                 yield batch
 
+        workers = self._workers_for(stream)
+        if workers > 0:
+            self._run_stream_parallel(stream, summary, progress, workers)
+            return
         summary.files += 1
         try:
-            for prepared in self._prepared(batches(), summary.run_id, self._workers_for(stream)):
+            for batch in batches():
+                prepared = self.preparer.prepare(batch, summary.run_id)
                 self.commit(prepared, summary)
                 state["rows"] = int(prepared.cursor.get("row", 0))
                 if progress is not None:

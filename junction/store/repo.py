@@ -169,6 +169,11 @@ class Store:
                 )
             )
 
+    def set_cursor(self, pipeline: str, stream: str, value: dict[str, Any]) -> None:
+        """Commit a cursor on its own (the parallel runner advances it over committed batches)."""
+        with self.begin() as conn:
+            self._set_cursor(conn, pipeline, stream, value)
+
     def get_cursor(self, pipeline: str, stream: str) -> dict[str, Any] | None:
         """Return the committed cursor for a stream, if any."""
         with self.begin() as conn:
