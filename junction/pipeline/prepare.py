@@ -86,7 +86,8 @@ class BatchPreparer:
         # per-record provenance stays small: the file-level facts (encoding, delimiter) are
         # the same for every row and travel in the batch, not in each stored record
         prov = batch.provenance
-        where: dict[str, Any] = {k: prov[k] for k in ("file", "sha256", "topic") if k in prov}
+        # the file's full sha256 is in the file ledger and its first 16 hex digits in every id
+        where: dict[str, Any] = {k: prov[k] for k in ("file", "topic") if k in prov}
         prov_prefix = (
             orjson.dumps({"connector": self.connector, **(where or {"stream": batch.stream})})[
                 :-1
