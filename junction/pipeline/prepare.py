@@ -141,6 +141,7 @@ class BatchPreparer:
             failed = dict(getattr(cols, "failed", {}) or {})
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
+        key_of = self.normalizer.mapping.key_of
         event_type = self.event_type
         if cols is not None:
             model_name, model_version, variant = cols.model, cols.model_version, cols.variant
@@ -150,6 +151,8 @@ class BatchPreparer:
         for j, (i, model) in enumerate(good):
             key = batch.keys[i]
             rid = f"{name}:{key}"
+            # the record's key in its source system (e.g. the CRM id) when the mapping names one
+            source_key = key_of(batch.records[i]) or key
             if j in failed:
                 quarantine(
                     "score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i]
@@ -185,7 +188,7 @@ class BatchPreparer:
                 event = (
                     f'{{"type":"{event_type}","record_id":{orjson.dumps(rid).decode()},'
                     f'"pipeline":"{name}","entity":"{entity}","source_key":'
-                    f'{orjson.dumps(key).decode()},"record":{body},"score":{score_json}}}'
+                    f'{orjson.dumps(source_key).decode()},"record":{body},"score":{score_json}}}'
                 )
                 for ch in targets:
                     deliveries.append(
@@ -208,7 +211,7 @@ class BatchPreparer:
                     name,
                     entity,
                     system,
-                    key,
+                    source_key,
                     model.schema_version,
                     body,
                     prov_prefix + str(batch.positions[i]) + "}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,15 @@ def test_file_drop_end_to_end(
         "OR (s.value < 0.5 AND d.channel <> 'webhook.nurture')",
     )
     assert bad == 0
+    # records carry the source system's own key (the CRM's lead id), ids stay positional
+    keys = rows_of(store_url, "SELECT id, source_key, payload FROM records")
+    assert all(json.loads(p)["external_id"] == k for _, k, p in keys)
     bodies = read_sink_file(tmp_path / "sink.jsonl")
+    event = (
+        json.loads(bodies[0]["body"]) if isinstance(bodies[0]["body"], str) else bodies[0]["body"]
+    )
+    assert event["source_key"] == event["record"]["external_id"]
+    assert event["score"]["grade"] in "ABCD"
     assert {b["webhook_id"] for b in bodies} == {
         r[0] for r in rows_of(store_url, "SELECT id FROM deliveries")
     }
