@@ -59,6 +59,15 @@ class RunSummary:
         return {k: v for k, v in self.__dict__.items() if k != "errors"}
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (not the host's count inside a container), at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
 def _raise_failed(futures: list[Future[None]]) -> None:
     """Re-raise the first exception of a finished worker task (e.g. a dead worker)."""
     for fut in futures:
@@ -119,6 +128,9 @@ class PipelineRunner:
         except JunctionError as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc.user_message}"
             raise
+        except BaseException as exc:  # a bug or an interrupt still closes the run as failed
+            status, error = "failed", type(exc).__name__
+            raise
         finally:
             summary.seconds = time.perf_counter() - started
             self.store.finish_run(run_id, status, summary.as_dict(), error)
@@ -131,7 +143,7 @@ class PipelineRunner:
                 big = os.path.getsize(stream) >= PARALLEL_MIN_BYTES
             except OSError:
                 big = False
-            return (os.cpu_count() or 1) if big else 0
+            return _usable_cpus() if big else 0
         return w
 
     def _pool_for(self, workers: int) -> tuple[ProcessPoolExecutor, Any]:
@@ -167,8 +179,9 @@ class PipelineRunner:
         """Workers commit every W-th batch; this process moves the cursor over their prefix."""
         cursor = self.store.get_cursor(self.name, stream)
         pool, queue = self._pool_for(workers)
+        token = f"{summary.run_id}:{stream}"
         futures = [
-            pool.submit(process_share, stream, cursor, w, workers, summary.run_id)
+            pool.submit(process_share, stream, cursor, w, workers, summary.run_id, token)
             for w in range(workers)
         ]
         committed: dict[int, dict[str, Any]] = {}
@@ -182,6 +195,8 @@ class PipelineRunner:
                 except Empty:
                     _raise_failed(futures)
                     continue
+                if msg.token != token:
+                    continue  # left over from a run that failed part-way
                 if isinstance(msg, ShareEnd):
                     ends[msg.worker] = msg
                     continue
@@ -199,8 +214,13 @@ class PipelineRunner:
                 if advanced is not None:
                     self.store.set_cursor(self.name, stream, advanced)
                     last = advanced
-        except BrokenProcessPool as exc:
-            self._pool = None  # a broken pool cannot be reused; the next run starts a new one
+        except BaseException as exc:
+            # stop handing out work; running shares finish and their stale reports are ignored
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            if not isinstance(exc, BrokenProcessPool):
+                raise
             raise InternalError(
                 "a worker process died; the file's cursor covers only committed batches, "
                 "and the next run resumes from there",

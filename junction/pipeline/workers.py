@@ -33,6 +33,7 @@ from junction.store.repo import Store
 class BatchDone:
     """One batch a worker committed."""
 
+    token: str
     index: int
     cursor: dict[str, Any]
     read: int
@@ -45,6 +46,7 @@ class BatchDone:
 class ShareEnd:
     """A worker finished its share of a file (``batches`` = how many batches the file had)."""
 
+    token: str
     worker: int
     batches: int
     already_done_sha: str | None = None
@@ -102,7 +104,12 @@ def init_worker(
 
 
 def process_share(
-    stream: str, cursor: dict[str, Any] | None, worker: int, workers: int, run_id: int
+    stream: str,
+    cursor: dict[str, Any] | None,
+    worker: int,
+    workers: int,
+    run_id: int,
+    token: str,
 ) -> None:
     """Prepare and commit batches ``j % workers == worker`` of ``stream`` after ``cursor``."""
     if _STATE is None:  # pragma: no cover - the initializer always ran
@@ -115,7 +122,7 @@ def process_share(
             if j == 0 and cursor is None:
                 sha = batch.cursor.get("sha256")
                 if sha and st.store.file_status(st.name, sha) == "done":
-                    st.queue.put(ShareEnd(worker, 0, already_done_sha=sha))
+                    st.queue.put(ShareEnd(token, worker, 0, already_done_sha=sha))
                     return
             if j % workers != worker:
                 continue
@@ -129,6 +136,7 @@ def process_share(
             )
             st.queue.put(
                 BatchDone(
+                    token,
                     j,
                     prepared.cursor,
                     prepared.read,
@@ -138,14 +146,16 @@ def process_share(
                 )
             )
     except RecordError as exc:  # file-level: the runner quarantines the file
-        st.queue.put(ShareEnd(worker, seen, error=exc))
+        st.queue.put(ShareEnd(token, worker, seen, error=exc))
         return
     except JunctionError as exc:
-        st.queue.put(ShareEnd(worker, seen, error=exc))
+        st.queue.put(ShareEnd(token, worker, seen, error=exc))
         return
     except Exception as exc:  # noqa: BLE001 - stage boundary: reported as an internal error
         st.queue.put(
-            ShareEnd(worker, seen, error=InternalError(f"worker failed: {type(exc).__name__}"))
+            ShareEnd(
+                token, worker, seen, error=InternalError(f"worker failed: {type(exc).__name__}")
+            )
         )
         return
-    st.queue.put(ShareEnd(worker, seen))
+    st.queue.put(ShareEnd(token, worker, seen))
