@@ -6,7 +6,9 @@ runs the pipeline (file → canonical → rules → score → route → outbox) 
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,13 +110,15 @@ def run_demo(
     console.print(
         f"finished in {time.perf_counter() - started:.1f}s; delivery worker: {stats.delivered} sent"
     )
+    # `make demo` runs .venv/bin/junction, which is not on PATH until the venv is activated
+    cmd = "junction" if shutil.which("junction") else os.path.relpath(sys.argv[0])
     console.print("where to look:")
     console.print(
         f"  store:       {directory / 'junction.db'} (records, scores, deliveries, quarantine)"
     )
     console.print(f"  sink log:    {directory / 'sink.jsonl'} (one line per verified delivery)")
-    console.print(f"  quarantine:  junction quarantine list {directory / 'junction.yaml'}")
-    console.print(f"  run again:   junction run {directory / 'junction.yaml'} --once")
+    console.print(f"  quarantine:  {cmd} quarantine list {directory / 'junction.yaml'}")
+    console.print(f"  run again:   {cmd} run {directory / 'junction.yaml'} --once")
     if sink_stats["rejected"] or counts["deliveries_pending"] or counts["deliveries_dead"]:
         console.print("[red]some deliveries did not verify or are not delivered[/]")
         raise SystemExit(1)
