@@ -56,7 +56,7 @@ def delivery_line(stats: Any) -> str:
     return f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead"
 
 
-def progress_bar(total: int | None = None) -> Progress:
+def progress_bar(total: int | None = None, *, transient: bool = False) -> Progress:
     """A Rich progress bar for long work."""
     return Progress(
         SpinnerColumn(),
@@ -65,7 +65,7 @@ def progress_bar(total: int | None = None) -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
-        transient=False,
+        transient=transient,
     )
 
 
@@ -107,17 +107,21 @@ def run(
         hub = Hub.from_file(config)
         try:
             while True:
-                with progress_bar() as bar:
+                with progress_bar(transient=not once) as bar:
                     task = bar.add_task("records", total=None)
                     summaries = hub.run_once(partial(bar.advance, task))
                 stats = hub.deliver(drain_wait_s=drain_wait if once else 0.0)
+                busy = any(s.read or s.files for s in summaries) or stats.delivered or stats.dead
+                if not once and not busy:  # polling: say nothing while there is nothing to say
+                    summaries = []
                 for s in summaries:
                     console.print(
                         f"{s.pipeline}: read {s.read}, stored {s.stored}, "
                         f"quarantined {s.quarantined}, "
                         f"routed {s.routed} ({s.seconds:.1f}s)"
                     )
-                console.print(delivery_line(stats))
+                if once or busy:
+                    console.print(delivery_line(stats))
                 if once or stopping:
                     break
                 deadline = time.monotonic() + interval
