@@ -24,7 +24,14 @@ from pydantic import Field, field_validator
 
 from junction.core.errors import ConfigError
 from mappings.countries import resolve_country
-from mappings.registry import FieldContext, Params, RecordTransform, ValueFn, transform
+from mappings.registry import (
+    FieldContext,
+    Params,
+    RecordTransform,
+    ValueFn,
+    bounded_cache,
+    transform,
+)
 from mappings.selectors import compile_selector
 
 _CACHE_SIZE = 16384
@@ -157,7 +164,6 @@ def _email(params: EmailParams, ctx: FieldContext) -> ValueFn:
     """Validate an email address (syntax only, no DNS) and return email-validator's normal form."""
     smtputf8 = params.allow_smtputf8
     domains: dict[str, str | None] = {}
-    full: dict[str, str] = {}
     dot_atom = DOT_ATOM_TEXT.match
     special_locals = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
@@ -199,15 +205,9 @@ def _email(params: EmailParams, ctx: FieldContext) -> ValueFn:
             if norm_domain is not None:
                 # addresses are mostly unique: rebuilding is cheaper than caching them
                 return f"{local}@{norm_domain}"
-        hit = full.get(value)
-        if hit is not None:
-            return hit
         if not value.strip():
             return None
-        out = library(value)
-        if len(full) >= _CACHE_SIZE:
-            full.clear()
-        full[value] = out
-        return out
+        return unusual(value)
 
+    unusual = bounded_cache(library, _CACHE_SIZE)
     return check
