@@ -79,3 +79,14 @@ def rows_of(store_url: str, sql: str) -> list[tuple]:
             return [tuple(r) for r in conn.execute(text(sql)).all()]
     finally:
         eng.dispose()
+
+
+def run_once_and_quarantine(hub) -> tuple:
+    """Run every pipeline once, then return (the only summary, open quarantine, record count)."""
+    try:
+        [summary] = hub.run_once()
+        items = hub.store.list_quarantine()
+        records = hub.store.counts()["records"]
+    finally:
+        hub.close()
+    return summary, items, records

@@ -12,7 +12,7 @@ from junction.pipeline.hub import Hub
 from outbound.webhook.config import generate_secret
 from outbound.webhook.sink import WebhookSink, read_sink_file
 from scoring.synthetic import write_lead_csv
-from tests.integration.helpers import rows_of, scalar, write_config
+from tests.integration.helpers import rows_of, run_once_and_quarantine, scalar, write_config
 
 
 @pytest.fixture
@@ -145,13 +145,7 @@ def test_undecodable_file_is_quarantined_whole(
     (tmp_path / "cfg-override.yaml").write_text(
         cfg.read_text().replace("settle_seconds: 0", "settle_seconds: 0\n      encoding: utf-8")
     )
-    hub = Hub.from_file(tmp_path / "cfg-override.yaml")
-    try:
-        [s] = hub.run_once()
-        [q] = hub.store.list_quarantine()
-        records = hub.store.counts()["records"]
-    finally:
-        hub.close()
+    s, [q], records = run_once_and_quarantine(Hub.from_file(tmp_path / "cfg-override.yaml"))
     assert s.files_failed == 1
     assert records == 0
     assert q["stage"] == "extract"

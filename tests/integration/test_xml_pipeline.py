@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from junction.pipeline.hub import Hub
-from tests.integration.helpers import write_config
+from tests.integration.helpers import run_once_and_quarantine, write_config
 
 LEADS = """<?xml version="1.0" encoding="windows-1251"?>
 <export xmlns="urn:example:crm">
@@ -69,12 +69,7 @@ def test_xxe_file_is_quarantined_and_the_canary_never_read(
     canary.write_text("CANARY-SECRET-7f3a")
     hub = _hub(tmp_path, models_dir)
     (tmp_path / "inbox" / "evil.xml").write_text(XXE.format(canary=canary))
-    try:
-        [s] = hub.run_once()
-        [q] = hub.store.list_quarantine()
-        records = hub.store.counts()["records"]
-    finally:
-        hub.close()
+    s, [q], records = run_once_and_quarantine(hub)
     assert s.files_failed == 1
     assert records == 0
     assert q["error_code"] == "dtd_forbidden"
