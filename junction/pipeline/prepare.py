@@ -142,6 +142,7 @@ class BatchPreparer:
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
         key_of = self.normalizer.mapping.key_of
+        to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
         event_type = self.event_type
         if cols is not None:
             model_name, model_version, variant = cols.model, cols.model_version, cols.variant
@@ -172,7 +173,7 @@ class BatchPreparer:
                         "route", key, exc, orjson.dumps(batch.records[i]), batch.positions[i]
                     )
                     continue
-            body = model.model_dump_json(exclude_none=True)
+            body = to_json(model, exclude_none=True).decode()
             score_json = "null"
             if cols is not None:
                 factors_json = orjson.dumps(cols.factors[j]).decode()

@@ -18,13 +18,15 @@ _INI = Path(__file__).with_name("alembic.ini")
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # 16 KiB pages suit rows of ~1 KB appended in batches; this only takes effect on a new file
+    cur.execute("PRAGMA page_size=16384")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     # a larger page cache and fewer WAL checkpoints: batch inserts touch many B-tree pages
     cur.execute("PRAGMA cache_size=-16384")
-    cur.execute("PRAGMA wal_autocheckpoint=10000")
+    cur.execute("PRAGMA wal_autocheckpoint=2500")  # pages: ~40 MB of WAL between checkpoints
     cur.close()
 
 
