@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 from connectors.base import RawBatch, RowError
 from connectors.csv_file.config import DELIMITER_CANDIDATES, CsvFileConfig
-from connectors.files import FileConnectorBase, TextScan, resume_row, scan_text_file
+from connectors.files import FileConnectorBase, resume_row
+from connectors.text_scan import TextScan, scan_text_file
 from junction.core.errors import FieldTooLargeError, ParseError
 
 # an Excel dialect hint on the first line, e.g. ``sep=;``

@@ -14,8 +14,9 @@ from itertools import islice
 from typing import Any, ClassVar, cast
 
 from connectors.base import RawBatch, RowError
-from connectors.files import FileConnectorBase, hash_file, resume_row, sniff_bom
+from connectors.files import FileConnectorBase, resume_row
 from connectors.safe_xml import RecordProblem, iter_records
+from connectors.text_scan import hash_file, sniff_bom
 from connectors.xml_file.config import XmlFileConfig
 from junction.core.errors import JunctionError
 
