@@ -126,7 +126,14 @@ def _phone(params: PhoneParams, ctx: FieldContext) -> ValueFn | RecordTransform:
     def phone_in_record(value: Any, record: Mapping[str, Any]) -> Any:
         if value is None:
             return None
-        return normalize(value, region_of(record))
+        region = region_of(record)
+        # a repeated number (the common case) is answered here, one call less than normalize
+        cache = caches.get(region)
+        if cache is not None and value.__class__ is str:
+            hit = cache.get(value)
+            if hit is not None:
+                return hit
+        return normalize(value, region)
 
     return RecordTransform(phone_in_record)
 
@@ -166,6 +173,8 @@ def _email(params: EmailParams, ctx: FieldContext) -> ValueFn:
     domains: dict[str, str | None] = {}
     dot_atom = DOT_ATOM_TEXT.match
     special_locals = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+    # longer local parts cannot be one of them: most addresses skip the lower() and lookup
+    special_len = max(map(len, special_locals))
 
     def library(address: str) -> str:
         try:
@@ -199,12 +208,13 @@ def _email(params: EmailParams, ctx: FieldContext) -> ValueFn:
             and len(value) <= _MAX_FAST_ADDRESS
             and len(local) <= _MAX_LOCAL
             and dot_atom(local)
-            and local.lower() not in special_locals
+            and (len(local) > special_len or local.lower() not in special_locals)
         ):
             norm_domain = domains.get(domain) or domain_of(domain)
             if norm_domain is not None:
-                # addresses are mostly unique: rebuilding is cheaper than caching them
-                return f"{local}@{norm_domain}"
+                # addresses are mostly unique: not cached; the input is kept when it is already
+                # the normal form (the domain was lower-cased before), else rebuilt
+                return value if norm_domain == domain else f"{local}@{norm_domain}"
         if not value.strip():
             return None
         return unusual(value)

@@ -16,7 +16,7 @@ from typing import Any
 import pycountry
 from pydantic import Field, field_validator
 
-from mappings.registry import FieldContext, Params, ValueFn, bounded_cache, transform
+from mappings.registry import FieldContext, Params, ValueFn, transform
 
 # everyday names found in CRM exports that ISO 3166 spells differently; keys are normalized
 _ALIASES = {
@@ -130,7 +130,7 @@ class CountryParams(Params):
         return {normalize_key(k): c.upper() for k, c in v.items()}
 
 
-@transform("country", CountryParams)
+@transform("country", CountryParams, cache=4096)
 def _country(params: CountryParams, ctx: FieldContext) -> ValueFn:
     """Country name or code ("Germany", "DE", "DEU", "USA") to upper-case ISO alpha-2."""
     index = {**country_index(params.languages), **params.aliases}
@@ -151,8 +151,8 @@ def _country(params: CountryParams, ctx: FieldContext) -> ValueFn:
             raise ctx.fail("country", "unknown country name or code", value)
         return code
 
-    # a country column has a few hundred distinct spellings at most
-    return bounded_cache(lookup, 4096)
+    # a country column has a few hundred distinct spellings at most (hence cache=4096)
+    return lookup
 
 
 def _fuzzy(value: str) -> str | None:

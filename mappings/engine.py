@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from junction.core.errors import ConfigError, MappingError, RecordError, SchemaValidationError
 from mappings.plan import FieldPlan, Mapper, Step, generate_mapper, run_field
-from mappings.registry import TRANSFORMS, FieldContext, RecordTransform, preview
+from mappings.registry import TRANSFORMS, FieldContext, RecordTransform, memoize, preview
 from mappings.selectors import compile_selector, literal_key
 from mappings.spec import MappingSpec, parse_spec, spec_error
 from schemas import ENTITY_MODELS, CanonicalModel
@@ -122,7 +122,8 @@ def _plan(spec: MappingSpec, target: str, pii: Mapping[str, str]) -> FieldPlan:
         if isinstance(built, RecordTransform):
             steps.append(Step(call.name, built.fn, True))
         else:
-            steps.append(Step(call.name, built, False))
+            memo = memoize(built, tdef.cache, tdef.cache_max_len) if tdef.cache else None
+            steps.append(Step(call.name, built, False, tdef.inline, memo))
     on_missing = any(TRANSFORMS[c.name].accepts_none for c in fs.transforms)
     many = len(sources) > 1 or isinstance(fs.from_ or fs.key, list)
     return FieldPlan(

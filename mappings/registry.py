@@ -100,6 +100,12 @@ class TransformDef:
         accepts_none: Called on missing values too (it exists to replace them).
         takes_list: Consumes the list of values a list ``from`` selects (concat, coalesce).
         summary: One line for docs and ``junction mappings transforms``.
+        inline: The generated mapper may replace the closure by the same text operation written
+            in place (``trim``, ``lower``, ``upper``, ``title``; see ``mappings.plan``).
+        cache: Memoize results per distinct input string, keeping at most this many (0: off);
+            only for pure, deterministic transforms whose inputs repeat.
+        cache_max_len: Cache only strings up to this length (dates: "01.03.2026" repeats,
+            full time stamps rarely do); None for any length.
     """
 
     name: str
@@ -109,6 +115,9 @@ class TransformDef:
     accepts_none: bool = False
     takes_list: bool = False
     summary: str = ""
+    inline: bool = False
+    cache: int = 0
+    cache_max_len: int | None = None
 
 
 TRANSFORMS: dict[str, TransformDef] = {}
@@ -121,13 +130,29 @@ def transform(
     shorthand: str | None = None,
     accepts_none: bool = False,
     takes_list: bool = False,
+    inline: bool = False,
+    cache: int = 0,
+    cache_max_len: int | None = None,
 ) -> Callable[[Callable[[Any, FieldContext], Any]], Callable[[Any, FieldContext], Any]]:
-    """Register a transform builder under ``name`` (a decorator)."""
+    """Register a transform builder under ``name`` (a decorator).
+
+    ``cache`` declares the built closure pure over strings: :func:`compile_transform` and the
+    engine memoize it per distinct input (:func:`memoize`), so builders never wrap themselves.
+    """
 
     def register(build: Callable[[Any, FieldContext], Any]) -> Callable[[Any, FieldContext], Any]:
         doc = (build.__doc__ or "").strip().splitlines()
         TRANSFORMS[name] = TransformDef(
-            name, params, build, shorthand, accepts_none, takes_list, doc[0] if doc else ""
+            name,
+            params,
+            build,
+            shorthand,
+            accepts_none,
+            takes_list,
+            doc[0] if doc else "",
+            inline,
+            cache,
+            cache_max_len,
         )
         return build
 
@@ -198,30 +223,66 @@ def compile_transform(
             params = parse_params(tdef, dict(params) if isinstance(params, Mapping) else params)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    return tdef.build(params, ctx or FieldContext("value"))
+    built = tdef.build(params, ctx or FieldContext("value"))
+    if tdef.cache and not isinstance(built, RecordTransform):
+        return memoize(built, tdef.cache, tdef.cache_max_len).cached
+    return built
 
 
-def bounded_cache(fn: ValueFn, maxsize: int) -> ValueFn:
+class Memo(NamedTuple):
+    """A memoized ``str -> value`` function, with its parts open to the generated mapper.
+
+    Attributes:
+        cache: ``{input string: result}``; the generated mapper reads it in place
+            (``h = C.get(v, MISS)``) instead of calling a closure per value.
+        cached: ``value -> result``, looking in ``cache`` first.
+        store: ``value -> result``, computed and remembered: the mapper's path on a miss.
+        max_len: Only strings up to this length are cached (None: any length).
+    """
+
+    cache: dict[str, Any]
+    cached: ValueFn
+    store: ValueFn
+    max_len: int | None
+
+
+def memoize(fn: ValueFn, maxsize: int, max_len: int | None = None) -> Memo:
     """Memoize a pure ``str -> value`` function, keeping at most ``maxsize`` entries.
 
-    Real exports repeat countries, industries and dates endlessly; a dict hit costs tens of
-    nanoseconds against microseconds for the library call.  The cache is cleared when full
-    rather than kept in LRU order, which would cost more per hit than it saves.  Only strings
-    are cached; errors are not (they are rare, and they carry the field context).
+    Real exports repeat countries, industries, small counts and dates endlessly; a dict hit
+    costs tens of nanoseconds against microseconds for the library call.  The cache is cleared
+    when full rather than kept in LRU order, which would cost more per hit than it saves.  Only
+    exact ``str`` inputs (of at most ``max_len`` characters) are cached; errors are not (they
+    are rare, and they carry the field context).
     """
     cache: dict[str, Any] = {}
+    limit = max_len if max_len is not None else -1
     miss = object()
+
+    def store(value: Any) -> Any:
+        result = fn(value)
+        if value.__class__ is str and (limit < 0 or len(value) <= limit):
+            if len(cache) >= maxsize:
+                cache.clear()
+            cache[value] = result
+        return result
 
     def cached(value: Any) -> Any:
         if value.__class__ is not str:
             return fn(value)
         hit = cache.get(value, miss)
-        if hit is not miss:
-            return hit
-        result = fn(value)
-        if len(cache) >= maxsize:
-            cache.clear()
-        cache[value] = result
-        return result
+        return store(value) if hit is miss else hit
 
-    return cached
+    def cached_short(value: Any) -> Any:
+        # long text (full time stamps) skips the lookup: hashing it would be wasted
+        if value.__class__ is not str or len(value) > limit:
+            return fn(value)
+        hit = cache.get(value, miss)
+        return store(value) if hit is miss else hit
+
+    return Memo(cache, cached if limit < 0 else cached_short, store, max_len)
+
+
+def bounded_cache(fn: ValueFn, maxsize: int) -> ValueFn:
+    """Memoize a pure ``str -> value`` function (:func:`memoize`'s caching function)."""
+    return memoize(fn, maxsize).cached

@@ -26,7 +26,6 @@ from mappings.registry import (
     RecordTransform,
     TransformDef,
     ValueFn,
-    bounded_cache,
     compile_transform,
     transform,
 )
@@ -62,7 +61,7 @@ def _on_str(method: Callable[[str], Any]) -> ValueFn:
     return apply
 
 
-@transform("trim")
+@transform("trim", inline=True)
 def _trim(params: Params, ctx: FieldContext) -> ValueFn:
     """Strip surrounding whitespace (NBSP included); a blank string becomes missing."""
 
@@ -74,19 +73,19 @@ def _trim(params: Params, ctx: FieldContext) -> ValueFn:
     return trim
 
 
-@transform("lower")
+@transform("lower", inline=True)
 def _lower(params: Params, ctx: FieldContext) -> ValueFn:
     """Lower-case a string."""
     return _on_str(str.lower)
 
 
-@transform("upper")
+@transform("upper", inline=True)
 def _upper(params: Params, ctx: FieldContext) -> ValueFn:
     """Upper-case a string."""
     return _on_str(str.upper)
 
 
-@transform("title")
+@transform("title", inline=True)
 def _title(params: Params, ctx: FieldContext) -> ValueFn:
     """Title-case a string ("jane DOE" -> "Jane Doe")."""
     return _on_str(str.title)
@@ -112,7 +111,7 @@ class SlugParams(Params):
     sep: str = Field("_", max_length=1, description="Separator replacing runs of non-letters.")
 
 
-@transform("slug", SlugParams, shorthand="sep")
+@transform("slug", SlugParams, shorthand="sep", cache=4096)
 def _slug(params: SlugParams, ctx: FieldContext) -> ValueFn:
     """Free text to a lower-case slug: "Web Form" -> "web_form" (letters of any script kept)."""
     sep = params.sep
@@ -123,7 +122,7 @@ def _slug(params: SlugParams, ctx: FieldContext) -> ValueFn:
         text = unicodedata.normalize("NFKC", value).casefold()
         return _SLUG_JUNK.sub(sep, text).strip(sep) or None
 
-    return bounded_cache(slug, 4096)
+    return slug
 
 
 class DefaultParams(Params):
@@ -223,7 +222,7 @@ class LookupParams(Params):
         return v
 
 
-@transform("lookup", LookupParams)
+@transform("lookup", LookupParams, cache=4096)
 def _lookup(params: LookupParams, ctx: FieldContext) -> ValueFn:
     """Map values through a table; unknown values keep, default, or fail (strict)."""
     fold = params.ignore_case
@@ -258,7 +257,7 @@ class BoolParams(Params):
     false_values: tuple[str, ...] = Field(_FALSE, description="Text read as false (any case).")
 
 
-@transform("bool", BoolParams)
+@transform("bool", BoolParams, cache=1024)
 def _bool(params: BoolParams, ctx: FieldContext) -> ValueFn:
     """yes/no/true/false/1/0/да/нет (any case) to a boolean; anything else fails."""
     table = {s.casefold(): True for s in params.true_values}
