@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from junction.core.errors import ConfigError
-from junction.core.registry import default_registry
 from junction.pipeline.config import load_config
 from junction.pipeline.deliver import build_channels
+from junction.pipeline.extract import build_connector
 from junction.pipeline.normalize import Normalizer
 from junction.pipeline.route import Router
 
@@ -17,15 +16,7 @@ def check_config(path: Path) -> list[str]:
     cfg = load_config(path)
     report = [f"{path}: configuration is valid"]
     for name, p in cfg.pipelines.items():
-        cls = default_registry.get("connectors", p.source.connector)
-        try:
-            cls.config_model.model_validate(
-                {"batch_size": p.batch_size, **p.source.connector_options()}
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                f"pipeline {name}: source options are invalid", details=str(exc)
-            ) from exc
+        build_connector(name, p).close()
         norm = Normalizer(p.mapping, [(r.name, r.expr) for r in p.rules])
         Router(p.routes, norm.entity, norm.fields)
         report.append(

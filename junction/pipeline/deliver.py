@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from junction.core.errors import (
     ConfigError,
     EndpointGoneError,
@@ -25,6 +23,7 @@ from junction.core.errors import (
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import DeliveryConfig
+from junction.pipeline.prepare import quarantine_row
 from junction.pipeline.route import next_delay
 from junction.store.repo import Store
 from outbound.base import Delivery, OutboundChannel
@@ -179,18 +178,13 @@ class DeliveryWorker:
         return outcome, quarantined
 
     def _dead_letter(self, row: dict[str, Any], exc: JunctionError, why: str) -> tuple[Any, ...]:
-        context = {**exc.to_dict()["context"], "channel": row["channel"], "why": why}
-        return (
+        return quarantine_row(
             row["pipeline"],
             "deliver",
             row["id"],
-            type(exc).__name__,
-            exc.code,
-            exc.user_message,
-            orjson.dumps(context).decode(),
+            exc,
             row["payload"].encode(),
-            orjson.dumps({"record_id": row["record_id"], "delivery_id": row["id"]}).decode(),
-            "open",
-            time.time(),
+            {"record_id": row["record_id"], "delivery_id": row["id"]},
             None,
+            extra_context={"channel": row["channel"], "why": why},
         )

@@ -44,9 +44,12 @@ def quarantine_row(
     payload: bytes | None,
     provenance: dict[str, Any],
     run_id: int | None,
+    extra_context: dict[str, Any] | None = None,
 ) -> Row:
     """Build one quarantine row (the original bytes, the error and where it came from)."""
     err = exc.to_dict()
+    if extra_context:
+        err["context"] = {**err["context"], **extra_context}
     return (
         pipeline,
         stage,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -24,10 +24,11 @@ from queue import Empty
 from typing import Any
 
 from connectors.base import RawBatch, SourceConnector
-from junction.core.errors import ConfigError, InternalError, JunctionError, RecordError
+from junction.core.errors import InternalError, JunctionError, RecordError
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, PipelineConfig
+from junction.pipeline.extract import build_connector
 from junction.pipeline.prepare import BatchPreparer, PreparedBatch, quarantine_row
 from junction.pipeline.score import load_scorer, resolve_model_dir
 from junction.pipeline.workers import ShareEnd, init_worker, process_share
@@ -91,21 +92,12 @@ class PipelineRunner:
         self.name = name
         self.cfg = cfg
         self.store = store
-        cls = registry.get("connectors", cfg.source.connector)
-        options = {"batch_size": cfg.batch_size, **cfg.source.connector_options()}
-        try:
-            conn_cfg = cls.config_model.model_validate(options)
-        except ValueError as exc:
-            raise ConfigError(
-                f"pipeline {name}: source options are invalid", details=str(exc)
-            ) from exc
-        self.connector: SourceConnector = cls(conn_cfg)
+        self.connector: SourceConnector = build_connector(name, cfg, registry)
         self.model_dir = resolve_model_dir(hub.models_dir, cfg.scoring) if cfg.scoring else None
         scorer = (
             load_scorer(self.model_dir, cfg.scoring) if self.model_dir and cfg.scoring else None
         )
         self.preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
-        self.entity = self.preparer.entity
         self.store_url = hub.store
         self._pool: ProcessPoolExecutor | None = None
         self._pool_size = 0
@@ -248,43 +240,29 @@ class PipelineRunner:
         self._archive(stream, self.cfg.archive.processed)
 
     def _run_stream(self, stream: str, summary: RunSummary, progress: Progress | None) -> None:
-        cursor = self.store.get_cursor(self.name, stream)
-        state: dict[str, Any] = {"sha": None, "rows": 0, "skip": False}
-
-        def batches() -> Iterator[RawBatch]:
-            for batch in self.connector.read(stream, cursor):
-                state["sha"] = batch.cursor.get("sha256", state["sha"])
-                if (
-                    state["rows"] == 0
-                    and state["sha"]
-                    and self.store.file_status(self.name, state["sha"]) == "done"
-                ):
-                    log.info(
-                        "file already ingested; archiving", pipeline=self.name, sha256=state["sha"]
-                    )
-                    state["skip"] = True
-                    return
-                state["rows"] = -1  # started
-                yield batch
-
         workers = self._workers_for(stream)
         if workers > 0:
             self._run_stream_parallel(stream, summary, progress, workers)
             return
+        cursor = self.store.get_cursor(self.name, stream)
         summary.files += 1
+        sha: str | None = None
+        rows = 0
         try:
-            for batch in batches():
+            for j, batch in enumerate(self.connector.read(stream, cursor)):
+                sha = batch.cursor.get("sha256", sha)
+                if j == 0 and sha and self.store.file_status(self.name, sha) == "done":
+                    log.info("file already ingested; archiving", pipeline=self.name, sha256=sha)
+                    break
                 prepared = self.preparer.prepare(batch, summary.run_id)
                 self.commit(prepared, summary)
-                state["rows"] = int(prepared.cursor.get("row", 0))
+                rows = int(prepared.cursor.get("row", 0))
                 if progress is not None:
                     progress(prepared.read)
         except RecordError as exc:  # a file-level parse, encoding or size error
-            self._fail_file(stream, state["sha"], exc, summary)
+            self._fail_file(stream, sha, exc, summary)
             return
-        self.store.finish_file(
-            self.name, stream, state["sha"] or "", stream, "done", max(state["rows"], 0)
-        )
+        self.store.finish_file(self.name, stream, sha or "", stream, "done", rows)
         self._archive(stream, self.cfg.archive.processed)
 
     def commit(

@@ -21,8 +21,8 @@ from typing import Any
 
 from connectors.base import SourceConnector
 from junction.core.errors import InternalError, JunctionError, RecordError
-from junction.core.registry import default_registry
 from junction.pipeline.config import PipelineConfig
+from junction.pipeline.extract import build_connector
 from junction.pipeline.prepare import BatchPreparer
 from junction.pipeline.score import load_scorer
 from junction.store.engine import make_engine
@@ -65,14 +65,6 @@ class _State:
 _STATE: _State | None = None
 
 
-def connector_for(cfg: PipelineConfig) -> SourceConnector:
-    """Build the pipeline's source connector from its configuration."""
-    cls = default_registry.get("connectors", cfg.source.connector)
-    options = {"batch_size": cfg.batch_size, **cfg.source.connector_options()}
-    connector: SourceConnector = cls(cls.config_model.model_validate(options))
-    return connector
-
-
 def _exit_with_parent(parent_pid: int) -> None:
     """End this worker when the runner's process is gone (e.g. SIGKILLed): no orphans."""
     while True:
@@ -93,7 +85,7 @@ def init_worker(
     global _STATE
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
-    connector = connector_for(cfg)
+    connector = build_connector(name, cfg)
     preparer = BatchPreparer(name, cfg, connector.name, scorer)
     store = Store(make_engine(store_url))  # the runner migrated the schema already
     _STATE = _State(name, preparer, store, connector, queue)

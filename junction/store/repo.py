@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import SQLAlchemyError as _SAError
 
 from junction.core.errors import UnavailableError
 from junction.store import tables as t
@@ -466,4 +465,4 @@ class Store:
         return None if row is None else dict(row)
 
 
-__all__ = ["DELIVERY_COLS", "QUARANTINE_COLS", "RECORD_COLS", "SCORE_COLS", "Store", "_SAError"]
+__all__ = ["DELIVERY_COLS", "QUARANTINE_COLS", "RECORD_COLS", "SCORE_COLS", "Store"]
