@@ -171,19 +171,24 @@ def _resolve_secrets(value: Any, base: Path) -> Any:
     return value
 
 
+def _scalar(node: yaml.Node) -> Any:
+    # the safe loader's own constructor: an empty value (`rules:`) is null, as YAML says
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
 def _construct(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            key = _scalar(key_node)
             if key in out:
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
             out[key] = _construct(value_node, (*path, key), lines)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, (*path, i), lines) for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node)
 
 
 def parse_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:

@@ -73,3 +73,10 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
     (tmp_path / "j.yaml").write_text("store: a\nstore: b\n")
     with pytest.raises(ConfigError, match="line 2: duplicate key 'store'"):
         load_config(tmp_path / "j.yaml")
+
+
+def test_an_empty_value_is_null_not_a_parse_error(tmp_path: Path) -> None:
+    (tmp_path / "j.yaml").write_text("store: sqlite:///x.db\nmodels_dir:\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "j.yaml")
+    assert f"{tmp_path / 'j.yaml'}:2: models_dir" in (info.value.details or "")
