@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from junction.pipeline.hub import Hub
+from junction.pipeline.replay import replay
 from outbound.webhook.config import generate_secret
 from outbound.webhook.sink import WebhookSink, read_sink_file
 from scoring.synthetic import write_lead_csv
@@ -183,3 +184,43 @@ def test_route_errors_quarantine_the_record_and_write_nothing_else(
     assert scalar(store, "SELECT count(*) FROM deliveries") == s.stored
     scored = {r[0] for r in rows_of(store, "SELECT record_id FROM scores")}
     assert scored == {r[0] for r in rows_of(store, "SELECT id FROM records")}
+
+
+def test_replaying_a_quarantined_record_after_the_fix_stores_it_once(
+    tmp_path: Path, models_dir: Path, secret: str
+) -> None:
+    store = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path, store=store, url="http://127.0.0.1:9", secret=secret, models=models_dir
+    )
+    path = tmp_path / "inbox" / "l.csv"
+    write_lead_csv(path, 5, seed=6, messy=False)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[2][3] = ""  # data row 2 has no email: the has_email rule quarantines it
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    hub = Hub.from_file(cfg)
+    try:
+        hub.run_once()
+        [q] = hub.store.list_quarantine()
+        assert replay(hub, q["id"]) == "record failed again; it has a new open quarantine entry"
+        [again] = hub.store.list_quarantine()
+        assert again["id"] != q["id"]
+        assert again["record_key"] == q["record_key"]
+    finally:
+        hub.close()
+    # the fix: the rule is dropped from the pipeline
+    cfg.write_text(
+        cfg.read_text().replace(
+            '    rules:\n      - {name: has_email, expr: "lead.email != null"}\n', ""
+        )
+    )
+    hub = Hub.from_file(cfg)
+    try:
+        assert replay(hub, again["id"]) == "record stored"
+        assert replay(hub, again["id"]) == "already replayed"
+        assert hub.store.list_quarantine() == []
+        assert hub.store.counts()["records"] == 5
+    finally:
+        hub.close()
