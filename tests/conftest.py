@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -63,3 +64,13 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "JUNCTION_REQUIRE_PG",
         ):
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model registry with the default lead model trained once for the session."""
+    from scoring.registry import ensure_default_model
+
+    root = tmp_path_factory.mktemp("models")
+    ensure_default_model(root, name="lead-score")
+    return root

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from junction.core.errors import ConfigError
 
@@ -122,6 +130,41 @@ class DeliveryConfig(_Strict):
         return len(self.schedule_s) + 1
 
 
+class HookConfig(_Strict):
+    """An inbound webhook source: ``POST /hooks/{source}`` feeds a pipeline once verified."""
+
+    pipeline: str = Field(..., description="The pipeline that receives the pushed records.")
+    verifier: str = Field(
+        "standard_webhooks", description="How the raw body is verified (standard_webhooks, ...)."
+    )
+    secret: SecretStr | None = Field(None, description="The verifier's secret (use ${env:...}).")
+    tolerance_s: int = Field(300, ge=1, le=3600, description="Replay window for timestamps.")
+    max_body_bytes: int = Field(1_048_576, ge=1, description="Larger bodies are answered 413.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Verifier-specific options.")
+
+
+class ApiConfig(_Strict):
+    """The control plane served by ``junction serve``."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port (0 picks a free one).")
+    issuer: str = Field("junction", description="JWT `iss` claim issued and required.")
+    audience: str = Field("junction-api", description="JWT `aud` claim issued and required.")
+    token_ttl_s: int = Field(900, ge=30, le=86400, description="Access token lifetime.")
+    signing_key: SecretStr | None = Field(
+        None,
+        description="HS256 key for access tokens (use ${env:...}); by default a random key is "
+        "created in the models folder's parent on first start.",
+    )
+    max_body_bytes: int = Field(4_194_304, ge=1024, description="Request body limit (413 above).")
+    rate_limit: str = Field("200/second", description="Default per-client limit (limits syntax).")
+    rate_limit_storage: str = Field(
+        "memory://", description="limits storage URI; redis://127.0.0.1:6379 across instances."
+    )
+    hooks: dict[str, HookConfig] = Field(default_factory=dict, description="Inbound webhooks.")
+    shutdown_grace_s: float = Field(20.0, gt=0, description="Bound on graceful shutdown.")
+
+
 class HubConfig(_Strict):
     """The whole configuration file."""
 
@@ -130,6 +173,7 @@ class HubConfig(_Strict):
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
     def _names_and_targets(self) -> HubConfig:
@@ -146,6 +190,11 @@ class HubConfig(_Strict):
                         raise ValueError(
                             f"pipeline {pname}: route target {target!r} is not a channel"
                         )
+        for source, hook in self.api.hooks.items():
+            if not _NAME.match(source):
+                raise ValueError(f"hook source {source!r} must match {_NAME.pattern}")
+            if hook.pipeline not in self.pipelines:
+                raise ValueError(f"hook {source}: pipeline {hook.pipeline!r} is not defined")
         return self
 
 

@@ -145,3 +145,73 @@ endpoints = Table(
     Column("reason", Text),
     Column("updated_at", Float, nullable=False),
 )
+
+# --- control plane (migration 0002) ---------------------------------------------------------------
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the public client id
+    Column("name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # oauth (client credentials) | apikey
+    Column("secret_hash", String(256), nullable=False),  # never the secret itself
+    Column("roles", Text, nullable=False),  # JSON list of role names
+    Column("rate_limit", String(64)),  # a `limits` rate string, e.g. "100/second"; null = default
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),  # client id, "cli:<user>" or "pipeline:<name>"
+    Column("action", String(64), nullable=False),  # e.g. quarantine.replay, score.batch
+    Column("target", String(600), nullable=False),
+    Column("request_id", String(64)),
+    Column("detail", Text, nullable=False),  # JSON; personal data only as keyed pseudonyms
+    Column("prev_hash", String(64)),  # hash chain: tampering with a row breaks every later hash
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_log_at", audit_log.c.at)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(256), primary_key=True),  # client id + route
+    Column("key", String(256), primary_key=True),  # the Idempotency-Key header
+    Column("body_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | done
+    Column("status_code", Integer),
+    Column("response", LargeBinary),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("event_id", String(256), primary_key=True),  # the sender's delivery id
+    Column("received_at", Float, nullable=False),
+    Column("records", Integer, nullable=False, default=0),
+)
+
+pipeline_state = Table(
+    "pipeline_state",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("last_fired_at", Float),  # the scheduled time of the last run that started
+    Column("lease_owner", String(128)),
+    Column("lease_until", Float),
+)

@@ -1,0 +1,1 @@
+"""The control plane: FastAPI app, auth and RBAC, inbound webhooks, operations API (ADR-0008)."""

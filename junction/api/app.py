@@ -1,0 +1,51 @@
+"""The FastAPI application factory: routers, problem+json errors, request ids, auth and limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from junction.api.context import ApiContext
+from junction.api.middleware import RequestIdMiddleware
+from junction.api.policy import Authenticator
+from junction.api.problems import install_problem_handlers
+from junction.api.routes import auth, health, hooks, ops, records, score
+
+API_PREFIX = "/api/v1"
+VERSION = "0.1.0"
+
+
+def create_app(
+    ctx: ApiContext,
+    *,
+    authenticator: Authenticator | None = None,
+    rate_limiter: Any = None,
+) -> FastAPI:
+    """Build the app for one hub; auth and rate limits default to the store-backed ones."""
+    app = FastAPI(
+        title="Junction",
+        version=VERSION,
+        description="Enterprise integration hub: control plane, scoring API, inbound webhooks.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    if authenticator is None:
+        from junction.api.auth import StoreAuthenticator
+
+        authenticator = StoreAuthenticator.from_context(ctx)
+    app.state.authenticator = authenticator
+    if rate_limiter is None:
+        from junction.api.ratelimit import ClientRateLimiter
+
+        rate_limiter = ClientRateLimiter.from_config(ctx.cfg.api)
+    app.state.rate_limiter = rate_limiter
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(hooks.router)
+    for module in (auth, score, records, ops):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,154 @@
+"""Authentication: OAuth2 client-credentials JWTs (PyJWT) and API keys, checked against the store.
+
+The algorithm is fixed server-side (HS256); a token's header cannot choose it, so ``alg: none`` and
+key-confusion tokens fail.  ``exp``, ``iat``, ``iss``, ``aud`` and ``sub`` are required.  Every
+request re-checks that the client still exists and is not revoked (cached for ``CACHE_S``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from fastapi import Request
+
+from junction.api.context import ApiContext
+from junction.api.policy import Principal
+from junction.core.errors import AuthError
+from junction.pipeline.config import ApiConfig
+from junction.store.clients import ApiClient, ClientStore, split_api_key
+
+ALGORITHM = "HS256"
+CACHE_S = 2.0  # how long a client's status is trusted before the store is asked again
+LEEWAY_S = 5
+
+
+def resolve_signing_key(api: ApiConfig, state_dir: Path) -> bytes:
+    """The configured key, or a random one kept (0600) in ``state_dir`` across restarts."""
+    if api.signing_key is not None:
+        key = api.signing_key.get_secret_value().encode("utf-8")
+        if len(key) < 32:
+            raise AuthError("api.signing_key must be at least 32 bytes")
+        return key
+    path = state_dir / "api-signing.key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """Issues and verifies the API's access tokens."""
+
+    key: bytes
+    issuer: str
+    audience: str
+    ttl_s: int
+
+    def issue(self, client: ApiClient, *, now: float | None = None) -> tuple[str, int]:
+        """A signed token for ``client`` and its lifetime in seconds."""
+        iat = int(now if now is not None else time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": client.id,
+            "roles": list(client.roles),
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + self.ttl_s,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self.key, algorithm=ALGORITHM), self.ttl_s
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims; AuthError for anything not issued by us and still valid."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("the access token has expired", code="token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError(
+                "the access token is not valid", details=type(exc).__name__, code="invalid_token"
+            ) from exc
+        return claims
+
+
+class StoreAuthenticator:
+    """Bearer JWTs and ``X-API-Key`` keys, resolved to the client's current roles."""
+
+    def __init__(self, clients: ClientStore, issuer: TokenIssuer) -> None:
+        """Check credentials against ``clients``; tokens against ``issuer``."""
+        self.clients = clients
+        self.issuer = issuer
+        self._cache: dict[str, tuple[float, ApiClient | None]] = {}
+
+    @classmethod
+    def from_context(cls, ctx: ApiContext) -> StoreAuthenticator:
+        """Build from the hub's configuration and store."""
+        api = ctx.cfg.api
+        key = resolve_signing_key(api, Path(ctx.cfg.models_dir).parent)
+        issuer = TokenIssuer(key, api.issuer, api.audience, api.token_ttl_s)
+        return cls(ClientStore(ctx.store), issuer)
+
+    def _client(self, client_id: str) -> ApiClient | None:
+        now = time.monotonic()
+        hit = self._cache.get(client_id)
+        if hit is not None and now - hit[0] < CACHE_S:
+            return hit[1]
+        client = self.clients.get(client_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[client_id] = (now, client)
+        return client
+
+    def forget(self, client_id: str) -> None:
+        """Drop a cached client (after a revoke through this process)."""
+        self._cache.pop(client_id, None)
+
+    async def authenticate(self, request: Request) -> Principal:
+        """The caller, or AuthError."""
+        auth = request.headers.get("authorization")
+        api_key = request.headers.get("x-api-key")
+        if auth:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthError("use `Authorization: Bearer <token>`", code="invalid_token")
+            claims = self.issuer.verify(token.strip())
+            client = self._client(str(claims["sub"]))
+            if client is None or not client.active:
+                raise AuthError("the client is unknown or revoked", code="invalid_token")
+            # roles come from the store, so a role removed takes effect before the token expires
+            return Principal(client.id, frozenset(client.roles), "jwt", client.rate_limit)
+        if api_key:
+            parts = split_api_key(api_key.strip())
+            if parts is None:
+                raise AuthError("the API key is malformed", code="invalid_api_key")
+            client = self.clients.verify(parts[0], parts[1], kind="apikey")
+            if client is None:
+                raise AuthError("the API key is not valid", code="invalid_api_key")
+            return Principal(client.id, frozenset(client.roles), "apikey", client.rate_limit)
+        raise AuthError("credentials are required", code="missing_credentials")
+
+    def token_for(self, client_id: str, secret: str) -> tuple[str, int]:
+        """Client-credentials grant: a token for a valid oauth client, else AuthError."""
+        client = self.clients.verify(client_id, secret, kind="oauth")
+        if client is None:
+            raise AuthError("client authentication failed", code="invalid_client")
+        return self.issuer.issue(client)

@@ -1,0 +1,174 @@
+"""RFC 9457 problem details (``application/problem+json``) for every error the API returns.
+
+Errors answer with a short, safe ``detail`` (a JunctionError's ``user_message``); internal details
+go to the log only, never to the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from junction.core.errors import (
+    AuthError,
+    ConfigError,
+    FatalError,
+    JunctionError,
+    RateLimitedError,
+    RecordError,
+    RetryableError,
+)
+from junction.core.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """An HTTP error with a problem+json body."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.code = code or title.lower().replace(" ", "_")
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> Response:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {
+        "type": f"https://junction.dev/problems/{code or 'error'}",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if code:
+        body["code"] = code
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra or {})
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def status_of(exc: JunctionError) -> int:
+    """The HTTP status that says how a client should react to ``exc``."""
+    if isinstance(exc, AuthError):
+        return 401
+    if isinstance(exc, RateLimitedError):
+        return 429
+    if isinstance(exc, RetryableError):
+        return 503
+    if isinstance(exc, RecordError):
+        return 422
+    if isinstance(exc, ConfigError):
+        return 400
+    if isinstance(exc, FatalError):
+        return 502
+    return 500
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error, expected or not, as problem+json."""
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, exc: ApiProblem) -> Response:
+        return problem_response(
+            exc.status,
+            exc.title,
+            exc.detail,
+            code=exc.code,
+            headers=exc.headers,
+            extra=exc.extra,
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(JunctionError)
+    async def _junction_error(request: Request, exc: JunctionError) -> Response:
+        status = status_of(exc)
+        headers: dict[str, str] = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if status in (429, 503) and retry_after:
+            headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if status >= 500:
+            log.error("request failed", error=type(exc).__name__, code=exc.code)
+        return problem_response(
+            status,
+            type(exc).__name__,
+            exc.user_message,
+            code=exc.code,
+            headers=headers,
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # locations and reasons only: pydantic's messages can echo input values (personal data)
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type", "invalid")}
+            for e in exc.errors()
+        ]
+        return problem_response(
+            422,
+            "Invalid request",
+            "the request does not match the schema",
+            code="invalid_request",
+            extra={"errors": errors},
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem_response(
+            exc.status_code,
+            str(exc.detail) if exc.detail else "HTTP error",
+            code=f"http_{exc.status_code}",
+            headers=dict(exc.headers or {}),
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error", error=type(exc).__name__)
+        return problem_response(
+            500,
+            "Internal error",
+            "the server failed; the request id identifies it in the logs",
+            code="internal_error",
+            request_id=_request_id(request),
+        )

@@ -1,0 +1,1 @@
+"""API routers; each module exposes ``router`` and every route declares a ``Policy``."""

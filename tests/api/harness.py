@@ -1,0 +1,152 @@
+"""A real API server for tests: uvicorn on 127.0.0.1 in a thread, real store, real credentials."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from junction.api.app import create_app
+from junction.api.context import ApiContext
+from junction.pipeline.config import load_config
+from junction.pipeline.hub import Hub
+from junction.store.clients import ClientStore
+
+SIGNING_KEY = "test-signing-key-0123456789abcdefghijklmnop"
+HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+CONFIG = """\
+store: "{store}"
+models_dir: {models}
+pipelines:
+  leads:
+    source: {{connector: csv_file, path: inbox/*.csv, settle_seconds: 0}}
+    mapping: csv.lead
+    workers: 0
+    rules:
+      - {{name: has_email, expr: "lead.email != null"}}
+    scoring: {{model: lead-score}}
+    routes:
+      - when: "score.value >= 0.5"
+        to: [webhook.sales]
+channels:
+  webhook.sales: {{url: "http://127.0.0.1:9/sales/", secret: "{hook_secret}", timeout_s: 2}}
+api:
+  signing_key: "{signing_key}"
+  rate_limit: "{rate_limit}"
+  hooks:
+    partner: {{pipeline: leads, secret: "{hook_secret}", max_body_bytes: 65536}}
+"""
+
+
+def write_api_config(
+    root: Path, *, store: str, models: Path, rate_limit: str = "1000/second", extra: str = ""
+) -> Path:
+    """A hub config with one scored pipeline, one webhook channel and one inbound hook."""
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
+    path = root / "junction.yaml"
+    path.write_text(
+        CONFIG.format(
+            store=store,
+            models=models,
+            hook_secret=HOOK_SECRET,
+            signing_key=SIGNING_KEY,
+            rate_limit=rate_limit,
+        )
+        + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class ApiHarness:
+    """A running app and ways to call it as any role."""
+
+    base_url: str
+    app: FastAPI
+    ctx: ApiContext
+    root: Path
+    _tokens: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    @property
+    def clients(self) -> ClientStore:
+        """The store's API clients."""
+        return ClientStore(self.ctx.store)
+
+    def http(self, **kw: Any) -> httpx.Client:
+        """An HTTP client for the server."""
+        return httpx.Client(base_url=self.base_url, timeout=kw.pop("timeout", 30), **kw)
+
+    def token(self, *roles: str, rate_limit: str | None = None) -> str:
+        """An access token for a new oauth client with ``roles``, minted by the token endpoint."""
+        key = tuple(sorted(roles)) + ((rate_limit,) if rate_limit else ())
+        if key not in self._tokens:
+            client, secret = self.clients.create(
+                f"test-{'-'.join(key)}", list(roles), rate_limit=rate_limit
+            )
+            with self.http() as h:
+                r = h.post(
+                    "/api/v1/oauth/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": client.id,
+                        "client_secret": secret,
+                    },
+                )
+            r.raise_for_status()
+            self._tokens[key] = r.json()["access_token"]
+        return self._tokens[key]
+
+    def headers(self, *roles: str) -> dict[str, str]:
+        """``Authorization`` headers for a client with ``roles``."""
+        return {"Authorization": f"Bearer {self.token(*roles)}"}
+
+    def api_key(self, *roles: str) -> str:
+        """A new API key with ``roles``."""
+        _, key = self.clients.create("test-key", list(roles), kind="apikey")
+        return key
+
+
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yield its base URL."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextmanager
+def running_api(config_path: Path) -> Iterator[ApiHarness]:
+    """Load ``config_path``, build the app and serve it."""
+    cfg = load_config(config_path)
+    hub = Hub(cfg)
+    ctx = ApiContext(cfg=cfg, hub=hub, config_path=config_path)
+    app = create_app(ctx)
+    try:
+        with serve_app(app) as url:
+            yield ApiHarness(url, app, ctx, config_path.parent)
+    finally:
+        hub.close()
