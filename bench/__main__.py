@@ -1,4 +1,4 @@
-"""``python -m bench <name>``: run a benchmark (``e2e``)."""
+"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ def main(argv: list[str] | None = None) -> int:
     e2e.add_argument("--rows", type=int, default=1_000_000)
     e2e.add_argument("--store", default=None, help="store URL (default: SQLite in a temp dir)")
     e2e.add_argument("--keep", action="store_true", help="keep the work folder")
+    api = sub.add_parser("api", help="POST /score-lead vs a naive sklearn endpoint (open loop)")
+    api.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    api.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
+    api.add_argument("--repeat", type=int, default=3, help="max-throughput runs (median)")
+    api.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
+    if args.name == "api":
+        from bench.api import run as run_api
+
+        return run_api(
+            seconds=args.seconds, concurrency=args.concurrency, repeat=args.repeat, keep=args.keep
+        )
     if args.name == "e2e":
         from bench.e2e import run
 

@@ -1,9 +1,8 @@
 """Pushed records: the same normalize → validate → score → route path as polled ones, synchronously.
 
 Inbound webhooks and ``POST /records/{pipeline}`` hand a list of source payloads to
-``PushIngestor``;
-it prepares them as one batch and stores their effects with the event's dedupe key in one
-transaction (``junction.store.inbound.write_pushed``).  Only after that returns may the caller
+``PushIngestor``; it prepares them as one batch and stores their effects with the event's dedupe
+key in one transaction (``junction.store.inbound.write_pushed``).  Only after that returns may the caller
 answer 2xx, so an acknowledged record is always durable.
 """
 
