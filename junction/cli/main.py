@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from junction.cli.api import api_app
 from junction.core.errors import ConfigError, JunctionError
 from junction.core.registry import default_registry
 
@@ -36,6 +37,7 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(api_app, name="api")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
