@@ -28,6 +28,7 @@ lint: $(STAMP) ## ruff, mypy, import layers, committed schemas, mapping cases
 	$(BIN)/mypy junction connectors mappings scoring outbound schemas
 	$(BIN)/lint-imports
 	$(BIN)/junction schemas export --check
+	$(BIN)/junction api openapi --check
 	$(BIN)/junction mappings test
 
 schemas: $(STAMP) ## regenerate schemas/json

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from junction.api.bodylimit import BodyLimitMiddleware
 from junction.api.context import ApiContext
 from junction.api.middleware import RequestIdMiddleware
 from junction.api.policy import Authenticator
 from junction.api.problems import install_problem_handlers
-from junction.api.routes import auth, health, hooks, ops, records, score
+from junction.api.routes import audit, auth, health, hooks, ops, records, score
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"
@@ -45,7 +46,13 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(hooks.router)
-    for module in (auth, score, records, ops):
+    for module in (auth, score, records, ops, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    # body limits inside the request id (so a 413 carries one); hooks have their own limits
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=ctx.cfg.api.max_body_bytes,
+        path_limits={f"/hooks/{s}": h.max_body_bytes for s, h in ctx.cfg.api.hooks.items()},
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

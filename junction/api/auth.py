@@ -2,13 +2,14 @@
 
 The algorithm is fixed server-side (HS256); a token's header cannot choose it, so ``alg: none`` and
 key-confusion tokens fail.  ``exp``, ``iat``, ``iss``, ``aud`` and ``sub`` are required.  Every
-request re-checks that the client still exists and is not revoked (cached for ``CACHE_S``).
+request re-checks that the client still exists and is not revoked, and takes its roles from the
+store (cached for ``CACHE_S``), so a revoke takes effect within seconds, not at token expiry.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
+import asyncio
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,29 +21,32 @@ from fastapi import Request
 
 from junction.api.context import ApiContext
 from junction.api.policy import Principal
-from junction.core.errors import AuthError
-from junction.pipeline.config import ApiConfig
+from junction.core.errors import AuthError, ConfigError
+from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
+from junction.pipeline.config import ApiConfig, HubConfig
 from junction.store.clients import ApiClient, ClientStore, split_api_key
 
 ALGORITHM = "HS256"
 CACHE_S = 2.0  # how long a client's status is trusted before the store is asked again
 LEEWAY_S = 5
+# a token we issue is ~400 bytes; anything far larger is refused before it is parsed
+MAX_TOKEN_CHARS = 4096
+SIGNING_KEY_FILE = "api-signing.key"
 
 
-def resolve_signing_key(api: ApiConfig, state_dir: Path) -> bytes:
-    """The configured key, or a random one kept (0600) in ``state_dir`` across restarts."""
+def state_dir(cfg: HubConfig) -> Path:
+    """Where the hub keeps its generated keys: the models folder's parent."""
+    return Path(cfg.models_dir).parent
+
+
+def resolve_signing_key(api: ApiConfig, state: Path) -> bytes:
+    """The configured key, or a random one kept (0600) in ``state`` across restarts."""
     if api.signing_key is not None:
         key = api.signing_key.get_secret_value().encode("utf-8")
-        if len(key) < 32:
-            raise AuthError("api.signing_key must be at least 32 bytes")
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(f"api.signing_key must be at least {MIN_KEY_BYTES} bytes")
         return key
-    path = state_dir / "api-signing.key"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+    return read_or_create_key(state / SIGNING_KEY_FILE)
 
 
 @dataclass(frozen=True)
@@ -98,29 +102,49 @@ class StoreAuthenticator:
         self.clients = clients
         self.issuer = issuer
         self._cache: dict[str, tuple[float, ApiClient | None]] = {}
+        self._keys: dict[str, tuple[float, ApiClient | None]] = {}
 
     @classmethod
     def from_context(cls, ctx: ApiContext) -> StoreAuthenticator:
         """Build from the hub's configuration and store."""
         api = ctx.cfg.api
-        key = resolve_signing_key(api, Path(ctx.cfg.models_dir).parent)
+        key = resolve_signing_key(api, state_dir(ctx.cfg))
         issuer = TokenIssuer(key, api.issuer, api.audience, api.token_ttl_s)
         return cls(ClientStore(ctx.store), issuer)
 
-    def _client(self, client_id: str) -> ApiClient | None:
+    # store reads run in a worker thread: a busy SQLite (a batch commit holding the write lock)
+    # must delay only the requests that need the store, never the event loop
+    async def _client(self, client_id: str) -> ApiClient | None:
         now = time.monotonic()
         hit = self._cache.get(client_id)
         if hit is not None and now - hit[0] < CACHE_S:
             return hit[1]
-        client = self.clients.get(client_id)
+        client = await asyncio.to_thread(self.clients.get, client_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[client_id] = (now, client)
         return client
 
+    async def _api_key_client(self, api_key: str) -> ApiClient | None:
+        # keyed by a digest of the whole key, so the cache never holds a usable secret
+        digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+        now = time.monotonic()
+        hit = self._keys.get(digest)
+        if hit is not None and now - hit[0] < CACHE_S:
+            return hit[1]
+        parts = split_api_key(api_key)
+        if parts is None:
+            raise AuthError("the API key is malformed", code="invalid_api_key")
+        client = await asyncio.to_thread(self.clients.verify, parts[0], parts[1], kind="apikey")
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[digest] = (now, client)
+        return client
+
     def forget(self, client_id: str) -> None:
         """Drop a cached client (after a revoke through this process)."""
         self._cache.pop(client_id, None)
+        self._keys.clear()
 
     async def authenticate(self, request: Request) -> Principal:
         """The caller, or AuthError."""
@@ -128,19 +152,19 @@ class StoreAuthenticator:
         api_key = request.headers.get("x-api-key")
         if auth:
             scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
                 raise AuthError("use `Authorization: Bearer <token>`", code="invalid_token")
-            claims = self.issuer.verify(token.strip())
-            client = self._client(str(claims["sub"]))
+            if len(token) > MAX_TOKEN_CHARS:
+                raise AuthError("the access token is not valid", code="invalid_token")
+            claims = self.issuer.verify(token)
+            client = await self._client(str(claims["sub"]))
             if client is None or not client.active:
                 raise AuthError("the client is unknown or revoked", code="invalid_token")
             # roles come from the store, so a role removed takes effect before the token expires
             return Principal(client.id, frozenset(client.roles), "jwt", client.rate_limit)
         if api_key:
-            parts = split_api_key(api_key.strip())
-            if parts is None:
-                raise AuthError("the API key is malformed", code="invalid_api_key")
-            client = self.clients.verify(parts[0], parts[1], kind="apikey")
+            client = await self._api_key_client(api_key.strip())
             if client is None:
                 raise AuthError("the API key is not valid", code="invalid_api_key")
             return Principal(client.id, frozenset(client.roles), "apikey", client.rate_limit)
@@ -151,4 +175,5 @@ class StoreAuthenticator:
         client = self.clients.verify(client_id, secret, kind="oauth")
         if client is None:
             raise AuthError("client authentication failed", code="invalid_client")
+        self.clients.touch(client.id)  # once per token, so operators see which clients are live
         return self.issuer.issue(client)

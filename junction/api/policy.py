@@ -38,6 +38,14 @@ class Authenticator(Protocol):
         ...
 
 
+class RateLimiter(Protocol):
+    """Counts a caller's requests; raises RateLimitedError (429) over the limit."""
+
+    async def hit(self, principal: Principal) -> None:
+        """Count one request by ``principal``."""
+        ...
+
+
 class Policy:
     """A route's access rule, used as a FastAPI dependency that returns the caller."""
 
@@ -65,13 +73,14 @@ class Policy:
         authenticator: Authenticator = request.app.state.authenticator
         principal = await authenticator.authenticate(request)
         request.state.principal = principal
+        # count before the role check: a client probing routes it may not use is limited too
+        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            await limiter.hit(principal)
         if not self.allows(principal.roles):
             raise ApiProblem(
                 403, "Forbidden", "this client's roles do not allow this action", code="forbidden"
             )
-        limiter = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            limiter.hit(principal)
         return principal
 
 

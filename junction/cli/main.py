@@ -23,6 +23,8 @@ from rich.progress import (
 from rich.table import Table
 
 from junction.cli.api import api_app
+from junction.cli.audit import app as audit_app
+from junction.cli.clients import app as clients_app
 from junction.core.errors import ConfigError, JunctionError
 from junction.core.registry import default_registry
 
@@ -38,6 +40,8 @@ app.add_typer(mappings_app, name="mappings")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(api_app, name="api")
+app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -137,6 +141,23 @@ def run(
         # committed batches stay committed; the next run resumes from their cursors
         err_console.print("interrupted; the next run resumes from the last committed batch")
         raise typer.Exit(130) from None
+
+
+@app.command()
+def serve(
+    config: ConfigArg,
+    log_json: Annotated[
+        bool, typer.Option("--log-json/--log-text", help="JSON log lines, or text for a person.")
+    ] = True,
+) -> None:
+    """Serve the API, schedules, file drops, pipeline runs and deliveries until SIGTERM."""
+    from junction.serve.service import serve as run_service
+
+    try:
+        code = run_service(config, log_json=log_json)
+    except JunctionError as exc:
+        fail(exc)
+    raise typer.Exit(code)
 
 
 @app.command()

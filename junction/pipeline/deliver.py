@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from junction.core import metrics
 from junction.core.errors import (
     ConfigError,
     EndpointGoneError,
@@ -166,6 +167,13 @@ class DeliveryWorker:
                 outcome.update(outcome="failed", new_status="dead", next_attempt_at=started)
                 quarantined = self._dead_letter(row, exc, "rejected")
         outcome["duration_ms"] = (time.time() - started) * 1000
+        metrics.observe_delivery(
+            row["pipeline"],
+            row["channel"],
+            outcome["outcome"],
+            outcome["duration_ms"] / 1000,
+            quarantined[4] if quarantined is not None else None,
+        )
         if outcome["new_status"] == "dead":
             self.stats.dead += 1
             log.warning(

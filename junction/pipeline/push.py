@@ -2,8 +2,8 @@
 
 Inbound webhooks and ``POST /records/{pipeline}`` hand a list of source payloads to
 ``PushIngestor``; it prepares them as one batch and stores their effects with the event's dedupe
-key in one transaction (``junction.store.inbound.write_pushed``).  Only after that returns may the caller
-answer 2xx, so an acknowledged record is always durable.
+key in one transaction (``junction.store.inbound.write_pushed``).  Only after that returns may the
+caller answer 2xx, so an acknowledged record is always durable.
 """
 
 from __future__ import annotations

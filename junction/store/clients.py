@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
 
 import orjson
+from limits import RateLimitItem, parse_many
 from sqlalchemy import select, update
 
 from junction.core.errors import ConfigError
+from junction.store.audit import AuditEntry, AuditLog
 from junction.store.repo import Store
 from junction.store.tables import api_clients
 
 KINDS = ("oauth", "apikey")
+# ids are made here ("jc_" + 16 hex); anything else (NUL bytes, 10 kB of junk) is unknown
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 API_KEY_PREFIX = "jk_"
 
 
@@ -51,6 +56,17 @@ def hash_secret(secret: str) -> str:
 def secret_matches(secret: str, stored_hash: str) -> bool:
     """Constant-time comparison of a presented secret with the stored hash."""
     return hmac.compare_digest(hash_secret(secret).encode(), stored_hash.encode())
+
+
+def check_rate_limit(rate: str) -> RateLimitItem:
+    """The parsed limit; ConfigError unless ``rate`` is one positive rate such as ``100/second``."""
+    try:
+        items = parse_many(rate)
+    except ValueError as exc:
+        raise ConfigError(f"invalid rate limit {rate!r} (e.g. '100/second')") from exc
+    if len(items) != 1 or items[0].amount < 1:
+        raise ConfigError(f"invalid rate limit {rate!r}: give one positive rate, e.g. 100/second")
+    return items[0]
 
 
 def split_api_key(key: str) -> tuple[str, str] | None:
@@ -92,13 +108,22 @@ class ClientStore:
         kind: str = "oauth",
         rate_limit: str | None = None,
         known_roles: tuple[str, ...] = ("admin", "operator", "viewer", "ingest"),
+        actor: str = "system",
+        request_id: str | None = None,
     ) -> tuple[ApiClient, str]:
-        """Create a client; return it and its secret (an API key for ``apikey`` clients)."""
+        """Create a client; return it and its secret (an API key for ``apikey`` clients).
+
+        The creation is audited (``client.create`` by ``actor``) in the same transaction.
+        """
         if kind not in KINDS:
             raise ConfigError(f"client kind must be one of {', '.join(KINDS)}")
         unknown = sorted(set(roles) - set(known_roles))
         if unknown or not roles:
             raise ConfigError(f"roles must be a non-empty subset of {', '.join(known_roles)}")
+        if not name.strip() or len(name) > 128:
+            raise ConfigError("a client name must be 1 to 128 characters")
+        if rate_limit is not None:
+            check_rate_limit(rate_limit)
         client_id = "jc_" + secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = time.time()
@@ -114,6 +139,9 @@ class ClientStore:
                     created_at=now,
                 )
             )
+            detail = {"kind": kind, "roles": sorted(set(roles)), "rate_limit": rate_limit}
+            entry = AuditEntry(actor, "client.create", client_id, request_id, detail, at=now)
+            AuditLog(self.store).append_in(conn, [entry])
         client = self.get(client_id)
         assert client is not None
         shown = f"{API_KEY_PREFIX}{client_id}.{secret}" if kind == "apikey" else secret
@@ -121,14 +149,19 @@ class ClientStore:
 
     def get(self, client_id: str) -> ApiClient | None:
         """The client with ``client_id``, revoked or not."""
+        if not CLIENT_ID.match(client_id):
+            return None
         with self.store.begin() as conn:
             row = conn.execute(select(api_clients).where(api_clients.c.id == client_id)).first()
         return _row_to_client(row) if row is not None else None
 
     def verify(self, client_id: str, secret: str, *, kind: str) -> ApiClient | None:
         """The active client of ``kind`` whose secret matches; None otherwise."""
-        with self.store.begin() as conn:
-            row = conn.execute(select(api_clients).where(api_clients.c.id == client_id)).first()
+        row = None
+        if CLIENT_ID.match(client_id):  # a caller-typed id never reaches SQL unless it could exist
+            with self.store.begin() as conn:
+                q = select(api_clients).where(api_clients.c.id == client_id)
+                row = conn.execute(q).first()
         if row is None:
             secret_matches(secret, hash_secret("x"))  # same work either way
             return None
@@ -147,14 +180,23 @@ class ClientStore:
         with self.store.begin() as conn:
             return [_row_to_client(r) for r in conn.execute(q)]
 
-    def revoke(self, client_id: str) -> bool:
-        """Revoke a client; its API key and tokens stop working.  False if unknown."""
+    def revoke(
+        self, client_id: str, *, actor: str = "system", request_id: str | None = None
+    ) -> bool:
+        """Revoke a client; its API key and tokens stop working.  False if unknown or revoked.
+
+        The revocation is audited (``client.revoke`` by ``actor``) in the same transaction.
+        """
+        now = time.time()
         with self.store.begin() as conn:
             n = conn.execute(
                 update(api_clients)
                 .where(api_clients.c.id == client_id, api_clients.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
+                .values(revoked_at=now)
             ).rowcount
+            if n:
+                entry = AuditEntry(actor, "client.revoke", client_id, request_id, at=now)
+                AuditLog(self.store).append_in(conn, [entry])
         return bool(n)
 
     def touch(self, client_id: str) -> None:

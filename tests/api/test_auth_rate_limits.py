@@ -1,0 +1,141 @@
+"""Per-client rate limits over real HTTP: 429 with Retry-After, per client, shared through Redis."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.api.harness import ApiHarness, running_api, write_api_config
+
+PROTECTED = "/api/v1/audit"
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def get(api: ApiHarness, headers: dict[str, str]) -> httpx.Response:
+    with api.http() as h:
+        return h.get(PROTECTED, headers=headers, params={"limit": 1})
+
+
+def bearer(api: ApiHarness, rate_limit: str | None = None) -> dict[str, str]:
+    """A new admin client (unique id, so runs never share counters) and its token."""
+    client, secret = api.clients.create("rl-test", ["admin"], rate_limit=rate_limit)
+    with api.http() as h:
+        r = h.post(
+            "/api/v1/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.id,
+                "client_secret": secret,
+            },
+        )
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def assert_429(r: httpx.Response, window_s: int) -> None:
+    assert r.status_code == 429, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "rate_limited"
+    retry = int(r.headers["retry-after"])
+    assert 1 <= retry <= window_s
+
+
+def test_a_client_over_its_limit_gets_429_with_retry_after(api_sqlite: ApiHarness) -> None:
+    limited = bearer(api_sqlite, "3/minute")
+    assert [get(api_sqlite, limited).status_code for _ in range(3)] == [200, 200, 200]
+    assert_429(get(api_sqlite, limited), 60)
+    # limits are per client: another client with the same limit, and one on the default, go on
+    assert get(api_sqlite, bearer(api_sqlite, "3/minute")).status_code == 200
+    assert get(api_sqlite, bearer(api_sqlite)).status_code == 200
+    assert_429(get(api_sqlite, limited), 60)
+
+
+def test_api_key_clients_are_limited_too(api_sqlite: ApiHarness) -> None:
+    _, key = api_sqlite.clients.create("rl-key", ["admin"], kind="apikey", rate_limit="2/minute")
+    codes = [get(api_sqlite, {"X-API-Key": key}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_the_limit_recovers_after_the_window(api_sqlite: ApiHarness) -> None:
+    headers = bearer(api_sqlite, "2/second")
+    # a loaded machine may spread the first calls over a window boundary: call until limited
+    codes = [get(api_sqlite, headers).status_code for _ in range(2)]
+    while codes[-1] != 429 and len(codes) < 20:
+        codes.append(get(api_sqlite, headers).status_code)
+    assert codes[:2] == [200, 200]
+    assert codes[-1] == 429
+    time.sleep(2.2)  # the sliding window needs up to two windows to forget a full one
+    assert get(api_sqlite, headers).status_code == 200
+
+
+def test_forbidden_calls_count_against_the_limit(api_sqlite: ApiHarness) -> None:
+    client, secret = api_sqlite.clients.create("rl-viewer", ["viewer"], rate_limit="2/minute")
+    with api_sqlite.http() as h:
+        token = h.post(
+            "/api/v1/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.id,
+                "client_secret": secret,
+            },
+        ).json()["access_token"]
+    codes = [get(api_sqlite, {"Authorization": f"Bearer {token}"}).status_code for _ in range(3)]
+    assert codes == [403, 403, 429]
+
+
+@pytest.fixture
+def redis_available() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+
+
+def _two_instances(
+    tmp_path: Path, models_dir: Path, storage: str | None
+) -> tuple[AbstractContextManager[ApiHarness], AbstractContextManager[ApiHarness]]:
+    extra = f"  rate_limit_storage: {storage}\n" if storage else ""
+    cfg = write_api_config(
+        tmp_path, store=f"sqlite:///{tmp_path / 'j.db'}", models=models_dir, extra=extra
+    )
+    return running_api(cfg), running_api(cfg)
+
+
+@pytest.mark.usefixtures("redis_available")
+def test_two_instances_share_one_limit_through_redis(tmp_path: Path, models_dir: Path) -> None:
+    first, second = _two_instances(tmp_path, models_dir, REDIS_URL)
+    with first as a, second as b:
+        headers = bearer(a, "4/minute")  # one client; its token works on both instances
+        assert [get(a, headers).status_code for _ in range(2)] == [200, 200]
+        assert [get(b, headers).status_code for _ in range(2)] == [200, 200]
+        assert_429(get(a, headers), 60)
+        assert_429(get(b, headers), 60)
+        # another client on the same Redis has its own budget
+        assert get(b, bearer(b, "4/minute")).status_code == 200
+
+
+def test_without_redis_each_instance_counts_alone(tmp_path: Path, models_dir: Path) -> None:
+    # the control for the test above: in-memory counters are per process
+    first, second = _two_instances(tmp_path, models_dir, None)
+    with first as a, second as b:
+        headers = bearer(a, "4/minute")
+        assert [get(a, headers).status_code for _ in range(3)] == [200, 200, 200]
+        assert [get(b, headers).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_an_unreachable_redis_means_503_not_unlimited(tmp_path: Path, models_dir: Path) -> None:
+    extra = "  rate_limit_storage: redis://127.0.0.1:1\n"  # nothing listens on port 1
+    cfg = write_api_config(
+        tmp_path, store=f"sqlite:///{tmp_path / 'j.db'}", models=models_dir, extra=extra
+    )
+    with running_api(cfg) as api:
+        r = get(api, bearer(api))
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["retry-after"] == "1"
+    assert "redis" not in r.text.lower()
