@@ -24,6 +24,7 @@ from queue import Empty
 from typing import Any
 
 from connectors.base import RawBatch, SourceConnector
+from junction.core import metrics
 from junction.core.errors import InternalError, JunctionError, RecordError
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
@@ -31,13 +32,32 @@ from junction.pipeline.config import HubConfig, PipelineConfig
 from junction.pipeline.extract import build_connector
 from junction.pipeline.prepare import BatchPreparer, PreparedBatch, quarantine_row
 from junction.pipeline.score import load_scorer, resolve_model_dir
-from junction.pipeline.workers import ShareEnd, init_worker, process_share
+from junction.pipeline.workers import (
+    BatchDone,
+    Dispatcher,
+    PartitionedSource,
+    ShareContext,
+    WorkerReady,
+    init_worker,
+    plan_shares,
+    ready,
+    share_store,
+)
 from junction.store.repo import Store
 
 log = get_logger(__name__)
 
 Progress = Callable[[int], None]
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+# a file that can be cut is cut into up to this many parts per working process: they are handed
+# out in file order to whichever process is free, so none idles long at the end
+PARTS_PER_WORKER = 16
+# the parallel path saves the file's cursor at most this often (seconds)
+CURSOR_SAVE_S = 1.0
+
+
+class RunInterrupted(Exception):
+    """Raised by a progress callback to stop a run between committed batches (shutdown)."""
 
 
 @dataclass
@@ -69,7 +89,7 @@ def _usable_cpus() -> int:
     return max(1, min(n, 8))
 
 
-def _raise_failed(futures: list[Future[None]]) -> None:
+def _raise_failed(futures: list[Future[Any]]) -> None:
     """Re-raise the first exception of a finished worker task (e.g. a dead worker)."""
     for fut in futures:
         exc = fut.exception() if fut.done() else None
@@ -117,6 +137,9 @@ class PipelineRunner:
         try:
             for stream in self.connector.discover():
                 self._run_stream(stream.name, summary, progress)
+        except RunInterrupted:
+            status = "interrupted"  # stopped between batches; the cursor resumes it
+            raise
         except JunctionError as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc.user_message}"
             raise
@@ -126,6 +149,7 @@ class PipelineRunner:
         finally:
             summary.seconds = time.perf_counter() - started
             self.store.finish_run(run_id, status, summary.as_dict(), error)
+            metrics.observe_run(self.name, status)
         return summary
 
     def _workers_for(self, stream: str) -> int:
@@ -157,60 +181,135 @@ class PipelineRunner:
                 ),
             )
             self._pool_size = workers
+            self._started: set[int] = set()  # pids of workers that reported ready
         return self._pool, self._queue
 
     def close_pool(self) -> None:
-        """Stop the worker processes, if any."""
+        """Stop the worker processes, if any, and close this process's share store."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._local_store is not None:
+            self._local_store.close()
+            self._local_store = None
+
+    # The runner's own process takes shares of a large file next to the worker processes, so
+    # `workers: N` means N working processes but only N - 1 extra interpreters in memory.  A
+    # process that must stay responsive while a file runs (e.g. one serving an API) sets this
+    # to False: then N worker processes do all the work.
+    shares_work: bool = True
+    _local_store: Store | None = None  # the store this process writes its shares through
+
+    def _spawned_for(self, workers: int) -> int:
+        return workers - 1 if self.shares_work else workers
+
+    def start_workers(self, workers: int | None = None) -> int:
+        """Start the worker processes now rather than at the first large file; return how many.
+
+        A long-running hub keeps its workers between runs; this lets it (and the benchmark)
+        pay their start-up (imports, compiling the pipeline, loading the model) up front.
+        """
+        if workers is None:
+            workers = self.cfg.workers if self.cfg.workers != "auto" else _usable_cpus()
+        size = self._spawned_for(workers)
+        if size < 1:
+            return 0
+        pool, queue = self._pool_for(size)
+        if len(self._started) >= size:
+            return size
+        futures = [pool.submit(ready) for _ in range(size)]  # each spawns a process
+        deadline = time.monotonic() + 300
+        while len(self._started) < size and time.monotonic() < deadline:
+            try:
+                msg = queue.get(timeout=0.5)
+            except Empty:
+                _raise_failed(futures)
+                continue
+            if isinstance(msg, WorkerReady):
+                self._started.add(msg.pid)
+        return len(self._started)
+
+    def _plan(self, stream: str, cursor: dict[str, Any] | None, workers: int) -> Any:
+        """The connector's plan for ``stream`` when it can be read in parts, else None."""
+        if not isinstance(self.connector, PartitionedSource):
+            return None
+        return self.connector.plan_parts(stream, cursor, workers * PARTS_PER_WORKER)
 
     def _run_stream_parallel(
         self, stream: str, summary: RunSummary, progress: Progress | None, workers: int
     ) -> None:
-        """Workers commit every W-th batch; this process moves the cursor over their prefix."""
+        """``workers`` processes commit shares of the file; the cursor follows their prefix."""
         cursor = self.store.get_cursor(self.name, stream)
-        pool, queue = self._pool_for(workers)
-        token = f"{summary.run_id}:{stream}"
-        futures = [
-            pool.submit(process_share, stream, cursor, w, workers, summary.run_id, token)
-            for w in range(workers)
-        ]
-        committed: dict[int, dict[str, Any]] = {}
-        next_index, last = 0, cursor
-        ends: dict[int, ShareEnd] = {}
         summary.files += 1
         try:
-            while len(ends) < workers:
-                try:
-                    msg = queue.get(timeout=0.5)
-                except Empty:
-                    _raise_failed(futures)
-                    continue
-                if msg.token != token:
-                    continue  # left over from a run that failed part-way
-                if isinstance(msg, ShareEnd):
-                    ends[msg.worker] = msg
-                    continue
-                committed[msg.index] = msg.cursor
-                summary.read += msg.read
-                summary.stored += msg.stored
-                summary.quarantined += msg.quarantined
-                summary.routed += msg.routed
-                if progress is not None:
-                    progress(msg.read)
-                advanced = None
-                while next_index in committed:
-                    advanced = committed.pop(next_index)
-                    next_index += 1
-                if advanced is not None:
-                    self.store.set_cursor(self.name, stream, advanced)
-                    last = advanced
+            plan = self._plan(stream, cursor, workers)  # scans the file once, here
+        except RecordError as exc:  # a file-level size or encoding error
+            self._fail_file(stream, (cursor or {}).get("sha256"), exc, summary)
+            return
+        if plan is not None and self.store.file_status(self.name, plan.sha256) == "done":
+            log.info("file already ingested; archiving", pipeline=self.name)
+            self._archive(stream, self.cfg.archive.processed)
+            return
+        size = self._spawned_for(workers)
+        pool, queue = self._pool_for(size) if size > 0 else (None, None)
+        shares, prefix = plan_shares(plan.parts if plan is not None else 1, workers)
+        last, saved = cursor, cursor
+        saved_at = time.monotonic()
+
+        def save_cursor() -> None:
+            nonlocal saved, saved_at
+            if last is not saved and last is not None:
+                self.store.set_cursor(self.name, stream, last)
+                saved, saved_at = last, time.monotonic()
+
+        def on_advance(advanced: dict[str, Any]) -> None:
+            nonlocal last
+            last = advanced
+            # one short write transaction every CURSOR_SAVE_S, not one per batch: the shares
+            # need SQLite's single write lock; a crash replays a little more
+            if time.monotonic() - saved_at >= CURSOR_SAVE_S:
+                save_cursor()
+
+        def on_batch(msg: BatchDone) -> None:
+            summary.read += msg.read
+            summary.stored += msg.stored
+            summary.quarantined += msg.quarantined
+            summary.routed += msg.routed
+            if progress is not None:
+                progress(msg.read)
+
+        local = None
+        if self.shares_work:
+            if self._local_store is None:
+                self._local_store = share_store(self.store_url)
+            local = ShareContext(self.name, self.preparer, self._local_store, self.connector)
+        dispatch = Dispatcher(
+            shares=shares,
+            prefix=prefix,
+            local=local,
+            pool=pool,
+            queue=queue,
+            pool_size=size,
+            stream=stream,
+            cursor=cursor,
+            plan=plan,
+            run_id=summary.run_id,
+            token=f"{summary.run_id}:{stream}",
+            on_batch=on_batch,
+            on_advance=on_advance,
+            on_ready=self._started.add if size > 0 else (lambda pid: None),
+        )
+        try:
+            dispatch.run()
         except BaseException as exc:
             # stop handing out work; running shares finish and their stale reports are ignored
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+            try:
+                save_cursor()
+            except JunctionError:
+                log.warning("could not save the cursor of a failed run", pipeline=self.name)
             if not isinstance(exc, BrokenProcessPool):
                 raise
             raise InternalError(
@@ -218,21 +317,23 @@ class PipelineRunner:
                 "and the next run resumes from there",
                 details=str(exc),
             ) from exc
-        sha = (last or {}).get("sha256")
-        if any(e.already_done_sha for e in ends.values()):
+        ends = dispatch.ends
+        sha = plan.sha256 if plan is not None else (last or {}).get("sha256")
+        if any(e.already_done_sha for e in ends):
             log.info("file already ingested; archiving", pipeline=self.name)
             self._archive(stream, self.cfg.archive.processed)
             return
-        errors = [e.error for e in ends.values() if e.error is not None]
+        errors = [e.error for e in sorted(ends, key=lambda e: e.part) if e.error is not None]
         if errors:
+            save_cursor()
             if isinstance(errors[0], RecordError):
                 self._fail_file(stream, sha, errors[0], summary)
                 return
             raise errors[0]
-        total = max(e.batches for e in ends.values())
-        if next_index != total:
+        if not prefix.complete:
+            save_cursor()
             raise InternalError(
-                f"{total - next_index} batch(es) of {Path(stream).name} were not reported; "
+                f"batches of {Path(stream).name} were not reported; "
                 "the next run resumes after the committed prefix"
             )
         rows = int((last or {}).get("row", 0))
@@ -276,6 +377,12 @@ class PipelineRunner:
             quarantined=prepared.quarantined,
             cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
         )
+        metrics.observe_batch(
+            self.name,
+            prepared.read,
+            len(prepared.records),
+            [(q[1], q[4]) for q in prepared.quarantined],
+        )
         summary.read += prepared.read
         summary.stored += len(prepared.records)
         summary.quarantined += len(prepared.quarantined)
@@ -318,12 +425,16 @@ class PipelineRunner:
         log.warning(
             "file quarantined", pipeline=self.name, file=path.name, error=type(exc).__name__
         )
-        self._archive(stream, self.cfg.archive.failed)
+        metrics.observe_quarantine(self.name, "extract", exc.code)
+        dest = self._archive(stream, self.cfg.archive.failed)
+        if dest is not None:  # why, for whoever looks in the folder: code and safe message only
+            reason = f"error: {type(exc).__name__}\ncode: {exc.code}\nmessage: {exc.user_message}\n"
+            dest.with_name(dest.name + ".reason.txt").write_text(reason, encoding="utf-8")
 
-    def _archive(self, stream: str, folder: str) -> None:
+    def _archive(self, stream: str, folder: str) -> Path | None:
         src = Path(stream)
         if not src.exists():
-            return
+            return None
         dest_dir = Path(folder)
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / src.name
@@ -333,3 +444,4 @@ class PipelineRunner:
         marker = src.with_name(src.name + ".done")
         if marker.exists():
             marker.unlink()
+        return dest
