@@ -12,22 +12,25 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, repeat
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from connectors.base import RawBatch, RowError
 from connectors.csv_file.config import DELIMITER_CANDIDATES, CsvFileConfig
+from connectors.csv_file.parts import MIN_PART_BYTES, CsvPart, CsvPlan, RangeReader, plan_cuts
 from connectors.files import FileConnectorBase, resume_row
 from connectors.text_scan import TextScan, scan_text_file
-from junction.core.errors import FieldTooLargeError, ParseError
+from junction.core.errors import FieldTooLargeError, ParseError, UnavailableError
 
 # an Excel dialect hint on the first line, e.g. ``sep=;``
 _SEP_LINE = re.compile(r'"?sep=([^\r\n])"?(?:\r\n|\r|\n|$)', re.IGNORECASE)
 _SNIFF_CHARS = 16 * 1024
 _BUFFER = 1 << 20
+_SPLIT_CHUNK = 1 << 18
 _limit_lock = threading.Lock()
 # the csv module's own field limit (characters): it only caps the memory of one field; fields
 # over max_field_bytes but under this cap get a clean FieldTooLargeError naming the column
@@ -128,6 +131,49 @@ class CsvFileConnector(FileConnectorBase):
             FileTooLargeError: the file exceeds ``max_file_bytes``.
             EncodingError: a byte does not decode strictly; no row has been emitted.
         """
+        plan = self._plan(stream, parts=1, min_part_bytes=MIN_PART_BYTES)
+        return self._read_plan(plan, 0, resume_row(cursor, plan.sha256))
+
+    def plan_parts(
+        self,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        parts: int,
+        *,
+        min_part_bytes: int = MIN_PART_BYTES,
+    ) -> CsvPlan:
+        """Scan ``stream`` once and cut it into up to ``parts`` ranges for parallel readers.
+
+        Each range starts at a record and knows the row numbers before it, so reading the
+        parts with :meth:`read_part` yields exactly the rows and keys :meth:`read` does.  A
+        file that cannot be cut exactly (quoted fields, CR-only line breaks, UTF-16...) gets
+        one part, the whole file.  ``cursor`` is not needed to plan: each part skips the rows
+        the cursor covers.
+
+        Raises:
+            ConfigError, FileTooLargeError, EncodingError: as :meth:`read`.
+        """
+        return self._plan(stream, parts=parts, min_part_bytes=min_part_bytes)
+
+    def read_part(
+        self, plan: CsvPlan, part: int, cursor: dict[str, Any] | None
+    ) -> Iterator[RawBatch]:
+        """Return the batches of part ``part`` of ``plan`` after ``cursor`` (any process).
+
+        Raises:
+            ConfigError: the stream is not a file under the configured path.
+            UnavailableError: the file changed since it was planned (the next run re-reads it).
+        """
+        path = self._resolve_stream(plan.stream)
+        st = os.stat(path)
+        if (st.st_size, st.st_mtime_ns) != (plan.size, plan.mtime_ns):
+            raise UnavailableError(
+                "the file changed while it was being read; the next run reads it again",
+                context={"file": path},
+            )
+        return self._read_plan(plan, part, resume_row(cursor, plan.sha256))
+
+    def _plan(self, stream: str, *, parts: int, min_part_bytes: int) -> CsvPlan:
         path = self._resolve_stream(stream)
         cfg = self.config
         scan = scan_text_file(
@@ -136,81 +182,272 @@ class CsvFileConnector(FileConnectorBase):
             max_file_bytes=cfg.max_file_bytes,
             max_field_bytes=cfg.max_field_bytes,
         )
-        skip = resume_row(cursor, scan.sha256)
+        st = os.stat(path)
+        whole = CsvPlan(stream, scan, st.st_size, st.st_mtime_ns, "", (), ())
+        if scan.size <= scan.encoding.bom_len:
+            return whole
+        raise_csv_field_limit(max(4 * cfg.max_field_bytes, CSV_HARD_LIMIT))
+        try:
+            head = self._preamble_of(scan)
+        except (_Restart, ParseError):
+            return whole  # the csv read of the whole file reports it
+        if head is None:
+            return whole
+        delimiter, header, lines = head
+        ranges = plan_cuts(
+            path,
+            scan,
+            lines_before_data=lines,
+            quote=cfg.quotechar,
+            parts=parts,
+            min_part_bytes=min_part_bytes,
+        )
+        return CsvPlan(stream, scan, st.st_size, st.st_mtime_ns, delimiter, tuple(header), ranges)
+
+    def _read_plan(self, plan: CsvPlan, part: int, skip: int) -> Iterator[RawBatch]:
+        scan = plan.scan
         if scan.size <= scan.encoding.bom_len:
             return iter(())
-        raise_csv_field_limit(max(4 * cfg.max_field_bytes, CSV_HARD_LIMIT))
-        return self._batches(stream, scan, skip)
+        raise_csv_field_limit(max(4 * self.config.max_field_bytes, CSV_HARD_LIMIT))
+        if not plan.ranges:
+            return self._batches(lambda skip_, careful: self._parse(plan, skip_, careful), skip)
+        rng = plan.ranges[part]
+        if part + 1 < len(plan.ranges) and plan.ranges[part + 1].rows_before <= skip:
+            return iter(())  # every row of this part is behind the cursor
+        return self._batches(
+            lambda skip_, careful: self._parse_part(plan, rng, skip_, careful), skip
+        )
 
-    def _batches(self, stream: str, scan: TextScan, skip: int) -> Iterator[RawBatch]:
+    def _batches(
+        self, parse: Callable[[int, bool], Iterator[RawBatch]], skip: int
+    ) -> Iterator[RawBatch]:
         emitted, careful = skip, False
         while True:
             try:
-                for batch in self._parse(stream, scan, emitted, careful):
+                for batch in parse(emitted, careful):
                     emitted = batch.cursor["row"]
                     yield batch
                 return
             except _Restart:
                 careful = True
 
-    def _parse(self, stream: str, scan: TextScan, skip: int, careful: bool) -> Iterator[RawBatch]:
-        cfg = self.config
+    def _dialect(self, scan: TextScan) -> tuple[str, bool]:
+        """The delimiter, and whether the file starts with an Excel ``sep=`` line."""
         enc = scan.encoding
         sample = codecs.getincrementaldecoder(enc.codec)().decode(
             scan.head[enc.bom_len :], final=scan.size <= len(scan.head)
         )
         sep = _SEP_LINE.match(sample)
-        delimiter = cfg.delimiter
+        delimiter = self.config.delimiter
         if delimiter == "auto":
             delimiter = sep.group(1) if sep else sniff_delimiter(sample)
+        return delimiter, sep is not None
+
+    def _open_text(self, raw: BinaryIO, scan: TextScan) -> io.TextIOWrapper:
+        return io.TextIOWrapper(raw, encoding=scan.encoding.codec, errors="strict", newline="")
+
+    def _reader(self, text: io.TextIOWrapper, delimiter: str) -> Any:
+        return csv.reader(text, delimiter=delimiter, quotechar=self.config.quotechar, strict=False)
+
+    def _preamble(
+        self, scan: TextScan, reader: Any, src: Iterator[Any], offset: int
+    ) -> tuple[list[str], int, Iterator[Any]] | None:
+        """Skip ``skip_rows``, blank lines and the header: ``(header, mark, rows)`` or None.
+
+        ``mark`` is the reader's line count before the first data row.
+
+        Raises:
+            _Restart: the csv module failed on the fast path.
+            ParseError: the first record cannot be parsed (careful path).
+        """
+        cfg = self.config
+        try:
+            for _ in range(cfg.skip_rows):
+                next(src, None)
+            mark, first = reader.line_num, next(src, None)
+            while first == []:  # blank lines before the header
+                mark, first = reader.line_num, next(src, None)
+        except csv.Error:
+            raise _Restart from None
+        if first is None:
+            return None
+        if isinstance(first, _CsvFailure):
+            raise ParseError(
+                "the first record cannot be parsed",
+                details=first.message,
+                context={"file": scan.path, "line": offset + first.line},
+            )
+        if cfg.has_header:
+            return header_names(first), reader.line_num, src
+        return [f"column_{i}" for i in range(1, len(first) + 1)], mark, chain([first], src)
+
+    def _preamble_of(self, scan: TextScan) -> tuple[str, list[str], int] | None:
+        """``(delimiter, header, physical lines before the first data row)``, or None."""
+        delimiter, has_sep = self._dialect(scan)
         with open(scan.path, "rb", buffering=_BUFFER) as raw:
-            raw.seek(enc.bom_len)
-            text = io.TextIOWrapper(raw, encoding=enc.codec, errors="strict", newline="")
+            raw.seek(scan.encoding.bom_len)
+            text = self._open_text(raw, scan)
+            if has_sep:
+                text.readline()
+            reader = self._reader(text, delimiter)
+            head = self._preamble(scan, reader, reader, int(has_sep))
+        if head is None:
+            return None
+        header, mark, _ = head
+        return delimiter, header, int(has_sep) + mark
+
+    def _parse(self, plan: CsvPlan, skip: int, careful: bool) -> Iterator[RawBatch]:
+        """Read the whole file with the csv module (files that cannot be cut)."""
+        scan = plan.scan
+        delimiter, has_sep = self._dialect(scan)
+        with open(scan.path, "rb", buffering=_BUFFER) as raw:
+            raw.seek(scan.encoding.bom_len)
+            text = self._open_text(raw, scan)
             offset = 0
-            if sep:
+            if has_sep:
                 text.readline()
                 offset = 1
-            reader = csv.reader(text, delimiter=delimiter, quotechar=cfg.quotechar, strict=False)
+            reader = self._reader(text, delimiter)
             src: Iterator[Any] = _careful(reader) if careful else reader
-            try:
-                for _ in range(cfg.skip_rows):
-                    next(src, None)
-                mark, first = reader.line_num, next(src, None)
-                while first == []:  # blank lines before the header
-                    mark, first = reader.line_num, next(src, None)
-            except csv.Error:
-                raise _Restart from None
-            if first is None:
+            head = self._preamble(scan, reader, src, offset)
+            if head is None:
                 return
-            if isinstance(first, _CsvFailure):
-                raise ParseError(
-                    "the first record cannot be parsed",
-                    details=first.message,
-                    context={"file": scan.path, "line": offset + first.line},
-                )
-            if cfg.has_header:
-                header, mark = header_names(first), reader.line_num
+            header, mark, src = head
+            rows = _Rows(self, scan, header, delimiter, skip, careful)
+            batches = _csv_batches(src, reader, self.config.batch_size)
+            yield from self._emit(plan.stream, scan, delimiter, rows.run(batches, mark, offset))
+
+    def _parse_part(
+        self, plan: CsvPlan, part: CsvPart, skip: int, careful: bool
+    ) -> Iterator[RawBatch]:
+        """Read one part: split its lines while they are plain, else the csv module."""
+        rows = _Rows(
+            self, plan.scan, list(plan.header), plan.delimiter, skip, careful, part.rows_before
+        )
+        with open(plan.scan.path, "rb", buffering=0) as raw:
+            if careful:
+                batches = self._csv_range(plan, raw, part.start, part.end, careful=True)
             else:
-                header = [f"column_{i}" for i in range(1, len(first) + 1)]
-                src = chain([first], src)
-            prov = {
-                "connector": self.name,
-                "file": scan.path,
-                "sha256": scan.sha256,
-                "encoding": enc.name,
-                "delimiter": delimiter,
-            }
-            rows_iter = _Rows(self, scan, header, delimiter, skip, careful)
-            for records, keys, positions, errors, last in rows_iter.run(src, reader, mark, offset):
-                yield RawBatch(
-                    stream=stream,
-                    records=records,
-                    keys=keys,
-                    positions=positions,
-                    cursor={"sha256": scan.sha256, "row": last},
-                    errors=errors,
-                    provenance=dict(prov),
-                )
+                batches = self._split_range(plan, raw, part)
+            chunks = rows.run(batches, 0, part.lines_before)
+            yield from self._emit(plan.stream, plan.scan, plan.delimiter, chunks)
+
+    def _csv_range(
+        self,
+        plan: CsvPlan,
+        raw: BinaryIO,
+        start: int,
+        end: int,
+        *,
+        careful: bool,
+        base: int = 0,
+        first: list[Any] | None = None,
+    ) -> Iterator[tuple[list[Any], int]]:
+        buffered = io.BufferedReader(RangeReader(raw, start, end), _BUFFER)
+        reader = self._reader(self._open_text(buffered, plan.scan), plan.delimiter)
+        src: Iterator[Any] = _careful(reader) if careful else reader
+        return _csv_batches(src, reader, self.config.batch_size, base, first)
+
+    def _split_range(
+        self, plan: CsvPlan, raw: BinaryIO, part: CsvPart
+    ) -> Iterator[tuple[list[Any], int]]:
+        """Batches of ``(rows, lines read)`` of a part, splitting lines on the delimiter.
+
+        Exact only where a chunk holds no quote character and its line breaks are all LF or
+        all CRLF (then each line is one record and csv would split it the same way); from the
+        first chunk that is not, the csv module reads the rest of the part.
+        """
+        codec, delimiter = plan.scan.encoding.codec, plan.delimiter
+        quote = self.config.quotechar.encode(codec)
+        size = self.config.batch_size
+        fd = raw.fileno()
+        pending: list[list[str]] = []
+        lines = 0
+        pos = part.start
+        while pos < part.end:
+            chunk = os.pread(fd, min(_SPLIT_CHUNK, part.end - pos), pos)
+            if pos + len(chunk) < part.end:
+                chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
+            rows = _split_lines(chunk, quote, codec, delimiter) if chunk else None
+            if rows is None:
+                break
+            pending += rows
+            lines += len(rows)
+            pos += len(chunk)
+            while len(pending) >= size:
+                yield pending[:size], lines - len(pending) + size
+                del pending[:size]
+        if pos < part.end:  # the csv module reads on; the next batch starts with `pending`
+            yield from self._csv_range(
+                plan, raw, pos, part.end, careful=False, base=lines, first=pending
+            )
+        elif pending:
+            yield pending, lines
+
+    def _emit(
+        self, stream: str, scan: TextScan, delimiter: str, chunks: Iterator[_Chunk]
+    ) -> Iterator[RawBatch]:
+        prov = {
+            "connector": self.name,
+            "file": scan.path,
+            "sha256": scan.sha256,
+            "encoding": scan.encoding.name,
+            "delimiter": delimiter,
+        }
+        for records, keys, positions, errors, last in chunks:
+            yield RawBatch(
+                stream=stream,
+                records=records,
+                keys=keys,
+                positions=positions,
+                cursor={"sha256": scan.sha256, "row": last},
+                errors=errors,
+                provenance=dict(prov),
+            )
+
+
+def _csv_batches(
+    src: Iterator[Any], reader: Any, size: int, base: int = 0, first: list[Any] | None = None
+) -> Iterator[tuple[list[Any], int]]:
+    """Batches of ``(rows, reader lines read + base)`` from a csv reader.
+
+    ``first``: rows read before the reader's, which begin the first batch.
+    """
+    rows = first or []
+    while True:
+        try:
+            rows += islice(src, size - len(rows))
+        except csv.Error:
+            raise _Restart from None
+        if not rows:
+            return
+        yield rows, base + reader.line_num
+        rows = []
+
+
+def _split_lines(chunk: bytes, quote: bytes, codec: str, delimiter: str) -> list[list[str]] | None:
+    """The rows of whole lines ``chunk`` as csv reads them, or None when it may differ.
+
+    Without a quote character a record is one line, and csv's fields are the line split on
+    the delimiter: identical when every line break is LF, or every one is CRLF (a lone CR is
+    a line break to csv).  A blank line is an empty row, as csv gives it.
+    """
+    if chunk.find(quote) >= 0:
+        return None
+    crs = chunk.count(b"\r")
+    text = chunk.decode(codec)  # strict; the scan proved the file decodes
+    if crs:
+        lines = text.split("\r\n")
+        if len(lines) != crs + 1 or chunk.count(b"\n") != crs:
+            return None  # a lone CR, or LF and CRLF mixed in one chunk
+    else:
+        lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()  # after the last line break
+    rows = list(map(str.split, lines, repeat(delimiter)))
+    if "" in lines:
+        rows = [row if line else [] for row, line in zip(rows, lines, strict=True)]
+    return rows
 
 
 _Chunk = tuple[list[dict[str, Any]], list[str], list[int], list[RowError], int]
@@ -227,8 +464,10 @@ class _Rows:
         delimiter: str,
         skip: int,
         careful: bool,
+        rows_before: int = 0,
     ) -> None:
         cfg = conn.config
+        self.rows_before = rows_before
         self.path = scan.path
         self.header = header
         self.width = len(header)
@@ -244,18 +483,17 @@ class _Rows:
         self.quick_chars = cfg.max_field_bytes // 4
         self.prefix = f"{scan.sha256[:16]}:"
 
-    def run(self, src: Iterator[Any], reader: Any, mark: int, offset: int) -> Iterator[_Chunk]:
-        """Yield ``(records, keys, positions, errors, last row)`` per batch worth of rows."""
+    def run(
+        self, batches: Iterator[tuple[list[Any], int]], mark: int, offset: int
+    ) -> Iterator[_Chunk]:
+        """Yield ``(records, keys, positions, errors, last row)`` per batch of rows.
+
+        ``batches`` gives ``(rows, lines read)``; ``mark`` is the lines read before the first
+        row and ``offset`` the physical lines before what the reader reads.
+        """
         header, width, prefix, skip = self.header, {self.width}, self.prefix, self.skip
-        quick, n = self.quick_chars, 0
-        while True:
-            try:
-                rows = list(islice(src, self.batch_size))
-            except csv.Error:
-                raise _Restart from None
-            if not rows:
-                return
-            now = reader.line_num
+        quick, n = self.quick_chars, self.rows_before
+        for rows, now in batches:
             single = now - mark == len(rows)  # no record spans several lines
             if (
                 self.careful

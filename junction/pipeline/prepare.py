@@ -152,34 +152,39 @@ class BatchPreparer:
             score_tail = (
                 f',"model":"{model_name}","model_version":"{model_version}","variant":"{variant}"}}'
             )
+        keys, raw, positions = batch.keys, batch.records, batch.positions
+        values = grades = factors = None
+        if cols is not None:
+            values, grades, factors = cols.values, cols.grades, cols.factors
+        targets_of = self.router.targets if route else None
         for j, (i, model) in enumerate(good):
-            key = batch.keys[i]
+            key = keys[i]
             rid = f"{name}:{key}"
             # the record's key in its source system (e.g. the CRM id) when the mapping names one
-            source_key = key_of(batch.records[i]) or key
-            if j in failed:
-                quarantine(
-                    "score", key, failed[j], orjson.dumps(batch.records[i]), batch.positions[i]
-                )
+            source_key = key_of(raw[i]) or key
+            if failed and j in failed:
+                quarantine("score", key, failed[j], orjson.dumps(raw[i]), positions[i])
                 continue
-            score_view = None
-            if cols is not None:
-                value, grade = cols.values[j], cols.grades[j]
-                score_view = {"value": value, "grade": grade, "model_version": model_version}
             targets: list[str] = []
-            if route:
+            if targets_of is not None:
+                score_view = None
+                if values is not None:
+                    score_view = {
+                        "value": values[j],
+                        "grade": grades[j],  # type: ignore[index]
+                        "model_version": model_version,
+                    }
                 try:
-                    targets = self.router.targets(model, score_view)
+                    targets = targets_of(model, score_view)
                 except RecordError as exc:
                     # nothing of this record is written: no score row without its record
-                    quarantine(
-                        "route", key, exc, orjson.dumps(batch.records[i]), batch.positions[i]
-                    )
+                    quarantine("route", key, exc, orjson.dumps(raw[i]), positions[i])
                     continue
             body = to_json(model, exclude_none=True).decode()
             score_json = "null"
-            if cols is not None:
-                factors_json = orjson.dumps(cols.factors[j]).decode()
+            if values is not None:
+                value, grade = values[j], grades[j]  # type: ignore[index]
+                factors_json = orjson.dumps(factors[j]).decode()  # type: ignore[index]
                 scores.append(
                     (rid, model_version, model_name, value, grade, factors_json, variant, now)
                 )
@@ -218,7 +223,7 @@ class BatchPreparer:
                     source_key,
                     model.schema_version,
                     body,
-                    prov_prefix + str(batch.positions[i]) + "}",
+                    f"{prov_prefix}{positions[i]}}}",
                     run_id,
                     now,
                 )

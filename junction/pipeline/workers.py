@@ -1,11 +1,17 @@
-"""Worker processes for large inputs: each takes every W-th batch of a file and commits it.
+"""Parallel processing of one large input: shares of it prepared and committed by several processes.
 
-Worker ``w`` of ``W`` reads the file itself (parsing is cheap next to preparing), prepares the
-batches whose index ``j`` satisfies ``j % W == w`` and writes their effects to the store in one
-transaction each. It reports every committed batch to the runner over a queue; the runner moves
-the file's cursor only over the contiguous prefix of committed batches. A crash therefore replays
-at most the batches after that prefix, and the idempotent inserts absorb the ones that had already
-committed (ADR-0006).
+A file is shared out in one of two ways (ADR-0006).  When its connector can cut it into parts
+that start at a record and know the row numbers before them (``plan_parts``: CSV files whose
+lines are one record each), each share is one part, and the parts are handed out in file order
+to whichever process is free.  Otherwise each of ``W`` shares reads the whole file and keeps the
+batches ``j % W == w``.
+
+The runner's own process takes shares too (it has nothing else to do meanwhile), next to
+``W - 1`` worker processes, so ``W`` processes work and only ``W - 1`` extra interpreters hold
+the compiled pipeline in memory.  Every share writes each batch's effects in one transaction and
+reports it; the :class:`Dispatcher` moves the file's cursor only over the contiguous prefix of
+committed batches, in file order.  A crash therefore replays at most the batches after that
+prefix, and the idempotent inserts absorb the ones that had already committed.
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ import gc
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from queue import Empty
+from typing import Any, Protocol, runtime_checkable
 
-from connectors.base import SourceConnector
-from junction.core.errors import InternalError, JunctionError, RecordError
+from sqlalchemy import event
+
+from connectors.base import RawBatch, SourceConnector
+from junction.core.errors import InternalError, JunctionError
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.extract import build_connector
 from junction.pipeline.prepare import BatchPreparer
@@ -28,12 +40,61 @@ from junction.pipeline.score import load_scorer
 from junction.store.engine import make_engine
 from junction.store.repo import Store
 
+# SQLite page cache of a worker's connection (KiB).  Another process commits between any two
+# of this worker's transactions, so SQLite empties the cache at each one anyway: a batch's
+# working set is all it ever holds.
+WORKER_SQLITE_CACHE_KIB = 2048
+
+
+class PartPlan(Protocol):
+    """What the runner needs to know of a connector's plan for one stream."""
+
+    @property
+    def sha256(self) -> str:
+        """The content hash of the stream (the file ledger's key)."""
+        ...
+
+    @property
+    def parts(self) -> int:
+        """How many parts the stream is read in (1: whole, shared by stride)."""
+        ...
+
+
+@runtime_checkable
+class PartitionedSource(Protocol):
+    """A connector that can plan a stream once and read it in independent parts."""
+
+    def plan_parts(self, stream: str, cursor: dict[str, Any] | None, parts: int) -> Any:
+        """Scan ``stream`` and cut it into up to ``parts`` parts (a :class:`PartPlan`)."""
+        ...
+
+    def read_part(self, plan: Any, part: int, cursor: dict[str, Any] | None) -> Iterator[RawBatch]:
+        """Batches of one part after ``cursor``; row keys as a whole read gives them."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    """A worker process finished its initializer."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Share:
+    """One share of a file: part ``part``, or every ``stride[1]``-th batch of it."""
+
+    task: int
+    part: int
+    stride: tuple[int, int] | None
+
 
 @dataclass(frozen=True)
 class BatchDone:
-    """One batch a worker committed."""
+    """One batch a share committed: batch ``index`` of part ``part``."""
 
     token: str
+    part: int
     index: int
     cursor: dict[str, Any]
     read: int
@@ -44,25 +105,28 @@ class BatchDone:
 
 @dataclass(frozen=True)
 class ShareEnd:
-    """A worker finished its share of a file (``batches`` = how many batches the file had)."""
+    """A share finished: ``batches`` = how many batches part ``part`` had."""
 
     token: str
-    worker: int
+    task: int
+    part: int
     batches: int
     already_done_sha: str | None = None
     error: JunctionError | None = None
 
 
 @dataclass
-class _State:
+class ShareContext:
+    """What running a share needs: one process's compiled pipeline, store and connector."""
+
     name: str
     preparer: BatchPreparer
     store: Store
     connector: SourceConnector
-    queue: Queue[Any]
 
 
-_STATE: _State | None = None
+_STATE: ShareContext | None = None
+_QUEUE: Queue[Any] | None = None
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -71,6 +135,23 @@ def _exit_with_parent(parent_pid: int) -> None:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
             os._exit(1)
+
+
+def _small_page_cache(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA cache_size=-{WORKER_SQLITE_CACHE_KIB:d}")
+    cur.close()
+
+
+def share_store(store_url: str) -> Store:
+    """The store a process writes its shares through (the runner migrated the schema already).
+
+    On SQLite its connections keep a small page cache (:data:`WORKER_SQLITE_CACHE_KIB`).
+    """
+    engine = make_engine(store_url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _small_page_cache)
+    return Store(engine)
 
 
 def init_worker(
@@ -82,72 +163,307 @@ def init_worker(
     queue: Queue[Any],
 ) -> None:
     """Process initializer: compile the pipeline and open the store once per worker."""
-    global _STATE
+    global _STATE, _QUEUE
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
     connector = build_connector(name, cfg)
     preparer = BatchPreparer(name, cfg, connector.name, scorer)
-    store = Store(make_engine(store_url))  # the runner migrated the schema already
-    _STATE = _State(name, preparer, store, connector, queue)
+    _STATE = ShareContext(name, preparer, share_store(store_url), connector)
+    _QUEUE = queue
     # the compiled pipeline lives as long as the worker: keep the cyclic GC from rescanning it,
     # and let young batches grow before a collection (they are acyclic and freed by refcount)
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    queue.put(WorkerReady(os.getpid()))
+
+
+def ready() -> int:
+    """A no-op task: submitting it makes the pool start a process."""
+    return os.getpid()
 
 
 def process_share(
     stream: str,
     cursor: dict[str, Any] | None,
-    worker: int,
-    workers: int,
+    share: Share,
+    plan: Any,
     run_id: int,
     token: str,
 ) -> None:
-    """Prepare and commit batches ``j % workers == worker`` of ``stream`` after ``cursor``."""
-    if _STATE is None:  # pragma: no cover - the initializer always ran
+    """Worker task: run one share and report to the runner over the queue."""
+    if _STATE is None or _QUEUE is None:  # pragma: no cover - the initializer always ran
         raise InternalError("worker process was not initialized")
-    st = _STATE
+    run_share(_STATE, _QUEUE.put, stream, cursor, share, plan, run_id, token)
+
+
+def run_share(
+    ctx: ShareContext,
+    report: Callable[[BatchDone | ShareEnd], None],
+    stream: str,
+    cursor: dict[str, Any] | None,
+    share: Share,
+    plan: Any,
+    run_id: int,
+    token: str,
+    between: Callable[[], None] | None = None,
+) -> None:
+    """Prepare and commit the batches of one share of ``stream`` after ``cursor``.
+
+    With a ``plan``, the share is part ``share.part`` of it; without one, the connector reads
+    the whole stream.  Each committed batch is reported as a :class:`BatchDone`, the end as a
+    :class:`ShareEnd` (carrying the error, if the share failed).  Exceptions raised by
+    ``report`` or ``between`` (called after each batch) propagate.
+    """
+    task, part, stride = share.task, share.part, share.stride
     seen = 0
     try:
-        for j, batch in enumerate(st.connector.read(stream, cursor)):
+        if plan is not None:
+            source = ctx.connector.read_part(plan, part, cursor)  # type: ignore[attr-defined]
+        else:
+            source = ctx.connector.read(stream, cursor)
+        batches = enumerate(source)
+    except JunctionError as exc:
+        report(ShareEnd(token, task, part, 0, error=exc))
+        return
+    while True:
+        try:
+            item = next(batches, None)
+            if item is None:
+                break
+            j, batch = item
             seen = j + 1
-            if j == 0 and cursor is None:
+            if plan is None and j == 0 and cursor is None:
                 sha = batch.cursor.get("sha256")
-                if sha and st.store.file_status(st.name, sha) == "done":
-                    st.queue.put(ShareEnd(token, worker, 0, already_done_sha=sha))
+                if sha and ctx.store.file_status(ctx.name, sha) == "done":
+                    report(ShareEnd(token, task, part, 0, already_done_sha=sha))
                     return
-            if j % workers != worker:
+            if stride is not None and j % stride[1] != stride[0]:
                 continue
-            prepared = st.preparer.prepare(batch, run_id)
-            st.store.write_batch(
+            prepared = ctx.preparer.prepare(batch, run_id)
+            del batch, item  # free the raw batch before the rows are written
+            ctx.store.write_batch(
                 records=prepared.records,
                 scores=prepared.scores,
                 deliveries=prepared.deliveries,
                 quarantined=prepared.quarantined,
                 cursor=None,
             )
-            st.queue.put(
-                BatchDone(
-                    token,
-                    j,
-                    prepared.cursor,
-                    prepared.read,
-                    len(prepared.records),
-                    len(prepared.quarantined),
-                    len(prepared.deliveries),
+            done = BatchDone(
+                token,
+                part,
+                j,
+                prepared.cursor,
+                prepared.read,
+                len(prepared.records),
+                len(prepared.quarantined),
+                len(prepared.deliveries),
+            )
+            del prepared
+        except JunctionError as exc:  # a RecordError is file-level: the file is quarantined
+            report(ShareEnd(token, task, part, seen, error=exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - stage boundary: reported as an internal error
+            error = InternalError(f"share failed: {type(exc).__name__}")
+            report(ShareEnd(token, task, part, seen, error=error))
+            return
+        report(done)
+        if between is not None:
+            between()
+    report(ShareEnd(token, task, part, seen))
+
+
+class CommitPrefix:
+    """The contiguous prefix of committed batches of one file, in file order.
+
+    Batches are ordered by part, then by index within the part.  Part ``p`` is read by
+    ``tasks[p]`` shares (one per part when the file is cut, ``W`` striding shares when it is
+    not); it is complete when all of them ended and every batch below the count they
+    reported has committed.
+    """
+
+    def __init__(self, tasks: list[int]) -> None:
+        """``tasks[p]``: how many shares report part ``p``."""
+        self.tasks = tasks
+        self.ends: list[list[ShareEnd]] = [[] for _ in tasks]
+        self.committed: dict[tuple[int, int], dict[str, Any]] = {}
+        self.part = 0
+        self.index = 0
+
+    def batch(self, msg: BatchDone) -> dict[str, Any] | None:
+        """Record a committed batch; return the cursor the prefix advanced to, if it did."""
+        self.committed[(msg.part, msg.index)] = msg.cursor
+        return self._advance()
+
+    def end(self, msg: ShareEnd) -> dict[str, Any] | None:
+        """Record a finished share; return the cursor the prefix advanced to, if it did."""
+        self.ends[msg.part].append(msg)
+        return self._advance()
+
+    @property
+    def complete(self) -> bool:
+        """Every batch of every part has committed."""
+        return self.part == len(self.tasks)
+
+    def _advance(self) -> dict[str, Any] | None:
+        advanced = None
+        while self.part < len(self.tasks):
+            key = (self.part, self.index)
+            if key in self.committed:
+                advanced = self.committed.pop(key)
+                self.index += 1
+                continue
+            ends = self.ends[self.part]
+            if len(ends) == self.tasks[self.part] and self.index >= max(e.batches for e in ends):
+                self.part, self.index = self.part + 1, 0
+                continue
+            break
+        return advanced
+
+
+def plan_shares(parts: int, processes: int) -> tuple[list[Share], CommitPrefix]:
+    """The shares of a file read in ``parts`` parts by ``processes`` processes."""
+    if parts > 1:
+        return [Share(p, p, None) for p in range(parts)], CommitPrefix([1] * parts)
+    return [Share(w, 0, (w, processes)) for w in range(processes)], CommitPrefix([processes])
+
+
+@dataclass
+class Dispatcher:
+    """Hands the shares of one file to the worker pool and to this process, in file order.
+
+    This process (``local``) takes the next share whenever it is free and takes in the
+    workers' reports between its own batches.  While more shares wait than the pool has
+    workers, the pool keeps one queued beyond the running ones, so a worker that finishes
+    never waits for this process to notice.  Every report goes through :meth:`handle`:
+    ``on_batch`` sees each committed batch, ``on_advance`` each cursor the committed prefix
+    advances to.  After a failed share no new share starts.
+    """
+
+    shares: list[Share]
+    prefix: CommitPrefix
+    local: ShareContext | None
+    pool: ProcessPoolExecutor | None
+    queue: Any
+    pool_size: int
+    stream: str
+    cursor: dict[str, Any] | None
+    plan: Any
+    run_id: int
+    token: str
+    on_batch: Callable[[BatchDone], None]
+    on_advance: Callable[[dict[str, Any]], None]
+    on_ready: Callable[[int], None] = lambda pid: None
+    ends: list[ShareEnd] = field(default_factory=list)
+    futures: list[Future[None]] = field(default_factory=list)
+    _pending: deque[Share] = field(default_factory=deque)
+    _in_pool: set[int] = field(default_factory=set)
+    _dropped: int = 0
+
+    def run(self) -> None:
+        """Run every share to its end (this process's shares included)."""
+        if self.pool is None and self.local is None:  # pragma: no cover - caller's contract
+            raise InternalError("no process to run the shares")
+        self._pending = deque(self.shares)
+        self._fill_pool()
+        if self.local is None:
+            self._loop()
+            return
+        # this process builds batches too: keep the cyclic GC from rescanning the long-lived
+        # objects (the hub, the compiled pipeline) at every collection, as workers do
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
+        try:
+            self._loop()
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+
+    def _loop(self) -> None:
+        while len(self.ends) + self._dropped < len(self.shares):
+            if self.local is not None and self._pending:
+                share = self._pending.popleft()
+                run_share(
+                    self.local,
+                    self.handle,
+                    self.stream,
+                    self.cursor,
+                    share,
+                    self.plan,
+                    self.run_id,
+                    self.token,
+                    self.poll,
+                )
+                continue
+            try:
+                msg = self.queue.get(timeout=0.5)
+            except Empty:
+                self._check_pool()
+                continue
+            self.handle(msg)
+
+    def poll(self) -> None:
+        """Take in the workers' reports without waiting (between this process's batches)."""
+        if self.queue is None:
+            return
+        while True:
+            try:
+                msg = self.queue.get_nowait()
+            except Empty:
+                break
+            self.handle(msg)
+        self._check_pool()
+
+    def handle(self, msg: Any) -> None:
+        """Take one report: a committed batch, a finished share or a worker that started."""
+        if isinstance(msg, WorkerReady):
+            self.on_ready(msg.pid)
+            return
+        if not isinstance(msg, BatchDone | ShareEnd) or msg.token != self.token:
+            return  # left over from a run that failed part-way
+        if isinstance(msg, ShareEnd):
+            self.ends.append(msg)
+            advanced = self.prefix.end(msg)
+            if msg.error is not None or msg.already_done_sha:
+                self._dropped += len(self._pending)  # start nothing new
+                self._pending.clear()
+            self._in_pool.discard(msg.task)
+            self._fill_pool()
+        else:
+            advanced = self.prefix.batch(msg)
+            self.on_batch(msg)
+        if advanced is not None:
+            self.on_advance(advanced)
+
+    def _fill_pool(self) -> None:
+        if self.pool is None:
+            return
+        while self._pending:
+            if self.local is None:
+                want = len(self.shares)  # the pool queues them all
+            elif self._pending[0].stride is not None:
+                want = self.pool_size  # striding shares all run at once, one of them here
+            else:
+                want = self.pool_size + (len(self._pending) > self.pool_size + 1)
+            if len(self._in_pool) >= want:
+                return
+            share = self._pending.popleft()
+            self._in_pool.add(share.task)
+            self.futures.append(
+                self.pool.submit(
+                    process_share,
+                    self.stream,
+                    self.cursor,
+                    share,
+                    self.plan,
+                    self.run_id,
+                    self.token,
                 )
             )
-    except RecordError as exc:  # file-level: the runner quarantines the file
-        st.queue.put(ShareEnd(token, worker, seen, error=exc))
-        return
-    except JunctionError as exc:
-        st.queue.put(ShareEnd(token, worker, seen, error=exc))
-        return
-    except Exception as exc:  # noqa: BLE001 - stage boundary: reported as an internal error
-        st.queue.put(
-            ShareEnd(
-                token, worker, seen, error=InternalError(f"worker failed: {type(exc).__name__}")
-            )
-        )
-        return
-    st.queue.put(ShareEnd(token, worker, seen))
+
+    def _check_pool(self) -> None:
+        """Re-raise the failure of a pool task (a dead worker: BrokenProcessPool)."""
+        for fut in self.futures:
+            exc = fut.exception() if fut.done() else None
+            if exc is not None:
+                raise exc
