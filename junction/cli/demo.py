@@ -53,7 +53,7 @@ def run_demo(
 ) -> None:
     """Run the demo in ``directory`` (recreated) with ``rows`` sample leads."""
     started = time.perf_counter()
-    for sub in ("inbox", "processed", "failed", "secrets"):
+    for sub in ("inbox", "processed", "rejected", "secrets"):
         shutil.rmtree(directory / sub, ignore_errors=True)
     for name in (
         "junction.db",

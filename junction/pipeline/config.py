@@ -87,7 +87,9 @@ class ArchiveConfig(_Strict):
     """Where file drops go once processed."""
 
     processed: str = Field("processed", description="Folder for fully committed files.")
-    failed: str = Field("failed", description="Folder for files that could not be read.")
+    failed: str = Field(
+        "rejected", description="Folder for files that could not be read (with a reason file)."
+    )
 
 
 class PipelineConfig(_Strict):

@@ -152,7 +152,7 @@ def test_undecodable_file_is_quarantined_whole(
     assert q["stage"] == "extract"
     assert q["error_code"] == "encoding_error"
     assert q["payload"].endswith(b"\xff\xfe,x,y@example.com\n")
-    assert (tmp_path / "failed" / "bad.csv").exists()
+    assert (tmp_path / "rejected" / "bad.csv").exists()
 
 
 def test_route_errors_quarantine_the_record_and_write_nothing_else(

@@ -75,7 +75,7 @@ def test_xxe_file_is_quarantined_and_the_canary_never_read(
     assert q["error_code"] == "dtd_forbidden"
     assert b"CANARY-SECRET" not in (q["payload"] or b"").replace(str(canary).encode(), b"")
     assert "CANARY-SECRET" not in q["message"] + q["context"]
-    assert (tmp_path / "failed" / "evil.xml").exists()
+    assert (tmp_path / "rejected" / "evil.xml").exists()
 
 
 def _records(hub: Hub) -> list[dict]:
