@@ -1,10 +1,17 @@
 """The CSV file-drop connector.
 
-Each file is one stream.  ``read`` first scans the whole file (SHA-256 plus strict decoding), then
-parses it with ``csv.reader`` over a strictly decoding text stream and emits rows as
-``dict(zip(header, row))``.  The hot path works a whole batch at a time with C-level
-``map``/``zip``; rows that are ragged, hold a NUL or an oversized field drop a batch to the
-per-row path, which turns them into ``RowError`` entries and keeps going.
+Each file is one stream.  Reading first scans the whole file (SHA-256 plus strict decoding) and
+finds where the data starts (an Excel ``sep=`` line, skipped rows, blank lines and the header,
+read with the csv module).  From there, chunks of whole lines that hold no quote character and
+only LF or only CRLF line breaks are split on the delimiter, which is exactly what the csv module
+would make of them; any other chunk, and everything after it, goes through ``csv.reader``.  Rows
+become ``dict(zip(header, row))`` a whole batch at a time; rows that are ragged, hold a NUL or an
+oversized field drop a batch to the per-row path, which turns them into ``RowError`` entries and
+keeps going.
+
+For worker processes, :meth:`CsvFileConnector.plan_parts` scans a file once and cuts it into
+parts that begin at a record and know the row numbers before them (:mod:`.parts`), and
+:meth:`CsvFileConnector.read_part` reads one part with the same keys a whole read gives.
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@ A part begins at a line that is certainly the start of a record, and carries how
 physical lines come before it, so a reader that starts there numbers its rows (and so keys
 them, ``sha256[:16]:row``) exactly as a read from the top of the file would.
 
-That is only knowable cheaply when every line holds exactly one record.  :func:`plan_cuts`
-proves it for everything before the last cut with C-speed byte operations: no quote character
-(so no field spans lines), and every CR is part of a CRLF (so CSV line breaks are exactly the
-LF bytes).  It counts lines and blank lines (which carry no row number) on the way.  Any other
-file is read whole, as before; so is a file in an encoding where an LF byte can sit inside a
-character.
+That is only knowable cheaply where every line holds exactly one record.  :func:`plan_cuts`
+proves it region by region with C-speed byte operations: no quote character (so no field spans
+lines), and every CR part of a CRLF (so the csv module's line breaks are exactly the LF bytes).
+It counts lines and blank lines (which carry no row number) on the way.  At the first region
+that fails the proof it stops cutting: everything from there is one last part, which begins at
+a proven record start and is read with the csv module.  A file whose header lines are not
+plain, or in an encoding where an LF byte can sit inside a character, is one part.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class CsvPlan:
     """How to read one file: its scan, its dialect and, when it can be cut, its parts.
 
     Built once by :meth:`CsvFileConnector.plan_parts` (in the runner's process) and handed to
-    the workers, so the file is scanned once.  ``ranges`` is empty when the file is read whole.
+    the workers, so the file is scanned once.  ``ranges`` cover the data after the header; they
+    are empty when even the data's start is not proven, and the csv module reads the file from
+    its first byte.
     """
 
     stream: str
@@ -105,7 +108,7 @@ def line_safe_codec(codec: str) -> bool:
     UTF-16 or multi-byte Asian encodings, where those bytes can be half of a character.
     """
     name = codecs.lookup(codec).name
-    if name in ("utf-8", "ascii"):
+    if name in ("utf-8", "ascii", "iso8859-1"):
         return True
     decoder = codecs.lookup(name).incrementaldecoder
     module = sys.modules.get(decoder.__module__) if decoder is not None else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,6 +37,7 @@ from junction.pipeline.workers import (
     BatchDone,
     Dispatcher,
     PartitionedSource,
+    PartPlan,
     ShareContext,
     WorkerReady,
     init_worker,
@@ -194,22 +196,34 @@ class PipelineRunner:
             self._local_store = None
 
     # The runner's own process takes shares of a large file next to the worker processes, so
-    # `workers: N` means N working processes but only N - 1 extra interpreters in memory.  A
-    # process that must stay responsive while a file runs (e.g. one serving an API) sets this
-    # to False: then N worker processes do all the work.
-    shares_work: bool = True
+    # `workers: N` means N working processes but only N - 1 extra interpreters in memory.  By
+    # default it does so when it runs on the main thread (a CLI run); a run on another thread
+    # (a service whose main thread serves an API) leaves all the work to N worker processes,
+    # so the GIL stays free for the service.  True or False decides it explicitly.
+    shares_work: bool | None = None
     _local_store: Store | None = None  # the store this process writes its shares through
 
-    def _spawned_for(self, workers: int) -> int:
-        return workers - 1 if self.shares_work else workers
+    def _sharing(self) -> bool:
+        if self.shares_work is not None:
+            return self.shares_work
+        return threading.current_thread() is threading.main_thread()
 
-    def start_workers(self, workers: int | None = None) -> int:
+    def _spawned_for(self, workers: int) -> int:
+        return workers - 1 if self._sharing() else workers
+
+    def start_workers(self, workers: int | None = None, *, for_stream: str | None = None) -> int:
         """Start the worker processes now rather than at the first large file; return how many.
 
         A long-running hub keeps its workers between runs; this lets it (and the benchmark)
         pay their start-up (imports, compiling the pipeline, loading the model) up front.
+
+        Args:
+            workers: working processes (default: the pipeline's ``workers``, ``auto`` = CPUs).
+            for_stream: start as many as this input would use (none for a small file).
         """
-        if workers is None:
+        if for_stream is not None:
+            workers = self._workers_for(for_stream)
+        elif workers is None:
             workers = self.cfg.workers if self.cfg.workers != "auto" else _usable_cpus()
         size = self._spawned_for(workers)
         if size < 1:
@@ -229,7 +243,7 @@ class PipelineRunner:
                 self._started.add(msg.pid)
         return len(self._started)
 
-    def _plan(self, stream: str, cursor: dict[str, Any] | None, workers: int) -> Any:
+    def _plan(self, stream: str, cursor: dict[str, Any] | None, workers: int) -> PartPlan | None:
         """The connector's plan for ``stream`` when it can be read in parts, else None."""
         if not isinstance(self.connector, PartitionedSource):
             return None
@@ -271,6 +285,7 @@ class PipelineRunner:
                 save_cursor()
 
         def on_batch(msg: BatchDone) -> None:
+            metrics.observe_batch(self.name, msg.read, msg.stored, msg.quarantine_codes)
             summary.read += msg.read
             summary.stored += msg.stored
             summary.quarantined += msg.quarantined
@@ -279,7 +294,7 @@ class PipelineRunner:
                 progress(msg.read)
 
         local = None
-        if self.shares_work:
+        if self._sharing():
             if self._local_store is None:
                 self._local_store = share_store(self.store_url)
             local = ShareContext(self.name, self.preparer, self._local_store, self.connector)

@@ -1,4 +1,4 @@
-"""Parallel processing of one large input: shares of it prepared and committed by several processes.
+"""Parallel processing of one large input: shares prepared and committed by several processes.
 
 A file is shared out in one of two ways (ADR-0006).  When its connector can cut it into parts
 that start at a record and know the row numbers before them (``plan_parts``: CSV files whose
@@ -64,8 +64,8 @@ class PartPlan(Protocol):
 class PartitionedSource(Protocol):
     """A connector that can plan a stream once and read it in independent parts."""
 
-    def plan_parts(self, stream: str, cursor: dict[str, Any] | None, parts: int) -> Any:
-        """Scan ``stream`` and cut it into up to ``parts`` parts (a :class:`PartPlan`)."""
+    def plan_parts(self, stream: str, cursor: dict[str, Any] | None, parts: int) -> PartPlan:
+        """Scan ``stream`` and cut it into up to ``parts`` parts."""
         ...
 
     def read_part(self, plan: Any, part: int, cursor: dict[str, Any] | None) -> Iterator[RawBatch]:
@@ -101,6 +101,7 @@ class BatchDone:
     stored: int
     quarantined: int
     routed: int
+    quarantine_codes: tuple[tuple[str, str], ...] = ()  # (stage, error code) per row, for metrics
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ def run_share(
                 len(prepared.records),
                 len(prepared.quarantined),
                 len(prepared.deliveries),
+                tuple((q[1], q[4]) for q in prepared.quarantined),
             )
             del prepared
         except JunctionError as exc:  # a RecordError is file-level: the file is quarantined
