@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from schemas import Lead  # module level: FastAPI resolves the route's annotation here
+
 
 def _pin(cpu: int) -> None:
     try:
@@ -26,7 +28,6 @@ def naive_app(models_dir: Path) -> Any:
     """A FastAPI app that scores one lead per request with the sklearn pipeline."""
     from fastapi import FastAPI
 
-    from schemas import Lead
     from scoring.batch_features import to_matrix
     from scoring.features import extract
     from scoring.registry import latest_version, load_model
