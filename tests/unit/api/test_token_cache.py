@@ -14,15 +14,17 @@ from junction.store.clients import ApiClient
 CLIENT = ApiClient("jc_0123456789abcdef", "t", "oauth", ("viewer",), None, 0.0, None, None)
 
 
-def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_remembered_token_still_expires() -> None:
     issuer = TokenIssuer(b"k" * 48, "junction", "junction-api", 60)
-    token, _ = issuer.issue(CLIENT)
-    assert issuer.verify(token)["sub"] == CLIENT.id
-    assert token in auth._VERIFIED
-    later = time.time() + 60 + auth.LEEWAY_S + 1
-    monkeypatch.setattr(auth.time, "time", lambda: later)
+    fresh, _ = issuer.issue(CLIENT)
+    assert issuer.verify(fresh)["sub"] == CLIENT.id
+    assert fresh in auth._VERIFIED
+    # a token that verified when it was fresh and has expired since: the cache must not serve it
+    old, _ = issuer.issue(CLIENT, now=time.time() - 3600)
+    claims = {"sub": CLIENT.id, "exp": int(time.time()) - 3600 + 60}
+    auth._VERIFIED[old] = (issuer, claims)
     with pytest.raises(AuthError) as err:
-        issuer.verify(token)
+        issuer.verify(old)
     assert err.value.code == "token_expired"
 
 
