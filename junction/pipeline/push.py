@@ -8,7 +8,6 @@ caller answer 2xx, so an acknowledged record is always durable.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +51,6 @@ class PushIngestor:
         """Use ``runner``'s compiled mapping, rules, scorer and routes."""
         self.runner = runner
         self.max_records = max_records
-        self._lock = threading.Lock()  # the compiled mapping and CEL programs are not shared
 
     def ingest(
         self,
@@ -79,7 +77,7 @@ class PushIngestor:
             cursor={},
             provenance={"topic": f"push:{source}", **(provenance or {})},
         )
-        with self._lock:
+        with self.runner.prepare_lock:  # shared with the runner's own runs and replays
             prepared = self.runner.preparer.prepare(batch, None)
         stored = write_pushed(
             self.runner.store,

@@ -120,6 +120,9 @@ class PipelineRunner:
             load_scorer(self.model_dir, cfg.scoring) if self.model_dir and cfg.scoring else None
         )
         self.preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
+        # one batch at a time through the compiled mapping and CEL programs: runs, replays and
+        # pushed records (API threads) may share this runner
+        self.prepare_lock = threading.Lock()
         self.store_url = hub.store
         self._pool: ProcessPoolExecutor | None = None
         self._pool_size = 0
@@ -370,7 +373,8 @@ class PipelineRunner:
                 if j == 0 and sha and self.store.file_status(self.name, sha) == "done":
                     log.info("file already ingested; archiving", pipeline=self.name, sha256=sha)
                     break
-                prepared = self.preparer.prepare(batch, summary.run_id)
+                with self.prepare_lock:
+                    prepared = self.preparer.prepare(batch, summary.run_id)
                 self.commit(prepared, summary)
                 rows = int(prepared.cursor.get("row", 0))
                 if progress is not None:
@@ -407,9 +411,9 @@ class PipelineRunner:
         self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True
     ) -> None:
         """Prepare and commit one batch inline (replays and tests)."""
-        self.commit(
-            self.preparer.prepare(batch, summary.run_id or None), summary, with_cursor=commit_cursor
-        )
+        with self.prepare_lock:
+            prepared = self.preparer.prepare(batch, summary.run_id or None)
+        self.commit(prepared, summary, with_cursor=commit_cursor)
 
     def _fail_file(
         self, stream: str, sha: str | None, exc: RecordError, summary: RunSummary
