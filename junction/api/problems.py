@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -159,6 +160,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             str(exc.detail) if exc.detail else "HTTP error",
             code=f"http_{exc.status_code}",
             headers=dict(exc.headers or {}),
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(DataError)
+    async def _bad_value(request: Request, exc: DataError) -> Response:
+        # the database refused a value the schema let through (e.g. a NUL byte on PostgreSQL)
+        log.info("value refused by the store", error=type(exc.orig).__name__)
+        return problem_response(
+            400,
+            "Invalid value",
+            "a value in the request cannot be stored or searched",
+            code="invalid_value",
             request_id=_request_id(request),
         )
 

@@ -376,3 +376,11 @@ def test_cursors_of_other_lists_and_garbage_are_rejected(loaded: ApiHarness) -> 
         assert r.status_code == 400
         assert r.json()["code"] == "invalid_cursor"
     assert _get(loaded, "/runs", limit=501).status_code == 422
+
+
+def test_a_nul_byte_in_a_lookup_is_a_client_error_on_both_stores(api: ApiHarness) -> None:
+    # PostgreSQL refuses NUL in text; the answer must be a problem, never a server error
+    with api.http() as h:
+        r = h.get("/api/v1/deliveries/a%00b", headers=api.headers("viewer"))
+    assert r.status_code in (400, 404), r.text
+    assert r.headers["content-type"] == "application/problem+json"
