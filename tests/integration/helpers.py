@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -79,6 +81,24 @@ def rows_of(store_url: str, sql: str) -> list[tuple]:
             return [tuple(r) for r in conn.execute(text(sql)).all()]
     finally:
         eng.dispose()
+
+
+def stored_effects(store: str) -> list[Any]:
+    """Every record, score, delivery and quarantine row, in key order (file path left out)."""
+    return [
+        *[
+            (rid, payload, {k: v for k, v in json.loads(prov).items() if k != "file"})
+            for rid, payload, prov in rows_of(
+                store, "SELECT id, payload, provenance FROM records ORDER BY id"
+            )
+        ],
+        *rows_of(store, "SELECT record_id, value, grade, factors FROM scores ORDER BY record_id"),
+        *rows_of(store, "SELECT id, channel, payload FROM deliveries ORDER BY id"),
+        *rows_of(
+            store,
+            "SELECT record_key, stage, error_code, payload FROM quarantine ORDER BY record_key",
+        ),
+    ]
 
 
 def run_once_and_quarantine(hub) -> tuple:

@@ -8,7 +8,6 @@ part-way resumes to exactly-once.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from connectors.csv_file import CsvFileConfig, CsvFileConnector
 from junction.pipeline.hub import Hub
 from junction.pipeline.workers import BatchDone, CommitPrefix, ShareEnd
 from scoring.synthetic import write_lead_csv
-from tests.integration.helpers import rows_of, scalar, write_config
+from tests.integration.helpers import scalar, stored_effects, write_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ROWS = 4000
@@ -57,20 +56,7 @@ def _ingest(root: Path, store: str, models: Path, shape: str, workers: int, shar
         hub.close()
     assert summary.read == ROWS
     assert (root / "processed" / "leads.csv").exists()
-    return [
-        *[
-            (rid, payload, {k: v for k, v in json.loads(prov).items() if k != "file"})
-            for rid, payload, prov in rows_of(
-                store, "SELECT id, payload, provenance FROM records ORDER BY id"
-            )
-        ],
-        *rows_of(store, "SELECT record_id, value, grade, factors FROM scores ORDER BY record_id"),
-        *rows_of(store, "SELECT id, channel, payload FROM deliveries ORDER BY id"),
-        *rows_of(
-            store,
-            "SELECT record_key, stage, error_code, payload FROM quarantine ORDER BY record_key",
-        ),
-    ]
+    return stored_effects(store)
 
 
 @pytest.mark.parametrize("shape", ["plain", "quoted-late", "quoted"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -14,7 +13,7 @@ import pytest
 from junction.core.errors import InternalError
 from junction.pipeline.hub import Hub
 from scoring.synthetic import write_lead_csv
-from tests.integration.helpers import rows_of, scalar, write_config
+from tests.integration.helpers import scalar, stored_effects, write_config
 
 
 def _ingest(root: Path, models_dir: Path, workers: int) -> list[tuple]:
@@ -35,20 +34,7 @@ def _ingest(root: Path, models_dir: Path, workers: int) -> list[tuple]:
     finally:
         hub.close()
     assert summary.read == 4000
-    return [
-        *[
-            (rid, payload, {k: v for k, v in json.loads(prov).items() if k != "file"})
-            for rid, payload, prov in rows_of(
-                store, "SELECT id, payload, provenance FROM records ORDER BY id"
-            )
-        ],
-        *rows_of(store, "SELECT record_id, value, grade, factors FROM scores ORDER BY record_id"),
-        *rows_of(store, "SELECT id, channel, payload FROM deliveries ORDER BY id"),
-        *rows_of(
-            store,
-            "SELECT record_key, stage, error_code, payload FROM quarantine ORDER BY record_key",
-        ),
-    ]
+    return stored_effects(store)
 
 
 def test_worker_processes_match_inline(tmp_path: Path, models_dir: Path) -> None:
