@@ -18,7 +18,7 @@ from junction.api.app import create_app
 from junction.api.context import ApiContext
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
-from junction.store.clients import ClientStore
+from junction.store.clients import ApiClient, ClientStore
 
 SIGNING_KEY = "test-signing-key-0123456789abcdefghijklmnop"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -86,24 +86,35 @@ class ApiHarness:
         """An HTTP client for the server."""
         return httpx.Client(base_url=self.base_url, timeout=kw.pop("timeout", 30), **kw)
 
+    def issue_token(self, client_id: str, secret: str) -> str:
+        """An access token from the token endpoint (client-credentials grant)."""
+        with self.http() as h:
+            r = h.post(
+                "/api/v1/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            )
+        r.raise_for_status()
+        token: str = r.json()["access_token"]
+        return token
+
+    def new_client_token(
+        self, name: str, roles: list[str], *, rate_limit: str | None = None
+    ) -> tuple[ApiClient, str]:
+        """A new oauth client with ``roles`` (its own counters and cache) and a token for it."""
+        client, secret = self.clients.create(name, roles, rate_limit=rate_limit)
+        return client, self.issue_token(client.id, secret)
+
     def token(self, *roles: str, rate_limit: str | None = None) -> str:
-        """An access token for a new oauth client with ``roles``, minted by the token endpoint."""
+        """An access token for an oauth client with ``roles`` (one client per role set)."""
         key = tuple(sorted(roles)) + ((rate_limit,) if rate_limit else ())
         if key not in self._tokens:
-            client, secret = self.clients.create(
+            _, self._tokens[key] = self.new_client_token(
                 f"test-{'-'.join(key)}", list(roles), rate_limit=rate_limit
             )
-            with self.http() as h:
-                r = h.post(
-                    "/api/v1/oauth/token",
-                    data={
-                        "grant_type": "client_credentials",
-                        "client_id": client.id,
-                        "client_secret": secret,
-                    },
-                )
-            r.raise_for_status()
-            self._tokens[key] = r.json()["access_token"]
         return self._tokens[key]
 
     def headers(self, *roles: str) -> dict[str, str]:

@@ -23,18 +23,8 @@ def get(api: ApiHarness, headers: dict[str, str]) -> httpx.Response:
 
 def bearer(api: ApiHarness, rate_limit: str | None = None) -> dict[str, str]:
     """A new admin client (unique id, so runs never share counters) and its token."""
-    client, secret = api.clients.create("rl-test", ["admin"], rate_limit=rate_limit)
-    with api.http() as h:
-        r = h.post(
-            "/api/v1/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client.id,
-                "client_secret": secret,
-            },
-        )
-    r.raise_for_status()
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    _, token = api.new_client_token("rl-test", ["admin"], rate_limit=rate_limit)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_429(r: httpx.Response, window_s: int) -> None:
@@ -74,16 +64,7 @@ def test_the_limit_recovers_after_the_window(api_sqlite: ApiHarness) -> None:
 
 
 def test_forbidden_calls_count_against_the_limit(api_sqlite: ApiHarness) -> None:
-    client, secret = api_sqlite.clients.create("rl-viewer", ["viewer"], rate_limit="2/minute")
-    with api_sqlite.http() as h:
-        token = h.post(
-            "/api/v1/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client.id,
-                "client_secret": secret,
-            },
-        ).json()["access_token"]
+    _, token = api_sqlite.new_client_token("rl-viewer", ["viewer"], rate_limit="2/minute")
     codes = [get(api_sqlite, {"Authorization": f"Bearer {token}"}).status_code for _ in range(3)]
     assert codes == [403, 403, 429]
 

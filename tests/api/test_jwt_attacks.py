@@ -226,16 +226,7 @@ def test_a_tampered_payload_is_rejected(api_sqlite: ApiHarness) -> None:
 
 def test_a_revoked_clients_token_stops_working(api_sqlite: ApiHarness) -> None:
     client, secret = api_sqlite.clients.create("soon-revoked", ["admin"])
-    with api_sqlite.http() as h:
-        r = h.post(
-            "/api/v1/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client.id,
-                "client_secret": secret,
-            },
-        )
-    token = r.json()["access_token"]
+    token = api_sqlite.issue_token(client.id, secret)
     assert call(api_sqlite, bearer(token)).status_code == 200
     assert api_sqlite.clients.revoke(client.id)
     deadline = time.monotonic() + 5  # the authenticator trusts a client's status for 2 s

@@ -36,18 +36,8 @@ URL = "/api/v1/records/leads"
 
 def _client(api: ApiHarness, *roles: str) -> tuple[str, dict[str, str]]:
     """A new oauth client's id and bearer headers."""
-    client, secret = api.clients.create("ingest-test", list(roles or ("ingest",)))
-    with api.http() as h:
-        r = h.post(
-            "/api/v1/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client.id,
-                "client_secret": secret,
-            },
-        )
-    r.raise_for_status()
-    return client.id, {"Authorization": f"Bearer {r.json()['access_token']}"}
+    client, token = api.new_client_token("ingest-test", list(roles or ("ingest",)))
+    return client.id, {"Authorization": f"Bearer {token}"}
 
 
 def _post(api: ApiHarness, headers: dict[str, str], key: str | None, body: Any) -> httpx.Response:
