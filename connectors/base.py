@@ -23,6 +23,7 @@ class Capability(StrEnum):
     DELETES = "deletes"
     FILES = "files"
     PUSH = "push"
+    FETCH = "fetch"  # can read given records by id (``FetchById``), e.g. after a webhook event
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,11 @@ class RawBatch:
     cursor: dict[str, Any]
     errors: list[RowError] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # the version of each record in its source (e.g. Salesforce ``SystemModstamp``), as strings
+    # that sort in version order (fixed-width UTC ISO-8601, zero-padded numbers); with them the
+    # store keeps the newest version per source key: an older one arriving late is stored as
+    # history but neither routed nor delivered (``junction.store.heads``)
+    versions: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -97,4 +103,56 @@ class SourceConnector(Protocol):
 
     def close(self) -> None:
         """Release resources; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class FetchById(Protocol):
+    """A connector that can read given records by their source ids (``Capability.FETCH``)."""
+
+    def fetch(self, stream: str, ids: list[str]) -> RawBatch:
+        """Read the current state of ``ids`` in ``stream``; ids that no longer exist are absent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushItem:
+    """One item of a pushed delivery (a webhook body holds one or many).
+
+    Either ``record`` is the raw record itself (Salesforce Outbound Messages carry the fields),
+    or ``fetch_id`` names a record to read through ``FetchById.fetch`` (HubSpot events carry only
+    the object id).  ``event_id`` is the sender's id of this item: the durable dedupe key.
+    """
+
+    event_id: str
+    stream: str
+    record: dict[str, Any] | None = None
+    fetch_id: str | None = None
+    version: str | None = None  # sortable, as ``RawBatch.versions``
+    key: str | None = None  # the record's stable key; default ``<stream>/<event_id>``
+
+
+@dataclass(frozen=True, slots=True)
+class PushAck:
+    """The body a source expects once its delivery is durably stored (e.g. a SOAP Ack)."""
+
+    body: bytes
+    media_type: str
+
+
+@runtime_checkable
+class PushParser(Protocol):
+    """A connector that reads its source's own webhook bodies (``Capability.PUSH``).
+
+    ``parse_push`` runs after the hook's verifier accepted the raw body; it must not do I/O and
+    raises ``ParseError`` for a body it cannot read.  ``push_ack`` is what the source expects as
+    the 2xx answer; None means the hub's JSON answer.
+    """
+
+    def parse_push(self, body: bytes, headers: dict[str, str]) -> list[PushItem]:
+        """The items of one verified delivery, in the order the source sent them."""
+        ...
+
+    def push_ack(self, items: list[PushItem]) -> PushAck | None:
+        """The success answer for a stored delivery, or None for the hub's JSON answer."""
         ...

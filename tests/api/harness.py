@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import uvicorn
-from fastapi import FastAPI
 
 from junction.api.app import create_app
 from junction.api.context import ApiContext
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
 from junction.store.clients import ApiClient, ClientStore
+from tests.fakes.server import serve_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 SIGNING_KEY = "test-signing-key-0123456789abcdefghijklmnop"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -125,28 +125,6 @@ class ApiHarness:
         """A new API key with ``roles``."""
         _, key = self.clients.create("test-key", list(roles), kind="apikey")
         return key
-
-
-@contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yield its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @contextmanager

@@ -26,6 +26,8 @@ GROUP = "junction.verifiers"
 # the verifiers shipped with Junction ("module:Class", loaded on first use)
 BUILTIN: dict[str, str] = {
     "standard_webhooks": "junction.api.verifiers.standard_webhooks:StandardWebhooksVerifier",
+    "hubspot": "junction.api.verifiers.hubspot:HubSpotVerifier",
+    "salesforce_outbound": "junction.api.verifiers.salesforce:SalesforceOutboundVerifier",
 }
 
 
