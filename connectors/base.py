@@ -7,7 +7,7 @@ A connector yields raw dicts plus provenance in batches; each batch carries the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -75,7 +75,7 @@ class RawBatch:
     # that sort in version order (fixed-width UTC ISO-8601, zero-padded numbers); with them the
     # store keeps the newest version per source key: an older one arriving late is stored as
     # history but neither routed nor delivered (``junction.store.heads``)
-    versions: list[str] | None = None
+    versions: Sequence[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -111,7 +111,10 @@ class FetchById(Protocol):
     """A connector that can read given records by their source ids (``Capability.FETCH``)."""
 
     def fetch(self, stream: str, ids: list[str]) -> RawBatch:
-        """Read the current state of ``ids`` in ``stream``; ids that no longer exist are absent."""
+        """Read the current state of ``ids`` in ``stream``; ids that no longer exist are absent.
+
+        ``positions[j]`` of the answer is the index in ``ids`` of record ``j``'s id.
+        """
         ...
 
 

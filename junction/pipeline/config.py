@@ -39,6 +39,10 @@ class SourceConfig(BaseModel):
 
     connector: str = Field(..., description="Connector id, e.g. csv_file.")
     schedule: str | None = Field(None, description="Cron expression for polling sources.")
+    streams: list[str] | None = Field(
+        None,
+        description="Streams to read (e.g. [Lead]); default: every stream the connector discovers.",
+    )
 
     def connector_options(self) -> dict[str, Any]:
         """Return the options meant for the connector's own config model."""

@@ -34,6 +34,8 @@ class PreparedBatch:
     scores: list[Row] = field(default_factory=list)
     deliveries: list[Row] = field(default_factory=list)
     quarantined: list[Row] = field(default_factory=list)
+    # (pipeline, source_key, version, record_id) of versioned records (``junction.store.heads``)
+    heads: list[Row] = field(default_factory=list)
 
 
 def quarantine_row(
@@ -153,6 +155,7 @@ class BatchPreparer:
                 f',"model":"{model_name}","model_version":"{model_version}","variant":"{variant}"}}'
             )
         keys, raw, positions = batch.keys, batch.records, batch.positions
+        versions, heads = batch.versions, out.heads
         values = grades = factors = None
         if cols is not None:
             values, grades, factors = cols.values, cols.grades, cols.factors
@@ -228,3 +231,5 @@ class BatchPreparer:
                     now,
                 )
             )
+            if versions is not None and versions[i] is not None:
+                heads.append((name, source_key, versions[i], rid))

@@ -68,31 +68,42 @@ class PushIngestor:
         if not all(isinstance(p, dict) for p in payloads):
             raise ConfigError("every record must be a JSON object")
         n = len(payloads)
-        keys = [f"{source}:{event_id}:{i}" for i in range(n)]
         batch = RawBatch(
             stream=f"push:{source}",
             records=payloads,
-            keys=keys,
+            keys=[f"{source}:{event_id}:{i}" for i in range(n)],
             positions=list(range(n)),
             cursor={},
             provenance={"topic": f"push:{source}", **(provenance or {})},
         )
+        return self.ingest_batch(batch, source=source, event_id=event_id)
+
+    def ingest_batch(
+        self, batch: RawBatch, *, source: str, event_id: str, item_ids: list[str] | None = None
+    ) -> PushOutcome:
+        """Normalize, score, route and durably store one pushed batch.
+
+        ``event_id`` names the delivery; ``item_ids`` are the sender's ids of its items when it
+        carries several events (each one deduplicated on its own).  ``batch.positions`` are the
+        items' indexes in the delivery, reported back per stored or quarantined record.
+        """
         with self.runner.prepare_lock:  # shared with the runner's own runs and replays
             prepared = self.runner.preparer.prepare(batch, None)
         stored = write_pushed(
             self.runner.store,
             source=source,
-            event_id=event_id,
+            event_id=item_ids if item_ids else event_id,
             records=prepared.records,
             scores=prepared.scores,
             deliveries=prepared.deliveries,
             quarantined=prepared.quarantined,
+            heads=prepared.heads,
         )
         out = PushOutcome(event_id, duplicate=not stored)
         if not stored:
             return out
-        prefix = f"{self.runner.name}:{source}:{event_id}:"
-        index_of = {f"{self.runner.name}:{k}": i for i, k in enumerate(keys)}
+        name = self.runner.name
+        index_of = {f"{name}:{k}": p for k, p in zip(batch.keys, batch.positions, strict=True)}
         scores = {row[0]: row for row in prepared.scores}
         for row in prepared.records:
             rid = row[0]
@@ -103,11 +114,9 @@ class PushIngestor:
             out.stored.append(item)
         for q in prepared.quarantined:
             # (pipeline, stage, key, type, code, message, context, payload, ...)
-            key = str(q[2])
-            index = int(key[len(prefix) :]) if key.startswith(prefix) else None
             out.quarantined.append(
                 {
-                    "index": index,
+                    "index": index_of.get(str(q[2])),
                     "stage": q[1],
                     "code": q[4],
                     "message": q[5],

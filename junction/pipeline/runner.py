@@ -24,7 +24,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from connectors.base import RawBatch, SourceConnector
+from connectors.base import Capability, RawBatch, SourceConnector
 from junction.core import metrics
 from junction.core.errors import InternalError, JunctionError, RecordError
 from junction.core.logging import get_logger
@@ -74,6 +74,7 @@ class RunSummary:
     stored: int = 0
     quarantined: int = 0
     routed: int = 0
+    superseded: int = 0  # versions stored as history: a newer one of the same record exists
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -140,8 +141,11 @@ class PipelineRunner:
         summary = RunSummary(self.name, run_id)
         status, error = "succeeded", None
         try:
-            for stream in self.connector.discover():
-                self._run_stream(stream.name, summary, progress)
+            for stream in self.streams():
+                if self.polls:
+                    self._run_poll_stream(stream, summary, progress)
+                else:
+                    self._run_stream(stream, summary, progress)
         except RunInterrupted:
             status = "interrupted"  # stopped between batches; the cursor resumes it
             raise
@@ -156,6 +160,32 @@ class PipelineRunner:
             self.store.finish_run(run_id, status, summary.as_dict(), error)
             metrics.observe_run(self.name, status)
         return summary
+
+    @property
+    def polls(self) -> bool:
+        """Whether the source is polled (a CRM, a database) rather than a file drop."""
+        return Capability.FILES not in self.connector.capabilities
+
+    def streams(self) -> list[str]:
+        """The streams one run reads: the configured ones, else every discovered stream."""
+        if self.cfg.source.streams:
+            return list(self.cfg.source.streams)
+        return [s.name for s in self.connector.discover()]
+
+    def _run_poll_stream(self, stream: str, summary: RunSummary, progress: Progress | None) -> None:
+        """Read a polled stream from its committed cursor; each batch commits with its cursor.
+
+        A failure (the source down, a rate limit, a crash) leaves the cursor after the last
+        committed batch, so the next run resumes there: nothing is lost, and what is read again
+        is deduplicated by its stable ids (and by the connector's own cursor dedupe).
+        """
+        cursor = self.store.get_cursor(self.name, stream)
+        for batch in self.connector.read(stream, cursor):
+            with self.prepare_lock:
+                prepared = self.preparer.prepare(batch, summary.run_id)
+            self.commit(prepared, summary)
+            if progress is not None:
+                progress(prepared.read)
 
     def _workers_for(self, stream: str) -> int:
         w = self.cfg.workers
@@ -389,12 +419,13 @@ class PipelineRunner:
         self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True
     ) -> None:
         """Write one prepared batch and its cursor in one transaction."""
-        self.store.write_batch(
+        superseded = self.store.write_batch(
             records=prepared.records,
             scores=prepared.scores,
             deliveries=prepared.deliveries,
             quarantined=prepared.quarantined,
             cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
+            heads=prepared.heads,
         )
         metrics.observe_batch(
             self.name,
@@ -406,6 +437,7 @@ class PipelineRunner:
         summary.stored += len(prepared.records)
         summary.quarantined += len(prepared.quarantined)
         summary.routed += len(prepared.deliveries)
+        summary.superseded += superseded
 
     def process_batch(
         self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True

@@ -215,3 +215,15 @@ schedules = Table(
     Column("lease_owner", String(128)),
     Column("lease_until", Float),
 )
+
+# --- CRM sources (migration 0003) -----------------------------------------------------------------
+
+record_heads = Table(
+    "record_heads",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("source_key", String(384), primary_key=True),
+    Column("version", String(64), nullable=False),  # sorts in version order (RawBatch.versions)
+    Column("record_id", String(512), nullable=False),  # the stored record of that version
+    Column("updated_at", Float, nullable=False),
+)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from connectors.base import PushParser
 from junction.api.context import ApiContext, ctx_of
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
@@ -36,7 +38,8 @@ from junction.core.errors import ConfigError, ParseError, RetryableError
 from junction.core.logging import get_logger
 from junction.pipeline.config import HookConfig
 from junction.pipeline.prepare import quarantine_row
-from junction.pipeline.push import MAX_PUSH_RECORDS, PushOutcome
+from junction.pipeline.push import MAX_PUSH_RECORDS, PushIngestor, PushOutcome
+from junction.pipeline.push_items import ingest_pushed_body, parser_of
 from junction.store.inbound import seen
 
 log = get_logger(__name__)
@@ -134,7 +137,7 @@ def _headers(request: Request) -> dict[str, str]:
 )
 async def receive_hook(
     source: str, request: Request, _: Annotated[Principal, Depends(HOOK)]
-) -> IngestResponse:
+) -> Any:
     """Verify, store, then acknowledge one delivery; a redelivery is answered as a duplicate."""
     ctx = ctx_of(request)
     hook = ctx.cfg.api.hooks.get(source)
@@ -160,6 +163,16 @@ async def receive_hook(
         raise ApiProblem(401, "Unauthorized", exc.user_message, code=exc.code) from None
     event_id = verified.event_id or f"sha256:{hashlib.sha256(body).hexdigest()}"
     provenance = {"hook": source, "event_id": event_id}
+
+    try:
+        ingestor = await run_in_threadpool(_ingestor, ctx, hook.pipeline)
+    except RetryableError as exc:
+        raise _unavailable(exc) from None
+    parser = parser_of(ingestor)
+    if parser is not None:  # the source's own format (Salesforce SOAP, HubSpot events)
+        return await _receive_native(
+            ctx, ingestor, parser, hook.pipeline, source, event_id, signed, provenance
+        )
 
     try:
         records = parse_records(body)
@@ -189,6 +202,17 @@ async def receive_hook(
     return IngestResponse.model_validate(outcome.as_dict())
 
 
+def _ingestor(ctx: ApiContext, pipeline: str) -> PushIngestor:
+    try:
+        return ingestor_for(ctx, pipeline)
+    except ConfigError as exc:
+        # e.g. the model cannot load: fail closed, the sender retries once it is fixed
+        log.error("hook pipeline unavailable", pipeline=pipeline, code=exc.code)
+        raise RetryableError(
+            "the pipeline is not ready", retry_after=30, code="pipeline_unavailable"
+        ) from None
+
+
 def _ingest(
     ctx: ApiContext,
     pipeline: str,
@@ -200,15 +224,57 @@ def _ingest(
     # a known delivery is answered without preparing it again; the insert below still dedupes
     if seen(ctx.store, source, event_id):
         return PushOutcome(event_id, duplicate=True)
-    try:
-        ingestor = ingestor_for(ctx, pipeline)
-    except ConfigError as exc:
-        # e.g. the model cannot load: fail closed, the sender retries once it is fixed
-        log.error("hook pipeline unavailable", pipeline=pipeline, code=exc.code)
-        raise RetryableError(
-            "the pipeline is not ready", retry_after=30, code="pipeline_unavailable"
-        ) from None
+    ingestor = _ingestor(ctx, pipeline)
     return ingestor.ingest(records, source=source, event_id=event_id, provenance=provenance)
+
+
+async def _receive_native(
+    ctx: ApiContext,
+    ingestor: PushIngestor,
+    parser: PushParser,
+    pipeline: str,
+    source: str,
+    event_id: str,
+    signed: SignedRequest,
+    provenance: dict[str, Any],
+) -> Any:
+    """Parse with the connector, dedupe per item, fetch, store; then answer as the source wants."""
+    try:
+        result = await run_in_threadpool(
+            partial(
+                ingest_pushed_body,
+                ingestor,
+                parser,
+                source=source,
+                delivery_id=event_id,
+                body=signed.body,
+                headers=dict(signed.headers),
+                provenance=provenance,
+            )
+        )
+    except ParseError as exc:
+        await _quarantine_body(ctx, pipeline, source, event_id, exc, signed.body, provenance)
+        raise ApiProblem(
+            422,
+            "Unprocessable body",
+            f"{exc.user_message}; the delivery was quarantined",
+            code=exc.code,
+            extra={"event_id": event_id, "quarantined": True},
+        ) from None
+    except RetryableError as exc:
+        raise _unavailable(exc) from None
+    outcome = result.outcome
+    log.info(
+        "hook accepted",
+        source=source,
+        duplicate=outcome.duplicate,
+        accepted=len(outcome.stored),
+        quarantined=len(outcome.quarantined),
+        ignored=result.ignored,
+    )
+    if result.ack is not None:
+        return Response(result.ack.body, media_type=result.ack.media_type)
+    return IngestResponse.model_validate(outcome.as_dict())
 
 
 async def _quarantine_body(
