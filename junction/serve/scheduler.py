@@ -32,7 +32,7 @@ from croniter import croniter
 
 from junction.api.context import RunRequest
 from junction.core import metrics
-from junction.core.errors import ConfigError, JunctionError
+from junction.core.errors import ConfigError, JunctionError, RetryableError
 from junction.core.logging import get_logger
 from junction.pipeline.hub import Hub
 from junction.pipeline.runner import PipelineRunner, RunInterrupted, RunSummary
@@ -227,8 +227,8 @@ class Scheduler:
                         slot.wanted = None
                     grants.append((slot, wanted, None))
                 continue
-            if slot.schedule is None:
-                continue
+            if slot.schedule is None or now < slot.retry_at:
+                continue  # a source that asked us to wait (Retry-After) is not polled before
             due = due_slot(slot.schedule, fired.get(slot.name), now)
             if due is not None and self._acquire(slot.name, now, due):
                 at = datetime.fromtimestamp(due, UTC).isoformat()
@@ -261,6 +261,8 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - a failed run is logged and retried later
             slot.failures += 1
             backoff = min(MAX_BACKOFF_S, 2.0**slot.failures)
+            if isinstance(exc, RetryableError) and exc.retry_after:
+                backoff = max(backoff, exc.retry_after)  # e.g. a CRM's API limit resets later
             slot.retry_at = time.time() + backoff
             code = exc.code if isinstance(exc, JunctionError) else "internal_error"
             log.warning(
