@@ -24,6 +24,9 @@ class FakeSourceConfig(BaseModel):
     fail_after_batches: int | None = Field(
         None, ge=0, description="Raise ``fail_kind`` after this many batches of a read."
     )
+    push_ack_xml: bool = Field(
+        False, description="Answer stored webhook deliveries with an XML ack, as SOAP sources do."
+    )
     fail_kind: Literal["unavailable", "rate_limited", "auth"] = Field(
         "unavailable", description="The error the injected fault raises."
     )

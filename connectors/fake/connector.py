@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 
 import orjson
 
-from connectors.base import Capability, CheckResult, RawBatch, StreamInfo
+from connectors.base import Capability, CheckResult, PushAck, PushItem, RawBatch, StreamInfo
 from connectors.fake.config import FakeSourceConfig
 from junction.core.errors import (
     AuthError,
     ConfigError,
     JunctionError,
+    ParseError,
     RateLimitedError,
     UnavailableError,
 )
@@ -36,7 +37,7 @@ class FakeConnector:
     name: ClassVar[str] = "fake"
     config_model: ClassVar[type[FakeSourceConfig]] = FakeSourceConfig
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.DISCOVER, Capability.INCREMENTAL, Capability.FETCH}
+        {Capability.DISCOVER, Capability.INCREMENTAL, Capability.FETCH, Capability.PUSH}
     )
 
     def __init__(self, config: FakeSourceConfig) -> None:
@@ -118,6 +119,42 @@ class FakeConnector:
             provenance={"topic": f"fake:{stream}"},
             versions=[str(r["updated_at"]) for r in page],
         )
+
+    def parse_push(self, body: bytes, headers: dict[str, str]) -> list[PushItem]:
+        """A JSON array of events: ``{eventId, stream, objectId}`` or ``{eventId, record}``."""
+        try:
+            events = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ParseError("the body is not JSON", code="invalid_json") from None
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise ParseError("the body must be a JSON array of events", code="unexpected_shape")
+        items = []
+        for e in events:
+            event_id, record = e.get("eventId"), e.get("record")
+            if event_id is None:
+                raise ParseError("an event has no eventId", code="unexpected_shape")
+            if isinstance(record, dict):
+                version = str(record.get("updated_at", "")) or None
+                items.append(
+                    PushItem(
+                        event_id=str(event_id),
+                        stream=str(record.get("stream", "")),
+                        record=record,
+                        version=version,
+                        key=f"{record.get('id')}@{version}" if version else None,
+                    )
+                )
+            else:
+                items.append(
+                    PushItem(str(event_id), str(e.get("stream", "")), fetch_id=str(e["objectId"]))
+                )
+        return items
+
+    def push_ack(self, items: list[PushItem]) -> PushAck | None:
+        """An XML acknowledgement when configured (as SOAP sources expect), else None."""
+        if not self.config.push_ack_xml:
+            return None
+        return PushAck(f"<ack count='{len(items)}'/>".encode(), "text/xml")
 
     def _injected(self, sidecar: Path) -> None:
         try:
