@@ -34,11 +34,15 @@ def _fixture_module(name: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != f"tests.contract.fixtures.{name}":
             raise
-        pytest.fail(f"connector {name!r} is registered but has no tests/contract/fixtures/{name}.py")
+        pytest.fail(
+            f"connector {name!r} is registered but has no tests/contract/fixtures/{name}.py"
+        )
 
 
 @pytest.fixture(params=NAMES)
-def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, ConnectorContract]]:
+def contract(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, ConnectorContract]]:
     name = request.param
     module = _fixture_module(name)
     with module.contract(tmp_path) as c:
@@ -199,4 +203,5 @@ def test_close_is_idempotent_and_logs_hold_no_secret(contract, caplog):
 def test_declared_capabilities_are_known(contract):
     name, _c = contract
     caps = REGISTRY.get("connectors", name).capabilities
-    assert caps and all(isinstance(x, Capability) for x in caps)
+    assert caps
+    assert all(isinstance(x, Capability) for x in caps)
