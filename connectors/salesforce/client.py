@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import jwt
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.bulk2 import Operation, SFBulk2Handler, _Bulk2Client
@@ -60,6 +61,16 @@ T = TypeVar("T")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 # an org past its daily limit recovers as the 24 h window rolls; look again in an hour
 USAGE_RETRY_AFTER_S = 3600.0
+# login answers that mean "the server", not "your credentials"
+_SERVER_CODES = frozenset(
+    {
+        "SERVER_UNAVAILABLE",
+        "UNKNOWN_EXCEPTION",
+        "server_error",
+        "temporarily_unavailable",
+        "unavailable",
+    }
+)
 
 
 class _Session(requests.Session):
@@ -239,8 +250,8 @@ class SalesforceClient:
                 self._sf = self._login()
             except SalesforceAuthenticationFailed as exc:
                 raise self._login_error(exc) from None
-            except (ValueError, TypeError) as exc:
-                # PyJWT refuses an unreadable private key with a ValueError subclass
+            except (ValueError, TypeError, jwt.PyJWTError) as exc:
+                # PyJWT refuses an unreadable private key
                 raise ConfigError(
                     "the Salesforce credentials are unusable (check the private key)",
                     details=type(exc).__name__,
@@ -248,9 +259,14 @@ class SalesforceClient:
         return self._sf
 
     def _login_error(self, exc: SalesforceAuthenticationFailed) -> JunctionError:
+        # SOAP login faults (INVALID_LOGIN) come with HTTP 500: the fault code decides; a code
+        # that is the bare status means the SDK could not read the body (a proxy, an outage)
         status = self._session.last_status or 0
-        details = f"code={exc.code}"
-        if status == 429 or status >= 500:
+        code = exc.code
+        details = f"code={code}"
+        if status == 429 or code == "REQUEST_LIMIT_EXCEEDED":
+            return translate_status(429, "", self._session.last_headers, details=details)
+        if status >= 500 and (not isinstance(code, str) or code in _SERVER_CODES):
             return translate_status(status, "", self._session.last_headers, details=details)
         return AuthError(
             "Salesforce refused the login", details=details, context={"auth": self.connection.auth}
@@ -276,9 +292,8 @@ class SalesforceClient:
     def _run(self, call: Callable[[Salesforce], T]) -> T:
         self.guard()
         for attempt in (1, 2):
-            sf = self._connected()
             try:
-                return call(sf)
+                return call(self._connected())
             except SalesforceExpiredSession as exc:
                 if attempt == 1 and self.login_based:
                     self._sf = None  # the SDK re-logs REST calls itself; Bulk 2.0 needs this
@@ -321,8 +336,20 @@ class SalesforceClient:
         return list((result or {}).get("sobjects", []))
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        """One sObject's describe (``GET /sobjects/{name}/describe``)."""
-        result: dict[str, Any] = self._run(lambda sf: getattr(sf, sobject).describe())
+        """One sObject's describe (``GET /sobjects/{name}/describe``).
+
+        Raises:
+            ConfigError: the org has no such object (or hides it from this user).
+        """
+        try:
+            result: dict[str, Any] = self._run(lambda sf: getattr(sf, sobject).describe())
+        except FatalError as exc:
+            if exc.context.get("status") == 404:
+                raise ConfigError(
+                    f"Salesforce has no object {sobject} visible to this user",
+                    context={"object": sobject},
+                ) from None
+            raise
         return dict(result)
 
     def count(self, soql: str, *, include_deleted: bool = False) -> int:

@@ -106,7 +106,7 @@ class FakeOrg:
     username: str = "integration@acme.example"
     password: str = "Pa55-word-fake"
     security_token: str = "SecTok3nFake"
-    public_key_pem: bytes | None = None
+    public_key_pem: bytes | None = field(default_factory=lambda: rsa_keypair()[1])
     version: str = "59.0"
     api_max: int = 15000
     api_used: int = 0
@@ -310,8 +310,12 @@ class FakeOrg:
     def _fault(self, kind: str, path: str) -> Response:
         retry = {"Retry-After": f"{self.faults.retry_after_s:g}"}
         if path == "/services/oauth2/token":
-            status = {"rate_limit": 429, "server_error": 503, "expired_session": 401}[kind]
-            body = {"error": "unavailable", "error_description": "temporarily unavailable"}
+            # the login host answers an outage with an HTML page, a throttle with OAuth JSON
+            if kind == "server_error":
+                page = "<html><body>Service Unavailable</body></html>"
+                return Response(page, status_code=503, media_type="text/html")
+            status = 429 if kind == "rate_limit" else 401
+            body = {"error": "rate_limit_exceeded", "error_description": "too many requests"}
             return Response(
                 json.dumps(body),
                 status_code=status,
@@ -658,3 +662,49 @@ def _csv_value(value: Any) -> str:
 
 def _json(data: Any) -> Response:
     return Response(json.dumps(data), media_type="application/json")
+
+
+_KEYPAIR: list[tuple[str, bytes]] = []
+
+
+def rsa_keypair() -> tuple[str, bytes]:
+    """A (private PEM text, public PEM bytes) pair for the JWT bearer flow (made once)."""
+    if not _KEYPAIR:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _KEYPAIR.append((private, public))
+    return _KEYPAIR[0]
+
+
+def options_for(
+    org: FakeOrg, url: str, auth: str = "client_credentials", **extra: Any
+) -> dict[str, Any]:
+    """Connector options that log in to ``org`` (served at ``url``) with ``auth``."""
+    base: dict[str, Any] = {"auth": auth, "base_url": url, "timeout_s": 5}
+    if auth == "client_credentials":
+        base.update(domain="acme.my", client_id=org.client_id, client_secret=org.client_secret)
+    elif auth == "jwt_bearer":
+        base.update(client_id=org.client_id, username=org.username, private_key=rsa_keypair()[0])
+    elif auth == "password":
+        base.update(username=org.username, password=org.password, security_token=org.security_token)
+    elif auth == "oauth_password":
+        base.update(
+            client_id=org.client_id,
+            client_secret=org.client_secret,
+            username=org.username,
+            password=org.password,
+        )
+    elif auth == "session":
+        base.update(session_id=org.issue_token(), instance_url=INSTANCE)
+    base.update(extra)
+    return base
