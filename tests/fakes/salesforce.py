@@ -111,6 +111,8 @@ class FakeOrg:
     api_max: int = 15000
     api_used: int = 0
     bulk_polls: int = 1  # a new job answers InProgress this many times before JobComplete
+    # collection rows whose id or external id value is a key here fail with that status code
+    fail_rows: dict[str, str] = field(default_factory=dict)
     faults: Faults = field(default_factory=lambda: Faults(retry_after_s=7.0, delay_s=0.5))
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
@@ -607,6 +609,9 @@ class FakeOrg:
         if rtype not in FIELDS or (obj is not None and rtype != obj):
             return _row_error(None, "INVALID_TYPE", "sObject type is missing or unsupported")
         known = {n: k for n, k, _x in FIELDS[rtype]}
+        for value in (rec.get("id"), *values.values()):
+            if isinstance(value, str) and value in self.fail_rows:
+                return _row_error(rec.get("id"), self.fail_rows[value], "forced by the test")
         for name, value in values.items():
             if name not in known or known[name] in ("id", "datetime", "address"):
                 return _row_error(rec.get("id"), "INVALID_FIELD", f"No such column '{name}'")
