@@ -384,7 +384,10 @@ def _translate_transport(what: str, exc: Exception, timeout: float) -> JunctionE
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         reason = exc.reason
     details = f"{what}: {type(reason).__name__}"
-    if isinstance(reason, urllib3.exceptions.TimeoutError):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: a refusal is no timeout
+    if isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError
+    ):
         return RemoteTimeoutError(
             f"HubSpot did not answer the {what} request within {timeout:g} s", details=details
         )
