@@ -52,7 +52,7 @@ from hubspot.crm.properties.exceptions import ApiException as PropertiesApiExcep
 from hubspot.oauth.exceptions import ApiException as OAuthApiException
 from urllib3.util.retry import Retry
 
-from connectors.hubspot.config import HubSpotConnection
+from connectors.hubspot.config import HubSpotConnection as HubSpotConnection  # re-exported
 from junction.core.errors import (
     AuthError,
     FatalError,
