@@ -115,12 +115,17 @@ def run(
             while True:
                 with progress_bar(transient=not once) as bar:
                     task = bar.add_task("records", total=None)
-                    summaries = hub.run_once(partial(bar.advance, task))
+                    summaries = hub.run_once(partial(bar.advance, task), keep_going=True)
                 stats = hub.deliver(drain_wait_s=drain_wait if once else 0.0)
+                failed = [s for s in summaries if s.run_id == 0 and s.errors]
+                for s in failed:  # the others ran; this one resumes from its cursor next time
+                    err_console.print(f"{s.pipeline}: failed: {s.errors[0]}")
                 busy = any(s.read or s.files for s in summaries) or stats.delivered or stats.dead
                 if not once and not busy:  # polling: say nothing while there is nothing to say
                     summaries = []
                 for s in summaries:
+                    if s in failed:
+                        continue
                     console.print(
                         f"{s.pipeline}: read {s.read}, stored {s.stored}, "
                         f"quarantined {s.quarantined}, "
@@ -128,6 +133,8 @@ def run(
                     )
                 if once or busy:
                     console.print(delivery_line(stats))
+                if once and failed:
+                    raise typer.Exit(2)
                 if once or stopping:
                     break
                 deadline = time.monotonic() + interval

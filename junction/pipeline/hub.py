@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from junction.core.errors import ConfigError
+from junction.core.errors import AuthError, ConfigError, RetryableError
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, load_config
 from junction.pipeline.deliver import DeliveryStats, DeliveryWorker, build_channels
@@ -38,9 +38,27 @@ class Hub:
             )
         return self._runners[name]
 
-    def run_once(self, progress: Progress | None = None) -> list[RunSummary]:
-        """Run every pipeline once over its ready inputs."""
-        return [self.runner(name).run_once(progress) for name in self.cfg.pipelines]
+    def run_once(
+        self, progress: Progress | None = None, *, keep_going: bool = False
+    ) -> list[RunSummary]:
+        """Run every pipeline once over its ready inputs.
+
+        With ``keep_going``, a pipeline whose source is down, rate limiting or refusing its
+        credentials (``RetryableError``, ``AuthError``) is reported in its summary's ``errors``
+        and the others still run; its run is recorded as failed and its cursor stays after the
+        last committed batch, so the next run resumes there.  Other errors still raise.
+        """
+        out = []
+        for name in self.cfg.pipelines:
+            try:
+                out.append(self.runner(name).run_once(progress))
+            except (RetryableError, AuthError) as exc:
+                if not keep_going:
+                    raise
+                failed = RunSummary(name, 0)
+                failed.errors.append(f"{type(exc).__name__}: {exc.user_message}")
+                out.append(failed)
+        return out
 
     def deliver(self, *, drain_wait_s: float = 0.0) -> DeliveryStats:
         """Send what is due, waiting up to ``drain_wait_s`` for retries that fall due soon."""

@@ -194,3 +194,41 @@ def test_versions_in_one_batch_route_only_the_newest(crm):
     finally:
         hub.close()
     assert rows_of(url, "SELECT record_id FROM deliveries") == [("crm:00Q8@2026-12-01T12:00:00Z",)]
+
+
+def test_junction_run_once_keeps_going_when_one_source_is_down(crm, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from junction.cli.main import app
+    from scoring.synthetic import write_lead_csv
+
+    root, cfg, url = crm
+    src = root / "source.jsonl"
+    write_source(src, [_lead(i, f"2026-12-01T10:00:0{i}Z") for i in range(3)])
+    src.with_name(src.name + ".faults").write_bytes(b'{"kind":"rate_limited","remaining":1}')
+    # a second pipeline, a file drop, next to the CRM one
+    (root / "inbox").mkdir()
+    write_lead_csv(root / "inbox" / "leads.csv", 20, seed=3, messy=False)
+    cfg.write_text(
+        cfg.read_text().replace(
+            "channels:",
+            "  files:\n"
+            "    source: {connector: csv_file, path: inbox/*.csv, settle_seconds: 0}\n"
+            "    mapping: csv.lead\n"
+            "    workers: 0\n"
+            "channels:",
+        )
+    )
+    result = CliRunner().invoke(app, ["run", str(cfg), "--once"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "crm: failed: RateLimitedError" in result.output
+    assert "files: read 20, stored 20" in result.output
+    assert scalar(url, "SELECT count(*) FROM records WHERE pipeline = 'files'") == 20
+    assert rows_of(url, "SELECT pipeline, status FROM runs ORDER BY id") == [
+        ("crm", "failed"),
+        ("files", "succeeded"),
+    ]
+    # the next run reads the CRM from where it stood
+    again = CliRunner().invoke(app, ["run", str(cfg), "--once"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert "crm: read 3, stored 3" in again.output
