@@ -4,20 +4,18 @@ Every call goes through :meth:`SalesforceClient._run`, which logs in lazily, re-
 a login-based session expired, stops before the org's daily API limit is exhausted, and turns
 the SDK's exceptions into Junction's taxonomy:
 
-=============================================  ==========================================
-Salesforce answer / SDK exception              Junction error
-=============================================  ==========================================
-login refused (SalesforceAuthenticationFailed)  AuthError (429/5xx on the login: retryable)
-401 INVALID_SESSION_ID                          re-login once (login-based auth), else AuthError
-403 REQUEST_LIMIT_EXCEEDED, 429                 RateLimitedError(retry_after=Retry-After)
-403 other (INSUFFICIENT_ACCESS, API_DISABLED)   AuthError: a permission a human must grant
-400 INVALID_TYPE / INVALID_FIELD                ConfigError: the object or field does not exist
-408, requests Timeout                           RemoteTimeoutError
-500                                             RetryableError
-502, 503, 504, connection refused/reset         UnavailableError
-other 4xx, 300, failed Bulk 2.0 job             FatalError
-Sforce-Limit-Info api-usage >= max share        RateLimitedError (before the next request)
-=============================================  ==========================================
+* login refused (``SalesforceAuthenticationFailed``) → ``AuthError``; a 429 or an outage on
+  the login itself → ``RateLimitedError`` / ``UnavailableError``
+* 401 ``INVALID_SESSION_ID`` → re-login and retry once (login-based auth), else ``AuthError``
+* 403 ``REQUEST_LIMIT_EXCEEDED``, 429 → ``RateLimitedError(retry_after=Retry-After)`` (one hour
+  for the daily limit when Salesforce gives none)
+* 403 other (``INSUFFICIENT_ACCESS``, ``API_DISABLED_FOR_ORG``) → ``AuthError``: a permission
+* 400 ``INVALID_TYPE`` / ``INVALID_FIELD``, describe 404 → ``ConfigError``
+* 408, a requests timeout → ``RemoteTimeoutError``
+* 500 → ``RetryableError``; 502/503/504, connection refused or reset → ``UnavailableError``
+* other 4xx, 300, a failed Bulk 2.0 job, an unreadable answer → ``FatalError``
+* ``Sforce-Limit-Info`` api-usage at or over the configured share → ``RateLimitedError``
+  before the next request
 
 User messages never hold response bodies (they may carry record values); those go to
 ``details``.  Secrets are never put in either.
@@ -136,9 +134,12 @@ def translate_status(
     """Map an HTTP status and Salesforce errorCode to the taxonomy (the table above)."""
     ctx = {"status": status, "error_code": code} if code else {"status": status}
     if status == 429 or (status == 403 and code == "REQUEST_LIMIT_EXCEEDED"):
+        retry_after = _retry_after(headers)
+        if retry_after is None and status == 403:
+            retry_after = USAGE_RETRY_AFTER_S  # the org's 24 h limit: no sooner than an hour
         return RateLimitedError(
             "Salesforce asked us to slow down (API request limit)",
-            retry_after=_retry_after(headers),
+            retry_after=retry_after,
             details=details,
             context=ctx,
         )

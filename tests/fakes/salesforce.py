@@ -113,6 +113,9 @@ class FakeOrg:
     bulk_polls: int = 1  # a new job answers InProgress this many times before JobComplete
     # collection rows whose id or external id value is a key here fail with that status code
     fail_rows: dict[str, str] = field(default_factory=dict)
+    # data requests whose path contains the key get (status, errorCode) once each
+    answer_next: dict[str, tuple[int, str]] = field(default_factory=dict)
+    bulk_fail: bool = False  # query jobs end in state Failed
     faults: Faults = field(default_factory=lambda: Faults(retry_after_s=7.0, delay_s=0.5))
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
@@ -431,6 +434,11 @@ class FakeOrg:
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
         headers = self._limit_headers()
+        with self._lock:
+            forced = next((k for k in self.answer_next if k in "/" + rest), None)
+            status_code = self.answer_next.pop(forced) if forced is not None else None
+        if status_code is not None:
+            return _errors(status_code[0], status_code[1], "forced by the test", headers)
         try:
             response = self._route(request, rest.rstrip("/"), body)
         except SoqlError as exc:
@@ -565,6 +573,9 @@ class FakeOrg:
             if job["polls"] > 0:
                 job["polls"] -= 1
                 info["state"] = "InProgress"
+            elif self.bulk_fail:
+                info["state"] = "Failed"
+                info["errorMessage"] = "InternalServerError: the query timed out"
             else:
                 info["state"] = "JobComplete"
                 info["numberRecordsProcessed"] = len(job["rows"])
