@@ -197,3 +197,29 @@ def test_fetch_of_only_deleted_ids_is_empty(fake, conn):
     batch = conn.fetch("contacts", [rid])
     assert batch.records == []
     assert batch.keys == []
+
+
+def test_fetched_records_map_to_canonical_leads_and_contacts(fake, conn):
+    from mappings import compile_mapping
+
+    rid = fake.put(
+        "contacts",
+        updated=T0,
+        email="Ann@Example.com",
+        firstname="Ann",
+        phone="(415) 555-0132",
+        country="US",
+        hs_analytics_num_page_views="7",
+        lifecyclestage="lead",
+    )
+    full = HubSpotConnector(conn.config.model_copy(update={"properties": {}}))
+    record = full.fetch("contacts", [rid]).records[0]
+    full.close()
+    lead = compile_mapping("hubspot.lead").apply(record)
+    assert (lead.external_id, lead.email, lead.phone) == (rid, "ann@example.com", "+14155550132")
+    assert lead.page_views == 7
+    assert lead.status == "lead"
+    assert lead.updated_at is not None
+    assert iso_ms(int(lead.updated_at.timestamp() * 1000)) == iso_ms(T0)
+    contact = compile_mapping("hubspot.contact").apply(record)
+    assert contact.external_id == rid
