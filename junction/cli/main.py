@@ -76,16 +76,26 @@ def progress_bar(total: int | None = None, *, transient: bool = False) -> Progre
 
 
 @app.command()
-def check(config: ConfigArg) -> None:
+def check(
+    config: ConfigArg,
+    connect: Annotated[
+        bool,
+        typer.Option("--connect", help="Also reach each source: address, credentials, access."),
+    ] = False,
+) -> None:
     """Validate a configuration file (errors name the line), its mappings, rules and channels."""
     from junction.pipeline.check import check_config
 
     try:
-        report = check_config(config)
+        report, problems = check_config(config, connect=connect)
     except JunctionError as exc:
         fail(exc)
     for line in report:
         console.print(f"[green]ok[/] {line}")
+    for line in problems:
+        err_console.print(f"[bold red]failed[/] {line}")
+    if problems:
+        raise typer.Exit(2)
 
 
 @app.command()

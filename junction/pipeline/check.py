@@ -11,12 +11,25 @@ from junction.pipeline.normalize import Normalizer
 from junction.pipeline.route import Router
 
 
-def check_config(path: Path) -> list[str]:
-    """Return a line per checked item; raise ConfigError (with line numbers) on a problem."""
+def check_config(path: Path, *, connect: bool = False) -> tuple[list[str], list[str]]:
+    """Return (lines per checked item, problems found); raise ConfigError on a bad config.
+
+    With ``connect``, each pipeline's connector also checks its source (reachable, credentials
+    accepted, streams readable); a failure there is a problem line, not an exception, so every
+    source is checked.
+    """
     cfg = load_config(path)
     report = [f"{path}: configuration is valid"]
+    problems: list[str] = []
     for name, p in cfg.pipelines.items():
-        build_connector(name, p).close()
+        connector = build_connector(name, p)
+        try:
+            if connect:
+                result = connector.check()
+                line = f"pipeline {name}: source {p.source.connector}: {result.message or 'ok'}"
+                (report if result.ok else problems).append(line)
+        finally:
+            connector.close()
         norm = Normalizer(p.mapping, [(r.name, r.expr) for r in p.rules])
         Router(p.routes, norm.entity, norm.fields)
         report.append(
@@ -25,4 +38,4 @@ def check_config(path: Path) -> list[str]:
         )
     channels = build_channels(cfg.channels)
     report.extend(f"channel {name}: {type(ch).__name__}" for name, ch in channels.items())
-    return report
+    return report, problems

@@ -232,3 +232,26 @@ def test_junction_run_once_keeps_going_when_one_source_is_down(crm, tmp_path: Pa
     again = CliRunner().invoke(app, ["run", str(cfg), "--once"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert "crm: read 3, stored 3" in again.output
+
+
+def test_check_connect_reaches_each_source(crm):
+    from typer.testing import CliRunner
+
+    from junction.cli.main import app
+
+    root, cfg, _url = crm
+    write_source(root / "source.jsonl", [_lead(1, "2026-12-01T10:00:00Z")], token="t0ken-xyz")
+    refused = CliRunner().invoke(app, ["check", str(cfg), "--connect"], catch_exceptions=False)
+    assert refused.exit_code == 2
+    assert "failed pipeline crm: source fake: the fake source refused the token" in (
+        " ".join(refused.output.split())
+    )
+    assert "t0ken-xyz" not in refused.output
+    text = cfg.read_text().replace("streams: [leads]", "streams: [leads], token: t0ken-xyz")
+    cfg.write_text(text)
+    ok = CliRunner().invoke(app, ["check", str(cfg), "--connect"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    assert "pipeline crm: source fake: 1 record(s)" in ok.output
+    # without --connect the source is not contacted at all
+    write_source(root / "source.jsonl", [], token="another")
+    assert CliRunner().invoke(app, ["check", str(cfg)]).exit_code == 0
