@@ -37,7 +37,7 @@ from connectors.base import (
 from connectors.hubspot.client import HubSpotClient, JsonObject, SearchFilter
 from connectors.hubspot.config import MODIFIED_PROPERTY, HubSpotConfig
 from connectors.hubspot.events import parse_events
-from junction.core.errors import ConfigError, JunctionError, ParseError
+from junction.core.errors import ConfigError, FatalError, JunctionError, ParseError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEEN_LIMIT = 5000  # (id, version) pairs a cursor keeps at most (ties at one timestamp excepted)
@@ -326,6 +326,12 @@ class _Walk:
             page = self._search([SearchFilter(self.prop, "GT" if strict else "GTE", str(lower))])
             results, more = _results(page)
             stamps = self._stamps(results)
+            if results and not stamps and more:
+                # nothing to move the walk forward with: stop loudly rather than skip the rest
+                raise FatalError(
+                    f"HubSpot returned a page of {self.obj} without modification times",
+                    details=f"search on {self.prop}: no readable {self.prop} or updatedAt",
+                )
             # ascending order: every record before the page's newest timestamp has been walked
             top = max(stamps) if stamps else lower
             progress = top if more and stamps else END
