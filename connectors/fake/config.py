@@ -24,6 +24,9 @@ class FakeSourceConfig(BaseModel):
     fail_after_batches: int | None = Field(
         None, ge=0, description="Raise ``fail_kind`` after this many batches of a read."
     )
+    latency_s: float = Field(
+        0.0, ge=0, le=60, description="Seconds each batch takes to arrive (a slow remote)."
+    )
     push_ack_xml: bool = Field(
         False, description="Answer stored webhook deliveries with an XML ack, as SOAP sources do."
     )

@@ -8,6 +8,7 @@ test changes the "remote" by rewriting it between runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -92,6 +93,8 @@ class FakeConnector:
         for n, at in enumerate(range(0, len(rows), size)):
             if self.config.fail_after_batches is not None and n >= self.config.fail_after_batches:
                 self._fail()
+            if self.config.latency_s:
+                time.sleep(self.config.latency_s)
             page = rows[at : at + size]
             last = page[-1]
             yield self._batch(

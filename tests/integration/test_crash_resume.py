@@ -110,3 +110,60 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(
     ids = [line["webhook_id"] for line in read_sink_file(tmp_path / "sink.jsonl")]
     assert len(ids) == len(set(ids)) == records == stats["unique"]  # exactly once by key
     assert (tmp_path / "processed" / "big.csv").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_poll_then_resume_loses_and_duplicates_nothing(
+    tmp_path: Path, store_url: str, models_dir: Path
+) -> None:
+    from tests.contract.fixtures.fake import write_source
+
+    n = 3000
+    secret = generate_secret()
+    (tmp_path / "crm").mkdir()
+    write_source(
+        tmp_path / "crm" / "source.jsonl",
+        [
+            {
+                "stream": "leads",
+                "id": f"00Q{i:05d}",
+                "updated_at": f"2026-12-01T10:{i // 60:02d}:{i % 60:02d}Z",
+                "email": f"l{i}@a.example",
+                "lead_id": f"00Q{i:05d}",
+            }
+            for i in range(n)
+        ],
+    )
+    with WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
+        cfg = write_config(
+            tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir, batch=50
+        )
+        text = cfg.read_text().replace(
+            "connector: csv_file\n      path: inbox/*.csv\n      settle_seconds: 0",
+            "connector: fake\n      path: crm/source.jsonl\n      latency_s: 0.02\n"
+            "      streams: [leads]",
+        )
+        cfg.write_text(text)
+        proc = _run(cfg)
+
+        def mid_poll() -> bool:
+            try:
+                got = scalar(store_url, "SELECT count(*) FROM records")
+            except Exception:
+                return False
+            return 300 <= got < n - 1000
+
+        _wait_until(mid_poll, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        at_kill = scalar(store_url, "SELECT count(*) FROM records")
+        proc = _run(cfg)
+        assert proc.wait(timeout=300) == 0, (
+            proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        )
+        stats = sink.stats()
+    records = scalar(store_url, "SELECT count(*) FROM records")
+    assert at_kill <= records == n  # every version once: none lost, none doubled
+    assert scalar(store_url, "SELECT count(DISTINCT source_key) FROM records") == n
+    ids = [line["webhook_id"] for line in read_sink_file(tmp_path / "sink.jsonl")]
+    assert len(ids) == len(set(ids)) == stats["unique"] == n  # each delivered exactly once
