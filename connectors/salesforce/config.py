@@ -151,6 +151,14 @@ class SalesforceConfig(SalesforceConnection):
         le=2000,
         description="Records per page (Sforce-Query-Options batchSize; Salesforce may vary it).",
     )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Records per transaction, passed in by the pipeline; a batch is one result page, "
+            "so when set below page_size it lowers the page size (never under 200)."
+        ),
+    )
     overlap_s: float = Field(
         300.0,
         ge=0,
@@ -195,6 +203,13 @@ class SalesforceConfig(SalesforceConnection):
             "oldest are forgotten and may be read again (at-least-once)."
         ),
     )
+
+    @property
+    def effective_page_size(self) -> int:
+        """The REST batchSize to ask for: page_size, lowered to batch_size (200 at least)."""
+        if self.batch_size is None:
+            return self.page_size
+        return max(200, min(self.page_size, self.batch_size))
 
     @field_validator("objects")
     @classmethod

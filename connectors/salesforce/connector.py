@@ -202,7 +202,9 @@ class SalesforceConnector:
     def _read_rest(self, stream: str, window: Window, soql: str) -> Iterator[RawBatch]:
         position = 0
         pages = self.client.query_pages(
-            soql, include_deleted=self.config.include_deleted, page_size=self.config.page_size
+            soql,
+            include_deleted=self.config.include_deleted,
+            page_size=self.config.effective_page_size,
         )
         for page in pages:
             batch = self._batch(stream, page, window, position, {"api": "rest"})

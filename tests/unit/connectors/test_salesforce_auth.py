@@ -194,3 +194,17 @@ def test_token_endpoint_outage_is_unavailable(org, url):
         list(conn.read("Lead", None))
     assert len(list(conn.read("Lead", None))) == 2  # the next attempt logs in
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, 2000),
+        ({"batch_size": 1000}, 1000),
+        ({"batch_size": 50}, 200),
+        ({"batch_size": 5000, "page_size": 500}, 500),
+    ],
+)
+def test_the_pipelines_batch_size_lowers_the_page_size(extra, expected):
+    base = {"auth": "session", "session_id": "t", "instance_url": "https://x"}
+    assert SalesforceConfig.model_validate({**base, **extra}).effective_page_size == expected
