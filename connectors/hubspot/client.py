@@ -14,7 +14,7 @@ Translation table:
 | HubSpot answer | error |
 |---|---|
 | 401, 403 (after one token refresh for OAuth) | ``AuthError`` |
-| 429 | ``RateLimitedError(retry_after=Retry-After)`` |
+| 429 | ``RateLimitedError(retry_after=Retry-After)``; without it, by ``policyName`` |
 | 408, 423, 5xx | ``UnavailableError`` |
 | connect or read timeout | ``RemoteTimeoutError`` |
 | connection refused or reset, TLS failure, a body that is not JSON | ``UnavailableError`` |
@@ -326,6 +326,19 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
     )
 
 
+# HubSpot's 429 often has no Retry-After; its policy says which window ran out
+_POLICY_WAIT_S = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
+
+
+def _policy_of(body: Any) -> str | None:
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return None
+    policy = parsed.get("policyName") if isinstance(parsed, dict) else None
+    return policy if isinstance(policy, str) else None
+
+
 def retry_after_of(headers: Any, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
     value = headers.get("Retry-After") if headers is not None else None
@@ -362,11 +375,11 @@ def _translate_status(what: str, exc: Any) -> JunctionError:
             context=ctx,
         )
     if status == 429:
+        wait = retry_after_of(getattr(exc, "headers", None))
+        if wait is None:
+            wait = _POLICY_WAIT_S.get(_policy_of(getattr(exc, "body", None)) or "")
         return RateLimitedError(
-            f"HubSpot rate limit reached ({what})",
-            retry_after=retry_after_of(getattr(exc, "headers", None)),
-            details=details,
-            context=ctx,
+            f"HubSpot rate limit reached ({what})", retry_after=wait, details=details, context=ctx
         )
     if status in (408, 423) or status >= 500 or status == 0:
         return UnavailableError(

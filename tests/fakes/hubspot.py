@@ -164,6 +164,7 @@ class HubSpotFake:
 
     faults: Faults = field(default_factory=Faults)
     search_cap: int = 10_000
+    send_retry_after: bool = True  # HubSpot's 429s often come without one
     token_ttl_s: int = 1800
     clock: Callable[[], float] = time.time
     private_tokens: set[str] = field(default_factory=lambda: {PRIVATE_TOKEN})
@@ -250,7 +251,8 @@ class HubSpotFake:
                     policyName="TEN_SECONDLY_ROLLING",
                     groupName="publicapi:private-app-api-calls-10Secondly:33",
                 )
-                response.headers["Retry-After"] = f"{fake.faults.retry_after_s:g}"
+                if fake.send_retry_after:
+                    response.headers["Retry-After"] = f"{fake.faults.retry_after_s:g}"
                 return response
             elif kind == "server_error":
                 fake._server_errors += 1

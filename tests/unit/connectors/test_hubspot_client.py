@@ -179,6 +179,16 @@ def test_rate_limit_is_typed_with_hubspot_retry_after(fake, url):
     client.close()
 
 
+def test_rate_limit_without_retry_after_waits_out_hubspot_policy_window(fake, url):
+    fake.send_retry_after = False
+    client = HubSpotClient(HubSpotConnection(base_url=url, access_token=PRIVATE_TOKEN))
+    fake.faults.fail_next("rate_limit", 1)
+    with pytest.raises(RateLimitedError) as info:
+        _list(client)
+    assert info.value.retry_after == pytest.approx(10.0)  # TEN_SECONDLY_ROLLING
+    client.close()
+
+
 def test_rate_limit_on_a_post_is_not_retried_by_urllib3(fake, url):
     conn = HubSpotConnector(
         HubSpotConfig(base_url=url, access_token=PRIVATE_TOKEN, properties={"contacts": ["email"]})
