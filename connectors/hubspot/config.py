@@ -84,6 +84,12 @@ class HubSpotConfig(HubSpotConnection):
     page_size: int = Field(
         100, ge=1, le=100, description="Records per search page and per batch (HubSpot: 100)."
     )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Records per transaction, passed in by the pipeline; a batch is one "
+        "search page, so when set below page_size it lowers the page size.",
+    )
     start_date: datetime | None = Field(
         None, description="First read: only records modified at or after this instant."
     )
@@ -94,6 +100,13 @@ class HubSpotConfig(HubSpotConnection):
         description="Each incremental read looks back this far before the watermark, for "
         "records indexed late or stamped by a skewed clock; repeats are deduped by the cursor.",
     )
+
+    @property
+    def effective_page_size(self) -> int:
+        """Records per search page: ``page_size``, lowered to the pipeline's ``batch_size``."""
+        if self.batch_size is None:
+            return self.page_size
+        return min(self.page_size, self.batch_size)
 
     @model_validator(mode="after")
     def _unique(self) -> HubSpotConfig:

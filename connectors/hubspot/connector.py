@@ -316,7 +316,7 @@ class _Walk:
         self.state = state
         self.prop = MODIFIED_PROPERTY[obj]
         self.properties = connector._properties(obj)
-        self.page_size = connector.config.page_size
+        self.page_size = connector.config.effective_page_size
         self.overlap_ms = connector.config.overlap_s * 1000
         self.position = 0
 

@@ -265,6 +265,33 @@ def test_companies_and_deals_walk_hs_lastmodifieddate(fake, url, stream):
     conn.close()
 
 
+def test_the_pipeline_batch_size_is_accepted_and_caps_the_page(fake, url):
+    from junction.pipeline.config import PipelineConfig
+    from junction.pipeline.extract import build_connector
+
+    for i in range(5):
+        fake.put("contacts", updated=T0 + i * 1000)
+    cfg = PipelineConfig.model_validate(
+        {
+            "source": {
+                "connector": "hubspot",
+                "streams": ["contacts"],
+                "base_url": url,
+                "access_token": PRIVATE_TOKEN,
+                "objects": ["contacts"],
+                "properties": {"contacts": ["email"]},
+            },
+            "mapping": "hubspot.lead",
+            "batch_size": 2,
+        }
+    )
+    conn = build_connector("leads", cfg)
+    assert isinstance(conn, HubSpotConnector)
+    assert [len(b) for b in _read(conn, None)] == [2, 1, 1, 1]
+    assert fake.search_bodies[0]["limit"] == 2
+    conn.close()
+
+
 def test_start_date_bounds_the_first_read(fake, url):
     fake.put("contacts", updated=T0 - 1)
     newer = fake.put("contacts", updated=T0)
