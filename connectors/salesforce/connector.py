@@ -47,7 +47,8 @@ from connectors.salesforce.outbound_message import (
 from junction.core.errors import ConfigError, FatalError, JunctionError, ParseError
 
 CURSOR_VERSION = 1
-_COMPOUND = frozenset({"address", "location"})
+# compound fields cannot be filtered or bulk-queried, base64 ones only one record at a time
+_SKIPPED_TYPES = frozenset({"address", "location", "base64"})
 _JSON_TYPES = {
     "boolean": "boolean",
     "int": "integer",
@@ -157,7 +158,7 @@ class SalesforceConnector:
             props = {
                 f["name"]: {"type": [_JSON_TYPES.get(f.get("type", ""), "string"), "null"]}
                 for f in fields
-                if f.get("type") not in _COMPOUND
+                if f.get("type") not in _SKIPPED_TYPES
             }
             schema = {"type": "object", "properties": props, "x-salesforce-object": obj}
             streams.append(StreamInfo(obj, schema, ("Id",), "SystemModstamp"))
@@ -348,7 +349,7 @@ class SalesforceConnector:
             names = list(configured)
         else:
             described = self._describe(stream).get("fields", [])
-            names = [f["name"] for f in described if f.get("type") not in _COMPOUND]
+            names = [f["name"] for f in described if f.get("type") not in _SKIPPED_TYPES]
         required = ["Id", "SystemModstamp"]
         if self.config.include_deleted:
             required.append("IsDeleted")

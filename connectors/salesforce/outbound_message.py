@@ -50,11 +50,16 @@ def to18(sf_id: str) -> str:
 
 
 def normalize_id(sf_id: str) -> str:
-    """``to18`` when ``sf_id`` looks like a Salesforce id, else the value unchanged."""
-    try:
-        return to18(sf_id)
-    except ValueError:
-        return sf_id
+    """``to18`` when ``sf_id`` is a 15-character id, else the value unchanged.
+
+    The APIs answer 18-character ids (already with their suffix), so those pass as they are.
+    """
+    if len(sf_id) == 15:
+        try:
+            return to18(sf_id)
+        except ValueError:
+            return sf_id
+    return sf_id
 
 
 def normalize_stamp(value: str) -> str:
@@ -67,6 +72,9 @@ def normalize_stamp(value: str) -> str:
         ValueError: ``value`` is not a datetime with an offset.
     """
     text = value.strip()
+    # the REST form with milliseconds in UTC is by far the most common: slice, do not parse
+    if len(text) == 28 and text.endswith("+0000") and text[19] == "." and text[10] == "T":
+        return text[:23] + "Z"
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
