@@ -178,26 +178,39 @@ class CrmWriteBackChannel:
                     "the CRM write-back returned a different number of results",
                     details=f"{len(results)} results for {len(items)} items",
                 )
+        except FatalError as exc:
+            if len(batch) > 1:
+                # the CRM refused the whole call (e.g. one record's bad value): halve the batch
+                # until the refused records stand alone, so the others are still written
+                half = len(batch) // 2
+                await self._write_round(batch[:half])
+                await self._write_round(batch[half:])
+                return
+            self._fail_all(batch, exc, len(items))
+            return
         except JunctionError as exc:
-            log.warning(
-                "crm write-back failed",
-                system=self.config.system,
-                items=len(items),
-                error=type(exc).__name__,
-            )
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail_all(batch, exc, len(items))
             return
         except Exception as exc:  # noqa: BLE001 - a stage boundary: classify, never lose
             err = InternalError("the CRM write-back failed unexpectedly", details=repr(exc))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
+            self._fail_all(batch, err, len(items))
             return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    def _fail_all(
+        self,
+        batch: list[tuple[WriteBack, asyncio.Future[WriteResult]]],
+        exc: JunctionError,
+        n: int,
+    ) -> None:
+        log.warning(
+            "crm write-back failed", system=self.config.system, items=n, error=type(exc).__name__
+        )
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
     async def aclose(self) -> None:
         """Write what is queued, then release the CRM session; safe to call twice."""

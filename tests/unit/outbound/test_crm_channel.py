@@ -176,3 +176,30 @@ def test_a_closed_channel_refuses_new_work():
     asyncio.run(ch.aclose())
     with pytest.raises(FatalError):
         asyncio.run(ch.send(_delivery(1)))
+
+
+class RefusesBatchesWith(Recorder):
+    """A CRM that refuses a whole call when it holds a bad record (as a 400 does)."""
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad = bad
+
+    def write(self, items):
+        with self.lock:
+            self.calls.append(list(items))
+        if any(it.target == self.bad for it in items):
+            raise FatalError("INVALID_FIELD", code="crm_rejected")
+        return [WriteResult(remote_id=it.target) for it in items]
+
+
+def test_a_refused_call_is_split_until_the_bad_record_stands_alone():
+    rec = RefusesBatchesWith(bad="00Q001")
+    rec.max_batch = 3
+    out = _send_all(CrmWriteBackChannel(_config(), backend=rec), [_delivery(i) for i in range(3)])
+    assert out[0].remote_id == "00Q000"
+    assert isinstance(out[1], FatalError)
+    assert out[2].remote_id == "00Q002"
+    sizes = [len(c) for c in rec.calls]
+    assert sizes[0] == 3  # one call first, then halves until the refused record stands alone
+    assert sum(1 for c in rec.calls if [i.target for i in c] == ["00Q001"]) == 1
