@@ -195,6 +195,13 @@ class SalesforceConfig(SalesforceConnection):
             "reaches this share."
         ),
     )
+    push_fetch: bool = Field(
+        False,
+        description=(
+            "Outbound Messages only name their records, which are then read in full by id "
+            "(a message carries just the fields its definition selected)."
+        ),
+    )
     max_seen_ids: int = Field(
         100_000,
         ge=1000,

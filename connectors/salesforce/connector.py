@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -47,6 +48,7 @@ from connectors.salesforce.outbound_message import (
 from junction.core.errors import ConfigError, FatalError, JunctionError, ParseError
 
 CURSOR_VERSION = 1
+_ID_TEXT = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 # compound fields cannot be filtered or bulk-queried, base64 ones only one record at a time
 _SKIPPED_TYPES = frozenset({"address", "location", "base64"})
 _JSON_TYPES = {
@@ -127,7 +129,13 @@ class SalesforceConnector:
     name: ClassVar[str] = "salesforce"
     config_model: ClassVar[type[SalesforceConfig]] = SalesforceConfig
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.DISCOVER, Capability.INCREMENTAL, Capability.DELETES, Capability.PUSH}
+        {
+            Capability.DISCOVER,
+            Capability.INCREMENTAL,
+            Capability.DELETES,
+            Capability.PUSH,
+            Capability.FETCH,
+        }
     )
 
     def __init__(self, config: SalesforceConfig) -> None:
@@ -355,13 +363,73 @@ class SalesforceConnector:
             required.append("IsDeleted")
         return required + [n for n in names if n not in required]
 
+    def fetch(self, stream: str, ids: list[str]) -> RawBatch:
+        """Read the current state of ``ids`` (``WHERE Id IN (...)``, 200 ids per query).
+
+        Ids that do not exist (or are deleted, without ``include_deleted``) are absent.  The
+        batch carries keys and versions like ``read``, and an empty cursor.
+
+        Raises:
+            ConfigError: ``stream`` is not an API name or an id is not a Salesforce id.
+            AuthError, RateLimitedError, RetryableError, FatalError: as ``read``.
+        """
+        if not API_NAME.match(stream):
+            raise ConfigError(f"{stream!r} is not an sObject API name")
+        wanted = list(dict.fromkeys(ids))
+        if any(not _ID_TEXT.match(i) for i in wanted):
+            raise ConfigError("a record id to fetch is not a Salesforce id")
+        fields = ", ".join(self._fields(stream))
+        window = Window(None, {}, overlap_s=self.config.overlap_s, max_seen=len(wanted) + 1)
+        records: list[dict[str, Any]] = []
+        keys: list[str] = []
+        versions: list[str] = []
+        errors: list[RowError] = []
+        for start in range(0, len(wanted), 200):
+            chunk = ", ".join(f"'{i}'" for i in wanted[start : start + 200])
+            soql = f"SELECT {fields} FROM {stream} WHERE Id IN ({chunk})"  # noqa: S608
+            pages = self.client.query_pages(
+                soql, include_deleted=self.config.include_deleted, page_size=2000
+            )
+            for page in pages:
+                part = self._batch(stream, page, window, len(records), {"api": "rest"})
+                records.extend(part.records)
+                keys.extend(part.keys)
+                errors.extend(part.errors)
+                versions.extend(v for v in part.versions or () if v is not None)
+        # positions index the requested ids: callers map each record back to its event
+        order = {normalize_id(i): n for n, i in enumerate(wanted)}
+        positions = [order.get(k.partition("@")[0], 0) for k in keys]
+        return RawBatch(
+            stream=stream,
+            records=records,
+            keys=keys,
+            positions=positions,
+            cursor={},
+            errors=errors,
+            provenance={"object": stream, "api": "rest"},
+            versions=versions,
+        )
+
     def parse_push(self, body: bytes, headers: dict[str, str]) -> list[PushItem]:
         """The notifications of one verified Outbound Message (no I/O).
+
+        With ``push_fetch`` the items name their records (``fetch_id``) instead of carrying
+        the fields the message selected.
 
         Raises:
             ParseError: the body is not a readable Outbound Message (DTDs are refused).
         """
-        return parse_notifications(body)
+        items = parse_notifications(body)
+        if not self.config.push_fetch:
+            return items
+        return [
+            PushItem(
+                event_id=it.event_id,
+                stream=it.stream,
+                fetch_id=str((it.record or {}).get("Id", "")),
+            )
+            for it in items
+        ]
 
     def push_ack(self, items: list[PushItem]) -> PushAck | None:
         """The SOAP ``notificationsResponse`` with ``Ack`` true."""

@@ -52,6 +52,7 @@ _SOQL = re.compile(
     r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
+_IN = re.compile(r"^\s*(\w+)\s+IN\s*\((.+)\)\s*$", re.IGNORECASE)
 _COND = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
 _DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
 
@@ -212,6 +213,13 @@ class FakeOrg:
         where: list[tuple[str, str, Any]] = []
         if m.group("where"):
             for part in re.split(r"\s+AND\s+", m.group("where"), flags=re.IGNORECASE):
+                inside = _IN.match(part)
+                if inside and inside.group(1) in known:
+                    values = [self._literal(v.strip()) for v in inside.group(2).split(",")]
+                    if inside.group(1) == "Id":  # Salesforce matches 15- and 18-char ids
+                        values = [to18(v) if isinstance(v, str) else v for v in values]
+                    where.append((inside.group(1), "IN", values))
+                    continue
                 c = _COND.match(part)
                 if not c or c.group(1) not in known:
                     raise SoqlError("MALFORMED_QUERY", "unexpected condition")
@@ -251,6 +259,7 @@ class FakeOrg:
             ">=": lambda a, b: a is not None and a >= b,
             "<": lambda a, b: a is not None and a < b,
             "<=": lambda a, b: a is not None and a <= b,
+            "IN": lambda a, b: a in b,
         }
         with self._lock:
             rows = [dict(r) for r in self.records.get(q.obj, {}).values()]

@@ -185,3 +185,27 @@ def test_to18(given, expected):
 )
 def test_normalize_stamp(given, expected):
     assert normalize_stamp(given) == expected
+
+
+def test_push_fetch_names_the_records_instead():
+    config = SalesforceConfig.model_validate(
+        {
+            "auth": "session",
+            "session_id": "t",
+            "instance_url": "https://acme.my.salesforce.com",
+            "push_fetch": True,
+        }
+    )
+    conn = SalesforceConnector(config)
+    items = conn.parse_push(
+        message(
+            lead_notification("04l1", "00Q5g00000AbCdEEAV", stamp="2026-03-01T12:00:05.000Z"),
+            lead_notification("04l2", "00Q5g00000AbCdF", stamp=None),
+        ),
+        {},
+    )
+    conn.close()
+    assert [(i.event_id, i.stream, i.fetch_id, i.record) for i in items] == [
+        ("04l1", "Lead", "00Q5g00000AbCdEEAV", None),
+        ("04l2", "Lead", "00Q5g00000AbCdF", None),
+    ]

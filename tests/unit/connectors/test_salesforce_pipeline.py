@@ -7,6 +7,7 @@ notifications, answering with the SOAP Ack.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,14 +57,17 @@ def outbound(*notifications: str, org: str = ORG_ID) -> bytes:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, store_url: str, models_dir: Path):
+def hub(request: pytest.FixtureRequest, tmp_path: Path, store_url: str, models_dir: Path):
+    push_fetch = getattr(request, "param", False)
     org = FakeOrg()
     for i in range(5):
         org.insert("Lead", lead_fields(i))
     with serve_app(org.app()) as url:
         options = options_for(org, url, "oauth_password", page_size=200)
-        lines = "\n".join(f"      {k}: {v!r}" for k, v in options.items() if k != "auth")
-        lines = f"      auth: oauth_password\n{lines}".replace("'", '"')
+        if push_fetch:
+            options["push_fetch"] = True
+        lines = "\n".join(f"      {k}: {json.dumps(v)}" for k, v in options.items() if k != "auth")
+        lines = f"      auth: oauth_password\n{lines}"
         cfg = write_api_config(tmp_path, store=store_url, models=models_dir)
         text = cfg.read_text()
         text = text.replace("channels:", PIPELINE.format(options=lines) + "channels:", 1)
@@ -118,3 +122,20 @@ def test_another_orgs_message_is_refused(hub):
     resp = push(api, outbound(notification("04l1", lead), org="00D000000000001AAA"))
     assert resp.status_code == 401
     assert scalar(url, "SELECT count(*) FROM records") == 0
+
+
+@pytest.mark.parametrize("hub", [True], indirect=True, ids=["push_fetch"])
+def test_push_fetch_reads_the_whole_record_after_the_notification(hub):
+    api, org, url = hub
+    lead = next(iter(org.records["Lead"].values()))
+    org.update("Lead", lead["Id"], {"Title": "VP Sales"})  # newer than the message's fields
+    bare = (
+        "<Notification><Id>04l5g000000fzzzQAA</Id>"
+        '<sObject xsi:type="sf:Lead" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+        f"<sf:Id>{lead['Id']}</sf:Id></sObject></Notification>"
+    )
+    resp = push(api, outbound(bare))
+    assert resp.status_code == 200, resp.text
+    assert b"<Ack>true</Ack>" in resp.content
+    version = normalize_stamp(org.records["Lead"][lead["Id"]]["SystemModstamp"])
+    assert rows_of(url, "SELECT id FROM records") == [(f"crm:{lead['Id']}@{version}",)]

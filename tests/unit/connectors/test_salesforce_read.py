@@ -316,3 +316,24 @@ def test_an_expired_bulk_job_is_read_again_from_the_start(org, url):
     # records the cursor still remembers in its overlap window
     assert len(set(again) | set(first.keys)) == 450
     assert len(again) > 450 - len(first)
+
+
+def test_fetch_by_id_reads_current_state(org, url):
+    ids = list(org.records["Lead"])
+    org.delete("Lead", ids[3])
+    conn = connect(org, url)
+    wanted = [ids[5], ids[1][:15], "00Q5g00000ZZZZZEAA", ids[3]]
+    batch = conn.fetch("Lead", wanted)
+    assert sorted(r["Id"] for r in batch.records) == sorted([ids[1], ids[5]])
+    for record, key, version, position in zip(
+        batch.records, batch.keys, batch.versions or [], batch.positions, strict=True
+    ):
+        assert key == f"{record['Id']}@{version}"
+        assert version == normalize_stamp(record["SystemModstamp"])
+        assert wanted[position][:15] == record["Id"][:15]
+    with pytest.raises(ConfigError):
+        conn.fetch("Lead", ["00Q' OR Name != '"])
+    conn.close()
+    deleted = connect(org, url, include_deleted=True)
+    assert [r["IsDeleted"] for r in deleted.fetch("Lead", [ids[3]]).records] == [True]
+    deleted.close()
