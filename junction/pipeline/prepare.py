@@ -7,6 +7,7 @@ runner can run it inline or in worker processes; the runner alone writes to the 
 from __future__ import annotations
 
 import gc
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from junction.pipeline.route import Router, delivery_id
 from scoring.base import Scorer
 
 Row = tuple[Any, ...]
+# canonical fields that change with every version without being a change worth routing
+_VOLATILE = {"updated_at"}
 
 
 @dataclass
@@ -34,7 +37,8 @@ class PreparedBatch:
     scores: list[Row] = field(default_factory=list)
     deliveries: list[Row] = field(default_factory=list)
     quarantined: list[Row] = field(default_factory=list)
-    # (pipeline, source_key, version, record_id) of versioned records (``junction.store.heads``)
+    # (pipeline, source_key, version, record_id, content hash) of versioned records
+    # (``junction.store.heads``)
     heads: list[Row] = field(default_factory=list)
 
 
@@ -232,4 +236,8 @@ class BatchPreparer:
                 )
             )
             if versions is not None and versions[i] is not None:
-                heads.append((name, source_key, versions[i], rid))
+                # what routing sees: the canonical fields but the change time, and the score
+                digest = hashlib.sha256(to_json(model, exclude=_VOLATILE, exclude_none=True))
+                if values is not None:
+                    digest.update(f"|{values[j]!r}|{grades[j]}".encode())  # type: ignore[index]
+                heads.append((name, source_key, versions[i], rid, digest.hexdigest()[:32]))

@@ -89,7 +89,7 @@ class PushIngestor:
         """
         with self.runner.prepare_lock:  # shared with the runner's own runs and replays
             prepared = self.runner.preparer.prepare(batch, None)
-        stored = write_pushed(
+        routed = write_pushed(
             self.runner.store,
             source=source,
             event_id=item_ids if item_ids else event_id,
@@ -99,8 +99,8 @@ class PushIngestor:
             quarantined=prepared.quarantined,
             heads=prepared.heads,
         )
-        out = PushOutcome(event_id, duplicate=not stored)
-        if not stored:
+        out = PushOutcome(event_id, duplicate=routed is None)
+        if routed is None:
             return out
         name = self.runner.name
         index_of = {f"{name}:{k}": p for k, p in zip(batch.keys, batch.positions, strict=True)}
@@ -125,5 +125,5 @@ class PushIngestor:
             )
         out.stored.sort(key=lambda d: d["index"])
         out.quarantined.sort(key=lambda d: (d["index"] is None, d["index"] or 0))
-        out.routed = len(prepared.deliveries)
+        out.routed = routed
         return out

@@ -74,7 +74,8 @@ class RunSummary:
     stored: int = 0
     quarantined: int = 0
     routed: int = 0
-    superseded: int = 0  # versions stored as history: a newer one of the same record exists
+    # versions stored as history without routing: older than the newest, or nothing changed
+    held_back: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -419,7 +420,7 @@ class PipelineRunner:
         self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True
     ) -> None:
         """Write one prepared batch and its cursor in one transaction."""
-        superseded = self.store.write_batch(
+        held_back, routed = self.store.write_batch(
             records=prepared.records,
             scores=prepared.scores,
             deliveries=prepared.deliveries,
@@ -436,8 +437,8 @@ class PipelineRunner:
         summary.read += prepared.read
         summary.stored += len(prepared.records)
         summary.quarantined += len(prepared.quarantined)
-        summary.routed += len(prepared.deliveries)
-        summary.superseded += superseded
+        summary.routed += routed
+        summary.held_back += held_back
 
     def process_batch(
         self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True

@@ -1,15 +1,20 @@
-"""Latest wins: the newest version of each source record decides what is routed.
+"""Latest wins, and only changes route: the newest version of each source record decides.
 
 Sources that version their records (a CRM's ``SystemModstamp`` or ``updatedAt``) can deliver them
 out of order: an Outbound Message retried for hours, a webhook event that overtakes an older one, a
 poll overlapping a push.  Every version is stored (records are history, and their ids
 ``<pipeline>:<id>@<version>`` make re-reads idempotent), but only the newest version per source
-key is *current*: ``record_heads`` remembers it, and the deliveries of a version that is older
-than the head are dropped in the same transaction, so an old score never overwrites a newer one in
-a CRM, and an old event never alerts after a newer one.
+key is *current*: ``record_heads`` remembers it, and the deliveries of a version older than the
+head are dropped in the same transaction, so an old score never overwrites a newer one in a CRM,
+and an old event never alerts after a newer one.
 
-The upsert is a single ``INSERT … ON CONFLICT DO UPDATE … WHERE excluded.version > version``, so
-concurrent writers (several workers on PostgreSQL) cannot move a head backwards.
+A newer version whose *content* did not change (the same canonical fields apart from the change
+time, and the same score) is stored and becomes the head, but is not routed either.  Such a
+version is what a CRM reports after our own write-back bumped its modification stamp; routing it
+would write the same score back again, forever, once per poll.
+
+The head moves by a single ``INSERT … ON CONFLICT DO UPDATE … WHERE excluded.version > version``,
+so concurrent writers (several workers on PostgreSQL) cannot move it backwards.
 """
 
 from __future__ import annotations
@@ -24,18 +29,35 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
 
-Head = tuple[str, str, str, str]  # (pipeline, source_key, version, record_id)
+# (pipeline, source_key, version, record_id, content_hash)
+Head = tuple[str, str, str, str, str]
 _CHUNK = 400  # keys per look-up statement (well under SQLite's variable limit)
 
 
-def advance_heads(conn: Connection, dialect: str, heads: Sequence[Head]) -> set[str]:
-    """Move each head forward to its newest version; return the record ids that are current.
+def _heads_of(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    c = t.record_heads.c
+    found: dict[tuple[str, str], Any] = {}
+    for at in range(0, len(keys), _CHUNK):
+        rows = conn.execute(
+            select(c.pipeline, c.source_key, c.record_id, c.content_hash).where(
+                tuple_(c.pipeline, c.source_key).in_(keys[at : at + _CHUNK])
+            )
+        )
+        for r in rows:
+            found[(r.pipeline, r.source_key)] = r
+    return found
 
-    A record id is current when, after this batch, it is the head of its source key: a version
-    older than what is stored (or than another version in the same batch) is not.
+
+def advance_heads(conn: Connection, dialect: str, heads: Sequence[Head]) -> set[str]:
+    """Move each head forward to its newest version; return the record ids to route.
+
+    A record is routed when, after this batch, it is the head of its source key and its content
+    hash differs from the head's before the batch (or there was none).
     """
     if not heads:
         return set()
+    keys = sorted({(h[0], h[1]) for h in heads})
+    before = _heads_of(conn, keys)
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = time.time()
     stmt = insert(t.record_heads)
@@ -44,43 +66,45 @@ def advance_heads(conn: Connection, dialect: str, heads: Sequence[Head]) -> set[
         set_={
             "version": stmt.excluded.version,
             "record_id": stmt.excluded.record_id,
+            "content_hash": stmt.excluded.content_hash,
             "updated_at": stmt.excluded.updated_at,
         },
         where=stmt.excluded.version > t.record_heads.c.version,
     )
     # ascending versions: within the batch the newest is written last and wins
-    ordered = sorted(heads, key=lambda h: h[2])
     params: list[dict[str, Any]] = [
-        {"pipeline": p, "source_key": k, "version": v, "record_id": r, "updated_at": now}
-        for p, k, v, r in ordered
+        {
+            "pipeline": p,
+            "source_key": k,
+            "version": v,
+            "record_id": r,
+            "content_hash": h,
+            "updated_at": now,
+        }
+        for p, k, v, r, h in sorted(heads, key=lambda h: h[2])
     ]
     conn.execute(stmt, params)
-    keys = sorted({(h[0], h[1]) for h in heads})
-    current: set[str] = set()
-    for at in range(0, len(keys), _CHUNK):
-        chunk = keys[at : at + _CHUNK]
-        rows = conn.execute(
-            select(t.record_heads.c.record_id).where(
-                tuple_(t.record_heads.c.pipeline, t.record_heads.c.source_key).in_(chunk)
-            )
-        )
-        current.update(r[0] for r in rows)
-    return current
+    after = _heads_of(conn, keys)
+    routed: set[str] = set()
+    for key, head in after.items():
+        prev = before.get(key)
+        if prev is None or prev.content_hash != head.content_hash:
+            routed.add(head.record_id)
+    return routed
 
 
-def current_only(
+def routed_only(
     conn: Connection, dialect: str, heads: Sequence[Head], deliveries: Sequence[Any]
 ) -> tuple[list[Any], int]:
-    """Advance ``heads`` and keep the deliveries of current records; also count the stale ones.
+    """Advance ``heads``; keep the deliveries of records to route; count the versions held back.
 
     ``deliveries`` are outbox rows whose second column is the record id.  Records without a
-    version (no head) are always current.
+    version (no head) are always routed.
     """
     if not heads:
         return list(deliveries), 0
-    current = advance_heads(conn, dialect, heads)
-    versioned = {h[3] for h in heads}
-    stale = versioned - current
-    if not stale:
+    routed = advance_heads(conn, dialect, heads)
+    held = {h[3] for h in heads} - routed
+    if not held:
         return list(deliveries), 0
-    return [d for d in deliveries if d[1] not in stale], len(stale)
+    return [d for d in deliveries if d[1] not in held], len(held)

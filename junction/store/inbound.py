@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
-from junction.store.heads import current_only
+from junction.store.heads import routed_only
 from junction.store.repo import (
     DELIVERY_COLS,
     QUARANTINE_COLS,
@@ -36,8 +36,8 @@ def write_pushed(
     deliveries: Sequence[Row],
     quarantined: Sequence[Row],
     heads: Sequence[Row] = (),
-) -> bool:
-    """Store one pushed delivery's effects; False (and nothing written) if it was seen.
+) -> int | None:
+    """Store one pushed delivery's effects; return the deliveries written, None if it was seen.
 
     ``event_id`` is the delivery's id, or the ids of its items when the source sends several
     events in one body (HubSpot): the effects are written when at least one of them is new.
@@ -58,13 +58,13 @@ def write_pushed(
             )
             new += conn.execute(stmt).first() is not None
         if not new:
-            return False
-        deliveries, _ = current_only(conn, store.dialect, heads, deliveries)
+            return None
+        deliveries, _ = routed_only(conn, store.dialect, heads, deliveries)
         store.insert_many(conn, t.records, RECORD_COLS, records)
         store.insert_many(conn, t.scores, SCORE_COLS, scores)
         store.insert_many(conn, t.deliveries, DELIVERY_COLS, deliveries)
         store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
-    return True
+    return len(deliveries)
 
 
 def seen(store: Store, source: str, event_id: str) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from junction.core.errors import UnavailableError
 from junction.store import tables as t
 from junction.store.engine import open_store_engine
-from junction.store.heads import current_only
+from junction.store.heads import routed_only
 
 Row = tuple[Any, ...]
 
@@ -230,22 +230,23 @@ class Store:
         quarantined: Sequence[Row],
         cursor: tuple[str, str, dict[str, Any]] | None,
         heads: Sequence[Row] = (),
-    ) -> int:
+    ) -> tuple[int, int]:
         """Write one batch's effects and its cursor in ONE transaction.
 
         ``heads`` are the versions of versioned records: deliveries of a record older than its
-        source key's newest version are dropped (``junction.store.heads``).  Returns how many
-        records were stored as superseded history.
+        source key's newest version, or with the same content, are dropped
+        (``junction.store.heads``).  Returns how many versions were stored without routing, and
+        how many deliveries were written.
         """
         with self.begin() as conn:
-            deliveries, superseded = current_only(conn, self.dialect, heads, deliveries)
+            deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
             self.insert_many(conn, t.records, RECORD_COLS, records)
             self.insert_many(conn, t.scores, SCORE_COLS, scores)
             self.insert_many(conn, t.deliveries, DELIVERY_COLS, deliveries)
             self.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
             if cursor is not None:
                 self._set_cursor(conn, *cursor)
-        return superseded
+        return held_back, len(deliveries)
 
     # cursors and the file ledger
 

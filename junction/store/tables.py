@@ -225,5 +225,8 @@ record_heads = Table(
     Column("source_key", String(384), primary_key=True),
     Column("version", String(64), nullable=False),  # sorts in version order (RawBatch.versions)
     Column("record_id", String(512), nullable=False),  # the stored record of that version
+    # hash of what routing sees (canonical fields but the change time, and the score): a new
+    # version with the same hash is an echo (e.g. of our own write-back) and is not routed
+    Column("content_hash", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -172,6 +172,8 @@ class HubSpotFake:
     objects: dict[str, dict[str, FakeRecord]] = field(
         default_factory=lambda: {k: {} for k in MODIFIED}
     )
+    # custom properties the portal defines besides the standard ones (e.g. a score field)
+    custom_properties: dict[str, list[str]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     search_bodies: list[dict[str, Any]] = field(default_factory=list)
     batch_bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -425,7 +427,7 @@ class HubSpotFake:
             inputs = body.get("inputs") or []
             if len(inputs) > 100:
                 return _error(400, "Batch size must be at most 100", "VALIDATION_ERROR")
-            bad = _unknown_properties(obj, inputs)
+            bad = _unknown_properties(obj, inputs, self.custom_properties.get(obj, []))
             if bad:
                 return _error(
                     400,
@@ -452,7 +454,7 @@ class HubSpotFake:
             inputs = body.get("inputs") or []
             if len(inputs) > 100:
                 return _error(400, "Batch size must be at most 100", "VALIDATION_ERROR")
-            bad = _unknown_properties(obj, inputs)
+            bad = _unknown_properties(obj, inputs, self.custom_properties.get(obj, []))
             if bad:
                 return _error(400, f"Property {bad} does not exist", "VALIDATION_ERROR")
             results = []
@@ -562,8 +564,8 @@ def _sort_of(sort: Any) -> tuple[str, bool]:
     return sort.get("propertyName", "hs_object_id"), sort.get("direction") == "DESCENDING"
 
 
-def _unknown_properties(obj: str, inputs: list[dict[str, Any]]) -> str | None:
-    known = set(DEFINITIONS[obj])
+def _unknown_properties(obj: str, inputs: list[dict[str, Any]], custom: list[str]) -> str | None:
+    known = set(DEFINITIONS[obj]) | set(custom)
     for item in inputs:
         for name in item.get("properties") or {}:
             if name not in known:

@@ -164,7 +164,7 @@ def test_an_older_version_arriving_late_is_stored_but_not_routed(crm):
         runner.process_batch(batch("2026-12-01T12:00:00Z", 50), summary, commit_cursor=False)
     finally:
         hub.close()
-    assert summary.superseded == 1
+    assert summary.held_back == 2  # the older version, and the same newest one again
     assert scalar(url, "SELECT COUNT(*) FROM records") == 2  # both versions are history
     assert rows_of(url, "SELECT record_id FROM deliveries") == [("crm:00Q7@2026-12-01T12:00:00Z",)]
     assert rows_of(url, "SELECT record_id FROM record_heads") == [
@@ -255,3 +255,22 @@ def test_check_connect_reaches_each_source(crm):
     # without --connect the source is not contacted at all
     write_source(root / "source.jsonl", [], token="another")
     assert CliRunner().invoke(app, ["check", str(cfg)]).exit_code == 0
+
+
+def test_a_new_version_that_changes_nothing_routed_is_stored_but_not_routed(crm):
+    root, cfg, url = crm
+    src = root / "source.jsonl"
+    write_source(src, [_lead(1, "2026-12-01T10:00:00Z")])
+    assert _run(cfg).routed == 1
+    # the CRM bumped the stamp (our own write-back did, say) and a field we do not map changed
+    echo = {**_lead(1, "2026-12-01T10:05:00Z"), "Junction_Score__c": 88}
+    write_source(src, [echo])
+    second = _run(cfg)
+    assert (second.stored, second.routed, second.held_back) == (1, 0, 1)
+    # a real change of a mapped field is routed again
+    write_source(src, [{**_lead(1, "2026-12-01T10:10:00Z"), "company": "Globex"}])
+    third = _run(cfg)
+    assert (third.stored, third.routed, third.held_back) == (1, 1, 0)
+    assert scalar(url, "SELECT count(*) FROM records") == 3
+    assert scalar(url, "SELECT count(*) FROM deliveries") == 2
+    assert rows_of(url, "SELECT version FROM record_heads") == [("2026-12-01T10:10:00Z",)]

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("source_key", sa.String(length=384), nullable=False),
         sa.Column("version", sa.String(length=64), nullable=False),
         sa.Column("record_id", sa.String(length=512), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("pipeline", "source_key"),
     )
