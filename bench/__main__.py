@@ -1,4 +1,4 @@
-"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``)."""
+"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``, ``crm``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
     api.add_argument("--repeat", type=int, default=3, help="max-throughput runs (median)")
     api.add_argument("--keep", action="store_true", help="keep the work folder")
+    crm = sub.add_parser("crm", help="initial sync from each CRM fake vs the raw SDK")
+    crm.add_argument("--records", type=int, default=100_000)
+    crm.add_argument("--systems", default="hubspot,salesforce", help="comma-separated")
+    crm.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
+    if args.name == "crm":
+        from bench.crm import SYSTEMS
+        from bench.crm import run as run_crm
+
+        wanted = [s for s in args.systems.split(",") if s in SYSTEMS]
+        return run_crm(records=args.records, systems=wanted, keep=args.keep)
     if args.name == "api":
         from bench.api import run as run_api
 

@@ -1,0 +1,196 @@
+"""``bench crm``: a 100,000-record initial sync from each CRM fake, beside the raw SDK.
+
+For each CRM, in the same run and against the same fake (served from another process):
+
+* raw SDK: the vendor SDK paging through every record at the API's page size, nothing else;
+* Junction read: the connector's ``read`` of the stream from no cursor (keys, versions, cursors);
+* Junction sync: the whole pipeline, ``junction run`` style: read → map → score → route →
+  records, scores and outbox on SQLite, cursor committed per page.
+
+It prints records/s for each, the ratio of Junction's sync to the raw SDK, and the share of the
+sync's wall time spent in Junction (this process's CPU time) versus waiting on the fake.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import crm_fakes
+
+HUBSPOT_PROPS = [
+    "email",
+    "firstname",
+    "lastname",
+    "company",
+    "industry",
+    "numemployees",
+    "hs_analytics_num_page_views",
+    "hs_analytics_num_visits",
+]
+
+CONFIG = """\
+store: "sqlite:///{db}"
+models_dir: {models}
+pipelines:
+  sync:
+    source: {source}
+    mapping: {mapping}
+    batch_size: {batch}
+    scoring: {{model: lead-score}}
+    routes:
+      - when: "score.value >= 0.5"
+        to: [webhook.sales]
+channels:
+  webhook.sales: {{url: "http://127.0.0.1:9/never-called", secret: "{secret}"}}
+"""
+
+
+def _timed(fn: Callable[[], int]) -> tuple[int, float, float]:
+    """(records, wall seconds, this process's CPU seconds) of ``fn``."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    n = fn()
+    return n, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _raw_hubspot(base: str, token: str) -> int:
+    from hubspot import HubSpot
+
+    api = HubSpot(access_token=token, host=base)
+    n, after = 0, None
+    while True:
+        page = api.crm.contacts.basic_api.get_page(
+            limit=100, after=after, properties=HUBSPOT_PROPS, archived=False
+        )
+        n += len(page.results)
+        if page.paging is None or page.paging.next is None:
+            return n
+        after = page.paging.next.after
+
+
+def _hubspot_source(base: str, token: str) -> dict[str, Any]:
+    return {
+        "connector": "hubspot",
+        "base_url": base,
+        "access_token": token,
+        "objects": ["contacts"],
+        "streams": ["contacts"],
+        "properties": {"contacts": HUBSPOT_PROPS},
+        "page_size": 100,
+        "timeout_s": 60,
+    }
+
+
+SYSTEMS: dict[str, dict[str, Any]] = {
+    "hubspot": {
+        "raw": lambda base, s: _raw_hubspot(base, s["access_token"]),
+        "source": lambda base, s: _hubspot_source(base, s["access_token"]),
+        "mapping": "hubspot.lead",
+        "stream": "contacts",
+        "batch": 100,
+    },
+}
+
+
+def _connector_read(source: dict[str, Any], stream: str) -> int:
+    from junction.core.registry import default_registry
+
+    cls = default_registry.get("connectors", source["connector"])
+    options = {k: v for k, v in source.items() if k not in ("connector", "streams")}
+    conn = cls(cls.config_model.model_validate(options))
+    try:
+        return sum(len(b) for b in conn.read(stream, None))
+    finally:
+        conn.close()
+
+
+def _sync(work: Path, source: dict[str, Any], mapping: str, batch: int) -> tuple[int, Any]:
+    import orjson
+
+    from junction.pipeline.hub import Hub
+    from outbound.webhook.config import generate_secret
+
+    cfg = work / "junction.yaml"
+    db = work / "sync.db"
+    db.unlink(missing_ok=True)
+    cfg.write_text(
+        CONFIG.format(
+            db=db,
+            models=work / "models",
+            source=orjson.dumps(source).decode(),
+            mapping=mapping,
+            batch=batch,
+            secret=generate_secret(),
+        )
+    )
+    hub = Hub.from_file(cfg)
+    try:
+        hub.runner("sync")  # compile the pipeline and load the model before the clock
+        holder: dict[str, Any] = {}
+
+        def go() -> int:
+            [summary] = hub.run_once()
+            holder["summary"] = summary
+            return summary.read
+
+        n, wall, cpu = _timed(go)
+        return n, (wall, cpu, holder["summary"], hub.store.counts())
+    finally:
+        hub.close()
+
+
+def _bench(system: str, records: int, work: Path) -> None:
+    spec = SYSTEMS[system]
+    t0 = time.perf_counter()
+    proc, base, secrets = crm_fakes.start(system, records)
+    print(f"{system}: fake with {records:,} records ready in {time.perf_counter() - t0:.1f}s")
+    try:
+        source = spec["source"](base, secrets)
+        raw_n, raw_wall, raw_cpu = _timed(lambda: spec["raw"](base, secrets))
+        read_n, read_wall, _ = _timed(lambda: _connector_read(source, spec["stream"]))
+        n, (wall, cpu, _summary, counts) = _sync(work, source, spec["mapping"], spec["batch"])
+    finally:
+        proc.terminate()
+        proc.join(10)
+    assert raw_n == read_n == n == records, (raw_n, read_n, n, records)
+    assert counts["records"] + counts["quarantined"] == records, "records were lost"
+    raw_rate, read_rate, sync_rate = raw_n / raw_wall, read_n / read_wall, n / wall
+    print(f"  raw SDK paging            : {raw_rate:>9,.0f} records/s ({raw_wall:.1f}s)")
+    print(
+        f"  Junction connector read   : {read_rate:>9,.0f} records/s "
+        f"({read_wall:.1f}s; ratio to raw {read_rate / raw_rate:.2f})"
+    )
+    print(
+        f"  Junction sync → SQLite    : {sync_rate:>9,.0f} records/s "
+        f"({wall:.1f}s; ratio to raw {sync_rate / raw_rate:.2f})"
+    )
+    share = min(1.0, cpu / wall)
+    print(
+        f"  time in Junction / waiting on the fake: {share:.0%} / {1 - share:.0%} "
+        f"(raw SDK alone: {min(1.0, raw_cpu / raw_wall):.0%} CPU)"
+    )
+    print(
+        f"  stored {counts['records']:,}, quarantined {counts['quarantined']:,}, "
+        f"scored {counts['scored']:,}, outbox {counts['deliveries_pending']:,}"
+    )
+
+
+def run(*, records: int, systems: list[str], keep: bool) -> int:
+    """Benchmark each of ``systems`` with an initial sync of ``records`` records."""
+    from scoring.registry import ensure_default_model
+
+    work = Path(tempfile.mkdtemp(prefix="junction-bench-crm-"))
+    try:
+        ensure_default_model(work / "models", name="lead-score")
+        for system in systems:
+            _bench(system, records, work)
+    finally:
+        if keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
