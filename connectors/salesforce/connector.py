@@ -175,6 +175,8 @@ class SalesforceConnector:
     def read(self, stream: str, cursor: dict[str, Any] | None) -> Iterator[RawBatch]:
         """Yield one batch per result page after ``cursor``; each carries its next cursor.
 
+        Nothing is requested before the first batch is asked for.
+
         Raises:
             ConfigError: unknown object or field, or a foreign cursor.
             AuthError: the credentials were refused.
@@ -184,16 +186,16 @@ class SalesforceConnector:
         """
         if not API_NAME.match(stream):
             raise ConfigError(f"{stream!r} is not an sObject API name")
+        yield from self._plan(stream, cursor)
+
+    def _plan(self, stream: str, cursor: dict[str, Any] | None) -> Iterator[RawBatch]:
         cfg = self.config
         window = Window.from_cursor(cursor, overlap_s=cfg.overlap_s, max_seen=cfg.max_seen_ids)
         fields = self._fields(stream)
         bulk = (cursor or {}).get("bulk")
         if isinstance(bulk, dict):
             return self._resume_bulk(stream, fields, window, bulk)
-        lower = window.lower_bound()
-        if lower is None and cfg.start_date is not None:
-            start = cfg.start_date if cfg.start_date.tzinfo else cfg.start_date.replace(tzinfo=UTC)
-            lower = normalize_stamp(start.isoformat())
+        lower = window.lower_bound() or self._start()
         where = f" WHERE SystemModstamp >= {lower}" if lower else ""
         if cursor is None:
             # object and field names are checked API names, the bound a formatted stamp
@@ -207,6 +209,12 @@ class SalesforceConnector:
             " ORDER BY SystemModstamp ASC, Id ASC"
         )
         return self._read_rest(stream, window, soql)
+
+    def _start(self) -> str | None:
+        start = self.config.start_date
+        if start is None:
+            return None
+        return normalize_stamp((start if start.tzinfo else start.replace(tzinfo=UTC)).isoformat())
 
     def _read_rest(self, stream: str, window: Window, soql: str) -> Iterator[RawBatch]:
         position = 0
@@ -240,7 +248,9 @@ class SalesforceConnector:
             if exc.context.get("status") != 404:
                 raise
             # the job's results expired: read everything again (repeats, never losses)
-            soql = f"SELECT {', '.join(fields)} FROM {stream}"  # noqa: S608
+            start = self._start()
+            where = f" WHERE SystemModstamp >= {start}" if start else ""
+            soql = f"SELECT {', '.join(fields)} FROM {stream}{where}"  # noqa: S608
             yield from self._read_bulk(stream, fields, window, soql)
 
     def _bulk_pages(
