@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -392,7 +394,7 @@ class SalesforceClient:
 
     def collections_update(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``PATCH /composite/sobjects``: update up to 200 records by Id, one result each."""
-        body = json.dumps({"allOrNone": False, "records": records})
+        body = json.dumps({"allOrNone": False, "records": records}, default=_json_value)
         result = self._run(lambda sf: sf.restful("composite/sobjects", method="PATCH", data=body))
         return [dict(r) for r in (result or [])]
 
@@ -400,10 +402,19 @@ class SalesforceClient:
         self, sobject: str, external_field: str, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """``PATCH /composite/sobjects/{sobject}/{field}``: upsert by an external id."""
-        body = json.dumps({"allOrNone": False, "records": records})
+        body = json.dumps({"allOrNone": False, "records": records}, default=_json_value)
         path = f"composite/sobjects/{sobject}/{external_field}"
         result = self._run(lambda sf: sf.restful(path, method="PATCH", data=body))
         return [dict(r) for r in (result or [])]
+
+
+def _json_value(value: Any) -> Any:
+    # values a scored record carries that JSON lacks: decimals as numbers, times as ISO-8601
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be written to Salesforce")
 
 
 def _more(next_url: str, headers: dict[str, str]) -> Callable[[Salesforce], Any]:

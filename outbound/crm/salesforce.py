@@ -9,6 +9,8 @@ the error table are the connector's (``connectors.salesforce.client``).
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -33,6 +35,8 @@ _RETRYABLE = frozenset(
         "TXN_SECURITY_METERING_ERROR",
     }
 )
+# JSON values, plus what the client serializes (decimals as numbers, dates as ISO-8601)
+_WRITABLE = (str, int, float, bool, Decimal, date, type(None))
 _API_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -126,6 +130,11 @@ class SalesforceWriteBackend:
         bad = [k for k in item.fields if not _api_name(k)]
         if bad:
             return {}, FatalError("a field name is not an API name", context={"field": bad[0]})
+        odd = [k for k, v in item.fields.items() if not isinstance(v, _WRITABLE)]
+        if odd:
+            return {}, FatalError(
+                "a value has a type Salesforce cannot take", context={"field": odd[0]}
+            )
         record: dict[str, Any] = {"attributes": {"type": item.object_type}, **item.fields}
         if self.external_field is None:
             # the hub's source keys are <Id>@<version>; the record is addressed by the Id

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 import pytest
 from pydantic import ValidationError
 
@@ -188,3 +191,19 @@ def test_options_model_is_the_connection_model():
         SalesforceConnection.model_validate(
             {"auth": "session", "session_id": "t", "instance_url": "https://x", "objects": []}
         )
+
+
+def test_decimal_and_date_values_are_sent_as_json_others_fail_their_item(org, url):
+    ids = list(org.records["Lead"])
+    b = backend(org, url)
+    results = b.write(
+        [
+            wb(0, ids[0], Score__c=Decimal("87.25"), Title=date(2026, 3, 1)),
+            wb(1, ids[1], Score__c=object()),
+        ]
+    )
+    b.close()
+    assert results[0].error is None
+    assert org.records["Lead"][ids[0]]["Score__c"] == 87.25
+    assert org.records["Lead"][ids[0]]["Title"] == "2026-03-01"
+    assert isinstance(results[1].error, FatalError)
