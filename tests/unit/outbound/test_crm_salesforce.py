@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from decimal import Decimal
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -17,6 +19,8 @@ from junction.core.errors import (
     RetryableError,
     UnavailableError,
 )
+from outbound.base import Delivery
+from outbound.crm import CrmWriteBackChannel, CrmWriteBackConfig
 from outbound.crm.base import WriteBack
 from outbound.crm.salesforce import SalesforceWriteBackend
 from tests.fakes.salesforce import FakeOrg, options_for
@@ -207,3 +211,40 @@ def test_decimal_and_date_values_are_sent_as_json_others_fail_their_item(org, ur
     assert org.records["Lead"][ids[0]]["Score__c"] == 87.25
     assert org.records["Lead"][ids[0]]["Title"] == "2026-03-01"
     assert isinstance(results[1].error, FatalError)
+
+
+def test_the_crm_channel_batches_deliveries_into_one_collections_call(org, url):
+    ids = list(org.records["Lead"])
+    config = CrmWriteBackConfig.model_validate(
+        {
+            "system": "salesforce",
+            "connection": options_for(org, url, "client_credentials"),
+            "object": "Lead",
+            "fields": {"score.value_pct": "Score__c", "score.grade": "Status"},
+        }
+    )
+
+    def delivery(i: int, target: str) -> Delivery:
+        event = {
+            "type": "lead.scored",
+            "source_key": f"{target}@2026-03-01T12:00:00.000Z",
+            "score": {"value": 0.8765, "grade": "A", "top_factors": [], "model_version": "v1"},
+        }
+        return Delivery(f"d{i}", "crm.sf", "lead.scored", orjson.dumps(event))
+
+    async def run():
+        channel = CrmWriteBackChannel(config)
+        try:
+            return await asyncio.gather(
+                *(channel.send(delivery(i, rid)) for i, rid in enumerate(ids[:3])),
+                channel.send(delivery(9, "00Q5g00000ZZZZZEAA")),
+                return_exceptions=True,
+            )
+        finally:
+            await channel.aclose()
+
+    outcomes = asyncio.run(run())
+    assert [o.remote_id for o in outcomes[:3]] == ids[:3]
+    assert isinstance(outcomes[3], FatalError)  # that Lead does not exist
+    assert [org.records["Lead"][r]["Score__c"] for r in ids[:3]] == [88, 88, 88]
+    assert len([1 for m, _p in org.requests if m == "PATCH"]) == 1
