@@ -61,9 +61,20 @@ _JSON_TYPES = {
 }
 
 
-def _stamp_minus(version: str, seconds: float) -> str:
+def window_floor(version: str, seconds: float) -> str:
+    """``version`` minus ``seconds``, down to the whole second (SOQL literals have no fraction).
+
+    The query bound and the cursor's pruning both use it, so what the cursor forgets is exactly
+    what the next query no longer returns.
+    """
     parsed = datetime.fromisoformat(version.replace("Z", "+00:00"))
-    return normalize_stamp((parsed - timedelta(seconds=seconds)).isoformat())
+    floor = (parsed - timedelta(seconds=seconds)).replace(microsecond=0)
+    return normalize_stamp(floor.isoformat())
+
+
+def soql_datetime(version: str) -> str:
+    """A normalized stamp as a SOQL dateTime literal (``YYYY-MM-DDThh:mm:ssZ``, floored)."""
+    return version[:19] + "Z"
 
 
 class Window:
@@ -100,7 +111,7 @@ class Window:
 
     def lower_bound(self) -> str | None:
         """Where the next query starts: the watermark minus the overlap."""
-        return None if self.watermark is None else _stamp_minus(self.watermark, self.overlap_s)
+        return None if self.watermark is None else window_floor(self.watermark, self.overlap_s)
 
     def accept(self, record_id: str, version: str) -> bool:
         """Remember (id, version); False when this exact version was already read."""
@@ -114,7 +125,7 @@ class Window:
     def to_cursor(self) -> dict[str, Any]:
         """The cursor to resume after everything accepted so far."""
         if self.watermark is not None:
-            floor = _stamp_minus(self.watermark, self.overlap_s)
+            floor = window_floor(self.watermark, self.overlap_s)
             self.seen = {k: v for k, v in self.seen.items() if v >= floor}
         if len(self.seen) > self.max_seen:
             # forget the oldest: they may be read again (at-least-once), never lost
@@ -196,7 +207,7 @@ class SalesforceConnector:
         if isinstance(bulk, dict):
             return self._resume_bulk(stream, fields, window, bulk)
         lower = window.lower_bound() or self._start()
-        where = f" WHERE SystemModstamp >= {lower}" if lower else ""
+        where = f" WHERE SystemModstamp >= {soql_datetime(lower)}" if lower else ""
         if cursor is None:
             # object and field names are checked API names, the bound a formatted stamp
             count_soql = f"SELECT COUNT() FROM {stream}{where}"  # noqa: S608
@@ -249,7 +260,7 @@ class SalesforceConnector:
                 raise
             # the job's results expired: read everything again (repeats, never losses)
             start = self._start()
-            where = f" WHERE SystemModstamp >= {start}" if start else ""
+            where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start else ""
             soql = f"SELECT {', '.join(fields)} FROM {stream}{where}"  # noqa: S608
             yield from self._read_bulk(stream, fields, window, soql)
 

@@ -54,6 +54,8 @@ _SOQL = re.compile(
 )
 _IN = re.compile(r"^\s*(\w+)\s+IN\s*\((.+)\)\s*$", re.IGNORECASE)
 _COND = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
+# the dateTime literal forms SOQL documents: no fractional seconds
+_SOQL_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
 _DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$")
 
 
@@ -122,6 +124,7 @@ class FakeOrg:
     tokens: set[str] = field(default_factory=set)
     logins: list[str] = field(default_factory=list)  # grant per successful login
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    soql: list[str] = field(default_factory=list)  # every query received (REST and Bulk 2.0)
     clock: datetime = field(default_factory=lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -194,6 +197,8 @@ class FakeOrg:
 
     def parse(self, soql: str) -> Query:
         """Parse the SOQL subset: fields or COUNT(), AND-ed comparisons, ORDER BY, LIMIT."""
+        with self._lock:
+            self.soql.append(soql)
         m = _SOQL.match(soql)
         if not m:
             raise SoqlError("MALFORMED_QUERY", "unexpected token")
@@ -243,7 +248,7 @@ class FakeOrg:
             return low == "true"
         if low == "null":
             return None
-        if _DATETIME.match(text):
+        if _SOQL_DATETIME.match(text):
             return _parse_dt(text)
         try:
             return float(text)

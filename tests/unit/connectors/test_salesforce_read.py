@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from connectors.salesforce import SalesforceConfig, SalesforceConnector
-from connectors.salesforce.connector import _stamp_minus
+from connectors.salesforce.connector import window_floor
 from connectors.salesforce.outbound_message import normalize_stamp
 from junction.core.errors import (
     ConfigError,
@@ -118,7 +118,7 @@ def test_cursor_remembers_only_the_overlap_window(org, url):
     conn = connect(org, url, overlap_s=60)
     final = list(conn.read("Lead", None))[-1].cursor
     conn.close()
-    floor = _stamp_minus(final["watermark"], 60)
+    floor = window_floor(final["watermark"], 60)
     assert final["seen"], "records inside the window are remembered"
     assert all(v >= floor for v in final["seen"].values())
     assert len(final["seen"]) < 450
@@ -337,3 +337,22 @@ def test_fetch_by_id_reads_current_state(org, url):
     deleted = connect(org, url, include_deleted=True)
     assert [r["IsDeleted"] for r in deleted.fetch("Lead", [ids[3]]).records] == [True]
     deleted.close()
+
+
+def test_sub_second_stamps_and_the_whole_second_query_bound():
+    org = FakeOrg()
+    base = org.clock
+    # pairs of records a quarter second apart, around every second of a 3-minute span
+    for i in range(240):
+        org.insert("Lead", lead_fields(i), modstamp=base + timedelta(milliseconds=750 * i))
+    with serve_app(org.app()) as url:
+        conn = connect(org, url, overlap_s=61.5)
+        batches = list(conn.read("Lead", None))
+        for k, batch in enumerate(batches):
+            assert keys_of(conn.read("Lead", batch.cursor)) == keys_of(batches[k + 1 :])
+        conn.close()
+    resumed = [q for q in org.soql if "WHERE" in q]
+    assert resumed
+    for q in resumed:
+        literal = re.search(r">= (\S+)", q).group(1)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", literal), q
