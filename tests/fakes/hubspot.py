@@ -14,6 +14,7 @@ Ties in a sort are ordered by a hash of the id, not by id, as nothing promises H
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import itertools
 import json
@@ -183,6 +184,9 @@ class HubSpotFake:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(101))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server_errors: int = 0
+    # sorted views for large portals (benchmarks): rebuilt when ``_rev`` moved
+    _rev: int = 0
+    _views: dict[tuple[str, str], tuple[int, list[Any], list[Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.app = self._build()
@@ -208,6 +212,7 @@ class HubSpotFake:
             created_ms = ms_of(created) if created is not None else updated_ms
             assert created_ms is not None
             self.objects[obj][rid] = FakeRecord(rid, dict(properties), created_ms, updated_ms)
+            self._rev += 1
             return rid
 
     def touch(self, obj: str, rid: str, *, updated: Any = None, **properties: str | None) -> None:
@@ -218,10 +223,12 @@ class HubSpotFake:
             ms = ms_of(updated) if updated is not None else self.now_ms()
             assert ms is not None
             record.updated_ms = ms
+            self._rev += 1
 
     def delete(self, obj: str, rid: str) -> None:
         with self._lock:
             self.objects[obj].pop(rid, None)
+            self._rev += 1
 
     def add_oauth_client(self, client_id: str, secret: str, refresh_token: str) -> None:
         self.oauth_clients[client_id] = (secret, refresh_token)
@@ -231,6 +238,22 @@ class HubSpotFake:
         with self._lock:
             for token in self._access:
                 self._access[token] = 0.0
+
+    def view(self, obj: str, order: str) -> tuple[list[Any], list[Any]]:
+        """Live records of ``obj`` sorted by ``id`` or by ``modified`` (then the tie-break),
+        with their sort keys; cached until a write changes the order (call under the lock)."""
+        key = (obj, order)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] == self._rev:
+            return cached[1], cached[2]
+        live = [r for r in self.objects[obj].values() if not r.archived]
+        if order == "id":
+            keyed = sorted(((int(r.id),), r) for r in live)
+        else:
+            keyed = sorted(((r.updated_ms, _tie(r.id)), r) for r in live)
+        keys, rows = [k for k, _ in keyed], [r for _, r in keyed]
+        self._views[key] = (self._rev, keys, rows)
+        return keys, rows
 
     # ---- the app
     def _build(self) -> FastAPI:
@@ -351,15 +374,9 @@ class HubSpotFake:
             after = int(q.get("after", "0") or 0)
             names = [n for v in q.getlist("properties") for n in v.split(",") if n] or None
             with fake._lock:
-                rows = sorted(
-                    (
-                        r
-                        for r in fake.objects[obj].values()
-                        if not r.archived and int(r.id) >= after
-                    ),
-                    key=lambda r: int(r.id),
-                )
-            page = rows[: limit + 1]
+                keys, rows = fake.view(obj, "id")
+                start = bisect.bisect_left(keys, (after,))
+                page = rows[start : start + limit + 1]
             body: dict[str, Any] = {"results": [r.wire(obj, names) for r in page[:limit]]}
             if len(page) > limit:
                 nxt = page[limit].id
@@ -382,15 +399,28 @@ class HubSpotFake:
                     errors=[{"message": f"after must be less than {fake.search_cap}"}],
                 )
             groups = body.get("filterGroups") or []
-            with fake._lock:
-                rows = [
-                    r
-                    for r in fake.objects[obj].values()
-                    if not r.archived and (not groups or any(_group_ok(obj, r, g) for g in groups))
-                ]
             sorts = body.get("sorts") or []
             prop, descending = _sort_of(sorts[0]) if sorts else ("hs_object_id", False)
-            rows.sort(key=lambda r: (_sort_value(obj, r, prop), _tie(r.id)), reverse=descending)
+            with fake._lock:
+                narrowed = _by_modified(fake, obj, groups)
+                if (
+                    narrowed is not None
+                    and narrowed[1]
+                    and prop == MODIFIED[obj]
+                    and not descending
+                ):
+                    rows = narrowed[0]  # already in (modified, tie) order, every one a match
+                else:
+                    pool = narrowed[0] if narrowed is not None else fake.objects[obj].values()
+                    rows = [
+                        r
+                        for r in pool
+                        if not r.archived
+                        and (not groups or any(_group_ok(obj, r, g) for g in groups))
+                    ]
+                    rows.sort(
+                        key=lambda r: (_sort_value(obj, r, prop), _tie(r.id)), reverse=descending
+                    )
             names = body.get("properties") or None
             page = rows[after : after + limit]
             answer: dict[str, Any] = {
@@ -444,6 +474,7 @@ class HubSpotFake:
                         continue
                     record.properties.update(item.get("properties") or {})
                     record.updated_ms = fake.now_ms()
+                    fake._rev += 1
                     done.append(record.wire(obj, None))
             return _batch_answer(obj, done, missing, "update")
 
@@ -471,6 +502,7 @@ class HubSpotFake:
                         None,
                     )
                     now = fake.now_ms()
+                    fake._rev += 1
                     if match is None:
                         rid = str(next(fake._ids))
                         props = {key_prop: value, **(item.get("properties") or {})}
@@ -490,6 +522,40 @@ class HubSpotFake:
             }
 
         return app
+
+
+def _by_modified(
+    fake: HubSpotFake, obj: str, groups: list[dict[str, Any]]
+) -> tuple[list[FakeRecord], bool] | None:
+    """Records in the range one filter group sets on the modified property, by bisection.
+
+    Returns (candidates in (modified, tie) order, whether the range is the whole filter), or None
+    when the filters do not bound the modified property (the caller scans everything).
+    """
+    if len(groups) != 1:
+        return None
+    filters = groups[0].get("filters") or []
+    low, high, only = None, None, True
+    for f in filters:
+        op = f.get("operator")
+        if f.get("propertyName") != MODIFIED[obj] or op not in ("GT", "GTE", "LT", "LTE", "EQ"):
+            only = False
+            continue
+        ms = ms_of(f.get("value"))
+        if ms is None:
+            return None
+        if op in ("GT", "GTE", "EQ"):
+            lo = ms + 1 if op == "GT" else ms
+            low = lo if low is None else max(low, lo)
+        if op in ("LT", "LTE", "EQ"):
+            hi = ms - 1 if op == "LT" else ms
+            high = hi if high is None else min(high, hi)
+    if low is None and high is None:
+        return None
+    keys, rows = fake.view(obj, "modified")
+    start = 0 if low is None else bisect.bisect_left(keys, (low,))
+    end = len(rows) if high is None else bisect.bisect_left(keys, (high + 1,))
+    return rows[start:end], only
 
 
 def _key_of(record: FakeRecord, prop: str) -> str:
