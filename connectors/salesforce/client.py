@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -91,6 +92,7 @@ class _Session(requests.Session):
         self.last_status: int | None = None
         self.last_headers: dict[str, str] = {}
         self.usage: tuple[int, int] | None = None
+        self.usage_at = 0.0  # time.monotonic() of the usage sample
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -108,6 +110,7 @@ class _Session(requests.Session):
         found = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
         if found:
             self.usage = (int(found.group(1)), int(found.group(2)))
+            self.usage_at = time.monotonic()
         return response
 
 
@@ -284,6 +287,8 @@ class SalesforceClient:
         usage = self._session.usage
         if usage is None or usage[1] <= 0:
             return
+        if time.monotonic() - self._session.usage_at > USAGE_RETRY_AFTER_S:
+            return  # an old sample: the 24 h window has rolled on, let a request look again
         if usage[0] / usage[1] >= self.max_api_usage:
             raise RateLimitedError(
                 "the org's daily API usage reached the configured share; reading stops to "

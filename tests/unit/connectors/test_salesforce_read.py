@@ -198,12 +198,18 @@ def test_api_usage_share_stops_the_read(org, url):
     got.append(next(reader))
     with pytest.raises(RateLimitedError) as info:
         next(reader)
-    conn.close()
     assert info.value.retry_after == 3600
     assert [len(b) for b in got] == [200, 200]  # the 900th request was the last
     assert org.api_used == 900
     # the cursor of what was read is still good
     assert got[-1].cursor["watermark"]
+    # an hour later the org's usage has rolled down: the old sample no longer blocks a read
+    org.api_used = 100
+    with pytest.raises(RateLimitedError):
+        list(conn.read("Lead", got[-1].cursor))
+    conn.client._session.usage_at -= 3601
+    assert len(keys_of(conn.read("Lead", got[-1].cursor))) == 50
+    conn.close()
 
 
 def test_rate_limit_is_typed_with_the_fakes_retry_after(org, url):
