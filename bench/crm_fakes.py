@@ -12,6 +12,9 @@ import random
 from typing import Any
 
 T0_MS = 1_772_355_600_000  # 2026-03-01T09:00:00Z
+# records change about once a minute across the portal/org, as in a CRM of this size: a
+# backfill's overlap window then holds a handful of records, not tens of thousands
+STEP_MS = 60_000
 INDUSTRIES = ["software", "retail", "finance", "manufacturing", "health", "education"]
 
 
@@ -37,7 +40,7 @@ def _hubspot(n: int) -> tuple[Any, dict[str, Any]]:
         v = _lead_values(rng, i)
         fake.put(
             "contacts",
-            updated=T0_MS + i * 10,
+            updated=T0_MS + i * STEP_MS,
             email=v["email"],
             firstname=v["first"],
             lastname=v["last"],

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -35,16 +35,23 @@ _CHUNK = 400  # keys per look-up statement (well under SQLite's variable limit)
 
 
 def _heads_of(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    # one pipeline per look-up: `pipeline = ? AND source_key IN (...)` walks the primary key,
+    # where a row-value IN over both columns makes SQLite scan the whole table (measured: the
+    # 100k-record sync slowed down with every batch)
     c = t.record_heads.c
+    by_pipeline: dict[str, list[str]] = {}
+    for pipeline, key in keys:
+        by_pipeline.setdefault(pipeline, []).append(key)
     found: dict[tuple[str, str], Any] = {}
-    for at in range(0, len(keys), _CHUNK):
-        rows = conn.execute(
-            select(c.pipeline, c.source_key, c.record_id, c.content_hash).where(
-                tuple_(c.pipeline, c.source_key).in_(keys[at : at + _CHUNK])
+    for pipeline, names in by_pipeline.items():
+        for at in range(0, len(names), _CHUNK):
+            rows = conn.execute(
+                select(c.source_key, c.record_id, c.content_hash).where(
+                    c.pipeline == pipeline, c.source_key.in_(names[at : at + _CHUNK])
+                )
             )
-        )
-        for r in rows:
-            found[(r.pipeline, r.source_key)] = r
+            for r in rows:
+                found[(pipeline, r.source_key)] = r
     return found
 
 
