@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--keep", action="store_true", help="keep the work folder")
     crm = sub.add_parser("crm", help="initial sync from each CRM fake vs the raw SDK")
     crm.add_argument("--records", type=int, default=100_000)
-    crm.add_argument("--systems", default="hubspot,salesforce", help="comma-separated")
+    crm.add_argument(
+        "--systems", default="salesforce,salesforce-bulk,hubspot", help="comma-separated"
+    )
     crm.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     if args.name == "crm":

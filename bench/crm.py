@@ -41,6 +41,7 @@ pipelines:
     source: {source}
     mapping: {mapping}
     batch_size: {batch}
+    workers: 0
     scoring: {{model: lead-score}}
     routes:
       - when: "score.value >= 0.5"
@@ -85,7 +86,86 @@ def _hubspot_source(base: str, token: str) -> dict[str, Any]:
     }
 
 
+SALESFORCE_FIELDS = [
+    "FirstName",
+    "LastName",
+    "Email",
+    "Phone",
+    "Company",
+    "Title",
+    "Industry",
+    "LeadSource",
+    "Status",
+    "Country",
+    "City",
+    "NumberOfEmployees",
+    "AnnualRevenue",
+    "Website",
+    "CreatedDate",
+]
+
+
+def _raw_salesforce(base: str, secrets: dict[str, Any]) -> int:
+    """simple-salesforce's own REST paging (2,000 a page) through the URL-rewriting session."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import requests
+    from simple_salesforce import Salesforce
+
+    class Redirect(requests.Session):  # CLIENTS.md recipe B: the SDK always builds https URLs
+        def request(self, method: str, url: Any, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
+            p = urlsplit(str(url))
+            return super().request(
+                method, base + urlunsplit(("", "", p.path, p.query, "")), *a, **kw
+            )
+
+    session = Redirect()
+    session.trust_env = False
+    sf = Salesforce(
+        consumer_key=secrets["client_id"],
+        consumer_secret=secrets["client_secret"],
+        domain="acme.my",
+        session=session,
+        version=secrets["version"],
+    )
+    fields = ", ".join(["Id", "SystemModstamp", *SALESFORCE_FIELDS])
+    return sum(1 for _ in sf.query_all_iter(f"SELECT {fields} FROM Lead"))
+
+
+def _salesforce_source(base: str, secrets: dict[str, Any], bulk: bool) -> dict[str, Any]:
+    return {
+        "connector": "salesforce",
+        "auth": "client_credentials",
+        "domain": "acme.my",
+        "client_id": secrets["client_id"],
+        "client_secret": secrets["client_secret"],
+        "base_url": base,
+        "objects": ["Lead"],
+        "streams": ["Lead"],
+        "fields": {"Lead": SALESFORCE_FIELDS},
+        "page_size": 2000,
+        "bulk_threshold": 50_000 if bulk else 10**9,
+        "bulk_poll_s": 0.05,
+        "timeout_s": 60,
+    }
+
+
 SYSTEMS: dict[str, dict[str, Any]] = {
+    "salesforce": {
+        "raw": _raw_salesforce,
+        "source": lambda base, s: _salesforce_source(base, s, bulk=False),
+        "mapping": "salesforce.lead",
+        "stream": "Lead",
+        "batch": 2000,
+    },
+    "salesforce-bulk": {
+        "fake": "salesforce",
+        "raw": _raw_salesforce,
+        "source": lambda base, s: _salesforce_source(base, s, bulk=True),
+        "mapping": "salesforce.lead",
+        "stream": "Lead",
+        "batch": 2000,
+    },
     "hubspot": {
         "raw": lambda base, s: _raw_hubspot(base, s["access_token"]),
         "source": lambda base, s: _hubspot_source(base, s["access_token"]),
@@ -146,7 +226,7 @@ def _sync(work: Path, source: dict[str, Any], mapping: str, batch: int) -> tuple
 def _bench(system: str, records: int, work: Path) -> None:
     spec = SYSTEMS[system]
     t0 = time.perf_counter()
-    proc, base, secrets = crm_fakes.start(system, records)
+    proc, base, secrets = crm_fakes.start(spec.get("fake", system), records)
     print(f"{system}: fake with {records:,} records ready in {time.perf_counter() - t0:.1f}s")
     try:
         source = spec["source"](base, secrets)

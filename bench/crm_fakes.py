@@ -53,14 +53,32 @@ def _hubspot(n: int) -> tuple[Any, dict[str, Any]]:
     return fake.app, {"access_token": PRIVATE_TOKEN}
 
 
+def _salesforce(n: int) -> tuple[Any, dict[str, Any]]:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.fakes.salesforce import FakeOrg
+    from tests.fakes.salesforce_data import lead_fields
+
+    org = FakeOrg()
+    t0 = datetime.fromtimestamp(T0_MS / 1000, UTC)
+    for i in range(n):
+        org.insert("Lead", lead_fields(i), modstamp=t0 + timedelta(milliseconds=i * STEP_MS))
+    return org.app(), {
+        "client_id": org.client_id,
+        "client_secret": org.client_secret,
+        "version": org.version,
+    }
+
+
 def _serve(system: str, n: int, conn: Any) -> None:
     import socket
 
     import uvicorn
 
-    app, secrets = {"hubspot": _hubspot}[system](n)
+    app, secrets = {"hubspot": _hubspot, "salesforce": _salesforce}[system](n)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections queue from now on, before uvicorn starts accepting
     conn.send((sock.getsockname()[1], secrets))
     uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="off")
