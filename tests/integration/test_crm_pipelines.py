@@ -169,3 +169,126 @@ def test_hubspot_write_back_under_junction_serve(
     assert fake.faults.served == [("rate_limit", "/crm/v3/objects/contacts/batch/update")]
     assert scalar(store_url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'") == 31
     assert scalar(store_url, "SELECT count(*) FROM attempts WHERE outcome = 'retry'") >= 1
+
+
+SALESFORCE = """\
+store: "{store}"
+models_dir: {models}
+pipelines:
+  sf-leads:
+    source:
+{options}
+{schedule}    mapping: salesforce.lead
+    workers: 0
+    scoring: {{model: lead-score}}
+    routes:
+      - otherwise: [crm.sf-score]
+channels:
+  crm.sf-score:
+    system: salesforce
+    connection:
+{connection}
+    object: Lead
+    match: id
+    fields: {{score.value_pct: Score__c}}
+delivery:
+  schedule_s: [0.2, 0.5, 1]
+api:
+  port: 0
+  signing_key: "test-signing-key-0123456789abcdefghijklmnop"
+"""
+
+
+@pytest.fixture
+def salesforce() -> Iterator[tuple[object, str]]:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.fakes.salesforce import FakeOrg
+    from tests.fakes.salesforce_data import lead_fields
+
+    org = FakeOrg()
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    for i in range(25):
+        org.insert("Lead", lead_fields(i), modstamp=t0 + timedelta(minutes=i))
+    with serve_app(org.app()) as base:
+        yield org, base
+
+
+def _sf_config(root: Path, store: str, models: Path, org, base: str, schedule: str = "") -> Path:
+    import orjson
+
+    from tests.fakes.salesforce import options_for
+
+    auth = options_for(org, base, "client_credentials")
+    source = {"connector": "salesforce", "streams": ["Lead"], "page_size": 200, **auth}
+    cfg = root / "junction.yaml"
+    cfg.write_text(
+        SALESFORCE.format(
+            store=store,
+            models=models,
+            options="\n".join(f"      {k}: {orjson.dumps(v).decode()}" for k, v in source.items()),
+            connection="\n".join(f"      {k}: {orjson.dumps(v).decode()}" for k, v in auth.items()),
+            schedule=f'      schedule: "{schedule}"\n' if schedule else "",
+        )
+    )
+    return cfg
+
+
+def _sf_scored(org) -> dict[str, float]:
+    return {
+        rid: rec["Score__c"]
+        for rid, rec in org.records["Lead"].items()
+        if rec.get("Score__c") is not None
+    }
+
+
+def test_salesforce_poll_score_and_write_back_through_junction_run(
+    tmp_path: Path, store_url: str, models_dir: Path, salesforce
+) -> None:
+    org, base = salesforce
+    cfg = _sf_config(tmp_path, store_url, models_dir, org, base)
+    out = _run_once(cfg)
+    assert "sf-leads: read 25, stored 25" in out
+    scored = _sf_scored(org)
+    assert len(scored) == 25
+    stored = dict(
+        rows_of(
+            store_url,
+            "SELECT r.source_key, s.value FROM scores s JOIN records r ON r.id = s.record_id",
+        )
+    )
+    assert all(scored[rid] == round(stored[rid] * 100) for rid in scored)
+    writes = [p for m, p in org.requests if m == "PATCH" and "composite/sobjects" in p]
+    assert 1 <= len(writes) <= 2  # 25 records in one or two collections calls
+
+    # the session is revoked (expired); the next poll logs in again and goes on; our own
+    # write-back bumped every SystemModstamp, so the 25 new versions route nothing
+    org.revoke_tokens()
+    again = _run_once(cfg)
+    assert "sf-leads: read 25, stored 25" in again
+    assert scalar(store_url, "SELECT count(*) FROM deliveries") == 25
+    assert org.logins.count("client_credentials") >= 3  # run, write-back, run again
+
+    # a lead changes in Salesforce: scored again and written back
+    rid = next(iter(scored))
+    org.update("Lead", rid, {"NumberOfEmployees": 4000, "Title": "VP Sales"})
+    third = _run_once(cfg)
+    assert "sf-leads: read 1, stored 1" in third
+    assert scalar(store_url, "SELECT count(*) FROM deliveries") == 26
+
+
+def test_salesforce_poll_backs_off_on_errors_under_junction_serve(
+    tmp_path: Path, store_url: str, models_dir: Path, salesforce
+) -> None:
+    org, base = salesforce
+    cfg = _sf_config(tmp_path, store_url, models_dir, org, base, schedule="* * * * * */1")
+    # the first poll meets a 503 on its query; the scheduler retries later
+    org.faults.fail_next("server_error", 1, path_contains="/query")
+    with Serve(cfg) as serve:
+        serve.wait_ready()
+        failed = serve.wait_event("run failed", timeout=20)
+        assert failed["code"] in ("unavailable", "retryable")
+        wait_for(lambda: len(_sf_scored(org)) == 25, 40, "every lead scored in Salesforce")
+        assert serve.stop() == 0
+    assert scalar(store_url, "SELECT count(*) FROM records") >= 25
+    assert scalar(store_url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'") == 25
