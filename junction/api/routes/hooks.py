@@ -177,13 +177,8 @@ async def receive_hook(
     try:
         records = parse_records(body)
     except ParseError as exc:
-        await _quarantine_body(ctx, hook.pipeline, source, event_id, exc, body, provenance)
-        raise ApiProblem(
-            422,
-            "Unprocessable body",
-            f"{exc.user_message}; the delivery was quarantined",
-            code=exc.code,
-            extra={"event_id": event_id, "quarantined": True},
+        raise await _quarantine_body(
+            ctx, hook.pipeline, source, event_id, exc, body, provenance
         ) from None
 
     try:
@@ -253,13 +248,8 @@ async def _receive_native(
             )
         )
     except ParseError as exc:
-        await _quarantine_body(ctx, pipeline, source, event_id, exc, signed.body, provenance)
-        raise ApiProblem(
-            422,
-            "Unprocessable body",
-            f"{exc.user_message}; the delivery was quarantined",
-            code=exc.code,
-            extra={"event_id": event_id, "quarantined": True},
+        raise await _quarantine_body(
+            ctx, pipeline, source, event_id, exc, signed.body, provenance
         ) from None
     except RetryableError as exc:
         raise _unavailable(exc) from None
@@ -285,7 +275,8 @@ async def _quarantine_body(
     exc: ParseError,
     body: bytes,
     provenance: dict[str, Any],
-) -> None:
+) -> ApiProblem:
+    """Quarantine a verified but unreadable body with its bytes; return the 422 to answer."""
     # keyed by the delivery id: the sender's retries of this body add no second entry
     row = quarantine_row(
         pipeline,
@@ -302,3 +293,10 @@ async def _quarantine_body(
     except RetryableError as err:
         raise _unavailable(err) from None
     log.warning("hook body quarantined", source=source, code=exc.code, bytes=len(body))
+    return ApiProblem(
+        422,
+        "Unprocessable body",
+        f"{exc.user_message}; the delivery was quarantined",
+        code=exc.code,
+        extra={"event_id": event_id, "quarantined": True},
+    )
