@@ -10,18 +10,8 @@ import pytest
 
 from tests.api.harness import HOOK_SECRET, running_api, write_api_config
 from tests.api.test_hooks import post, signed
-from tests.contract.fixtures.fake import write_source
+from tests.contract.fixtures.fake import write_lead_mapping, write_source
 from tests.integration.helpers import rows_of, scalar
-
-MAPPING = """\
-id: test.fake_lead
-entity: lead
-source_key: id
-fields:
-  external_id: {from: id, required: true}
-  email: {from: email, transforms: [email]}
-  page_views: {from: views, transforms: [int]}
-"""
 
 EXTRA = """\
   crm:
@@ -46,7 +36,7 @@ def _lead(i: int, version: str, views: int = 1) -> dict:
 @pytest.fixture(params=[False, True], ids=["json-ack", "xml-ack"])
 def crm_api(request, tmp_path: Path, store_url: str, models_dir: Path):
     (tmp_path / "crm").mkdir()
-    (tmp_path / "fake_lead.yaml").write_text(MAPPING)
+    write_lead_mapping(tmp_path)
     cfg = write_api_config(tmp_path, store=store_url, models=models_dir)
     text = cfg.read_text()
     text = text.replace(

@@ -15,20 +15,8 @@ from connectors.base import RawBatch
 from junction.core.errors import RateLimitedError, UnavailableError
 from junction.pipeline.hub import Hub
 from junction.pipeline.runner import RunSummary
-from tests.contract.fixtures.fake import write_source
+from tests.contract.fixtures.fake import write_lead_mapping, write_source
 from tests.integration.helpers import rows_of, scalar
-
-MAPPING = """\
-id: test.fake_lead
-entity: lead
-source_key: id
-fields:
-  external_id: {from: id, required: true}
-  email: {from: email, transforms: [trim, lower, email]}
-  company: {from: company}
-  page_views: {from: views, transforms: [int]}
-  updated_at: {from: updated_at, transforms: [{datetime: {tz: UTC}}]}
-"""
 
 CONFIG = """\
 store: "{store}"
@@ -60,7 +48,7 @@ def _lead(i: int, version: str, views: int = 3) -> dict:
 
 @pytest.fixture
 def crm(tmp_path: Path, store_url: str, models_dir: Path):
-    (tmp_path / "fake_lead.yaml").write_text(MAPPING)
+    write_lead_mapping(tmp_path)
     cfg = tmp_path / "junction.yaml"
     cfg.write_text(CONFIG.format(store=store_url, models=models_dir))
     return tmp_path, cfg, store_url

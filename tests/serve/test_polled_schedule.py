@@ -6,18 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.contract.fixtures.fake import write_source
+from tests.contract.fixtures.fake import write_lead_mapping, write_source
 from tests.integration.helpers import scalar
 from tests.serve.helpers import Serve, wait_for, write_serve_config
-
-MAPPING = """\
-id: test.fake_lead
-entity: lead
-source_key: id
-fields:
-  external_id: {from: id, required: true}
-  email: {from: email, transforms: [email]}
-"""
 
 PIPELINE = """\
   crm:
@@ -40,7 +31,7 @@ def _lead(i: int, version: str) -> dict:
 def test_polls_pick_up_changes_and_honour_retry_after(
     tmp_path: Path, store_url: str, models_dir: Path
 ) -> None:
-    (tmp_path / "fake_lead.yaml").write_text(MAPPING)
+    write_lead_mapping(tmp_path)
     (tmp_path / "crm").mkdir()
     src = tmp_path / "crm" / "source.jsonl"
     write_source(src, [_lead(i, f"2026-12-01T10:00:0{i}Z") for i in range(3)])
