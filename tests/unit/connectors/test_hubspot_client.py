@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -21,7 +20,7 @@ from junction.core.errors import (
     UnavailableError,
 )
 from tests.fakes.hubspot import PRIVATE_TOKEN, HubSpotFake
-from tests.fakes.server import Faults, serve_app
+from tests.fakes.server import Faults
 
 CLIENT_ID = "8b1c0f2e-0000-4000-8000-000000000001"
 CLIENT_SECRET = "cs-7d3f9a1b-secret-value"
@@ -35,12 +34,6 @@ def fake() -> HubSpotFake:
     f.add_oauth_client(CLIENT_ID, CLIENT_SECRET, REFRESH)
     f.put("contacts", updated=T0, email="a@x.io")
     return f
-
-
-@pytest.fixture
-def url(fake: HubSpotFake) -> Iterator[str]:
-    with serve_app(fake.app) as base:
-        yield base
 
 
 class Clock:

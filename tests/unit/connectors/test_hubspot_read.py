@@ -6,7 +6,6 @@ from every batch's cursor; the search API's result cap with a lowered cap; ties 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.connector import iso_ms
 from junction.core.errors import ConfigError, FatalError
 from tests.fakes.hubspot import DEFINITIONS, PRIVATE_TOKEN, HubSpotFake
-from tests.fakes.server import serve_app
 
 T0 = 1_772_355_600_000  # 2026-03-01T09:00:00Z in ms
 
@@ -25,12 +23,6 @@ T0 = 1_772_355_600_000  # 2026-03-01T09:00:00Z in ms
 @pytest.fixture
 def fake() -> HubSpotFake:
     return HubSpotFake()
-
-
-@pytest.fixture
-def url(fake: HubSpotFake) -> Iterator[str]:
-    with serve_app(fake.app) as base:
-        yield base
 
 
 def _connector(url: str, **options: Any) -> HubSpotConnector:

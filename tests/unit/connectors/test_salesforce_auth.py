@@ -11,7 +11,6 @@ from connectors.salesforce import SalesforceConfig, SalesforceConnector
 from junction.core.errors import AuthError, ConfigError, RateLimitedError, UnavailableError
 from tests.fakes.salesforce import FakeOrg, options_for
 from tests.fakes.salesforce_data import lead_fields
-from tests.fakes.server import serve_app
 
 GRANTS = {
     "client_credentials": "client_credentials",
@@ -34,12 +33,6 @@ def org():
     for i in range(250):
         org.insert("Lead", lead_fields(i))
     return org
-
-
-@pytest.fixture
-def url(org):
-    with serve_app(org.app()) as base:
-        yield base
 
 
 def connect(options) -> SalesforceConnector:

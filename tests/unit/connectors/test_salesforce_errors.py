@@ -16,7 +16,6 @@ from junction.core.errors import (
 )
 from tests.fakes.salesforce import FakeOrg, options_for
 from tests.fakes.salesforce_data import lead_fields
-from tests.fakes.server import serve_app
 
 
 @pytest.fixture
@@ -25,12 +24,6 @@ def org():
     for i in range(3):
         org.insert("Lead", lead_fields(i))
     return org
-
-
-@pytest.fixture
-def url(org):
-    with serve_app(org.app()) as base:
-        yield base
 
 
 @pytest.fixture

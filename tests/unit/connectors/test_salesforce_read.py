@@ -31,12 +31,6 @@ def org():
     return org
 
 
-@pytest.fixture
-def url(org):
-    with serve_app(org.app()) as base:
-        yield base
-
-
 def connect(org, url, **extra) -> SalesforceConnector:
     extra.setdefault("page_size", 200)
     return SalesforceConnector(SalesforceConfig.model_validate(options_for(org, url, **extra)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -21,7 +20,7 @@ from outbound.crm.base import WriteBack
 from outbound.crm.channel import load_backend
 from outbound.crm.hubspot import HubSpotWriteBackend, item_error, property_value
 from tests.fakes.hubspot import PRIVATE_TOKEN, HubSpotFake
-from tests.fakes.server import Faults, serve_app
+from tests.fakes.server import Faults
 
 T0 = 1_772_355_600_000
 
@@ -31,12 +30,6 @@ def fake() -> HubSpotFake:
     f = HubSpotFake(faults=Faults(retry_after_s=4.0))
     f.add_oauth_client("cid", "csecret", "rtoken")
     return f
-
-
-@pytest.fixture
-def url(fake: HubSpotFake) -> Iterator[str]:
-    with serve_app(fake.app) as base:
-        yield base
 
 
 def _backend(url: str, match: str = "id", **auth) -> HubSpotWriteBackend:

@@ -25,7 +25,6 @@ from outbound.crm.base import WriteBack
 from outbound.crm.salesforce import SalesforceWriteBackend
 from tests.fakes.salesforce import FakeOrg, options_for
 from tests.fakes.salesforce_data import contact_fields, lead_fields
-from tests.fakes.server import serve_app
 
 
 @pytest.fixture
@@ -35,12 +34,6 @@ def org():
         org.insert("Lead", lead_fields(i))
     org.insert("Contact", contact_fields(0))
     return org
-
-
-@pytest.fixture
-def url(org):
-    with serve_app(org.app()) as base:
-        yield base
 
 
 def backend(org, url, match="id", **extra) -> SalesforceWriteBackend:
