@@ -167,3 +167,60 @@ def test_sigkill_mid_poll_then_resume_loses_and_duplicates_nothing(
     assert scalar(store_url, "SELECT count(DISTINCT source_key) FROM records") == n
     ids = [line["webhook_id"] for line in read_sink_file(tmp_path / "sink.jsonl")]
     assert len(ids) == len(set(ids)) == stats["unique"] == n  # each delivered exactly once
+
+
+@pytest.mark.slow
+def test_sigkill_mid_salesforce_poll_then_resume_loses_and_duplicates_nothing(
+    tmp_path: Path, store_url: str, models_dir: Path
+) -> None:
+    """The hub is killed between pages of a Salesforce poll (the fake org, the real SDK)."""
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    from tests.fakes.salesforce import FakeOrg, options_for
+    from tests.fakes.salesforce_data import lead_fields
+    from tests.fakes.server import serve_app
+
+    n = 3000
+    org = FakeOrg()
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    for i in range(n):
+        org.insert("Lead", lead_fields(i), modstamp=t0 + timedelta(seconds=30 * i))
+    org.faults.delay_s = 0.25  # every page of the first run is slow: the kill lands mid-poll
+    org.faults.fail_next("timeout", 10_000, path_contains="/query")
+    secret = generate_secret()
+    with serve_app(org.app()) as base, WebhookSink(secret, tmp_path / "sink.jsonl") as sink:
+        cfg = write_config(
+            tmp_path, store=store_url, url=sink.url, secret=secret, models=models_dir, batch=200
+        )
+        source = {**options_for(org, base, "client_credentials"), "page_size": 200}
+        options = "".join(f"      {k}: {orjson.dumps(v).decode()}\n" for k, v in source.items())
+        text = cfg.read_text().replace(
+            "connector: csv_file\n      path: inbox/*.csv\n      settle_seconds: 0\n",
+            f"connector: salesforce\n      streams: [Lead]\n{options}",
+        )
+        cfg.write_text(text.replace("mapping: csv.lead", "mapping: salesforce.lead"))
+        proc = _run(cfg)
+
+        def mid_poll() -> bool:
+            try:
+                got = scalar(store_url, "SELECT count(*) FROM records")
+            except Exception:
+                return False
+            return 400 <= got < n - 1000
+
+        _wait_until(mid_poll, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        at_kill = scalar(store_url, "SELECT count(*) FROM records")
+        org.faults.clear()
+        proc = _run(cfg)
+        assert proc.wait(timeout=300) == 0, (
+            proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        )
+        stats = sink.stats()
+    assert at_kill <= scalar(store_url, "SELECT count(*) FROM records") == n
+    assert scalar(store_url, "SELECT count(DISTINCT source_key) FROM records") == n
+    ids = [line["webhook_id"] for line in read_sink_file(tmp_path / "sink.jsonl")]
+    assert len(ids) == len(set(ids)) == stats["unique"] == n
