@@ -3,6 +3,11 @@
 Connectors are synchronous (the vendor SDKs are blocking); the engine runs them in worker threads.
 A connector yields raw dicts plus provenance in batches; each batch carries the cursor to resume
 *after* it.  Normalization belongs in ``mappings/``, never in a connector.
+
+Every connector's config model accepts ``batch_size`` (records per batch): the pipeline passes
+its own ``batch_size`` to every connector (``junction.pipeline.extract.build_connector``), and a
+connector whose batches are the source's pages may treat it as an upper bound on the page size.
+The contract suite checks this.
 """
 
 from __future__ import annotations

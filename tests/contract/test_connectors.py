@@ -84,6 +84,13 @@ def test_config_schema_marks_secrets(contract):
         assert info.description, f"{name}.{field_name} has no description"
 
 
+def test_config_accepts_the_pipeline_batch_size(contract):
+    name, c = contract
+    model = REGISTRY.get("connectors", name).config_model
+    assert "batch_size" in model.model_fields, f"{name} cannot take the pipeline's batch_size"
+    model.model_validate({**c.options, "batch_size": 50})
+
+
 def test_check_passes_against_fake_and_refuses_bad_credentials(contract):
     name, c = contract
     conn = _build(name, c.options)
