@@ -108,6 +108,11 @@ class MappingSpec(BaseModel):
     source_key: str | None = Field(None, description="Selector of the record's key in its source.")
     null_values: tuple[str, ...] = Field(("",), description="Text meaning 'no value', any field.")
     fields: dict[str, FieldSpec] = Field(..., min_length=1, description="target -> how.")
+    reader: dict[str, Any] | None = Field(
+        None,
+        description="How `junction ingest` reads a file for this spec: a connector id and its "
+        "options, e.g. {connector: commerceml, document: import}; default: by file type.",
+    )
 
     _source: str = PrivateAttr("<spec>")
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)

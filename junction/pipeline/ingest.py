@@ -31,15 +31,25 @@ def ingest_file(
     """Stream ``file`` through ``mapping`` and write one canonical JSON object per line."""
     if not file.is_file():
         raise ConfigError(f"no such file: {file}")
-    kind = "xml_file" if file.suffix.lower() == ".xml" else "csv_file"
-    cls = default_registry.get("connectors", kind)
+    norm = Normalizer(mapping, [])
     options: dict[str, Any] = {"path": str(file.resolve()), "settle_seconds": 0}
-    if kind == "xml_file":
+    reader = dict(norm.mapping.spec.reader or {})
+    if reader:  # the spec names its file reader (e.g. CommerceML, IDoc)
+        kind = str(reader.pop("connector"))
+        options.update(reader)
+    else:
+        kind = "xml_file" if file.suffix.lower() == ".xml" else "csv_file"
+    if kind == "xml_file" and "record_tag" not in options:
         if not record_tag:
             raise ConfigError("XML ingest needs --record-tag (the record element's name)")
         options["record_tag"] = record_tag
-    connector = cls(cls.config_model.model_validate(options))
-    norm = Normalizer(mapping, [])
+    cls = default_registry.get("connectors", kind)
+    try:
+        connector = cls(cls.config_model.model_validate(options))
+    except ValueError as bad_options:
+        raise ConfigError(
+            f"mapping {mapping}: its reader options are invalid", details=str(bad_options)
+        ) from bad_options
     result = IngestResult()
     try:
         for batch in connector.read(str(file.resolve()), None):
