@@ -155,6 +155,17 @@ class OdbcClient:
             except pyodbc.Error as exc:
                 raise self._error(exc, "setting the statement timeout") from None
 
+    def at_least(self, quoted_column: str, kind: str, value: Any) -> tuple[str, Any]:
+        """A ``column >= ?`` predicate and its parameter for a watermark of ``kind``.
+
+        SQLite keeps timestamps as text and compares them as text, so '10:00:00' sorts before
+        the driver's bound '10:00:00.000': there both sides go through ``julianday`` (ms).
+        """
+        if self.dbms == "SQLite" and kind in ("timestamp", "date"):
+            text = value.isoformat(sep=" ") if kind == "timestamp" else value.isoformat()
+            return f"julianday({quoted_column}) >= julianday(?)", text
+        return f"{quoted_column} >= ?", value
+
     def quote(self, identifier: str) -> str:
         """``identifier`` quoted with the driver's quote character (callers validate it)."""
         q = self.quote_char

@@ -206,7 +206,9 @@ class OdbcConnector:
         return f"SELECT {cols} FROM {p.source}{where} ORDER BY {order}"  # noqa: S608 - catalog ids
 
     def _rows(self, p: _Plan, where: str, params: tuple[Any, ...]) -> Iterator[list[Any]]:
-        return self._client.batches(self._select(p, where), p.params + params, self.config.batch_size)
+        return self._client.batches(
+            self._select(p, where), p.params + params, self.config.batch_size
+        )
 
     def _convert(self, p: _Plan) -> tuple[list[str], list[int], list[int]]:
         names = [c.name for c in p.columns]
@@ -250,8 +252,11 @@ class OdbcConnector:
             if cursor.get("kind") != kind:
                 raise ConfigError(f"stream {p.name!r}: the cursor's watermark kind changed")
             high = _decode(cursor["watermark"], kind)
-            where += f" AND {self._client.quote(wm)} >= ?"
-            params = (high - overlap if overlap else high,)
+            pred, low = self._client.at_least(
+                self._client.quote(wm), kind, high - overlap if overlap else high
+            )
+            where += f" AND {pred}"
+            params = (low,)
         pos = 0
         for rows in self._rows(p, where, params):
             records, keys, versions = [], [], []
