@@ -66,7 +66,7 @@ class CommerceMLConnector(FileConnectorBase):
                 continue
             if wanted != "auto" and os.path.getsize(f) > 0:
                 try:
-                    kind = self._detect(f, self._codec(f)).kind
+                    kind = self._detect(f, self._forced()).kind
                 except (JunctionError, OSError):
                     kind = None
                 if kind is not None and kind != wanted:

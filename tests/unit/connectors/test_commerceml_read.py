@@ -391,7 +391,7 @@ def test_empty_orders_answer_yields_nothing(tmp_path: Path) -> None:
 
 
 def test_wrong_kind_is_refused_and_not_discovered(tmp_path: Path) -> None:
-    imp = drop(tmp_path, "import.xml", import_doc(1).encode())
+    imp = drop(tmp_path, "import.xml", BOM + import_doc(1).encode())
     off = drop(tmp_path, "offers.xml", OFFERS.format(ns=NS).encode())
     orders = drop(tmp_path, "orders.xml", ORDERS.encode("cp1251"))
     conn = connector(tmp_path, document="import")
