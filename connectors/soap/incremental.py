@@ -32,7 +32,7 @@ def stamp_version(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
-    if not text or text == "00000000" or text.startswith("0001-01-01"):
+    if not text or text == "00000000" or text.startswith(("0001-01-01", "0000-00-00")):
         return None
     if _DATE8.match(text):
         text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
@@ -73,6 +73,16 @@ class Watermark:
         ):
             raise ConfigError("the saved cursor has an unknown format", details=repr(cursor)[:200])
         return cls(since, {str(k): str(v) for k, v in seen.items()})
+
+    def is_new(self, record_id: str, version: str) -> bool:
+        """Whether (id, version) is neither stored nor older than the watermark.
+
+        Services that filter by day return the whole watermark day again: what is older than
+        the watermark was read before.
+        """
+        if self.since is not None and version < self.since:
+            return False
+        return self.seen.get(record_id) != version
 
     def accept(self, record_id: str, version: str) -> bool:
         """Remember (id, version); False when this exact version was already stored."""
