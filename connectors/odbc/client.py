@@ -20,7 +20,9 @@ to ``details`` with every configured secret blanked out.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,6 +56,21 @@ KIND_OF_TYPE: dict[type, str] = {
 def _quote_value(value: str) -> str:
     """An ODBC connection-string value, braced so ';' and '}' in it cannot add attributes."""
     return "{" + value.replace("}", "}}") + "}"
+
+
+_SQLITE_DRIVER = re.compile(r"(?i)(?:^|;)\s*driver\s*=\s*\{?sqlite")
+_TIMEOUT_ATTR = re.compile(r"(?i)(?:^|;)\s*timeout\s*=")
+
+
+def _sqlite_busy_timeout(connection_string: str, timeout_s: float) -> str:
+    """Add ``Timeout`` (ms) to a SQLite driver's string that has none.
+
+    The SQLite ODBC driver waits up to 100 s for a locked file, already while connecting;
+    with this a lock held longer than ``timeout_s`` is an UnavailableError instead.
+    """
+    if _SQLITE_DRIVER.search(connection_string) and not _TIMEOUT_ATTR.search(connection_string):
+        return f"{connection_string.rstrip(';')};Timeout={int(timeout_s * 1000)}"
+    return connection_string
 
 
 def translate(exc: pyodbc.Error, action: str, secrets: Sequence[str] = ()) -> JunctionError:
@@ -99,7 +116,7 @@ class OdbcClient:
 
     def __init__(self, connection_string: str, *, timeout_s: float, secrets: Sequence[str]) -> None:
         """Keep the connection string; nothing is opened yet."""
-        self._cs = connection_string
+        self._cs = _sqlite_busy_timeout(connection_string, timeout_s)
         self._timeout_s = timeout_s
         self._secrets = [connection_string, *secrets]
         self._conn: pyodbc.Connection | None = None
@@ -141,11 +158,18 @@ class OdbcClient:
 
     def _set_query_timeout(self, conn: pyodbc.Connection) -> None:
         seconds = max(1, round(self._timeout_s))
-        try:
+        # psqlODBC refuses the attribute: PostgreSQL gets the server's own setting below
+        with contextlib.suppress(pyodbc.Error):
             conn.timeout = seconds
-        except pyodbc.Error:
-            # psqlODBC refuses the connection attribute: use the server's own setting instead
-            conn.timeout = 0
+        if self.dbms == "SQLite":
+            # the SQLite driver waits 100 s on a locked file by default; wait timeout_s instead
+            # (an int from the validated config, not a user string)
+            try:
+                cur = conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+                cur.close()
+            except pyodbc.Error as exc:
+                raise self._error(exc, "setting the busy timeout") from None
         if self.dbms.lower().startswith("postgres"):
             try:
                 cur = conn.cursor()
@@ -176,6 +200,9 @@ class OdbcClient:
         conn = self.connection()
         try:
             cur = conn.cursor()
+            if self.dbms == "SQLite":
+                # a locked SQLite file answers the catalog call with no tables, not an error
+                cur.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             names = [
                 str(r.table_name)
                 for r in cur.tables(schema=schema)
