@@ -53,21 +53,25 @@ _GROUPING = str.maketrans("", "", " \u00a0\u202f")
 _XSD_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII).fullmatch
 _UNIT_ATTRS = (("НаименованиеПолное", "unit_name"), ("МеждународноеСокращение", "unit_intl"))
 _FIRST_PRICE = (("value", "price"), ("currency", "currency"), ("type_name", "price_type"))
+_NO_REFS: dict[str, str] = {}
 _DELETED_STATUS = frozenset({"удален", "удалён", "deleted"})
 
 
-def _local(tag: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
-    name = cache.get(tag)
-    if name is None:
-        name = cache[tag] = tag.rpartition("}")[2]
-    return name
+class _LocalNames(dict[Any, str]):
+    """``{namespace}name`` -> ``name``, memoized; "" for a non-element node's tag."""
+
+    def __missing__(self, tag: Any) -> str:
+        name = tag.rpartition("}")[2] if type(tag) is str else ""
+        self[tag] = name
+        return name
 
 
-def _children(elem: Any) -> Iterator[tuple[str, Any]]:
-    for child in elem:
-        tag = child.tag
-        if type(tag) is str:
-            yield _local(tag), child
+# one C-level dict lookup per child (the parser drops comments and processing instructions)
+_NAMES = _LocalNames()
+
+
+def _local(tag: str) -> str:
+    return _NAMES[tag]
 
 
 def _text(elem: Any) -> str:
@@ -76,7 +80,8 @@ def _text(elem: Any) -> str:
 
 
 def _child_text(elem: Any, name: str) -> str | None:
-    for n, c in _children(elem):
+    for c in elem:
+        n = _NAMES[c.tag]
         if n == name:
             return _text(c)
     return None
@@ -198,15 +203,17 @@ class DocumentReader:
         self._capture_header(elem)
         if name == "Классификатор":
             self.ctx.header.setdefault("classifier_id", _child_text(elem, "Ид") or None)
-            for n, c in _children(elem):
+            for c in elem:
+                n = _NAMES[c.tag]
                 if n == "Группы":
                     self._groups(c, None)
                 elif n == "Свойства":
                     self._properties(c)
         elif name == "ТипыЦен":
-            for _n, t in _children(elem):
+            for t in elem:
                 info: dict[str, str] = {}
-                for n, c in _children(t):
+                for c in t:
+                    n = _NAMES[c.tag]
                     if n == "Ид":
                         info["id"] = _text(c)
                     elif n == "Наименование":
@@ -220,31 +227,33 @@ class DocumentReader:
                 if "id" in info:
                     self.ctx.price_types[info["id"]] = info
         elif name == "Склады":
-            for _n, w in _children(elem):
+            for w in elem:
                 wid = _child_text(w, "Ид")
                 if wid:
                     self.ctx.warehouses[wid] = _child_text(w, "Наименование") or ""
 
     def _groups(self, groups: Any, parent: str | None) -> None:
-        for _n, g in _children(groups):
+        for g in groups:
             gid = _child_text(g, "Ид")
             if not gid:
                 continue
             self.ctx.groups[gid] = (_child_text(g, "Наименование") or "", parent)
-            for n, c in _children(g):
+            for c in g:
+                n = _NAMES[c.tag]
                 if n == "Группы":
                     self._groups(c, gid)
 
     def _properties(self, props: Any) -> None:
-        for _n, p in _children(props):
+        for p in props:
             pid, name, values = None, "", {}
-            for n, c in _children(p):
+            for c in p:
+                n = _NAMES[c.tag]
                 if n == "Ид":
                     pid = _text(c)
                 elif n == "Наименование":
                     name = _text(c)
                 elif n == "ВариантыЗначений":
-                    for _v, ref in _children(c):
+                    for ref in c:
                         vid, val = _child_text(ref, "ИдЗначения"), _child_text(ref, "Значение")
                         if vid:
                             values[vid] = val or ""
@@ -269,7 +278,8 @@ class DocumentReader:
             return  # the container has not started yet (a classifier before the catalogue)
         ctx.header_done = True
         ctx.header["only_changes"] = node.get("СодержитТолькоИзменения")
-        for n, c in _children(node):
+        for c in node:
+            n = _NAMES[c.tag]
             if n == "Ид":
                 ctx.header["package_id" if self.kind == "offers" else "catalog_id"] = _text(c)
             elif n == "ИдКаталога":
@@ -300,7 +310,8 @@ class DocumentReader:
             if status.strip().lower() in _DELETED_STATUS:
                 out["deleted"] = True
         t = self._t
-        for n, c in _children(elem):
+        for c in elem:
+            n = _NAMES[c.tag]
             if n == "Ид":
                 item_id = out["id"] = t(c, n)
                 product, _sep, variant = item_id.partition("#")
@@ -323,7 +334,7 @@ class DocumentReader:
             elif n == "БазоваяЕдиница":
                 self._unit(c, out)
             elif n == "Группы":
-                ids = [t(g, n) for _g, g in _children(c)]
+                ids = [t(g, n) for g in c]
                 if ids:
                     out["group_ids"] = ids
                     out["group_id"] = ids[0]
@@ -342,12 +353,12 @@ class DocumentReader:
             elif n == "СтавкиНалогов":
                 out["tax_rates"] = {
                     _child_text(r, "Наименование") or "": self._num(_child_text(r, "Ставка") or "")
-                    for _r, r in _children(c)
+                    for r in c
                 }
             elif n == "ХарактеристикиТовара":
                 out["characteristics"] = {
                     _child_text(h, "Наименование") or "": _child_text(h, "Значение") or ""
-                    for _h, h in _children(c)
+                    for h in c
                 }
             elif n == "ПометкаУдаления":
                 out["deleted"] = t(c, n).lower() == "true"
@@ -359,8 +370,9 @@ class DocumentReader:
                 wid = c.get("ИдСклада") or ""
                 self._stock(out, wid, self._num((c.get("КоличествоНаСкладе") or "").strip()))
             elif n == "Остатки":
-                for _o, rest in _children(c):
-                    for m, part in _children(rest):
+                for rest in c:
+                    for part in rest:
+                        m = _NAMES[part.tag]
                         if m == "Склад":
                             qty = self._num(_child_text(part, "Количество") or "")
                             self._stock(out, _child_text(part, "Ид") or "", qty)
@@ -407,16 +419,22 @@ class DocumentReader:
         out["group_path"] = " / ".join(reversed(path))
 
     def _property_values(self, c: Any) -> dict[str, Any]:
-        props = self.ctx.properties
+        # hot path (a dozen values per product): locals only, size checks only for long text
+        props, names, quick = self.ctx.properties, _NAMES, self._quick
         out: dict[str, Any] = {}
-        for _n, pv in _children(c):
+        for pv in c:
             pid, values = "", []
-            for m, part in _children(pv):
+            for part in pv:
+                m = names[part.tag]
+                text = part.text
+                value = text.strip() if text else ""
                 if m == "Ид":
-                    pid = _text(part)
+                    pid = value
                 elif m == "Значение":
-                    values.append(self._t(part, m))
-            name, refs = props.get(pid, (pid, {}))
+                    if 0 <= quick < len(value):
+                        self._check(m, value)
+                    values.append(value)
+            name, refs = props.get(pid, (pid, _NO_REFS))
             if refs:
                 values = [refs.get(v, v) for v in values]
             if name and values:
@@ -424,14 +442,19 @@ class DocumentReader:
         return out
 
     def _requisites(self, c: Any) -> dict[str, str]:
+        names, quick = _NAMES, self._quick
         out: dict[str, str] = {}
-        for _n, r in _children(c):
+        for r in c:
             name, value = "", ""
-            for m, part in _children(r):
+            for part in r:
+                m = names[part.tag]
+                text = part.text
                 if m == "Наименование":
-                    name = _text(part)
+                    name = text.strip() if text else ""
                 elif m == "Значение":
-                    value = self._t(part, m)
+                    value = text.strip() if text else ""
+                    if 0 <= quick < len(value):
+                        self._check(m, value)
             if name:
                 out.setdefault(name, value)
         return out
@@ -439,9 +462,10 @@ class DocumentReader:
     def _prices(self, c: Any, out: dict[str, Any]) -> None:
         types = self.ctx.price_types
         prices: list[dict[str, str]] = []
-        for _n, p in _children(c):
+        for p in c:
             price: dict[str, str] = {}
-            for m, part in _children(p):
+            for part in p:
+                m = _NAMES[part.tag]
                 if m == "ИдТипаЦены":
                     price["type_id"] = _text(part)
                 elif m == "ЦенаЗаЕдиницу":
@@ -507,19 +531,20 @@ class DocumentReader:
             "Комментарий": "comment",
             "ПометкаУдаления": "deleted_mark",
         }
-        for n, c in _children(elem):
+        for c in elem:
+            n = _NAMES[c.tag]
             key = simple.get(n)
             if key is not None:
                 out[key] = t(c, n)
             elif n in ("Курс", "Сумма"):
                 out["rate" if n == "Курс" else "total"] = self._num(t(c, n))
             elif n == "Контрагенты":
-                out["counterparties"] = [self._party(p) for _p, p in _children(c)]
+                out["counterparties"] = [self._party(p) for p in c]
             elif n == "Контрагент":  # some producers omit the Контрагенты wrapper
                 out.setdefault("counterparties", []).append(self._party(c))
             elif n == "Товары":
                 lines = []
-                for i, (_m, line) in enumerate(_children(c), 1):
+                for i, line in enumerate(c, 1):
                     item = self._item(line)
                     item["line_no"] = i
                     kind = item.get("requisites", {}).get("ВидНоменклатуры")
@@ -561,7 +586,8 @@ class DocumentReader:
             "ОКПО": "okpo",
         }
         t = self._t
-        for n, part in _children(c):
+        for part in c:
+            n = _NAMES[part.tag]
             key = simple.get(n)
             if key is not None:
                 out[key] = t(part, n)
@@ -572,12 +598,12 @@ class DocumentReader:
             elif n == "Контакты":
                 out["contacts"] = [
                     {"type": _child_text(k, "Тип") or "", "value": _child_text(k, "Значение") or ""}
-                    for _k, k in _children(part)
+                    for k in part
                 ]
             elif n == "Представители":
                 reps = []
-                for _r, rep in _children(part):
-                    inner = next((x for m, x in _children(rep) if m == "Контрагент"), rep)
+                for rep in part:
+                    inner = next((x for x in rep if _NAMES[x.tag] == "Контрагент"), rep)
                     reps.append(
                         {
                             "relation": _child_text(inner, "Отношение") or "",
