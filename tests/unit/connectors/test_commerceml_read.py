@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from pydantic import ValidationError
 
@@ -464,3 +466,30 @@ def test_only_root_children_decide_the_kind_and_lines_are_not_records(tmp_path: 
     path = drop(tmp_path, "orders.xml", ORDERS.encode("cp1251"))
     recs = records(list(connector(tmp_path, document="auto").read(path, None)))
     assert [r["id"] for r in recs] == ["132", "133"]
+
+
+def test_a_large_catalogue_streams_in_constant_memory(tmp_path: Path) -> None:
+    # ~30 MB of products: kept as an lxml tree they would take several times the limit below
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "import.xml"
+    head, tail = import_doc(0).split("<Товары>")
+    product = "".join(PRODUCT.format(i=i) for i in range(100)).encode()
+    with path.open("wb") as f:
+        f.write(BOM + (head + "<Товары>").encode())
+        for _ in range(200):
+            f.write(product)
+        f.write(tail.encode())
+    assert path.stat().st_size > 25 * 1024 * 1024
+    conn = connector(tmp_path, batch_size=5000)
+    proc = psutil.Process()
+    gc.collect()
+    baseline = proc.memory_info().rss
+    peak = baseline
+    count = 0
+    for batch in conn.read(str(path), None):
+        count += len(batch.records)
+        peak = max(peak, proc.memory_info().rss)
+    assert count == 20_000
+    assert batch.records[-1]["group_path"] == "Обувь / Сапоги"
+    assert peak - baseline < 40 * 1024 * 1024
