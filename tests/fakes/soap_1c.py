@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -85,10 +86,13 @@ class SoapFake:
     wsdl: Path
     faults: Faults = field(default_factory=Faults)
     require_wsse: bool = False
-    inject: str | None = None  # "doctype" | "entity": put one in every answer
+    # "doctype" | "entity" | a literal "<!DOCTYPE …>" prolog: put it in every answer
+    inject: str | None = None
     delay_s: float = 0.0  # every answer is this slow
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     seen_headers: list[dict[str, str]] = field(default_factory=list)
+    # called after each answered operation: a test arms the next fault mid-read
+    on_call: Callable[[str, dict[str, Any]], None] | None = None
 
     def handle(self, operation: str, params: dict[str, Any]) -> str:
         """The XML inside the Body for ``operation`` (subclasses)."""
@@ -162,6 +166,8 @@ class SoapFake:
             inner = self.handle(operation, params)
         except SoapFault as exc:
             return self._fault(ns, exc.side, exc.message)
+        if self.on_call is not None:
+            self.on_call(operation, params)
         return self._envelope(ns, inner, 200)
 
     def _envelope(self, ns: str, inner: str, status: int) -> Response:
@@ -170,6 +176,8 @@ class SoapFake:
             prolog = "<!DOCTYPE soap:Envelope [<!ELEMENT soap:Envelope ANY>]>"
         elif self.inject == "entity":
             prolog = '<!DOCTYPE soap:Envelope [<!ENTITY boom "boom">]>'
+        elif self.inject is not None:
+            prolog = self.inject
         text = (
             f'<?xml version="1.0" encoding="UTF-8"?>{prolog}'
             f'<soap:Envelope xmlns:soap="{ns}"><soap:Header/><soap:Body>{inner}'

@@ -138,6 +138,15 @@ def test_a_doctype_or_entity_in_an_answer_is_refused(url, fake, inject, code):
     assert info.value.code in (code, "entities_forbidden")
 
 
+def test_an_external_entity_in_an_answer_is_refused_without_a_fetch(url, fake, sinkhole):
+    port = sinkhole.getsockname()[1]
+    fake.inject = f'<!DOCTYPE soap:Envelope [<!ENTITY x SYSTEM "http://127.0.0.1:{port}/secret">]>'
+    with pytest.raises(FatalError) as info:
+        _client(url, fake).call("Ping", {})
+    assert info.value.code == "dtd_forbidden"
+    _assert_untouched(sinkhole)
+
+
 def test_unknown_operation_and_parameters_are_config_errors(url, fake):
     client = _client(url, fake)
     with pytest.raises(ConfigError, match="no operation"):
