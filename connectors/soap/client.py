@@ -234,7 +234,11 @@ class SoapClient:
             raise ConfigError(
                 "the WSDL cannot be used", details=f"{type(exc).__name__}: {exc}"
             ) from None
-        binding = self._binding(client)
+        try:
+            binding = self._binding(client)
+        except ConfigError:
+            session.close()
+            raise
         self._session, self._client = session, client
         self._service = client.create_service(binding, self.address)  # type: ignore[no-untyped-call]
         return self._service
