@@ -11,6 +11,7 @@ the file as done, with every product stored.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from junction.api.context import SCHEDULER
+from junction.api.routes import commerceml as exchange_route
 from junction.store import tables as t
 from tests.api.harness import SIGNING_KEY, ApiHarness, running_api
 from tests.fakes.onec_exchange import ExchangeFailed, OneCExchange
@@ -194,3 +197,60 @@ def test_sale_query_answers_an_empty_orders_document(cml_api: ApiHarness) -> Non
         assert r.status_code == 200
         assert "КоммерческаяИнформация" in r.text
         assert onec.success() == "success"
+
+
+class FakeScheduler:
+    """What ``junction serve`` offers: run now (here in a thread), or never when ``idle``."""
+
+    def __init__(self, api: ApiHarness, *, idle: bool = False) -> None:
+        self.api = api
+        self.idle = idle
+        self.requested: list[str] = []
+        self.threads: list[threading.Thread] = []
+
+    def request_run(self, pipeline: str) -> str:
+        self.requested.append(pipeline)
+        if not self.idle:
+            runner = self.api.ctx.hub.runner(pipeline)
+            thread = threading.Thread(target=runner.run_once)
+            thread.start()
+            self.threads.append(thread)
+        return "queued"
+
+    def pause(self, pipeline: str) -> None: ...
+
+    def resume(self, pipeline: str) -> None: ...
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_under_serve_the_scheduler_runs_the_pipeline(cml_api: ApiHarness) -> None:
+    scheduler = FakeScheduler(cml_api)
+    cml_api.ctx.extras[SCHEDULER] = scheduler
+    with client(cml_api) as onec:
+        onec.run_catalog({"import.xml": IMPORT})
+    for thread in scheduler.threads:
+        thread.join()
+    assert scheduler.requested == ["cml_import"]
+    assert stored(cml_api, "cml_import") == 30
+
+
+def test_progress_while_the_run_has_not_finished(
+    cml_api: ApiHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exchange_route, "WAIT_S", 0.3)
+    scheduler = FakeScheduler(cml_api, idle=True)
+    cml_api.ctx.extras[SCHEDULER] = scheduler
+    with client(cml_api) as onec:
+        onec.checkauth()
+        onec.init()
+        onec.send_file("import.xml", IMPORT)
+        r = onec._call("import", filename="import.xml")
+        assert r.text == "progress"
+        scheduler.idle = False  # the scheduler gets to it: 1C's next call sees the verdict
+        scheduler.request_run("cml_import")
+        for thread in scheduler.threads:
+            thread.join()
+        assert onec.import_file("import.xml").startswith("success")
+    assert stored(cml_api, "cml_import") == 30

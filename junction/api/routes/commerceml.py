@@ -12,9 +12,10 @@ protocol:
   (``import_files/...`` images) are acknowledged and dropped.
 * ``import&filename=import.xml``: the spool file is fsynced, marked settled and renamed into the
   watched folder of the pipeline (of the same exchange login) whose ``document`` kind matches the
-  file; that pipeline then runs once (the ordinary file-drop path: scan, read, map, store, archive)
-  and ``success`` is answered only when the store has the file as ``done``; otherwise
-  ``failure\\n<reason>``.  A repeated ``import`` of a handed-over file answers from the store.
+  file; that pipeline then runs (the ordinary file-drop path: scan, read, map, store, archive:
+  under ``junction serve`` the scheduler runs it, else it runs here) and ``success`` is answered
+  only when the store has the file as ``done``; ``progress`` while the run is still going (1C
+  asks again); otherwise ``failure\\n<reason>``.  A repeated ``import`` answers from the store.
 * ``type=sale&mode=query`` answers an empty orders document (the hub keeps no orders to hand to
   1C yet); ``mode=success`` answers ``success``.
 
@@ -42,7 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from connectors.commerceml import CommerceMLConfig
 from connectors.commerceml.client import detect_kind
 from connectors.files import in_scope
-from junction.api.context import ApiContext, ctx_of
+from junction.api.context import SCHEDULER, ApiContext, SchedulerControl, ctx_of
 from junction.api.policy import Principal, public
 from junction.core.errors import JunctionError
 from junction.core.logging import get_logger
@@ -54,6 +55,7 @@ EXCHANGE = public("authenticated by the pipeline's CommerceML exchange login (Ba
 
 COOKIE = "JUNCTION_CML"
 SESSION_TTL_S = 3600.0
+WAIT_S = 20.0  # longest wait for the scheduler's run before answering "progress"
 SPOOL_DIR = ".commerceml-spool"
 _SESSIONS = "commerceml_sessions"  # ctx.extras: token -> _Session
 _LOCKS = "commerceml_locks"  # ctx.extras: pipeline -> threading.Lock
@@ -261,15 +263,32 @@ def _hand_over(ctx: ApiContext, session: _Session, part: Path, name: str) -> tup
 
 
 def _run(ctx: ApiContext, pipeline: str, sha: str, name: str) -> tuple[str, str, str]:
-    with _lock(ctx, pipeline):
-        status = ctx.store.file_status(pipeline, sha)
-        if status is None:
-            summary = ctx.hub.runner(pipeline).run_once()
+    """Have ``pipeline`` read the handed-over file; ("done" | "failed" | "progress", sha, why).
+
+    Under ``junction serve`` the scheduler runs the pipeline (no second runner on the same
+    folder) and the answer waits up to ``WAIT_S`` for the file's verdict, else ``progress`` (1C
+    calls ``import`` again).  Without it the pipeline runs here, once, under a lock.
+    """
+    scheduler: SchedulerControl | None = ctx.extras.get(SCHEDULER)
+    status = ctx.store.file_status(pipeline, sha)
+    if status is None and scheduler is not None:
+        scheduler.request_run(pipeline)
+        deadline = time.monotonic() + WAIT_S
+        while status is None and time.monotonic() < deadline:
+            time.sleep(0.2)
             status = ctx.store.file_status(pipeline, sha)
-            log.info("commerceml import", **summary.as_dict())
-            if status != "done":
-                reason = summary.errors[0] if summary.errors else "the file was not stored"
-                return "failed", sha, f"{name}: {reason}"
+        if status is None:
+            return "progress", sha, ""
+    elif status is None:
+        with _lock(ctx, pipeline):
+            status = ctx.store.file_status(pipeline, sha)
+            if status is None:
+                summary = ctx.hub.runner(pipeline).run_once()
+                status = ctx.store.file_status(pipeline, sha)
+                log.info("commerceml import", **summary.as_dict())
+                if status != "done":
+                    reason = summary.errors[0] if summary.errors else "the file was not stored"
+                    return "failed", sha, f"{name}: {reason}"
     if status != "done":
         return "failed", sha, f"{name}: the file was rejected (see the pipeline's quarantine)"
     return "done", sha, ""
@@ -362,6 +381,8 @@ async def _import(ctx: ApiContext, session: _Session, cfg: CommerceMLConfig, nam
         return _failure(f"{name}: the file could not be handed to the pipeline; retry")
     if status == "done":
         return _text("success")
+    if status == "progress":
+        return _text("progress")
     return _failure(reason)
 
 
