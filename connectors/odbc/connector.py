@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ _JSON_TYPES = {
     "decimal": {"type": "string", "format": "decimal"},
 }
 _WATERMARK_KINDS = ("timestamp", "date", "integer", "string")
+_NOTHING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +56,8 @@ class _Plan:
 def version_of(value: Any, kind: str) -> str:
     """A fixed-width string that sorts as ``value`` does (ISO-8601 UTC, zero-padded ints)."""
     if kind == "timestamp":
-        ts: dt.datetime = value
-        if ts.tzinfo is not None:
-            ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
         # naive stamps are taken as UTC (set the database session's time zone to UTC)
-        return (
-            f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:"
-            f"{ts.second:02d}.{ts.microsecond:06d}Z"
-        )
+        return _timestamp_version(value)
     if kind == "date":
         return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
     if kind == "integer":
@@ -69,6 +65,19 @@ def version_of(value: Any, kind: str) -> str:
             raise FatalError("a negative integer watermark cannot be ordered as a version")
         return f"{value:020d}"
     return str(value)
+
+
+def _timestamp_version(ts: dt.datetime) -> str:
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
+    # isoformat pads the year to four digits and, with timespec, always writes microseconds
+    return ts.isoformat(timespec="microseconds") + "Z"
+
+
+def _formatter(kind: str) -> Callable[[Any], str]:
+    if kind == "timestamp":
+        return _timestamp_version
+    return lambda value: version_of(value, kind)
 
 
 def _encode(value: Any, kind: str) -> Any:
@@ -227,14 +236,17 @@ class OdbcConnector:
     def _read_all(self, p: _Plan) -> Iterator[RawBatch]:
         names, kidx, fix = self._convert(p)
         pos = 0
+        single = kidx[0] if len(kidx) == 1 else None
         for rows in self._rows(p, "", ()):
-            records, keys = [], []
-            for row in rows:
-                rec = dict(zip(names, row, strict=True))
-                for i in fix:
-                    rec[names[i]] = _json_value(row[i])
-                records.append(rec)
-                keys.append(self._key(row, kidx))
+            records = [dict(zip(names, row)) for row in rows]  # noqa: B905 - same columns
+            for i in fix:
+                col = names[i]
+                for rec in records:
+                    rec[col] = _json_value(rec[col])
+            if single is not None:
+                keys = [str(row[single]) for row in rows]
+            else:
+                keys = [self._key(row, kidx) for row in rows]
             yield self._batch(p, records, keys, pos, {}, None)
             pos += len(records)
 
@@ -244,40 +256,69 @@ class OdbcConnector:
         names, kidx, fix = self._convert(p)
         widx = names.index(wm)
         overlap = dt.timedelta(seconds=p.overlap_s if kind == "timestamp" else 0)
-        seen: dict[str, str] = dict(cursor.get("seen") or {})
+        prior: dict[str, str] = dict(cursor.get("seen") or {})
         high: Any = None
+        upto = ""  # rows up to this version may be in ``prior``; later ones are all new
         where = f" WHERE {self._client.quote(wm)} IS NOT NULL"
         params: tuple[Any, ...] = ()
         if cursor.get("watermark") is not None:
             if cursor.get("kind") != kind:
                 raise ConfigError(f"stream {p.name!r}: the cursor's watermark kind changed")
             high = _decode(cursor["watermark"], kind)
+            upto = version_of(high, kind)
             pred, low = self._client.at_least(
                 self._client.quote(wm), kind, high - overlap if overlap else high
             )
             where += f" AND {pred}"
             params = (low,)
+        # (key, version) of the rows yielded by this read, oldest first, trimmed to the overlap
+        recent: deque[tuple[str, str]] = deque()
+        single = kidx[0] if len(kidx) == 1 else None
+        fmt = _formatter(kind)
         pos = 0
+        last_raw: Any = _NOTHING
+        version = ""
         for rows in self._rows(p, where, params):
-            records, keys, versions = [], [], []
+            vers = []
             for row in rows:
-                version = version_of(row[widx], kind)
-                key = self._key(row, kidx)
-                if seen.get(key) == version:
-                    continue  # yielded before this cursor
-                seen[key] = version
-                rec = dict(zip(names, row, strict=True))
-                for i in fix:
-                    rec[names[i]] = _json_value(row[i])
-                records.append(rec)
-                keys.append(f"{key}@{version}")
-                versions.append(version)
+                raw = row[widx]
+                if raw != last_raw:  # neighbours often share a watermark value
+                    last_raw, version = raw, fmt(raw)
+                vers.append(version)
+            if single is not None:
+                rkeys = [str(row[single]) for row in rows]
+            else:
+                rkeys = [self._key(row, kidx) for row in rows]
+            if prior and vers[0] <= upto:
+                # this batch may hold rows yielded before the cursor: drop exactly those
+                kept = [
+                    i
+                    for i, (k, v) in enumerate(zip(rkeys, vers, strict=True))
+                    if not (v <= upto and prior.get(k) == v)
+                ]
+                if len(kept) < len(rows):
+                    rows = [rows[i] for i in kept]
+                    rkeys = [rkeys[i] for i in kept]
+                    vers = [vers[i] for i in kept]
+            records = [dict(zip(names, row)) for row in rows]  # noqa: B905 - same columns
+            for i in fix:
+                col = names[i]
+                for rec in records:
+                    rec[col] = _json_value(rec[col])
+            keys = [f"{k}@{v}" for k, v in zip(rkeys, vers, strict=True)]
+            versions = vers
+            recent.extend(zip(rkeys, vers, strict=True))
             if not records:
                 continue
             high = rows[-1][widx]
-            floor = version_of(high - overlap if overlap else high, kind)
-            seen = {k: v for k, v in seen.items() if v >= floor}
-            nxt = {"watermark": _encode(high, kind), "kind": kind, "seen": dict(seen)}
+            floor = fmt(high - overlap) if overlap else fmt(high)
+            while recent and recent[0][1] < floor:
+                recent.popleft()
+            if prior:
+                prior = {k: v for k, v in prior.items() if v >= floor}
+            seen = dict(prior)
+            seen.update(recent)
+            nxt = {"watermark": _encode(high, kind), "kind": kind, "seen": seen}
             yield self._batch(p, records, keys, pos, nxt, versions)
             pos += len(records)
 
