@@ -210,7 +210,9 @@ class SoapClient:
             forbid_external=True,
         )
         transport = _LocalTransport(session, conn.timeout_s)
-        path = os.path.abspath(os.path.expanduser(conn.path))
+        path = conn.path
+        if not path.startswith("file:"):
+            path = os.path.abspath(os.path.expanduser(path))
         try:
             client = Client(path, transport=transport, settings=settings, wsse=wsse)  # type: ignore[no-untyped-call]
         except (zx.ExternalReferenceForbidden, _RemoteDocument) as exc:
@@ -293,9 +295,12 @@ class SoapClient:
         except zx.Fault as fault:
             raise _fault_error(fault) from None
         except zx.TransportError as exc:
-            raise translate_status(
-                int(exc.status_code or 0) or 500, {}, details=str(exc)[:500]
-            ) from None
+            status = int(exc.status_code or 0) or 500
+            if status < 300:  # a 200 whose body is not XML (a proxy's or login page)
+                raise FatalError(
+                    "the SOAP answer is not XML", details=str(exc)[:500], context={"status": status}
+                ) from None
+            raise translate_status(status, {}, details=str(exc)[:500]) from None
         except zx.DTDForbidden:
             raise FatalError(
                 "the SOAP answer declares a DTD (DOCTYPE); it is refused",

@@ -7,6 +7,8 @@ import socket
 from datetime import datetime
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from connectors.soap.client import SoapClient
 from connectors.soap.config import SoapConnection
@@ -153,6 +155,25 @@ def test_unknown_operation_and_parameters_are_config_errors(url, fake):
         client.call("Nope", {})
     with pytest.raises(ConfigError, match="parameters"):
         client.call("Ping", {"Extra": 1})
+
+
+def test_a_file_url_wsdl_and_a_non_xml_answer(url, fake):
+    client = _client(url, fake, path=WSDL.as_uri())
+    assert client.call("Ping", {}) == "ok"
+    html = _client(url, fake, address=url + "/not-soap")
+    with pytest.raises(FatalError):  # 404 from the fake app: another 4xx
+        html.call("Ping", {})
+
+
+def test_a_200_login_page_is_not_a_soap_answer(fake):
+    app = FastAPI()
+
+    @app.post(ONEC_PATH)
+    async def login() -> HTMLResponse:
+        return HTMLResponse("<html><body>Please log in<br></body></html>")
+
+    with serve_app(app) as base, pytest.raises(FatalError, match="not XML"):
+        _client(base, fake).call("Ping", {})
 
 
 def test_a_missing_wsdl_is_a_config_error(tmp_path, fake):
