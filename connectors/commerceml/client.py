@@ -36,11 +36,17 @@ RECORD_TAG: Final[dict[str, str]] = {
     "offers": "Предложение",
     "orders": "Документ",
 }
-_CONTAINER: Final[dict[str, str]] = {"import": "Каталог", "offers": "ПакетПредложений"}
+# 2.08+ sends price/stock deltas as ИзмененияПакетаПредложений and wraps orders in Контейнер
+_CONTAINER: Final[dict[str, tuple[str, ...]]] = {
+    "import": ("Каталог",),
+    "offers": ("ПакетПредложений", "ИзмененияПакетаПредложений"),
+}
 _DETECT: Final[dict[str, str]] = {
     "Каталог": "import",
     "ПакетПредложений": "offers",
+    "ИзмененияПакетаПредложений": "offers",
     "Документ": "orders",
+    "Контейнер": "orders",
     "Классификатор": "import",
 }
 # context sections parsed into lookup tables, per document kind
@@ -268,10 +274,10 @@ class DocumentReader:
         root = elem.getroottree().getroot()
         ctx.header["schema_version"] = root.get("ВерсияСхемы")
         ctx.header["generated_at"] = root.get("ДатаФормирования")
-        container = _CONTAINER.get(self.kind)
+        containers = _CONTAINER.get(self.kind, ())
         node = elem.getparent()
-        while node is not None and container is not None:
-            if _local(node.tag) == container:
+        while node is not None and containers:
+            if _local(node.tag) in containers:
                 break
             node = node.getparent()
         else:
@@ -664,7 +670,7 @@ def iter_documents(
                 continue
             parent = elem.getparent()
             if parent is None or (
-                parent.getparent() is not None
+                (parent.getparent() is not None and _local(parent.tag) != "Контейнер")
                 if kind == "orders"
                 else _local(parent.tag) not in ("Товары", "Предложения")
             ):

@@ -493,3 +493,18 @@ def test_a_large_catalogue_streams_in_constant_memory(tmp_path: Path) -> None:
     assert count == 20_000
     assert batch.records[-1]["group_path"] == "Обувь / Сапоги"
     assert peak - baseline < 40 * 1024 * 1024
+
+
+def test_210_containers_and_offer_deltas(tmp_path: Path) -> None:
+    # 2.08+: orders wrapped in Контейнер, price/stock deltas as ИзмененияПакетаПредложений
+    orders = ORDERS.replace("<Документ>", "<Контейнер><Документ>").replace(
+        "</Документ>", "</Документ></Контейнер>"
+    )
+    path = drop(tmp_path, "orders.xml", orders.encode("cp1251"))
+    assert [r["id"] for r in records(list(connector(tmp_path).read(path, None)))] == ["132", "133"]
+    delta = PRICES_209.format(ns=NS).replace("ПакетПредложений", "ИзмененияПакетаПредложений")
+    path = drop(tmp_path, "offers.xml", delta.encode())
+    batches = list(connector(tmp_path, document="offers").read(path, None))
+    [offer] = records(batches)
+    assert (offer["id"], offer["price"], offer["catalog_id"]) == ("prod-1", "181.9", "cat-1")
+    assert batches[0].provenance["document"] == "offers"
