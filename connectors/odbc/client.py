@@ -48,6 +48,8 @@ KIND_OF_TYPE: dict[type, str] = {
     dt.datetime: "timestamp",
     dt.date: "date",
     int: "integer",
+    float: "number",
+    bool: "boolean",
     str: "string",
     Decimal: "decimal",
 }

@@ -32,11 +32,14 @@ _JSON_TYPES = {
     "timestamp": {"type": "string", "format": "date-time"},
     "date": {"type": "string", "format": "date"},
     "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
     "string": {"type": "string"},
     "decimal": {"type": "string", "format": "decimal"},
 }
 _WATERMARK_KINDS = ("timestamp", "date", "integer", "string")
 _NOTHING = object()
+_BASE64 = {"type": "string", "contentEncoding": "base64"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,12 @@ class OdbcConnector:
         """The configured streams, with their columns as a JSON Schema."""
         out = []
         for p in self._resolve().values():
-            props = {c.name: _JSON_TYPES.get(c.kind, {}) for c in p.columns}
+            props = {
+                c.name: _BASE64
+                if c.binary and self.config.json_safe
+                else _JSON_TYPES.get(c.kind, {})
+                for c in p.columns
+            }
             schema = {"type": "object", "properties": props}
             out.append(StreamInfo(p.name, schema, key_fields=p.keys, cursor_field=p.watermark))
         return out

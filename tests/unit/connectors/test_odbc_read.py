@@ -169,6 +169,10 @@ def test_types_are_kept_and_records_serialize_as_json(tmp_path):
     assert batch.versions is None
     assert batch.cursor == {}
     orjson.dumps(rec)  # the pipeline's quarantine payloads need this
+    props = _conn(**opts).discover()[0].json_schema["properties"]
+    assert props["id"] == {"type": "integer"}
+    assert props["ts"] == {"type": "string", "format": "date-time"}
+    assert props["b"] == {"type": "string", "contentEncoding": "base64"}
     raw = _conn(**opts, json_safe=False)
     (raw_batch,) = list(raw.read("t", None))
     assert raw_batch.records[0]["b"] == b"\x00\xff"
