@@ -1,4 +1,4 @@
-"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``, ``crm``)."""
+"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``, ``crm``, ``erp``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ def main(argv: list[str] | None = None) -> int:
         "--systems", default="salesforce,salesforce-bulk,hubspot", help="comma-separated"
     )
     crm.add_argument("--keep", action="store_true", help="keep the work folder")
+    erp = sub.add_parser("erp", help="CommerceML import and ODBC reads vs raw lxml and pyodbc")
+    erp.add_argument("--products", type=int, default=200_000)
+    erp.add_argument("--rows", type=int, default=1_000_000)
+    erp.add_argument("--parts", default="commerceml,odbc", help="comma-separated")
     args = parser.parse_args(argv)
+    if args.name == "erp":
+        from bench.erp import run as run_erp
+
+        return run_erp(products=args.products, rows=args.rows, parts=args.parts.split(","))
     if args.name == "crm":
         from bench.crm import SYSTEMS
         from bench.crm import run as run_crm
