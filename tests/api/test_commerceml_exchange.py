@@ -254,3 +254,17 @@ def test_progress_while_the_run_has_not_finished(
             thread.join()
         assert onec.import_file("import.xml").startswith("success")
     assert stored(cml_api, "cml_import") == 30
+
+
+def test_password_guessing_is_throttled(cml_api: ApiHarness) -> None:
+    with client(cml_api, password="guess") as onec:
+        statuses = []
+        for _ in range(12):
+            with pytest.raises(ExchangeFailed) as info:
+                onec.checkauth()
+            statuses.append(info.value.status)
+    assert statuses[:10] == [401] * 10
+    assert statuses[10:] == [429, 429]
+    with client(cml_api) as onec, pytest.raises(ExchangeFailed) as info:
+        onec.checkauth()  # even the right password waits out the window
+    assert info.value.status == 429

@@ -58,6 +58,9 @@ SESSION_TTL_S = 3600.0
 WAIT_S = 20.0  # longest wait for the scheduler's run before answering "progress"
 SPOOL_DIR = ".commerceml-spool"
 _SESSIONS = "commerceml_sessions"  # ctx.extras: token -> _Session
+_FAILURES = "commerceml_failures"  # ctx.extras: pipeline -> monotonic times of failed logins
+MAX_FAILURES = 10  # failed checkauths per pipeline and window before answering 429
+FAILURE_WINDOW_S = 60.0
 _LOCKS = "commerceml_locks"  # ctx.extras: pipeline -> threading.Lock
 _TEXT = "text/plain; charset=utf-8"
 _NAME = re.compile(r"^[^/\\\x00]{1,200}$")
@@ -125,6 +128,23 @@ def _credentials_ok(cfg: CommerceMLConfig, creds: tuple[str, str] | None) -> boo
         return False
     user_ok = _same(creds[0], ex.username)
     return _same(creds[1], ex.password.get_secret_value()) and user_ok
+
+
+def _failures(ctx: ApiContext, pipeline: str) -> list[float]:
+    table: dict[str, list[float]] = ctx.extras.setdefault(_FAILURES, {})
+    now = time.monotonic()
+    recent = [t for t in table.get(pipeline, []) if now - t < FAILURE_WINDOW_S]
+    table[pipeline] = recent
+    return recent
+
+
+def _throttled(ctx: ApiContext, pipeline: str) -> bool:
+    """Whether the exchange login of ``pipeline`` failed too often lately (password guessing)."""
+    return len(_failures(ctx, pipeline)) >= MAX_FAILURES
+
+
+def _count_failure(ctx: ApiContext, pipeline: str) -> None:
+    _failures(ctx, pipeline).append(time.monotonic())
 
 
 def _sessions(ctx: ApiContext) -> dict[str, _Session]:
@@ -310,7 +330,10 @@ async def exchange(
     if type not in ("catalog", "sale"):
         return _failure(f"unknown type {type!r}", 400)
     if mode == "checkauth":
+        if _throttled(ctx, pipeline):
+            return _failure("too many failed logins; wait a minute", 429)
         if not _credentials_ok(cfg, _basic(request)):
+            _count_failure(ctx, pipeline)
             log.warning("commerceml checkauth refused", pipeline=pipeline)
             return _text(
                 "failure\nwrong login or password",
@@ -394,6 +417,7 @@ _DOC: dict[str, Any] = {
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
         401: {"description": "failure: wrong login, or no session (text/plain)"},
         404: {"description": "failure: no exchange configured for this pipeline (text/plain)"},
+        429: {"description": "failure: too many failed logins lately (text/plain)"},
     },
 }
 router.get(_ROUTE, operation_id="commerceml_exchange_get", **_DOC)(exchange)
