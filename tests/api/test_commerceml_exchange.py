@@ -11,6 +11,7 @@ the file as done, with every product stored.
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +269,21 @@ def test_password_guessing_is_throttled(cml_api: ApiHarness) -> None:
     with client(cml_api) as onec, pytest.raises(ExchangeFailed) as info:
         onec.checkauth()  # even the right password waits out the window
     assert info.value.status == 429
+
+
+def test_reupload_in_one_session_and_stale_spool_cleanup(cml_api: ApiHarness) -> None:
+    spool = cml_api.root / "cml" / "import" / ".commerceml-spool" / "old-session"
+    spool.mkdir(parents=True)
+    stale = spool / "import.xml.part"
+    stale.write_bytes(b"<half")
+    os.utime(stale, (1, 1))
+    with client(cml_api) as onec:
+        onec.checkauth()
+        onec.init()
+        assert not stale.exists()
+        onec.send_file("import.xml", IMPORT)
+        onec.import_file("import.xml")
+        second = IMPORT.replace(b">p-0<", b">p-new<")
+        onec.send_file("import.xml", second)  # same name, new content: imported again
+        onec.import_file("import.xml")
+    assert stored(cml_api, "cml_import") == 60

@@ -57,6 +57,7 @@ COOKIE = "JUNCTION_CML"
 SESSION_TTL_S = 3600.0
 WAIT_S = 20.0  # longest wait for the scheduler's run before answering "progress"
 SPOOL_DIR = ".commerceml-spool"
+SPOOL_MAX_AGE_S = 86400.0  # spool files older than this are dropped at the next init
 _SESSIONS = "commerceml_sessions"  # ctx.extras: token -> _Session
 _FAILURES = "commerceml_failures"  # ctx.extras: pipeline -> monotonic times of failed logins
 MAX_FAILURES = 10  # failed checkauths per pipeline and window before answering 429
@@ -224,6 +225,17 @@ def _append(part: Path, body: bytes, limit: int) -> int:
     return size
 
 
+def _clean_spool(spool: Path, max_age_s: float = SPOOL_MAX_AGE_S) -> None:
+    """Drop spool files of sessions that never imported them (older than ``max_age_s``)."""
+    cutoff = time.time() - max_age_s
+    try:
+        for part in spool.glob("*/*.part"):
+            if part.stat().st_mtime < cutoff:
+                part.unlink(missing_ok=True)
+    except OSError:
+        log.warning("commerceml spool cleanup failed")
+
+
 def _lock(ctx: ApiContext, pipeline: str) -> threading.Lock:
     locks: dict[str, threading.Lock] = ctx.extras.setdefault(_LOCKS, {})
     return locks.setdefault(pipeline, threading.Lock())
@@ -350,6 +362,7 @@ async def exchange(
             {"WWW-Authenticate": 'Basic realm="commerceml", charset="UTF-8"'},
         )
     if mode == "init":
+        await run_in_threadpool(_clean_spool, watched_dir(cfg.path) / SPOOL_DIR)
         limit = min(cfg.exchange.file_limit, ctx.cfg.api.max_body_bytes)
         return _text(f"zip=no\nfile_limit={limit}")
     if mode == "file":
@@ -362,6 +375,7 @@ async def exchange(
         if name is None:
             return _failure("a plain filename is required", 400)
         part = _spool(session, cfg) / (name + ".part")
+        session.handed.pop(name, None)  # a new upload of a name replaces the handed-over one
         try:
             await run_in_threadpool(_append, part, body, cfg.max_file_bytes)
         except ValueError as exc:
