@@ -9,12 +9,14 @@ that refuses every URL backs this up in case a future libxml2 asks for one anywa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from lxml import etree
 
+from connectors.text_scan import sniff_bom
 from junction.core.errors import (
     DTDForbiddenError,
     EncodingError,
@@ -49,18 +51,18 @@ _ENCODING_CODES = frozenset(
 )
 
 
-class _RefuseResolver(etree.Resolver):  # type: ignore[misc]
+class RefuseResolver(etree.Resolver):  # type: ignore[misc]
     def resolve(self, url: str | None, pubid: str | None, context: Any) -> Any:
         raise UnsafeXMLError("the XML refers to an external resource", details=f"url={url!r}")
 
 
-def _forbid_doctype(tree: Any) -> None:
+def forbid_doctype(tree: Any) -> None:
     info = tree.docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
         raise DTDForbiddenError("the XML declares a DTD (DOCTYPE); DTDs are never accepted")
 
 
-def _translate(exc: etree.XMLSyntaxError, log: Any) -> ParseError:
+def translate_syntax_error(exc: etree.XMLSyntaxError, log: Any) -> ParseError:
     """Map a libxml2 error to the taxonomy; libxml2's text goes to ``details`` only."""
     entries = [e for e in log if e.level >= etree.ErrorLevels.ERROR] if log is not None else []
     code, message = (entries[0].type, entries[0].message) if entries else (exc.code, exc.msg)
@@ -81,6 +83,18 @@ def _translate(exc: etree.XMLSyntaxError, log: Any) -> ParseError:
     return ParseError(
         f"the XML is not well-formed (line {line}, column {column})", details=message, context=ctx
     )
+
+
+_DECLARED = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+
+
+def declared_encoding(head: bytes) -> str:
+    """Return the encoding a document announces (BOM, then XML declaration, else UTF-8)."""
+    bom = sniff_bom(head)
+    if bom is not None:
+        return bom.name
+    found = _DECLARED.match(head.lstrip())
+    return found.group(1).decode("ascii").lower() if found else "utf-8"
 
 
 def parse_untrusted_xml(data: bytes, *, max_bytes: int = 50_000_000) -> etree._Element:
@@ -105,12 +119,12 @@ def parse_untrusted_xml(data: bytes, *, max_bytes: int = 50_000_000) -> etree._E
             "the XML document is too large", context={"size": len(data), "limit": max_bytes}
         )
     parser = etree.XMLParser(**PARSER_OPTIONS)
-    parser.resolvers.add(_RefuseResolver())
+    parser.resolvers.add(RefuseResolver())
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise _translate(exc, parser.error_log) from None
-    _forbid_doctype(root.getroottree())
+        raise translate_syntax_error(exc, parser.error_log) from None
+    forbid_doctype(root.getroottree())
     return root
 
 
@@ -189,7 +203,7 @@ class ElementConverter:
         return value
 
 
-def _release(elem: Any) -> None:
+def release_parsed(elem: Any) -> None:
     # free the record and every fully parsed node before it, so memory stays flat
     elem.clear(keep_tail=True)
     node = elem
@@ -226,14 +240,14 @@ def iter_records(
     context = etree.iterparse(
         fileobj, events=("end",), tag="{*}" + record_tag, encoding=encoding, **ITERPARSE_OPTIONS
     )
-    context.resolvers.add(_RefuseResolver())
+    context.resolvers.add(RefuseResolver())
     convert = ElementConverter(max_field_bytes).convert
     n = 0
     try:
         for _event, elem in context:
             if n == 0:
                 # the DOCTYPE, if any, precedes the root, so it is known by the first record
-                _forbid_doctype(elem.getroottree())
+                forbid_doctype(elem.getroottree())
             n += 1
             item: dict[str, Any] | RecordProblem | None = None
             if n > skip:
@@ -246,10 +260,10 @@ def iter_records(
                         context={"record": n, "bytes": big.size, "limit": max_field_bytes},
                     )
                     item = RecordProblem(err, etree.tostring(elem, encoding="utf-8"))
-            _release(elem)
+            release_parsed(elem)
             if item is not None:
                 yield item
         if context.root is not None:
-            _forbid_doctype(context.root.getroottree())
+            forbid_doctype(context.root.getroottree())
     except etree.XMLSyntaxError as exc:
-        raise _translate(exc, context.error_log) from None
+        raise translate_syntax_error(exc, context.error_log) from None

@@ -23,10 +23,10 @@ from lxml import etree
 from connectors.safe_xml import (
     ITERPARSE_OPTIONS,
     RecordProblem,
-    _forbid_doctype,
-    _RefuseResolver,
-    _release,
-    _translate,
+    RefuseResolver,
+    forbid_doctype,
+    release_parsed,
+    translate_syntax_error,
 )
 from junction.core.errors import FieldTooLargeError
 
@@ -120,13 +120,13 @@ def detect_kind(fileobj: IO[bytes], encoding: str | None) -> Detected:
         encoding=encoding,
         **ITERPARSE_OPTIONS,
     )
-    context.resolvers.add(_RefuseResolver())
+    context.resolvers.add(RefuseResolver())
     found: str | None = None
     root: Any = None
     try:
         for _event, elem in context:
             tree = elem.getroottree()
-            _forbid_doctype(tree)
+            forbid_doctype(tree)
             root = tree.getroot()
             parent = elem.getparent()
             if parent is None or parent.getparent() is not None:
@@ -137,10 +137,10 @@ def detect_kind(fileobj: IO[bytes], encoding: str | None) -> Detected:
                 break
         else:
             if context.root is not None:
-                _forbid_doctype(context.root.getroottree())
+                forbid_doctype(context.root.getroottree())
                 root = context.root
     except etree.XMLSyntaxError as exc:
-        raise _translate(exc, context.error_log) from None
+        raise translate_syntax_error(exc, context.error_log) from None
     if root is None:
         return Detected(found)
     return Detected(found, root.get("ВерсияСхемы"), root.get("ДатаФормирования"))
@@ -654,19 +654,19 @@ def iter_documents(
         encoding=encoding,
         **ITERPARSE_OPTIONS,
     )
-    context.resolvers.add(_RefuseResolver())
+    context.resolvers.add(RefuseResolver())
     n = 0
     first = True
     try:
         for _event, elem in context:
             if first:
                 # the DOCTYPE, if any, precedes the root, so it is known by the first event
-                _forbid_doctype(elem.getroottree())
+                forbid_doctype(elem.getroottree())
                 first = False
             name = _local(elem.tag)
             if name != record_tag:
                 reader.section(name, elem)
-                _release(elem)
+                release_parsed(elem)
                 continue
             parent = elem.getparent()
             if parent is None or (
@@ -689,10 +689,10 @@ def iter_documents(
                     item = RecordProblem(err, etree.tostring(elem, encoding="utf-8"))
             else:
                 reader._capture_header(elem)
-            _release(elem)
+            release_parsed(elem)
             if item is not None:
                 yield item
         if context.root is not None:
-            _forbid_doctype(context.root.getroottree())
+            forbid_doctype(context.root.getroottree())
     except etree.XMLSyntaxError as exc:
-        raise _translate(exc, context.error_log) from None
+        raise translate_syntax_error(exc, context.error_log) from None

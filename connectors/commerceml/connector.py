@@ -21,9 +21,8 @@ from connectors.base import RawBatch, RowError, StreamInfo
 from connectors.commerceml.client import Detected, detect_kind, iter_documents
 from connectors.commerceml.config import CommerceMLConfig
 from connectors.files import FileConnectorBase, list_files, resume_row
-from connectors.safe_xml import RecordProblem
+from connectors.safe_xml import RecordProblem, declared_encoding
 from connectors.text_scan import TextScan, scan_text_file
-from connectors.xml_file.connector import declared_encoding
 from junction.core.errors import ConfigError, EncodingError, JunctionError
 
 STREAM_SCHEMA: dict[str, Any] = {

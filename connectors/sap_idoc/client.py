@@ -22,9 +22,10 @@ from lxml import etree
 
 from connectors.safe_xml import (
     ITERPARSE_OPTIONS,
-    _forbid_doctype,  # the hardened checks are shared with xml_file on purpose
-    _RefuseResolver,
-    _translate,
+    RefuseResolver,
+    forbid_doctype,  # the hardened checks are shared with xml_file on purpose
+    release_parsed,
+    translate_syntax_error,
 )
 from junction.core.errors import FieldTooLargeError, ParseError
 
@@ -91,17 +92,8 @@ def _parse(fileobj: IO[bytes], encoding: str | None) -> Any:
     context = etree.iterparse(
         fileobj, events=("end",), tag="{*}" + IDOC, encoding=encoding, **ITERPARSE_OPTIONS
     )
-    context.resolvers.add(_RefuseResolver())
+    context.resolvers.add(RefuseResolver())
     return context
-
-
-def _release(elem: Any) -> None:
-    # free the IDoc and everything parsed before it, so memory stays flat
-    elem.clear(keep_tail=True)
-    parent = elem.getparent()
-    if parent is not None:
-        while elem.getprevious() is not None:
-            del parent[0]
 
 
 def validate_idocs(fileobj: IO[bytes], *, encoding: str | None = None) -> int:
@@ -117,14 +109,14 @@ def validate_idocs(fileobj: IO[bytes], *, encoding: str | None = None) -> int:
     try:
         for _event, elem in context:
             if n == 0:
-                _forbid_doctype(elem.getroottree())
+                forbid_doctype(elem.getroottree())
             n += 1
             check_idoc(elem, n)
-            _release(elem)
+            release_parsed(elem)
         if context.root is not None:
-            _forbid_doctype(context.root.getroottree())
+            forbid_doctype(context.root.getroottree())
     except etree.XMLSyntaxError as exc:
-        raise _translate(exc, context.error_log) from None
+        raise translate_syntax_error(exc, context.error_log) from None
     if n == 0:
         root = _local(context.root.tag) if context.root is not None else "nothing"
         raise ParseError(
@@ -203,8 +195,8 @@ def iter_idocs(
                         context={"idoc": n, "bytes": big.size, "limit": max_field_bytes},
                     )
                     item = IdocProblem(err, etree.tostring(elem, encoding="utf-8"))
-            _release(elem)
+            release_parsed(elem)
             if item is not None:
                 yield item
     except etree.XMLSyntaxError as exc:
-        raise _translate(exc, context.error_log) from None
+        raise translate_syntax_error(exc, context.error_log) from None

@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 from connectors.base import RawBatch, RowError
 from connectors.files import FileConnectorBase, resume_row
+from connectors.safe_xml import declared_encoding
 from connectors.sap_idoc.client import CONTROL, IdocProblem, iter_idocs, validate_idocs
 from connectors.sap_idoc.config import SapIdocConfig
 from connectors.text_scan import hash_file
-from connectors.xml_file.connector import declared_encoding
 from junction.core.errors import JunctionError, RecordError
 
 _DIGITS8 = re.compile(r"^[0-9]{8}$")

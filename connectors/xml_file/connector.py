@@ -8,28 +8,16 @@ a DOCTYPE or a broken document can surface after some batches were already yield
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any, ClassVar, cast
 
 from connectors.base import RawBatch, RowError
 from connectors.files import FileConnectorBase, resume_row
-from connectors.safe_xml import RecordProblem, iter_records
-from connectors.text_scan import hash_file, sniff_bom
+from connectors.safe_xml import RecordProblem, declared_encoding, iter_records
+from connectors.text_scan import hash_file
 from connectors.xml_file.config import XmlFileConfig
 from junction.core.errors import JunctionError
-
-_DECLARED = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
-
-
-def declared_encoding(head: bytes) -> str:
-    """Return the encoding a document announces (BOM, then XML declaration, else UTF-8)."""
-    bom = sniff_bom(head)
-    if bom is not None:
-        return bom.name
-    found = _DECLARED.match(head.lstrip())
-    return found.group(1).decode("ascii").lower() if found else "utf-8"
 
 
 def _next_chunk(items: Iterator[Any], size: int, path: str) -> list[Any]:
