@@ -12,13 +12,16 @@ import glob
 import os
 import stat
 import time
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import PurePath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.base import Capability, CheckResult, StreamInfo
-from junction.core.errors import ConfigError
+from connectors.base import Capability, CheckResult, RawBatch, RowError, StreamInfo
+from connectors.safe_xml import RecordProblem
+from junction.core.errors import ConfigError, JunctionError
 
 _GLOB_CHARS = frozenset("*?[")
 DONE_SUFFIX = ".done"
@@ -205,3 +208,57 @@ class FileConnectorBase:
         if not os.path.isfile(stream):
             raise ConfigError("the file is gone", context={"file": stream})
         return stream
+
+
+def record_batches(
+    items: Iterator[Any],
+    *,
+    stream: str,
+    path: str,
+    sha256: str,
+    skip: int,
+    batch_size: int,
+    provenance: dict[str, Any],
+) -> Iterator[RawBatch]:
+    """Cut a file reader's items into batches with keys ``<sha16>:<row>`` and a resume cursor.
+
+    ``items`` yields record dicts, or ``RecordProblem``s for records that could not be read,
+    which become the batch's row errors.  A file-level
+    failure raised by ``items`` names the file.
+    """
+    prefix = f"{sha256[:16]}:"
+    n = skip
+    while True:
+        try:
+            chunk = list(islice(items, batch_size))
+        except JunctionError as exc:
+            exc.context.setdefault("file", path)  # file-level failures name their file
+            raise
+        if not chunk:
+            return
+        first, n = n + 1, n + len(chunk)
+        positions = list(range(first, n + 1))
+        keys = [f"{prefix}{i}" for i in positions]
+        records: list[dict[str, Any]] = []
+        errors: list[RowError] = []
+        if RecordProblem not in map(type, chunk):
+            records = cast(list[dict[str, Any]], chunk)
+        else:
+            kept: list[tuple[str, int]] = []
+            for item, key, pos in zip(chunk, keys, positions, strict=True):
+                if isinstance(item, RecordProblem):
+                    item.error.context.update(file=path)
+                    errors.append(RowError(key, pos, item.raw, item.error))
+                else:
+                    records.append(item)
+                    kept.append((key, pos))
+            keys, positions = [k for k, _ in kept], [p for _, p in kept]
+        yield RawBatch(
+            stream=stream,
+            records=records,
+            keys=keys,
+            positions=positions,
+            cursor={"sha256": sha256, "row": n},
+            errors=errors,
+            provenance=dict(provenance),
+        )

@@ -14,14 +14,13 @@ import codecs
 import os
 import time
 from collections.abc import Iterator
-from itertools import islice
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from connectors.base import RawBatch, RowError, StreamInfo
+from connectors.base import RawBatch, StreamInfo
 from connectors.commerceml.client import Detected, detect_kind, iter_documents
 from connectors.commerceml.config import CommerceMLConfig
-from connectors.files import FileConnectorBase, list_files, resume_row
-from connectors.safe_xml import RecordProblem, declared_encoding
+from connectors.files import FileConnectorBase, list_files, record_batches, resume_row
+from connectors.safe_xml import declared_encoding
 from connectors.text_scan import TextScan, scan_text_file
 from junction.core.errors import ConfigError, EncodingError, JunctionError
 
@@ -30,14 +29,6 @@ STREAM_SCHEMA: dict[str, Any] = {
     "description": "A flattened CommerceML product, offer or order (see the connector README).",
     "properties": {"id": {"type": "string", "description": "The 1C Ид"}},
 }
-
-
-def _next_chunk(items: Iterator[Any], size: int, path: str) -> list[Any]:
-    try:
-        return list(islice(items, size))
-    except JunctionError as exc:
-        exc.context.setdefault("file", path)  # file-level failures name their file
-        raise
 
 
 class CommerceMLConnector(FileConnectorBase):
@@ -133,7 +124,6 @@ class CommerceMLConnector(FileConnectorBase):
         self, stream: str, path: str, scan: TextScan, kind: str, detected: Detected, skip: int
     ) -> Iterator[RawBatch]:
         cfg = self.config
-        prefix = f"{scan.sha256[:16]}:"
         prov = {
             "connector": self.name,
             "document": kind,
@@ -152,31 +142,12 @@ class CommerceMLConnector(FileConnectorBase):
                 max_field_bytes=cfg.max_field_bytes,
                 decimal_comma=cfg.decimal_comma,
             )
-            n = skip
-            while chunk := _next_chunk(items, cfg.batch_size, path):
-                first, n = n + 1, n + len(chunk)
-                positions = list(range(first, n + 1))
-                keys = [f"{prefix}{i}" for i in positions]
-                records: list[dict[str, Any]] = []
-                errors: list[RowError] = []
-                if RecordProblem not in map(type, chunk):
-                    records = cast(list[dict[str, Any]], chunk)
-                else:
-                    kept: list[tuple[str, int]] = []
-                    for item, key, pos in zip(chunk, keys, positions, strict=True):
-                        if isinstance(item, RecordProblem):
-                            item.error.context.update(file=path)
-                            errors.append(RowError(key, pos, item.raw, item.error))
-                        else:
-                            records.append(item)
-                            kept.append((key, pos))
-                    keys, positions = [k for k, _ in kept], [p for _, p in kept]
-                yield RawBatch(
-                    stream=stream,
-                    records=records,
-                    keys=keys,
-                    positions=positions,
-                    cursor={"sha256": scan.sha256, "row": n},
-                    errors=errors,
-                    provenance=dict(prov),
-                )
+            yield from record_batches(
+                items,
+                stream=stream,
+                path=path,
+                sha256=scan.sha256,
+                skip=skip,
+                batch_size=cfg.batch_size,
+                provenance=prov,
+            )

@@ -9,23 +9,13 @@ a DOCTYPE or a broken document can surface after some batches were already yield
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import islice
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from connectors.base import RawBatch, RowError
-from connectors.files import FileConnectorBase, resume_row
-from connectors.safe_xml import RecordProblem, declared_encoding, iter_records
+from connectors.base import RawBatch
+from connectors.files import FileConnectorBase, record_batches, resume_row
+from connectors.safe_xml import declared_encoding, iter_records
 from connectors.text_scan import hash_file
 from connectors.xml_file.config import XmlFileConfig
-from junction.core.errors import JunctionError
-
-
-def _next_chunk(items: Iterator[Any], size: int, path: str) -> list[Any]:
-    try:
-        return list(islice(items, size))
-    except JunctionError as exc:
-        exc.context.setdefault("file", path)  # file-level failures name their file
-        raise
 
 
 class XmlFileConnector(FileConnectorBase):
@@ -56,7 +46,6 @@ class XmlFileConnector(FileConnectorBase):
     def _batches(self, stream: str, path: str, sha256: str, skip: int) -> Iterator[RawBatch]:
         cfg = self.config
         explicit = None if cfg.encoding == "auto" else cfg.encoding
-        prefix = f"{sha256[:16]}:"
         with open(path, "rb") as f:
             prov = {
                 "connector": self.name,
@@ -73,31 +62,12 @@ class XmlFileConnector(FileConnectorBase):
                 encoding=explicit,
                 max_field_bytes=cfg.max_field_bytes,
             )
-            n = skip
-            while chunk := _next_chunk(items, cfg.batch_size, path):
-                first, n = n + 1, n + len(chunk)
-                positions = list(range(first, n + 1))
-                keys = [f"{prefix}{i}" for i in positions]
-                records: list[dict[str, Any]] = []
-                errors: list[RowError] = []
-                if RecordProblem not in map(type, chunk):
-                    records = cast(list[dict[str, Any]], chunk)
-                else:
-                    kept: list[tuple[str, int]] = []
-                    for item, key, pos in zip(chunk, keys, positions, strict=True):
-                        if isinstance(item, RecordProblem):
-                            item.error.context.update(file=path)
-                            errors.append(RowError(key, pos, item.raw, item.error))
-                        else:
-                            records.append(item)
-                            kept.append((key, pos))
-                    keys, positions = [k for k, _ in kept], [p for _, p in kept]
-                yield RawBatch(
-                    stream=stream,
-                    records=records,
-                    keys=keys,
-                    positions=positions,
-                    cursor={"sha256": sha256, "row": n},
-                    errors=errors,
-                    provenance=dict(prov),
-                )
+            yield from record_batches(
+                items,
+                stream=stream,
+                path=path,
+                sha256=sha256,
+                skip=skip,
+                batch_size=cfg.batch_size,
+                provenance=prov,
+            )
