@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from connectors.base import Capability, CheckResult, RawBatch, RowError, StreamInfo
 from connectors.sap.config import SapConfig, SapFunction
 from connectors.soap.client import SoapClient
-from connectors.soap.incremental import Watermark, stamp_version, version_date
+from connectors.soap.incremental import Item, Watermark, items_batch, stamp_version, version_date
 from junction.core.errors import ConfigError, FatalError, JunctionError, ParseError
 
 
@@ -179,17 +179,14 @@ class SapConnector:
         self,
         stream: str,
         fn: SapFunction,
-        rows: list[tuple[str, str, int, dict[str, Any]]],
+        rows: list[Item],
         cursor: dict[str, Any],
         errors: list[RowError],
     ) -> RawBatch:
-        return RawBatch(
-            stream=stream,
-            records=[r[3] for r in rows],
-            keys=[f"{r[0]}@{r[1]}" if r[1] else r[0] for r in rows],
-            positions=[r[2] for r in rows],
-            cursor=cursor,
-            errors=list(errors),
-            provenance={"connector": self.name, "function": fn.function, "table": fn.table},
-            versions=[r[1] or None for r in rows],
+        return items_batch(
+            stream,
+            rows,
+            cursor,
+            errors,
+            {"connector": self.name, "function": fn.function, "table": fn.table},
         )

@@ -13,6 +13,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+from connectors.base import RawBatch, RowError
 from junction.core.errors import ConfigError
 
 CURSOR_VERSION = 1
@@ -98,3 +99,27 @@ class Watermark:
         if self.since is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= self.since}
         return {"v": CURSOR_VERSION, "since": self.since, "seen": dict(self.seen)}
+
+
+# (id, version or "", position, record) of one returned item
+Item = tuple[str, str, int, dict[str, Any]]
+
+
+def items_batch(
+    stream: str,
+    rows: list[Item],
+    cursor: dict[str, Any],
+    errors: list[RowError],
+    provenance: dict[str, Any],
+) -> RawBatch:
+    """One batch of returned items: keys ``<id>@<version>`` (``<id>`` without a version)."""
+    return RawBatch(
+        stream=stream,
+        records=[r[3] for r in rows],
+        keys=[f"{r[0]}@{r[1]}" if r[1] else r[0] for r in rows],
+        positions=[r[2] for r in rows],
+        cursor=cursor,
+        errors=list(errors),
+        provenance=provenance,
+        versions=[r[1] or None for r in rows],
+    )

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from connectors.base import Capability, CheckResult, RawBatch, RowError, StreamInfo
 from connectors.soap.client import SoapClient
-from connectors.soap.incremental import Watermark, stamp_version
+from connectors.soap.incremental import Item, Watermark, items_batch, stamp_version
 from connectors.soap_1c.config import OneCOperation, Soap1CConfig
 from junction.core.errors import ConfigError, FatalError, JunctionError, ParseError
 
@@ -236,17 +236,10 @@ class Soap1CConnector:
         self,
         stream: str,
         op: OneCOperation,
-        rows: list[tuple[str, str, int, dict[str, Any]]],
+        rows: list[Item],
         cursor: dict[str, Any],
         errors: list[RowError],
     ) -> RawBatch:
-        return RawBatch(
-            stream=stream,
-            records=[r[3] for r in rows],
-            keys=[f"{r[0]}@{r[1]}" if r[1] else r[0] for r in rows],
-            positions=[r[2] for r in rows],
-            cursor=cursor,
-            errors=list(errors),
-            provenance={"connector": self.name, "operation": op.operation},
-            versions=[r[1] or None for r in rows],
+        return items_batch(
+            stream, rows, cursor, errors, {"connector": self.name, "operation": op.operation}
         )
