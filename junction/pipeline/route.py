@@ -39,14 +39,13 @@ class Router:
 
     def targets(self, record: Any, score: Mapping[str, Any] | None) -> list[str]:
         """Return the channels for one record: every matching route, else the `otherwise` ones."""
-        values = {self.entity: record, "record": record, "score": score}
         out: list[str] = []
         for expr, targets in self._when:
-            if expr.evaluate(values):
-                out.extend(t for t in targets if t not in out)
-        if not out:
-            out = list(self._otherwise)
-        return out
+            if expr.check(record, score):
+                for t in targets:
+                    if t not in out:
+                        out.append(t)
+        return out or list(self._otherwise)
 
 
 def delivery_id(record_id: str, channel: str) -> str:
@@ -80,10 +79,9 @@ def check_rules_compile(
 
 def failed_rule(rules: Sequence[Expression], record: Any, entity: str) -> RuleError | None:
     """Return the first rule ``record`` fails, as a RuleError, or None."""
-    values = {entity: record, "record": record}
     for rule in rules:
         try:
-            ok = rule.evaluate(values)
+            ok = rule.check(record)
         except RuleError as exc:
             return exc
         if not ok:
