@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 _GRADES = ("A", "B", "C", "D")
+_GRADE_NAMES = np.array(_GRADES, dtype=object)
 
 
 def _by_magnitude(term: tuple[str, float]) -> float:
@@ -88,6 +89,7 @@ class SklearnLeadScorer:
         self.model = (
             pipeline if isinstance(pipeline, CompiledLeadModel) else CompiledLeadModel(pipeline)
         )
+        self._term_names = np.array(self.model.term_names, dtype=object)
 
     @classmethod
     def load(
@@ -158,7 +160,7 @@ class SklearnLeadScorer:
         values = 0.5 * (1.0 + np.tanh(0.5 * z))
         a, b, c = self.thresholds
         grade_idx = (values < a).astype(np.intp) + (values < b) + (values < c)
-        grades = [_GRADES[g] for g in grade_idx.tolist()]
+        grades = _GRADE_NAMES[grade_idx].tolist()
         factors = self._top_factors(contrib, terms)
         value_list = values.tolist()
         if errors or cols.rows is not None:
@@ -180,13 +182,14 @@ class SklearnLeadScorer:
         if k == 0 or contrib.shape[0] == 0:
             return [[] for _ in range(contrib.shape[0])]
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
-        top_vals = np.take_along_axis(contrib, order, axis=1).tolist()
-        top_ids = np.take_along_axis(terms, order, axis=1).tolist()
-        names = self.model.term_names
-        return [
-            [(names[t], v) for t, v in zip(ids, vals, strict=True) if v]
-            for ids, vals in zip(top_ids, top_vals, strict=True)
-        ]
+        top_vals = np.take_along_axis(contrib, order, axis=1)
+        names = self._term_names[np.take_along_axis(terms, order, axis=1)].tolist()
+        # (name, contribution) pairs built by map/zip over the rows, not a loop per row
+        out: list[list[tuple[str, float]]] = list(map(list, map(zip, names, top_vals.tolist())))
+        # zero contributions are left out: only rows with fewer than k non-zero terms have any
+        for i in np.flatnonzero((top_vals == 0.0).any(axis=1)).tolist():
+            out[i] = [(name, v) for name, v in out[i] if v]
+        return out
 
     def score(self, records: Sequence[Mapping[str, Any] | Any]) -> list[Score]:
         """Score a batch into Score objects, in order.
