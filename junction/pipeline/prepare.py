@@ -159,7 +159,15 @@ class BatchPreparer:
         values = grades = factors = None
         if cols is not None:
             values, grades, factors = cols.values, cols.grades, cols.factors
-        targets_of = self.router.targets if route else None
+        routed: list[Any] | None = None
+        if route:
+            views = None
+            if values is not None:
+                views = [
+                    {"value": v, "grade": g, "model_version": model_version}
+                    for v, g in zip(values, grades, strict=True)  # type: ignore[arg-type]
+                ]
+            routed = self.router.targets_batch([m for _, m in good], views)
         for j, (i, model) in enumerate(good):
             key = keys[i]
             rid = f"{name}:{key}"
@@ -169,20 +177,13 @@ class BatchPreparer:
                 quarantine("score", key, failed[j], orjson.dumps(raw[i]), positions[i])
                 continue
             targets: list[str] = []
-            if targets_of is not None:
-                score_view = None
-                if values is not None:
-                    score_view = {
-                        "value": values[j],
-                        "grade": grades[j],  # type: ignore[index]
-                        "model_version": model_version,
-                    }
-                try:
-                    targets = targets_of(model, score_view)
-                except RecordError as exc:
+            if routed is not None:
+                found = routed[j]
+                if found.__class__ is not list:
                     # nothing of this record is written: no score row without its record
-                    quarantine("route", key, exc, orjson.dumps(raw[i]), positions[i])
+                    quarantine("route", key, found, orjson.dumps(raw[i]), positions[i])
                     continue
+                targets = found
             body = to_json(model, exclude_none=True).decode()
             score_json = "null"
             if values is not None:

@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from junction.core.errors import ConfigError, RuleError
 from junction.pipeline.config import DeliveryConfig, Route
@@ -76,6 +78,46 @@ def test_router_matches_all_when_routes_else_otherwise() -> None:
         "webhook.de",
     ]
     assert r.targets(Lead(country="US"), {"value": 0.2}) == ["webhook.nurture"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    leads=st.lists(
+        st.builds(
+            Lead,
+            country=st.one_of(st.none(), st.sampled_from(["DE", "US", "AT"])),
+            employees=st.one_of(st.none(), st.integers(min_value=0, max_value=50)),
+        ),
+        max_size=8,
+    ),
+    data=st.data(),
+    with_scores=st.booleans(),
+)
+def test_targets_batch_is_targets_per_record(
+    leads: list[Lead], data: st.DataObject, with_scores: bool
+) -> None:
+    routes = [
+        Route(when="score.value >= 0.7", to=["webhook.sales", "slack.hot"]),
+        Route(when='lead.country == "DE"', to=["webhook.de", "webhook.sales"]),
+        Route(when="lead.employees > 10", to=["webhook.big"]),  # null employees: an error
+        Route(otherwise=["webhook.nurture"]),
+    ]
+    r = Router(routes, "lead")
+    scores = None
+    if with_scores:
+        values = st.floats(min_value=0, max_value=1) | st.just(float("nan"))
+        scores = [{"value": data.draw(values), "grade": "B"} for _ in leads]
+    got = r.targets_batch(leads, scores)
+    assert len(got) == len(leads)
+    for k, lead in enumerate(leads):
+        score = None if scores is None else scores[k]
+        found = got[k]
+        if isinstance(found, RuleError):
+            with pytest.raises(RuleError) as info:
+                r.targets(lead, score)
+            assert found.to_dict() == info.value.to_dict()
+        else:
+            assert found == r.targets(lead, score)
 
 
 def test_delivery_ids_have_no_dots_and_delays_follow_schedule() -> None:
