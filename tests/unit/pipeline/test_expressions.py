@@ -128,3 +128,29 @@ def test_delivery_ids_have_no_dots_and_delays_follow_schedule() -> None:
     assert 9 <= d1 <= 11
     assert next_delay(1, policy, retry_after=120) == 120
     assert next_delay(3, policy, None) is None
+
+
+@pytest.mark.parametrize(
+    "expr", ["lead.email != null", "lead.employees > 10", "lead.country in ['DE', 'US']"]
+)
+def test_one_rule_batch_matches_failed_rule(expr: str) -> None:
+    from junction.pipeline.normalize import Normalizer
+
+    norm = Normalizer("csv.lead", [("r", expr)])
+    records = [
+        {"lead_id": "L1", "email": "a@b.co", "employees": "20", "country": "DE"},
+        {"lead_id": "L2", "email": "", "employees": "", "country": "FR"},
+        {"lead_id": "L3", "email": "c@d.org", "employees": "3", "country": "US"},
+        {"lead_id": "", "email": "x@y.io"},  # a mapping error, before the rules
+    ]
+    good, bad = norm.apply(records)
+    mapped, mapping_bad = norm.mapping.apply_batch(records)
+    expected_good, expected_bad = [], [(i, e.to_dict()) for i, e in mapping_bad]
+    for i, model in mapped:
+        err = failed_rule(norm.rules, model, "lead")
+        if err is None:
+            expected_good.append((i, model))
+        else:
+            expected_bad.append((i, err.to_dict()))
+    assert good == expected_good
+    assert [(i, e.to_dict()) for i, e in bad] == expected_bad
