@@ -173,6 +173,21 @@ class CompiledMapping:
             return None
         return value.strip() if value.__class__ is str else str(value)
 
+    def keys_of(self, records: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        """:meth:`key_of` of every record, in one pass (the pipeline's per-batch call)."""
+        read = self._key
+        if read is None:
+            return [None] * len(records)
+        nulls = self._nulls
+        return [
+            None
+            if value is None or (value.__class__ is str and (value in nulls or not value))
+            else value.strip()
+            if value.__class__ is str
+            else str(value)
+            for value in map(read, records)
+        ]
+
     def map_values(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Return the mapped values before model validation (fields left missing are absent).
 

@@ -146,7 +146,6 @@ class BatchPreparer:
             failed = dict(getattr(cols, "failed", {}) or {})
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
-        key_of = self.normalizer.mapping.key_of
         to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
         event_type = self.event_type
         if cols is not None:
@@ -159,6 +158,11 @@ class BatchPreparer:
         values = grades = factors = None
         if cols is not None:
             values, grades, factors = cols.values, cols.grades, cols.factors
+        # the record's key in its source system (e.g. the CRM id) when the mapping names one
+        source_keys = self.normalizer.mapping.keys_of([raw[i] for i, _ in good])
+        factor_json: list[str] | None = None
+        if factors is not None:
+            factor_json = list(map(bytes.decode, map(orjson.dumps, factors)))
         routed: list[Any] | None = None
         if route:
             views = None
@@ -171,8 +175,7 @@ class BatchPreparer:
         for j, (i, model) in enumerate(good):
             key = keys[i]
             rid = f"{name}:{key}"
-            # the record's key in its source system (e.g. the CRM id) when the mapping names one
-            source_key = key_of(raw[i]) or key
+            source_key = source_keys[j] or key
             if failed and j in failed:
                 quarantine("score", key, failed[j], orjson.dumps(raw[i]), positions[i])
                 continue
@@ -188,7 +191,7 @@ class BatchPreparer:
             score_json = "null"
             if values is not None:
                 value, grade = values[j], grades[j]  # type: ignore[index]
-                factors_json = orjson.dumps(factors[j]).decode()  # type: ignore[index]
+                factors_json = factor_json[j]  # type: ignore[index]
                 scores.append(
                     (rid, model_version, model_name, value, grade, factors_json, variant, now)
                 )

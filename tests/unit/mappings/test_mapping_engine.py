@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from junction.core.errors import MappingError, SchemaValidationError
-from mappings.engine import compile_mapping
+from mappings.engine import compile_mapping, load_spec
 from mappings.plan import run_field
 from mappings.spec import parse_spec
 from schemas import Contact, Lead
@@ -97,6 +97,20 @@ def test_key_of(mapping):
     assert mapping.key_of({"Contact ID": 42}) == "42"
     assert mapping.key_of({"Contact ID": "#N/A"}) is None
     assert mapping.key_of({}) is None
+
+
+def test_keys_of_is_key_of_per_record(mapping):
+    records = [
+        record(),
+        {"Contact ID": 42},
+        {"Contact ID": "#N/A"},
+        {},
+        {"Contact ID": "  C-7 "},
+        {"Contact ID": ""},
+        {"Contact ID": 1.5},
+    ]
+    assert mapping.keys_of(records) == [mapping.key_of(r) for r in records]
+    assert compile_mapping(load_spec("csv.lead")).keys_of([{"lead_id": " L1 "}]) == ["L1"]
 
 
 def test_batch_error_mid_batch_leaves_other_rows_intact(mapping):
