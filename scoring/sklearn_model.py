@@ -181,7 +181,7 @@ class SklearnLeadScorer:
         k = min(self.top_k, contrib.shape[1])
         if k == 0 or contrib.shape[0] == 0:
             return [[] for _ in range(contrib.shape[0])]
-        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+        order = _top_k(np.abs(contrib), k)
         top_vals = np.take_along_axis(contrib, order, axis=1)
         names = self._term_names[np.take_along_axis(terms, order, axis=1)].tolist()
         # (name, contribution) pairs built by map/zip over the rows, not a loop per row
@@ -211,6 +211,25 @@ class SklearnLeadScorer:
             )
             for v, g, fs in zip(cols.values, cols.grades, cols.factors, strict=True)
         ]
+
+
+def _top_k(magnitude: np.ndarray, k: int) -> np.ndarray:
+    """Column indexes of each row's ``k`` largest values, largest first, ties in column order.
+
+    The same as ``np.argsort(-magnitude, axis=1, kind="stable")[:, :k]`` for the non-negative
+    magnitudes of finite contributions (rows with NaN are failed records, their factors
+    dropped), in ``k`` passes of ``argmax`` (the first maximum of a row) instead of a sort.
+    """
+    if k * 3 > magnitude.shape[1]:
+        return np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
+    work = magnitude.copy()
+    rows = np.arange(work.shape[0])
+    order = np.empty((work.shape[0], k), dtype=np.intp)
+    for r in range(k):
+        best = work.argmax(axis=1)
+        order[:, r] = best
+        work[rows, best] = -1.0  # below every magnitude: taken
+    return order
 
 
 def _scatter(
