@@ -471,9 +471,11 @@ def _build(
     tree: Node, variables: Mapping[str, str], params: Sequence[str], fallback: Any
 ) -> Callable[..., Any]:
     """Compile ``tree`` into ``f(*params)``; with ``fallback``, Defer/non-bool call it instead."""
-    gen = _Gen({v: f"p_{variables[v]}" for v in variables})
+    # parameters are named by position: no name from the configuration reaches the source
+    slot = {p: f"p{i}" for i, p in enumerate(params)}
+    gen = _Gen({v: slot[variables[v]] for v in variables})
     result = gen.emit(tree)
-    sig = ", ".join(f"p_{p}" for p in params)
+    sig = ", ".join(slot.values())
     if fallback is None:
         head = [f"def _fast({sig}):"]
         tail = [f"    return {result}"]
