@@ -285,3 +285,38 @@ def test_apply_batch_restores_the_collector_state(mapping):
         gc.enable()
     good, _ = mapping.apply_batch([record()], pause_gc=False)
     assert len(good) == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"external_id": "L1", "email": "a@b.co", "employees": 3},
+        {"external_id": " L1 ", "country": "de", "annual_revenue": Decimal("-1")},
+        {"external_id": "L1", "page_views": -3, "created_at": "not a date"},
+        {"country": "DEU", "employees": "many"},
+        {},
+    ],
+)
+def test_mapped_validator_validates_like_the_model(values):
+    from pydantic import ValidationError
+
+    from mappings.engine import mapped_validator
+
+    fast = mapped_validator(Lead, ("external_id", "email", "country"))
+
+    def outcome(validate):
+        try:
+            model = validate(values)
+        except ValidationError as exc:
+            return "error", exc.errors()
+        return "ok", (model, model.__pydantic_fields_set__, model.__pydantic_extra__)
+
+    assert outcome(fast) == outcome(Lead.__pydantic_validator__.validate_python)
+
+
+def test_mapped_validator_keeps_extra_checks_for_unknown_targets():
+    from mappings.engine import mapped_validator
+
+    assert mapped_validator(Lead, ("nope",)) == Lead.__pydantic_validator__.validate_python
+    m = compile_mapping(load_spec("csv.lead"))
+    assert set(m.fields) <= set(Lead.model_fields)
