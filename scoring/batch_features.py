@@ -13,6 +13,8 @@ never a wrong score.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -73,20 +75,33 @@ def extract_columns(
     return _per_record(records)
 
 
-def _gather(records: Sequence[Any]) -> list[list[Any]]:
+_SOURCE_ROW = itemgetter(*SOURCE_FIELDS)
+_AFTER = itemgetter(2)
+
+
+def _gather(records: Sequence[Any]) -> Sequence[Sequence[Any]]:
     # one accessor for the whole batch: the records were checked to share one type
-    if isinstance(records[0], Mapping):
+    first = records[0]
+    if isinstance(first, Mapping):
         return [[r.get(f) for r in records] for f in SOURCE_FIELDS]
+    fields = getattr(type(first), "model_fields", None)
+    if isinstance(fields, dict) and all(f in fields for f in SOURCE_FIELDS):
+        # a pydantic model keeps every field's value in its instance dict; reading it there
+        # skips the attribute hooks (BaseModel defines __getattr__) eleven times per record
+        try:
+            return list(zip(*map(_SOURCE_ROW, map(vars, records)), strict=True))
+        except KeyError:
+            pass  # an instance built without some field: the attribute path below
     return [[getattr(r, f, None) for r in records] for f in SOURCE_FIELDS]
 
 
 def _fast(records: Sequence[Any]) -> FeatureColumns:
     ls, ind, ctry, title, emp, rev, views, visits, opens, phone, email = _gather(records)
     cats = (
-        [LEAD_SOURCE[v] for v in ls],
-        [INDUSTRY[v] for v in ind],
-        [COUNTRY[v] for v in ctry],
-        [SENIORITY[v] for v in title],
+        list(map(LEAD_SOURCE.__getitem__, ls)),
+        list(map(INDUSTRY.__getitem__, ind)),
+        list(map(COUNTRY.__getitem__, ctry)),
+        list(map(SENIORITY.__getitem__, title)),
     )
     # None becomes NaN here, exactly as features._number reads it
     num = np.array([emp, rev, views, visits, opens], dtype=np.float64)
@@ -98,7 +113,12 @@ def _fast(records: Sequence[Any]) -> FeatureColumns:
     n = len(records)
     binary = np.empty((4, n), dtype=np.float64)
     binary[0] = np.fromiter(map(bool, phone), dtype=np.float64, count=n)
-    binary[1] = [FREE_DOMAIN[e[e.rfind("@") + 1 :]] if e else 0.0 for e in email]
+    if None in email:
+        binary[1] = [FREE_DOMAIN[e[e.rfind("@") + 1 :]] if e else 0.0 for e in email]
+    else:  # the same lookups over the domains, split off by C calls ("" has domain "": 0.0)
+        binary[1] = list(
+            map(FREE_DOMAIN.__getitem__, map(_AFTER, map(str.rpartition, email, repeat("@"))))
+        )
     binary[2:] = missing[:2]
     return FeatureColumns(cats, num, binary, None)
 

@@ -20,6 +20,7 @@ never imports scikit-learn: only compiling from a fitted pipeline does, inside `
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -228,7 +229,7 @@ class CompiledLeadModel:
         terms = np.empty((n, N_TERMS_PER_ROW), dtype=np.intp)
         for f in range(_N_CAT):
             lookup, other = self.cat_terms[f], int(self.other_terms[f])
-            terms[:, f] = [lookup.get(v, other) for v in cols.categorical[f]]
+            terms[:, f] = list(map(lookup.get, cols.categorical[f], repeat(other, n)))
         terms[:, _N_CAT : _N_CAT + _N_NUM] = self.num_terms
         terms[:, _N_CAT + _N_NUM :] = self.bin_terms
         contrib = np.empty((n, N_TERMS_PER_ROW), dtype=np.float64)

@@ -15,7 +15,7 @@ from typing import Any
 import cel
 
 from junction.core.errors import ConfigError, RuleError
-from junction.pipeline.cel_fast import Defer, compile_fast
+from junction.pipeline.cel_fast import Defer, compile_checker, compile_fast
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -23,7 +23,7 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 class Expression:
     """A compiled CEL expression returning a boolean."""
 
-    __slots__ = ("_fast", "_getters", "name", "program", "source")
+    __slots__ = ("_fast", "_getters", "check", "name", "params", "program", "source")
 
     def __init__(
         self,
@@ -67,6 +67,17 @@ class Expression:
                     )
             self._getters.append((var, _projector(used_fields)))
         self._fast = compile_fast(source, set(variables))
+        # the hot path: one positional argument per kind, in the order the kinds first appear
+        # in ``variables`` (e.g. record, score); generated code when the subset allows it
+        self.params: tuple[str, ...] = tuple(dict.fromkeys(variables.values()))
+        by_kind = [[v for v in variables if variables[v] == k] for k in self.params]
+
+        def runtime(*args: Any) -> bool:
+            return self._run({v: a for vs, a in zip(by_kind, args, strict=True) for v in vs})
+
+        self.check: Callable[..., bool] = (
+            compile_checker(source, variables, self.params, runtime) or runtime
+        )
 
     def evaluate(self, values: Mapping[str, Any]) -> bool:
         """Evaluate against ``values`` (variable name → model, dict or scalar)."""
@@ -79,6 +90,10 @@ class Expression:
                 fast = None
             if isinstance(fast, bool):
                 return fast
+        return self._run(values)
+
+    def _run(self, values: Mapping[str, Any]) -> bool:
+        """Evaluate with the CEL runtime (the authority); errors become ``RuleError``."""
         activation = {var: get(values.get(var)) for var, get in self._getters}
         try:
             result = self.program.execute(activation)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from junction.core.errors import RecordError
+from junction.core.errors import RecordError, RuleError
 from junction.pipeline.route import check_rules_compile, failed_rule
 from mappings.engine import compile_mapping, load_spec
 
@@ -28,11 +28,27 @@ class Normalizer:
         if not self.rules:
             return good, list(bad)
         bad = list(bad)
-        kept: list[tuple[int, Any]] = []
+        if len(self.rules) > 1:
+            kept: list[tuple[int, Any]] = []
+            for i, model in good:
+                err = failed_rule(self.rules, model, self.entity)
+                if err is None:
+                    kept.append((i, model))
+                else:
+                    bad.append((i, err))
+            return kept, bad
+        # one rule (the usual case): failed_rule's loop without a call per record
+        [rule] = self.rules
+        check, name = rule.check, rule.name
+        kept = []
         for i, model in good:
-            err = failed_rule(self.rules, model, self.entity)
-            if err is None:
+            try:
+                ok = check(model)
+            except RuleError as exc:
+                bad.append((i, exc))
+                continue
+            if ok:
                 kept.append((i, model))
             else:
-                bad.append((i, err))
+                bad.append((i, RuleError(f"rule {name!r} failed", context={"rule": name})))
         return kept, bad

@@ -150,7 +150,6 @@ class BatchPreparer:
             failed = dict(getattr(cols, "failed", {}) or {})
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
-        key_of = self.normalizer.mapping.key_of
         to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
         event_type = self.event_type
         if cols is not None:
@@ -163,35 +162,40 @@ class BatchPreparer:
         values = grades = factors = None
         if cols is not None:
             values, grades, factors = cols.values, cols.grades, cols.factors
-        targets_of = self.router.targets if route else None
+        # the record's key in its source system (e.g. the CRM id) when the mapping names one
+        source_keys = self.normalizer.mapping.keys_of([raw[i] for i, _ in good])
+        factor_json: list[str] | None = None
+        if factors is not None:
+            factor_json = list(map(bytes.decode, map(orjson.dumps, factors)))
+        routed: list[Any] | None = None
+        if route:
+            views = None
+            if values is not None:
+                views = [
+                    {"value": v, "grade": g, "model_version": model_version}
+                    for v, g in zip(values, grades, strict=True)  # type: ignore[arg-type]
+                ]
+            routed = self.router.targets_batch([m for _, m in good], views)
         for j, (i, model) in enumerate(good):
             key = keys[i]
             rid = f"{name}:{key}"
-            # the record's key in its source system (e.g. the CRM id) when the mapping names one
-            source_key = key_of(raw[i]) or key
+            source_key = source_keys[j] or key
             if failed and j in failed:
                 quarantine("score", key, failed[j], orjson.dumps(raw[i]), positions[i])
                 continue
             targets: list[str] = []
-            if targets_of is not None:
-                score_view = None
-                if values is not None:
-                    score_view = {
-                        "value": values[j],
-                        "grade": grades[j],  # type: ignore[index]
-                        "model_version": model_version,
-                    }
-                try:
-                    targets = targets_of(model, score_view)
-                except RecordError as exc:
+            if routed is not None:
+                found = routed[j]
+                if found.__class__ is not list:
                     # nothing of this record is written: no score row without its record
-                    quarantine("route", key, exc, orjson.dumps(raw[i]), positions[i])
+                    quarantine("route", key, found, orjson.dumps(raw[i]), positions[i])
                     continue
+                targets = found
             body = to_json(model, exclude_none=True).decode()
             score_json = "null"
             if values is not None:
                 value, grade = values[j], grades[j]  # type: ignore[index]
-                factors_json = orjson.dumps(factors[j]).decode()  # type: ignore[index]
+                factors_json = factor_json[j]  # type: ignore[index]
                 scores.append(
                     (rid, model_version, model_name, value, grade, factors_json, variant, now)
                 )

@@ -39,14 +39,48 @@ class Router:
 
     def targets(self, record: Any, score: Mapping[str, Any] | None) -> list[str]:
         """Return the channels for one record: every matching route, else the `otherwise` ones."""
-        values = {self.entity: record, "record": record, "score": score}
         out: list[str] = []
         for expr, targets in self._when:
-            if expr.evaluate(values):
-                out.extend(t for t in targets if t not in out)
-        if not out:
-            out = list(self._otherwise)
-        return out
+            if expr.check(record, score):
+                for t in targets:
+                    if t not in out:
+                        out.append(t)
+        return out or list(self._otherwise)
+
+    def targets_batch(
+        self, records: Sequence[Any], scores: Sequence[Mapping[str, Any] | None] | None
+    ) -> list[list[str] | RuleError]:
+        """:meth:`targets` of many records at once (``scores[k]`` belongs to ``records[k]``).
+
+        A record whose route condition cannot be evaluated gets its ``RuleError`` in its place
+        (its later routes are not evaluated, as :meth:`targets` stops there).  The returned
+        lists may be shared between records: read them, do not change them.
+        """
+        n = len(records)
+        views: Sequence[Mapping[str, Any] | None] = scores if scores is not None else [None] * n
+        out: list[Any] = [None] * n  # None: no route matched (yet)
+        for expr, targets in self._when:
+            check = expr.check
+            first = list(dict.fromkeys(targets))
+            for k in range(n):
+                cur = out[k]
+                if cur.__class__ is not list and cur is not None:
+                    continue  # an error stopped this record
+                try:
+                    hit = check(records[k], views[k])
+                except RuleError as exc:
+                    out[k] = exc
+                    continue
+                if hit:
+                    if cur is None:
+                        out[k] = first
+                    else:
+                        out[k] = cur = list(cur)
+                        for t in targets:
+                            if t not in cur:
+                                cur.append(t)
+        otherwise = self._otherwise
+        return [otherwise if x is None else x for x in out]
 
 
 def delivery_id(record_id: str, channel: str) -> str:
@@ -80,10 +114,9 @@ def check_rules_compile(
 
 def failed_rule(rules: Sequence[Expression], record: Any, entity: str) -> RuleError | None:
     """Return the first rule ``record`` fails, as a RuleError, or None."""
-    values = {entity: record, "record": record}
     for rule in rules:
         try:
-            ok = rule.evaluate(values)
+            ok = rule.check(record)
         except RuleError as exc:
             return exc
         if not ok:

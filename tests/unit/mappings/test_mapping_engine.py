@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from junction.core.errors import MappingError, SchemaValidationError
-from mappings.engine import compile_mapping
+from mappings.engine import compile_mapping, load_spec
 from mappings.plan import run_field
 from mappings.spec import parse_spec
 from schemas import Contact, Lead
@@ -97,6 +97,20 @@ def test_key_of(mapping):
     assert mapping.key_of({"Contact ID": 42}) == "42"
     assert mapping.key_of({"Contact ID": "#N/A"}) is None
     assert mapping.key_of({}) is None
+
+
+def test_keys_of_is_key_of_per_record(mapping):
+    records = [
+        record(),
+        {"Contact ID": 42},
+        {"Contact ID": "#N/A"},
+        {},
+        {"Contact ID": "  C-7 "},
+        {"Contact ID": ""},
+        {"Contact ID": 1.5},
+    ]
+    assert mapping.keys_of(records) == [mapping.key_of(r) for r in records]
+    assert compile_mapping(load_spec("csv.lead")).keys_of([{"lead_id": " L1 "}]) == ["L1"]
 
 
 def test_batch_error_mid_batch_leaves_other_rows_intact(mapping):
@@ -271,3 +285,38 @@ def test_apply_batch_restores_the_collector_state(mapping):
         gc.enable()
     good, _ = mapping.apply_batch([record()], pause_gc=False)
     assert len(good) == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"external_id": "L1", "email": "a@b.co", "employees": 3},
+        {"external_id": " L1 ", "country": "de", "annual_revenue": Decimal("-1")},
+        {"external_id": "L1", "page_views": -3, "created_at": "not a date"},
+        {"country": "DEU", "employees": "many"},
+        {},
+    ],
+)
+def test_mapped_validator_validates_like_the_model(values):
+    from pydantic import ValidationError
+
+    from mappings.engine import mapped_validator
+
+    fast = mapped_validator(Lead, ("external_id", "email", "country"))
+
+    def outcome(validate):
+        try:
+            model = validate(values)
+        except ValidationError as exc:
+            return "error", exc.errors()
+        return "ok", (model, model.__pydantic_fields_set__, model.__pydantic_extra__)
+
+    assert outcome(fast) == outcome(Lead.__pydantic_validator__.validate_python)
+
+
+def test_mapped_validator_keeps_extra_checks_for_unknown_targets():
+    from mappings.engine import mapped_validator
+
+    assert mapped_validator(Lead, ("nope",)) == Lead.__pydantic_validator__.validate_python
+    m = compile_mapping(load_spec("csv.lead"))
+    assert set(m.fields) <= set(Lead.model_fields)

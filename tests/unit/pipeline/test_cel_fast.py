@@ -133,3 +133,130 @@ def test_models_evaluate_like_the_runtime_on_their_projection(
     else:
         with pytest.raises(RuleError):
             expr.evaluate({"lead": lead, "score": score})
+
+
+# --- the generated checker (compile_checker) on generated expressions -------------------------
+
+_LEAD_FIELDS = ("email", "country", "employees", "page_views", "title", "flag")
+_constants = st.one_of(
+    st.sampled_from(["null", "true", "false", "0", "3", "-1", "100", "0.5", "3.0", "-2.5"]),
+    st.sampled_from(["'DE'", '"US"', "'a@b.com'", "''", "'Head of IT'", "'a'", "'.com'"]),
+)
+_fields = st.one_of(
+    st.sampled_from([f"lead.{f}" for f in _LEAD_FIELDS]),
+    st.sampled_from(["record.country", "score.value", "score.grade"]),
+)
+_atoms = st.one_of(_fields, _constants)
+
+
+def _compound(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    ops = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
+    const_list = st.lists(_constants, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]")
+    return st.one_of(
+        st.tuples(_atoms, ops, _atoms).map(" ".join),
+        st.tuples(_atoms, const_list).map(lambda t: f"{t[0]} in {t[1]}"),
+        st.tuples(_atoms, st.lists(_atoms, max_size=3)).map(
+            lambda t: f"{t[0]} in [{', '.join(t[1])}]"
+        ),
+        st.tuples(_fields, st.sampled_from(["startsWith", "endsWith", "contains"]), _atoms).map(
+            lambda t: f"{t[0]}.{t[1]}({t[2]})"
+        ),
+        st.tuples(_fields, ops, st.sampled_from(["0", "3", "1.5"])).map(
+            lambda t: f"size({t[0]}) {t[1]} {t[2]}"
+        ),
+        children.map(lambda c: f"!({c})"),
+        st.tuples(children, st.sampled_from(["&&", "||"]), children).map(
+            lambda t: f"({t[0]}) {t[1]} ({t[2]})"
+        ),
+        st.tuples(children, children, children).map(lambda t: f"({t[0]}) ? ({t[1]}) : ({t[2]})"),
+    )
+
+
+generated_expressions = st.recursive(
+    st.one_of(_fields, _compound(_fields)), _compound, max_leaves=6
+)
+_VARS = {"lead": "record", "record": "record", "score": "score"}
+_DEFERRED = object()
+
+
+def _checker(src: str) -> object:
+    from junction.pipeline.cel_fast import compile_checker
+
+    return compile_checker(src, _VARS, ("record", "score"), lambda *_: _DEFERRED)
+
+
+def _compare_with_runtime(src: str, lead: object, projected: dict, score: dict | None) -> None:
+    check = _checker(src)
+    assert check is not None, src  # every generated expression lies in the subset
+    kind, value = _runtime(src, {"lead": projected, "record": projected, "score": score})
+    got = check(lead, score)  # type: ignore[operator]
+    if got is not _DEFERRED:
+        # the generated code answered: it must be the runtime's boolean
+        assert kind == "ok", (src, projected, score)
+        assert got is value, (src, projected, score)
+    expr = Expression(src, name="r", variables=_VARS)
+    if kind == "ok" and isinstance(value, bool):
+        assert expr.check(lead, score) is value, (src, projected)
+    else:
+        with pytest.raises(RuleError):
+            expr.check(lead, score)
+
+
+@settings(max_examples=600, deadline=None)
+@given(src=generated_expressions, lead=leads, score=scores)
+def test_generated_checker_agrees_with_runtime_on_dicts(src: str, lead: dict, score: dict) -> None:
+    _compare_with_runtime(src, lead, lead, score)
+
+
+_model_leads = st.builds(
+    Lead,
+    email=st.one_of(st.none(), st.sampled_from(["a@b.com", "ann@x.org", "a.com"])),
+    country=st.one_of(st.none(), st.sampled_from(["DE", "US", "AT"])),
+    employees=st.one_of(st.none(), st.integers(min_value=0, max_value=500)),
+    page_views=st.one_of(st.none(), st.integers(min_value=0, max_value=50)),
+    title=st.one_of(st.none(), st.sampled_from(["Head of IT", "CEO", ""])),
+)
+_model_expressions = generated_expressions.filter(lambda s: "flag" not in s)
+
+
+@settings(max_examples=400, deadline=None)
+@given(src=_model_expressions, lead=_model_leads, score=st.one_of(st.none(), scores))
+def test_generated_checker_agrees_with_runtime_on_models(
+    src: str, lead: Lead, score: dict | None
+) -> None:
+    projected = {k: float(v) if isinstance(v, Decimal) else v for k, v in lead.model_dump().items()}
+    _compare_with_runtime(src, lead, projected, score)
+
+
+@pytest.mark.parametrize(
+    ("src", "lead", "score", "answered"),
+    [
+        ("lead.email != null", {"email": "a@b.co"}, None, True),
+        ("lead.email != null", {"email": None}, None, False),
+        ("score.value >= 0.5", {}, {"value": 0.7, "grade": "B"}, True),
+        ("score.value >= 0.5", {}, {"value": 1, "grade": "B"}, True),
+        ("score.value >= 0.5", {}, {"value": True, "grade": "B"}, None),  # bool: runtime
+        ("score.value >= 0.5", {}, {"value": "x", "grade": "B"}, None),
+        ("score.value >= 0.5", {}, None, None),  # no score: runtime (an error there)
+        ("lead.country in ['DE', 'AT']", {"country": "AT"}, None, True),
+        ("lead.country in ['DE', 'AT']", {"country": 1}, None, None),
+        ("lead.employees in [1, 2.0]", {"employees": 2}, None, True),
+        ("lead.email == 'x'", {"email": 3}, None, None),
+        ("lead.missing == 'x'", {"email": 3}, None, None),  # absent key: runtime
+    ],
+)
+def test_checker_specialised_branches(
+    src: str, lead: dict, score: dict | None, answered: bool | None
+) -> None:
+    check = _checker(src)
+    assert check is not None
+    got = check(lead, score)  # type: ignore[operator]
+    if answered is None:
+        assert got is _DEFERRED
+    else:
+        assert got is answered
+
+
+def test_checker_does_not_compile_outside_the_subset() -> None:
+    assert _checker("lead.x + 1 > 2") is None
+    assert _checker('lead.email.matches("a.*")') is None

@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from junction.core.errors import ConfigError, RuleError
 from junction.pipeline.config import DeliveryConfig, Route
@@ -78,6 +80,46 @@ def test_router_matches_all_when_routes_else_otherwise() -> None:
     assert r.targets(Lead(country="US"), {"value": 0.2}) == ["webhook.nurture"]
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    leads=st.lists(
+        st.builds(
+            Lead,
+            country=st.one_of(st.none(), st.sampled_from(["DE", "US", "AT"])),
+            employees=st.one_of(st.none(), st.integers(min_value=0, max_value=50)),
+        ),
+        max_size=8,
+    ),
+    data=st.data(),
+    with_scores=st.booleans(),
+)
+def test_targets_batch_is_targets_per_record(
+    leads: list[Lead], data: st.DataObject, with_scores: bool
+) -> None:
+    routes = [
+        Route(when="score.value >= 0.7", to=["webhook.sales", "slack.hot"]),
+        Route(when='lead.country == "DE"', to=["webhook.de", "webhook.sales"]),
+        Route(when="lead.employees > 10", to=["webhook.big"]),  # null employees: an error
+        Route(otherwise=["webhook.nurture"]),
+    ]
+    r = Router(routes, "lead")
+    scores = None
+    if with_scores:
+        values = st.floats(min_value=0, max_value=1) | st.just(float("nan"))
+        scores = [{"value": data.draw(values), "grade": "B"} for _ in leads]
+    got = r.targets_batch(leads, scores)
+    assert len(got) == len(leads)
+    for k, lead in enumerate(leads):
+        score = None if scores is None else scores[k]
+        found = got[k]
+        if isinstance(found, RuleError):
+            with pytest.raises(RuleError) as info:
+                r.targets(lead, score)
+            assert found.to_dict() == info.value.to_dict()
+        else:
+            assert found == r.targets(lead, score)
+
+
 def test_delivery_ids_have_no_dots_and_delays_follow_schedule() -> None:
     assert delivery_id("p:abc:1", "webhook.sales") == "p:abc:1:webhook_sales"
     policy = DeliveryConfig(schedule_s=[10, 100])
@@ -86,3 +128,29 @@ def test_delivery_ids_have_no_dots_and_delays_follow_schedule() -> None:
     assert 9 <= d1 <= 11
     assert next_delay(1, policy, retry_after=120) == 120
     assert next_delay(3, policy, None) is None
+
+
+@pytest.mark.parametrize(
+    "expr", ["lead.email != null", "lead.employees > 10", "lead.country in ['DE', 'US']"]
+)
+def test_one_rule_batch_matches_failed_rule(expr: str) -> None:
+    from junction.pipeline.normalize import Normalizer
+
+    norm = Normalizer("csv.lead", [("r", expr)])
+    records = [
+        {"lead_id": "L1", "email": "a@b.co", "employees": "20", "country": "DE"},
+        {"lead_id": "L2", "email": "", "employees": "", "country": "FR"},
+        {"lead_id": "L3", "email": "c@d.org", "employees": "3", "country": "US"},
+        {"lead_id": "", "email": "x@y.io"},  # a mapping error, before the rules
+    ]
+    good, bad = norm.apply(records)
+    mapped, mapping_bad = norm.mapping.apply_batch(records)
+    expected_good, expected_bad = [], [(i, e.to_dict()) for i, e in mapping_bad]
+    for i, model in mapped:
+        err = failed_rule(norm.rules, model, "lead")
+        if err is None:
+            expected_good.append((i, model))
+        else:
+            expected_bad.append((i, err.to_dict()))
+    assert good == expected_good
+    assert [(i, e.to_dict()) for i, e in bad] == expected_bad

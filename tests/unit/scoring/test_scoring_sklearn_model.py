@@ -7,6 +7,8 @@ from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from junction.core.errors import ConfigError, ScoringInputError
 from schemas import Lead, Score
@@ -14,7 +16,7 @@ from scoring.base import PartialScoreColumns, Scorer
 from scoring.batch_features import to_matrix
 from scoring.features import extract
 from scoring.registry import load_model
-from scoring.sklearn_model import SklearnLeadScorer
+from scoring.sklearn_model import SklearnLeadScorer, _top_k
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +183,22 @@ def test_score_is_a_valid_frozen_score(scorer, holdout_leads):
     assert len(score.top_factors) == 3
     with pytest.raises(ValueError, match="frozen"):
         score.value = 0.5  # type: ignore[misc]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(
+            st.sampled_from([0.0, 0.5, 1.0, 2.0]) | st.floats(0, 10, allow_nan=False),
+            min_size=13,
+            max_size=13,
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    k=st.integers(min_value=1, max_value=13),
+)
+def test_top_k_is_the_stable_sort_prefix(rows: list[list[float]], k: int) -> None:
+    magnitude = np.array(rows, dtype=np.float64)
+    expected = np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(_top_k(magnitude, k), expected)
