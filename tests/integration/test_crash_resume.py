@@ -50,6 +50,35 @@ def _wait_until(predicate, proc: subprocess.Popen[bytes], timeout: float = 120) 
     pytest.fail("kill point never reached")
 
 
+def _kill_mid_poll_then_resume(
+    cfg: Path, store_url: str, sink: WebhookSink, n: int, *, before_resume=None
+) -> None:
+    """SIGKILL ``junction run`` once some records (but not most) are stored, run it again, and
+    check that all ``n`` versions were stored and delivered exactly once (the sink writes to
+    ``sink.jsonl`` beside the config)."""
+    proc = _run(cfg)
+
+    def mid_poll() -> bool:
+        try:
+            got = scalar(store_url, "SELECT count(*) FROM records")
+        except Exception:
+            return False
+        return 300 <= got < n - 1000
+
+    _wait_until(mid_poll, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = scalar(store_url, "SELECT count(*) FROM records")
+    if before_resume is not None:
+        before_resume()
+    proc = _run(cfg)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+    assert at_kill <= scalar(store_url, "SELECT count(*) FROM records") == n  # none lost/doubled
+    assert scalar(store_url, "SELECT count(DISTINCT source_key) FROM records") == n
+    ids = [line["webhook_id"] for line in read_sink_file(cfg.parent / "sink.jsonl")]
+    assert len(ids) == len(set(ids)) == sink.stats()["unique"] == n  # each delivered once
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("kill_during", "workers"), [("ingest", 0), ("ingest", 2), ("delivery", 0)]
@@ -144,29 +173,7 @@ def test_sigkill_mid_poll_then_resume_loses_and_duplicates_nothing(
             "      streams: [leads]",
         )
         cfg.write_text(text)
-        proc = _run(cfg)
-
-        def mid_poll() -> bool:
-            try:
-                got = scalar(store_url, "SELECT count(*) FROM records")
-            except Exception:
-                return False
-            return 300 <= got < n - 1000
-
-        _wait_until(mid_poll, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        at_kill = scalar(store_url, "SELECT count(*) FROM records")
-        proc = _run(cfg)
-        assert proc.wait(timeout=300) == 0, (
-            proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-        )
-        stats = sink.stats()
-    records = scalar(store_url, "SELECT count(*) FROM records")
-    assert at_kill <= records == n  # every version once: none lost, none doubled
-    assert scalar(store_url, "SELECT count(DISTINCT source_key) FROM records") == n
-    ids = [line["webhook_id"] for line in read_sink_file(tmp_path / "sink.jsonl")]
-    assert len(ids) == len(set(ids)) == stats["unique"] == n  # each delivered exactly once
+        _kill_mid_poll_then_resume(cfg, store_url, sink, n)
 
 
 @pytest.mark.slow
@@ -201,26 +208,4 @@ def test_sigkill_mid_salesforce_poll_then_resume_loses_and_duplicates_nothing(
             f"connector: salesforce\n      streams: [Lead]\n{options}",
         )
         cfg.write_text(text.replace("mapping: csv.lead", "mapping: salesforce.lead"))
-        proc = _run(cfg)
-
-        def mid_poll() -> bool:
-            try:
-                got = scalar(store_url, "SELECT count(*) FROM records")
-            except Exception:
-                return False
-            return 400 <= got < n - 1000
-
-        _wait_until(mid_poll, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        at_kill = scalar(store_url, "SELECT count(*) FROM records")
-        org.faults.clear()
-        proc = _run(cfg)
-        assert proc.wait(timeout=300) == 0, (
-            proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-        )
-        stats = sink.stats()
-    assert at_kill <= scalar(store_url, "SELECT count(*) FROM records") == n
-    assert scalar(store_url, "SELECT count(DISTINCT source_key) FROM records") == n
-    ids = [line["webhook_id"] for line in read_sink_file(tmp_path / "sink.jsonl")]
-    assert len(ids) == len(set(ids)) == stats["unique"] == n
+        _kill_mid_poll_then_resume(cfg, store_url, sink, n, before_resume=org.faults.clear)
