@@ -136,7 +136,9 @@ class RecordProblem:
     raw: bytes
 
 
-class _TooLarge(Exception):
+class ValueTooLarge(Exception):
+    """Raised by an element reader for a value over ``max_field_bytes`` (field name, size)."""
+
     def __init__(self, name: str, size: int) -> None:
         super().__init__(name)
         self.name = name
@@ -199,7 +201,7 @@ class ElementConverter:
         if 0 <= self._quick < len(value):
             size = len(value.encode("utf-8"))
             if self._limit is not None and size > self._limit:
-                raise _TooLarge(name, size)
+                raise ValueTooLarge(name, size)
         return value
 
 
@@ -253,7 +255,7 @@ def iter_records(
             if n > skip:
                 try:
                     item = convert(elem)
-                except _TooLarge as big:
+                except ValueTooLarge as big:
                     err = FieldTooLargeError(
                         f"a value of record {n} is larger than max_field_bytes",
                         field=big.name,

@@ -24,6 +24,7 @@ from connectors.safe_xml import (
     ITERPARSE_OPTIONS,
     RecordProblem,
     RefuseResolver,
+    ValueTooLarge,
     forbid_doctype,
     release_parsed,
     translate_syntax_error,
@@ -158,13 +159,6 @@ class _Context:
     warehouses: dict[str, str] = field(default_factory=dict)
 
 
-class _TooLarge(Exception):
-    def __init__(self, name: str, size: int) -> None:
-        super().__init__(name)
-        self.name = name
-        self.size = size
-
-
 class DocumentReader:
     """Flattens the records of one CommerceML document; see the package README for the keys."""
 
@@ -191,7 +185,7 @@ class DocumentReader:
         if self._limit is not None and len(value) > self._quick:
             size = len(value.encode("utf-8"))
             if size > self._limit:
-                raise _TooLarge(name, size)
+                raise ValueTooLarge(name, size)
 
     def _num(self, value: str) -> str:
         """A numeric element's text in the xs:decimal form when ``decimal_comma`` allows."""
@@ -296,7 +290,7 @@ class DocumentReader:
     # -- records ------------------------------------------------------------------------------
 
     def record(self, elem: Any) -> dict[str, Any]:
-        """Flatten one record element (raises ``_TooLarge``)."""
+        """Flatten one record element (raises ``ValueTooLarge``)."""
         self._capture_header(elem)
         if self.kind == "orders":
             return self._order(elem)
@@ -680,7 +674,7 @@ def iter_documents(
             if n > skip:
                 try:
                     item = reader.record(elem)
-                except _TooLarge as big:
+                except ValueTooLarge as big:
                     err = FieldTooLargeError(
                         f"a value of record {n} is larger than max_field_bytes",
                         field=big.name,

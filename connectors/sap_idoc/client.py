@@ -15,14 +15,15 @@ fields; every other segment name maps to a **list** of segment dicts, even when 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Any
 
 from lxml import etree
 
 from connectors.safe_xml import (
     ITERPARSE_OPTIONS,
+    RecordProblem,
     RefuseResolver,
+    ValueTooLarge,
     forbid_doctype,  # the hardened checks are shared with xml_file on purpose
     release_parsed,
     translate_syntax_error,
@@ -33,14 +34,6 @@ CONTROL = "EDI_DC40"
 IDOC = "IDOC"
 # control-record fields an IDoc cannot be routed without
 REQUIRED_CONTROL = ("IDOCTYP", "MESTYP")
-
-
-@dataclass(frozen=True, slots=True)
-class IdocProblem:
-    """An IDoc that parsed but cannot be emitted (a value over ``max_field_bytes``)."""
-
-    error: FieldTooLargeError
-    raw: bytes
 
 
 def _local(tag: Any) -> str:
@@ -127,13 +120,6 @@ def validate_idocs(fileobj: IO[bytes], *, encoding: str | None = None) -> int:
     return n
 
 
-class _TooLarge(Exception):
-    def __init__(self, name: str, size: int) -> None:
-        super().__init__(name)
-        self.name = name
-        self.size = size
-
-
 def _segment(elem: Any, limit: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for child in elem:
@@ -146,7 +132,7 @@ def _segment(elem: Any, limit: int | None) -> dict[str, Any]:
             continue
         value = (child.text or "").strip()
         if limit is not None and len(value) > limit // 4 and len(value.encode()) > limit:
-            raise _TooLarge(name, len(value.encode()))
+            raise ValueTooLarge(name, len(value.encode()))
         prev = out.get(name)
         if prev is None:
             out[name] = value
@@ -172,29 +158,29 @@ def iter_idocs(
     skip: int = 0,
     encoding: str | None = None,
     max_field_bytes: int | None = None,
-) -> Iterator[dict[str, Any] | IdocProblem]:
+) -> Iterator[dict[str, Any] | RecordProblem]:
     """Stream the IDocs of a validated file as records, after the first ``skip``.
 
     Yields:
-        One record per IDoc, or an ``IdocProblem`` for an IDoc with an oversized value.
+        One record per IDoc, or an ``RecordProblem`` for an IDoc with an oversized value.
     """
     context = _parse(fileobj, encoding)
     n = 0
     try:
         for _event, elem in context:
             n += 1
-            item: dict[str, Any] | IdocProblem | None = None
+            item: dict[str, Any] | RecordProblem | None = None
             if n > skip:
                 check_idoc(elem, n)  # the file may have changed since validate_idocs
                 try:
                     item = idoc_record(elem, max_field_bytes=max_field_bytes)
-                except _TooLarge as big:
+                except ValueTooLarge as big:
                     err = FieldTooLargeError(
                         f"a value of IDoc {n} is larger than max_field_bytes",
                         field=big.name,
                         context={"idoc": n, "bytes": big.size, "limit": max_field_bytes},
                     )
-                    item = IdocProblem(err, etree.tostring(elem, encoding="utf-8"))
+                    item = RecordProblem(err, etree.tostring(elem, encoding="utf-8"))
             release_parsed(elem)
             if item is not None:
                 yield item

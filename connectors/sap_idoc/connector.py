@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from connectors.base import RawBatch, RowError
 from connectors.files import FileConnectorBase, resume_row
-from connectors.safe_xml import declared_encoding
-from connectors.sap_idoc.client import CONTROL, IdocProblem, iter_idocs, validate_idocs
+from connectors.safe_xml import RecordProblem, declared_encoding
+from connectors.sap_idoc.client import CONTROL, iter_idocs, validate_idocs
 from connectors.sap_idoc.config import SapIdocConfig
 from connectors.text_scan import hash_file
 from junction.core.errors import JunctionError, RecordError
@@ -121,7 +121,7 @@ class SapIdocConnector(FileConnectorBase):
                 for item in chunk:
                     n += 1
                     fallback = f"{sha256[:16]}:{n}"
-                    if isinstance(item, IdocProblem):
+                    if isinstance(item, RecordProblem):
                         item.error.context.update(file=path)
                         errors.append(RowError(fallback, n, item.raw, item.error))
                         continue
