@@ -110,3 +110,14 @@ def run_once_and_quarantine(hub) -> tuple:
     finally:
         hub.close()
     return summary, items, records
+
+
+def run_once(cfg: Path) -> Any:
+    """Run the config's (single) pipeline once through a fresh hub; return its RunSummary."""
+    from junction.pipeline.hub import Hub
+
+    hub = Hub.from_file(cfg)
+    try:
+        return hub.run_once()[0]
+    finally:
+        hub.close()

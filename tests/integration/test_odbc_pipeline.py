@@ -8,11 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from junction.pipeline.hub import Hub
-from junction.pipeline.runner import RunSummary
 from tests.contract.fixtures.fake import write_lead_mapping
 from tests.contract.fixtures.odbc import make_leads_db
-from tests.integration.helpers import rows_of, scalar
+from tests.integration.helpers import rows_of, run_once, scalar
 
 CONFIG = """\
 store: "{store}"
@@ -48,19 +46,11 @@ def erp(tmp_path: Path, models_dir: Path):
     return db, cfg, url
 
 
-def _run(cfg: Path) -> RunSummary:
-    hub = Hub.from_file(cfg)
-    try:
-        return hub.run_once()[0]
-    finally:
-        hub.close()
-
-
 def test_polls_incrementally_and_stores_each_version_once(erp):
     db, cfg, url = erp
-    first = _run(cfg)
+    first = run_once(cfg)
     assert (first.read, first.stored, first.routed) == (5, 5, 5)
-    assert _run(cfg).read == 0
+    assert run_once(cfg).read == 0
     con = sqlite3.connect(db)
     with con:
         # one row changes; one arrives late at the current watermark (10:00:01)
@@ -70,7 +60,7 @@ def test_polls_incrementally_and_stores_each_version_once(erp):
             " '2026-12-01 10:00:01')"
         )
     con.close()
-    third = _run(cfg)
+    third = run_once(cfg)
     assert (third.read, third.stored, third.routed) == (2, 2, 2)
     assert scalar(url, "SELECT COUNT(*) FROM records") == 7
     ids = {r[0] for r in rows_of(url, "SELECT id FROM records")}
@@ -82,4 +72,4 @@ def test_polls_incrementally_and_stores_each_version_once(erp):
     cursor = orjson.loads(value)
     assert cursor["watermark"] == "2026-12-01T11:00:00"
     assert cursor["seen"] == {"L1": "2026-12-01T11:00:00.000000Z"}
-    assert _run(cfg).read == 0
+    assert run_once(cfg).read == 0

@@ -16,7 +16,7 @@ from junction.core.errors import RateLimitedError, UnavailableError
 from junction.pipeline.hub import Hub
 from junction.pipeline.runner import RunSummary
 from tests.contract.fixtures.fake import write_lead_mapping, write_source
-from tests.integration.helpers import rows_of, scalar
+from tests.integration.helpers import rows_of, run_once, scalar
 
 CONFIG = """\
 store: "{store}"
@@ -54,27 +54,19 @@ def crm(tmp_path: Path, store_url: str, models_dir: Path):
     return tmp_path, cfg, store_url
 
 
-def _run(cfg: Path) -> RunSummary:
-    hub = Hub.from_file(cfg)
-    try:
-        return hub.run_once()[0]
-    finally:
-        hub.close()
-
-
 def test_polls_from_the_cursor_and_stores_each_version_once(crm):
     root, cfg, url = crm
     src = root / "source.jsonl"
     write_source(src, [_lead(i, f"2026-12-01T10:00:0{i}Z") for i in range(5)])
-    first = _run(cfg)
+    first = run_once(cfg)
     assert (first.read, first.stored, first.routed) == (5, 5, 5)
     # nothing changed: the cursor stands after the last version, nothing is read
-    assert _run(cfg).read == 0
+    assert run_once(cfg).read == 0
     # one lead changes at the source: only its new version is read, stored and routed
     leads = [_lead(i, f"2026-12-01T10:00:0{i}Z") for i in range(5)]
     leads[1] = _lead(1, "2026-12-01T11:00:00Z", views=40)
     write_source(src, leads)
-    third = _run(cfg)
+    third = run_once(cfg)
     assert (third.read, third.stored, third.routed) == (1, 1, 1)
     assert scalar(url, "SELECT COUNT(*) FROM records") == 6
     assert scalar(url, "SELECT COUNT(*) FROM deliveries") == 6
@@ -104,7 +96,7 @@ def test_a_failure_mid_read_keeps_what_committed_and_the_next_run_resumes(crm):
         hub.close()
     assert scalar(url, "SELECT COUNT(*) FROM records") == 2
     assert rows_of(url, "SELECT status FROM runs") == [("failed",)]
-    resumed = _run(cfg)
+    resumed = run_once(cfg)
     assert (resumed.read, resumed.stored) == (5, 5)
     assert scalar(url, "SELECT COUNT(*) FROM records") == 7
     assert scalar(url, "SELECT COUNT(DISTINCT record_id) FROM deliveries") == 7
@@ -124,7 +116,7 @@ def test_an_injected_outage_fails_the_run_without_moving_the_cursor(crm):
     finally:
         hub.close()
     assert scalar(url, "SELECT COUNT(*) FROM cursors") == 0
-    assert _run(cfg).stored == 3
+    assert run_once(cfg).stored == 3
 
 
 def test_an_older_version_arriving_late_is_stored_but_not_routed(crm):
@@ -249,15 +241,15 @@ def test_a_new_version_that_changes_nothing_routed_is_stored_but_not_routed(crm)
     root, cfg, url = crm
     src = root / "source.jsonl"
     write_source(src, [_lead(1, "2026-12-01T10:00:00Z")])
-    assert _run(cfg).routed == 1
+    assert run_once(cfg).routed == 1
     # the CRM bumped the stamp (our own write-back did, say) and a field we do not map changed
     echo = {**_lead(1, "2026-12-01T10:05:00Z"), "Junction_Score__c": 88}
     write_source(src, [echo])
-    second = _run(cfg)
+    second = run_once(cfg)
     assert (second.stored, second.routed, second.held_back) == (1, 0, 1)
     # a real change of a mapped field is routed again
     write_source(src, [{**_lead(1, "2026-12-01T10:10:00Z"), "company": "Globex"}])
-    third = _run(cfg)
+    third = run_once(cfg)
     assert (third.stored, third.routed, third.held_back) == (1, 1, 0)
     assert scalar(url, "SELECT count(*) FROM records") == 3
     assert scalar(url, "SELECT count(*) FROM deliveries") == 2
