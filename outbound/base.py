@@ -23,6 +23,11 @@ class Delivery:
     payload: bytes  # JSON body, already serialized
     attempt: int = 1
     headers: dict[str, str] = field(default_factory=dict)
+    # the route (by name) that created it; channels pick the route's template by it
+    route: str | None = None
+    template: str | None = None  # the template the route asks for (None: the channel's default)
+    # recipients the worker found on the suppression list: the channel must leave them out
+    exclude: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,32 @@ class Receipt:
     remote_id: str | None = None
     duration_ms: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One person or address a delivery reaches, as the suppression list knows it.
+
+    ``kind`` is the address space (``email``, ``phone``, ``slack``); ``address`` is normalized the
+    way the channel sends to it (lower-case email, E.164 phone).
+    """
+
+    kind: str
+    address: str
+
+
+@runtime_checkable
+class AddressedChannel(Protocol):
+    """A channel that reaches people (email, SMS, chat): the worker checks its recipients first.
+
+    Before each send the delivery worker asks for the recipients, looks them up on the suppression
+    list, and either records the delivery as ``suppressed`` (all of them opted out or bounced) or
+    sends it with the suppressed ones in ``Delivery.exclude``.
+    """
+
+    def recipients(self, delivery: Delivery) -> list[Recipient]:
+        """Return who ``delivery`` would reach (raise a RecordError if it names nobody valid)."""
+        ...
 
 
 @runtime_checkable

@@ -56,12 +56,58 @@ class Rule(_Strict):
     expr: str = Field(..., description="CEL expression over the record (by entity name) .")
 
 
+class DedupeConfig(_Strict):
+    """Send the same alert at most once per channel within a window."""
+
+    key: str = Field(
+        "source_key",
+        description="JMESPath over the event (record, score, source_key, ...) naming what counts "
+        "as the same alert, e.g. record.email.",
+    )
+    window_s: float = Field(3600.0, gt=0, description="How long a sent alert blocks its repeats.")
+
+
+class ThrottleConfig(_Strict):
+    """At most ``max`` messages per recipient and channel per ``per_s``; the rest wait (or go in
+    the route's digest), never dropped."""
+
+    max: int = Field(..., ge=1, description="Messages allowed per recipient per window.")
+    per_s: float = Field(3600.0, gt=0, description="The window, in seconds.")
+
+
+class DigestConfig(_Strict):
+    """Gather the route's deliveries per channel and send them as one message per window."""
+
+    window_s: float = Field(900.0, gt=0, description="How long items gather before a digest.")
+    max_items: int = Field(100, ge=1, le=10_000, description="A full digest goes out at once.")
+    template: str | None = Field(None, description="The channels' template for the digest.")
+
+
+class EscalationConfig(_Strict):
+    """No acknowledgement within ``after_s`` of delivery → the same alert to the next channel."""
+
+    after_s: float = Field(..., gt=0, description="Seconds to wait for an acknowledgement.")
+    to: list[str] = Field(..., min_length=1, description="The channels escalated to, in turn.")
+
+
 class Route(_Strict):
     """A route: a CEL condition and the channels that receive matching records."""
 
+    name: str | None = Field(
+        None, description="Route name (default: route<N>, its position); shown with deliveries."
+    )
     when: str | None = Field(None, description="CEL condition over the record and `score`.")
     otherwise: list[str] | None = Field(None, description="Targets when no `when` route matched.")
     to: list[str] = Field(default_factory=list, description="Channel names, e.g. webhook.sales.")
+    template: str | None = Field(
+        None, description="Template name the channels use for this route (default: 'default')."
+    )
+    dedupe: DedupeConfig | None = Field(None, description="Drop repeats of the same alert.")
+    throttle: ThrottleConfig | None = Field(None, description="Per-recipient rate limit.")
+    digest: DigestConfig | None = Field(None, description="Send many deliveries as one message.")
+    escalate: EscalationConfig | None = Field(
+        None, description="Escalate unacknowledged alerts to the next channel."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Route:
@@ -69,12 +115,18 @@ class Route(_Strict):
             raise ValueError("a route has either `when` (with `to`) or `otherwise`")
         if self.when is not None and not self.to:
             raise ValueError("a `when` route needs `to`")
+        if self.name is not None and not _NAME.match(self.name):
+            raise ValueError(f"route name {self.name!r} must match {_NAME.pattern}")
         return self
 
     @property
     def targets(self) -> list[str]:
         """The channel names this route delivers to."""
         return list(self.otherwise if self.otherwise is not None else self.to)
+
+    def key(self, position: int) -> str:
+        """The route's name, or ``route<position>`` when it has none."""
+        return self.name or f"route{position}"
 
 
 class ScoringConfig(_Strict):
@@ -128,12 +180,41 @@ class DeliveryConfig(_Strict):
         description="Delay before each retry (Standard Webhooks schedule); jitter ±10 %.",
     )
     concurrency: int = Field(50, ge=1, le=1000, description="Deliveries in flight at once.")
+    per_endpoint_concurrency: int = Field(
+        10, ge=1, le=1000, description="Deliveries in flight at once to any one channel."
+    )
     lease_s: float = Field(60.0, gt=0, description="How long a claimed delivery stays leased.")
+    disable_after_s: float | None = Field(
+        5 * 86400.0,
+        gt=0,
+        description="An endpoint failing without a single success for this long is disabled "
+        "(an endpoint.disabled event and alert); null never auto-disables.",
+    )
 
     @property
     def max_attempts(self) -> int:
         """First attempt plus one per scheduled retry."""
         return len(self.schedule_s) + 1
+
+
+class EgressConfig(_Strict):
+    """Where user-configured URLs (webhooks, Slack) may connect: public addresses only, unless
+    allow-listed.  Checked on the resolved address at send time (SSRF protection)."""
+
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs allowed although private/loopback, e.g. [10.20.0.0/16]; also read "
+        "from JUNCTION_EGRESS_ALLOW (comma-separated).",
+    )
+
+
+class AlertsConfig(_Strict):
+    """Where the hub's own alerts go (endpoint disabled, retries exhausted, drift, ...)."""
+
+    to: list[str] = Field(default_factory=list, description="Channels, e.g. [slack.ops].")
+    kinds: list[str] | None = Field(
+        None, description="Event kinds that alert (default: every alerting kind)."
+    )
 
 
 class HookConfig(_Strict):
@@ -179,6 +260,8 @@ class HubConfig(_Strict):
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    egress: EgressConfig = Field(default_factory=EgressConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
@@ -190,12 +273,20 @@ class HubConfig(_Strict):
             if not _CHANNEL.match(name):
                 raise ValueError(f"channel name {name!r} must look like kind.name (webhook.sales)")
         for pname, p in self.pipelines.items():
-            for route in p.routes:
-                for target in route.targets:
+            seen: set[str] = set()
+            for i, route in enumerate(p.routes):
+                if route.key(i) in seen:
+                    raise ValueError(f"pipeline {pname}: two routes are named {route.key(i)!r}")
+                seen.add(route.key(i))
+                escalation = route.escalate.to if route.escalate else []
+                for target in [*route.targets, *escalation]:
                     if target not in self.channels:
                         raise ValueError(
                             f"pipeline {pname}: route target {target!r} is not a channel"
                         )
+        for target in self.alerts.to:
+            if target not in self.channels:
+                raise ValueError(f"alerts: target {target!r} is not a channel")
         for source, hook in self.api.hooks.items():
             if not _NAME.match(source):
                 raise ValueError(f"hook source {source!r} must match {_NAME.pattern}")

@@ -93,7 +93,9 @@ deliveries = Table(
     Column("channel", String(128), nullable=False),
     Column("event_type", String(64), nullable=False),
     Column("payload", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # pending | delivered | dead
+    # pending | delivered | dead | suppressed (every recipient opted out) | skipped (a duplicate
+    # alert within its dedupe window) | held (waits for its digest) | digested (sent in one)
+    Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False),
     Column("lease_until", Float),
@@ -101,8 +103,16 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("delivered_at", Float),
+    # --- migration 0004 ---
+    Column("route", String(64)),  # the route (by name) that created it: templates, hygiene
+    Column("remote_id", String(128), index=True),  # the provider's id (SendGrid, Twilio sid, ...)
+    Column("remote_status", String(32)),  # the provider's last reported status (callbacks)
+    Column("ack_at", Float),  # when a person acknowledged the alert
+    Column("escalate_at", Float, index=True),  # unacknowledged by then → the escalation target
+    Column("group_id", String(600)),  # the digest that carried it, or the delivery it escalates
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+Index("ix_deliveries_channel_status", deliveries.c.channel, deliveries.c.status)
 
 attempts = Table(
     "attempts",
@@ -144,6 +154,10 @@ endpoints = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("reason", Text),
     Column("updated_at", Float, nullable=False),
+    # --- migration 0004: health, for auto-disable after sustained failure ---
+    Column("failing_since", Float),  # first failure since the last success; None when healthy
+    Column("last_success_at", Float),
+    Column("last_failure_at", Float),
 )
 
 # --- control plane (migration 0002) ---------------------------------------------------------------
@@ -230,3 +244,39 @@ record_heads = Table(
     Column("content_hash", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# --- outbound channels (migration 0004) -----------------------------------------------------------
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # email | phone | slack ...
+    Column("address_key", String(64), primary_key=True),  # keyed pseudonym, never the address
+    Column("reason", String(64), nullable=False),  # bounce | spamreport | unsubscribe | stop | ...
+    Column("source", String(128), nullable=False),  # e.g. sendgrid:email.sales, twilio:sms.ops, api
+    Column("created_at", Float, nullable=False),
+)
+
+send_log = Table(
+    "send_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(128), nullable=False),
+    Column("key_kind", String(16), nullable=False),  # alert (dedupe) | recipient (throttle)
+    Column("key", String(64), nullable=False),  # keyed pseudonym of the alert key or recipient
+    Column("at", Float, nullable=False),
+    Column("delivery_id", String(600), nullable=False),
+)
+Index("ix_send_log_key", send_log.c.channel, send_log.c.key_kind, send_log.c.key, send_log.c.at)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    # endpoint.disabled | endpoint.enabled | message.attempt.exhausted | suppression.added | ...
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(600), nullable=False),  # the channel, delivery id, ...
+    Column("detail", Text, nullable=False),  # JSON; personal data only as keyed pseudonyms
+)
+Index("ix_events_at", events.c.at)

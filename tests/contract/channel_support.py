@@ -1,0 +1,44 @@
+"""What an outbound channel hands the channel contract suite: a live fake and fault knobs.
+
+Each registered channel kind ``<kind>`` (entry point group ``junction.channels``) has
+``tests/contract/channels/<kind>.py`` with a function
+``contract(tmp_path) -> ContextManager[ChannelContract]``.  The suite in ``test_channels.py`` is
+generated from the registry: a channel registered without a fixture fails the suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from outbound.base import Delivery
+
+
+@dataclass
+class ChannelContract:
+    """One channel's contract inputs.
+
+    Attributes:
+        options: valid channel options (``config_model.model_validate(options)``) pointing at the
+            running fake (or a local target such as a folder or the test broker).
+        delivery: ``delivery(delivery_id)`` builds a Delivery the channel can send (a realistic
+            event payload with ``record`` and ``score``; recipients that are not suppressed).
+        seen_ids: the idempotency keys the fake received, in order, as read off the wire (the
+            ``webhook-id`` header, SendGrid ``custom_args``, a Kafka message key or header, ...).
+        fail_next: ``fail_next(kind, n)`` makes the fake fail its next ``n`` requests with
+            ``client_error`` (a 4xx that is not 408/429), ``server_error`` (5xx) or ``hang`` (no
+            answer until after ``timeout_options``' timeout); ``n = 0`` clears.  None for channels
+            with no remote: those checks are waived with the reason in ``waivers``.
+        timeout_options: ``options`` with a short timeout (at most 2 s) for the ``hang`` check.
+        secrets: values that must never appear in a log line, repr or error message.
+        waivers: check name → reason and issue id, for checks that cannot apply.
+    """
+
+    options: dict[str, Any]
+    delivery: Callable[[str], Delivery]
+    seen_ids: Callable[[], list[str]]
+    fail_next: Callable[[str, int], None] | None = None
+    timeout_options: dict[str, Any] | None = None
+    secrets: list[str] = field(default_factory=list)
+    waivers: dict[str, str] = field(default_factory=dict)
