@@ -7,9 +7,11 @@ JunctionError                 code, user_message, details (internal), context
 ├── RetryableError            transient; retry_after: float | None
 │   ├── RateLimitedError      the remote asked us to slow down (429)
 │   ├── UnavailableError      the remote or the store is down (5xx, connection refused)
-│   └── RemoteTimeoutError    no answer in time
+│   ├── RemoteTimeoutError    no answer in time
+│   └── DeferredError         not now by policy (quiet hours): not a failed attempt
 ├── FatalError                the remote rejected the request for good (4xx, SOAP client fault)
-│   └── EndpointGoneError     410: the receiver is gone, disable the endpoint
+│   ├── EndpointGoneError     410: the receiver is gone, disable the endpoint
+│   └── RecipientRejectedError  the provider refuses this recipient for good: suppress it
 ├── RecordError               skippable: this record goes to quarantine, the batch goes on
 │   ├── MappingError          a mapped field could not be produced
 │   ├── SchemaValidationError the canonical model rejected the mapped values
@@ -135,6 +137,16 @@ class RemoteTimeoutError(RetryableError):
     code = "timeout"
 
 
+class DeferredError(RetryableError):
+    """Not now, by policy (quiet hours, a throttle): send again at ``retry_after`` seconds.
+
+    The delivery worker reschedules without counting a failed attempt, so a deferral can never
+    exhaust the retry schedule.
+    """
+
+    code = "deferred"
+
+
 class FatalError(JunctionError):
     """The remote rejected the request for good; retrying will not help."""
 
@@ -145,6 +157,33 @@ class EndpointGoneError(FatalError):
     """The receiver answered 410 Gone: the endpoint must be disabled."""
 
     code = "endpoint_gone"
+
+
+class RecipientRejectedError(FatalError):
+    """The provider refuses this recipient for good (opted out, unreachable number, ...).
+
+    The delivery worker puts ``address`` (of ``kind``: email, phone, ...) on the suppression list
+    with ``reason``.  The address is an attribute, never part of the message or context, because
+    messages and context reach logs.
+    """
+
+    code = "recipient_rejected"
+
+    def __init__(
+        self,
+        user_message: str,
+        *,
+        kind: str,
+        address: str,
+        reason: str,
+        details: str | None = None,
+        context: dict[str, Any] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(user_message, details=details, context=context, code=code)
+        self.kind = kind
+        self.address = address
+        self.reason = reason
 
 
 class RecordError(JunctionError):
