@@ -3,7 +3,8 @@
 ```
 JunctionError                 code, user_message, details (internal), context
 ├── ConfigError               fatal until a human fixes the configuration
-│   └── AuthError             credentials rejected
+│   ├── AuthError             credentials rejected
+│   └── InvalidUrlError       a user-configured URL has a refused scheme, userinfo or port
 ├── RetryableError            transient; retry_after: float | None
 │   ├── RateLimitedError      the remote asked us to slow down (429)
 │   ├── UnavailableError      the remote or the store is down (5xx, connection refused)
@@ -11,7 +12,8 @@ JunctionError                 code, user_message, details (internal), context
 │   └── DeferredError         not now by policy (quiet hours): not a failed attempt
 ├── FatalError                the remote rejected the request for good (4xx, SOAP client fault)
 │   ├── EndpointGoneError     410: the receiver is gone, disable the endpoint
-│   └── RecipientRejectedError  the provider refuses this recipient for good: suppress it
+│   ├── RecipientRejectedError  the provider refuses this recipient for good: suppress it
+│   └── BlockedAddressError   egress policy: the address is private, loopback, ... (SSRF)
 ├── RecordError               skippable: this record goes to quarantine, the batch goes on
 │   ├── MappingError          a mapped field could not be produced
 │   ├── SchemaValidationError the canonical model rejected the mapped values
@@ -100,6 +102,12 @@ class AuthError(ConfigError):
     code = "auth_error"
 
 
+class InvalidUrlError(ConfigError):
+    """A user-configured URL is refused: a scheme other than http/https, userinfo, a port."""
+
+    code = "invalid_url"
+
+
 class RetryableError(JunctionError):
     """A transient failure: try again later, after ``retry_after`` seconds when given."""
 
@@ -184,6 +192,16 @@ class RecipientRejectedError(FatalError):
         self.kind = kind
         self.address = address
         self.reason = reason
+
+
+class BlockedAddressError(FatalError):
+    """The egress policy refuses the address a URL names or resolves to (SSRF protection).
+
+    Loopback, private, link-local, multicast and other non-public addresses (also when embedded in
+    an IPv6 form) are refused unless their network is allow-listed (``egress.allow_networks``).
+    """
+
+    code = "blocked_address"
 
 
 class RecordError(JunctionError):
