@@ -67,7 +67,8 @@ class Faults:
 
     def fail_next(self, kind: str, n: int = 1, *, path_contains: str = "") -> None:
         """Fail the next ``n`` requests (whose path contains ``path_contains``) with ``kind``."""
-        if kind not in ("rate_limit", "server_error", "timeout", "expired_session"):
+        # client_error: a 4xx that is not 408/429 (the channel contract suite's fault)
+        if kind not in ("rate_limit", "server_error", "timeout", "expired_session", "client_error"):
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             if n <= 0:
