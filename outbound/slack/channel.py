@@ -1,0 +1,251 @@
+"""The Slack channel: one message per delivery, by incoming webhook or ``chat.postMessage``.
+
+One attempt per ``send`` over one aiohttp session; the channel classifies the answer (see
+``classify``) and never retries: the delivery worker owns the retry policy.  Every message carries
+the delivery id as Slack message metadata (``event_type`` ``junction_delivery``), so a receiver, or
+an operator reading the channel history, can tell a retry of a message that did arrive from a new
+one.  Values from records are escaped for Slack in the text and in every Block Kit string, so a
+record cannot ping ``<!channel>`` or hide a link (RELIABILITY.md case 29).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from pydantic import ValidationError
+
+from junction.core.errors import ConfigError, InternalError, JunctionError, RetryableError
+from outbound.base import Delivery, Receipt
+from outbound.slack.classify import classify_api_error, classify_webhook_answer
+from outbound.slack.config import SlackConfig, SlackTemplate
+from outbound.slack.render import render_blocks, render_text
+from outbound.templates import event_context
+from outbound.webhook.channel import MAX_BODY_READ
+from outbound.webhook.classify import classify_exception
+
+METADATA_EVENT_TYPE = "junction_delivery"
+_EXCERPT_CHARS = 1024
+
+
+@cache
+def _user_agent() -> str:
+    try:
+        return f"Junction/{version('junction-hub')}"
+    except PackageNotFoundError:
+        return "Junction/0+unknown"
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    # pydantic's own text may echo inputs (the webhook URL, the token): keep locations and reasons
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )
+    return ConfigError(f"invalid slack channel config: {problems}")
+
+
+def _for_slack(error: JunctionError) -> JunctionError:
+    # the shared transport classification speaks of a "webhook receiver"; here it is Slack
+    if not isinstance(error, RetryableError):
+        return error
+    return type(error)(
+        error.user_message.replace("webhook receiver", "Slack"),
+        retry_after=error.retry_after,
+        details=error.details,
+        context=error.context,
+    )
+
+
+def _new_session(config: SlackConfig) -> aiohttp.ClientSession:
+    # the one place that builds connections to the user-configured URL (egress checks go here)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=config.max_connections),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=config.timeout_s),
+    )
+
+
+class SlackChannel:
+    """Post deliveries to one Slack channel.
+
+    Args:
+        config: The channel config, or a mapping validated into one.
+
+    Raises:
+        ConfigError: ``config`` is a mapping that does not validate.
+    """
+
+    name: ClassVar[str] = "slack"
+    config_model: ClassVar[type[SlackConfig]] = SlackConfig
+
+    def __init__(self, config: SlackConfig | Mapping[str, Any]) -> None:
+        if not isinstance(config, SlackConfig):
+            try:
+                config = SlackConfig.model_validate(config)
+            except ValidationError as exc:
+                raise _config_error(exc) from None
+        self.config = config
+        self._webhook = config.webhook_url is not None
+        self._url = config.target_url()
+        self._headers = {
+            "content-type": "application/json; charset=utf-8",
+            "user-agent": _user_agent(),
+        }
+        if config.bot_token is not None:
+            self._headers["authorization"] = f"Bearer {config.bot_token.get_secret_value()}"
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        mode = "webhook" if self._webhook else f"chat.postMessage to {self.config.channel}"
+        return f"SlackChannel({mode})"
+
+    async def __aenter__(self) -> SlackChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                raise InternalError(
+                    "slack channel used from a second event loop; call aclose() first"
+                )
+            self._session = None
+        if self._session is None:
+            self._session = _new_session(self.config)
+            self._loop = loop
+        return self._session
+
+    def _template(self, delivery: Delivery, event: Mapping[str, Any]) -> SlackTemplate:
+        name = delivery.template
+        if name is None:
+            digest = event.get("type") == "digest" and isinstance(event.get("items"), list)
+            name = "digest" if digest and "digest" in self.config.templates else "default"
+        template = self.config.template(name)
+        if template is None:
+            raise ConfigError(
+                f"slack channel has no template {name!r}",
+                context={"channel": delivery.channel},
+            )
+        return template
+
+    def message(self, delivery: Delivery) -> dict[str, Any]:
+        """Build the JSON body of one delivery's message (text, blocks, metadata, channel).
+
+        Raises:
+            InternalError: The payload is not a JSON object.
+            ConfigError: The delivery names a template this channel lacks.
+            RecordError: The template cannot render this event.
+        """
+        event = event_context(delivery.payload)
+        template = self._template(delivery, event)
+        body: dict[str, Any] = {"text": render_text(template.text, event)}
+        if template.blocks is not None:
+            body["blocks"] = render_blocks(template.blocks, event)
+        body["metadata"] = {
+            "event_type": METADATA_EVENT_TYPE,
+            "event_payload": {"delivery_id": delivery.delivery_id},
+        }
+        body["unfurl_links"] = self.config.unfurl_links
+        body["unfurl_media"] = self.config.unfurl_links
+        if self.config.channel is not None:
+            body["channel"] = self.config.channel
+        return body
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        """Post one delivery and classify Slack's answer.
+
+        Returns:
+            A Receipt; in chat.postMessage mode ``remote_id`` is ``<channel id>:<message ts>``.
+
+        Raises:
+            RecordError: The template cannot render this event (or renders invalid blocks).
+            ConfigError: The delivery names a template this channel lacks.
+            AuthError: Slack refused the token (or the webhook's).
+            EndpointGoneError: The incoming webhook was removed or its channel archived.
+            FatalError: Slack rejected the message for good (channel_not_found, msg_too_long, ...).
+            RateLimitedError: HTTP 429 or ``ratelimited`` (``retry_after`` from Retry-After).
+            UnavailableError: 5xx, Slack's internal errors, refused or reset connections.
+            RemoteTimeoutError: No complete answer within ``timeout_s``.
+        """
+        data = orjson.dumps(self.message(delivery))
+        session = self._open_session()
+        started = time.perf_counter()
+        try:
+            async with session.post(
+                self._url, data=data, headers=self._headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                raw = await resp.content.read(MAX_BODY_READ)
+                resp_headers = resp.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _for_slack(
+                classify_exception(exc, duration_ms=(time.perf_counter() - started) * 1000)
+            ) from exc
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        text = raw[:_EXCERPT_CHARS].decode("utf-8", "replace")
+        if self._webhook:
+            refused = classify_webhook_answer(status, resp_headers, text, duration_ms=duration_ms)
+            if refused is not None:
+                raise refused
+            return Receipt(
+                delivery_id=delivery.delivery_id,
+                status_code=status,
+                duration_ms=duration_ms,
+                detail={"body_excerpt": text},
+            )
+        return self._api_receipt(delivery, status, resp_headers, raw, duration_ms)
+
+    def _api_receipt(
+        self,
+        delivery: Delivery,
+        status: int,
+        headers: Mapping[str, str],
+        raw: bytes,
+        duration_ms: float,
+    ) -> Receipt:
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            # no Slack answer to read (a proxy page, a cut-off body): classify by status alone
+            error = classify_webhook_answer(
+                status if status >= 300 else 502, headers, "", duration_ms=duration_ms
+            )
+            assert error is not None
+            raise error
+        if answer.get("ok") is not True or not 200 <= status < 300:
+            raise classify_api_error(
+                str(answer.get("error", "")), status, headers, duration_ms=duration_ms
+            )
+        channel = answer.get("channel")
+        ts = answer.get("ts")
+        remote_id = f"{channel}:{ts}" if isinstance(channel, str) and isinstance(ts, str) else None
+        detail: dict[str, Any] = {}
+        if isinstance(answer.get("warning"), str):
+            detail["warning"] = answer["warning"]
+        return Receipt(
+            delivery_id=delivery.delivery_id,
+            status_code=status,
+            remote_id=remote_id,
+            duration_ms=duration_ms,
+            detail=detail,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool; safe to call twice (a later send opens a new one)."""
+        session, self._session = self._session, None
+        self._loop = None
+        if session is not None and not session.closed:
+            await session.close()
