@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import is_, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, Engine, Table, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 
 from junction.core.errors import UnavailableError
 from junction.store import tables as t
 from junction.store.engine import open_store_engine
 from junction.store.heads import routed_only
+
+if TYPE_CHECKING:
+    from junction.store.outbox import HealthPolicy
 
 Row = tuple[Any, ...]
 
@@ -59,6 +62,7 @@ DELIVERY_COLS = (
     "attempts",
     "next_attempt_at",
     "created_at",
+    "route",
 )
 # rows per multi-row INSERT on SQLite (fewest instructions per row, measured: 16-50 alike)
 _GROUP = 32
@@ -81,6 +85,7 @@ _SHARED_CANDIDATES = frozenset(
         "attempts",
         "next_attempt_at",
         "created_at",
+        "route",
     }
 )
 
@@ -393,101 +398,41 @@ class Store:
     # deliveries (the outbox)
 
     def claim_deliveries(
-        self, limit: int, lease_s: float, *, now: float | None = None
+        self,
+        limit: int,
+        lease_s: float,
+        *,
+        now: float | None = None,
+        slots: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Lease up to ``limit`` due deliveries to enabled channels (SKIP LOCKED on PostgreSQL)."""
-        now = time.time() if now is None else now
-        disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
-        q = (
-            select(
-                t.deliveries.c.id,
-                t.deliveries.c.channel,
-                t.deliveries.c.event_type,
-                t.deliveries.c.payload,
-                t.deliveries.c.attempts,
-                t.deliveries.c.record_id,
-                t.deliveries.c.pipeline,
-            )
-            .where(
-                t.deliveries.c.status == "pending",
-                t.deliveries.c.next_attempt_at <= now,
-                or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < now),
-                t.deliveries.c.channel.not_in(disabled),
-            )
-            .order_by(t.deliveries.c.next_attempt_at)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=t.deliveries)
-        with self.begin() as conn:
-            rows = [dict(r) for r in conn.execute(q).mappings().all()]
-            if rows:
-                conn.execute(
-                    update(t.deliveries)
-                    .where(t.deliveries.c.id.in_([r["id"] for r in rows]))
-                    .values(lease_until=now + lease_s)
-                )
-        return rows
+        """Lease due deliveries to enabled channels, at most ``slots[channel]`` of each.
+
+        See ``junction.store.outbox.claim``.
+        """
+        from junction.store import outbox
+
+        return outbox.claim(self, limit, lease_s, now=now, slots=slots)
 
     def record_attempts(
-        self, outcomes: Sequence[dict[str, Any]], quarantined: Sequence[Row]
-    ) -> None:
-        """Write attempt rows and delivery state changes for a set of finished sends."""
-        with self.begin() as conn:
-            if outcomes:
-                conn.execute(
-                    t.attempts.insert(),
-                    [
-                        {
-                            k: o[k]
-                            for k in (
-                                "delivery_id",
-                                "attempt_no",
-                                "started_at",
-                                "duration_ms",
-                                "status_code",
-                                "outcome",
-                                "error",
-                            )
-                        }
-                        for o in outcomes
-                    ],
-                )
-            for o in outcomes:
-                values: dict[str, Any] = {
-                    "attempts": o["attempt_no"],
-                    "last_status": o["status_code"],
-                    "last_error": o["error"],
-                    "lease_until": None,
-                    "status": o["new_status"],
-                    "next_attempt_at": o["next_attempt_at"],
-                }
-                if o["new_status"] == "delivered":
-                    values["delivered_at"] = o["started_at"] + o["duration_ms"] / 1000
-                conn.execute(
-                    update(t.deliveries)
-                    .where(t.deliveries.c.id == o["delivery_id"])
-                    .values(**values)
-                )
-            self.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+        self,
+        outcomes: Sequence[dict[str, Any]],
+        quarantined: Sequence[Row],
+        *,
+        health: HealthPolicy | None = None,
+    ) -> set[str]:
+        """Write attempts, delivery states, endpoint health and events in one transaction.
+
+        Returns the channels this disabled.  See ``junction.store.outbox.record``.
+        """
+        from junction.store import outbox
+
+        return outbox.record(self, outcomes, quarantined, health=health)
 
     def next_due_at(self) -> float | None:
         """When the earliest pending delivery to an enabled channel is due, if any."""
-        disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
-        with self.begin() as conn:
-            due = case(
-                (
-                    t.deliveries.c.lease_until > t.deliveries.c.next_attempt_at,
-                    t.deliveries.c.lease_until,
-                ),
-                else_=t.deliveries.c.next_attempt_at,
-            )
-            v = conn.execute(
-                select(func.min(due)).where(
-                    t.deliveries.c.status == "pending", t.deliveries.c.channel.not_in(disabled)
-                )
-            ).scalar()
-        return None if v is None else float(v)
+        from junction.store import outbox
+
+        return outbox.next_due_at(self)
 
     def requeue_delivery(self, conn: Connection, delivery_id: str) -> bool:
         """Put a dead delivery back in the queue (replay); True if one was changed."""
@@ -501,19 +446,10 @@ class Store:
     # endpoints
 
     def set_endpoint(self, channel: str, *, disabled: bool, reason: str | None = None) -> None:
-        """Disable or enable a channel endpoint."""
-        with self.begin() as conn:
-            n = conn.execute(
-                update(t.endpoints)
-                .where(t.endpoints.c.channel == channel)
-                .values(disabled=disabled, reason=reason, updated_at=time.time())
-            ).rowcount
-            if n == 0:
-                conn.execute(
-                    t.endpoints.insert().values(
-                        channel=channel, disabled=disabled, reason=reason, updated_at=time.time()
-                    )
-                )
+        """Disable or enable a channel endpoint (with its event; enabling clears its failures)."""
+        from junction.store import outbox
+
+        outbox.set_endpoint(self, channel, disabled=disabled, reason=reason)
 
     def disabled_endpoints(self) -> dict[str, str | None]:
         """Return the disabled channels and why."""

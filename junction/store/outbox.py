@@ -1,0 +1,358 @@
+"""The outbox side of the store: fair claims, batched attempt recording and endpoint health.
+
+``claim`` leases due deliveries *per channel*: each channel gets at most its free slots (a
+``ROW_NUMBER() OVER (PARTITION BY channel ...)`` ranking, taken round-robin), so a channel with a
+large backlog never crowds the others out of a claim.  On PostgreSQL the outer select locks the
+chosen rows ``FOR UPDATE SKIP LOCKED``, so concurrent workers never lease the same row.
+
+``record`` writes a batch of finished attempts in one transaction: the attempt rows, every
+delivery's new state, the quarantine rows of dead ones, each endpoint's health
+(``failing_since``, ``last_success_at``, ``last_failure_at``), the endpoints that health (or a
+410) disables, and the events and alerts all of that raises (``junction.store.events``).
+
+Endpoint health: a successful attempt clears ``failing_since``; every failed attempt (retry or
+final failure, 4xx included, as Svix counts them) sets it when unset.  Attempts that say nothing
+about the endpoint do not count: gate decisions, deferrals and a provider refusing one recipient
+(``RecipientRejectedError``).  When ``now - failing_since >= disable_after_s`` the endpoint is
+disabled with an ``endpoint.disabled`` event (and alert) in the same transaction.  A 410 disables
+at once.  Re-enabling (``set_endpoint(..., disabled=False)``) clears ``failing_since``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, case, func, or_, select, update
+
+from junction.store import tables as t
+from junction.store.events import AlertPolicy, emit, is_alert
+
+if TYPE_CHECKING:
+    from junction.store.repo import Row, Store
+
+CLAIM_COLS = (
+    "id",
+    "channel",
+    "event_type",
+    "payload",
+    "attempts",
+    "record_id",
+    "pipeline",
+    "route",
+)
+ATTEMPT_COLS = (
+    "delivery_id",
+    "attempt_no",
+    "started_at",
+    "duration_ms",
+    "status_code",
+    "outcome",
+    "error",
+)
+GONE_REASON = "receiver answered 410 Gone"
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """When failing endpoints are disabled, and where the resulting alerts go."""
+
+    disable_after_s: float | None = None
+    alerts: AlertPolicy | None = None
+
+
+def _due(now: float) -> list[Any]:
+    c = t.deliveries.c
+    return [
+        c.status == "pending",
+        c.next_attempt_at <= now,
+        or_(c.lease_until.is_(None), c.lease_until < now),
+    ]
+
+
+def claim(
+    store: Store,
+    limit: int,
+    lease_s: float,
+    *,
+    now: float | None = None,
+    slots: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` due deliveries to enabled channels; return them.
+
+    Args:
+        store: The store.
+        limit: Most rows in all.
+        lease_s: How long the lease lasts (it must cover the send).
+        now: The claim time (default: now).
+        slots: Free slots per channel: at most that many rows of each, taken round-robin over
+            channels; channels not named get none.  None: any channel, oldest due first.
+    """
+    now = time.time() if now is None else now
+    c = t.deliveries.c
+    disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
+    cols = [c[name] for name in CLAIM_COLS]
+    base = [*_due(now), c.channel.not_in(disabled)]
+    if slots is None:
+        q = select(*cols).where(*base).order_by(c.next_attempt_at).limit(limit)
+    else:
+        open_ = {ch: n for ch, n in slots.items() if n > 0}
+        if not open_ or limit <= 0:
+            return []
+        if len(open_) == 1:
+            [(ch, n)] = open_.items()
+            q = (
+                select(*cols)
+                .where(*base, c.channel == ch)
+                .order_by(c.next_attempt_at)
+                .limit(min(n, limit))
+            )
+        else:
+            rn = func.row_number().over(partition_by=c.channel, order_by=c.next_attempt_at)
+            ranked = (
+                select(c.id, c.channel, c.next_attempt_at, rn.label("rn"))
+                .where(*base, c.channel.in_(list(open_)))
+                .subquery()
+            )
+            cap = case(open_, value=ranked.c.channel, else_=0)
+            picked = (
+                select(ranked.c.id)
+                .where(ranked.c.rn <= cap)
+                .order_by(ranked.c.rn, ranked.c.next_attempt_at)
+                .limit(limit)
+            )
+            # the outer select repeats the due conditions: PostgreSQL re-checks them on the
+            # locked row version, so a row another worker just leased is not taken twice
+            q = select(*cols).where(c.id.in_(picked), *_due(now))
+    if store.dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=t.deliveries)
+    with store.begin() as conn:
+        rows = [dict(r) for r in conn.execute(q).mappings().all()]
+        if rows:
+            until = now + lease_s
+            conn.execute(
+                update(t.deliveries)
+                .where(c.id.in_([r["id"] for r in rows]))
+                .values(lease_until=until)
+            )
+            for r in rows:
+                r["lease_until"] = until
+    return rows
+
+
+def _update_sql(dialect: str) -> str:
+    m = "?" if dialect == "sqlite" else "%s"
+    return (
+        f"UPDATE deliveries SET status = {m}, attempts = {m}, next_attempt_at = {m}, "  # noqa: S608
+        f"last_status = {m}, last_error = {m}, delivered_at = {m}, "
+        f"remote_id = COALESCE({m}, remote_id), lease_until = NULL WHERE id = {m}"
+    )
+
+
+def record(
+    store: Store,
+    outcomes: Sequence[Mapping[str, Any]],
+    quarantined: Sequence[Row],
+    *,
+    health: HealthPolicy | None = None,
+    now: float | None = None,
+) -> set[str]:
+    """Write finished attempts and their effects in ONE transaction; return disabled channels.
+
+    Each outcome has ``delivery_id``, ``channel``, ``attempt_no`` (the delivery's attempt count
+    after it), ``started_at``, ``duration_ms``, ``status_code``, ``outcome`` (the attempt row's),
+    ``error``, ``new_status``, ``next_attempt_at``, and optionally ``remote_id``,
+    ``attempt`` (False: no attempt row, e.g. a deferral), ``health`` ("ok", "fail" or None),
+    ``gone`` (a 410), ``exhausted`` (retries ran out), ``pipeline``.
+    """
+    from junction.store.repo import QUARANTINE_COLS
+
+    now = time.time() if now is None else now
+    policy = health or HealthPolicy()
+    params = []
+    attempts = []
+    for o in outcomes:
+        finished = o["started_at"] + o["duration_ms"] / 1000
+        params.append(
+            (
+                o["new_status"],
+                o["attempt_no"],
+                o["next_attempt_at"],
+                o["status_code"],
+                o["error"],
+                finished if o["new_status"] == "delivered" else None,
+                o.get("remote_id"),
+                o["delivery_id"],
+            )
+        )
+        if o.get("attempt", True):
+            attempts.append(tuple(o[k] for k in ATTEMPT_COLS))
+    disabled: set[str] = set()
+    with store.begin() as conn:
+        store.insert_many(conn, t.attempts, ATTEMPT_COLS, attempts)
+        if params:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.executemany(_update_sql(store.dialect), params)
+            finally:
+                cur.close()
+        store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+        for o in outcomes:
+            if o.get("exhausted"):
+                emit(
+                    conn,
+                    "message.attempt.exhausted",
+                    o["delivery_id"],
+                    {
+                        "channel": o["channel"],
+                        "pipeline": o.get("pipeline"),
+                        "attempts": o["attempt_no"],
+                        "last_status": o["status_code"],
+                        "error": o["error"],
+                    },
+                    alerts=policy.alerts,
+                    from_alert=is_alert(o["delivery_id"]),
+                    now=now,
+                )
+        disabled = _health(store, conn, outcomes, policy, now)
+    return disabled
+
+
+def _health(
+    store: Store,
+    conn: Connection,
+    outcomes: Sequence[Mapping[str, Any]],
+    policy: HealthPolicy,
+    now: float,
+) -> set[str]:
+    by_channel: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    gone: set[str] = set()
+    for o in outcomes:
+        if o.get("gone"):
+            gone.add(o["channel"])
+        if o.get("health") in ("ok", "fail"):
+            finished = o["started_at"] + o["duration_ms"] / 1000
+            by_channel[o["channel"]].append((finished, o["health"] == "ok"))
+    if not by_channel and not gone:
+        return set()
+    e = t.endpoints.c
+    greatest = _greatest(store.dialect)
+    channels = sorted({*by_channel, *gone})
+    sql = store._insert_ignore(t.endpoints, ("channel", "disabled", "updated_at"))
+    conn.exec_driver_sql(sql, [(ch, False, now) for ch in channels])
+    for ch, marks in by_channel.items():
+        marks.sort()
+        ok_times = [at for at, ok in marks if ok]
+        fail_times = [at for at, ok in marks if not ok]
+        values: dict[str, Any] = {}
+        if fail_times:
+            values["last_failure_at"] = greatest(e.last_failure_at, fail_times[-1])
+        if ok_times:
+            last_ok = ok_times[-1]
+            later = [at for at in fail_times if at > last_ok]
+            values["last_success_at"] = greatest(e.last_success_at, last_ok)
+            # an older success recorded late must not clear a newer failure streak
+            values["failing_since"] = case(
+                (e.failing_since > last_ok, e.failing_since), else_=later[0] if later else None
+            )
+        else:
+            values["failing_since"] = func.coalesce(e.failing_since, fail_times[0])
+        conn.execute(update(t.endpoints).where(e.channel == ch).values(**values))
+    rows = conn.execute(
+        select(e.channel, e.disabled, e.failing_since).where(e.channel.in_(channels))
+    ).all()
+    disabled: set[str] = set()
+    for ch, is_disabled, failing_since in rows:
+        if is_disabled:
+            continue
+        if ch in gone:
+            why, detail = GONE_REASON, {"reason": GONE_REASON, "status_code": 410}
+        elif (
+            policy.disable_after_s is not None
+            and failing_since is not None
+            and now - failing_since >= policy.disable_after_s
+        ):
+            why = f"failing without a success for {now - failing_since:.0f} s"
+            detail = {"reason": why, "failing_since": failing_since}
+        else:
+            continue
+        _disable(conn, ch, why, now)
+        emit(conn, "endpoint.disabled", ch, {**detail, "auto": True}, alerts=policy.alerts, now=now)
+        disabled.add(ch)
+    return disabled
+
+
+def _greatest(dialect: str) -> Any:
+    # the later of a nullable column and a value: GREATEST on PostgreSQL, scalar max() on SQLite
+    fn = func.greatest if dialect == "postgresql" else func.max
+
+    def pick(column: Any, value: float) -> Any:
+        return fn(func.coalesce(column, 0.0), value)
+
+    return pick
+
+
+def _disable(conn: Connection, channel: str, reason: str, now: float) -> None:
+    conn.execute(
+        update(t.endpoints)
+        .where(t.endpoints.c.channel == channel)
+        .values(disabled=True, reason=reason, updated_at=now)
+    )
+
+
+def set_endpoint(
+    store: Store, channel: str, *, disabled: bool, reason: str | None = None
+) -> None:
+    """Disable or enable an endpoint by hand, with its ``endpoint.*`` event.
+
+    Enabling clears ``failing_since``: the endpoint gets a fresh ``disable_after_s`` window.
+    """
+    now = time.time()
+    e = t.endpoints.c
+    with store.begin() as conn:
+        values: dict[str, Any] = {"disabled": disabled, "reason": reason, "updated_at": now}
+        if not disabled:
+            values["failing_since"] = None
+        n = conn.execute(update(t.endpoints).where(e.channel == channel).values(**values)).rowcount
+        if n == 0:
+            conn.execute(t.endpoints.insert().values(channel=channel, **values))
+        kind = "endpoint.disabled" if disabled else "endpoint.enabled"
+        emit(conn, kind, channel, {"reason": reason, "auto": False}, now=now)
+
+
+def next_due_at(store: Store) -> float | None:
+    """When the earliest pending delivery to an enabled channel is due (or its lease ends)."""
+    c = t.deliveries.c
+    disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
+    due = case((c.lease_until > c.next_attempt_at, c.lease_until), else_=c.next_attempt_at)
+    with store.begin() as conn:
+        v = conn.execute(
+            select(func.min(due)).where(c.status == "pending", c.channel.not_in(disabled))
+        ).scalar()
+    return None if v is None else float(v)
+
+
+def endpoint_health(store: Store) -> dict[str, dict[str, Any]]:
+    """``{channel: {disabled, reason, failing_since, last_success_at, last_failure_at}}``."""
+    with store.begin() as conn:
+        rows = conn.execute(select(t.endpoints)).mappings().all()
+    keys = ("disabled", "reason", "failing_since", "last_success_at", "last_failure_at")
+    return {r["channel"]: {k: r[k] for k in keys} for r in rows}
+
+
+__all__ = [
+    "ATTEMPT_COLS",
+    "CLAIM_COLS",
+    "GONE_REASON",
+    "HealthPolicy",
+    "claim",
+    "endpoint_health",
+    "next_due_at",
+    "record",
+    "set_endpoint",
+]
