@@ -32,7 +32,12 @@ class ChannelContract:
             with no remote: those checks are waived with the reason in ``waivers``.
         timeout_options: ``options`` with a short timeout (at most 2 s) for the ``hang`` check.
         secrets: values that must never appear in a log line, repr or error message.
-        waivers: check name → reason and issue id, for checks that cannot apply.
+        waivers: check name → reason and issue id, for checks that cannot apply.  Check names:
+            ``idempotency``, ``receipt``, ``client_error``, ``server_error``, ``timeout``,
+            ``redaction``, ``aclose``, ``unknown_keys``.
+        bad_options: options the config model or the channel's constructor refuses (a typo in an
+            auth setting, a nested option missing); the error must not echo a secret.  The suite
+            also tries ``options`` with each required field left out and with an unknown key.
     """
 
     options: dict[str, Any]
@@ -42,3 +47,4 @@ class ChannelContract:
     timeout_options: dict[str, Any] | None = None
     secrets: list[str] = field(default_factory=list)
     waivers: dict[str, str] = field(default_factory=dict)
+    bad_options: list[dict[str, Any]] = field(default_factory=list)
