@@ -21,6 +21,7 @@ from importlib import import_module
 from typing import Any, ClassVar
 
 import orjson
+from pydantic import ValidationError
 
 from junction.core.errors import ConfigError, FatalError, InternalError, JunctionError
 from junction.core.logging import get_logger
@@ -46,6 +47,15 @@ def load_backend(system: str) -> type[WriteBackend]:
     return cls
 
 
+def _connection_error(system: str, exc: ValidationError) -> ConfigError:
+    # pydantic's own text echoes the input, i.e. the credentials: keep locations and reasons
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'connection'}: {err['msg']}"
+        for err in exc.errors(include_input=False)
+    )
+    return ConfigError(f"invalid {system} connection for the crm channel: {problems}")
+
+
 def _factors_text(factors: Any, limit: int) -> str:
     parts = []
     for item in (factors or [])[:limit]:
@@ -65,7 +75,10 @@ class CrmWriteBackChannel:
         self.config = config
         if backend is None:
             cls = load_backend(config.system)
-            options = cls.options_model.model_validate(config.connection)
+            try:
+                options = cls.options_model.model_validate(config.connection)
+            except ValidationError as exc:
+                raise _connection_error(config.system, exc) from None
             backend = cls(options, match=config.match)  # type: ignore[call-arg]
         self.backend = backend
         self._pending: list[tuple[WriteBack, asyncio.Future[WriteResult]]] = []

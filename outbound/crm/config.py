@@ -20,11 +20,13 @@ SOURCES = (
 class CrmWriteBackConfig(BaseModel):
     """Write each scored record's score, grade and top factors back to its CRM record."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # connection holds the CRM credentials: kept out of reprs and out of validation errors
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     system: Literal["salesforce", "hubspot"] = Field(..., description="The CRM to write to.")
     connection: dict[str, Any] = Field(
         ...,
+        repr=False,
         description="How to reach the CRM: the same auth options as its source connector "
         "(secrets as ${env:...} or ${file:...}).",
     )
