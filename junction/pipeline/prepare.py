@@ -18,7 +18,7 @@ from connectors.base import RawBatch
 from junction.core.errors import JunctionError, RecordError
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.normalize import Normalizer
-from junction.pipeline.route import Router, delivery_id
+from junction.pipeline.route import Router, Target, delivery_id
 from scoring.base import Scorer
 
 Row = tuple[Any, ...]
@@ -84,6 +84,10 @@ class BatchPreparer:
         self.normalizer = Normalizer(cfg.mapping, [(r.name, r.expr) for r in cfg.rules])
         self.entity = self.normalizer.entity
         self.router = Router(cfg.routes, self.entity, self.normalizer.fields)
+        # deliveries of a digest route wait ("held") until their digest gathers them
+        self.held_routes = frozenset(
+            r.key(i) for i, r in enumerate(cfg.routes) if r.digest is not None
+        )
         self.scorer = scorer
         self.event_type = f"{self.entity}.scored" if scorer else f"{self.entity}.received"
 
@@ -152,6 +156,7 @@ class BatchPreparer:
         records, scores, deliveries = out.records, out.scores, out.deliveries
         to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
         event_type = self.event_type
+        held = self.held_routes
         if cols is not None:
             model_name, model_version, variant = cols.model, cols.model_version, cols.variant
             score_tail = (
@@ -183,7 +188,7 @@ class BatchPreparer:
             if failed and j in failed:
                 quarantine("score", key, failed[j], orjson.dumps(raw[i]), positions[i])
                 continue
-            targets: list[str] = []
+            targets: list[Target] = []
             if routed is not None:
                 found = routed[j]
                 if found.__class__ is not list:
@@ -210,7 +215,7 @@ class BatchPreparer:
                     f'"pipeline":"{name}","entity":"{entity}","source_key":'
                     f'{orjson.dumps(source_key).decode()},"record":{body},"score":{score_json}}}'
                 )
-                for ch in targets:
+                for ch, route_key in targets:
                     deliveries.append(
                         (
                             delivery_id(rid, ch),
@@ -219,10 +224,11 @@ class BatchPreparer:
                             ch,
                             event_type,
                             event,
-                            "pending",
+                            "held" if route_key in held else "pending",
                             0,
                             now,
                             now,
+                            route_key,
                         )
                     )
             records.append(

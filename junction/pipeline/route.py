@@ -13,8 +13,17 @@ from junction.pipeline.expressions import Expression
 SCORE_FIELDS = ("value", "grade", "model_version")
 
 
+# one routing target: (channel, route key); the route key names the route that chose the channel
+Target = tuple[str, str]
+
+
 class Router:
-    """Compiled routes of one pipeline."""
+    """Compiled routes of one pipeline.
+
+    Every target is a ``(channel, route key)`` pair (:meth:`Route.key`): the route that chose a
+    channel decides its template and hygiene (dedupe, throttle, digest, escalation).  When two
+    matching routes name the same channel, the first route wins it.
+    """
 
     def __init__(
         self, routes: Sequence[Route], entity: str, record_fields: set[str] | None = None
@@ -24,44 +33,49 @@ class Router:
         fields = {"score": set(SCORE_FIELDS)}
         if record_fields is not None:
             fields.update({entity: record_fields, "record": record_fields})
-        self._when: list[tuple[Expression, list[str]]] = []
-        self._otherwise: list[str] = []
+        # per `when` route: its condition, its targets (channels unique) and their channels
+        self._when: list[tuple[Expression, list[Target], frozenset[str]]] = []
+        otherwise: list[Target] = []
         for i, route in enumerate(routes):
+            key = route.key(i)
+            pairs = [(ch, key) for ch in dict.fromkeys(route.targets)]
             if route.when is not None:
                 expr = Expression(
                     route.when, name=f"route[{i}]", variables=variables, fields=fields
                 )
-                self._when.append((expr, route.targets))
+                self._when.append((expr, pairs, frozenset(route.targets)))
             else:
-                self._otherwise.extend(route.targets)
+                otherwise.extend(pairs)
+        self._otherwise = _first_per_channel(otherwise)
         self.entity = entity
         self.empty = not self._when and not self._otherwise
 
-    def targets(self, record: Any, score: Mapping[str, Any] | None) -> list[str]:
-        """Return the channels for one record: every matching route, else the `otherwise` ones."""
-        out: list[str] = []
-        for expr, targets in self._when:
+    def targets(self, record: Any, score: Mapping[str, Any] | None) -> list[Target]:
+        """Return the targets of one record: every matching route, else the `otherwise` ones."""
+        out: list[Target] = []
+        seen: set[str] = set()
+        for expr, pairs, _ in self._when:
             if expr.check(record, score):
-                for t in targets:
-                    if t not in out:
-                        out.append(t)
+                for pair in pairs:
+                    if pair[0] not in seen:
+                        seen.add(pair[0])
+                        out.append(pair)
         return out or list(self._otherwise)
 
     def targets_batch(
         self, records: Sequence[Any], scores: Sequence[Mapping[str, Any] | None] | None
-    ) -> list[list[str] | RuleError]:
+    ) -> list[list[Target] | RuleError]:
         """:meth:`targets` of many records at once (``scores[k]`` belongs to ``records[k]``).
 
         A record whose route condition cannot be evaluated gets its ``RuleError`` in its place
         (its later routes are not evaluated, as :meth:`targets` stops there).  The returned
-        lists may be shared between records: read them, do not change them.
+        lists (and their pairs) may be shared between records: read them, do not change them.
         """
         n = len(records)
         views: Sequence[Mapping[str, Any] | None] = scores if scores is not None else [None] * n
         out: list[Any] = [None] * n  # None: no route matched (yet)
-        for expr, targets in self._when:
+        for expr, pairs, channels in self._when:
             check = expr.check
-            first = list(dict.fromkeys(targets))
             for k in range(n):
                 cur = out[k]
                 if cur.__class__ is not list and cur is not None:
@@ -73,14 +87,24 @@ class Router:
                     continue
                 if hit:
                     if cur is None:
-                        out[k] = first
+                        out[k] = pairs
                     else:
-                        out[k] = cur = list(cur)
-                        for t in targets:
-                            if t not in cur:
-                                cur.append(t)
+                        taken = {ch for ch, _ in cur}
+                        if not channels <= taken:
+                            out[k] = [*cur, *(p for p in pairs if p[0] not in taken)]
         otherwise = self._otherwise
         return [otherwise if x is None else x for x in out]
+
+
+def _first_per_channel(pairs: Sequence[Target]) -> list[Target]:
+    """``pairs`` without the later ones of a channel already taken."""
+    seen: set[str] = set()
+    out: list[Target] = []
+    for pair in pairs:
+        if pair[0] not in seen:
+            seen.add(pair[0])
+            out.append(pair)
+    return out
 
 
 def delivery_id(record_id: str, channel: str) -> str:

@@ -73,11 +73,11 @@ def test_router_matches_all_when_routes_else_otherwise() -> None:
     ]
     r = Router(routes, "lead")
     assert r.targets(Lead(country="DE"), {"value": 0.9}) == [
-        "webhook.sales",
-        "slack.hot",
-        "webhook.de",
+        ("webhook.sales", "route0"),
+        ("slack.hot", "route0"),
+        ("webhook.de", "route1"),
     ]
-    assert r.targets(Lead(country="US"), {"value": 0.2}) == ["webhook.nurture"]
+    assert r.targets(Lead(country="US"), {"value": 0.2}) == [("webhook.nurture", "route2")]
 
 
 @settings(max_examples=150, deadline=None)
