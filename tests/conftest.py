@@ -64,6 +64,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "JUNCTION_REQUIRE_PG",
         ):
             monkeypatch.delenv(key, raising=False)
+    # the fakes listen on loopback: allow it past the egress policy (SSRF guard) in every test;
+    # tests of the policy itself pass their own EgressPolicy or delete this variable
+    monkeypatch.setenv("JUNCTION_EGRESS_ALLOW", "127.0.0.0/8,::1/128")
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,10 @@ One attempt per ``send``: the channel classifies the answer (see ``classify``) a
 the delivery worker owns the retry policy.  Every attempt carries the same ``webhook-id`` (the
 delivery's idempotency key) and a fresh ``webhook-timestamp`` and signature, so receivers can dedupe
 retries.
+
+Every request goes through the egress policy (``outbound.egress``): the URL's shape is checked at
+construction, an IP-literal host before each send, and a host name on every resolution, so the
+connection only ever goes to an address that was checked.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from yarl import URL
 
 from junction.core.errors import ConfigError, InternalError
 from outbound.base import Delivery, Receipt
+from outbound.egress import EgressPolicy, ip_literal
 from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
 from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig
 
@@ -52,31 +57,46 @@ class WebhookChannel:
 
     Args:
         config: The endpoint config, or a mapping validated into one.
-        clock: Returns the Unix time used for ``webhook-timestamp`` (tests inject one).
+        clock: Returns the Unix time used for ``webhook-timestamp`` and to expire rotated-out
+            secrets (tests inject one).
+        egress: The egress policy (SSRF protection); None reads ``JUNCTION_EGRESS_ALLOW`` only.
 
     Raises:
         ConfigError: ``config`` is a mapping that does not validate.
+        InvalidUrlError: The URL's scheme, userinfo or port is refused.
     """
 
     name: ClassVar[str] = "webhook"
     config_model: ClassVar[type[WebhookConfig]] = WebhookConfig
+    # build_channels passes the hub's egress policy to channels that declare this
+    uses_egress: ClassVar[bool] = True
 
     def __init__(
         self,
         config: WebhookConfig | Mapping[str, Any],
         *,
         clock: Callable[[], float] = time.time,
+        egress: EgressPolicy | None = None,
     ) -> None:
+        self._egress = EgressPolicy.from_env() if egress is None else egress
         if not isinstance(config, WebhookConfig):
+            raw_url = config.get("url")
+            if isinstance(raw_url, str):
+                # a typed InvalidUrlError for file://, gopher://, user:pw@ before pydantic's text
+                self._egress.check_url(raw_url, check_literal=False)
             try:
                 config = WebhookConfig.model_validate(config)
             except ValidationError as exc:
                 raise _config_error(exc) from None
         self.config = config
         self._clock = clock
-        self._url = URL(str(config.url))
-        # one signer per active secret; the key is decoded once here, not per request
-        self._signers = [Webhook(secret) for secret in config.active_secrets()]
+        self._url = self._egress.check_url(URL(str(config.url)), check_literal=False)
+        # aiohttp connects to an IP literal without resolving it: send() checks it instead
+        self._literal = ip_literal(self._url.host or "")
+        # one signer per signing secret (with its expiry); keys are decoded once here
+        self._signers = [
+            (Webhook(secret), expires_at) for secret, expires_at in config.signing_secrets()
+        ]
         self._base_headers = {
             **config.static_headers(),
             "content-type": "application/json",
@@ -103,7 +123,7 @@ class WebhookChannel:
             # the old loop is gone and took its sockets with it; start afresh
             self._session = None
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+            connector = self._egress.connector(limit=self.config.max_connections)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 # receivers must not be able to plant cookies that leak into other deliveries
@@ -133,7 +153,12 @@ class WebhookChannel:
                 "delivery payload is not UTF-8 JSON", context={"channel": delivery.channel}
             ) from None
         signed_at = datetime.fromtimestamp(timestamp, tz=UTC)
-        signature = " ".join(s.sign(msg_id, signed_at, body) for s in self._signers)
+        # a rotated-out secret signs until its expiry, judged by this attempt's clock
+        signature = " ".join(
+            s.sign(msg_id, signed_at, body)
+            for s, expires_at in self._signers
+            if expires_at is None or timestamp < expires_at
+        )
         headers = self._base_headers.copy()
         if delivery.headers:
             clash = RESERVED_HEADERS.intersection(k.lower() for k in delivery.headers)
@@ -164,6 +189,8 @@ class WebhookChannel:
 
         Raises:
             InternalError: The delivery id or payload cannot be signed.
+            BlockedAddressError: The egress policy refuses the address (an IP literal, or every
+                address the host name resolved to); nothing was sent.
             EndpointGoneError: 410.
             FatalError: Other 4xx, or the receiver sent ``webhook-delivery: abort-message``.
             RateLimitedError: 429 (``retry_after`` from Retry-After).
@@ -171,6 +198,8 @@ class WebhookChannel:
             RemoteTimeoutError: No complete answer within ``timeout_s``.
             RetryableError: A 3xx redirect (never followed).
         """
+        if self._literal is not None:
+            self._egress.check_ip(self._literal)
         session, slots = self._open_session()
         headers = self._headers(delivery, int(self._clock()))
         async with slots:

@@ -3,7 +3,9 @@
 Secrets follow the Standard Webhooks format, ``whsec_`` + base64 of at least 24 random bytes.
 Rotation works by listing the retired secrets in ``previous_secrets``: every active secret signs
 each request, so a receiver that knows either the old or the new secret keeps verifying while it
-switches over.
+switches over.  A previous secret given as ``{secret, expires_at}`` stops signing at ``expires_at``
+(judged by the channel's clock at each send, so no reload is needed); a plain one signs until it is
+removed from the config.  The current secret always signs.
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ import base64
 import binascii
 import secrets
 import string
+import time
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 MIN_SECRET_BYTES = 24
@@ -82,6 +94,25 @@ def secret_key_bytes(secret: str) -> bytes:
 Secret = Annotated[SecretStr, Field(description="A whsec_ signing secret.")]
 
 
+class PreviousSecret(BaseModel):
+    """A rotated-out secret that keeps signing until ``expires_at`` (the rotation's overlap)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    secret: SecretStr = Field(description="The old whsec_ signing secret.")
+    expires_at: AwareDatetime = Field(
+        description="When it stops signing: an ISO 8601 date-time with a UTC offset, typically "
+        "24 h after the new secret was put in place.",
+        examples=["2026-12-03T09:00:00Z"],
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, secret: SecretStr) -> SecretStr:
+        secret_key_bytes(secret.get_secret_value())
+        return secret
+
+
 class WebhookConfig(BaseModel):
     """One webhook endpoint: where to POST and how to sign.
 
@@ -101,11 +132,13 @@ class WebhookConfig(BaseModel):
         "(see generate_secret()). Reference it from the environment, never inline it.",
         examples=["${env:SALES_HOOK_SECRET}"],
     )
-    previous_secrets: list[Secret] = Field(
+    previous_secrets: list[Secret | PreviousSecret] = Field(
         default_factory=list,
         max_length=8,
-        description="Secrets being rotated out. Each active secret adds one v1 signature, so a "
-        "receiver holding either the old or the new secret verifies during the switch.",
+        description="Secrets being rotated out: plain secrets, or {secret, expires_at} to end "
+        "the overlap at a set time. Each active secret adds one v1 signature, so a receiver "
+        "holding either the old or the new secret verifies during the switch.",
+        examples=[[{"secret": "${env:OLD_SALES_HOOK_SECRET}", "expires_at": "2026-12-03T09:00Z"}]],
     )
     timeout_s: float = Field(
         default=15.0,
@@ -145,10 +178,20 @@ class WebhookConfig(BaseModel):
 
     @field_validator("previous_secrets")
     @classmethod
-    def _check_previous(cls, values: list[SecretStr]) -> list[SecretStr]:
+    def _check_previous(
+        cls, values: list[SecretStr | PreviousSecret]
+    ) -> list[SecretStr | PreviousSecret]:
         for value in values:
-            secret_key_bytes(value.get_secret_value())
+            if isinstance(value, SecretStr):
+                secret_key_bytes(value.get_secret_value())
         return values
+
+    @model_validator(mode="after")
+    def _distinct_secrets(self) -> WebhookConfig:
+        keys = [secret_key_bytes(s) for s, _ in self.signing_secrets()]
+        if len(set(keys)) != len(keys):
+            raise ValueError("the current and previous webhook secrets must all differ")
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -164,10 +207,24 @@ class WebhookConfig(BaseModel):
                 raise ValueError(f"header {name!r} has a control character in its value")
         return headers
 
-    def active_secrets(self) -> list[str]:
-        """Return every secret that signs: the current one first, then the previous ones."""
-        return [self.secret.get_secret_value()] + [
-            s.get_secret_value() for s in self.previous_secrets
+    def signing_secrets(self) -> list[tuple[str, float | None]]:
+        """Return every configured secret with the Unix time it stops signing (None: never).
+
+        The current secret comes first and never expires.
+        """
+        out: list[tuple[str, float | None]] = [(self.secret.get_secret_value(), None)]
+        for prev in self.previous_secrets:
+            if isinstance(prev, PreviousSecret):
+                out.append((prev.secret.get_secret_value(), prev.expires_at.timestamp()))
+            else:
+                out.append((prev.get_secret_value(), None))
+        return out
+
+    def active_secrets(self, now: float | None = None) -> list[str]:
+        """Return the secrets that sign at ``now`` (default: the current time), current first."""
+        at = time.time() if now is None else now
+        return [
+            s for s, expires_at in self.signing_secrets() if expires_at is None or at < expires_at
         ]
 
     def static_headers(self) -> dict[str, str]:
