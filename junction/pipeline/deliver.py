@@ -23,11 +23,12 @@ from junction.core.errors import (
 )
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
-from junction.pipeline.config import DeliveryConfig
+from junction.pipeline.config import DeliveryConfig, EgressConfig
 from junction.pipeline.prepare import quarantine_row
 from junction.pipeline.route import next_delay
 from junction.store.repo import Store
 from outbound.base import Delivery, OutboundChannel
+from outbound.egress import EgressPolicy
 
 log = get_logger(__name__)
 
@@ -43,16 +44,29 @@ class DeliveryStats:
 
 
 def build_channels(
-    channels: Mapping[str, Mapping[str, Any]], registry: Registry = default_registry
+    channels: Mapping[str, Mapping[str, Any]],
+    registry: Registry = default_registry,
+    *,
+    egress: EgressConfig | None = None,
 ) -> dict[str, OutboundChannel]:
-    """Instantiate every configured channel from the registry (kind = the name's prefix)."""
+    """Instantiate every configured channel from the registry (kind = the name's prefix).
+
+    Channels that send to user-configured URLs declare ``uses_egress = True`` and receive one
+    shared ``EgressPolicy``: ``egress.allow_networks`` plus ``JUNCTION_EGRESS_ALLOW``
+    (``outbound.egress`` describes the contract).
+    """
+    policy = EgressPolicy.from_env(egress.allow_networks if egress is not None else ())
     out: dict[str, OutboundChannel] = {}
     for name, options in channels.items():
         kind = name.split(".", 1)[0]
         cls = registry.get("channels", kind)
         opts = {k: v for k, v in options.items() if k != "type"}
         try:
-            out[name] = cls(cls.config_model.model_validate(opts))
+            config = cls.config_model.model_validate(opts)
+            if getattr(cls, "uses_egress", False):
+                out[name] = cls(config, egress=policy)
+            else:
+                out[name] = cls(config)
         except ValueError as exc:
             raise ConfigError(f"channel {name!r} is misconfigured", details=str(exc)) from exc
     return out
