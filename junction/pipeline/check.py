@@ -36,6 +36,6 @@ def check_config(path: Path, *, connect: bool = False) -> tuple[list[str], list[
             f"pipeline {name}: {p.source.connector} → {p.mapping} ({norm.entity}), "
             f"{len(p.rules)} rule(s), {len(p.routes)} route(s)"
         )
-    channels = build_channels(cfg.channels)
+    channels = build_channels(cfg.channels, egress=cfg.egress)
     report.extend(f"channel {name}: {type(ch).__name__}" for name, ch in channels.items())
     return report, problems

@@ -65,7 +65,9 @@ class Hub:
 
         async def go() -> DeliveryStats:
             worker = DeliveryWorker(
-                self.store, build_channels(self.cfg.channels, self.registry), self.cfg.delivery
+                self.store,
+                build_channels(self.cfg.channels, self.registry, egress=self.cfg.egress),
+                self.cfg.delivery,
             )
             try:
                 return await worker.run(drain_wait_s=drain_wait_s)

@@ -146,7 +146,7 @@ class Service:
             await asyncio.to_thread(scheduler.prepare)
             outbox = TrackedOutbox(hub.store)
             deliveries = DeliveryService(
-                outbox, build_channels(cfg.channels, hub.registry), cfg.delivery
+                outbox, build_channels(cfg.channels, hub.registry, egress=cfg.egress), cfg.delivery
             )
             ctx = ApiContext(cfg=cfg, hub=hub, config_path=self.config_path)
             ctx.extras[SCHEDULER] = scheduler
