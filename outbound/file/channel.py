@@ -1,0 +1,313 @@
+"""The file channel: deliveries appended as CSV or JSONL rows to daily files in a folder.
+
+Each delivery becomes one row (a digest one row per item), all carrying the delivery id, so a
+delivery written again after a crash (the row reached the disk, the worker died before recording
+it) is visible as a repeated id; with ``skip_duplicates`` the channel itself skips it.  Rows for
+one file queue behind a single writer task: whatever arrives while a batch is being written goes
+in the next one (group commit), each batch is written and fsynced in a worker thread, and a
+delivery counts as sent only once its batch is on disk.
+
+Failures: a disk that is full, a folder that cannot be written, any I/O error → UnavailableError
+(retried; the message names the file, never record data); an event the columns cannot be read
+from → RecordError; a file whose header disagrees with the configured columns → ConfigError.
+One hub process should write a folder: the header, the id index and the repair of a torn last
+batch assume a single writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import ValidationError
+
+from junction.core.errors import (
+    ConfigError,
+    JunctionError,
+    RecordError,
+    UnavailableError,
+)
+from outbound.base import Delivery, Receipt
+from outbound.file import writer
+from outbound.file.cells import (
+    EXTRA_COLUMN,
+    FIXED_COLUMNS,
+    ID_COLUMN,
+    Columns,
+    csv_lines,
+    default_row,
+)
+from outbound.file.config import FileConfig
+from outbound.templates import event_context
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+@dataclass
+class _Item:
+    delivery_id: str
+    rows: list[dict[str, Any]]
+    done: asyncio.Future[tuple[int, bool]]
+
+
+@dataclass
+class _Slot:
+    path: Path
+    date: str
+    state: writer.FileState | None = None
+    pending: list[_Item] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return not self.pending and (self.task is None or self.task.done())
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )
+    return ConfigError(f"invalid file channel config: {problems}")
+
+
+def _io_error(path: Path, exc: OSError) -> UnavailableError:
+    code = errno.errorcode.get(exc.errno or 0, "EIO")
+    reason = exc.strerror or type(exc).__name__
+    return UnavailableError(
+        f"could not write the export file {path}: {reason} ({code}); will retry",
+        details=type(exc).__name__,
+        context={"path": str(path), "errno": code},
+    )
+
+
+class FileChannel:
+    """Append deliveries to CSV or JSONL export files.
+
+    Args:
+        config: The channel config, or a mapping validated into one.
+        clock: Returns the Unix time that picks the day's file (tests inject one).
+
+    Raises:
+        ConfigError: ``config`` is a mapping that does not validate.
+    """
+
+    name: ClassVar[str] = "file"
+    config_model: ClassVar[type[FileConfig]] = FileConfig
+
+    def __init__(
+        self, config: FileConfig | Mapping[str, Any], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        if not isinstance(config, FileConfig):
+            try:
+                config = FileConfig.model_validate(config)
+            except ValidationError as exc:
+                raise _config_error(exc) from None
+        self.config = config
+        self._clock = clock
+        self._csv = config.format == "csv"
+        self._template = config.path_template()
+        self._columns = Columns(config.fields) if config.fields is not None else None
+        self._slots: dict[Path, _Slot] = {}
+
+    def __repr__(self) -> str:
+        return f"FileChannel({self.config.format} in {self.config.folder})"
+
+    async def __aenter__(self) -> FileChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def rows(self, delivery: Delivery) -> list[dict[str, Any]]:
+        """The rows one delivery writes: one, or one per item of a digest.
+
+        Raises:
+            RecordError: A column's JMESPath fails on this event.
+        """
+        event = event_context(delivery.payload)
+        items = event.get("items")
+        contexts = (
+            [i for i in items if isinstance(i, Mapping)]
+            if event.get("type") == "digest" and isinstance(items, list)
+            else [event]
+        )
+        if self._columns is not None:
+            return [self._columns.row(delivery.delivery_id, c) for c in contexts]
+        return [default_row(delivery.delivery_id, c) for c in contexts]
+
+    def path_for(self, delivery: Delivery, date: str) -> Path:
+        """The file ``delivery`` goes to on ``date`` (YYYY-MM-DD).
+
+        Raises:
+            RecordError: The path needs a pipeline name the event lacks or cannot be a file name.
+        """
+        pipeline = ""
+        if "{pipeline}" in self._template:
+            event = event_context(delivery.payload)
+            name = event.get("pipeline")
+            items = event.get("items")
+            if name is None and isinstance(items, list) and items and isinstance(items[0], dict):
+                name = items[0].get("pipeline")
+            if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+                raise RecordError("the event has no pipeline name usable in a file name")
+            pipeline = name
+        return self.config.folder / self._template.format(date=date, pipeline=pipeline)
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        """Append one delivery's rows and return once they are fsynced.
+
+        Returns:
+            A Receipt whose ``detail`` holds ``path``, ``rows`` (written) and ``duplicate``
+            (True when ``skip_duplicates`` found the id already in the file).
+
+        Raises:
+            RecordError: The event cannot fill the columns (or name the file).
+            ConfigError: The day's file has other columns than configured.
+            UnavailableError: The file cannot be written (disk full, permissions, I/O error).
+        """
+        started = time.perf_counter()
+        rows = self.rows(delivery)
+        date = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
+        path = self.path_for(delivery, date)
+        slot = self._slot(path, date)
+        done: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        slot.pending.append(_Item(delivery.delivery_id, rows, done))
+        if slot.task is None or slot.task.done():
+            slot.task = asyncio.create_task(self._flush(slot))
+        written, duplicate = await done
+        return Receipt(
+            delivery_id=delivery.delivery_id,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            detail={"path": str(path), "rows": written, "duplicate": duplicate},
+        )
+
+    def _slot(self, path: Path, date: str) -> _Slot:
+        slot = self._slots.get(path)
+        if slot is None:
+            # yesterday's files are done with: close the idle ones (rotation)
+            for old in [s for s in self._slots.values() if s.date != date and s.idle]:
+                if old.state is not None:
+                    writer.close(old.state)
+                del self._slots[old.path]
+            slot = self._slots[path] = _Slot(path, date)
+        return slot
+
+    async def _flush(self, slot: _Slot) -> None:
+        # the one writer of this file: takes everything queued, writes it, until the queue is empty
+        while slot.pending:
+            batch, slot.pending = slot.pending, []
+            try:
+                results = await asyncio.to_thread(self._write_batch, slot, batch)
+            except OSError as exc:
+                for item in batch:
+                    _settle(item.done, error=_io_error(slot.path, exc))
+                continue
+            except JunctionError as exc:
+                for item in batch:
+                    _settle(item.done, error=type(exc)(exc.user_message, context=exc.context))
+                continue
+            for item, result in zip(batch, results, strict=True):
+                _settle(item.done, result=result)
+
+    def _write_batch(self, slot: _Slot, batch: list[_Item]) -> list[tuple[int, bool]]:
+        if slot.state is None:
+            slot.state = writer.open_file(
+                slot.path, csv_format=self._csv, want_ids=self.config.skip_duplicates
+            )
+        state = slot.state
+        results: list[tuple[int, bool]] = []
+        rows: list[dict[str, Any]] = []
+        fresh: set[str] = set()
+        known = state.ids
+        for item in batch:
+            if known is not None and (item.delivery_id in known or item.delivery_id in fresh):
+                results.append((0, True))
+                continue
+            fresh.add(item.delivery_id)
+            rows.extend(item.rows)
+            results.append((len(item.rows), False))
+        if rows:
+            data = self._encode(state, rows)
+            try:
+                writer.append(state, data)
+            except OSError:
+                # what reached the disk is unknown: reopen (and repair the tail) next time
+                writer.close(state)
+                slot.state = None
+                raise
+        if state.ids is not None:
+            state.ids |= fresh
+        return results
+
+    def _encode(self, state: writer.FileState, rows: list[dict[str, Any]]) -> bytes:
+        if not self._csv:
+            return b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
+        header = b""
+        if state.columns is None:
+            state.columns = self._new_columns(rows[0])
+            header = csv_lines([state.columns])
+        else:
+            self._check_columns(state)
+        columns = state.columns
+        if columns[-1] == EXTRA_COLUMN and self._columns is None:
+            known = set(columns)
+            table = []
+            for row in rows:
+                extra = {k: v for k, v in row.items() if k not in known}
+                table.append([row.get(c) for c in columns[:-1]] + [extra or None])
+            return header + csv_lines(table)
+        return header + csv_lines([row.get(c) for c in columns] for row in rows)
+
+    def _new_columns(self, first: dict[str, Any]) -> list[str]:
+        if self._columns is not None:
+            return list(self._columns.names)
+        record = sorted(k for k in first if k not in FIXED_COLUMNS)
+        return [*FIXED_COLUMNS, *record, EXTRA_COLUMN]
+
+    def _check_columns(self, state: writer.FileState) -> None:
+        columns = state.columns or []
+        if self._columns is not None:
+            ok = columns == self._columns.names
+        else:
+            ok = tuple(columns[: len(FIXED_COLUMNS)]) == FIXED_COLUMNS and columns[-1:] == [
+                EXTRA_COLUMN
+            ]
+        if not ok:
+            raise ConfigError(
+                f"the export file {state.path} has other columns than the channel is configured "
+                "for; move the file away or change the channel's path",
+                context={"path": str(state.path), "first_column": ID_COLUMN},
+            )
+
+    async def aclose(self) -> None:
+        """Finish queued writes and close every file; safe to call twice."""
+        tasks = [s.task for s in self._slots.values() if s.task is not None and not s.task.done()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        slots, self._slots = self._slots, {}
+        for slot in slots.values():
+            if slot.state is not None:
+                writer.close(slot.state)
+                slot.state = None
+
+
+def _settle(
+    done: asyncio.Future[tuple[int, bool]],
+    *,
+    result: tuple[int, bool] | None = None,
+    error: JunctionError | None = None,
+) -> None:
+    if done.done():
+        return  # the sender gave up (cancelled); the row is written all the same
+    if error is not None:
+        done.set_exception(error)
+    elif result is not None:
+        done.set_result(result)
