@@ -1,0 +1,87 @@
+"""Channel contract fixture: ``email_sendgrid`` against the local SendGrid Mail Send fake.
+
+The real sendgrid SDK posts to ``tests.fakes.sendgrid``; the idempotency key read off the wire is
+the ``delivery_id`` custom arg (SendGrid echoes it in every event about the message).  Faults:
+``client_error`` → 400, ``server_error`` → 500, ``hang`` → no answer until the fixture ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from outbound.base import Delivery
+from tests.contract.channel_support import ChannelContract
+from tests.fakes.sendgrid import API_KEY, SendGridFake
+from tests.fakes.server import serve_app
+
+FAULTS = {"client_error": "client_error", "server_error": "server_error", "hang": "timeout"}
+
+
+def _delivery(delivery_id: str) -> Delivery:
+    event = {
+        "type": "lead.scored",
+        "record_id": f"leads:contract:{delivery_id}",
+        "pipeline": "leads",
+        "entity": "lead",
+        "source_key": "L-1001",
+        "record": {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"},
+        "score": {
+            "value": 0.91,
+            "grade": "A",
+            "top_factors": [["page_views", 0.42], ["industry=software", 0.17]],
+            "model_version": "lead-score@1",
+        },
+    }
+    return Delivery(delivery_id, "email_sendgrid.sales", "lead.scored", orjson.dumps(event))
+
+
+def options_for(base: str) -> dict[str, Any]:
+    """Valid channel options pointing at a fake at ``base``."""
+    return {
+        "api_key": API_KEY,
+        "host": base,
+        "from_email": "alerts@junction.example",
+        "from_name": "Junction",
+        "to": ["sales@example.com"],
+        "templates": {
+            "default": {
+                "subject": "Lead {{ record.company }} scored {{ score.grade }}",
+                "text": "{{ record.email }}: {{ score.value }}",
+                "html": "<p>{{ record.email }}: {{ score.value }}</p>",
+            }
+        },
+        "timeout_s": 5,
+    }
+
+
+@contextmanager
+def contract(tmp_path: Path) -> Iterator[ChannelContract]:
+    """The SendGrid email channel's contract inputs, against a live fake."""
+    fake = SendGridFake()
+
+    def fail_next(kind: str, n: int) -> None:
+        fake.faults.fail_next(FAULTS[kind], n)
+
+    with serve_app(fake.app) as base:
+        options = options_for(base)
+        try:
+            yield ChannelContract(
+                options=options,
+                delivery=_delivery,
+                seen_ids=fake.seen_ids,
+                fail_next=fail_next,
+                timeout_options={**options, "timeout_s": 0.5},
+                secrets=[API_KEY, API_KEY.removeprefix("SG.")],
+                bad_options=[
+                    {**options, "from_name": "Junction\r\nBcc: evil@example.com"},
+                    {**options, "templates": {"other": options["templates"]["default"]}},
+                    {**options, "api_key": API_KEY, "to": ["not an address"]},
+                ],
+            )
+        finally:
+            fake.release()
