@@ -104,7 +104,10 @@ class SlackChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        mode = "webhook" if self._webhook else f"chat.postMessage to {self.config.channel}"
+        config = getattr(self, "config", None)
+        if config is None:
+            return "SlackChannel(unconfigured)"
+        mode = "webhook" if config.webhook_url else f"chat.postMessage to {config.channel}"
         return f"SlackChannel({mode})"
 
     async def __aenter__(self) -> SlackChannel:

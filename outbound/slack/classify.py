@@ -138,7 +138,7 @@ def classify_api_error(
     shown = code or "an unreadable error code"
     if code in RATE_LIMIT_ERRORS or status == 429:
         return RateLimitedError(
-            "Slack rate-limited chat.postMessage; slow down",
+            f"Slack rate-limited chat.postMessage ({shown}); slow down",
             retry_after=parse_retry_after(headers.get("Retry-After")),
             context=ctx,
         )
