@@ -7,10 +7,11 @@ quiet hours, and send to the rest.  The SDK is blocking, so sends run in worker 
 ``max_concurrency`` at once.
 
 Twilio has no idempotency key.  The delivery id travels in the StatusCallback URL
-(``?delivery_id=``) so callbacks map to it, and the channel remembers, per process, which
-recipients of a delivery Twilio already accepted, so a retry (after a 5xx for a later recipient,
-or a deferral) never texts them twice.  A crash after Twilio's 201 and before the hub records it
-can still send one duplicate SMS per recipient (RELIABILITY.md case 59).
+(``?delivery_id=``) so callbacks map to it.  While a delivery is unfinished (a 5xx for a later
+recipient, a deferral for quiet hours) the channel remembers, per process, which of its
+recipients Twilio already accepted, so the retry never texts them twice; a finished delivery is
+forgotten.  A crash (or a store failure) after Twilio's 201 and before the hub records the
+delivery can still send one duplicate SMS per recipient (RELIABILITY.md case 59).
 """
 
 from __future__ import annotations
@@ -221,6 +222,10 @@ class TwilioSmsChannel:
         while len(self._sent) > SENT_MEMORY:
             self._sent.popitem(last=False)
 
+    def _forget(self, delivery: Delivery, targets: list[Target]) -> None:
+        for target in targets:
+            self._sent.pop(self._sent_key(delivery, target.phone), None)
+
     async def send(self, delivery: Delivery) -> Receipt:
         """Text every recipient of ``delivery`` who is not excluded and not in quiet hours.
 
@@ -261,7 +266,9 @@ class TwilioSmsChannel:
         waits: list[float] = []
         due: list[Target] = []
         for target in targets:
-            wait = self._quiet_wait(target, now)
+            # one Twilio already accepted on an earlier attempt is done, whatever its hour now
+            done = self._sent_key(delivery, target.phone) in self._sent
+            wait = None if done else self._quiet_wait(target, now)
             if wait is None:
                 due.append(target)
             else:
@@ -277,6 +284,7 @@ class TwilioSmsChannel:
             )
         if rejected is not None:
             raise rejected
+        self._forget(delivery, targets)
         return Receipt(
             delivery_id=delivery.delivery_id,
             status_code=201,

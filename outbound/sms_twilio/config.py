@@ -136,6 +136,7 @@ class TwilioSmsConfig(BaseModel):
         examples=["AC0123456789abcdef0123456789abcdef"],
     )
     auth_token: SecretStr = Field(
+        min_length=8,
         description="The account's auth token; also verifies Twilio's callbacks. "
         "Reference it from the environment, never inline it.",
         examples=["${env:TWILIO_AUTH_TOKEN}"],
