@@ -1,14 +1,19 @@
-"""Routes: deliveries (the outbox) with their attempts, and channels (list, disable, enable).
+"""Routes: deliveries (the outbox): list, show, replay; channels: list, disable, enable.
 
 Delivery payloads carry the canonical record, so its personal fields are masked unless an admin
-asks ``?reveal=true`` (audited).  Channel settings (URLs, secrets) are never returned.
+asks ``?reveal=true`` (audited).  Channel settings (URLs, secrets) are never returned.  Replaying
+(one delivery, or every match of a filter) needs OPERATE and is audited in the replay's own
+transaction (``junction.store.outbox_admin``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from junction.api.audit import audit_action
 from junction.api.context import ctx_of
@@ -27,10 +32,128 @@ from junction.api.schemas import (
     problem,
 )
 from junction.store import queries
+from junction.store.outbox_admin import (
+    DEFAULT_LIMIT,
+    REPLAYABLE,
+    ReplayAudit,
+    delivery_status,
+    replay_deliveries,
+)
 
 router = APIRouter(tags=["deliveries"])
 Channel = Annotated[str, Path(max_length=128, description="Channel name, e.g. webhook.sales.")]
 _404: Responses = {404: problem("Unknown channel.")}
+STATUSES = "pending|delivered|dead|suppressed|skipped|held|digested"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# the most ids an audit entry lists (the count is always there)
+AUDIT_IDS = 50
+
+
+class BulkReplayRequest(BaseModel):
+    """Which deliveries to put back in the queue (every filter given must match)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(None, max_length=128, description="Only this channel.")
+    status: Literal["dead", "suppressed", "skipped"] = Field(
+        "dead", description="Replay deliveries in this status."
+    )
+    since: AwareDatetime | None = Field(None, description="Only deliveries created at or after.")
+    until: AwareDatetime | None = Field(None, description="Only deliveries created before.")
+    limit: int = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=10_000,
+        description="At most this many, oldest first; call again for the rest.",
+    )
+
+
+class BulkReplayOut(BaseModel):
+    """How many deliveries a bulk replay re-queued."""
+
+    replayed: int
+
+
+class DeliveryReplayOut(BaseModel):
+    """A replayed delivery: back in the queue, due now."""
+
+    id: str
+    previous_status: str
+    status: str
+
+
+def _epoch(when: datetime | None) -> float | None:
+    return None if when is None else (when - EPOCH).total_seconds()
+
+
+def _audit_replay(
+    request: Request, action: str, target: str, detail: dict[str, Any]
+) -> ReplayAudit:
+    def audit(conn: Connection, ids: list[str]) -> None:
+        more = {"replayed": len(ids), "ids": ids[:AUDIT_IDS]}
+        audit_action(request, action, target, {**detail, **more}, conn=conn)
+
+    return audit
+
+
+@router.post(
+    "/deliveries/replay",
+    response_model=BulkReplayOut,
+    responses={404: problem("Unknown channel.")},
+)
+def replay_matching(
+    request: Request, body: BulkReplayRequest, _: Annotated[Principal, Depends(OPERATE)]
+) -> dict[str, Any]:
+    """Put every matching dead (or suppressed, or skipped) delivery back in the queue.
+
+    Each keeps its id, so receivers dedupe a message they already have; its open dead-letter
+    entry is closed as replayed.  Answers how many were re-queued (at most ``limit``).
+    """
+    ctx = ctx_of(request)
+    if body.channel is not None:
+        _require_channel(request, body.channel)
+    filters = body.model_dump(mode="json")
+    n = replay_deliveries(
+        ctx.store,
+        channel=body.channel,
+        status=body.status,
+        since=_epoch(body.since),
+        until=_epoch(body.until),
+        limit=body.limit,
+        audit=_audit_replay(request, "delivery.replay_bulk", body.channel or "*", filters),
+    )
+    return {"replayed": n}
+
+
+@router.post(
+    "/deliveries/{delivery_id:path}/replay",
+    response_model=DeliveryReplayOut,
+    responses={
+        404: problem("Unknown delivery."),
+        409: problem("The delivery is not dead, suppressed or skipped."),
+    },
+)
+def replay_one(
+    request: Request,
+    delivery_id: Annotated[str, Path(max_length=600)],
+    _: Annotated[Principal, Depends(OPERATE)],
+) -> dict[str, Any]:
+    """Put one dead (or suppressed, or skipped) delivery back in the queue, with the same id."""
+    store = ctx_of(request).store
+    before = delivery_status(store, delivery_id)
+    if before is None:
+        raise ApiProblem(404, "Not found", "no such delivery", code="delivery_not_found")
+    audit = _audit_replay(request, "delivery.replay", delivery_id, {"previous_status": before})
+    if before not in REPLAYABLE or not replay_deliveries(
+        store, ids=[delivery_id], status=before, limit=1, audit=audit
+    ):
+        raise ApiProblem(
+            409,
+            "Not replayable",
+            f"the delivery is {before}; only {', '.join(REPLAYABLE)} deliveries are replayed",
+            code="delivery_not_replayable",
+        )
+    return {"id": delivery_id, "previous_status": before, "status": "pending"}
 
 
 @router.get(
@@ -41,7 +164,7 @@ _404: Responses = {404: problem("Unknown channel.")}
 def list_deliveries(
     request: Request,
     _: Annotated[Principal, Depends(READ)],
-    status: Annotated[str | None, Query(pattern="^(pending|delivered|dead)$")] = None,
+    status: Annotated[str | None, Query(pattern=f"^({STATUSES})$")] = None,
     channel: Annotated[str | None, Query(max_length=128)] = None,
     pipeline: Annotated[str | None, Query(max_length=64)] = None,
     limit: LimitQuery = 100,
