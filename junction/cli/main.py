@@ -25,6 +25,8 @@ from rich.table import Table
 from junction.cli.api import api_app
 from junction.cli.audit import app as audit_app
 from junction.cli.clients import app as clients_app
+from junction.cli.deliveries import app as deliveries_app
+from junction.cli.suppressions import app as suppressions_app
 from junction.core.errors import ConfigError, JunctionError
 from junction.core.registry import default_registry
 
@@ -42,6 +44,8 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(api_app, name="api")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
+app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(suppressions_app, name="suppressions")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

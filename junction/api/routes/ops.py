@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from junction.api.routes import outbox, pipelines, quarantine, record_reads
+from junction.api.routes import outbox, pipelines, quarantine, record_reads, suppressions
 
 router = APIRouter()
-for _module in (pipelines, record_reads, quarantine, outbox):
+for _module in (pipelines, record_reads, quarantine, outbox, suppressions):
     router.include_router(_module.router)
