@@ -134,3 +134,24 @@ def _replay_one(
         err_console.print(f"delivery {delivery_id} does not match the filters", markup=False)
         raise typer.Exit(1)
     console.print(f"re-queued {delivery_id} (was {before})", markup=False)
+
+
+@app.command("ack")
+def ack(
+    delivery_id: Annotated[str, typer.Argument(help="The alert's delivery id.")],
+    config: ConfigOpt = Path("junction.yaml"),
+) -> None:
+    """Acknowledge an alert: it (and its escalation chain) escalates no further."""
+    from junction.pipeline.hygiene_sweeps import acknowledge
+    from junction.store.audit import AuditLog
+
+    with open_store(config) as store:
+        row, acked = acknowledge(store, delivery_id)
+        if row is None:
+            err_console.print(f"no delivery {delivery_id}", markup=False)
+            raise typer.Exit(1)
+        if not acked:
+            err_console.print(f"delivery {delivery_id} was acknowledged before", markup=False)
+            raise typer.Exit(1)
+        AuditLog(store).append(cli_actor(), "delivery.ack", delivery_id)
+    console.print(f"acknowledged {delivery_id}", markup=False)
