@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from junction.pipeline.config import PipelineConfig
 from junction.pipeline.hygiene import (
     DIGEST_PREFIX,
     RouteRules,
@@ -39,6 +40,7 @@ from junction.store import tables as t
 from junction.store.repo import Store
 
 _ESCALATE_BATCH = 200
+Sweep = Callable[[float], int]
 
 
 def digest_id(pipeline: str, route: str, channel: str, first_id: str) -> str:
@@ -71,7 +73,7 @@ class HygieneSweeps:
         self._keep_s = max(windows, default=0.0)
         self._pruned_at = 0.0
 
-    def all(self) -> list[Callable[[float], int]]:
+    def all(self) -> list[Sweep]:
         """Every sweep, for ``DeliveryWorker(sweeps=...)``."""
         return [self.flush_digests, self.escalate_due, self.prune]
 
@@ -247,6 +249,11 @@ class HygieneSweeps:
         return prune_send_log(self.store, now - self._keep_s - 60)
 
 
+def hygiene_sweeps(store: Store, pipelines: Mapping[str, PipelineConfig]) -> list[Sweep]:
+    """The delivery worker's alert-hygiene sweeps for ``pipelines`` (digests, escalations)."""
+    return HygieneSweeps(store, RouteTable(pipelines)).all()
+
+
 def acknowledge(
     store: Store, delivery_id: str, now: float | None = None
 ) -> tuple[dict[str, Any] | None, bool]:
@@ -269,4 +276,4 @@ def acknowledge(
     return (None if row is None else dict(row._mapping)), bool(n)
 
 
-__all__ = ["HygieneSweeps", "acknowledge", "digest_id"]
+__all__ = ["HygieneSweeps", "Sweep", "acknowledge", "digest_id", "hygiene_sweeps"]
