@@ -88,12 +88,16 @@ class KafkaBroker:
 
     Args:
         port: The port to listen on (default: a free one, chosen at start).
+        authentication: Require SASL (SCRAM) authentication.  With memory storage no user can
+            be created (``tansu user create`` must itself authenticate), so every client is
+            refused: a broker for the auth-failure tests.
 
     Use it as a context manager, or call ``start()`` and ``stop()``.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, authentication: bool = False) -> None:
         self.port = port or 0
+        self.authentication = authentication
         self.command: list[str] = []
         self.started_in_s: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -164,6 +168,8 @@ class KafkaBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self.authentication:
+            self.command.append("--authentication")
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         main_thread = threading.current_thread() is threading.main_thread()
         started = time.monotonic()
@@ -191,7 +197,8 @@ class KafkaBroker:
         else:
             self._kill()
             return False
-        self._wait_metadata(deadline)
+        if not self.authentication:
+            self._wait_metadata(deadline)
         self.started_in_s = time.monotonic() - started
         return True
 
