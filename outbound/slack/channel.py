@@ -6,6 +6,10 @@ the delivery id as Slack message metadata (``event_type`` ``junction_delivery``)
 an operator reading the channel history, can tell a retry of a message that did arrive from a new
 one.  Values from records are escaped for Slack in the text and in every Block Kit string, so a
 record cannot ping ``<!channel>`` or hide a link (RELIABILITY.md case 29).
+
+The webhook URL and ``api_base`` are user-configured, so every request goes through the egress
+policy (``outbound.egress``), as the webhook channel's do: the URL's shape is checked at
+construction, an IP-literal host before each send, and a host name on every resolution.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic import ValidationError
 
 from junction.core.errors import ConfigError, InternalError, JunctionError, RetryableError
 from outbound.base import Delivery, Receipt
+from outbound.egress import EgressPolicy, ip_literal
 from outbound.slack.classify import classify_api_error, classify_webhook_answer
 from outbound.slack.config import SlackConfig, SlackTemplate
 from outbound.slack.render import render_blocks, render_text
@@ -62,30 +67,27 @@ def _for_slack(error: JunctionError) -> JunctionError:
     )
 
 
-def _new_session(config: SlackConfig) -> aiohttp.ClientSession:
-    # the one place that builds connections to the user-configured URL (egress checks go here)
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=config.max_connections),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=config.timeout_s),
-    )
-
-
 class SlackChannel:
     """Post deliveries to one Slack channel.
 
     Args:
         config: The channel config, or a mapping validated into one.
+        egress: The egress policy (SSRF protection); None reads ``JUNCTION_EGRESS_ALLOW`` only.
 
     Raises:
         ConfigError: ``config`` is a mapping that does not validate.
+        InvalidUrlError: The URL's scheme, userinfo or port is refused by the egress policy.
     """
 
     name: ClassVar[str] = "slack"
     config_model: ClassVar[type[SlackConfig]] = SlackConfig
+    # build_channels passes the hub's egress policy to channels that declare this
+    uses_egress: ClassVar[bool] = True
 
-    def __init__(self, config: SlackConfig | Mapping[str, Any]) -> None:
+    def __init__(
+        self, config: SlackConfig | Mapping[str, Any], *, egress: EgressPolicy | None = None
+    ) -> None:
+        self._egress = EgressPolicy.from_env() if egress is None else egress
         if not isinstance(config, SlackConfig):
             try:
                 config = SlackConfig.model_validate(config)
@@ -93,7 +95,9 @@ class SlackChannel:
                 raise _config_error(exc) from None
         self.config = config
         self._webhook = config.webhook_url is not None
-        self._url = config.target_url()
+        self._url = self._egress.check_url(config.target_url(), check_literal=False)
+        # aiohttp connects to an IP literal without resolving it: send() checks it instead
+        self._literal = ip_literal(self._url.host or "")
         self._headers = {
             "content-type": "application/json; charset=utf-8",
             "user-agent": _user_agent(),
@@ -125,7 +129,13 @@ class SlackChannel:
                 )
             self._session = None
         if self._session is None:
-            self._session = _new_session(self.config)
+            self._session = aiohttp.ClientSession(
+                connector=self._egress.connector(limit=self.config.max_connections),
+                # Slack must not be able to plant cookies that leak into later messages
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            )
             self._loop = loop
         return self._session
 
@@ -172,6 +182,8 @@ class SlackChannel:
             A Receipt; in chat.postMessage mode ``remote_id`` is ``<channel id>:<message ts>``.
 
         Raises:
+            BlockedAddressError: The egress policy refuses the address (an IP literal, or every
+                address the host name resolved to); nothing was sent.
             RecordError: The template cannot render this event (or renders invalid blocks).
             ConfigError: The delivery names a template this channel lacks.
             AuthError: Slack refused the token (or the webhook's).
@@ -182,6 +194,8 @@ class SlackChannel:
             RemoteTimeoutError: No complete answer within ``timeout_s``.
         """
         data = orjson.dumps(self.message(delivery))
+        if self._literal is not None:
+            self._egress.check_ip(self._literal)
         session = self._open_session()
         started = time.perf_counter()
         try:

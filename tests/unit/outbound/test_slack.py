@@ -10,9 +10,11 @@ import pytest
 
 from junction.core.errors import (
     AuthError,
+    BlockedAddressError,
     ConfigError,
     EndpointGoneError,
     FatalError,
+    InvalidUrlError,
     RateLimitedError,
     RecordError,
     RemoteTimeoutError,
@@ -20,6 +22,7 @@ from junction.core.errors import (
     UnavailableError,
 )
 from outbound.base import Delivery, Receipt
+from outbound.egress import STANDARD_PORTS, EgressPolicy
 from outbound.slack import SlackChannel, SlackConfig
 from outbound.slack.escape import slack_escape
 from tests.fakes.slack import BOT_TOKEN, WEBHOOK_PATH, FakeSlack
@@ -368,3 +371,34 @@ def test_config_schema_exports():
             name
         ]["anyOf"]
     assert json.dumps(schema)
+
+
+# -- egress (SSRF) ---------------------------------------------------------------------------
+
+
+def test_egress_refuses_a_loopback_literal_before_sending(fake, url):
+    channel = SlackChannel({"webhook_url": f"{url}{WEBHOOK_PATH}"}, egress=EgressPolicy())
+    (result,) = send(channel, delivery())
+    assert isinstance(result, BlockedAddressError)
+    assert fake.messages == []
+
+
+def test_egress_refuses_a_name_resolving_to_loopback(fake, url):
+    api_base = url.replace("127.0.0.1", "localhost") + "/api"
+    channel = bot(url, api_base=api_base)
+    channel = SlackChannel(channel.config, egress=EgressPolicy())
+    (result,) = send(channel, delivery())
+    assert isinstance(result, BlockedAddressError)
+    assert fake.messages == []
+    allowed = SlackChannel(channel.config, egress=EgressPolicy(["127.0.0.0/8", "::1/128"]))
+    (receipt,) = send(allowed, delivery())
+    assert isinstance(receipt, Receipt)
+
+
+def test_egress_port_policy_is_a_typed_config_error(url):
+    with pytest.raises(InvalidUrlError) as caught:
+        SlackChannel(
+            {"webhook_url": f"{url}{WEBHOOK_PATH}"},
+            egress=EgressPolicy(allowed_ports=STANDARD_PORTS),
+        )
+    assert WEBHOOK_PATH not in str(caught.value)
