@@ -11,7 +11,18 @@ from junction.api.context import ApiContext
 from junction.api.middleware import RequestIdMiddleware
 from junction.api.policy import Authenticator
 from junction.api.problems import install_problem_handlers
-from junction.api.routes import alerts, audit, auth, commerceml, health, hooks, ops, records, score
+from junction.api.routes import (
+    alerts,
+    audit,
+    auth,
+    callbacks_sendgrid,
+    commerceml,
+    health,
+    hooks,
+    ops,
+    records,
+    score,
+)
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"
@@ -46,6 +57,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(hooks.router)
+    app.include_router(callbacks_sendgrid.router)  # SendGrid's signed event webhook (public)
     app.include_router(commerceml.router)  # 1C's CommerceML exchange (public: its own login)
     for module in (auth, score, records, ops, alerts, audit):
         app.include_router(module.router, prefix=API_PREFIX)
