@@ -126,13 +126,12 @@ class FileChannel:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def rows(self, delivery: Delivery) -> list[dict[str, Any]]:
-        """The rows one delivery writes: one, or one per item of a digest.
+    def rows(self, delivery_id: str, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The rows one delivery's event writes: one, or one per item of a digest.
 
         Raises:
             RecordError: A column's JMESPath fails on this event.
         """
-        event = event_context(delivery.payload)
         items = event.get("items")
         contexts = (
             [i for i in items if isinstance(i, Mapping)]
@@ -140,18 +139,17 @@ class FileChannel:
             else [event]
         )
         if self._columns is not None:
-            return [self._columns.row(delivery.delivery_id, c) for c in contexts]
-        return [default_row(delivery.delivery_id, c) for c in contexts]
+            return [self._columns.row(delivery_id, c) for c in contexts]
+        return [default_row(delivery_id, c) for c in contexts]
 
-    def path_for(self, delivery: Delivery, date: str) -> Path:
-        """The file ``delivery`` goes to on ``date`` (YYYY-MM-DD).
+    def path_for(self, event: Mapping[str, Any], date: str) -> Path:
+        """The file a delivery's event goes to on ``date`` (YYYY-MM-DD).
 
         Raises:
             RecordError: The path needs a pipeline name the event lacks or cannot be a file name.
         """
         pipeline = ""
         if "{pipeline}" in self._template:
-            event = event_context(delivery.payload)
             name = event.get("pipeline")
             items = event.get("items")
             if name is None and isinstance(items, list) and items and isinstance(items[0], dict):
@@ -174,9 +172,10 @@ class FileChannel:
             UnavailableError: The file cannot be written (disk full, permissions, I/O error).
         """
         started = time.perf_counter()
-        rows = self.rows(delivery)
+        event = event_context(delivery.payload)
+        rows = self.rows(delivery.delivery_id, event)
         date = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
-        path = self.path_for(delivery, date)
+        path = self.path_for(event, date)
         slot = self._slot(path, date)
         done: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
         slot.pending.append(_Item(delivery.delivery_id, rows, done))

@@ -4,27 +4,29 @@ Blocking; the channel calls it from a worker thread, one batch at a time per fil
 written with ``os.write`` and made durable with ``os.fsync`` (and the folder's entry fsynced when
 the file is new) before any of its deliveries count as sent.
 
-When an existing file is opened it is read once: its CSV header (so a restarted hub keeps the
-day's columns) and, with ``skip_duplicates``, the delivery ids already in it.  A crash can leave
-the last batch half written; that tail (after the last complete row) is cut off, since none of
-its deliveries were acknowledged and they will be sent again.  For CSV a row is complete at a line
-end where the double quotes so far balance (every cell is quoted and quotes inside are doubled,
-so a newline inside a cell never ends a row).
+When an existing file is opened it is read once, streaming: its CSV header (so a restarted hub
+keeps the day's columns) and, with ``skip_duplicates``, the delivery ids already in it.  A crash
+can leave the last batch half written; that tail (after the last complete row) is cut off, since
+none of its deliveries were acknowledged and they will be sent again.  For CSV a row is complete
+at a line end where the double quotes so far balance (every cell is quoted and quotes inside are
+doubled, so a newline inside a cell never ends a row).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from outbound.file.cells import ID_COLUMN, uncell
 
+_CHUNK = 1 << 20
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -40,20 +42,31 @@ class FileState:
     ids: set[str] | None = None  # delivery ids in the file (with skip_duplicates)
 
 
-def complete_end(content: bytes, csv_format: bool) -> int:
-    """Return the byte offset just after the last complete row of ``content``."""
+def complete_end(chunks: Iterable[bytes], csv_format: bool) -> int:
+    """Return the byte offset just after the last complete row of the content in ``chunks``."""
     end = 0
-    odd = False
-    start = 0
-    while True:
-        nl = content.find(b"\n", start)
-        if nl < 0:
-            return end
-        if csv_format:
-            odd ^= content.count(b'"', start, nl) % 2 == 1
-        start = nl + 1
-        if not odd:
-            end = start
+    odd = False  # inside a quoted CSV cell
+    offset = 0
+    for chunk in chunks:
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if csv_format:
+                    odd ^= chunk.count(b'"', start) % 2 == 1
+                break
+            if csv_format:
+                odd ^= chunk.count(b'"', start, nl) % 2 == 1
+            start = nl + 1
+            if not odd:
+                end = offset + start
+        offset += len(chunk)
+    return end
+
+
+def _chunks(reader: BinaryIO) -> Iterator[bytes]:
+    while chunk := reader.read(_CHUNK):
+        yield chunk
 
 
 def open_file(path: Path, *, csv_format: bool, want_ids: bool) -> FileState:
@@ -74,46 +87,46 @@ def open_file(path: Path, *, csv_format: bool, want_ids: bool) -> FileState:
             return state
         state.new = False
         with open(path, "rb") as reader:
-            content = reader.read()
-        end = complete_end(content, csv_format)
-        if end < len(content):
+            end = complete_end(_chunks(reader), csv_format)
+        if end < info.st_size:
             # the unacknowledged tail of a batch cut short by a crash
             os.ftruncate(fd, end)
             os.fsync(fd)
-            content = content[:end]
         if end == 0:
             state.new = True
             return state
         if csv_format:
-            _read_csv(content, state)
+            _read_csv(path, state)
         elif state.ids is not None:
-            _read_jsonl(content, state.ids)
+            _read_jsonl(path, state.ids)
     except BaseException:
         os.close(fd)
         raise
     return state
 
 
-def _read_csv(content: bytes, state: FileState) -> None:
-    reader = csv.reader(io.StringIO(content.decode("utf-8", "replace"), newline=""))
-    header = next(reader, None)
-    state.columns = [uncell(name) for name in header] if header else None
-    if state.ids is None or not state.columns or ID_COLUMN not in state.columns:
-        return
-    at = state.columns.index(ID_COLUMN)
-    for row in reader:
-        if len(row) > at:
-            state.ids.add(uncell(row[at]))
+def _read_csv(path: Path, state: FileState) -> None:
+    with path.open(newline="", encoding="utf-8", errors="replace") as text:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        state.columns = [uncell(name) for name in header] if header else None
+        if state.ids is None or not state.columns or ID_COLUMN not in state.columns:
+            return
+        at = state.columns.index(ID_COLUMN)
+        for row in reader:
+            if len(row) > at:
+                state.ids.add(uncell(row[at]))
 
 
-def _read_jsonl(content: bytes, ids: set[str]) -> None:
-    for line in content.splitlines():
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get(ID_COLUMN), str):
-            ids.add(row[ID_COLUMN])
+def _read_jsonl(path: Path, ids: set[str]) -> None:
+    with path.open("rb") as lines:
+        for line in lines:
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get(ID_COLUMN), str):
+                ids.add(row[ID_COLUMN])
 
 
 def append(state: FileState, data: bytes) -> None:

@@ -282,6 +282,17 @@ def test_concurrent_deliveries_share_fsynced_batches(tmp_path, monkeypatch):
     assert str(tmp_path) in synced
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_complete_end_does_not_depend_on_read_chunks(fmt):
+    rows = b'"a","b\nc"\r\n"d","e"""\r\n"f","g\n' if fmt == "csv" else b'{"a":1}\n{"b":"\\n"}\n{"c'
+    whole = file_writer.complete_end([rows], fmt == "csv")
+    assert whole == (rows.index(b'"f"') if fmt == "csv" else rows.index(b'{"c'))
+    for cut in range(len(rows) + 1):
+        for step in (1, 3):
+            parts = [rows[:cut]] + [rows[i : i + step] for i in range(cut, len(rows), step)]
+            assert file_writer.complete_end(parts, fmt == "csv") == whole
+
+
 # -- real disk failures --------------------------------------------------------------------------
 
 
