@@ -105,6 +105,7 @@ class SlackChannel:
         if config.bot_token is not None:
             self._headers["authorization"] = f"Bearer {config.bot_token.get_secret_value()}"
         self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -120,7 +121,7 @@ class SlackChannel:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _open_session(self) -> aiohttp.ClientSession:
+    def _open_session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._session is not None and self._loop is not loop:
             if self._loop is not None and not self._loop.is_closed():
@@ -136,8 +137,12 @@ class SlackChannel:
                 trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
             )
+            # the total timeout must measure the attempt, not the wait for a free connection, so
+            # requests queue on this semaphore (sized like the pool) before the clock starts
+            self._slots = asyncio.Semaphore(self.config.max_connections)
             self._loop = loop
-        return self._session
+        assert self._slots is not None
+        return self._session, self._slots
 
     def _template(self, delivery: Delivery, event: Mapping[str, Any]) -> SlackTemplate:
         name = delivery.template
@@ -196,19 +201,20 @@ class SlackChannel:
         data = orjson.dumps(self.message(delivery))
         if self._literal is not None:
             self._egress.check_ip(self._literal)
-        session = self._open_session()
-        started = time.perf_counter()
-        try:
-            async with session.post(
-                self._url, data=data, headers=self._headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                raw = await resp.content.read(MAX_BODY_READ)
-                resp_headers = resp.headers
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _for_slack(
-                classify_exception(exc, duration_ms=(time.perf_counter() - started) * 1000)
-            ) from exc
+        session, slots = self._open_session()
+        async with slots:
+            started = time.perf_counter()
+            try:
+                async with session.post(
+                    self._url, data=data, headers=self._headers, allow_redirects=False
+                ) as resp:
+                    status = resp.status
+                    raw = await _read_capped(resp, MAX_BODY_READ)
+                    resp_headers = resp.headers
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise _for_slack(
+                    classify_exception(exc, duration_ms=(time.perf_counter() - started) * 1000)
+                ) from exc
         duration_ms = (time.perf_counter() - started) * 1000.0
         text = raw[:_EXCERPT_CHARS].decode("utf-8", "replace")
         if self._webhook:
@@ -263,6 +269,20 @@ class SlackChannel:
     async def aclose(self) -> None:
         """Close the connection pool; safe to call twice (a later send opens a new one)."""
         session, self._session = self._session, None
+        self._slots = None
         self._loop = None
         if session is not None and not session.closed:
             await session.close()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    # at most ``limit`` bytes of the answer, however it is chunked
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = await resp.content.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

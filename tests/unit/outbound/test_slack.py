@@ -402,3 +402,11 @@ def test_egress_port_policy_is_a_typed_config_error(url):
             egress=EgressPolicy(allowed_ports=STANDARD_PORTS),
         )
     assert WEBHOOK_PATH not in str(caught.value)
+
+
+def test_a_long_answer_is_read_whole(fake, url):
+    # chat.postMessage echoes the message: a long text makes an answer of many network chunks
+    templates = {"default": {"text": "{{ record.company }}"}}
+    (receipt,) = send(bot(url, templates=templates), delivery(company="x" * 39_000))
+    assert isinstance(receipt, Receipt)
+    assert receipt.remote_id == "C0SALES01:1700000000.000001"
