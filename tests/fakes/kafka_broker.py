@@ -270,6 +270,50 @@ class KafkaBroker:
         finally:
             consumer.close()
 
+    def read_all(self, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
+        """Read every message ``topic`` holds now (up to each partition's high watermark).
+
+        Returns:
+            The messages ordered by partition, then offset; empty for an unknown topic.
+        """
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"junction-test-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+            info = meta.topics.get(topic)
+            if info is None or info.error is not None:
+                return []
+            wanted: dict[int, int] = {}
+            starts = []
+            for p in sorted(info.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    wanted[p] = high
+                    starts.append(TopicPartition(topic, p, low))
+            if not starts:
+                return []
+            consumer.assign(starts)
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout_s
+            while wanted and time.monotonic() < deadline:
+                for msg in consumer.consume(num_messages=500, timeout=0.2):
+                    partition, offset = msg.partition(), msg.offset()
+                    if msg.error() is not None or partition is None or offset is None:
+                        continue
+                    out.append(msg)
+                    if offset + 1 >= wanted.get(partition, 0):
+                        wanted.pop(partition, None)
+            return sorted(out, key=lambda m: (m.partition(), m.offset()))
+        finally:
+            consumer.close()
+
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): connections stay open but nothing is answered.
 

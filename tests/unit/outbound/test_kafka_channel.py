@@ -23,7 +23,7 @@ from junction.core.errors import (
     RemoteTimeoutError,
     RetryableError,
 )
-from outbound.base import Delivery, OutboundChannel
+from outbound.base import Delivery
 from outbound.kafka import KafkaChannel, KafkaConfig
 from tests.fakes.kafka_broker import KafkaBroker
 
@@ -57,7 +57,7 @@ def _channel(bootstrap: str, topic: str, **options: Any) -> KafkaChannel:
     return KafkaChannel({"bootstrap_servers": bootstrap, "topic": topic, **options})
 
 
-async def _outcome(channel: OutboundChannel, delivery: Delivery) -> Any:
+async def _outcome(channel: KafkaChannel, delivery: Delivery) -> Any:
     try:
         return await channel.send(delivery)
     except JunctionError as exc:
