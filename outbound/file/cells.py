@@ -74,7 +74,8 @@ def flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
 
 def default_row(delivery_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
     """The default columns: the delivery id, record id, type, score value and grade, then the
-    record's fields flattened (``record.email``, ``record.address.city``)."""
+    record's fields flattened (``record.email``, ``record.address.city``); an event without a
+    record (a hub alert) has its other fields flattened instead (``kind``, ``detail.reason``)."""
     score = event.get("score")
     score = score if isinstance(score, Mapping) else {}
     row: dict[str, Any] = {
@@ -88,6 +89,11 @@ def default_row(delivery_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(record, Mapping):
         for key, value in record.items():
             flatten(value, f"record.{key}", row)
+    elif "record" not in event:
+        # not a record event (a hub alert: kind, subject, detail): keep what it says
+        for key, value in event.items():
+            if key not in ("type", "record_id", "score"):
+                flatten(value, key, row)
     return row
 
 

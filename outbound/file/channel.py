@@ -48,7 +48,8 @@ from outbound.file.cells import (
 from outbound.file.config import FileConfig
 from outbound.templates import event_context
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+NO_PIPELINE = "_hub"
 
 
 @dataclass
@@ -154,8 +155,10 @@ class FileChannel:
             items = event.get("items")
             if name is None and isinstance(items, list) and items and isinstance(items[0], dict):
                 name = items[0].get("pipeline")
+            if name is None:
+                name = NO_PIPELINE  # the hub's own events (alerts) come from no pipeline
             if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-                raise RecordError("the event has no pipeline name usable in a file name")
+                raise RecordError("the event's pipeline name cannot be used in a file name")
             pipeline = name
         return self.config.folder / self._template.format(date=date, pipeline=pipeline)
 

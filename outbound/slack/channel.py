@@ -29,7 +29,12 @@ from junction.core.errors import ConfigError, InternalError, JunctionError, Retr
 from outbound.base import Delivery, Receipt
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.slack.classify import classify_api_error, classify_webhook_answer
-from outbound.slack.config import SlackConfig, SlackTemplate
+from outbound.slack.config import (
+    ALERT_EVENT_TYPE,
+    BUILTIN_TEMPLATES,
+    SlackConfig,
+    SlackTemplate,
+)
 from outbound.slack.render import render_blocks, render_text
 from outbound.templates import event_context
 from outbound.webhook.channel import MAX_BODY_READ
@@ -146,10 +151,17 @@ class SlackChannel:
 
     def _template(self, delivery: Delivery, event: Mapping[str, Any]) -> SlackTemplate:
         name = delivery.template
+        template: SlackTemplate | None = None
         if name is None:
-            digest = event.get("type") == "digest" and isinstance(event.get("items"), list)
-            name = "digest" if digest and "digest" in self.config.templates else "default"
-        template = self.config.template(name)
+            if event.get("type") == "digest" and isinstance(event.get("items"), list):
+                name = "digest"
+            elif event.get("type") == ALERT_EVENT_TYPE:
+                name = "alert"
+            else:
+                name = "default"
+            template = self.config.template(name) or BUILTIN_TEMPLATES[name]
+        else:
+            template = self.config.template(name)
         if template is None:
             raise ConfigError(
                 f"slack channel has no template {name!r}",

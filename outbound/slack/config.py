@@ -20,15 +20,22 @@ from yarl import URL
 from outbound.slack.render import check_blocks_template, check_text_template
 
 DEFAULT_TEXT = (
-    "{{ type }}: {{ record_id }}"
+    "{{ type }}{% if record_id is defined %}: {{ record_id }}{% endif %}"
     "{% if score is defined and score %} scored {{ score.value }} ({{ score.grade }}){% endif %}"
 )
 DIGEST_TEXT = (
     "{{ count }} deliveries:\n"
-    "{% for item in items %}• {{ item.type }}: {{ item.record_id }}"
+    "{% for item in items %}• {{ item.type | default('item') }}"
+    "{% if item.record_id is defined %}: {{ item.record_id }}{% endif %}"
     "{% if item.score is defined and item.score %} ({{ item.score.grade }}){% endif %}\n"
     "{% endfor %}"
 )
+# the hub's own alerts (junction.store.events): {"type": "junction.alert", kind, subject, detail}
+ALERT_TEXT = (
+    "Junction alert: {{ kind }} ({{ subject }})"
+    "{% for key, value in detail | dictsort %}\n• {{ key }}: {{ value }}{% endfor %}"
+)
+ALERT_EVENT_TYPE = "junction.alert"
 
 
 class SlackTemplate(BaseModel):
@@ -60,7 +67,16 @@ class SlackTemplate(BaseModel):
 
 
 def _default_templates() -> dict[str, SlackTemplate]:
-    return {"default": SlackTemplate(text=DEFAULT_TEXT), "digest": SlackTemplate(text=DIGEST_TEXT)}
+    return {"default": SlackTemplate(text=DEFAULT_TEXT)}
+
+
+# used for digests and alerts when the config names no template of that name, since a
+# configured "default" usually reads record fields that digests and alerts do not have
+BUILTIN_TEMPLATES = {
+    "default": SlackTemplate(text=DEFAULT_TEXT),
+    "digest": SlackTemplate(text=DIGEST_TEXT),
+    "alert": SlackTemplate(text=ALERT_TEXT),
+}
 
 
 def _check_http_url(value: str, what: str) -> URL:
@@ -105,8 +121,9 @@ class SlackConfig(BaseModel):
     )
     templates: dict[str, SlackTemplate] = Field(
         default_factory=_default_templates,
-        description="Named message templates; routes pick one by name. 'default' is required; "
-        "'digest' (when present) renders digest deliveries of routes that name no template.",
+        description="Named message templates; routes pick one by name. 'default' is required. "
+        "Digest deliveries of routes that name no template use 'digest', and the hub's alerts "
+        "use 'alert' (built-in ones when not configured).",
     )
     unfurl_links: bool = Field(
         default=False, description="Let Slack unfurl links in the message (off: no previews)."

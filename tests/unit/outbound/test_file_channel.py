@@ -182,6 +182,22 @@ def test_digest_writes_one_row_per_item(tmp_path):
     assert [r["record.company"] for r in rows] == ["Initech", "B"]
 
 
+def test_hub_alerts_are_exported_too(tmp_path):
+    alert = {
+        "type": "junction.alert",
+        "kind": "endpoint.disabled",
+        "subject": "webhook.sales",
+        "detail": {"failing_for_s": 86400},
+        "at": 1700000000.0,
+    }
+    (receipt,) = send(channel(tmp_path), delivery("alert:1:file_exports", alert))
+    assert isinstance(receipt, Receipt)
+    (row,) = read_csv(tmp_path / "_hub-2026-03-01.csv")
+    assert row["kind"] == "endpoint.disabled"
+    assert row["detail.failing_for_s"] == "86400"
+    assert row["type"] == "junction.alert"
+
+
 # -- files: rotation, restart, duplicates, repair --------------------------------------------
 
 

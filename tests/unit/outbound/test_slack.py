@@ -211,10 +211,28 @@ def test_route_template_and_digest(fake, url):
     ]
 
 
-def test_builtin_digest_template(fake, url):
-    digest = {"type": "digest", "items": [EVENT, EVENT]}
-    send(hook(url), Delivery("d-digest", "slack.sales", "digest", orjson.dumps(digest)))
-    assert fake.messages[0].body["text"].startswith("2 deliveries:")
+def test_builtin_digest_and_alert_templates(fake, url):
+    # the configured default reads record fields, which digests and alerts do not have
+    templates = {"default": {"text": "Lead {{ record.company }}"}}
+    digest = {"type": "digest", "items": [EVENT, {"record_id": "leads:L-2"}]}
+    alert = {
+        "type": "junction.alert",
+        "kind": "endpoint.disabled",
+        "subject": "webhook.sales",
+        "detail": {"failing_for_s": 86400, "last_error": "<!channel> down"},
+        "at": 1700000000.0,
+    }
+    results = send(
+        hook(url, templates=templates),
+        Delivery("d-digest", "slack.sales", "digest", orjson.dumps(digest)),
+        Delivery("alert:1:slack_ops", "slack.ops", "junction.alert", orjson.dumps(alert)),
+    )
+    assert all(isinstance(r, Receipt) for r in results)
+    assert [m.body["text"] for m in fake.messages] == [
+        "2 deliveries:\n• lead.scored: leads:L-1 (A)\n• item: leads:L-2\n",
+        "Junction alert: endpoint.disabled (webhook.sales)\n• failing_for_s: 86400"
+        "\n• last_error: &lt;!channel&gt; down",
+    ]
 
 
 # -- error mapping: incoming webhook -------------------------------------------------------------
