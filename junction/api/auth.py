@@ -23,7 +23,8 @@ from junction.api.context import ApiContext
 from junction.api.policy import Principal
 from junction.core.errors import AuthError, ConfigError
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
-from junction.pipeline.config import ApiConfig, HubConfig
+from junction.pipeline.config import ApiConfig
+from junction.pipeline.state import state_dir
 from junction.store.clients import ApiClient, ClientStore, split_api_key
 
 ALGORITHM = "HS256"
@@ -32,11 +33,6 @@ LEEWAY_S = 5
 # a token we issue is ~400 bytes; anything far larger is refused before it is parsed
 MAX_TOKEN_CHARS = 4096
 SIGNING_KEY_FILE = "api-signing.key"
-
-
-def state_dir(cfg: HubConfig) -> Path:
-    """Where the hub keeps its generated keys: the models folder's parent."""
-    return Path(cfg.models_dir).parent
 
 
 def resolve_signing_key(api: ApiConfig, state: Path) -> bytes:

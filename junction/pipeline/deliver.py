@@ -2,6 +2,9 @@
 
 At-least-once with a stable idempotency key: a delivery is marked delivered only after the
 receiver's 2xx, so a crash in between re-sends the same ``webhook-id`` and the receiver dedupes.
+Each channel (endpoint) has its own cap on sends in flight, so a slow endpoint never delays the
+others; outcomes are recorded in small batches (``junction.pipeline.outcomes`` says what each
+result does to the row).
 """
 
 from __future__ import annotations
@@ -9,25 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from junction.core import metrics
 from junction.core.errors import (
     ConfigError,
-    EndpointGoneError,
-    FatalError,
+    InternalError,
     JunctionError,
+    RecipientRejectedError,
     RetryableError,
 )
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
-from junction.pipeline.config import DeliveryConfig, EgressConfig
-from junction.pipeline.prepare import quarantine_row
-from junction.pipeline.route import next_delay
-from junction.store.repo import Store
-from outbound.base import Delivery, OutboundChannel
+from junction.pipeline import outcomes
+from junction.pipeline.config import DeliveryConfig, EgressConfig, Route
+from junction.pipeline.gates import Decision, SendGate
+from junction.pipeline.outcomes import Outcome
+from junction.pipeline.suppression_gate import SuppressionGate
+from junction.store.events import AlertPolicy
+from junction.store.outbox import HealthPolicy
+from junction.store.repo import Row, Store
+from outbound.base import Delivery, OutboundChannel, Receipt
 from outbound.egress import EgressPolicy
 
 log = get_logger(__name__)
@@ -40,6 +48,10 @@ class DeliveryStats:
     delivered: int = 0
     retried: int = 0
     dead: int = 0
+    deferred: int = 0
+    suppressed: int = 0
+    skipped: int = 0
+    held: int = 0
     disabled_channels: set[str] = field(default_factory=set)
 
 
@@ -60,7 +72,8 @@ def build_channels(
     for name, options in channels.items():
         kind = name.split(".", 1)[0]
         cls = registry.get("channels", kind)
-        opts = {k: v for k, v in options.items() if k != "type"}
+        # max_in_flight is the worker's per-channel cap, not the channel's own option
+        opts = {k: v for k, v in options.items() if k not in ("type", "max_in_flight")}
         try:
             config = cls.config_model.model_validate(opts)
             if getattr(cls, "uses_egress", False):
@@ -73,38 +86,103 @@ def build_channels(
 
 
 class DeliveryWorker:
-    """Claims due deliveries, sends them concurrently and records every attempt."""
+    """Sends due deliveries through per-channel queues and records outcomes in small batches.
+
+    Three parts run on one event loop:
+
+    * the dispatcher leases due rows fairly per channel (each channel at most its free slots:
+      ``max_in_flight`` of its config, else ``per_endpoint_concurrency``; all channels together
+      at most ``concurrency``) and starts one task per send, so a slow endpoint only ever holds
+      its own slots;
+    * sends (after the send gates, decided in a worker thread per claimed batch) run as
+      independent tasks; each outcome goes to the recorder's queue;
+    * the recorder writes whatever outcomes have queued up in one transaction
+      (``Store.record_attempts``: attempts, states, endpoint health, events and alerts), so the
+      store is hit once per batch, and a slow send never holds back the recording of fast ones.
+
+    A delivery's row changes only when its outcome is recorded; its lease (``lease_s``) covers
+    the send.  A crash in between re-sends the same ``webhook-id`` after the lease, and the
+    receiver dedupes it (at-least-once).
+
+    Args:
+        store: The store (or a ``TrackedOutbox``).
+        channels: Channel instances by configured name.
+        policy: Retry schedule, concurrency caps, lease and auto-disable window.
+        gates: Send gates, asked in order before each send they apply to.
+        routes: pipeline → route key → Route, for each delivery's template.
+        sweeps: Periodic jobs (digest flush, escalation), called at most once a second in a
+            thread with the current time; each returns how many deliveries it queued.
+        alerts: Where ``endpoint.disabled`` and ``message.attempt.exhausted`` alerts go.
+        limits: Per-channel in-flight caps overriding ``per_endpoint_concurrency``.
+    """
 
     def __init__(
-        self, store: Store, channels: Mapping[str, OutboundChannel], policy: DeliveryConfig
+        self,
+        store: Store,
+        channels: Mapping[str, OutboundChannel],
+        policy: DeliveryConfig,
+        *,
+        gates: Sequence[SendGate] = (),
+        routes: Mapping[str, Mapping[str, Route]] | None = None,
+        sweeps: Sequence[Callable[[float], int]] = (),
+        alerts: AlertPolicy | None = None,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
-        """Use ``store``'s outbox, the given channel instances and retry ``policy``."""
         self.store = store
         self.channels = dict(channels)
         self.policy = policy
+        self.gates = list(gates)
+        self.routes = routes or {}
+        self.sweeps = list(sweeps)
+        self.health = HealthPolicy(policy.disable_after_s, alerts)
+        self._caps = {
+            ch: max(1, int((limits or {}).get(ch, policy.per_endpoint_concurrency)))
+            for ch in self.channels
+        }
+        self._suppressor = next((g for g in self.gates if isinstance(g, SuppressionGate)), None)
         self.stats = DeliveryStats()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._inflight: dict[str, int] = dict.fromkeys(self.channels, 0)
+        self._total = 0
+        self._held: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._hungry: set[str] = set()
+        self._wake_at = 1
+        self._sleep_until = 0.0
+        self._wake = asyncio.Event()
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(
+            maxsize=max(64, 4 * self.policy.concurrency)
+        )
+        self._recorder: asyncio.Task[None] | None = None
 
     async def run(
         self, *, stop: asyncio.Event | None = None, drain_wait_s: float | None = None
     ) -> DeliveryStats:
-        """Deliver until ``stop`` is set, or (with ``drain_wait_s``) until nothing is due soon."""
-        while stop is None or not stop.is_set():
-            rows = await asyncio.to_thread(
-                self.store.claim_deliveries, self.policy.concurrency * 4, self.policy.lease_s
-            )
-            if rows:
-                await self._send_all(rows)
-                continue
-            next_due = await asyncio.to_thread(self.store.next_due_at)
-            now = time.time()
-            if drain_wait_s is not None and (next_due is None or next_due - now > drain_wait_s):
-                break
-            wait = 1.0 if next_due is None else min(1.0, max(0.01, next_due - now))
-            if stop is None:
-                await asyncio.sleep(wait)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+        """Deliver until ``stop`` is set, or (with ``drain_wait_s``) until nothing is due soon.
+
+        Sends in flight when it stops are finished and recorded first.
+        """
+        self._reset()
+        self._recorder = asyncio.create_task(self._record_loop(), name="delivery-recorder")
+        helpers = []
+        if stop is not None:
+            helpers.append(asyncio.create_task(self._watch(stop)))
+        if self.sweeps:
+            helpers.append(asyncio.create_task(self._sweep_loop(), name="delivery-sweeps"))
+        try:
+            await self._dispatch(stop, drain_wait_s)
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
+            await self._queue.put(None)
+            await self._recorder
+        finally:
+            for task in [*helpers, *self._tasks]:
+                task.cancel()
+            if not self._recorder.done():
+                self._recorder.cancel()
+            await asyncio.gather(*helpers, *self._tasks, self._recorder, return_exceptions=True)
         return self.stats
 
     async def aclose(self) -> None:
@@ -112,101 +190,370 @@ class DeliveryWorker:
         for ch in self.channels.values():
             await ch.aclose()
 
-    async def _send_all(self, rows: list[dict[str, Any]]) -> None:
-        sem = asyncio.Semaphore(self.policy.concurrency)
+    # the dispatcher
 
-        async def one(row: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
-            async with sem:
-                return await self._send(row)
+    async def _watch(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
 
-        results = await asyncio.gather(*(one(r) for r in rows))
-        outcomes = [o for o, _ in results]
-        quarantined = [q for _, q in results if q is not None]
-        await asyncio.to_thread(self.store.record_attempts, outcomes, quarantined)
-        for ch in {o["channel"] for o in outcomes if o["outcome"] == "gone"}:
-            await asyncio.to_thread(
-                self.store.set_endpoint, ch, disabled=True, reason="receiver answered 410 Gone"
-            )
-            self.stats.disabled_channels.add(ch)
-
-    async def _send(self, row: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
-        attempt_no = int(row["attempts"]) + 1
-        started = time.time()
-        outcome: dict[str, Any] = {
-            "delivery_id": row["id"],
-            "channel": row["channel"],
-            "attempt_no": attempt_no,
-            "started_at": started,
-            "status_code": None,
-            "error": None,
+    def _free(self) -> dict[str, int]:
+        room = self.policy.concurrency - self._total
+        if room <= 0:
+            return {}
+        return {
+            ch: min(room, cap - self._inflight[ch])
+            for ch, cap in self._caps.items()
+            if cap > self._inflight[ch]
         }
-        channel = self.channels.get(row["channel"])
-        quarantined: tuple[Any, ...] | None = None
-        error_type = ""
-        try:
-            if channel is None:
-                raise FatalError(f"channel {row['channel']!r} is not configured")
-            delivery = Delivery(
-                delivery_id=row["id"],
-                channel=row["channel"],
-                event_type=row["event_type"],
-                payload=row["payload"].encode(),
-                attempt=attempt_no,
-            )
-            receipt = await channel.send(delivery)
-            outcome.update(
-                status_code=receipt.status_code, outcome="delivered", new_status="delivered"
-            )
-            outcome["next_attempt_at"] = started
-            self.stats.delivered += 1
-        except JunctionError as exc:
-            error_type = type(exc).__name__
-            outcome["status_code"] = exc.context.get("status_code")
-            outcome["error"] = f"{type(exc).__name__}: {exc.user_message}"
-            if isinstance(exc, EndpointGoneError):
-                # the delivery waits, nothing lost, until an operator re-enables the endpoint
-                outcome.update(outcome="gone", new_status="pending", next_attempt_at=started)
-                self.stats.retried += 1
-            elif isinstance(exc, RetryableError):
-                delay = next_delay(attempt_no, self.policy, exc.retry_after)
-                if delay is None:
-                    outcome.update(outcome="failed", new_status="dead", next_attempt_at=started)
-                    quarantined = self._dead_letter(row, exc, "retries exhausted")
+
+    async def _dispatch(self, stop: asyncio.Event | None, drain_wait_s: float | None) -> None:
+        while stop is None or not stop.is_set():
+            self._check_recorder()
+            slots = self._free()
+            room = self.policy.concurrency - self._total
+            filled = False
+            if slots:
+                self._wake.clear()
+                rows = await asyncio.to_thread(
+                    self.store.claim_deliveries, room, self.policy.lease_s, slots=slots
+                )
+                rows = [r for r in rows if r["id"] not in self._held]
+                got = Counter(r["channel"] for r in rows)
+                if len(rows) >= room:
+                    self._hungry = set(self._caps)
                 else:
-                    outcome.update(
-                        outcome="retry", new_status="pending", next_attempt_at=started + delay
-                    )
-                    self.stats.retried += 1
+                    self._hungry = {ch for ch, n in slots.items() if got[ch] >= n}
+                filled = bool(self._hungry)
+                hungry_cap = sum(self._caps[ch] for ch in self._hungry)
+                self._wake_at = max(1, min(self.policy.concurrency, hungry_cap) // 4)
+                self._launch(rows)
+            if stop is not None and stop.is_set():
+                break
+            if filled:
+                if self._hungry_room() >= self._wake_at:
+                    continue
+                await self._sleep(1.0)
+                continue
+            # nothing more is due for the channels with room: wait for a due time or a wake
+            if drain_wait_s is not None and self._total == 0:
+                await self._queue.join()  # retries are recorded before the next due time is read
+                self._check_recorder()
+                if self._total == 0:
+                    next_due = await asyncio.to_thread(self.store.next_due_at, list(self._caps))
+                    now = time.time()
+                    if next_due is None or next_due - now > drain_wait_s:
+                        break
+                    if next_due <= now:
+                        continue
+                    await self._sleep(min(1.0, next_due - now))
+                    continue
+            next_due = await asyncio.to_thread(self.store.next_due_at, list(self._caps))
+            wait = 1.0 if next_due is None else min(1.0, max(0.005, next_due - time.time()))
+            await self._sleep(wait)
+
+    def _hungry_room(self) -> int:
+        room = self.policy.concurrency - self._total
+        return min(room, sum(max(0, self._caps[ch] - self._inflight[ch]) for ch in self._hungry))
+
+    async def _sleep(self, seconds: float) -> None:
+        self._sleep_until = time.time() + seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._sleep_until = 0.0
+
+    def _check_recorder(self) -> None:
+        rec = self._recorder
+        if rec is not None and rec.done():
+            exc = rec.exception()
+            if exc is not None:
+                raise exc
+            raise InternalError("the delivery recorder stopped")
+
+    def _launch(self, rows: list[dict[str, Any]]) -> None:
+        gated: list[tuple[dict[str, Any], Delivery, OutboundChannel, list[SendGate]]] = []
+        for row in rows:
+            name = row["channel"]
+            self._inflight[name] += 1
+            self._total += 1
+            self._held.add(row["id"])
+            delivery = self._delivery(row)
+            channel = self.channels[name]
+            applies = [g for g in self.gates if g.applies(delivery, channel)]
+            if applies:
+                gated.append((row, delivery, channel, applies))
             else:
-                outcome.update(outcome="failed", new_status="dead", next_attempt_at=started)
-                quarantined = self._dead_letter(row, exc, "rejected")
-        outcome["duration_ms"] = (time.time() - started) * 1000
-        metrics.observe_delivery(
-            row["pipeline"],
-            row["channel"],
-            outcome["outcome"],
-            outcome["duration_ms"] / 1000,
-            quarantined[4] if quarantined is not None else None,
+                self._spawn(self._send(row, delivery, channel, ()))
+        if gated:
+            self._spawn(self._gate(gated))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _delivery(self, row: dict[str, Any]) -> Delivery:
+        route = row.get("route")
+        template = None
+        if route is not None:
+            spec = self.routes.get(row["pipeline"], {}).get(route)
+            template = spec.template if spec is not None else None
+        return Delivery(
+            delivery_id=row["id"],
+            channel=row["channel"],
+            event_type=row["event_type"],
+            payload=row["payload"].encode(),
+            attempt=int(row["attempts"]) + 1,
+            route=route,
+            template=template,
         )
+
+    def _release(self, row: dict[str, Any]) -> None:
+        name = row["channel"]
+        self._inflight[name] -= 1
+        self._total -= 1
+        self._held.discard(row["id"])
+        if self._total == 0 or (name in self._hungry and self._hungry_room() >= self._wake_at):
+            self._wake.set()
+
+    # sends and gates
+
+    async def _send(
+        self,
+        row: dict[str, Any],
+        delivery: Delivery,
+        channel: OutboundChannel,
+        gates: Sequence[SendGate],
+    ) -> None:
+        try:
+            started = time.time()
+            quarantined = None
+            note: _Note | None = None
+            try:
+                receipt = await channel.send(delivery)
+            except JunctionError as exc:
+                outcome, quarantined = outcomes.failed(row, exc, self.policy, started)
+                if isinstance(exc, RecipientRejectedError):
+                    note = _Note(rejected=exc)
+            except Exception as exc:  # noqa: BLE001 - a channel bug must not stop the others
+                log.error("channel raised an unexpected error", channel=row["channel"])
+                err = InternalError("the channel failed unexpectedly", details=type(exc).__name__)
+                outcome, quarantined = outcomes.failed(row, err, self.policy, started)
+            else:
+                outcome = outcomes.succeeded(row, receipt, started)
+                if gates:
+                    note = _Note(delivered=(gates, delivery, channel, receipt))
+            self._count(row, outcome, quarantined)
+            await self._queue.put(_Item(outcome, quarantined, note))
+        finally:
+            self._release(row)
+
+    async def _gate(
+        self, items: list[tuple[dict[str, Any], Delivery, OutboundChannel, list[SendGate]]]
+    ) -> None:
+        handed_over: set[str] = set()
+        try:
+            now = time.time()
+            decisions = await asyncio.to_thread(_decide_all, items, now)
+            for (row, delivery, channel, gates), decision in zip(items, decisions, strict=True):
+                if isinstance(decision, JunctionError):
+                    outcome, quarantined = outcomes.failed(row, decision, self.policy, now)
+                    self._count(row, outcome, quarantined)
+                    await self._queue.put(_Item(outcome, quarantined, None))
+                elif decision is None or decision.action == "send":
+                    if decision is not None and decision.exclude:
+                        delivery = replace(delivery, exclude=decision.exclude)
+                    handed_over.add(row["id"])
+                    self._spawn(self._send(row, delivery, channel, gates))
+                else:
+                    outcome = outcomes.gated(row, decision, now)
+                    self._count(row, outcome, None)
+                    await self._queue.put(_Item(outcome, None, None))
+        finally:
+            for row, *_ in items:
+                if row["id"] not in handed_over:
+                    self._release(row)
+
+    def _count(self, row: dict[str, Any], outcome: Outcome, quarantined: Row | None) -> None:
+        kind = outcome["outcome"]
+        s = self.stats
+        if kind == "delivered":
+            s.delivered += 1
+        elif kind in ("retry", "gone"):
+            s.retried += 1
+        elif kind == "deferred":
+            s.deferred += 1
+        elif kind == "suppressed":
+            s.suppressed += 1
+        elif kind == "skipped":
+            s.skipped += 1
+        elif kind == "held":
+            s.held += 1
         if outcome["new_status"] == "dead":
-            self.stats.dead += 1
+            s.dead += 1
             log.warning(
                 "delivery dead-lettered",
                 delivery_id=row["id"],
                 channel=row["channel"],
-                error=error_type,
-                attempts=attempt_no,
+                error=(outcome["error"] or "").split(":", 1)[0],
+                attempts=outcome["attempt_no"],
             )
-        return outcome, quarantined
+        if outcome.get("attempt", True) and kind in ("delivered", "retry", "failed", "gone"):
+            metrics.observe_delivery(
+                row["pipeline"],
+                row["channel"],
+                kind,
+                outcome["duration_ms"] / 1000,
+                quarantined[4] if quarantined is not None else None,
+            )
 
-    def _dead_letter(self, row: dict[str, Any], exc: JunctionError, why: str) -> tuple[Any, ...]:
-        return quarantine_row(
-            row["pipeline"],
-            "deliver",
-            row["id"],
-            exc,
-            row["payload"].encode(),
-            {"record_id": row["record_id"], "delivery_id": row["id"]},
-            None,
-            extra_context={"channel": row["channel"], "why": why},
+    # the recorder
+
+    async def _record_loop(self) -> None:
+        closing = False
+        while not closing:
+            first = await self._queue.get()
+            batch: list[_Item] = []
+            taken = 1
+            if first is None:
+                closing = True
+            else:
+                batch.append(first)
+            while not closing and len(batch) < RECORD_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                taken += 1
+                if item is None:
+                    closing = True
+                else:
+                    batch.append(item)
+            try:
+                if batch:
+                    await self._record(batch)
+            finally:
+                for _ in range(taken):
+                    self._queue.task_done()
+
+    async def _record(self, batch: list[_Item]) -> None:
+        delay = 0.2
+        for attempt in range(RECORD_TRIES):
+            try:
+                disabled = await asyncio.to_thread(self._record_sync, batch)
+                break
+            except RetryableError:
+                if attempt == RECORD_TRIES - 1:
+                    raise
+                log.warning("recording delivery outcomes failed, retrying", size=len(batch))
+                await asyncio.sleep(delay)
+                delay *= 2
+        self.stats.disabled_channels |= disabled
+        if self._sleep_until:
+            soonest = min(
+                (
+                    i.outcome["next_attempt_at"]
+                    for i in batch
+                    if i.outcome["new_status"] == "pending"
+                ),
+                default=None,
+            )
+            if soonest is not None and soonest < self._sleep_until:
+                self._wake.set()
+
+    def _record_sync(self, batch: list[_Item]) -> set[str]:
+        for item in batch:
+            rejected = item.note.rejected if item.note is not None else None
+            if rejected is not None:
+                if self._suppressor is not None:
+                    self._suppressor.suppress(rejected, source=item.outcome["channel"])
+                else:
+                    log.warning("recipient rejected; no suppression list configured")
+        disabled = self.store.record_attempts(
+            [i.outcome for i in batch],
+            [i.quarantined for i in batch if i.quarantined is not None],
+            health=self.health,
         )
+        now = time.time()
+        for item in batch:
+            sent = item.note.delivered if item.note is not None else None
+            if sent is None:
+                continue
+            gates, delivery, channel, receipt = sent
+            for gate in gates:
+                try:
+                    gate.delivered(delivery, channel, receipt, now)
+                except JunctionError as exc:
+                    log.warning("send gate failed to note a delivery", error=exc.code)
+        return disabled
+
+    # periodic sweeps
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            queued = await asyncio.to_thread(self._sweep_sync, time.time())
+            if queued:
+                self._wake.set()
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    def _sweep_sync(self, now: float) -> int:
+        queued = 0
+        for sweep in self.sweeps:
+            try:
+                queued += sweep(now)
+            except JunctionError as exc:
+                log.warning("delivery sweep failed", error=exc.code)
+        return queued
+
+
+RECORD_BATCH = 500  # outcomes per recording transaction at most
+RECORD_TRIES = 4  # a store outage longer than ~3 s stops the run (the service restarts it)
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    """What the recorder does besides writing the outcome."""
+
+    delivered: tuple[Sequence[SendGate], Delivery, OutboundChannel, Receipt] | None = None
+    rejected: RecipientRejectedError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    outcome: Outcome
+    quarantined: Row | None
+    note: _Note | None
+
+
+def _decide_all(
+    items: Sequence[tuple[dict[str, Any], Delivery, OutboundChannel, Sequence[SendGate]]],
+    now: float,
+) -> list[Decision | JunctionError | None]:
+    """Every gate's decision for every delivery (in a worker thread): the first non-send wins."""
+    out: list[Decision | JunctionError | None] = []
+    for _, delivery, channel, gates in items:
+        exclude: frozenset[str] = frozenset()
+        verdict: Decision | JunctionError | None = None
+        try:
+            for gate in gates:
+                decision = gate.decide(replace(delivery, exclude=exclude), channel, now)
+                if decision is None:
+                    continue
+                if decision.action != "send":
+                    verdict = decision
+                    break
+                exclude |= decision.exclude
+        except JunctionError as exc:
+            verdict = exc
+        except Exception as exc:  # noqa: BLE001 - one gate's bug fails one delivery, not all
+            verdict = InternalError("a send gate failed", details=type(exc).__name__)
+        if verdict is None and exclude:
+            verdict = Decision("send", exclude=exclude)
+        out.append(verdict)
+    return out
+
+
+def channel_limits(channels: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Per-channel ``max_in_flight`` caps from the channels' config (where set)."""
+    return {
+        name: int(opts["max_in_flight"])
+        for name, opts in channels.items()
+        if "max_in_flight" in opts
+    }

@@ -15,9 +15,11 @@ digest: ``HygieneGate``).  ``build_gates`` makes them from the hub config.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from junction.core.errors import JunctionError
+from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.config import ThrottleConfig
 from junction.pipeline.hygiene import (
     AlertLog,
@@ -28,7 +30,12 @@ from junction.pipeline.hygiene import (
     event_of,
     is_digest,
 )
+from junction.store.suppressions import SuppressionList
 from outbound.base import AddressedChannel, Delivery, OutboundChannel, Receipt
+
+if TYPE_CHECKING:
+    from junction.pipeline.config import HubConfig
+    from junction.store.repo import Store
 
 Action = Literal["send", "suppress", "skip", "defer", "hold"]
 
@@ -162,3 +169,19 @@ class HygieneGate:
                         found = None
             recipients = (self.log.recipient_keys(found), rules.throttle)
         return alert, recipients
+
+
+def build_gates(cfg: HubConfig, store: Store, state_dir: Path) -> list[SendGate]:
+    """The send gates the hub config asks for, in the order the worker asks them.
+
+    The suppression list comes first (a suppressed recipient must not reserve a throttle slot);
+    its addresses are keyed with the hub's pseudonym key kept in ``state_dir``.
+    """
+    from junction.pipeline.suppression_gate import SuppressionGate
+
+    pseudonyms = Pseudonymizer.load(state_dir)
+    gates: list[SendGate] = [SuppressionGate(SuppressionList(store, pseudonyms))]
+    routes = RouteTable(cfg.pipelines)
+    if routes.hygienic_keys:  # dedupe, throttle, digest, escalation
+        gates.append(HygieneGate(AlertLog(store, pseudonyms), routes))
+    return gates

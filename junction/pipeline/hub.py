@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from junction.core.errors import AuthError, ConfigError, RetryableError
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, load_config
-from junction.pipeline.deliver import DeliveryStats, DeliveryWorker, build_channels
+from junction.pipeline.deliver import (
+    DeliveryStats,
+    DeliveryWorker,
+    build_channels,
+    channel_limits,
+)
+from junction.pipeline.gates import SendGate, build_gates
+from junction.pipeline.hygiene_sweeps import hygiene_sweeps
 from junction.pipeline.runner import PipelineRunner, Progress, RunSummary
+from junction.pipeline.state import state_dir
+from junction.store.events import AlertPolicy
 from junction.store.repo import Store
 
 
@@ -22,6 +32,7 @@ class Hub:
         self.registry = registry
         self.store = Store.open(cfg.store)
         self._runners: dict[str, PipelineRunner] = {}
+        self._gates: list[SendGate] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Hub:
@@ -68,6 +79,7 @@ class Hub:
                 self.store,
                 build_channels(self.cfg.channels, self.registry, egress=self.cfg.egress),
                 self.cfg.delivery,
+                **self.delivery_options(),
             )
             try:
                 return await worker.run(drain_wait_s=drain_wait_s)
@@ -75,6 +87,21 @@ class Hub:
                 await worker.aclose()
 
         return asyncio.run(go())
+
+    def delivery_options(self) -> dict[str, Any]:
+        """The delivery worker's options from the config: gates, routes, sweeps, alerts, caps."""
+        if self._gates is None:
+            self._gates = build_gates(self.cfg, self.store, state_dir(self.cfg))
+        return {
+            "gates": self._gates,
+            "routes": {
+                name: {route.key(i): route for i, route in enumerate(p.routes)}
+                for name, p in self.cfg.pipelines.items()
+            },
+            "sweeps": hygiene_sweeps(self.store, self.cfg.pipelines),  # digests, escalations
+            "alerts": AlertPolicy.of(self.cfg.alerts.to, self.cfg.alerts.kinds),
+            "limits": channel_limits(self.cfg.channels),
+        }
 
     def close(self) -> None:
         """Release connectors and the store."""

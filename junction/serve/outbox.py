@@ -24,6 +24,7 @@ from junction.core.logging import get_logger
 from junction.pipeline.config import DeliveryConfig
 from junction.pipeline.deliver import DeliveryWorker
 from junction.store import tables as t
+from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
 from outbound.base import OutboundChannel
 
@@ -40,24 +41,34 @@ class TrackedOutbox(Store):
         self._lock = threading.Lock()
 
     def claim_deliveries(
-        self, limit: int, lease_s: float, *, now: float | None = None
+        self,
+        limit: int,
+        lease_s: float,
+        *,
+        now: float | None = None,
+        slots: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Lease due deliveries, as the store does, and remember each lease."""
         now = time.time() if now is None else now
-        rows = super().claim_deliveries(limit, lease_s, now=now)
+        rows = super().claim_deliveries(limit, lease_s, now=now, slots=slots)
         with self._lock:
             for r in rows:
                 self._held[r["id"]] = now + lease_s
         return rows
 
     def record_attempts(
-        self, outcomes: Sequence[dict[str, Any]], quarantined: Sequence[Row]
-    ) -> None:
+        self,
+        outcomes: Sequence[dict[str, Any]],
+        quarantined: Sequence[Row],
+        *,
+        health: HealthPolicy | None = None,
+    ) -> set[str]:
         """Record attempts, as the store does; their leases are no longer held."""
-        super().record_attempts(outcomes, quarantined)
+        disabled = super().record_attempts(outcomes, quarantined, health=health)
         with self._lock:
             for o in outcomes:
                 self._held.pop(o["delivery_id"], None)
+        return disabled
 
     @property
     def held(self) -> int:
@@ -88,11 +99,18 @@ class DeliveryService:
     """Runs a ``DeliveryWorker`` until stopped; a failing store only pauses it."""
 
     def __init__(
-        self, outbox: TrackedOutbox, channels: Mapping[str, OutboundChannel], policy: DeliveryConfig
+        self,
+        outbox: TrackedOutbox,
+        channels: Mapping[str, OutboundChannel],
+        policy: DeliveryConfig,
+        **options: Any,
     ) -> None:
-        """Deliver from ``outbox`` through ``channels`` with retry ``policy``."""
+        """Deliver from ``outbox`` through ``channels`` with retry ``policy``.
+
+        ``options`` go to the ``DeliveryWorker`` (gates, routes, sweeps, alerts, limits).
+        """
         self.outbox = outbox
-        self.worker = DeliveryWorker(outbox, channels, policy)
+        self.worker = DeliveryWorker(outbox, channels, policy, **options)
         self.stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

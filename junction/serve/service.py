@@ -146,7 +146,10 @@ class Service:
             await asyncio.to_thread(scheduler.prepare)
             outbox = TrackedOutbox(hub.store)
             deliveries = DeliveryService(
-                outbox, build_channels(cfg.channels, hub.registry, egress=cfg.egress), cfg.delivery
+                outbox,
+                build_channels(cfg.channels, hub.registry, egress=cfg.egress),
+                cfg.delivery,
+                **hub.delivery_options(),
             )
             ctx = ApiContext(cfg=cfg, hub=hub, config_path=self.config_path)
             ctx.extras[SCHEDULER] = scheduler

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -305,9 +305,7 @@ def _disable(conn: Connection, channel: str, reason: str, now: float) -> None:
     )
 
 
-def set_endpoint(
-    store: Store, channel: str, *, disabled: bool, reason: str | None = None
-) -> None:
+def set_endpoint(store: Store, channel: str, *, disabled: bool, reason: str | None = None) -> None:
     """Disable or enable an endpoint by hand, with its ``endpoint.*`` event.
 
     Enabling clears ``failing_since``: the endpoint gets a fresh ``disable_after_s`` window.
@@ -325,15 +323,19 @@ def set_endpoint(
         emit(conn, kind, channel, {"reason": reason, "auto": False}, now=now)
 
 
-def next_due_at(store: Store) -> float | None:
-    """When the earliest pending delivery to an enabled channel is due (or its lease ends)."""
+def next_due_at(store: Store, channels: Collection[str] | None = None) -> float | None:
+    """When the earliest pending delivery to an enabled channel is due (or its lease ends).
+
+    ``channels`` narrows it to those channels (a worker's configured ones).
+    """
     c = t.deliveries.c
     disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
     due = case((c.lease_until > c.next_attempt_at, c.lease_until), else_=c.next_attempt_at)
+    q = select(func.min(due)).where(c.status == "pending", c.channel.not_in(disabled))
+    if channels is not None:
+        q = q.where(c.channel.in_(list(channels)))
     with store.begin() as conn:
-        v = conn.execute(
-            select(func.min(due)).where(c.status == "pending", c.channel.not_in(disabled))
-        ).scalar()
+        v = conn.execute(q).scalar()
     return None if v is None else float(v)
 
 

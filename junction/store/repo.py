@@ -428,11 +428,11 @@ class Store:
 
         return outbox.record(self, outcomes, quarantined, health=health)
 
-    def next_due_at(self) -> float | None:
-        """When the earliest pending delivery to an enabled channel is due, if any."""
+    def next_due_at(self, channels: Sequence[str] | None = None) -> float | None:
+        """When the earliest pending delivery to an enabled channel (of ``channels``) is due."""
         from junction.store import outbox
 
-        return outbox.next_due_at(self)
+        return outbox.next_due_at(self, channels)
 
     def requeue_delivery(self, conn: Connection, delivery_id: str) -> bool:
         """Put a dead delivery back in the queue (replay); True if one was changed."""
