@@ -48,14 +48,15 @@ def suppression_list(config: Path) -> Iterator[tuple[SuppressionList, AuditLog]]
     """The hub's suppression list and audit log, keyed with the hub's pseudonym key."""
     from junction.core.pseudonym import Pseudonymizer
     from junction.pipeline.config import load_config
+    from junction.pipeline.state import state_dir
     from junction.store.audit import AuditLog
     from junction.store.repo import Store
     from junction.store.suppressions import SuppressionList
 
     try:
         cfg = load_config(config)
-        # the key lives beside the API signing key, in the models folder's parent
-        pseudonyms = Pseudonymizer.load(Path(cfg.models_dir).parent)
+        # the same key the API and the delivery worker's suppression gate use
+        pseudonyms = Pseudonymizer.load(state_dir(cfg))
         store = Store.open(cfg.store)
     except JunctionError as exc:
         fail(exc)

@@ -20,6 +20,7 @@ from junction.api.paging import PAGED, CursorQuery, LimitQuery, decode_cursor, p
 from junction.api.policy import ADMIN, OPERATE, READ, Principal
 from junction.api.problems import ApiProblem
 from junction.api.schemas import Page, problem
+from junction.core.errors import InternalError
 from junction.core.pseudonym import Pseudonymizer
 from junction.store.suppression_admin import list_suppressions
 from junction.store.suppressions import SuppressionList
@@ -86,7 +87,9 @@ class SuppressionStatus(BaseModel):
 def _list(request: Request) -> SuppressionList:
     ctx = ctx_of(request)
     pseudonyms = audit_log_of(ctx).pseudonymizer
-    assert isinstance(pseudonyms, Pseudonymizer)  # audit_log_of always loads the key
+    if not isinstance(pseudonyms, Pseudonymizer):
+        # audit_log_of always loads the key; without it no address could be looked up
+        raise InternalError("the pseudonym key is not loaded")
     return SuppressionList(ctx.store, pseudonyms)
 
 
