@@ -16,6 +16,7 @@ from junction.api.routes import (
     audit,
     auth,
     callbacks_sendgrid,
+    callbacks_twilio,
     commerceml,
     health,
     hooks,
@@ -58,6 +59,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(hooks.router)
     app.include_router(callbacks_sendgrid.router)  # SendGrid's signed event webhook (public)
+    app.include_router(callbacks_twilio.router)  # Twilio status and inbound SMS (public)
     app.include_router(commerceml.router)  # 1C's CommerceML exchange (public: its own login)
     for module in (auth, score, records, ops, alerts, audit):
         app.include_router(module.router, prefix=API_PREFIX)
