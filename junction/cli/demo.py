@@ -45,6 +45,8 @@ channels:
   webhook.nurture: {{url: "{url}/nurture", secret: "${{file:secrets/webhook_secret}}"}}
 delivery:
   schedule_s: [0.2, 0.5, 1, 2]
+egress:
+  allow_networks: [127.0.0.0/8]  # the demo's sink is local; the SSRF guard refuses loopback otherwise
 """
 
 
