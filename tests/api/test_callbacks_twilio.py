@@ -7,7 +7,10 @@ URL (``https://hub.example.com/...``), as Twilio signs them, and delivered to th
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
+import hmac
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +27,14 @@ from junction.api.verifiers.twilio import TwilioVerifier
 from junction.core.pseudonym import Pseudonymizer
 from junction.store import tables as t
 from junction.store.suppressions import SuppressionList
+from outbound.base import Delivery, Receipt
+from outbound.sms_twilio import TwilioSmsChannel
 from tests.api.harness import ApiHarness, running_api, write_api_config
+from tests.fakes.server import serve_app
 from tests.fakes.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    TwilioFake,
     inbound_params,
     post_signed,
     signature,
@@ -214,9 +221,6 @@ def test_repeated_form_names_are_all_signed():
     pairs = [("MediaUrl", "https://a.example/2"), ("MediaUrl", "https://a.example/1")]
     url = "https://mycompany.com/hook"
     expected = "MediaUrlhttps://a.example/1MediaUrlhttps://a.example/2"
-    import base64
-    import hmac
-
     sig = base64.b64encode(
         hmac.new(KAT_TOKEN.encode(), (url + expected).encode(), "sha1").digest()
     ).decode()
@@ -383,3 +387,32 @@ def test_a_store_failure_answers_503_so_twilio_retries(tmp_path, models_dir):
         assert r.headers["retry-after"]
         r = post_signed(h.base_url, INBOUND_URL, inbound_params(LEAD, OUR_NUMBER, "STOP"))
         assert r.status_code == 503
+
+
+def test_the_channels_own_callback_url_maps_back_to_its_delivery(hub):
+    """End to end: the channel sends through the fake, Twilio's callback finds the delivery."""
+    fake = TwilioFake()
+    _delivery(hub, "d-e2e")
+    options = {**hub.ctx.cfg.channels[CHANNEL]}
+    with serve_app(fake.app()) as api_base:
+        channel = TwilioSmsChannel({**options, "api_base": api_base})
+        delivery = Delivery(
+            "d-e2e",
+            CHANNEL,
+            "lead.scored",
+            orjson.dumps({"record": {"name": "Ada", "phone": LEAD}}),
+        )
+
+        async def go() -> Receipt:
+            try:
+                return await channel.send(delivery)
+            finally:
+                await channel.aclose()
+
+        receipt = asyncio.run(go())
+    (message,) = fake.messages
+    assert message["status_callback"] == f"{STATUS_URL}?delivery_id=d-e2e"
+    r = post_signed(hub.base_url, message["status_callback"], status_params(message, "delivered"))
+    assert r.status_code == 204
+    assert _remote_status(hub, "d-e2e") == ("delivered", None)
+    assert receipt.remote_id == message["sid"]
