@@ -20,8 +20,10 @@ from junction.core.errors import (
     ConfigError,
     FatalError,
     JunctionError,
+    RateLimitedError,
     RemoteTimeoutError,
     RetryableError,
+    UnavailableError,
 )
 from outbound.base import Delivery
 from outbound.kafka import KafkaChannel, KafkaConfig
@@ -383,3 +385,51 @@ def test_a_missing_ca_file_is_refused_when_the_channel_is_built():
             }
         )
     assert info.value.details
+
+
+def test_a_full_local_queue_is_rate_limited():
+    topic = _topic()
+    with KafkaBroker() as broker:
+
+        async def go():
+            async with _channel(
+                broker.bootstrap,
+                topic,
+                delivery_timeout_s=2,
+                producer_options={"queue.buffering.max.messages": 1},
+            ) as channel:
+                await channel.send(_delivery("d-warm"))
+                broker.pause()
+                try:
+                    return await asyncio.gather(
+                        _outcome(channel, _delivery("d-1")), _outcome(channel, _delivery("d-2"))
+                    )
+                finally:
+                    broker.resume()
+
+        first, second = asyncio.run(go())
+    assert isinstance(first, RemoteTimeoutError), first
+    assert isinstance(second, RateLimitedError), second
+    assert second.retry_after is not None
+    assert second.retry_after > 0
+
+
+def test_aclose_fails_what_is_still_in_flight_as_retryable():
+    topic = _topic()
+    with KafkaBroker() as broker:
+
+        async def go():
+            channel = _channel(broker.bootstrap, topic, delivery_timeout_s=30, close_timeout_s=0.2)
+            await channel.send(_delivery("d-warm"))
+            broker.pause()
+            try:
+                pending = asyncio.ensure_future(_outcome(channel, _delivery("d-stuck")))
+                await asyncio.sleep(0)  # the record is handed to librdkafka
+                await channel.aclose()
+                return await pending
+            finally:
+                broker.resume()
+
+        stuck = asyncio.run(go())
+    assert isinstance(stuck, UnavailableError), stuck
+    assert stuck.retryable
