@@ -7,6 +7,9 @@ import json
 
 import orjson
 import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from junction.core.errors import (
     AuthError,
@@ -428,3 +431,39 @@ def test_a_long_answer_is_read_whole(fake, url):
     (receipt,) = send(bot(url, templates=templates), delivery(company="x" * 39_000))
     assert isinstance(receipt, Receipt)
     assert receipt.remote_id == "C0SALES01:1700000000.000001"
+
+
+# -- the fake speaks Slack's wire format: the real slack_sdk against it ------------------------
+
+
+def test_fake_answers_the_real_web_client(fake, url):
+    client = WebClient(token=BOT_TOKEN, base_url=f"{url}/api/")
+    meta = {"event_type": "junction_delivery", "event_payload": {"delivery_id": "sdk-1"}}
+    resp = client.chat_postMessage(
+        channel="C0SALES01", text="hi", blocks=[{"type": "divider"}], metadata=meta
+    )
+    assert resp["ok"] is True
+    assert resp["channel"] == "C0SALES01"
+    assert resp["message"]["metadata"] == meta
+    assert fake.seen_ids() == ["sdk-1"]
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C0NOPE", text="x")
+    assert refused.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError) as unauthed:
+        WebClient(token="xoxb-wrong", base_url=f"{url}/api/").chat_postMessage(
+            channel="C0SALES01", text="x"
+        )
+    assert unauthed.value.response["error"] == "invalid_auth"
+    fake.faults.fail_next("rate_limit", 1)
+    with pytest.raises(SlackApiError) as limited:
+        client.chat_postMessage(channel="C0SALES01", text="x")
+    assert limited.value.response.status_code == 429
+    assert limited.value.response.headers["retry-after"] == "7"
+
+
+def test_fake_answers_the_real_webhook_client(fake, url):
+    client = WebhookClient(f"{url}{WEBHOOK_PATH}")
+    resp = client.send(text="hi", blocks=[{"type": "divider"}])
+    assert (resp.status_code, resp.body) == (200, "ok")
+    resp = client.send_dict({"unfurl_links": False})
+    assert (resp.status_code, resp.body) == (400, "no_text")
