@@ -24,13 +24,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import orjson
 from pydantic import ValidationError
 
 from junction.core.errors import (
     ConfigError,
+    InternalError,
     JunctionError,
     RecordError,
     UnavailableError,
@@ -40,7 +41,6 @@ from outbound.file import writer
 from outbound.file.cells import (
     EXTRA_COLUMN,
     FIXED_COLUMNS,
-    ID_COLUMN,
     Columns,
     csv_lines,
     default_row,
@@ -50,6 +50,10 @@ from outbound.templates import event_context
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 NO_PIPELINE = "_hub"
+
+
+# what one delivery of a batch came to: (rows written, was a duplicate), or its error
+_Outcome: TypeAlias = tuple[int, bool] | JunctionError
 
 
 @dataclass
@@ -209,64 +213,81 @@ class FileChannel:
             try:
                 results = await asyncio.to_thread(self._write_batch, slot, batch)
             except OSError as exc:
-                for item in batch:
-                    _settle(item.done, error=_io_error(slot.path, exc))
-                continue
+                results = [_io_error(slot.path, exc) for _ in batch]
             except JunctionError as exc:
-                for item in batch:
-                    _settle(item.done, error=type(exc)(exc.user_message, context=exc.context))
-                continue
+                results = [type(exc)(exc.user_message, context=exc.context) for _ in batch]
+            except Exception as exc:  # noqa: BLE001 - a task boundary: no sender may wait forever
+                results = [
+                    InternalError(
+                        f"the export writer failed ({type(exc).__name__})",
+                        context={"path": str(slot.path)},
+                    )
+                    for _ in batch
+                ]
             for item, result in zip(batch, results, strict=True):
-                _settle(item.done, result=result)
+                _settle(item.done, result)
 
-    def _write_batch(self, slot: _Slot, batch: list[_Item]) -> list[tuple[int, bool]]:
+    def _write_batch(self, slot: _Slot, batch: list[_Item]) -> list[_Outcome]:
         if slot.state is None:
             slot.state = writer.open_file(
                 slot.path, csv_format=self._csv, want_ids=self.config.skip_duplicates
             )
         state = slot.state
-        results: list[tuple[int, bool]] = []
-        rows: list[dict[str, Any]] = []
+        if self._csv and state.columns is not None:
+            self._check_columns(state.columns, state.path)
+        columns = state.columns
+        header = b""
+        results: list[_Outcome] = []
+        parts: list[bytes] = []
         fresh: set[str] = set()
         known = state.ids
         for item in batch:
             if known is not None and (item.delivery_id in known or item.delivery_id in fresh):
                 results.append((0, True))
                 continue
-            fresh.add(item.delivery_id)
-            rows.extend(item.rows)
-            results.append((len(item.rows), False))
-        if rows:
-            data = self._encode(state, rows)
+            if self._csv and columns is None and item.rows:
+                columns = self._new_columns(item.rows[0])
+                header = csv_lines([columns])
             try:
-                writer.append(state, data)
+                parts.append(self._encode(columns, item.rows))
+            except (TypeError, ValueError) as exc:
+                # one delivery's odd value must not fail the others in its batch
+                results.append(
+                    RecordError(
+                        f"a value cannot be written as {self.config.format}", details=str(exc)
+                    )
+                )
+                continue
+            fresh.add(item.delivery_id)
+            results.append((len(item.rows), False))
+        data = b"".join(parts)
+        if data:
+            try:
+                writer.append(state, header + data)
             except OSError:
                 # what reached the disk is unknown: reopen (and repair the tail) next time
                 writer.close(state)
                 slot.state = None
                 raise
-        if state.ids is not None:
-            state.ids |= fresh
+            state.columns = columns
+        if known is not None:
+            known |= fresh
         return results
 
-    def _encode(self, state: writer.FileState, rows: list[dict[str, Any]]) -> bytes:
+    def _encode(self, columns: list[str] | None, rows: list[dict[str, Any]]) -> bytes:
         if not self._csv:
             return b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
-        header = b""
-        if state.columns is None:
-            state.columns = self._new_columns(rows[0])
-            header = csv_lines([state.columns])
-        else:
-            self._check_columns(state)
-        columns = state.columns
+        if not rows:
+            return b""
+        assert columns is not None
         if columns[-1] == EXTRA_COLUMN and self._columns is None:
-            known = set(columns)
+            names = set(columns)
             table = []
             for row in rows:
-                extra = {k: v for k, v in row.items() if k not in known}
+                extra = {k: v for k, v in row.items() if k not in names}
                 table.append([row.get(c) for c in columns[:-1]] + [extra or None])
-            return header + csv_lines(table)
-        return header + csv_lines([row.get(c) for c in columns] for row in rows)
+            return csv_lines(table)
+        return csv_lines([row.get(c) for c in columns] for row in rows)
 
     def _new_columns(self, first: dict[str, Any]) -> list[str]:
         if self._columns is not None:
@@ -274,19 +295,17 @@ class FileChannel:
         record = sorted(k for k in first if k not in FIXED_COLUMNS)
         return [*FIXED_COLUMNS, *record, EXTRA_COLUMN]
 
-    def _check_columns(self, state: writer.FileState) -> None:
-        columns = state.columns or []
+    def _check_columns(self, columns: list[str], path: Path) -> None:
         if self._columns is not None:
             ok = columns == self._columns.names
         else:
-            ok = tuple(columns[: len(FIXED_COLUMNS)]) == FIXED_COLUMNS and columns[-1:] == [
-                EXTRA_COLUMN
-            ]
+            fixed = tuple(columns[: len(FIXED_COLUMNS)]) == FIXED_COLUMNS
+            ok = fixed and columns[-1:] == [EXTRA_COLUMN]
         if not ok:
             raise ConfigError(
-                f"the export file {state.path} has other columns than the channel is configured "
+                f"the export file {path} has other columns than the channel is configured "
                 "for; move the file away or change the channel's path",
-                context={"path": str(state.path), "first_column": ID_COLUMN},
+                context={"path": str(path)},
             )
 
     async def aclose(self) -> None:
@@ -301,15 +320,10 @@ class FileChannel:
                 slot.state = None
 
 
-def _settle(
-    done: asyncio.Future[tuple[int, bool]],
-    *,
-    result: tuple[int, bool] | None = None,
-    error: JunctionError | None = None,
-) -> None:
+def _settle(done: asyncio.Future[tuple[int, bool]], outcome: _Outcome) -> None:
     if done.done():
         return  # the sender gave up (cancelled); the row is written all the same
-    if error is not None:
-        done.set_exception(error)
-    elif result is not None:
-        done.set_result(result)
+    if isinstance(outcome, JunctionError):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
