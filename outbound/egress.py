@@ -268,7 +268,8 @@ class EgressPolicy:
         for target in targets:
             why = _why_not_public(target)
             if why is not None and not self._allowed(target):
-                return f"{why}, embedded in a {form} address"
+                article = "an" if form.startswith("IPv4") else "a"
+                return f"{why}, embedded in {article} {form} address"
         return None
 
     def allows(self, addr: IPAddress | str) -> bool:
@@ -330,6 +331,32 @@ class EgressPolicy:
             )
         if check_literal:
             self.check_host(parsed.host)
+        return parsed
+
+    async def acheck_url(self, url: str | URL, *, base: AbstractResolver | None = None) -> URL:
+        """``check_url``, then resolve a host name and refuse it if no address passes.
+
+        For registration (an API that stores an endpoint URL): a name that resolves only to
+        blocked addresses is refused at once.  It proves nothing about later resolutions, which
+        ``EgressResolver`` checks again on every connection.
+
+        Args:
+            url: The URL as configured.
+            base: The resolver to look the name up with (default: aiohttp's).
+
+        Raises:
+            InvalidUrlError: See ``check_url``.
+            BlockedAddressError: The host is, or resolves only to, blocked addresses.
+            OSError: The name does not resolve.
+        """
+        parsed = self.check_url(url)
+        host = parsed.host or ""
+        if ip_literal(host) is None:
+            resolver = EgressResolver(self, base)
+            try:
+                await resolver.resolve(host, parsed.port or 0, socket.AF_UNSPEC)
+            finally:
+                await resolver.close()
         return parsed
 
     def connector(self, **kwargs: Any) -> EgressConnector:
