@@ -262,3 +262,62 @@ def test_cli_replays_one_and_many(api: ApiHarness) -> None:
     assert bad.exit_code == 2
     actions = [e.action for e in AuditLog(api.ctx.store).query(action="delivery.*")]
     assert actions == ["delivery.replay_bulk", "delivery.replay"]
+
+
+def test_a_suppressed_delivery_is_sent_once_lifted_and_replayed(
+    tmp_path: Path, store_url: str, models_dir: Path
+) -> None:
+    import yaml
+
+    from junction.core.pseudonym import Pseudonymizer
+    from junction.pipeline.hub import Hub
+    from junction.pipeline.state import state_dir
+    from junction.store.suppressions import SuppressionList
+    from tests.contract.channels.email_sendgrid import options_for
+    from tests.fakes.sendgrid import SendGridFake
+    from tests.fakes.server import serve_app
+
+    fake = SendGridFake()
+    with serve_app(fake.app) as base:
+        (tmp_path / "inbox").mkdir()
+        config = {
+            "store": store_url,
+            "models_dir": str(models_dir),
+            "pipelines": {
+                "leads": {
+                    "source": {"connector": "csv_file", "path": "inbox/*.csv", "settle_seconds": 0},
+                    "mapping": "csv.lead",
+                    "workers": 0,
+                    "scoring": {"model": "lead-score"},
+                    "routes": [{"when": "score.value >= 0.0", "to": ["email_sendgrid.sales"]}],
+                }
+            },
+            "channels": {"email_sendgrid.sales": options_for(base)},
+        }
+        path = tmp_path / "junction.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        write_lead_csv(tmp_path / "inbox" / "l.csv", 5, seed=3, messy=False)
+        hub = Hub.from_file(path)
+        try:
+            hub.run_once()
+            n = hub.store.counts()["records"]
+            assert n > 0
+            # the recipient unsubscribed before anything went out
+            sl = SuppressionList(hub.store, Pseudonymizer.load(state_dir(hub.cfg)))
+            sl.add("email", "sales@example.com", reason="unsubscribe", source="test")
+            hub.deliver(drain_wait_s=1)
+            assert fake.seen_ids() == []
+            assert replay_deliveries(hub.store, status="suppressed") == n
+            # still suppressed: the gate holds them back again
+            hub.deliver(drain_wait_s=1)
+            assert fake.seen_ids() == []
+            # the person opted back in; an operator replays what was held back
+            assert sl.lift("email", "sales@example.com")
+            assert replay_deliveries(hub.store, status="suppressed") == n
+            hub.deliver(drain_wait_s=5)
+            counts = hub.store.counts()
+        finally:
+            hub.close()
+            fake.release()
+    assert counts["deliveries_delivered"] == n
+    assert len(set(fake.seen_ids())) == n
