@@ -186,6 +186,10 @@ class SlackChannel:
             "event_type": METADATA_EVENT_TYPE,
             "event_payload": {"delivery_id": delivery.delivery_id},
         }
+        # no processing of bare text: "@channel" or "#general" in a value stays plain text, and
+        # only the template's own <...> markup links or mentions
+        body["parse"] = "none"
+        body["link_names"] = False
         body["unfurl_links"] = self.config.unfurl_links
         body["unfurl_media"] = self.config.unfurl_links
         if self.config.channel is not None:
