@@ -21,10 +21,10 @@ import orjson
 import pytest
 from sqlalchemy import insert, select, text
 
-from junction.api.auth import state_dir
 from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
 from junction.api.verifiers.twilio import TwilioVerifier
 from junction.core.pseudonym import Pseudonymizer
+from junction.pipeline.state import state_dir
 from junction.store import tables as t
 from junction.store.suppressions import SuppressionList
 from outbound.base import Delivery, Receipt

@@ -28,7 +28,6 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from junction.api.auth import state_dir
 from junction.api.context import ApiContext, ctx_of
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
@@ -38,6 +37,7 @@ from junction.api.verifiers.twilio import FormParams, TwilioVerifier, form_of
 from junction.core.errors import RetryableError
 from junction.core.logging import get_logger
 from junction.core.pseudonym import Pseudonymizer
+from junction.pipeline.state import state_dir
 from junction.store import tables as t
 from junction.store.opt_in import lift_once
 from junction.store.provider_events import Applied, ProviderEvent, apply_provider_events
