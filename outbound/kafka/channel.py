@@ -24,6 +24,8 @@ from outbound.kafka.config import MAX_TOPIC_LEN, TOPIC_CHARS, KafkaConfig
 # headers the channel owns: a delivery header may not replace them
 RESERVED_HEADERS = frozenset({"event-id", "event-type", "content-type"})
 RECORD_FIELDS = ("record_id", "entity", "record", "score")
+# deliveries.remote_id holds 128 characters; a longer "<topic>/<partition>@<offset>" keeps its end
+MAX_REMOTE_ID = 128
 
 
 def _config_error(exc: ValidationError) -> ConfigError:
@@ -147,7 +149,8 @@ class KafkaChannel:
                 ``event-id`` header.
 
         Returns:
-            A Receipt with ``remote_id = "<topic>/<partition>@<offset>"``.
+            A Receipt with ``remote_id = "<topic>/<partition>@<offset>"`` (its last 128
+            characters) and the three parts in ``detail``.
 
         Raises:
             InternalError: The payload is not a JSON object or a header clashes.
@@ -169,9 +172,10 @@ class KafkaChannel:
             headers=self._headers(delivery),
         )
         duration_ms = (time.perf_counter() - started) * 1000.0
+        remote_id = f"{delivered.topic}/{delivered.partition}@{delivered.offset}"
         return Receipt(
             delivery_id=delivery.delivery_id,
-            remote_id=f"{delivered.topic}/{delivered.partition}@{delivered.offset}",
+            remote_id=remote_id[-MAX_REMOTE_ID:],
             duration_ms=duration_ms,
             detail={
                 "topic": delivered.topic,
