@@ -94,6 +94,12 @@ class SlackChannel:
     ) -> None:
         self._egress = EgressPolicy.from_env() if egress is None else egress
         if not isinstance(config, SlackConfig):
+            for key in ("webhook_url", "api_base"):
+                raw_url = config.get(key)
+                if isinstance(raw_url, str):
+                    # a typed InvalidUrlError for file://, gopher://, user:pw@ before pydantic's
+                    # text (the egress policy's messages never repeat the URL)
+                    self._egress.check_url(raw_url, check_literal=False)
             try:
                 config = SlackConfig.model_validate(config)
             except ValidationError as exc:

@@ -469,3 +469,18 @@ def test_fake_answers_the_real_webhook_client(fake, url):
     assert (resp.status_code, resp.body) == (200, "ok")
     resp = client.send_dict({"unfurl_links": False})
     assert (resp.status_code, resp.body) == (400, "no_text")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"webhook_url": "file:///etc/SECRETPART"},
+        {"webhook_url": "https://user:SECRETPART@hooks.slack.example/x"},
+        {"bot_token": "xoxb-1", "channel": "C1", "api_base": "gopher://h.example/SECRETPART"},
+    ],
+    ids=["file", "userinfo", "gopher"],
+)
+def test_refused_url_shapes_are_invalid_url_errors(options):
+    with pytest.raises(InvalidUrlError) as caught:
+        SlackChannel(options)
+    assert "SECRETPART" not in str(caught.value) + repr(caught.value)
