@@ -22,7 +22,9 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
+from junction.api.verifiers.registry import default_verifiers
 from junction.api.verifiers.twilio import TwilioVerifier
+from junction.core.errors import ConfigError
 from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.state import state_dir
 from junction.store import tables as t
@@ -215,6 +217,21 @@ def test_json_body_with_body_sha256():
     tampered = body.replace(b"delivered", b"failed")
     with pytest.raises(SignatureError):
         _verifier().verify(SignedRequest("POST", url, {"x-twilio-signature": sig}, tampered), now=0)
+
+
+def test_the_verifier_is_registered_for_hooks():
+    settings = VerifierSettings(
+        source="sms", secret=KAT_TOKEN, options={"public_url": "https://mycompany.com"}
+    )
+    verifier = default_verifiers.build("twilio", settings)
+    received = "http://127.0.0.1:8080/myapp.php?foo=1&bar=2"
+    verifier.verify(_form(received, KAT_PARAMS, KAT_SIGNATURE), now=0)
+    with pytest.raises(ConfigError):
+        default_verifiers.build("twilio", VerifierSettings(source="sms", secret=None))
+    with pytest.raises(ConfigError):
+        default_verifiers.build(
+            "twilio", VerifierSettings(source="sms", secret="x", options={"public_url": "ftp:x"})
+        )
 
 
 def test_repeated_form_names_are_all_signed():
