@@ -105,6 +105,8 @@ _FATAL_MESSAGES = {
 }
 
 _log = logging.getLogger("outbound.kafka.librdkafka")
+# settings whose values never go into an error's details (librdkafka may quote a bad value)
+_SECRET_SETTINGS = ("sasl.password", "ssl.key.password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,13 @@ class ProducerClient:
         # the last authentication failure librdkafka reported (it reaches only error_cb: the
         # records themselves just time out), cleared by the next acknowledged record
         self._auth_error: KafkaError | None = None
+        self._secrets = [str(conf[k]) for k in _SECRET_SETTINGS if conf.get(k)]
         self._handle()
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "**********")
+        return text
 
     def _handle(self) -> _Handle:
         with self._lock:
@@ -246,10 +254,10 @@ class ProducerClient:
                     self._current = _Handle(self._conf, self._on_error)
                 except KafkaException as exc:
                     err = exc.args[0]
-                    # librdkafka names the setting in its message, never the value of a secret
+                    text = err.str() if isinstance(err, KafkaError) else str(exc)
                     raise ConfigError(
                         "librdkafka refused the Kafka channel's producer settings",
-                        details=err.str() if isinstance(err, KafkaError) else str(exc),
+                        details=self._scrub(text),
                     ) from None
             return self._current
 
@@ -349,7 +357,10 @@ class ProducerClient:
     ) -> JunctionError:
         if replaces_producer(err):
             self._retire(handle)
-        return classify(err, topic=topic, duration_ms=_ms(started))
+        error = classify(err, topic=topic, duration_ms=_ms(started))
+        if error.details:
+            error.details = self._scrub(error.details)
+        return error
 
     async def aclose(self) -> None:
         """Wait (bounded) for records in flight, fail the rest as retryable, stop the producers.

@@ -433,3 +433,56 @@ def test_aclose_fails_what_is_still_in_flight_as_retryable():
         stuck = asyncio.run(go())
     assert isinstance(stuck, UnavailableError), stuck
     assert stuck.retryable
+
+
+def _client_key_and_cert(tmp_path, password: str) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "junction")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = tmp_path / "client.key", tmp_path / "client.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password.encode()),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(key_path), str(cert_path)
+
+
+def test_the_client_key_password_unlocks_the_key_and_a_wrong_one_is_not_echoed(tmp_path):
+    key_path, cert_path = _client_key_and_cert(tmp_path, PASSWORD)
+    options = {
+        "bootstrap_servers": "127.0.0.1:9",
+        "topic": "junction.leads",
+        "security_protocol": "SSL",
+        "ssl_ca_location": cert_path,
+        "ssl_certificate_location": cert_path,
+        "ssl_key_location": key_path,
+    }
+    channel = KafkaChannel({**options, "ssl_key_password": PASSWORD})
+    asyncio.run(channel.aclose())
+    wrong = PASSWORD[::-1]
+    with pytest.raises(ConfigError) as info:
+        KafkaChannel({**options, "ssl_key_password": wrong})
+    shown = [str(info.value), repr(info.value), str(info.value.details)]
+    assert wrong not in "\n".join(shown)
+    assert "ssl.key" in str(info.value.details)
