@@ -1,4 +1,4 @@
-"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``, ``crm``, ``erp``)."""
+"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``, ``crm``, ``erp``, ``deliver``)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,27 @@ def main(argv: list[str] | None = None) -> int:
     erp.add_argument("--products", type=int, default=200_000)
     erp.add_argument("--rows", type=int, default=1_000_000)
     erp.add_argument("--parts", default="commerceml,odbc", help="comma-separated")
+    dlv = sub.add_parser("deliver", help="outbox → signed webhooks vs raw aiohttp, same receiver")
+    dlv.add_argument("--deliveries", type=int, default=20_000)
+    dlv.add_argument("--endpoints", type=int, default=1, help="webhook channels to spread over")
+    dlv.add_argument("--concurrency", type=int, default=50, help="requests in flight (both)")
+    dlv.add_argument("--store", default=None, help="store URL (default: SQLite in a temp dir)")
+    dlv.add_argument("--uvloop", action="store_true", help="run both clients on uvloop")
+    dlv.add_argument("--profile", default=None, help="write a cProfile of the hub run here")
+    dlv.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
+    if args.name == "deliver":
+        from bench.deliver import run as run_deliver
+
+        return run_deliver(
+            deliveries=args.deliveries,
+            endpoints=args.endpoints,
+            concurrency=args.concurrency,
+            store=args.store,
+            use_uvloop=args.uvloop,
+            profile=args.profile,
+            keep=args.keep,
+        )
     if args.name == "erp":
         from bench.erp import run as run_erp
 
