@@ -130,6 +130,39 @@ async def _raw(
     return len(bodies) / seconds, ids
 
 
+async def _channel_only(
+    base: str, bodies: Sequence[bytes], endpoints: int, concurrency: int, secret: str
+) -> tuple[float, list[str]]:
+    """Deliveries/s of ``WebhookChannel.send`` alone (no outbox, no worker): the channel's share."""
+    from outbound.base import Delivery
+    from outbound.egress import EgressPolicy
+    from outbound.webhook import WebhookChannel, WebhookConfig
+
+    egress = EgressPolicy(["127.0.0.0/8"])
+    channels = [
+        WebhookChannel(
+            WebhookConfig(url=f"{base}/chan/{k}", secret=secret, max_connections=concurrency),
+            egress=egress,
+        )
+        for k in range(endpoints)
+    ]
+    ids = [f"chan-{i:07d}" for i in range(len(bodies))]
+    work = iter(enumerate(zip(ids, bodies, strict=True)))
+
+    async def sender() -> None:
+        for n, (msg_id, body) in work:
+            await channels[n % endpoints].send(Delivery(msg_id, "webhook.x", "lead.scored", body))
+
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        seconds = time.perf_counter() - t0
+    finally:
+        for channel in channels:
+            await channel.aclose()
+    return len(bodies) / seconds, ids
+
+
 def _fill_outbox(
     store: Any, pipeline: str, ids: Sequence[str], bodies: Sequence[bytes], endpoints: int
 ) -> None:
@@ -256,6 +289,7 @@ def run(
         _fill_outbox(outbox, pipeline, hub_ids, bodies, endpoints)
         in_loop(_raw(base, "warm", bodies[:2000], endpoints, concurrency, key))
         raw1, raw1_ids = in_loop(_raw(base, "raw1", bodies, endpoints, concurrency, key))
+        chan, chan_ids = in_loop(_channel_only(base, bodies, endpoints, concurrency, secret))
         seconds, stats = in_loop(_hub(outbox, base, secret, endpoints, concurrency, prof))
         raw2, raw2_ids = in_loop(_raw(base, "raw2", bodies, endpoints, concurrency, key))
         hub_rate = deliveries / seconds
@@ -269,6 +303,7 @@ def run(
             f"loop {'uvloop' if use_uvloop else 'asyncio'}, {os.cpu_count()} CPUs"
         )
         print(f"raw aiohttp (before, after)   : {raw1:>9,.0f} / {raw2:,.0f} deliveries/s")
+        print(f"WebhookChannel.send alone     : {chan:>9,.0f} deliveries/s (no outbox, no worker)")
         print(
             f"hub outbox → DeliveryWorker → WebhookChannel: {hub_rate:>9,.0f} deliveries/s "
             f"({seconds:.2f}s)"
@@ -280,7 +315,8 @@ def run(
             f"{counts['deliveries_pending']:,}, dead {counts['deliveries_dead']:,}; worker stats "
             f"delivered {stats.delivered:,}, retried {stats.retried:,}"
         )
-        for phase, expected in (("hub", hub_ids), ("raw1", raw1_ids), ("raw2", raw2_ids)):
+        phases = (("hub", hub_ids), ("chan", chan_ids), ("raw1", raw1_ids), ("raw2", raw2_ids))
+        for phase, expected in phases:
             info = seen.get(phase, {"ids": [], "bad_signatures": 0})
             line = _exactly_once(info["ids"], expected)
             print(

@@ -13,23 +13,23 @@ connection only ever goes to an address that was checked.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import ValidationError
-from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
 from junction.core.errors import ConfigError, InternalError
 from outbound.base import Delivery, Receipt
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
-from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig
+from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig, secret_key_bytes
 
 # read at most this much of an answer, so a receiver cannot make us buffer more
 MAX_BODY_READ = 64 * 1024
@@ -93,9 +93,10 @@ class WebhookChannel:
         self._url = self._egress.check_url(URL(str(config.url)), check_literal=False)
         # aiohttp connects to an IP literal without resolving it: send() checks it instead
         self._literal = ip_literal(self._url.host or "")
-        # one signer per signing secret (with its expiry); keys are decoded once here
-        self._signers = [
-            (Webhook(secret), expires_at) for secret, expires_at in config.signing_secrets()
+        # one HMAC key per signing secret (with its expiry), decoded once here
+        self._keys = [
+            (secret_key_bytes(secret), expires_at)
+            for secret, expires_at in config.signing_secrets()
         ]
         self._base_headers = {
             **config.static_headers(),
@@ -147,16 +148,17 @@ class WebhookChannel:
                 context={"channel": delivery.channel},
             )
         try:
-            body = delivery.payload.decode("utf-8")
+            delivery.payload.decode("utf-8")
         except UnicodeDecodeError:
             raise InternalError(
                 "delivery payload is not UTF-8 JSON", context={"channel": delivery.channel}
             ) from None
-        signed_at = datetime.fromtimestamp(timestamp, tz=UTC)
+        # Standard Webhooks v1: base64(HMAC-SHA256(key, "id.timestamp.body")), one per secret;
         # a rotated-out secret signs until its expiry, judged by this attempt's clock
+        signed = f"{msg_id}.{timestamp}.".encode() + delivery.payload
         signature = " ".join(
-            s.sign(msg_id, signed_at, body)
-            for s, expires_at in self._signers
+            "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode("ascii")
+            for key, expires_at in self._keys
             if expires_at is None or timestamp < expires_at
         )
         headers = self._base_headers.copy()
