@@ -93,6 +93,8 @@ class WebhookChannel:
         self._url = self._egress.check_url(URL(str(config.url)), check_literal=False)
         # aiohttp connects to an IP literal without resolving it: send() checks it instead
         self._literal = ip_literal(self._url.host or "")
+        # the policy is immutable, so the verdict on a literal is decided once (sends refuse it)
+        self._literal_ok = self._literal is None or self._egress.allows(self._literal)
         # one HMAC key per signing secret (with its expiry), decoded once here
         self._keys = [
             (secret_key_bytes(secret), expires_at)
@@ -200,7 +202,8 @@ class WebhookChannel:
             RemoteTimeoutError: No complete answer within ``timeout_s``.
             RetryableError: A 3xx redirect (never followed).
         """
-        if self._literal is not None:
+        if not self._literal_ok:
+            assert self._literal is not None
             self._egress.check_ip(self._literal)
         session, slots = self._open_session()
         headers = self._headers(delivery, int(self._clock()))
