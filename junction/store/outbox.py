@@ -94,10 +94,9 @@ def claim(
     now = time.time() if now is None else now
     c = t.deliveries.c
     disabled = select(t.endpoints.c.channel).where(t.endpoints.c.disabled.is_(True))
-    cols = [c[name] for name in CLAIM_COLS]
     base = [*_due(now), c.channel.not_in(disabled)]
     if slots is None:
-        q = select(*cols).where(*base).order_by(c.next_attempt_at).limit(limit)
+        q = select(c.id).where(*base).order_by(c.next_attempt_at).limit(limit)
     else:
         open_ = {ch: n for ch, n in slots.items() if n > 0}
         if not open_ or limit <= 0:
@@ -105,7 +104,7 @@ def claim(
         if len(open_) == 1:
             [(ch, n)] = open_.items()
             q = (
-                select(*cols)
+                select(c.id)
                 .where(*base, c.channel == ch)
                 .order_by(c.next_attempt_at)
                 .limit(min(n, limit))
@@ -126,30 +125,68 @@ def claim(
             )
             # the outer select repeats the due conditions: PostgreSQL re-checks them on the
             # locked row version, so a row another worker just leased is not taken twice
-            q = select(*cols).where(c.id.in_(picked), *_due(now))
+            q = select(c.id).where(c.id.in_(picked), *_due(now))
     if store.dialect == "postgresql":
-        q = q.with_for_update(skip_locked=True, of=t.deliveries)
+        q = q.with_for_update(skip_locked=True)
+    until = now + lease_s
+    # one round trip: lease the chosen rows and read them back
+    stmt = (
+        update(t.deliveries)
+        .where(c.id.in_(q))
+        .values(lease_until=until)
+        .returning(*(c[name] for name in CLAIM_COLS))
+    )
     with store.begin() as conn:
-        rows = [dict(r) for r in conn.execute(q).mappings().all()]
-        if rows:
-            until = now + lease_s
-            conn.execute(
-                update(t.deliveries)
-                .where(c.id.in_([r["id"] for r in rows]))
-                .values(lease_until=until)
-            )
-            for r in rows:
-                r["lease_until"] = until
+        rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
+    for r in rows:
+        r["lease_until"] = until
     return rows
 
 
-def _update_sql(dialect: str) -> str:
-    m = "?" if dialect == "sqlite" else "%s"
-    return (
-        f"UPDATE deliveries SET status = {m}, attempts = {m}, next_attempt_at = {m}, "  # noqa: S608
-        f"last_status = {m}, last_error = {m}, delivered_at = {m}, "
-        f"remote_id = COALESCE({m}, remote_id), lease_until = NULL WHERE id = {m}"
-    )
+# PostgreSQL: one statement per batch (arrays unnested) instead of one pipelined row each
+_PG_UPDATE = (
+    "UPDATE deliveries AS d SET status = v.status, attempts = v.attempts, "
+    "next_attempt_at = v.next_at, last_status = v.last_status, last_error = v.last_error, "
+    "delivered_at = v.delivered_at, remote_id = COALESCE(v.remote_id, d.remote_id), "
+    "lease_until = NULL "
+    "FROM unnest(%s::text[], %s::int[], %s::float8[], %s::int[], %s::text[], %s::float8[], "
+    "%s::text[], %s::text[]) AS v(status, attempts, next_at, last_status, last_error, "
+    "delivered_at, remote_id, id) WHERE d.id = v.id"
+)
+_PG_ATTEMPTS = (
+    "INSERT INTO attempts (delivery_id, attempt_no, started_at, duration_ms, status_code, "
+    "outcome, error) SELECT * FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[], "
+    "%s::int[], %s::text[], %s::text[])"
+)
+_SQLITE_UPDATE = (
+    "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, "
+    "last_error = ?, delivered_at = ?, remote_id = COALESCE(?, remote_id), lease_until = NULL "
+    "WHERE id = ?"
+)
+# one endpoint's health from one batch: ok = its last success, fl = its last failure, ff = its
+# first failure, fs = its first failure after the last success (the new streak, if any)
+_HEALTH = (
+    "UPDATE endpoints SET "
+    "last_success_at = CASE WHEN {ok} IS NULL THEN last_success_at "
+    "ELSE {max}(COALESCE(last_success_at, 0), {ok}) END, "
+    "last_failure_at = CASE WHEN {fl} IS NULL THEN last_failure_at "
+    "ELSE {max}(COALESCE(last_failure_at, 0), {fl}) END, "
+    "failing_since = CASE WHEN {ok} IS NULL THEN COALESCE(failing_since, {ff}) "
+    # an older success recorded late must not clear a newer failure streak
+    "WHEN failing_since > {ok} THEN failing_since ELSE {fs} END "
+    "WHERE channel = {ch}"
+)
+_HEALTH_SQL = {
+    "sqlite": _HEALTH.format(ok="?1", fl="?2", ff="?3", fs="?4", ch="?5", max="MAX"),
+    "postgresql": _HEALTH.format(
+        ok="%(ok)s::float8",
+        fl="%(fl)s::float8",
+        ff="%(ff)s::float8",
+        fs="%(fs)s::float8",
+        ch="%(ch)s",
+        max="GREATEST",
+    ),
+}
 
 
 def record(
@@ -172,60 +209,61 @@ def record(
 
     now = time.time() if now is None else now
     policy = health or HealthPolicy()
-    params = []
-    attempts = []
-    for o in outcomes:
-        finished = o["started_at"] + o["duration_ms"] / 1000
-        params.append(
-            (
-                o["new_status"],
-                o["attempt_no"],
-                o["next_attempt_at"],
-                o["status_code"],
-                o["error"],
-                finished if o["new_status"] == "delivered" else None,
-                o.get("remote_id"),
-                o["delivery_id"],
-            )
+    updates = [
+        (
+            o["new_status"],
+            o["attempt_no"],
+            o["next_attempt_at"],
+            o["status_code"],
+            o["error"],
+            o["started_at"] + o["duration_ms"] / 1000 if o["new_status"] == "delivered" else None,
+            o.get("remote_id"),
+            o["delivery_id"],
         )
-        if o.get("attempt", True):
-            attempts.append(tuple(o[k] for k in ATTEMPT_COLS))
-    disabled: set[str] = set()
+        for o in outcomes
+    ]
+    attempts = [tuple(o[k] for k in ATTEMPT_COLS) for o in outcomes if o.get("attempt", True)]
     with store.begin() as conn:
-        store.insert_many(conn, t.attempts, ATTEMPT_COLS, attempts)
-        if params:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            cur = raw.cursor()
-            try:
-                cur.executemany(_update_sql(store.dialect), params)
-            finally:
-                cur.close()
-        store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
-        for o in outcomes:
-            if o.get("exhausted"):
-                emit(
-                    conn,
-                    "message.attempt.exhausted",
-                    o["delivery_id"],
-                    {
-                        "channel": o["channel"],
-                        "pipeline": o.get("pipeline"),
-                        "attempts": o["attempt_no"],
-                        "last_status": o["status_code"],
-                        "error": o["error"],
-                    },
-                    alerts=policy.alerts,
-                    from_alert=is_alert(o["delivery_id"]),
-                    now=now,
-                )
-        disabled = _health(store, conn, outcomes, policy, now)
-    return disabled
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            if store.dialect == "postgresql":
+                if attempts:
+                    cur.execute(_PG_ATTEMPTS, [list(col) for col in zip(*attempts, strict=True)])
+                if updates:
+                    cur.execute(_PG_UPDATE, [list(col) for col in zip(*updates, strict=True)])
+            else:
+                store.insert_many(conn, t.attempts, ATTEMPT_COLS, attempts)
+                if updates:
+                    cur.executemany(_SQLITE_UPDATE, updates)
+            store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+            for o in outcomes:
+                if o.get("exhausted"):
+                    emit(
+                        conn,
+                        "message.attempt.exhausted",
+                        o["delivery_id"],
+                        {
+                            "channel": o["channel"],
+                            "pipeline": o.get("pipeline"),
+                            "attempts": o["attempt_no"],
+                            "last_status": o["status_code"],
+                            "error": o["error"],
+                        },
+                        alerts=policy.alerts,
+                        from_alert=is_alert(o["delivery_id"]),
+                        now=now,
+                    )
+            return _health(store, conn, cur, outcomes, policy, now)
+        finally:
+            cur.close()
 
 
 def _health(
     store: Store,
     conn: Connection,
+    cur: Any,
     outcomes: Sequence[Mapping[str, Any]],
     policy: HealthPolicy,
     now: float,
@@ -238,33 +276,37 @@ def _health(
         if o.get("health") in ("ok", "fail"):
             finished = o["started_at"] + o["duration_ms"] / 1000
             by_channel[o["channel"]].append((finished, o["health"] == "ok"))
-    if not by_channel and not gone:
-        return set()
-    e = t.endpoints.c
-    greatest = _greatest(store.dialect)
-    channels = sorted({*by_channel, *gone})
-    sql = store._insert_ignore(t.endpoints, ("channel", "disabled", "updated_at"))
-    conn.exec_driver_sql(sql, [(ch, False, now) for ch in channels])
+    suspect = set(gone)  # channels that may have to be disabled now
+    sql = _HEALTH_SQL["postgresql" if store.dialect == "postgresql" else "sqlite"]
     for ch, marks in by_channel.items():
         marks.sort()
-        ok_times = [at for at, ok in marks if ok]
-        fail_times = [at for at, ok in marks if not ok]
-        values: dict[str, Any] = {}
-        if fail_times:
-            values["last_failure_at"] = greatest(e.last_failure_at, fail_times[-1])
-        if ok_times:
-            last_ok = ok_times[-1]
-            later = [at for at in fail_times if at > last_ok]
-            values["last_success_at"] = greatest(e.last_success_at, last_ok)
-            # an older success recorded late must not clear a newer failure streak
-            values["failing_since"] = case(
-                (e.failing_since > last_ok, e.failing_since), else_=later[0] if later else None
-            )
-        else:
-            values["failing_since"] = func.coalesce(e.failing_since, fail_times[0])
-        conn.execute(update(t.endpoints).where(e.channel == ch).values(**values))
+        ok = [at for at, good in marks if good]
+        bad = [at for at, good in marks if not good]
+        last_ok = ok[-1] if ok else None
+        later = [at for at in bad if last_ok is None or at > last_ok]
+        args = {
+            "ok": last_ok,
+            "fl": bad[-1] if bad else None,
+            "ff": bad[0] if bad else None,
+            "fs": later[0] if later else None,
+            "ch": ch,
+        }
+        params: Any = args if store.dialect == "postgresql" else tuple(args.values())
+        cur.execute(sql, params)
+        if cur.rowcount == 0:  # the endpoint's first outcome: make its row, then update it
+            ignore = store._insert_ignore(t.endpoints, ("channel", "disabled", "updated_at"))
+            cur.execute(ignore, (ch, False, now))
+            cur.execute(sql, params)
+        if later:
+            suspect.add(ch)
+    if not suspect:
+        return set()
+    e = t.endpoints.c
+    if gone - set(by_channel):
+        ignore = store._insert_ignore(t.endpoints, ("channel", "disabled", "updated_at"))
+        cur.executemany(ignore, [(ch, False, now) for ch in sorted(gone - set(by_channel))])
     rows = conn.execute(
-        select(e.channel, e.disabled, e.failing_since).where(e.channel.in_(channels))
+        select(e.channel, e.disabled, e.failing_since).where(e.channel.in_(sorted(suspect)))
     ).all()
     disabled: set[str] = set()
     for ch, is_disabled, failing_since in rows:
@@ -285,16 +327,6 @@ def _health(
         emit(conn, "endpoint.disabled", ch, {**detail, "auto": True}, alerts=policy.alerts, now=now)
         disabled.add(ch)
     return disabled
-
-
-def _greatest(dialect: str) -> Any:
-    # the later of a nullable column and a value: GREATEST on PostgreSQL, scalar max() on SQLite
-    fn = func.greatest if dialect == "postgresql" else func.max
-
-    def pick(column: Any, value: float) -> Any:
-        return fn(func.coalesce(column, 0.0), value)
-
-    return pick
 
 
 def _disable(conn: Connection, channel: str, reason: str, now: float) -> None:

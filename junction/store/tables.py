@@ -112,7 +112,13 @@ deliveries = Table(
     Column("group_id", String(600)),  # the digest that carried it, or the delivery it escalates
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
-Index("ix_deliveries_channel_status", deliveries.c.channel, deliveries.c.status)
+# migration 0005: per-channel claims read each channel's backlog in due order
+Index(
+    "ix_deliveries_channel_due",
+    deliveries.c.channel,
+    deliveries.c.status,
+    deliveries.c.next_attempt_at,
+)
 
 attempts = Table(
     "attempts",
