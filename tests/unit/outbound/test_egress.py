@@ -14,6 +14,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -458,3 +459,57 @@ def test_embedded_ipv4_names_the_form() -> None:
     assert embedded_ipv4(ip_address("10.0.0.1")) is None
     assert embedded_ipv4(ip_address("2606:4700::1111")) is None
     assert embedded_ipv4(ip_address("2002:a00:1::")) == ("6to4", (ip_address("10.0.0.1"),))
+
+
+def test_delivery_worker_dead_letters_a_blocked_delivery_without_retrying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from junction.pipeline.config import DeliveryConfig
+    from junction.pipeline.deliver import DeliveryWorker
+    from junction.store import tables as t
+    from junction.store.repo import Store
+
+    monkeypatch.delenv("JUNCTION_EGRESS_ALLOW")
+    store = Store.open(f"sqlite:///{tmp_path / 'junction.db'}")
+    now = time.time()
+    with store.begin() as conn:
+        conn.execute(
+            t.deliveries.insert(),
+            [
+                {
+                    "id": "lead-1-v1",
+                    "record_id": "lead-1",
+                    "pipeline": "p",
+                    "channel": "webhook.sales",
+                    "event_type": "lead.scored",
+                    "payload": DELIVERY.payload.decode(),
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now - 1,
+                    "created_at": now,
+                }
+            ],
+        )
+
+    async def run() -> Listener:
+        async with listening("127.0.0.1") as (listener, port):
+            channels = build_channels(
+                {"webhook.sales": {"url": f"http://localhost:{port}/hook", "secret": SECRET}}
+            )
+            worker = DeliveryWorker(store, channels, DeliveryConfig(schedule_s=[0.01, 0.01]))
+            try:
+                await worker.run(drain_wait_s=0.5)
+            finally:
+                await worker.aclose()
+            return listener
+
+    try:
+        listener = asyncio.run(run())
+        counts = store.counts("p")
+    finally:
+        store.close()
+    assert listener.accepted == 0
+    assert (counts["deliveries_dead"], counts["deliveries_pending"]) == (1, 0)
+    assert counts["attempts"] == 1  # fatal: no retry
