@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import cProfile
 import hashlib
 import hmac
@@ -29,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -274,16 +275,23 @@ def run(
     key = secret_key_bytes(secret)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    work = Path(tempfile.mkdtemp(prefix="junction-bench-deliver-"))
-    receiver = _start_receiver(port, secret)
-    _pin_self(1)
     token = uuid.uuid4().hex[:8]
     pipeline = f"bench-deliver-{token}"
-    url = store or f"sqlite:///{work / 'bench.db'}"
-    outbox = Store.open(url)
     prof = cProfile.Profile() if profile else None
     bad_phases: list[str] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="junction-bench-deliver-"))
+        if keep:
+            stack.callback(print, f"work folder kept: {work}")
+        else:
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
+        url = store or f"sqlite:///{work / 'bench.db'}"
+        outbox = Store.open(stack.enter_context(_own_schema(url, token)))
+        stack.callback(outbox.close)
+        receiver = _start_receiver(port, secret)
+        stack.callback(receiver.wait, 10)
+        stack.callback(receiver.terminate)
+        _pin_self(1)
         bodies = payloads(deliveries)
         hub_ids = [f"hub-{token}-{i:07d}" for i in range(deliveries)]
         _fill_outbox(outbox, pipeline, hub_ids, bodies, endpoints)
@@ -328,26 +336,26 @@ def run(
         if prof is not None and profile:
             prof.dump_stats(profile)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
-    finally:
-        receiver.terminate()
-        receiver.wait(10)
-        if store:
-            _cleanup(outbox, pipeline)
-        outbox.close()
-        if keep:
-            print(f"work folder kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 1 if bad_phases else 0
 
 
-def _cleanup(store: Any, pipeline: str) -> None:
-    """Remove this run's rows from a shared (PostgreSQL) store."""
-    from sqlalchemy import delete, select
+@contextlib.contextmanager
+def _own_schema(url: str, token: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema for this run (the worker claims every due row in its store, so
+    it must not see anyone else's), dropped afterwards; other URLs pass through."""
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    from sqlalchemy import create_engine, text
 
-    from junction.store import tables as t
-
-    with store.begin() as conn:
-        ids = select(t.deliveries.c.id).where(t.deliveries.c.pipeline == pipeline)
-        conn.execute(delete(t.attempts).where(t.attempts.c.delivery_id.in_(ids)))
-        conn.execute(delete(t.deliveries).where(t.deliveries.c.pipeline == pipeline))
+    schema = f"bench_deliver_{token}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
