@@ -19,11 +19,11 @@ import orjson
 import pytest
 from sqlalchemy import insert, select
 
-from junction.api.auth import state_dir
 from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
 from junction.api.verifiers.sendgrid import SendGridEventsVerifier
 from junction.core.errors import ConfigError
 from junction.core.pseudonym import Pseudonymizer
+from junction.pipeline.state import state_dir
 from junction.store import tables as t
 from junction.store.suppressions import SuppressionList
 from tests.api.harness import SIGNING_KEY, ApiHarness, running_api

@@ -22,7 +22,6 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from junction.api.auth import state_dir
 from junction.api.context import ApiContext, ctx_of
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
@@ -33,6 +32,7 @@ from junction.api.verifiers.sendgrid import SendGridEventsVerifier
 from junction.core.errors import ConfigError, ParseError, RetryableError
 from junction.core.logging import get_logger
 from junction.core.pseudonym import Pseudonymizer
+from junction.pipeline.state import state_dir
 from junction.store.provider_events import apply_provider_events
 from junction.store.suppressions import SuppressionList
 from outbound.email_sendgrid.config import SendGridEmailConfig
