@@ -172,11 +172,16 @@ class DeliveryWorker:
         if self.sweeps:
             helpers.append(asyncio.create_task(self._sweep_loop(), name="delivery-sweeps"))
         try:
-            await self._dispatch(stop, drain_wait_s)
-            while self._tasks:
-                await asyncio.wait(list(self._tasks))
+            failure: JunctionError | None = None
+            try:
+                await self._dispatch(stop, drain_wait_s)
+            except JunctionError as exc:
+                failure = exc  # e.g. the store is down: still record what is in flight
+            await self._finish_sends()
             await self._queue.put(None)
             await self._recorder
+            if failure is not None:
+                raise failure
         finally:
             for task in [*helpers, *self._tasks]:
                 task.cancel()
@@ -189,6 +194,23 @@ class DeliveryWorker:
         """Close every channel."""
         for ch in self.channels.values():
             await ch.aclose()
+
+    async def _finish_sends(self) -> None:
+        """Wait for the sends in flight (the recorder stopping with an error ends the wait)."""
+        assert self._recorder is not None
+        while self._tasks:
+            await asyncio.wait([*self._tasks, self._recorder], return_when=asyncio.FIRST_COMPLETED)
+            self._check_recorder()
+
+    async def _recorded(self) -> None:
+        """Wait until every queued outcome is recorded (or the recorder fails)."""
+        assert self._recorder is not None
+        joined = asyncio.create_task(self._queue.join())
+        try:
+            await asyncio.wait([joined, self._recorder], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            joined.cancel()
+        self._check_recorder()
 
     # the dispatcher
 
@@ -210,46 +232,54 @@ class DeliveryWorker:
         while stop is None or not stop.is_set():
             self._check_recorder()
             slots = self._free()
+            if not slots:  # every slot is busy: the next freed ones wake us
+                self._hungry = set(self._caps)
+                self._set_wake_at()
+                await self._sleep(1.0)
+                continue
             room = self.policy.concurrency - self._total
-            filled = False
-            if slots:
-                self._wake.clear()
-                rows = await asyncio.to_thread(
-                    self.store.claim_deliveries, room, self.policy.lease_s, slots=slots
-                )
-                rows = [r for r in rows if r["id"] not in self._held]
-                got = Counter(r["channel"] for r in rows)
-                if len(rows) >= room:
-                    self._hungry = set(self._caps)
-                else:
-                    self._hungry = {ch for ch, n in slots.items() if got[ch] >= n}
-                filled = bool(self._hungry)
-                hungry_cap = sum(self._caps[ch] for ch in self._hungry)
-                self._wake_at = max(1, min(self.policy.concurrency, hungry_cap) // 4)
-                self._launch(rows)
+            self._wake.clear()
+            rows = await asyncio.to_thread(
+                self.store.claim_deliveries, room, self.policy.lease_s, slots=slots
+            )
+            rows = [r for r in rows if r["id"] not in self._held]
+            got = Counter(r["channel"] for r in rows)
+            if len(rows) >= room:
+                filled = set(self._caps)
+            else:
+                filled = {ch for ch, n in slots.items() if got[ch] >= n}
+            # channels that got all they asked for probably have more due; channels that were
+            # full may have a backlog: a slot freed in either is worth a claim
+            self._hungry = filled | (set(self._caps) - set(slots))
+            self._set_wake_at()
+            self._launch(rows)
             if stop is not None and stop.is_set():
                 break
             if filled:
-                if self._hungry_room() >= self._wake_at:
-                    continue
-                await self._sleep(1.0)
+                if self._hungry_room() < self._wake_at:
+                    await self._sleep(1.0)
                 continue
             # nothing more is due for the channels with room: wait for a due time or a wake
             if drain_wait_s is not None and self._total == 0:
-                await self._queue.join()  # retries are recorded before the next due time is read
-                self._check_recorder()
+                await self._recorded()  # retries are recorded before the next due time is read
                 if self._total == 0:
                     next_due = await asyncio.to_thread(self.store.next_due_at, list(self._caps))
                     now = time.time()
                     if next_due is None or next_due - now > drain_wait_s:
                         break
-                    if next_due <= now:
-                        continue
-                    await self._sleep(min(1.0, next_due - now))
+                    if next_due > now:
+                        await self._sleep(min(1.0, next_due - now))
                     continue
-            next_due = await asyncio.to_thread(self.store.next_due_at, list(self._caps))
+            free = list(self._free())
+            next_due = None
+            if free:
+                next_due = await asyncio.to_thread(self.store.next_due_at, free)
             wait = 1.0 if next_due is None else min(1.0, max(0.005, next_due - time.time()))
             await self._sleep(wait)
+
+    def _set_wake_at(self) -> None:
+        hungry_cap = sum(self._caps[ch] for ch in self._hungry)
+        self._wake_at = max(1, min(self.policy.concurrency, hungry_cap) // 4)
 
     def _hungry_room(self) -> int:
         room = self.policy.concurrency - self._total

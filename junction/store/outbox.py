@@ -103,12 +103,7 @@ def claim(
             return []
         if len(open_) == 1:
             [(ch, n)] = open_.items()
-            q = (
-                select(c.id)
-                .where(*base, c.channel == ch)
-                .order_by(c.next_attempt_at)
-                .limit(min(n, limit))
-            )
+            return _claim_one(store, ch, min(n, limit), now, now + lease_s)
         else:
             rn = func.row_number().over(partition_by=c.channel, order_by=c.next_attempt_at)
             ranked = (
@@ -138,6 +133,47 @@ def claim(
     )
     with store.begin() as conn:
         rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
+    for r in rows:
+        r["lease_until"] = until
+    return rows
+
+
+_CLAIM_ONE = (
+    "UPDATE deliveries SET lease_until = {until} WHERE id IN ("
+    "SELECT id FROM deliveries WHERE channel = {ch} AND status = 'pending' "
+    "AND next_attempt_at <= {now} AND (lease_until IS NULL OR lease_until < {now}) "
+    "AND channel NOT IN (SELECT channel FROM endpoints WHERE disabled) "
+    "ORDER BY next_attempt_at LIMIT {n}{lock}) "
+    "RETURNING id, channel, event_type, payload, attempts, record_id, pipeline, route"
+)
+_CLAIM_ONE_SQL = {
+    "sqlite": _CLAIM_ONE.format(until="?1", ch="?2", now="?3", n="?4", lock=""),
+    "postgresql": _CLAIM_ONE.format(
+        until="%(until)s",
+        ch="%(ch)s",
+        now="%(now)s",
+        n="%(n)s",
+        lock=" FOR UPDATE SKIP LOCKED",
+    ),
+}
+
+
+def _claim_one(
+    store: Store, channel: str, n: int, now: float, until: float
+) -> list[dict[str, Any]]:
+    """The claim of one channel's oldest due rows: one statement, no query building (hot path)."""
+    args = {"until": until, "ch": channel, "now": now, "n": n}
+    params: Any = args if store.dialect == "postgresql" else tuple(args.values())
+    with store.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.execute(_CLAIM_ONE_SQL[store.dialect], params)
+            found = cur.fetchall()
+        finally:
+            cur.close()
+    rows = [dict(zip(CLAIM_COLS, r, strict=True)) for r in found]
     for r in rows:
         r["lease_until"] = until
     return rows
