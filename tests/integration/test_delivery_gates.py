@@ -189,3 +189,30 @@ def test_sweeps_run_while_the_worker_runs(store: Store) -> None:
     enqueue(store, CH, ["s1"], payload={"to": ["a@example.com"]}, at=time.time() + 0.3)
     run_worker(store, {CH: NotesChannel()}, DeliveryConfig(), drain_wait_s=1, sweeps=[sweep])
     assert calls
+
+
+def test_the_hub_wires_gates_routes_alerts_and_caps(tmp_path: Path, store_url: str) -> None:
+    from junction.pipeline.hub import Hub
+    from junction.store.events import AlertPolicy
+
+    hook = {"url": "https://hooks.example.com/x", "secret": "whsec_" + "A" * 32}
+    cfg = HubConfig.model_validate(
+        {
+            "store": store_url,
+            "models_dir": str(tmp_path / "models"),
+            "channels": {
+                "webhook.sales": {**hook, "max_in_flight": 3},
+                "webhook.ops": hook,
+            },
+            "alerts": {"to": ["webhook.ops"], "kinds": ["endpoint.disabled"]},
+        }
+    )
+    hub = Hub(cfg)
+    try:
+        opts = hub.delivery_options()
+    finally:
+        hub.close()
+    assert isinstance(opts["gates"][0], SuppressionGate)
+    assert opts["limits"] == {"webhook.sales": 3}
+    assert opts["alerts"] == AlertPolicy(("webhook.ops",), frozenset({"endpoint.disabled"}))
+    assert all(callable(s) for s in opts["sweeps"])
