@@ -93,7 +93,6 @@ _DENY: tuple[tuple[IPNetwork, str], ...] = tuple(
     (ip_network(net), why) for net, why in _V4_DENY + _V6_DENY
 )
 
-_MAPPED = ip_network("::ffff:0:0/96")
 _TRANSLATED = ip_network("::ffff:0:0:0/96")  # SIIT "IPv4-translated" (RFC 2765)
 _COMPATIBLE = ip_network("::/96")  # deprecated "IPv4-compatible" (RFC 4291 2.5.5.1)
 _NAT64 = ip_network("64:ff9b::/96")
