@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -145,11 +145,14 @@ class DeliveryWorker:
 
     def _reset(self) -> None:
         self._inflight: dict[str, int] = dict.fromkeys(self.channels, 0)
-        self._total = 0
+        self._total = 0  # sends (and gate decisions) in flight
+        # claimed rows waiting for a slot of their channel: up to one cap's worth each, so a
+        # freed slot starts the next send at once, without a trip to the store
+        self._buffer: dict[str, deque[_Ready]] = {ch: deque() for ch in self.channels}
+        self._buffered = 0
         self._held: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._hungry: set[str] = set()
-        self._wake_at = 1
         self._sleep_until = 0.0
         self._wake = asyncio.Event()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(
@@ -177,6 +180,7 @@ class DeliveryWorker:
                 await self._dispatch(stop, drain_wait_s)
             except JunctionError as exc:
                 failure = exc  # e.g. the store is down: still record what is in flight
+            self._drop_buffers()
             await self._finish_sends()
             await self._queue.put(None)
             await self._recorder
@@ -218,51 +222,47 @@ class DeliveryWorker:
         await stop.wait()
         self._wake.set()
 
-    def _free(self) -> dict[str, int]:
-        room = self.policy.concurrency - self._total
-        if room <= 0:
-            return {}
+    def _wants(self) -> dict[str, int]:
+        """Rows worth claiming per channel: up to twice its cap in flight and buffered."""
         return {
-            ch: min(room, cap - self._inflight[ch])
+            ch: want
             for ch, cap in self._caps.items()
-            if cap > self._inflight[ch]
+            if (want := 2 * cap - self._inflight[ch] - len(self._buffer[ch])) > 0
         }
 
     async def _dispatch(self, stop: asyncio.Event | None, drain_wait_s: float | None) -> None:
+        conc = self.policy.concurrency
         while stop is None or not stop.is_set():
             self._check_recorder()
-            slots = self._free()
-            if not slots:  # every slot is busy: the next freed ones wake us
+            wants = self._wants()
+            room = 2 * conc - self._total - self._buffered
+            if not wants or room <= 0:  # every buffer is full: draining ones wake us
                 self._hungry = set(self._caps)
-                self._set_wake_at()
                 await self._sleep(1.0)
                 continue
-            room = self.policy.concurrency - self._total
             self._wake.clear()
             rows = await asyncio.to_thread(
-                self.store.claim_deliveries, room, self.policy.lease_s, slots=slots
+                self.store.claim_deliveries, room, self.policy.lease_s, slots=wants
             )
             rows = [r for r in rows if r["id"] not in self._held]
             got = Counter(r["channel"] for r in rows)
             if len(rows) >= room:
                 filled = set(self._caps)
             else:
-                filled = {ch for ch, n in slots.items() if got[ch] >= n}
+                filled = {ch for ch, n in wants.items() if got[ch] >= n}
             # channels that got all they asked for probably have more due; channels that were
-            # full may have a backlog: a slot freed in either is worth a claim
-            self._hungry = filled | (set(self._caps) - set(slots))
-            self._set_wake_at()
-            self._launch(rows)
+            # not asked may have a backlog: their buffers running low is worth a claim
+            self._hungry = filled | (set(self._caps) - set(wants))
+            self._admit(rows)
             if stop is not None and stop.is_set():
                 break
             if filled:
-                if self._hungry_room() < self._wake_at:
-                    await self._sleep(1.0)
+                await self._sleep(1.0)
                 continue
             # nothing more is due for the channels with room: wait for a due time or a wake
-            if drain_wait_s is not None and self._total == 0:
+            if drain_wait_s is not None and self._total == 0 and self._buffered == 0:
                 await self._recorded()  # retries are recorded before the next due time is read
-                if self._total == 0:
+                if self._total == 0 and self._buffered == 0:
                     next_due = await asyncio.to_thread(self.store.next_due_at, list(self._caps))
                     now = time.time()
                     if next_due is None or next_due - now > drain_wait_s:
@@ -270,20 +270,12 @@ class DeliveryWorker:
                     if next_due > now:
                         await self._sleep(min(1.0, next_due - now))
                     continue
-            free = list(self._free())
+            open_ = list(self._wants())
             next_due = None
-            if free:
-                next_due = await asyncio.to_thread(self.store.next_due_at, free)
+            if open_:
+                next_due = await asyncio.to_thread(self.store.next_due_at, open_)
             wait = 1.0 if next_due is None else min(1.0, max(0.005, next_due - time.time()))
             await self._sleep(wait)
-
-    def _set_wake_at(self) -> None:
-        hungry_cap = sum(self._caps[ch] for ch in self._hungry)
-        self._wake_at = max(1, min(self.policy.concurrency, hungry_cap) // 4)
-
-    def _hungry_room(self) -> int:
-        room = self.policy.concurrency - self._total
-        return min(room, sum(max(0, self._caps[ch] - self._inflight[ch]) for ch in self._hungry))
 
     async def _sleep(self, seconds: float) -> None:
         self._sleep_until = time.time() + seconds
@@ -299,22 +291,56 @@ class DeliveryWorker:
                 raise exc
             raise InternalError("the delivery recorder stopped")
 
-    def _launch(self, rows: list[dict[str, Any]]) -> None:
-        gated: list[tuple[dict[str, Any], Delivery, OutboundChannel, list[SendGate]]] = []
+    def _admit(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer claimed rows (after their gates, decided in one thread hop) and start sends."""
+        gated: list[_Ready] = []
         for row in rows:
-            name = row["channel"]
-            self._inflight[name] += 1
-            self._total += 1
             self._held.add(row["id"])
             delivery = self._delivery(row)
-            channel = self.channels[name]
+            channel = self.channels[row["channel"]]
             applies = [g for g in self.gates if g.applies(delivery, channel)]
+            ready = _Ready(row, delivery, channel, applies)
             if applies:
-                gated.append((row, delivery, channel, applies))
+                gated.append(ready)
             else:
-                self._spawn(self._send(row, delivery, channel, ()))
+                self._buffer[row["channel"]].append(ready)
+                self._buffered += 1
         if gated:
+            self._total += len(gated)
             self._spawn(self._gate(gated))
+        self._pump_all()
+
+    def _pump(self, name: str) -> None:
+        """Start buffered sends of channel ``name`` while it and the worker have free slots."""
+        buf = self._buffer[name]
+        cap = self._caps[name]
+        conc = self.policy.concurrency
+        margin = self.policy.lease_s / 2
+        while buf and self._inflight[name] < cap and self._total < conc:
+            ready = buf.popleft()
+            self._buffered -= 1
+            if time.time() > ready.row["lease_until"] - margin:
+                # it waited too long for a slot: leave it to a later claim once its lease ends
+                self._held.discard(ready.row["id"])
+                continue
+            self._inflight[name] += 1
+            self._total += 1
+            self._spawn(self._send(ready.row, ready.delivery, ready.channel, ready.gates))
+
+    def _pump_all(self) -> None:
+        for name, buf in self._buffer.items():
+            if self._total >= self.policy.concurrency:
+                return
+            if buf:
+                self._pump(name)
+
+    def _drop_buffers(self) -> None:
+        """Forget rows not started (they stay leased until their lease ends, then due again)."""
+        for buf in self._buffer.values():
+            for ready in buf:
+                self._held.discard(ready.row["id"])
+            buf.clear()
+        self._buffered = 0
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -338,11 +364,18 @@ class DeliveryWorker:
         )
 
     def _release(self, row: dict[str, Any]) -> None:
+        """A send finished: start the next buffered one; ask for more when a buffer runs low."""
         name = row["channel"]
         self._inflight[name] -= 1
         self._total -= 1
         self._held.discard(row["id"])
-        if self._total == 0 or (name in self._hungry and self._hungry_room() >= self._wake_at):
+        if self._buffer[name]:
+            self._pump(name)
+        elif self._buffered:
+            self._pump_all()
+        if (name in self._hungry and len(self._buffer[name]) <= self._caps[name] // 2) or (
+            self._total == 0 and self._buffered == 0
+        ):
             self._wake.set()
 
     # sends and gates
@@ -377,31 +410,38 @@ class DeliveryWorker:
         finally:
             self._release(row)
 
-    async def _gate(
-        self, items: list[tuple[dict[str, Any], Delivery, OutboundChannel, list[SendGate]]]
-    ) -> None:
-        handed_over: set[str] = set()
+    async def _gate(self, items: list[_Ready]) -> None:
+        """Decide the gates of a claimed batch in one thread hop; buffer what may be sent."""
+        passed = 0
         try:
             now = time.time()
             decisions = await asyncio.to_thread(_decide_all, items, now)
-            for (row, delivery, channel, gates), decision in zip(items, decisions, strict=True):
+            for ready, decision in zip(items, decisions, strict=True):
+                row = ready.row
                 if isinstance(decision, JunctionError):
                     outcome, quarantined = outcomes.failed(row, decision, self.policy, now)
                     self._count(row, outcome, quarantined)
+                    self._held.discard(row["id"])
                     await self._queue.put(_Item(outcome, quarantined, None))
                 elif decision is None or decision.action == "send":
                     if decision is not None and decision.exclude:
-                        delivery = replace(delivery, exclude=decision.exclude)
-                    handed_over.add(row["id"])
-                    self._spawn(self._send(row, delivery, channel, gates))
+                        ready = replace(
+                            ready, delivery=replace(ready.delivery, exclude=decision.exclude)
+                        )
+                    self._buffer[row["channel"]].append(ready)
+                    self._buffered += 1
+                    passed += 1
                 else:
                     outcome = outcomes.gated(row, decision, now)
                     self._count(row, outcome, None)
+                    self._held.discard(row["id"])
                     await self._queue.put(_Item(outcome, None, None))
         finally:
-            for row, *_ in items:
-                if row["id"] not in handed_over:
-                    self._release(row)
+            self._total -= len(items)
+            if passed:
+                self._pump_all()
+            if self._total == 0 and self._buffered == 0:
+                self._wake.set()
 
     def _count(self, row: dict[str, Any], outcome: Outcome, quarantined: Row | None) -> None:
         kind = outcome["outcome"]
@@ -448,6 +488,9 @@ class DeliveryWorker:
                 closing = True
             else:
                 batch.append(first)
+                if self._queue.qsize() < RECORD_BATCH // 8 and self._total:
+                    # more outcomes are on their way: a moment's wait makes a fuller batch
+                    await asyncio.sleep(RECORD_LINGER_S)
             while not closing and len(batch) < RECORD_BATCH and not self._queue.empty():
                 item = self._queue.get_nowait()
                 taken += 1
@@ -534,6 +577,7 @@ class DeliveryWorker:
 
 
 RECORD_BATCH = 500  # outcomes per recording transaction at most
+RECORD_LINGER_S = 0.01  # how long the recorder waits for more outcomes when few are queued
 RECORD_TRIES = 4  # a store outage longer than ~3 s stops the run (the service restarts it)
 
 
@@ -546,19 +590,27 @@ class _Note:
 
 
 @dataclass(frozen=True, slots=True)
+class _Ready:
+    """A claimed delivery ready to send, with the gates that applied to it."""
+
+    row: dict[str, Any]
+    delivery: Delivery
+    channel: OutboundChannel
+    gates: Sequence[SendGate]
+
+
+@dataclass(frozen=True, slots=True)
 class _Item:
     outcome: Outcome
     quarantined: Row | None
     note: _Note | None
 
 
-def _decide_all(
-    items: Sequence[tuple[dict[str, Any], Delivery, OutboundChannel, Sequence[SendGate]]],
-    now: float,
-) -> list[Decision | JunctionError | None]:
+def _decide_all(items: Sequence[_Ready], now: float) -> list[Decision | JunctionError | None]:
     """Every gate's decision for every delivery (in a worker thread): the first non-send wins."""
     out: list[Decision | JunctionError | None] = []
-    for _, delivery, channel, gates in items:
+    for ready in items:
+        delivery, channel, gates = ready.delivery, ready.channel, ready.gates
         exclude: frozenset[str] = frozenset()
         verdict: Decision | JunctionError | None = None
         try:
