@@ -24,7 +24,7 @@ from junction.api.policy import Principal
 from junction.core.errors import AuthError, ConfigError
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
 from junction.pipeline.config import ApiConfig
-from junction.pipeline.state import state_dir
+from junction.pipeline.state import state_dir as state_dir  # re-exported (moved there)
 from junction.store.clients import ApiClient, ClientStore, split_api_key
 
 ALGORITHM = "HS256"
