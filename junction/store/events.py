@@ -9,6 +9,11 @@ webhook-id), which the delivery worker sends like any other delivery.
 Alerts never loop: an event caused by an alert delivery (``from_alert``) raises no alert, and an
 alert about a channel is never sent to that same channel.  So a failing alert channel produces
 at most its own ``endpoint.disabled`` alert to the *other* alert channels, once per disable.
+
+Alerts never flood either: an event with an ``alert_key`` (retries exhausted: the failing
+channel) alerts only when no event of its kind with that key alerted in the last
+``AlertPolicy.quiet_s`` seconds; the events themselves are all written.  The key of an event
+that alerted is kept in its detail (``alert_key``).
 """
 
 from __future__ import annotations
@@ -38,11 +43,15 @@ class AlertPolicy:
 
     to: tuple[str, ...] = ()
     kinds: frozenset[str] = field(default=ALERTING_KINDS)
+    quiet_s: float = 300.0  # one alert per kind and key (e.g. failing channel) in this window
 
     @classmethod
-    def of(cls, to: Iterable[str], kinds: Iterable[str] | None) -> AlertPolicy:
+    def of(
+        cls, to: Iterable[str], kinds: Iterable[str] | None, *, quiet_s: float = 300.0
+    ) -> AlertPolicy:
         """Build from ``HubConfig.alerts`` (``kinds`` None: the default alerting kinds)."""
-        return cls(tuple(to), ALERTING_KINDS if kinds is None else frozenset(kinds))
+        kinds_ = ALERTING_KINDS if kinds is None else frozenset(kinds)
+        return cls(tuple(to), kinds_, quiet_s)
 
     def alerts(self, kind: str) -> bool:
         """Whether an event of ``kind`` raises an alert."""
@@ -67,6 +76,7 @@ def emit(
     *,
     alerts: AlertPolicy | None = None,
     from_alert: bool = False,
+    alert_key: str | None = None,
     now: float | None = None,
 ) -> int:
     """Write one event in the caller's transaction (and its alert deliveries); return its id.
@@ -78,10 +88,17 @@ def emit(
         detail: JSON-safe facts; personal data only as keyed pseudonyms.
         alerts: Where alerts go; None raises none.
         from_alert: The event was caused by an alert delivery: it raises no alert.
+        alert_key: Alert at most once per ``alerts.quiet_s`` for this kind and key.
         now: The event time (default: now).
     """
     at = time.time() if now is None else now
     body = dict(detail or {})
+    alert = alerts is not None and not from_alert and alerts.alerts(kind)
+    if alert and alert_key is not None:
+        assert alerts is not None
+        alert = not _alerted_lately(conn, kind, alert_key, at - alerts.quiet_s)
+        if alert:
+            body["alert_key"] = alert_key
     res = conn.execute(
         t.events.insert().values(
             at=at, kind=kind, subject=subject[:600], detail=orjson.dumps(body).decode()
@@ -90,7 +107,8 @@ def emit(
     pk = res.inserted_primary_key
     assert pk is not None
     event_id = int(pk[0])
-    if alerts is not None and not from_alert and alerts.alerts(kind):
+    if alert:
+        assert alerts is not None
         payload = orjson.dumps(
             {"type": ALERT_EVENT_TYPE, "kind": kind, "subject": subject, "detail": body, "at": at}
         ).decode()
@@ -113,6 +131,18 @@ def emit(
         if rows:
             conn.execute(t.deliveries.insert(), rows)
     return event_id
+
+
+def _alerted_lately(conn: Connection, kind: str, key: str, since: float) -> bool:
+    c = t.events.c
+    literal = orjson.dumps({"alert_key": key}).decode()[1:-1]  # "alert_key":"<key>"
+    pattern = "%" + literal.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    hit = conn.execute(
+        select(c.id)
+        .where(c.kind == kind, c.at >= since, c.detail.like(pattern, escape="\\"))
+        .limit(1)
+    ).first()
+    return hit is not None
 
 
 def list_events(

@@ -289,6 +289,7 @@ def record(
                         },
                         alerts=policy.alerts,
                         from_alert=is_alert(o["delivery_id"]),
+                        alert_key=o["channel"],  # one alert per failing channel per quiet_s
                         now=now,
                     )
             return _health(store, conn, cur, outcomes, policy, now)

@@ -149,3 +149,28 @@ def test_two_workers_on_one_store_send_each_delivery_once(store: Store, store_ur
             other.close()
         ids = rx.ids("shared")
     assert sorted(ids) == sorted(f"s-{k}" for k in range(300))  # each once, none missing
+
+
+def test_alerts_with_a_key_are_quiet_within_their_window(store: Store) -> None:
+    quiet = AlertPolicy.of(["webhook.ops"], None, quiet_s=300)
+    with store.begin() as conn:
+        emit(conn, "message.attempt.exhausted", "d-1", {}, alerts=quiet, alert_key="webhook.a")
+        emit(conn, "message.attempt.exhausted", "d-2", {}, alerts=quiet, alert_key="webhook.a")
+        emit(conn, "message.attempt.exhausted", "d-3", {}, alerts=quiet, alert_key="webhook_b")
+        # a key that LIKE would confuse with another ('_' matches any character) is its own
+        emit(conn, "message.attempt.exhausted", "d-4", {}, alerts=quiet, alert_key="webhook.b")
+    loud = AlertPolicy.of(["webhook.ops"], None, quiet_s=0)
+    with store.begin() as conn:
+        emit(
+            conn,
+            "message.attempt.exhausted",
+            "d-5",
+            {},
+            alerts=loud,
+            alert_key="webhook.a",
+            now=time.time() + 1,
+        )
+    alerted = [e["subject"] for e in list_events(store) if "alert_key" in e["detail"]]
+    assert alerted == ["d-1", "d-3", "d-4", "d-5"]
+    due = store.claim_deliveries(10, 30, slots={"webhook.ops": 10}, now=time.time() + 5)
+    assert len(due) == 4
