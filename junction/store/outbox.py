@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, func, or_, select, update
@@ -135,6 +136,8 @@ def claim(
         rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
     for r in rows:
         r["lease_until"] = until
+    # RETURNING keeps no order; ids grow with the input order, so send (and gate) in that order
+    rows.sort(key=itemgetter("id"))
     return rows
 
 
@@ -173,6 +176,7 @@ def _claim_one(
             found = cur.fetchall()
         finally:
             cur.close()
+    found.sort(key=itemgetter(0))  # RETURNING keeps no order; ids grow with the input order
     rows = [dict(zip(CLAIM_COLS, r, strict=True)) for r in found]
     for r in rows:
         r["lease_until"] = until
