@@ -113,7 +113,9 @@ class DeliveryWorker:
         sweeps: Periodic jobs (digest flush, escalation), called at most once a second in a
             thread with the current time; each returns how many deliveries it queued.
         alerts: Where ``endpoint.disabled`` and ``message.attempt.exhausted`` alerts go.
-        limits: Per-channel in-flight caps overriding ``per_endpoint_concurrency``.
+        limits: Per-channel in-flight caps (``max_in_flight`` of a channel's config); a channel
+            without one uses its own ``max_in_flight`` attribute (a batching channel wants a
+            full batch in flight), else ``per_endpoint_concurrency``.
     """
 
     def __init__(
@@ -136,8 +138,8 @@ class DeliveryWorker:
         self.sweeps = list(sweeps)
         self.health = HealthPolicy(policy.disable_after_s, alerts)
         self._caps = {
-            ch: max(1, int((limits or {}).get(ch, policy.per_endpoint_concurrency)))
-            for ch in self.channels
+            name: max(1, int((limits or {}).get(name, _preferred_cap(ch, policy))))
+            for name, ch in self.channels.items()
         }
         self._suppressor = next((g for g in self.gates if isinstance(g, SuppressionGate)), None)
         self.stats = DeliveryStats()
@@ -630,6 +632,12 @@ def _decide_all(items: Sequence[_Ready], now: float) -> list[Decision | Junction
             verdict = Decision("send", exclude=exclude)
         out.append(verdict)
     return out
+
+
+def _preferred_cap(channel: OutboundChannel, policy: DeliveryConfig) -> int:
+    """A channel's own in-flight wish (a batching channel wants a full batch), else the policy's."""
+    wish = getattr(channel, "max_in_flight", None)
+    return wish if isinstance(wish, int) and wish > 0 else policy.per_endpoint_concurrency
 
 
 def channel_limits(channels: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:

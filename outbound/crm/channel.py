@@ -86,6 +86,11 @@ class CrmWriteBackChannel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @property
+    def max_in_flight(self) -> int:
+        """Deliveries the worker keeps in flight here (one full CRM call's worth)."""
+        return self.backend.max_batch
+
     # -- one delivery ------------------------------------------------------------------------
 
     def item_of(self, delivery: Delivery) -> WriteBack:
