@@ -251,3 +251,14 @@ def test_410_disables_at_once_with_an_event(store: Store) -> None:
     assert worker.stats.disabled_channels == {"webhook.gone"}
     [event] = list_events(store, kinds=["endpoint.disabled"])
     assert event["detail"]["status_code"] == 410
+
+
+def test_a_channel_s_own_max_in_flight_is_its_default_cap(store: Store) -> None:
+    with receiver(generate_secret()) as rx:
+        rx.behaviours["batchy"] = Behaviour(delay_s=0.2)
+        [channel] = rx.channels(["batchy"]).values()
+        channel.max_in_flight = 7  # e.g. a batching channel asking for a full batch
+        enqueue(store, "webhook.batchy", [f"b-{k}" for k in range(20)])
+        policy = DeliveryConfig(concurrency=50, per_endpoint_concurrency=2)
+        run_worker(store, {"webhook.batchy": channel}, policy, drain_wait_s=0)
+        assert rx.peak["batchy"] == 7
