@@ -142,6 +142,7 @@ class DeliveryWorker:
             for name, ch in self.channels.items()
         }
         self._suppressor = next((g for g in self.gates if isinstance(g, SuppressionGate)), None)
+        self._series: dict[str, tuple[Any, Any]] = {}
         self.stats = DeliveryStats()
         self._reset()
 
@@ -469,7 +470,17 @@ class DeliveryWorker:
                 error=(outcome["error"] or "").split(":", 1)[0],
                 attempts=outcome["attempt_no"],
             )
-        if outcome.get("attempt", True) and kind in ("delivered", "retry", "failed", "gone"):
+        if kind == "delivered":
+            # the hot path: the labelled series are looked up once per channel
+            series = self._series.get(row["channel"])
+            if series is None:
+                series = self._series[row["channel"]] = (
+                    metrics.DELIVERIES.labels(row["channel"], "delivered"),
+                    metrics.DELIVERY_SECONDS.labels(row["channel"]),
+                )
+            series[0].inc()
+            series[1].observe(outcome["duration_ms"] / 1000)
+        elif outcome.get("attempt", True) and kind in ("retry", "failed", "gone"):
             metrics.observe_delivery(
                 row["pipeline"],
                 row["channel"],
