@@ -46,7 +46,8 @@ channels:
 delivery:
   schedule_s: [0.2, 0.5, 1, 2]
 egress:
-  allow_networks: [127.0.0.0/8]  # the demo's sink is local; the SSRF guard refuses loopback otherwise
+  # the demo's sink is local; the SSRF guard refuses loopback otherwise
+  allow_networks: [127.0.0.0/8]
 """
 
 
