@@ -30,6 +30,7 @@ from junction.core.registry import Registry, default_registry
 from junction.pipeline import outcomes
 from junction.pipeline.config import DeliveryConfig, EgressConfig, Route
 from junction.pipeline.gates import Decision, SendGate
+from junction.pipeline.hygiene import is_digest
 from junction.pipeline.outcomes import Outcome
 from junction.pipeline.suppression_gate import SuppressionGate
 from junction.store.events import AlertPolicy
@@ -355,7 +356,12 @@ class DeliveryWorker:
         template = None
         if route is not None:
             spec = self.routes.get(row["pipeline"], {}).get(route)
-            template = spec.template if spec is not None else None
+            if spec is not None:
+                # a digest renders with its route's digest template, not the per-alert one
+                if is_digest(row["id"]):
+                    template = spec.digest.template if spec.digest is not None else None
+                else:
+                    template = spec.template
         return Delivery(
             delivery_id=row["id"],
             channel=row["channel"],

@@ -12,6 +12,7 @@ from junction.core.errors import DeferredError, RecipientRejectedError
 from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.config import DeliveryConfig, HubConfig, Route
 from junction.pipeline.gates import Decision, build_gates
+from junction.pipeline.hygiene_sweeps import digest_id
 from junction.pipeline.suppression_gate import SuppressionGate
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
@@ -170,6 +171,26 @@ def test_the_route_template_reaches_the_channel(store: Store) -> None:
     )
     got = {d.delivery_id: (d.route, d.template) for d in notes.sent}
     assert got == {"t1": ("hot", "hot-lead"), "t2": ("unknown", None)}
+
+
+def test_a_digest_renders_with_its_routes_digest_template(store: Store) -> None:
+    digest = digest_id("leads", "hot", CH, "leads:abc:1")
+    enqueue(store, CH, [digest, "one"], payload={"to": ["a@example.com"]}, route="hot")
+    notes = NotesChannel()
+    route = Route.model_validate(
+        {
+            "name": "hot",
+            "when": "true",
+            "to": [CH],
+            "template": "hot-lead",
+            "digest": {"window_s": 60, "template": "hot-digest"},
+        }
+    )
+    run_worker(
+        store, {CH: notes}, DeliveryConfig(), drain_wait_s=0, routes={"leads": {"hot": route}}
+    )
+    got = {d.delivery_id: d.template for d in notes.sent}
+    assert got == {digest: "hot-digest", "one": "hot-lead"}
 
 
 def test_build_gates_starts_with_the_suppression_list(store: Store, tmp_path: Path) -> None:
