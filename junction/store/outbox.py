@@ -20,6 +20,7 @@ at once.  Re-enabling (``set_endpoint(..., disabled=False)``) clears ``failing_s
 
 from __future__ import annotations
 
+import random
 import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
@@ -102,26 +103,22 @@ def claim(
         open_ = {ch: n for ch, n in slots.items() if n > 0}
         if not open_ or limit <= 0:
             return []
-        if len(open_) == 1:
-            [(ch, n)] = open_.items()
-            return _claim_one(store, ch, min(n, limit), now, now + lease_s)
-        else:
-            rn = func.row_number().over(partition_by=c.channel, order_by=c.next_attempt_at)
-            ranked = (
-                select(c.id, c.channel, c.next_attempt_at, rn.label("rn"))
-                .where(*base, c.channel.in_(list(open_)))
-                .subquery()
-            )
-            cap = case(open_, value=ranked.c.channel, else_=0)
-            picked = (
-                select(ranked.c.id)
-                .where(ranked.c.rn <= cap)
-                .order_by(ranked.c.rn, ranked.c.next_attempt_at)
-                .limit(limit)
-            )
-            # the outer select repeats the due conditions: PostgreSQL re-checks them on the
-            # locked row version, so a row another worker just leased is not taken twice
-            q = select(c.id).where(c.id.in_(picked), *_due(now))
+        # water-filling: channels wanting little take all they want, the rest share evenly
+        takes: list[tuple[str, int]] = []
+        left = limit
+        ordered = list(open_.items())
+        random.shuffle(ordered)  # ties in random order: with more channels than room, no
+        ordered.sort(key=itemgetter(1))  # channel always comes last and starves
+        for i, (ch, n) in enumerate(ordered):
+            if left <= 0:
+                break
+            take = min(n, max(1, left // (len(ordered) - i)))
+            takes.append((ch, take))
+            left -= take
+        # one prepared statement per channel in one transaction: each is a range scan of the
+        # (channel, status, next_attempt_at) index, so the cost follows what is taken, not the
+        # backlog (a window function over every due row grew with it)
+        return _claim_channels(store, takes, now, now + lease_s)
     if store.dialect == "postgresql":
         q = q.with_for_update(skip_locked=True)
     until = now + lease_s
@@ -161,19 +158,22 @@ _CLAIM_ONE_SQL = {
 }
 
 
-def _claim_one(
-    store: Store, channel: str, n: int, now: float, until: float
+def _claim_channels(
+    store: Store, takes: Sequence[tuple[str, int]], now: float, until: float
 ) -> list[dict[str, Any]]:
-    """The claim of one channel's oldest due rows: one statement, no query building (hot path)."""
-    args = {"until": until, "ch": channel, "now": now, "n": n}
-    params: Any = args if store.dialect == "postgresql" else tuple(args.values())
+    """Claim each channel's ``n`` oldest due rows: one plain statement each, no query building
+    (hot path), all in one transaction."""
+    found: list[Any] = []
     with store.begin() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
         try:
-            cur.execute(_CLAIM_ONE_SQL[store.dialect], params)
-            found = cur.fetchall()
+            for channel, n in takes:
+                args = {"until": until, "ch": channel, "now": now, "n": n}
+                params: Any = args if store.dialect == "postgresql" else tuple(args.values())
+                cur.execute(_CLAIM_ONE_SQL[store.dialect], params)
+                found.extend(cur.fetchall())
         finally:
             cur.close()
     found.sort(key=itemgetter(0))  # RETURNING keeps no order; ids grow with the input order
