@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 
 from junction.pipeline.config import load_config
@@ -9,6 +11,7 @@ from junction.pipeline.deliver import build_channels
 from junction.pipeline.extract import build_connector
 from junction.pipeline.normalize import Normalizer
 from junction.pipeline.route import Router
+from outbound.base import OutboundChannel
 
 
 def check_config(path: Path, *, connect: bool = False) -> tuple[list[str], list[str]]:
@@ -38,4 +41,11 @@ def check_config(path: Path, *, connect: bool = False) -> tuple[list[str], list[
         )
     channels = build_channels(cfg.channels, egress=cfg.egress)
     report.extend(f"channel {name}: {type(ch).__name__}" for name, ch in channels.items())
+    # channels may hold connections from the start (a Kafka producer): give them back
+    asyncio.run(_close_all(channels.values()))
     return report, problems
+
+
+async def _close_all(channels: Iterable[OutboundChannel]) -> None:
+    for ch in channels:
+        await ch.aclose()
