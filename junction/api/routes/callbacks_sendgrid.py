@@ -23,11 +23,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from junction.api.context import ApiContext, ctx_of
+from junction.api.inbound import retry_after_s, signed_request, store_unavailable
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
 from junction.api.schemas import problem
 from junction.api.sendgrid_events import parse_events, provider_event
-from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
+from junction.api.verifiers.base import SignatureError, VerifierSettings
 from junction.api.verifiers.sendgrid import SendGridEventsVerifier
 from junction.core.errors import ConfigError, ParseError, RetryableError
 from junction.core.logging import get_logger
@@ -122,13 +123,6 @@ def suppressions_of(ctx: ApiContext) -> SuppressionList:
     return found
 
 
-def _headers(request: Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in request.headers.items():
-        out.setdefault(name.lower(), value)
-    return out
-
-
 @router.post(
     "/callbacks/sendgrid/{channel}",
     response_model=SendGridEventsAccepted,
@@ -156,8 +150,8 @@ async def receive_sendgrid_events(
     ctx = ctx_of(request)
     name = _channel_name(channel)
     verifier = verifier_for(ctx, name)
-    body = await request.body()
-    signed = SignedRequest(request.method, str(request.url), _headers(request), body)
+    signed = await signed_request(request)
+    body = signed.body
     try:
         verifier.verify(signed, now=time.time())
     except SignatureError as exc:
@@ -180,14 +174,9 @@ async def receive_sendgrid_events(
             )
         )
     except RetryableError as exc:
-        retry_after = max(1, int((exc.retry_after or DEFAULT_RETRY_AFTER_S) + 0.999))
         log.warning("sendgrid events deferred", channel=name, error=type(exc).__name__)
-        raise ApiProblem(
-            503,
-            "Service Unavailable",
-            "the events were not stored; retry later",
-            code="unavailable",
-            headers={"Retry-After": str(retry_after)},
+        raise store_unavailable(
+            "the events were not stored; retry later", retry_after_s(exc, DEFAULT_RETRY_AFTER_S)
         ) from None
     log.info(
         "sendgrid events accepted",

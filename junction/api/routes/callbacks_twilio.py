@@ -29,10 +29,11 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from junction.api.context import ApiContext, ctx_of
+from junction.api.inbound import signed_request, store_unavailable
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
 from junction.api.schemas import problem
-from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
+from junction.api.verifiers.base import SignatureError, VerifierSettings
 from junction.api.verifiers.twilio import FormParams, TwilioVerifier, form_of
 from junction.core.errors import RetryableError
 from junction.core.logging import get_logger
@@ -75,6 +76,13 @@ E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _CACHE = "twilio_callbacks"  # ctx.extras: channel -> _Channel
 _lock = threading.Lock()
 
+# what both callbacks may answer besides their own success and 400s
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: problem("Missing or wrong X-Twilio-Signature."),
+    404: problem("No sms_twilio channel has this name."),
+    500: problem("The channel's configuration does not validate."),
+    503: problem("Not stored (store unavailable); Twilio retries."),
+}
 FORM_BODY = {
     "requestBody": {
         "required": True,
@@ -130,11 +138,7 @@ def _channel(ctx: ApiContext, name: str) -> _Channel:
 
 
 async def _verified_form(request: Request, channel: _Channel) -> FormParams:
-    body = await request.body()
-    headers: dict[str, str] = {}
-    for key, value in request.headers.items():
-        headers.setdefault(key.lower(), value)
-    signed = SignedRequest(request.method, str(request.url), headers, body)
+    signed = await signed_request(request)
     try:
         channel.verifier.verify(signed, now=0.0)
         return form_of(signed)
@@ -145,13 +149,7 @@ async def _verified_form(request: Request, channel: _Channel) -> FormParams:
 
 def _unavailable(channel: _Channel, exc: RetryableError) -> ApiProblem:
     log.warning("twilio callback deferred", channel=channel.name, code=exc.code)
-    return ApiProblem(
-        503,
-        "Service Unavailable",
-        "the callback was not stored; retry later",
-        code="unavailable",
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    return store_unavailable("the callback was not stored; retry later", RETRY_AFTER_S)
 
 
 def _phone(raw: str | None) -> str | None:
@@ -168,10 +166,7 @@ def _phone(raw: str | None) -> str | None:
     summary="Receive a Twilio message status callback",
     responses={
         400: problem("Verified, but without MessageSid or MessageStatus."),
-        403: problem("Missing or wrong X-Twilio-Signature."),
-        404: problem("No sms_twilio channel has this name."),
-        500: problem("The channel's configuration does not validate."),
-        503: problem("Not stored (store unavailable); Twilio retries."),
+        **_RESPONSES,
     },
     openapi_extra=FORM_BODY,
 )
@@ -220,10 +215,7 @@ async def twilio_status(
     response_class=Response,
     responses={
         200: {"description": "Empty TwiML.", "content": {"text/xml": {}}},
-        403: problem("Missing or wrong X-Twilio-Signature."),
-        404: problem("No sms_twilio channel has this name."),
-        500: problem("The channel's configuration does not validate."),
-        503: problem("Not stored (store unavailable); Twilio retries."),
+        **_RESPONSES,
     },
     openapi_extra=FORM_BODY,
 )

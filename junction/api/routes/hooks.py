@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.base import PushParser
 from junction.api.context import ApiContext, ctx_of
+from junction.api.inbound import retry_after_s, signed_request, store_unavailable
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
 from junction.api.runtime import ingestor_for
@@ -97,22 +98,10 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
 
 
 def _unavailable(exc: RetryableError) -> ApiProblem:
-    retry_after = max(1, int((exc.retry_after or DEFAULT_RETRY_AFTER_S) + 0.999))
     log.warning("hook deferred", error=type(exc).__name__, code=exc.code)
-    return ApiProblem(
-        503,
-        "Service Unavailable",
-        "the delivery was not stored; retry later",
-        code="unavailable",
-        headers={"Retry-After": str(retry_after)},
+    return store_unavailable(
+        "the delivery was not stored; retry later", retry_after_s(exc, DEFAULT_RETRY_AFTER_S)
     )
-
-
-def _headers(request: Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in request.headers.items():
-        out.setdefault(name.lower(), value)
-    return out
 
 
 @router.post(
@@ -154,8 +143,8 @@ async def receive_hook(
             code="hook_misconfigured",
         ) from None
 
-    body = await request.body()
-    signed = SignedRequest(request.method, str(request.url), _headers(request), body)
+    signed = await signed_request(request)
+    body = signed.body
     try:
         verified = verifier.verify(signed, now=time.time())
     except SignatureError as exc:
