@@ -17,22 +17,13 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
-from junction.core.errors import ConfigError, InternalError, RemoteTimeoutError
+from junction.core.errors import InternalError, RemoteTimeoutError
 from outbound.base import Delivery, Receipt, Recipient
+from outbound.config_errors import validate_config
 from outbound.email_sendgrid.client import SendGridClient, Sent
 from outbound.email_sendgrid.config import SendGridEmailConfig
 from outbound.email_sendgrid.message import build_message, event_recipients
 from outbound.templates import event_context
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    # locations and reasons only: pydantic's text could echo the key
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-    )
-    return ConfigError(f"invalid email_sendgrid channel config: {problems}")
 
 
 class SendGridEmailChannel:
@@ -49,12 +40,7 @@ class SendGridEmailChannel:
     config_model: ClassVar[type[SendGridEmailConfig]] = SendGridEmailConfig
 
     def __init__(self, config: SendGridEmailConfig | Mapping[str, Any]) -> None:
-        if not isinstance(config, SendGridEmailConfig):
-            try:
-                config = SendGridEmailConfig.model_validate(config)
-            except ValidationError as exc:
-                raise _config_error(exc) from None
-        self.config = config
+        self.config = config = validate_config(SendGridEmailConfig, config, kind="email_sendgrid")
         self._client = SendGridClient(
             config.api_key.get_secret_value(), str(config.host), timeout_s=config.timeout_s
         )

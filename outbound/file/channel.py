@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
 import orjson
-from pydantic import ValidationError
 
 from junction.core.errors import (
     ConfigError,
@@ -37,6 +36,7 @@ from junction.core.errors import (
     UnavailableError,
 )
 from outbound.base import Delivery, Receipt
+from outbound.config_errors import validate_config
 from outbound.file import writer
 from outbound.file.cells import (
     EXTRA_COLUMN,
@@ -76,13 +76,6 @@ class _Slot:
         return not self.pending and (self.task is None or self.task.done())
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-    )
-    return ConfigError(f"invalid file channel config: {problems}")
-
-
 def _io_error(path: Path, exc: OSError) -> UnavailableError:
     code = errno.errorcode.get(exc.errno or 0, "EIO")
     reason = exc.strerror or type(exc).__name__
@@ -110,12 +103,7 @@ class FileChannel:
     def __init__(
         self, config: FileConfig | Mapping[str, Any], *, clock: Callable[[], float] = time.time
     ) -> None:
-        if not isinstance(config, FileConfig):
-            try:
-                config = FileConfig.model_validate(config)
-            except ValidationError as exc:
-                raise _config_error(exc) from None
-        self.config = config
+        self.config = config = validate_config(FileConfig, config, kind="file")
         self._clock = clock
         self._csv = config.format == "csv"
         self._template = config.path_template()

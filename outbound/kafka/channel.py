@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
-from pydantic import ValidationError
 
-from junction.core.errors import ConfigError, FatalError, InternalError
+from junction.core.errors import FatalError, InternalError
 from outbound.base import Delivery, Receipt
+from outbound.config_errors import validate_config
 from outbound.kafka.client import ProducerClient
 from outbound.kafka.config import MAX_TOPIC_LEN, TOPIC_CHARS, KafkaConfig
 
@@ -26,14 +26,6 @@ RESERVED_HEADERS = frozenset({"event-id", "event-type", "content-type"})
 RECORD_FIELDS = ("record_id", "entity", "record", "score")
 # deliveries.remote_id holds 128 characters; a longer "<topic>/<partition>@<offset>" keeps its end
 MAX_REMOTE_ID = 128
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    # pydantic's own text can echo input values, which may be secrets: keep locations and reasons
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-    )
-    return ConfigError(f"invalid kafka channel config: {problems}")
 
 
 class KafkaChannel:
@@ -50,12 +42,7 @@ class KafkaChannel:
     config_model: ClassVar[type[KafkaConfig]] = KafkaConfig
 
     def __init__(self, config: KafkaConfig | Mapping[str, Any]) -> None:
-        if not isinstance(config, KafkaConfig):
-            try:
-                config = KafkaConfig.model_validate(config)
-            except ValidationError as exc:
-                raise _config_error(exc) from None
-        self.config = config
+        self.config = config = validate_config(KafkaConfig, config, kind="kafka")
         fields = [name for _, name, _, _ in string.Formatter().parse(config.topic) if name]
         self._topic_fields = frozenset(fields)
         self._client = ProducerClient(

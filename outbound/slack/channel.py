@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 
 import aiohttp
 import orjson
-from pydantic import ValidationError
 
 from junction.core.errors import ConfigError, InternalError, JunctionError, RetryableError
 from outbound.base import Delivery, Receipt
+from outbound.config_errors import validate_config
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.slack.classify import classify_api_error, classify_webhook_answer
 from outbound.slack.config import (
@@ -50,14 +50,6 @@ def _user_agent() -> str:
         return f"Junction/{version('junction-hub')}"
     except PackageNotFoundError:
         return "Junction/0+unknown"
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    # pydantic's own text may echo inputs (the webhook URL, the token): keep locations and reasons
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-    )
-    return ConfigError(f"invalid slack channel config: {problems}")
 
 
 def _for_slack(error: JunctionError) -> JunctionError:
@@ -100,11 +92,7 @@ class SlackChannel:
                     # a typed InvalidUrlError for file://, gopher://, user:pw@ before pydantic's
                     # text (the egress policy's messages never repeat the URL)
                     self._egress.check_url(raw_url, check_literal=False)
-            try:
-                config = SlackConfig.model_validate(config)
-            except ValidationError as exc:
-                raise _config_error(exc) from None
-        self.config = config
+        self.config = config = validate_config(SlackConfig, config, kind="slack")
         self._webhook = config.webhook_url is not None
         self._url = self._egress.check_url(config.target_url(), check_literal=False)
         # aiohttp connects to an IP literal without resolving it: send() checks it instead

@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import jmespath
-from pydantic import ValidationError
 
 from junction.core.errors import (
     ConfigError,
@@ -36,6 +35,7 @@ from junction.core.errors import (
     RecordError,
 )
 from outbound.base import Delivery, Receipt, Recipient
+from outbound.config_errors import validate_config
 from outbound.sms_twilio.client import SentMessage, TwilioSender
 from outbound.sms_twilio.config import DEFAULT_TEMPLATE, TwilioSmsConfig
 from outbound.sms_twilio.phones import to_e164, zone_of_number
@@ -53,14 +53,6 @@ class Target:
 
     phone: str  # E.164
     zone: str  # IANA name
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    # locations and reasons only: pydantic's text could echo a token or a number
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-    )
-    return ConfigError(f"invalid sms_twilio channel config: {problems}")
 
 
 class TwilioSmsChannel:
@@ -83,12 +75,7 @@ class TwilioSmsChannel:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(config, TwilioSmsConfig):
-            try:
-                config = TwilioSmsConfig.model_validate(config)
-            except ValidationError as exc:
-                raise _config_error(exc) from None
-        self.config = config
+        self.config = config = validate_config(TwilioSmsConfig, config, kind="sms_twilio")
         self._clock = clock
         self._to_path = jmespath.compile(config.to_path) if config.to_path else None
         quiet = config.quiet_hours

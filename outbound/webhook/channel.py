@@ -22,11 +22,11 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import ValidationError
 from yarl import URL
 
-from junction.core.errors import ConfigError, InternalError
+from junction.core.errors import InternalError
 from outbound.base import Delivery, Receipt
+from outbound.config_errors import validate_config
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
 from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig, secret_key_bytes
@@ -42,14 +42,6 @@ def _user_agent() -> str:
         return f"Junction/{version('junction-hub')}"
     except PackageNotFoundError:
         return "Junction/0+unknown"
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    # pydantic's own text echoes the input values, which may be secrets: keep locations and reasons
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-    )
-    return ConfigError(f"invalid webhook channel config: {problems}")
 
 
 class WebhookChannel:
@@ -84,11 +76,7 @@ class WebhookChannel:
             if isinstance(raw_url, str):
                 # a typed InvalidUrlError for file://, gopher://, user:pw@ before pydantic's text
                 self._egress.check_url(raw_url, check_literal=False)
-            try:
-                config = WebhookConfig.model_validate(config)
-            except ValidationError as exc:
-                raise _config_error(exc) from None
-        self.config = config
+        self.config = config = validate_config(WebhookConfig, config, kind="webhook")
         self._clock = clock
         self._url = self._egress.check_url(URL(str(config.url)), check_literal=False)
         # aiohttp connects to an IP literal without resolving it: send() checks it instead
