@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from outbound.base import Delivery
 
 
@@ -48,3 +50,38 @@ class ChannelContract:
     secrets: list[str] = field(default_factory=list)
     waivers: dict[str, str] = field(default_factory=dict)
     bad_options: list[dict[str, Any]] = field(default_factory=list)
+
+
+# the contract's fault kinds, as tests.fakes.server.Faults names them
+FAULTS = {"client_error": "client_error", "server_error": "server_error", "hang": "timeout"}
+# a score as the scorer writes it, and the short form some fixtures use
+SCORE: dict[str, Any] = {
+    "value": 0.91,
+    "grade": "A",
+    "top_factors": [["page_views", 0.42], ["industry=software", 0.17]],
+    "model_version": "lead-score@1",
+}
+SHORT_SCORE: dict[str, Any] = {"value": 0.91, "grade": "A", "top_factors": [["page_views", 0.42]]}
+
+
+def lead_event(
+    delivery_id: str, record: dict[str, Any], score: dict[str, Any] = SCORE
+) -> dict[str, Any]:
+    """A ``lead.scored`` event for lead ``L-1001`` of pipeline ``leads``, keyed by the delivery."""
+    return {
+        "type": "lead.scored",
+        "record_id": f"leads:contract:{delivery_id}",
+        "pipeline": "leads",
+        "entity": "lead",
+        "source_key": "L-1001",
+        "record": record,
+        "score": score,
+    }
+
+
+def lead_delivery(
+    delivery_id: str, channel: str, record: dict[str, Any], score: dict[str, Any] = SCORE
+) -> Delivery:
+    """A delivery of ``lead_event(delivery_id, record, score)`` to ``channel``."""
+    event = lead_event(delivery_id, record, score)
+    return Delivery(delivery_id, channel, "lead.scored", orjson.dumps(event))

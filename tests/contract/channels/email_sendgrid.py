@@ -12,32 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract
+from tests.contract.channel_support import FAULTS, ChannelContract, lead_delivery
 from tests.fakes.sendgrid import API_KEY, SendGridFake
 from tests.fakes.server import serve_app
 
-FAULTS = {"client_error": "client_error", "server_error": "server_error", "hang": "timeout"}
+RECORD = {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"}
 
 
 def _delivery(delivery_id: str) -> Delivery:
-    event = {
-        "type": "lead.scored",
-        "record_id": f"leads:contract:{delivery_id}",
-        "pipeline": "leads",
-        "entity": "lead",
-        "source_key": "L-1001",
-        "record": {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"},
-        "score": {
-            "value": 0.91,
-            "grade": "A",
-            "top_factors": [["page_views", 0.42], ["industry=software", 0.17]],
-            "model_version": "lead-score@1",
-        },
-    }
-    return Delivery(delivery_id, "email_sendgrid.sales", "lead.scored", orjson.dumps(event))
+    return lead_delivery(delivery_id, "email_sendgrid.sales", RECORD)
 
 
 def options_for(base: str) -> dict[str, Any]:

@@ -12,10 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
-
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract
+from tests.contract.channel_support import SHORT_SCORE, ChannelContract, lead_delivery
 
 NO_REMOTE = (
     "the file channel has no remote to answer with errors or hang; disk failures are "
@@ -23,21 +21,11 @@ NO_REMOTE = (
 )
 
 
+RECORD = {"external_id": "L-1001", "email": "ada@example.com", "company": "=cmd|' /C calc'!A0"}
+
+
 def _delivery(delivery_id: str) -> Delivery:
-    event = {
-        "type": "lead.scored",
-        "record_id": f"leads:contract:{delivery_id}",
-        "pipeline": "leads",
-        "entity": "lead",
-        "source_key": "L-1001",
-        "record": {
-            "external_id": "L-1001",
-            "email": "ada@example.com",
-            "company": "=cmd|' /C calc'!A0",
-        },
-        "score": {"value": 0.91, "grade": "A", "top_factors": [["page_views", 0.42]]},
-    }
-    return Delivery(delivery_id, "file.exports", "lead.scored", orjson.dumps(event))
+    return lead_delivery(delivery_id, "file.exports", RECORD, SHORT_SCORE)
 
 
 def read_ids(folder: Path) -> list[str]:

@@ -25,12 +25,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract
+from tests.contract.channel_support import ChannelContract, lead_event
 from tests.fakes.kafka_broker import KafkaBroker
 
 TOPIC_TEMPLATE = "junction.contract.{entity}.v1"
@@ -93,20 +92,7 @@ class BrokerFaults:
 
 
 def _event(delivery_id: str, pad: int = 0) -> bytes:
-    event: dict[str, Any] = {
-        "type": "lead.scored",
-        "record_id": f"leads:contract:{delivery_id}",
-        "pipeline": "leads",
-        "entity": "lead",
-        "source_key": "L-1001",
-        "record": {"external_id": "L-1001", "email": EMAIL, "company": COMPANY},
-        "score": {
-            "value": 0.91,
-            "grade": "A",
-            "top_factors": [["page_views", 0.42], ["industry=software", 0.17]],
-            "model_version": "lead-score@1",
-        },
-    }
+    event = lead_event(delivery_id, {"external_id": "L-1001", "email": EMAIL, "company": COMPANY})
     if pad:
         event["notes"] = "x" * pad
     return orjson.dumps(event)

@@ -13,27 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
-
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract
+from tests.contract.channel_support import FAULTS, SHORT_SCORE, ChannelContract, lead_delivery
 from tests.fakes.server import serve_app
 from tests.fakes.slack import BOT_TOKEN, WEBHOOK_PATH, FakeSlack
 
-FAULTS = {"client_error": "client_error", "server_error": "server_error", "hang": "timeout"}
+RECORD = {"external_id": "L-1001", "email": "ada@example.com", "company": "<!channel>"}
 
 
 def _delivery(delivery_id: str) -> Delivery:
-    event = {
-        "type": "lead.scored",
-        "record_id": f"leads:contract:{delivery_id}",
-        "pipeline": "leads",
-        "entity": "lead",
-        "source_key": "L-1001",
-        "record": {"external_id": "L-1001", "email": "ada@example.com", "company": "<!channel>"},
-        "score": {"value": 0.91, "grade": "A", "top_factors": [["page_views", 0.42]]},
-    }
-    return Delivery(delivery_id, "slack.sales", "lead.scored", orjson.dumps(event))
+    return lead_delivery(delivery_id, "slack.sales", RECORD, SHORT_SCORE)
 
 
 @contextmanager

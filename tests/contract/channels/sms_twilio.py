@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
-
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract
+from tests.contract.channel_support import SHORT_SCORE, ChannelContract, lead_delivery
 from tests.fakes.server import serve_app
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioFake
 
@@ -22,22 +20,16 @@ CHANNEL = "sms_twilio.contract"
 CALLBACK = f"https://hub.example.com/callbacks/twilio/{CHANNEL}/status"
 
 
+RECORD = {
+    "external_id": "L-1001",
+    "name": "Ada Lovelace",
+    "phone": "+44 20 7946 0958",
+    "company": "Initech",
+}
+
+
 def _delivery(delivery_id: str) -> Delivery:
-    event = {
-        "type": "lead.scored",
-        "record_id": f"leads:contract:{delivery_id}",
-        "pipeline": "leads",
-        "entity": "lead",
-        "source_key": "L-1001",
-        "record": {
-            "external_id": "L-1001",
-            "name": "Ada Lovelace",
-            "phone": "+44 20 7946 0958",
-            "company": "Initech",
-        },
-        "score": {"value": 0.91, "grade": "A", "top_factors": [["page_views", 0.42]]},
-    }
-    return Delivery(delivery_id, CHANNEL, "lead.scored", orjson.dumps(event))
+    return lead_delivery(delivery_id, CHANNEL, RECORD, SHORT_SCORE)
 
 
 @contextmanager

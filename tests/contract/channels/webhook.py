@@ -20,13 +20,12 @@ from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract
+from tests.contract.channel_support import FAULTS, ChannelContract, lead_delivery
 from tests.fakes.server import Faults, serve_app
 
 SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 TOKEN = "Bearer rcv-token-4f1d9a7c0b2e"
 HANG_S = 20.0  # the longest a hung request waits (the fixture's exit releases it sooner)
-FAULTS = {"client_error": "client_error", "server_error": "server_error", "hang": "timeout"}
 
 
 class Receiver:
@@ -72,22 +71,11 @@ class Receiver:
             return list(self.ids)
 
 
+RECORD = {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"}
+
+
 def _delivery(delivery_id: str) -> Delivery:
-    event = {
-        "type": "lead.scored",
-        "record_id": f"leads:contract:{delivery_id}",
-        "pipeline": "leads",
-        "entity": "lead",
-        "source_key": "L-1001",
-        "record": {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"},
-        "score": {
-            "value": 0.91,
-            "grade": "A",
-            "top_factors": [["page_views", 0.42], ["industry=software", 0.17]],
-            "model_version": "lead-score@1",
-        },
-    }
-    return Delivery(delivery_id, "webhook.sales", "lead.scored", orjson.dumps(event))
+    return lead_delivery(delivery_id, "webhook.sales", RECORD)
 
 
 @contextmanager
