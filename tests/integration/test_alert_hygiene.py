@@ -126,6 +126,11 @@ class Setup:
         with self.hub() as hub:
             hub.deliver(drain_wait_s=drain_wait_s)
 
+    def escalate_due(self) -> int:
+        """Run the escalation sweep now; how many escalations it wrote."""
+        with self.sweeps() as sweeps:
+            return sweeps.escalate_due(time.time())
+
     def statuses(self) -> dict[str, str]:
         return dict(rows_of(self.store, "SELECT id, status FROM deliveries"))
 
@@ -163,16 +168,23 @@ def keys(events: list[dict[str, Any]]) -> list[str]:
     return sorted(e["source_key"] for e in events)
 
 
-def test_dedupe_sends_one_alert_per_lead_per_window(
-    tmp_path: Path, store_url: str, models_dir: Path, sink: Sink
-) -> None:
-    routes = """\
+def hot_route(hygiene: str) -> str:
+    """The routes block: every lead to webhook.a, with one hygiene setting (a YAML line)."""
+    return f"""\
       - name: hot
         when: "true"
         to: [webhook.a]
-        dedupe: {window_s: 3600}
+        {hygiene}
 """
-    s = Setup(tmp_path, store_url, models_dir, sink, routes)
+
+
+ESCALATING = hot_route("escalate: {after_s: 300, to: [webhook.b, webhook.c]}")
+
+
+def test_dedupe_sends_one_alert_per_lead_per_window(
+    tmp_path: Path, store_url: str, models_dir: Path, sink: Sink
+) -> None:
+    s = Setup(tmp_path, store_url, models_dir, sink, hot_route("dedupe: {window_s: 3600}"))
     # the same lead twice in one run (claimed and sent together), and another one
     s.drop(("L-1", "ann@example.com"), ("L-1", "ann@example.com"), ("L-2", "bob@example.com"))
     s.run_and_deliver()
@@ -250,12 +262,7 @@ def test_a_throttled_page_goes_when_its_short_window_frees(
 def test_digest_sends_ten_hot_leads_as_one_message(
     tmp_path: Path, store_url: str, models_dir: Path, sink: Sink
 ) -> None:
-    routes = """\
-      - name: hot
-        when: "true"
-        to: [webhook.a]
-        digest: {window_s: 3600, max_items: 10, template: hot_digest}
-"""
+    routes = hot_route("digest: {window_s: 3600, max_items: 10, template: hot_digest}")
     s = Setup(tmp_path, store_url, models_dir, sink, routes)
     s.drop(*[(f"L-{n}", f"p{n}@example.com") for n in range(10)])
     s.run()
@@ -287,13 +294,7 @@ def test_digest_sends_ten_hot_leads_as_one_message(
 def test_escalation_reaches_the_next_channel_unless_acknowledged(
     tmp_path: Path, store_url: str, models_dir: Path, sink: Sink
 ) -> None:
-    routes = """\
-      - name: hot
-        when: "true"
-        to: [webhook.a]
-        escalate: {after_s: 300, to: [webhook.b, webhook.c]}
-"""
-    s = Setup(tmp_path, store_url, models_dir, sink, routes)
+    s = Setup(tmp_path, store_url, models_dir, sink, ESCALATING)
     s.drop(("L-1", "ann@example.com"), ("L-2", "bob@example.com"))
     s.run_and_deliver()
     assert keys(s.received("webhook.a")) == ["L-1", "L-2"]
@@ -304,8 +305,7 @@ def test_escalation_reaches_the_next_channel_unless_acknowledged(
             "SELECT d.id, r.source_key FROM deliveries d JOIN records r ON r.id = d.record_id",
         )
     }
-    with s.sweeps() as sweeps:
-        assert sweeps.escalate_due(time.time()) == 0  # not yet
+    assert s.escalate_due() == 0  # not yet
     # L-2 is acknowledged (here with the CLI); L-1 is not
     runner = CliRunner()
     done = runner.invoke(cli, ["deliveries", "ack", ids["L-2"], "--config", str(s.cfg)])
@@ -313,16 +313,14 @@ def test_escalation_reaches_the_next_channel_unless_acknowledged(
     again = runner.invoke(cli, ["deliveries", "ack", ids["L-2"], "--config", str(s.cfg)])
     assert again.exit_code == 1
     execute(store_url, AGE)
-    with s.sweeps() as sweeps:
-        assert sweeps.escalate_due(time.time()) == 1
+    assert s.escalate_due() == 1
     s.deliver()
     [esc] = s.received("webhook.b")
     assert esc["source_key"] == "L-1"
     assert esc["escalated_from"] == ids["L-1"]
     # the escalation, unacknowledged in turn, goes on to the last channel
     execute(store_url, AGE)
-    with s.sweeps() as sweeps:
-        assert sweeps.escalate_due(time.time()) == 1
+    assert s.escalate_due() == 1
     s.deliver()
     [last] = s.received("webhook.c")
     assert last["source_key"] == "L-1"
@@ -337,19 +335,12 @@ def test_escalation_reaches_the_next_channel_unless_acknowledged(
 def test_an_ack_of_the_alert_stops_a_pending_escalation(
     tmp_path: Path, store_url: str, models_dir: Path, sink: Sink
 ) -> None:
-    routes = """\
-      - name: hot
-        when: "true"
-        to: [webhook.a]
-        escalate: {after_s: 300, to: [webhook.b, webhook.c]}
-"""
-    s = Setup(tmp_path, store_url, models_dir, sink, routes)
+    s = Setup(tmp_path, store_url, models_dir, sink, ESCALATING)
     s.drop(("L-1", "ann@example.com"))
     s.run_and_deliver()
     [root] = s.statuses()
     execute(store_url, AGE)
-    with s.sweeps() as sweeps:
-        assert sweeps.escalate_due(time.time()) == 1
+    assert s.escalate_due() == 1
     s.deliver()
     # the first person acknowledges late, after the escalation went out: the chain stops
     with s.hub() as hub, s.sweeps() as sweeps:
