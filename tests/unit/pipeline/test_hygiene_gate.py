@@ -114,11 +114,13 @@ def _gate(store: Store, routes: list[dict[str, Any]]) -> HygieneGate:
     return HygieneGate(AlertLog(store, Pseudonymizer(KEY)), RouteTable(_cfg(routes)))
 
 
+def _hot(to: list[str], **hygiene: Any) -> dict[str, Any]:
+    """The route ``hot``: every event to ``to``, with the given hygiene settings."""
+    return {"name": "hot", "when": "true", "to": to, **hygiene}
+
+
 def test_dedupe_skips_the_same_alert_within_its_window(store: Store) -> None:
-    gate = _gate(
-        store,
-        [{"name": "hot", "when": "true", "to": ["webhook.a"], "dedupe": {"window_s": 100}}],
-    )
+    gate = _gate(store, [_hot(["webhook.a"], dedupe={"window_s": 100})])
     ch = Plain()
     first = _delivery("leads:1:webhook_a", "webhook.a", "hot", _event("L1"))
     again = _delivery("leads:2:webhook_a", "webhook.a", "hot", _event("L1"))
@@ -143,17 +145,8 @@ def test_dedupe_skips_the_same_alert_within_its_window(store: Store) -> None:
 
 
 def test_dedupe_key_is_a_jmespath_and_per_channel(store: Store) -> None:
-    gate = _gate(
-        store,
-        [
-            {
-                "name": "hot",
-                "when": "true",
-                "to": ["webhook.a", "webhook.b"],
-                "dedupe": {"key": "record.email", "window_s": 100},
-            }
-        ],
-    )
+    dedupe = {"key": "record.email", "window_s": 100}
+    gate = _gate(store, [_hot(["webhook.a", "webhook.b"], dedupe=dedupe)])
     ch = Plain()
     a1 = _delivery("leads:1:webhook_a", "webhook.a", "hot", _event("L1", email="x@example.com"))
     a2 = _delivery("leads:2:webhook_a", "webhook.a", "hot", _event("L2", email="x@example.com"))
@@ -164,17 +157,7 @@ def test_dedupe_key_is_a_jmespath_and_per_channel(store: Store) -> None:
 
 
 def test_throttle_defers_per_recipient_until_the_window_frees(store: Store) -> None:
-    gate = _gate(
-        store,
-        [
-            {
-                "name": "hot",
-                "when": "true",
-                "to": ["email.team"],
-                "throttle": {"max": 2, "per_s": 60},
-            }
-        ],
-    )
+    gate = _gate(store, [_hot(["email.team"], throttle={"max": 2, "per_s": 60})])
     ch = Addressed()
 
     def d(n: int, owners: list[str]) -> Delivery:
@@ -194,18 +177,8 @@ def test_throttle_defers_per_recipient_until_the_window_frees(store: Store) -> N
 
 
 def test_throttle_without_recipients_is_per_channel_and_holds_for_a_digest(store: Store) -> None:
-    gate = _gate(
-        store,
-        [
-            {
-                "name": "hot",
-                "when": "true",
-                "to": ["webhook.a"],
-                "throttle": {"max": 1, "per_s": 60},
-                "digest": {"window_s": 30},
-            }
-        ],
-    )
+    throttle = {"max": 1, "per_s": 60}
+    gate = _gate(store, [_hot(["webhook.a"], throttle=throttle, digest={"window_s": 30})])
     ch = Plain()
     one = _delivery("leads:1:webhook_a", "webhook.a", "hot", _event("L1"))
     two = _delivery("leads:2:webhook_a", "webhook.a", "hot", _event("L2"))
@@ -218,12 +191,9 @@ def test_throttle_without_recipients_is_per_channel_and_holds_for_a_digest(store
     assert gate.decide(digest, ch, T0 + 2) is None
 
 
-DIGEST_ROUTE = {
-    "name": "hot",
-    "when": "true",
-    "to": ["webhook.a"],
-    "digest": {"window_s": 60, "max_items": 10, "template": "hot_digest"},
-}
+DIGEST_ROUTE = _hot(
+    ["webhook.a"], digest={"window_s": 60, "max_items": 10, "template": "hot_digest"}
+)
 
 
 def test_digest_gathers_held_items_when_full_or_old(store: Store) -> None:
@@ -295,12 +265,7 @@ def test_held_items_of_a_route_without_digest_are_released(store: Store) -> None
     assert [r.status for r in _rows(store)] == ["pending"]
 
 
-ESCALATING = {
-    "name": "hot",
-    "when": "true",
-    "to": ["slack.a"],
-    "escalate": {"after_s": 300, "to": ["sms.b", "email.c"]},
-}
+ESCALATING = _hot(["slack.a"], escalate={"after_s": 300, "to": ["sms.b", "email.c"]})
 
 
 def _deliver(store: Store, gate: HygieneGate, did: str, channel: str, at: float) -> None:
@@ -389,10 +354,7 @@ def test_an_acknowledged_alert_never_escalates(store: Store) -> None:
 
 
 def test_prune_drops_rows_older_than_every_window(store: Store) -> None:
-    gate = _gate(
-        store,
-        [{"name": "hot", "when": "true", "to": ["webhook.a"], "dedupe": {"window_s": 100}}],
-    )
+    gate = _gate(store, [_hot(["webhook.a"], dedupe={"window_s": 100})])
     sweeps = HygieneSweeps(store, gate.routes)
     d = _delivery("leads:1:webhook_a", "webhook.a", "hot", _event("L1"))
     gate.delivered(d, Plain(), Receipt(""), T0)
