@@ -12,11 +12,9 @@ import base64
 import binascii
 from typing import Self
 
-import jmespath
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from email_validator import EmailNotValidError, validate_email
-from jmespath.exceptions import JMESPathError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +26,8 @@ from pydantic import (
 )
 
 from junction.core.errors import ConfigError
+from outbound.recipients import check_jmespath, require_recipients
+from outbound.template_sets import require_default
 from outbound.templates import check_template
 
 CONTROL_CHARS = "\r\n\0"
@@ -186,20 +186,12 @@ class SendGridEmailConfig(BaseModel):
     @field_validator("to_path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            jmespath.compile(value)
-        except JMESPathError:
-            raise ValueError("to_path is not a valid JMESPath expression") from None
-        return value
+        return check_jmespath(value)
 
     @field_validator("templates")
     @classmethod
     def _default(cls, value: dict[str, EmailTemplate]) -> dict[str, EmailTemplate]:
-        if "default" not in value:
-            raise ValueError("templates needs a 'default' entry")
-        return value
+        return require_default(value)
 
     @field_validator("event_public_key")
     @classmethod
@@ -210,8 +202,7 @@ class SendGridEmailConfig(BaseModel):
 
     @model_validator(mode="after")
     def _someone(self) -> Self:
-        if not self.to and self.to_path is None:
-            raise ValueError("set 'to', 'to_path' or both")
+        require_recipients(self.to, self.to_path)
         return self
 
 

@@ -18,6 +18,7 @@ from pydantic import (
 from yarl import URL
 
 from outbound.slack.render import check_blocks_template, check_text_template
+from outbound.template_sets import require_default
 
 DEFAULT_TEXT = (
     "{{ type }}{% if record_id is defined %}: {{ record_id }}{% endif %}"
@@ -171,9 +172,7 @@ class SlackConfig(BaseModel):
     @field_validator("templates")
     @classmethod
     def _check_templates(cls, value: dict[str, SlackTemplate]) -> dict[str, SlackTemplate]:
-        if "default" not in value:
-            raise ValueError("templates need a 'default' entry")
-        return value
+        return require_default(value)
 
     @model_validator(mode="after")
     def _one_mode(self) -> SlackConfig:

@@ -37,10 +37,11 @@ from junction.core.errors import (
 from outbound.base import Delivery, Receipt, Recipient
 from outbound.config_errors import validate_config
 from outbound.sms_twilio.client import SentMessage, TwilioSender
-from outbound.sms_twilio.config import DEFAULT_TEMPLATE, TwilioSmsConfig
+from outbound.sms_twilio.config import TwilioSmsConfig
 from outbound.sms_twilio.phones import to_e164, zone_of_number
 from outbound.sms_twilio.quiet_hours import zone_of
 from outbound.sms_twilio.segments import count_segments
+from outbound.template_sets import DEFAULT_TEMPLATE
 from outbound.templates import event_context, render
 
 SENT_MEMORY = 10_000  # (delivery, recipient) pairs remembered as accepted by Twilio

@@ -7,8 +7,6 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-import jmespath
-from jmespath.exceptions import JMESPathError
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -21,21 +19,11 @@ from pydantic import (
 )
 
 from junction.core.errors import ConfigError
+from outbound.recipients import check_jmespath, require_recipients
 from outbound.sms_twilio.phones import is_region, to_e164
 from outbound.sms_twilio.quiet_hours import QuietWindow, parse_clock, zone_of
+from outbound.template_sets import require_default
 from outbound.templates import check_template
-
-DEFAULT_TEMPLATE = "default"
-
-
-def _check_path(expr: str | None) -> str | None:
-    if expr is None:
-        return None
-    try:
-        jmespath.compile(expr)
-    except JMESPathError:
-        raise ValueError("not a valid JMESPath expression") from None
-    return expr
 
 
 def _check_public_url(url: HttpUrl | None) -> HttpUrl | None:
@@ -96,7 +84,7 @@ class QuietHours(BaseModel):
     @field_validator("timezone_path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        return _check_path(value)
+        return check_jmespath(value)
 
     @field_validator("default_timezone")
     @classmethod
@@ -230,14 +218,12 @@ class TwilioSmsConfig(BaseModel):
     @field_validator("to_path")
     @classmethod
     def _to_path(cls, value: str | None) -> str | None:
-        return _check_path(value)
+        return check_jmespath(value)
 
     @field_validator("templates")
     @classmethod
     def _default_template(cls, value: dict[str, SmsTemplate]) -> dict[str, SmsTemplate]:
-        if DEFAULT_TEMPLATE not in value:
-            raise ValueError("templates must include 'default'")
-        return value
+        return require_default(value)
 
     @field_validator("status_callback", "public_url")
     @classmethod
@@ -248,8 +234,7 @@ class TwilioSmsConfig(BaseModel):
     def _consistent(self) -> TwilioSmsConfig:
         if self.from_ is None and self.messaging_service_sid is None:
             raise ValueError("give 'from' or 'messaging_service_sid'")
-        if not self.to and self.to_path is None:
-            raise ValueError("give 'to' or 'to_path' (or both)")
+        require_recipients(self.to, self.to_path)
         for i, number in enumerate(self.to):
             if to_e164(number, self.default_region) is None:
                 raise ValueError(f"to[{i}] is not a valid phone number")
