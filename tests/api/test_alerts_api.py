@@ -8,6 +8,7 @@ from sqlalchemy import select
 from junction.store import tables as t
 from junction.store.audit import AuditLog
 from tests.api.harness import ApiHarness
+from tests.integration.helpers import insert_delivery
 
 V1 = "/api/v1"
 DID = "leads:L-1:slack_ops"
@@ -15,23 +16,16 @@ DID = "leads:L-1:slack_ops"
 
 @pytest.fixture
 def alert(api: ApiHarness) -> ApiHarness:
-    with api.ctx.store.begin() as conn:
-        conn.execute(
-            t.deliveries.insert().values(
-                id=DID,
-                record_id="leads:L-1",
-                pipeline="leads",
-                channel="slack.ops",
-                event_type="lead.scored",
-                payload="{}",
-                status="delivered",
-                attempts=1,
-                next_attempt_at=1.0,
-                created_at=1.0,
-                route="hot",
-                escalate_at=2.0,
-            )
-        )
+    insert_delivery(
+        api.ctx.store,
+        DID,
+        record_id="leads:L-1",
+        channel="slack.ops",
+        next_attempt_at=1.0,
+        created_at=1.0,
+        route="hot",
+        escalate_at=2.0,
+    )
     return api
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
 from junction.api.verifiers.sendgrid import SendGridEventsVerifier
@@ -34,6 +34,7 @@ from tests.fakes.sendgrid_events import (
     event,
     events_body,
 )
+from tests.integration.helpers import insert_delivery
 
 # sendgrid-python test/unit/test_eventwebhook.py
 KAT_PUBLIC_KEY = (
@@ -235,23 +236,13 @@ def suppressions(h: ApiHarness) -> SuppressionList:
 
 
 def add_delivery(h: ApiHarness, delivery_id: str, remote_id: str | None = None) -> None:
-    now = time.time()
-    with h.ctx.store.begin() as conn:
-        conn.execute(
-            insert(t.deliveries).values(
-                id=delivery_id,
-                record_id="leads:csv:L-1",
-                pipeline="leads",
-                channel="email_sendgrid.sales",
-                event_type="lead.scored",
-                payload="{}",
-                status="delivered",
-                attempts=1,
-                next_attempt_at=now,
-                created_at=now,
-                remote_id=remote_id,
-            )
-        )
+    insert_delivery(
+        h.ctx.store,
+        delivery_id,
+        record_id="leads:csv:L-1",
+        channel="email_sendgrid.sales",
+        remote_id=remote_id,
+    )
 
 
 def remote_status(h: ApiHarness, delivery_id: str) -> str | None:

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
 from junction.api.verifiers.base import SignatureError, SignedRequest, VerifierSettings
 from junction.api.verifiers.registry import default_verifiers
@@ -42,6 +41,7 @@ from tests.fakes.twilio import (
     signature,
     status_params,
 )
+from tests.integration.helpers import insert_delivery
 
 CHANNEL = "sms_twilio.ops"
 PUBLIC = "https://hub.example.com"
@@ -88,23 +88,7 @@ def _suppressions(hub: ApiHarness) -> SuppressionList:
 
 
 def _delivery(hub: ApiHarness, delivery_id: str, *, remote_id: str | None = None) -> None:
-    now = time.time()
-    with hub.ctx.store.begin() as conn:
-        conn.execute(
-            insert(t.deliveries).values(
-                id=delivery_id,
-                record_id="leads:1",
-                pipeline="leads",
-                channel=CHANNEL,
-                event_type="lead.scored",
-                payload="{}",
-                status="delivered",
-                attempts=1,
-                next_attempt_at=now,
-                created_at=now,
-                remote_id=remote_id,
-            )
-        )
+    insert_delivery(hub.ctx.store, delivery_id, channel=CHANNEL, remote_id=remote_id)
 
 
 def _remote_status(hub: ApiHarness, delivery_id: str) -> tuple[str | None, str | None]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
+
+from junction.store import tables as t
+from junction.store.repo import Store
 
 CONFIG = """\
 store: "{store}"
@@ -121,3 +125,27 @@ def run_once(cfg: Path) -> Any:
         return hub.run_once()[0]
     finally:
         hub.close()
+
+
+def insert_delivery(store: Store, delivery_id: str, **values: Any) -> None:
+    """Store one ``deliveries`` row: a delivered ``lead.scored`` of pipeline ``leads``.
+
+    ``values`` (``channel``, ``record_id``, ``remote_id``, ``route``, times, ...) replace the
+    defaults; ``next_attempt_at`` and ``created_at`` default to now.
+    """
+    now = time.time()
+    row: dict[str, Any] = {
+        "id": delivery_id,
+        "record_id": "leads:1",
+        "pipeline": "leads",
+        "channel": "webhook.sales",
+        "event_type": "lead.scored",
+        "payload": "{}",
+        "status": "delivered",
+        "attempts": 1,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    row.update(values)
+    with store.begin() as conn:
+        conn.execute(t.deliveries.insert().values(**row))
