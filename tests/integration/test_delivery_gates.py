@@ -6,10 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from junction.core.errors import DeferredError, RecipientRejectedError
-from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.config import DeliveryConfig, HubConfig, Route
 from junction.pipeline.gates import Decision, build_gates
 from junction.pipeline.hygiene_sweeps import digest_id
@@ -21,18 +18,6 @@ from tests.integration.delivery_support import NotesChannel, enqueue, run_worker
 from tests.integration.helpers import rows_of, scalar
 
 CH = "notes.people"
-
-
-@pytest.fixture
-def store(store_url: str):
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def suppressions(store: Store) -> SuppressionList:
-    return SuppressionList(store, Pseudonymizer(b"k" * 32))
 
 
 def _status(store_url: str, delivery_id: str) -> tuple:

@@ -16,13 +16,6 @@ from tests.integration.helpers import rows_of
 
 
 @pytest.fixture
-def store(store_url: str):
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def broker() -> KafkaBroker:
     return shared_broker()
 

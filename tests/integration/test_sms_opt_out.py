@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 
-from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.config import DeliveryConfig
 from junction.pipeline.suppression_gate import SuppressionGate
-from junction.store.repo import Store
-from junction.store.suppressions import SuppressionList
 from outbound.sms_twilio import TwilioSmsChannel
 from tests.fakes.server import serve_app
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioFake
@@ -24,18 +21,6 @@ from tests.integration.helpers import rows_of
 CH = "sms_twilio.oncall"
 STOPPED = "+14155550199"
 LEAD = "+14155550123"
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def suppressions(store: Store) -> SuppressionList:
-    return SuppressionList(store, Pseudonymizer(b"k" * 32))
 
 
 @pytest.fixture
