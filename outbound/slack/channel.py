@@ -14,20 +14,18 @@ construction, an IP-literal host before each send, and a host name on every reso
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
-from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import aiohttp
 import orjson
 
-from junction.core.errors import ConfigError, InternalError, JunctionError, RetryableError
+from junction.core.errors import ConfigError, JunctionError, RetryableError
 from outbound.base import Delivery, Receipt
 from outbound.config_errors import validate_config
 from outbound.egress import EgressPolicy, ip_literal
+from outbound.http_pool import BODY_EXCERPT_CHARS, HttpPool, read_capped, user_agent
 from outbound.slack.classify import classify_api_error, classify_webhook_answer
 from outbound.slack.config import (
     ALERT_EVENT_TYPE,
@@ -37,19 +35,9 @@ from outbound.slack.config import (
 )
 from outbound.slack.render import render_blocks, render_text
 from outbound.templates import event_context
-from outbound.webhook.channel import MAX_BODY_READ
 from outbound.webhook.classify import classify_exception
 
 METADATA_EVENT_TYPE = "junction_delivery"
-_EXCERPT_CHARS = 1024
-
-
-@cache
-def _user_agent() -> str:
-    try:
-        return f"Junction/{version('junction-hub')}"
-    except PackageNotFoundError:
-        return "Junction/0+unknown"
 
 
 def _for_slack(error: JunctionError) -> JunctionError:
@@ -99,13 +87,16 @@ class SlackChannel:
         self._literal = ip_literal(self._url.host or "")
         self._headers = {
             "content-type": "application/json; charset=utf-8",
-            "user-agent": _user_agent(),
+            "user-agent": user_agent(),
         }
         if config.bot_token is not None:
             self._headers["authorization"] = f"Bearer {config.bot_token.get_secret_value()}"
-        self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = HttpPool(
+            self._egress,
+            kind="slack",
+            max_connections=config.max_connections,
+            timeout_s=config.timeout_s,
+        )
 
     def __repr__(self) -> str:
         config = getattr(self, "config", None)
@@ -119,29 +110,6 @@ class SlackChannel:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def _open_session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if self._session is not None and self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
-                raise InternalError(
-                    "slack channel used from a second event loop; call aclose() first"
-                )
-            self._session = None
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=self._egress.connector(limit=self.config.max_connections),
-                # Slack must not be able to plant cookies that leak into later messages
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
-            )
-            # the total timeout must measure the attempt, not the wait for a free connection, so
-            # requests queue on this semaphore (sized like the pool) before the clock starts
-            self._slots = asyncio.Semaphore(self.config.max_connections)
-            self._loop = loop
-        assert self._slots is not None
-        return self._session, self._slots
 
     def _template(self, delivery: Delivery, event: Mapping[str, Any]) -> SlackTemplate:
         name = delivery.template
@@ -211,7 +179,7 @@ class SlackChannel:
         data = orjson.dumps(self.message(delivery))
         if self._literal is not None:
             self._egress.check_ip(self._literal)
-        session, slots = self._open_session()
+        session, slots = self._pool.open()
         async with slots:
             started = time.perf_counter()
             try:
@@ -219,14 +187,14 @@ class SlackChannel:
                     self._url, data=data, headers=self._headers, allow_redirects=False
                 ) as resp:
                     status = resp.status
-                    raw = await _read_capped(resp, MAX_BODY_READ)
+                    raw = await read_capped(resp.content)
                     resp_headers = resp.headers
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise _for_slack(
                     classify_exception(exc, duration_ms=(time.perf_counter() - started) * 1000)
                 ) from exc
         duration_ms = (time.perf_counter() - started) * 1000.0
-        text = raw[:_EXCERPT_CHARS].decode("utf-8", "replace")
+        text = raw[:BODY_EXCERPT_CHARS].decode("utf-8", "replace")
         if self._webhook:
             refused = classify_webhook_answer(status, resp_headers, text, duration_ms=duration_ms)
             if refused is not None:
@@ -278,21 +246,4 @@ class SlackChannel:
 
     async def aclose(self) -> None:
         """Close the connection pool; safe to call twice (a later send opens a new one)."""
-        session, self._session = self._session, None
-        self._slots = None
-        self._loop = None
-        if session is not None and not session.closed:
-            await session.close()
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    # at most ``limit`` bytes of the answer, however it is chunked
-    chunks: list[bytes] = []
-    remaining = limit
-    while remaining > 0:
-        chunk = await resp.content.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        await self._pool.aclose()

@@ -12,13 +12,10 @@ connection only ever goes to an address that was checked.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import aiohttp
@@ -28,20 +25,15 @@ from junction.core.errors import InternalError
 from outbound.base import Delivery, Receipt
 from outbound.config_errors import validate_config
 from outbound.egress import EgressPolicy, ip_literal
+from outbound.http_pool import (
+    BODY_EXCERPT_CHARS,
+    MAX_BODY_READ,
+    HttpPool,
+    read_capped,
+    user_agent,
+)
 from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
 from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig, secret_key_bytes
-
-# read at most this much of an answer, so a receiver cannot make us buffer more
-MAX_BODY_READ = 64 * 1024
-BODY_EXCERPT_CHARS = 1024
-
-
-@cache
-def _user_agent() -> str:
-    try:
-        return f"Junction/{version('junction-hub')}"
-    except PackageNotFoundError:
-        return "Junction/0+unknown"
 
 
 class WebhookChannel:
@@ -91,12 +83,14 @@ class WebhookChannel:
         self._base_headers = {
             **config.static_headers(),
             "content-type": "application/json",
-            "user-agent": _user_agent(),
+            "user-agent": user_agent(),
         }
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = HttpPool(
+            self._egress,
+            kind="webhook",
+            max_connections=config.max_connections,
+            timeout_s=config.timeout_s,
+        )
 
     async def __aenter__(self) -> WebhookChannel:
         return self
@@ -104,30 +98,9 @@ class WebhookChannel:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _open_session(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if self._session is not None and self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
-                raise InternalError(
-                    "webhook channel used from a second event loop; call aclose() first"
-                )
-            # the old loop is gone and took its sockets with it; start afresh
-            self._session = None
-        if self._session is None:
-            connector = self._egress.connector(limit=self.config.max_connections)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # receivers must not be able to plant cookies that leak into other deliveries
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                timeout=self._timeout,
-            )
-            # the total timeout must measure the attempt, not the wait for a free connection, so
-            # requests queue on this semaphore (sized like the pool) before the clock starts
-            self._slots = asyncio.Semaphore(self.config.max_connections)
-            self._loop = loop
-        assert self._slots is not None
-        return self._session, self._slots
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        return self._pool.session
 
     def _headers(self, delivery: Delivery, timestamp: int) -> dict[str, str]:
         msg_id = delivery.delivery_id
@@ -193,7 +166,7 @@ class WebhookChannel:
         if not self._literal_ok:
             assert self._literal is not None
             self._egress.check_ip(self._literal)
-        session, slots = self._open_session()
+        session, slots = self._pool.open()
         headers = self._headers(delivery, int(self._clock()))
         async with slots:
             started = time.perf_counter()
@@ -209,7 +182,7 @@ class WebhookChannel:
                     if length is not None and length <= MAX_BODY_READ:
                         raw = await resp.read()
                     else:
-                        raw = await _read_capped(resp.content, MAX_BODY_READ)
+                        raw = await read_capped(resp.content)
                     resp_headers = resp.headers
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise classify_exception(
@@ -234,20 +207,4 @@ class WebhookChannel:
 
     async def aclose(self) -> None:
         """Close the connection pool; safe to call twice (a later send opens a new one)."""
-        session, self._session = self._session, None
-        self._slots = None
-        self._loop = None
-        if session is not None and not session.closed:
-            await session.close()
-
-
-async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = limit
-    while remaining > 0:
-        chunk = await stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        await self._pool.aclose()
