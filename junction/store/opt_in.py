@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 
-import orjson
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
+from junction.store.events import emit
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 
@@ -70,12 +70,5 @@ def lift_once(
         )
         if lifted:
             detail = {"kind": kind, "address": key, "source": source, "event_id": event_id}
-            conn.execute(
-                insert(t.events).values(
-                    at=at,
-                    kind=SUPPRESSION_LIFTED,
-                    subject=subject[:600],
-                    detail=orjson.dumps(detail).decode(),
-                )
-            )
+            emit(conn, SUPPRESSION_LIFTED, subject, detail, now=at)
     return lifted

@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
-from sqlalchemy import Connection, insert, or_, select, true, update
+from sqlalchemy import Connection, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
+from junction.store.events import emit
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 
@@ -159,12 +159,5 @@ def _suppress(
         "source": source,
         "event_id": ev.event_id,
     }
-    conn.execute(
-        insert(t.events).values(
-            at=at,
-            kind=SUPPRESSION_ADDED,
-            subject=subject[:600],
-            detail=orjson.dumps(detail).decode(),
-        )
-    )
+    emit(conn, SUPPRESSION_ADDED, subject, detail, now=at)
     return 1
