@@ -21,7 +21,6 @@ one event loop (``asyncio.run``) against the fixture's live fake:
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -42,6 +41,7 @@ from junction.core.errors import (
 from junction.core.registry import default_registry
 from outbound.base import OutboundChannel, Receipt
 from tests.contract.channel_support import ChannelContract
+from tests.contract.suite_support import build_plugin, fixture_module, skip_if_waived
 
 REGISTRY = default_registry
 KINDS = REGISTRY.names("channels")
@@ -51,12 +51,7 @@ Outcome = Receipt | JunctionError
 
 
 def _fixture_module(kind: str) -> Any:
-    try:
-        return importlib.import_module(f"tests.contract.channels.{kind}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"tests.contract.channels.{kind}":
-            raise
-        pytest.fail(f"channel {kind!r} is registered but has no tests/contract/channels/{kind}.py")
+    return fixture_module("channel", "channels", kind)
 
 
 @pytest.fixture(params=KINDS)
@@ -75,16 +70,12 @@ def _model(kind: str) -> type[BaseModel]:
 
 
 def _build(kind: str, options: dict[str, Any]) -> OutboundChannel:
-    cls = REGISTRY.get("channels", kind)
-    channel: OutboundChannel = cls(cls.config_model.model_validate(options))
+    channel: OutboundChannel = build_plugin(REGISTRY, "channels", kind, options)
     return channel
 
 
 def _waived(c: ChannelContract, check: str) -> None:
-    if check in c.waivers:
-        reason = c.waivers[check]
-        assert "#" in reason, f"waiver for {check} needs an issue id (#N): {reason}"
-        pytest.skip(f"waived: {reason}")
+    skip_if_waived(c.waivers, check)
 
 
 def _faults(c: ChannelContract, check: str) -> Callable[[str, int], None]:

@@ -7,7 +7,6 @@ fixture waives a check with a reason and an issue id.
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pydantic import SecretStr
 from connectors.base import Capability, RawBatch, SourceConnector
 from junction.core.errors import AuthError, ConfigError, RateLimitedError, RetryableError
 from junction.core.registry import Registry
+from tests.contract.suite_support import build_plugin, fixture_module, skip_if_waived
 from tests.contract.support import ConnectorContract
 
 REGISTRY = Registry()
@@ -29,14 +29,7 @@ SECRET_WORDS = ("password", "secret", "token", "private_key", "api_key", "sessio
 
 
 def _fixture_module(name: str) -> Any:
-    try:
-        return importlib.import_module(f"tests.contract.fixtures.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"tests.contract.fixtures.{name}":
-            raise
-        pytest.fail(
-            f"connector {name!r} is registered but has no tests/contract/fixtures/{name}.py"
-        )
+    return fixture_module("connector", "fixtures", name)
 
 
 @pytest.fixture(params=NAMES)
@@ -50,16 +43,12 @@ def contract(
 
 
 def _build(name: str, options: dict[str, Any]) -> SourceConnector:
-    cls = REGISTRY.get("connectors", name)
-    conn: SourceConnector = cls(cls.config_model.model_validate(options))
+    conn: SourceConnector = build_plugin(REGISTRY, "connectors", name, options)
     return conn
 
 
 def _waived(c: ConnectorContract, check: str) -> None:
-    if check in c.waivers:
-        reason = c.waivers[check]
-        assert "#" in reason, f"waiver for {check} needs an issue id (#N): {reason}"
-        pytest.skip(f"waived: {reason}")
+    skip_if_waived(c.waivers, check)
 
 
 def _read_all(conn: SourceConnector, stream: str, cursor: dict[str, Any] | None) -> list[RawBatch]:
