@@ -282,7 +282,8 @@ def _deliver(store: Store, gate: HygieneGate, did: str, channel: str, at: float)
         )
 
 
-def test_escalation_walks_the_chain_until_acknowledged(store: Store) -> None:
+def _escalating_alert(store: Store) -> tuple[HygieneGate, HygieneSweeps, str]:
+    """An alert of the escalating route to slack.a, delivered at T0; its gate, sweeps and id."""
     gate = _gate(store, [ESCALATING])
     sweeps = HygieneSweeps(store, gate.routes)
     root = "leads:1:slack_a"
@@ -291,6 +292,11 @@ def test_escalation_walks_the_chain_until_acknowledged(store: Store) -> None:
         [{"id": root, "channel": "slack.a", "route": "hot", "payload": _event("L1").decode()}],
     )
     _deliver(store, gate, root, "slack.a", T0)
+    return gate, sweeps, root
+
+
+def test_escalation_walks_the_chain_until_acknowledged(store: Store) -> None:
+    gate, sweeps, root = _escalating_alert(store)
     [row] = _rows(store, t.deliveries.c.id == root)
     assert row.escalate_at == T0 + 300
     assert sweeps.escalate_due(T0 + 299) == 0
@@ -318,14 +324,7 @@ def test_escalation_walks_the_chain_until_acknowledged(store: Store) -> None:
 
 
 def test_an_ack_anywhere_in_the_chain_stops_it(store: Store) -> None:
-    gate = _gate(store, [ESCALATING])
-    sweeps = HygieneSweeps(store, gate.routes)
-    root = "leads:1:slack_a"
-    _insert(
-        store,
-        [{"id": root, "channel": "slack.a", "route": "hot", "payload": _event("L1").decode()}],
-    )
-    _deliver(store, gate, root, "slack.a", T0)
+    gate, sweeps, root = _escalating_alert(store)
     assert sweeps.escalate_due(T0 + 300) == 1
     _deliver(store, gate, f"{root}:esc1", "sms.b", T0 + 310)
     # the root is acknowledged late: the first escalation does not escalate again
@@ -340,14 +339,7 @@ def test_an_ack_anywhere_in_the_chain_stops_it(store: Store) -> None:
 
 
 def test_an_acknowledged_alert_never_escalates(store: Store) -> None:
-    gate = _gate(store, [ESCALATING])
-    sweeps = HygieneSweeps(store, gate.routes)
-    root = "leads:1:slack_a"
-    _insert(
-        store,
-        [{"id": root, "channel": "slack.a", "route": "hot", "payload": _event("L1").decode()}],
-    )
-    _deliver(store, gate, root, "slack.a", T0)
+    _, sweeps, root = _escalating_alert(store)
     acknowledge(store, root, now=T0 + 5)
     assert sweeps.escalate_due(T0 + 1000) == 0
     assert [r.id for r in _rows(store)] == [root]
