@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import Environment, StrictUndefined, Template, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from junction.core.errors import ConfigError, InternalError, RecordError
@@ -27,13 +27,29 @@ _TEXT = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=Fals
 _HTML = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
 
 
-@lru_cache(maxsize=512)
-def _compile(source: str, html: bool) -> Any:
-    env = _HTML if html else _TEXT
+def compile_template(env: Environment, source: str, *, what: str = "template") -> Template:
+    """Compile ``source`` in ``env`` (a channel's own sandboxed environment).
+
+    Args:
+        env: The Jinja2 environment (its escaping and undefined handling).
+        source: The template text.
+        what: How the error names the template.
+
+    Returns:
+        The compiled template.
+
+    Raises:
+        ConfigError: It does not compile; the message carries Jinja2's reason.
+    """
     try:
         return env.from_string(source)
     except TemplateError as exc:
-        raise ConfigError(f"template does not compile: {exc}") from None
+        raise ConfigError(f"{what} does not compile: {exc}") from None
+
+
+@lru_cache(maxsize=512)
+def _compile(source: str, html: bool) -> Template:
+    return compile_template(_HTML if html else _TEXT, source)
 
 
 def check_template(source: str, *, html: bool = False) -> str:

@@ -16,6 +16,7 @@ from jinja2 import Template, TemplateError, UndefinedError
 
 from junction.core.errors import ConfigError, RecordError
 from outbound.slack.escape import BLOCKS_ENV, TEXT_ENV
+from outbound.templates import compile_template
 
 # Slack truncates text beyond 40,000 characters and refuses more than 50 blocks
 MAX_TEXT_CHARS = 40_000
@@ -24,11 +25,7 @@ MAX_BLOCKS = 50
 
 @lru_cache(maxsize=256)
 def _compile(source: str, blocks: bool) -> Template:
-    env = BLOCKS_ENV if blocks else TEXT_ENV
-    try:
-        return env.from_string(source)
-    except TemplateError as exc:
-        raise ConfigError(f"Slack template does not compile: {exc}") from None
+    return compile_template(BLOCKS_ENV if blocks else TEXT_ENV, source, what="Slack template")
 
 
 def check_text_template(source: str) -> str:
