@@ -147,6 +147,13 @@ async def _verified_form(request: Request, channel: _Channel) -> FormParams:
         raise ApiProblem(403, "Forbidden", exc.user_message, code=exc.code) from None
 
 
+async def _verified(request: Request, channel: str) -> tuple[ApiContext, _Channel, FormParams]:
+    """The app's context, the named channel and the callback's form, once its signature holds."""
+    ctx = ctx_of(request)
+    ch = _channel(ctx, channel)
+    return ctx, ch, await _verified_form(request, ch)
+
+
 def _unavailable(channel: _Channel, exc: RetryableError) -> ApiProblem:
     log.warning("twilio callback deferred", channel=channel.name, code=exc.code)
     return store_unavailable("the callback was not stored; retry later", RETRY_AFTER_S)
@@ -174,9 +181,7 @@ async def twilio_status(
     channel: str, request: Request, _: Annotated[Principal, Depends(CALLBACK)]
 ) -> Response:
     """Apply one status change once; 21610 suppresses the recipient."""
-    ctx = ctx_of(request)
-    ch = _channel(ctx, channel)
-    form = await _verified_form(request, ch)
+    ctx, ch, form = await _verified(request, channel)
     sid = form.get("MessageSid") or form.get("SmsSid")
     status = form.get("MessageStatus") or form.get("SmsStatus")
     if not sid or not status:
@@ -223,9 +228,7 @@ async def twilio_inbound(
     channel: str, request: Request, _: Annotated[Principal, Depends(CALLBACK)]
 ) -> Response:
     """Suppress a sender who texts STOP, lift it on START; answer empty TwiML."""
-    ctx = ctx_of(request)
-    ch = _channel(ctx, channel)
-    form = await _verified_form(request, ch)
+    ctx, ch, form = await _verified(request, channel)
     keyword = (form.get("Body") or "").strip().upper()
     sender = _phone(form.get("From"))
     sid = form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid")
