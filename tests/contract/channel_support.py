@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from outbound.base import Delivery
+from tests.fakes.server import Faults
 
 
 @dataclass
@@ -54,6 +55,17 @@ class ChannelContract:
 
 # the contract's fault kinds, as tests.fakes.server.Faults names them
 FAULTS = {"client_error": "client_error", "server_error": "server_error", "hang": "timeout"}
+
+
+def fail_next_on(faults: Faults) -> Callable[[str, int], None]:
+    """A ``ChannelContract.fail_next`` that queues the contract's fault kinds on ``faults``."""
+
+    def fail_next(kind: str, n: int) -> None:
+        faults.fail_next(FAULTS[kind], n)
+
+    return fail_next
+
+
 # a score as the scorer writes it, and the short form some fixtures use
 SCORE: dict[str, Any] = {
     "value": 0.91,

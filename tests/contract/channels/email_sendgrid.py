@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from outbound.base import Delivery
-from tests.contract.channel_support import FAULTS, ChannelContract, lead_delivery
+from tests.contract.channel_support import ChannelContract, fail_next_on, lead_delivery
 from tests.fakes.sendgrid import API_KEY, SendGridFake
 from tests.fakes.server import serve_app
 
@@ -48,9 +48,6 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
     """The SendGrid email channel's contract inputs, against a live fake."""
     fake = SendGridFake()
 
-    def fail_next(kind: str, n: int) -> None:
-        fake.faults.fail_next(FAULTS[kind], n)
-
     with serve_app(fake.app) as base:
         options = options_for(base)
         try:
@@ -58,7 +55,7 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
                 options=options,
                 delivery=_delivery,
                 seen_ids=fake.seen_ids,
-                fail_next=fail_next,
+                fail_next=fail_next_on(fake.faults),
                 timeout_options={**options, "timeout_s": 0.5},
                 secrets=[API_KEY, API_KEY.removeprefix("SG.")],
                 bad_options=[

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from outbound.base import Delivery
-from tests.contract.channel_support import FAULTS, SHORT_SCORE, ChannelContract, lead_delivery
+from tests.contract.channel_support import SHORT_SCORE, ChannelContract, fail_next_on, lead_delivery
 from tests.fakes.server import serve_app
 from tests.fakes.slack import BOT_TOKEN, WEBHOOK_PATH, FakeSlack
 
@@ -30,9 +30,6 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
     """The Slack channel's contract inputs, against a live fake."""
     fake = FakeSlack()
 
-    def fail_next(kind: str, n: int) -> None:
-        fake.faults.fail_next(FAULTS[kind], n)
-
     with serve_app(fake.app) as base:
         url = f"{base}{WEBHOOK_PATH}"
         options = {
@@ -45,7 +42,7 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
                 options=options,
                 delivery=_delivery,
                 seen_ids=fake.seen_ids,
-                fail_next=fail_next,
+                fail_next=fail_next_on(fake.faults),
                 timeout_options={**options, "timeout_s": 0.5},
                 secrets=[url, WEBHOOK_PATH, BOT_TOKEN],
                 bad_options=[

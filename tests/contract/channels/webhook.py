@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from outbound.base import Delivery
-from tests.contract.channel_support import FAULTS, ChannelContract, lead_delivery
+from tests.contract.channel_support import ChannelContract, fail_next_on, lead_delivery
 from tests.fakes.server import Faults, serve_app
 
 SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -63,9 +63,6 @@ class Receiver:
                 waited += 0.05
         return Response(b'{"status":"accepted"}', media_type="application/json")
 
-    def fail_next(self, kind: str, n: int) -> None:
-        self.faults.fail_next(FAULTS[kind], n)
-
     def seen_ids(self) -> list[str]:
         with self._lock:
             return list(self.ids)
@@ -94,7 +91,7 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
                 options=options,
                 delivery=_delivery,
                 seen_ids=receiver.seen_ids,
-                fail_next=receiver.fail_next,
+                fail_next=fail_next_on(receiver.faults),
                 timeout_options={**options, "timeout_s": 0.5},
                 secrets=[SECRET, SECRET.removeprefix("whsec_"), TOKEN, TOKEN.split()[1]],
                 bad_options=[
