@@ -4,7 +4,9 @@ build a registered plugin from its options."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,13 @@ def fixture_module(what: str, folder: str, name: str) -> Any:
         if exc.name != module:
             raise
         pytest.fail(f"{what} {name!r} is registered but has no tests/contract/{folder}/{name}.py")
+
+
+@contextmanager
+def open_contract(what: str, folder: str, name: str, tmp_path: Path) -> Iterator[Any]:
+    """The contract inputs of ``name``'s fixture module, open for one test."""
+    with fixture_module(what, folder, name).contract(tmp_path) as contract:
+        yield contract
 
 
 def skip_if_waived(waivers: Mapping[str, str], check: str) -> None:

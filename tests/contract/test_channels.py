@@ -41,7 +41,7 @@ from junction.core.errors import (
 from junction.core.registry import default_registry
 from outbound.base import OutboundChannel, Receipt
 from tests.contract.channel_support import ChannelContract
-from tests.contract.suite_support import build_plugin, fixture_module, skip_if_waived
+from tests.contract.suite_support import build_plugin, open_contract, skip_if_waived
 
 REGISTRY = default_registry
 KINDS = REGISTRY.names("channels")
@@ -50,18 +50,12 @@ HANG_BOUND_S = 30
 Outcome = Receipt | JunctionError
 
 
-def _fixture_module(kind: str) -> Any:
-    return fixture_module("channel", "channels", kind)
-
-
 @pytest.fixture(params=KINDS)
 def contract(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, ChannelContract]]:
-    kind = request.param
-    module = _fixture_module(kind)
-    with module.contract(tmp_path) as c:
-        yield kind, c
+    with open_contract("channel", "channels", request.param, tmp_path) as c:
+        yield request.param, c
 
 
 def _model(kind: str) -> type[BaseModel]:
@@ -189,19 +183,31 @@ def test_client_error_is_fatal_and_the_next_send_succeeds(contract):
     _receipt(after, good)
 
 
-def test_server_error_is_retryable(contract):
-    kind, c = contract
-    fail_next = _faults(c, "server_error")
-    did = _new_id("5xx")
+def _send_failing(
+    kind: str,
+    c: ChannelContract,
+    options: dict[str, Any],
+    fail_next: Callable[[str, int], None],
+    fault: str,
+    did: str,
+) -> Outcome:
+    """Send once while the fake fails with ``fault``; what the send gave."""
 
     async def scenario(channel: OutboundChannel) -> list[Outcome]:
-        fail_next("server_error", 1)
+        fail_next(fault, 1)
         try:
             return [await _send(channel, c, did)]
         finally:
-            fail_next("server_error", 0)
+            fail_next(fault, 0)
 
-    (failed,) = _run(kind, c.options, scenario)
+    (failed,) = _run(kind, options, scenario)
+    return failed
+
+
+def test_server_error_is_retryable(contract):
+    kind, c = contract
+    fail_next = _faults(c, "server_error")
+    failed = _send_failing(kind, c, c.options, fail_next, "server_error", _new_id("5xx"))
     assert isinstance(failed, RetryableError), f"a 5xx must be retryable, got {failed!r}"
     assert failed.retryable
 
@@ -211,16 +217,7 @@ def test_no_answer_in_time_is_retryable(contract):
     kind, c = contract
     fail_next = _faults(c, "timeout")
     assert c.timeout_options is not None, "the fixture gives no timeout_options for the hang"
-    did = _new_id("hang")
-
-    async def scenario(channel: OutboundChannel) -> list[Outcome]:
-        fail_next("hang", 1)
-        try:
-            return [await _send(channel, c, did)]
-        finally:
-            fail_next("hang", 0)
-
-    (failed,) = _run(kind, c.timeout_options, scenario)
+    failed = _send_failing(kind, c, c.timeout_options, fail_next, "hang", _new_id("hang"))
     assert isinstance(failed, RemoteTimeoutError | UnavailableError), (
         f"a receiver that never answers must give a timeout, got {failed!r}"
     )

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from connectors.base import Capability, RawBatch, SourceConnector
 from junction.core.errors import AuthError, ConfigError, RateLimitedError, RetryableError
 from junction.core.registry import Registry
-from tests.contract.suite_support import build_plugin, fixture_module, skip_if_waived
+from tests.contract.suite_support import build_plugin, open_contract, skip_if_waived
 from tests.contract.support import ConnectorContract
 
 REGISTRY = Registry()
@@ -28,18 +28,12 @@ NAMES = REGISTRY.names("connectors")
 SECRET_WORDS = ("password", "secret", "token", "private_key", "api_key", "session_id")
 
 
-def _fixture_module(name: str) -> Any:
-    return fixture_module("connector", "fixtures", name)
-
-
 @pytest.fixture(params=NAMES)
 def contract(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, ConnectorContract]]:
-    name = request.param
-    module = _fixture_module(name)
-    with module.contract(tmp_path) as c:
-        yield name, c
+    with open_contract("connector", "fixtures", request.param, tmp_path) as c:
+        yield request.param, c
 
 
 def _build(name: str, options: dict[str, Any]) -> SourceConnector:
