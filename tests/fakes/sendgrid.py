@@ -20,13 +20,15 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from tests.fakes.server import Faults
+from tests.fakes.server import Faults, serve_app
 
 API_KEY = "SG.fake-key-7Qm2.Zx91kLp0aa3d"
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
@@ -175,6 +177,7 @@ class SendGridFake:
         self._lock = threading.Lock()
         self.app = FastAPI()
         self.app.add_api_route("/v3/mail/send", self.mail_send, methods=["POST"])
+        self.base = ""  # the served URL, once served_fake runs it
 
     def release(self) -> None:
         """End every hung request now (call before stopping the server)."""
@@ -254,3 +257,15 @@ class SendGridFake:
 
 def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+@contextmanager
+def served_fake(*, hang_s: float = 20.0) -> Iterator[SendGridFake]:
+    """A SendGrid fake served on 127.0.0.1 (its URL in ``base``); hung requests end on exit."""
+    fake = SendGridFake(hang_s=hang_s)
+    with serve_app(fake.app) as base:
+        fake.base = base
+        try:
+            yield fake
+        finally:
+            fake.release()

@@ -20,9 +20,8 @@ from junction.store.suppressions import SuppressionList
 from outbound.email_sendgrid import SendGridEmailChannel
 from tests.api.harness import SIGNING_KEY, ApiHarness, running_api
 from tests.contract.channels.email_sendgrid import options_for
-from tests.fakes.sendgrid import SendGridFake
+from tests.fakes.sendgrid import SendGridFake, served_fake
 from tests.fakes.sendgrid_events import EventSigner, event, events_body
-from tests.fakes.server import serve_app
 from tests.integration.delivery_support import enqueue, run_worker
 from tests.integration.helpers import rows_of
 
@@ -31,13 +30,8 @@ CH = "email_sendgrid.sales"
 
 @pytest.fixture
 def fake() -> Iterator[SendGridFake]:
-    server = SendGridFake()
-    with serve_app(server.app) as base:
-        server.base = base  # type: ignore[attr-defined]
-        try:
-            yield server
-        finally:
-            server.release()
+    with served_fake() as server:
+        yield server
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ def hub_api(
     tmp_path: Path, store_url: str, fake: SendGridFake, signer: EventSigner
 ) -> Iterator[ApiHarness]:
     options = {
-        **options_for(fake.base),  # type: ignore[attr-defined]
+        **options_for(fake.base),
         "to": [],
         "to_path": "record.email",
         "event_public_key": signer.public_key_b64,

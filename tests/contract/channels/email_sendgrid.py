@@ -14,8 +14,7 @@ from typing import Any
 
 from outbound.base import Delivery
 from tests.contract.channel_support import ChannelContract, fail_next_on, lead_delivery
-from tests.fakes.sendgrid import API_KEY, SendGridFake
-from tests.fakes.server import serve_app
+from tests.fakes.sendgrid import API_KEY, served_fake
 
 RECORD = {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"}
 
@@ -46,23 +45,18 @@ def options_for(base: str) -> dict[str, Any]:
 @contextmanager
 def contract(tmp_path: Path) -> Iterator[ChannelContract]:
     """The SendGrid email channel's contract inputs, against a live fake."""
-    fake = SendGridFake()
-
-    with serve_app(fake.app) as base:
-        options = options_for(base)
-        try:
-            yield ChannelContract(
-                options=options,
-                delivery=_delivery,
-                seen_ids=fake.seen_ids,
-                fail_next=fail_next_on(fake.faults),
-                timeout_options={**options, "timeout_s": 0.5},
-                secrets=[API_KEY, API_KEY.removeprefix("SG.")],
-                bad_options=[
-                    {**options, "from_name": "Junction\r\nBcc: evil@example.com"},
-                    {**options, "templates": {"other": options["templates"]["default"]}},
-                    {**options, "api_key": API_KEY, "to": ["not an address"]},
-                ],
-            )
-        finally:
-            fake.release()
+    with served_fake() as fake:
+        options = options_for(fake.base)
+        yield ChannelContract(
+            options=options,
+            delivery=_delivery,
+            seen_ids=fake.seen_ids,
+            fail_next=fail_next_on(fake.faults),
+            timeout_options={**options, "timeout_s": 0.5},
+            secrets=[API_KEY, API_KEY.removeprefix("SG.")],
+            bad_options=[
+                {**options, "from_name": "Junction\r\nBcc: evil@example.com"},
+                {**options, "templates": {"other": options["templates"]["default"]}},
+                {**options, "api_key": API_KEY, "to": ["not an address"]},
+            ],
+        )

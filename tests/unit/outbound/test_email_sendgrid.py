@@ -24,8 +24,7 @@ from outbound.base import AddressedChannel, Delivery, Receipt, Recipient
 from outbound.email_sendgrid import SendGridEmailChannel, SendGridEmailConfig
 from outbound.email_sendgrid.classify import classify_status, error_messages, rate_limit_delay
 from outbound.email_sendgrid.message import DELIVERY_HEADER, one_line
-from tests.fakes.sendgrid import API_KEY, SendGridFake
-from tests.fakes.server import serve_app
+from tests.fakes.sendgrid import API_KEY, SendGridFake, served_fake
 
 TEMPLATES = {
     "default": {
@@ -43,13 +42,8 @@ TEMPLATES = {
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[SendGridFake]:
-    server = SendGridFake(hang_s=10.0)
-    with serve_app(server.app) as base:
-        server.base = base  # type: ignore[attr-defined]
-        try:
-            yield server
-        finally:
-            server.release()
+    with served_fake(hang_s=10.0) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +55,7 @@ def _fresh(fake: SendGridFake) -> None:
 def options(fake: SendGridFake, **over: Any) -> dict[str, Any]:
     return {
         "api_key": API_KEY,
-        "host": fake.base,  # type: ignore[attr-defined]
+        "host": fake.base,
         "from_email": "Alerts@Junction.Example",
         "from_name": "Junction",
         "to": ["sales@example.com"],
