@@ -66,6 +66,28 @@ def fail_next_on(faults: Faults) -> Callable[[str, int], None]:
     return fail_next
 
 
+def faults_contract(
+    options: dict[str, Any],
+    delivery: Callable[[str], Delivery],
+    seen_ids: Callable[[], list[str]],
+    faults: Faults,
+    **rest: Any,
+) -> ChannelContract:
+    """The contract of a channel whose HTTP fake fails on ``faults`` and hangs past 0.5 s.
+
+    ``fail_next`` queues the contract's fault kinds on ``faults``; ``timeout_options`` are
+    ``options`` with ``timeout_s: 0.5``; ``rest`` (``secrets``, ``bad_options``, ...) as given.
+    """
+    return ChannelContract(
+        options=options,
+        delivery=delivery,
+        seen_ids=seen_ids,
+        fail_next=fail_next_on(faults),
+        timeout_options={**options, "timeout_s": 0.5},
+        **rest,
+    )
+
+
 # a score as the scorer writes it, and the short form some fixtures use
 SCORE: dict[str, Any] = {
     "value": 0.91,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract, fail_next_on, lead_delivery
+from tests.contract.channel_support import ChannelContract, faults_contract, lead_delivery
 from tests.fakes.sendgrid import API_KEY, served_fake
 
 RECORD = {"external_id": "L-1001", "email": "ada@example.com", "company": "Initech"}
@@ -47,12 +47,11 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
     """The SendGrid email channel's contract inputs, against a live fake."""
     with served_fake() as fake:
         options = options_for(fake.base)
-        yield ChannelContract(
-            options=options,
-            delivery=_delivery,
-            seen_ids=fake.seen_ids,
-            fail_next=fail_next_on(fake.faults),
-            timeout_options={**options, "timeout_s": 0.5},
+        yield faults_contract(
+            options,
+            _delivery,
+            fake.seen_ids,
+            fake.faults,
             secrets=[API_KEY, API_KEY.removeprefix("SG.")],
             bad_options=[
                 {**options, "from_name": "Junction\r\nBcc: evil@example.com"},

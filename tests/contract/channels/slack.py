@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from outbound.base import Delivery
-from tests.contract.channel_support import SHORT_SCORE, ChannelContract, fail_next_on, lead_delivery
+from tests.contract.channel_support import (
+    SHORT_SCORE,
+    ChannelContract,
+    faults_contract,
+    lead_delivery,
+)
 from tests.fakes.server import serve_app
 from tests.fakes.slack import BOT_TOKEN, WEBHOOK_PATH, FakeSlack
 
@@ -38,12 +43,11 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
             "timeout_s": 5,
         }
         try:
-            yield ChannelContract(
-                options=options,
-                delivery=_delivery,
-                seen_ids=fake.seen_ids,
-                fail_next=fail_next_on(fake.faults),
-                timeout_options={**options, "timeout_s": 0.5},
+            yield faults_contract(
+                options,
+                _delivery,
+                fake.seen_ids,
+                fake.faults,
                 secrets=[url, WEBHOOK_PATH, BOT_TOKEN],
                 bad_options=[
                     {**options, "bot_token": BOT_TOKEN},  # two modes at once

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from outbound.base import Delivery
-from tests.contract.channel_support import ChannelContract, fail_next_on, lead_delivery
+from tests.contract.channel_support import ChannelContract, faults_contract, lead_delivery
 from tests.fakes.server import Faults, serve_app
 
 SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -87,12 +87,11 @@ def contract(tmp_path: Path) -> Iterator[ChannelContract]:
             "timeout_s": 5,
         }
         try:
-            yield ChannelContract(
-                options=options,
-                delivery=_delivery,
-                seen_ids=receiver.seen_ids,
-                fail_next=fail_next_on(receiver.faults),
-                timeout_options={**options, "timeout_s": 0.5},
+            yield faults_contract(
+                options,
+                _delivery,
+                receiver.seen_ids,
+                receiver.faults,
                 secrets=[SECRET, SECRET.removeprefix("whsec_"), TOKEN, TOKEN.split()[1]],
                 bad_options=[
                     {**options, "secret": SECRET[:-4]},  # too short a key
