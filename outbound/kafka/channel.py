@@ -18,6 +18,7 @@ import orjson
 from junction.core.errors import FatalError, InternalError
 from outbound.base import Delivery, Receipt
 from outbound.config_errors import validate_config
+from outbound.delivery_headers import refuse_reserved
 from outbound.kafka.client import ProducerClient
 from outbound.kafka.config import MAX_TOPIC_LEN, TOPIC_CHARS, KafkaConfig
 
@@ -119,12 +120,7 @@ class KafkaChannel:
             ("content-type", b"application/json"),
         ]
         if delivery.headers:
-            clash = RESERVED_HEADERS.intersection(k.lower() for k in delivery.headers)
-            if clash:
-                raise InternalError(
-                    f"delivery headers may not set {sorted(clash)}",
-                    context={"channel": delivery.channel},
-                )
+            refuse_reserved(delivery, RESERVED_HEADERS)
             headers.extend((k, v.encode("utf-8")) for k, v in delivery.headers.items())
         return headers
 

@@ -24,6 +24,7 @@ from yarl import URL
 from junction.core.errors import InternalError
 from outbound.base import Delivery, Receipt
 from outbound.config_errors import validate_config
+from outbound.delivery_headers import refuse_reserved
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.http_pool import (
     BODY_EXCERPT_CHARS,
@@ -126,12 +127,7 @@ class WebhookChannel:
         )
         headers = self._base_headers.copy()
         if delivery.headers:
-            clash = RESERVED_HEADERS.intersection(k.lower() for k in delivery.headers)
-            if clash:
-                raise InternalError(
-                    f"delivery headers may not set {sorted(clash)}",
-                    context={"channel": delivery.channel},
-                )
+            refuse_reserved(delivery, RESERVED_HEADERS)
             if any(ch in v for v in delivery.headers.values() for ch in "\r\n\0"):
                 raise InternalError(
                     "a delivery header value has a control character",
