@@ -23,10 +23,11 @@ from outbound.config_errors import validate_config
 from outbound.email_sendgrid.client import SendGridClient, Sent
 from outbound.email_sendgrid.config import SendGridEmailConfig
 from outbound.email_sendgrid.message import build_message, event_recipients
+from outbound.lifecycle import ClosesOnExit
 from outbound.templates import event_context
 
 
-class SendGridEmailChannel:
+class SendGridEmailChannel(ClosesOnExit):
     """Email through SendGrid's v3 Mail Send API, one personalization per recipient.
 
     Args:
@@ -50,12 +51,6 @@ class SendGridEmailChannel:
 
     def __repr__(self) -> str:
         return f"SendGridEmailChannel(host={str(self.config.host)!r})"
-
-    async def __aenter__(self) -> SendGridEmailChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def recipients(self, delivery: Delivery) -> list[Recipient]:
         """Everyone ``delivery`` would reach (before ``exclude``), as normalized addresses.

@@ -46,6 +46,7 @@ from outbound.file.cells import (
     default_row,
 )
 from outbound.file.config import FileConfig
+from outbound.lifecycle import ClosesOnExit
 from outbound.templates import event_context
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
@@ -86,7 +87,7 @@ def _io_error(path: Path, exc: OSError) -> UnavailableError:
     )
 
 
-class FileChannel:
+class FileChannel(ClosesOnExit):
     """Append deliveries to CSV or JSONL export files.
 
     Args:
@@ -112,12 +113,6 @@ class FileChannel:
 
     def __repr__(self) -> str:
         return f"FileChannel({self.config.format} in {self.config.folder})"
-
-    async def __aenter__(self) -> FileChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def rows(self, delivery_id: str, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The rows one delivery's event writes: one, or one per item of a digest.

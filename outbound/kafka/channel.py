@@ -21,6 +21,7 @@ from outbound.config_errors import validate_config
 from outbound.delivery_headers import refuse_reserved
 from outbound.kafka.client import ProducerClient
 from outbound.kafka.config import MAX_TOPIC_LEN, TOPIC_CHARS, KafkaConfig
+from outbound.lifecycle import ClosesOnExit
 
 # headers the channel owns: a delivery header may not replace them
 RESERVED_HEADERS = frozenset({"event-id", "event-type", "content-type"})
@@ -29,7 +30,7 @@ RECORD_FIELDS = ("record_id", "entity", "record", "score")
 MAX_REMOTE_ID = 128
 
 
-class KafkaChannel:
+class KafkaChannel(ClosesOnExit):
     """Produce deliveries to one Kafka topic (or a topic per entity, from a template).
 
     Args:
@@ -56,12 +57,6 @@ class KafkaChannel:
         return (
             f"KafkaChannel(topic={self.config.topic!r}, servers={self.config.bootstrap_servers!r})"
         )
-
-    async def __aenter__(self) -> KafkaChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def _event(self, delivery: Delivery) -> dict[str, Any]:
         try:

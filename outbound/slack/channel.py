@@ -26,6 +26,7 @@ from outbound.base import Delivery, Receipt
 from outbound.config_errors import validate_config
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.http_pool import BODY_EXCERPT_CHARS, HttpPool, read_capped, user_agent
+from outbound.lifecycle import ClosesOnExit
 from outbound.slack.classify import classify_api_error, classify_webhook_answer
 from outbound.slack.config import (
     ALERT_EVENT_TYPE,
@@ -52,7 +53,7 @@ def _for_slack(error: JunctionError) -> JunctionError:
     )
 
 
-class SlackChannel:
+class SlackChannel(ClosesOnExit):
     """Post deliveries to one Slack channel.
 
     Args:
@@ -104,12 +105,6 @@ class SlackChannel:
             return "SlackChannel(unconfigured)"
         mode = "webhook" if config.webhook_url else f"chat.postMessage to {config.channel}"
         return f"SlackChannel({mode})"
-
-    async def __aenter__(self) -> SlackChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def _template(self, delivery: Delivery, event: Mapping[str, Any]) -> SlackTemplate:
         name = delivery.template

@@ -36,6 +36,7 @@ from junction.core.errors import (
 )
 from outbound.base import Delivery, Receipt, Recipient
 from outbound.config_errors import validate_config
+from outbound.lifecycle import ClosesOnExit
 from outbound.sms_twilio.client import SentMessage, TwilioSender
 from outbound.sms_twilio.config import TwilioSmsConfig
 from outbound.sms_twilio.phones import to_e164, zone_of_number
@@ -56,7 +57,7 @@ class Target:
     zone: str  # IANA name
 
 
-class TwilioSmsChannel:
+class TwilioSmsChannel(ClosesOnExit):
     """Send SMS through one Twilio account.
 
     Args:
@@ -90,12 +91,6 @@ class TwilioSmsChannel:
 
     def __repr__(self) -> str:
         return f"TwilioSmsChannel(account_sid={self.config.account_sid!r})"
-
-    async def __aenter__(self) -> TwilioSmsChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def recipients(self, delivery: Delivery) -> list[Recipient]:
         """Who ``delivery`` reaches: ``Recipient("phone", e164)`` for each number.

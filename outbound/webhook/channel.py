@@ -33,11 +33,12 @@ from outbound.http_pool import (
     read_capped,
     user_agent,
 )
+from outbound.lifecycle import ClosesOnExit
 from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
 from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig, secret_key_bytes
 
 
-class WebhookChannel:
+class WebhookChannel(ClosesOnExit):
     """Deliver to one HTTP endpoint, signed with every active secret of its config.
 
     Args:
@@ -92,12 +93,6 @@ class WebhookChannel:
             max_connections=config.max_connections,
             timeout_s=config.timeout_s,
         )
-
-    async def __aenter__(self) -> WebhookChannel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def _session(self) -> aiohttp.ClientSession | None:
