@@ -407,11 +407,14 @@ def test_a_full_local_queue_is_rate_limited():
                 finally:
                     broker.resume()
 
-        first, second = asyncio.run(go())
-    assert isinstance(first, RemoteTimeoutError), first
-    assert isinstance(second, RateLimitedError), second
-    assert second.retry_after is not None
-    assert second.retry_after > 0
+        outcomes = asyncio.run(go())
+    # one record fills the one-message queue and times out; the other finds the queue full.
+    # Which of the two sends reaches the queue first depends on scheduling, not on the channel.
+    timed_out = [o for o in outcomes if isinstance(o, RemoteTimeoutError)]
+    limited = [o for o in outcomes if isinstance(o, RateLimitedError)]
+    assert (len(timed_out), len(limited)) == (1, 1), outcomes
+    assert limited[0].retry_after is not None
+    assert limited[0].retry_after > 0
 
 
 def test_aclose_fails_what_is_still_in_flight_as_retryable():
