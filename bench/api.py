@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -25,6 +24,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.procs import free_port, pin_self
+
 CONFIG = """\
 store: "sqlite:///{root}/junction.db"
 models_dir: {models}
@@ -33,20 +34,6 @@ api:
   rate_limit: "1000000/second"
 pipelines: {{}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin_self(cpu: int) -> None:
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
-    except (AttributeError, OSError):
-        pass
 
 
 def _bodies(n: int) -> list[bytes]:
@@ -199,10 +186,10 @@ def run(*, seconds: float, concurrency: int, repeat: int, keep: bool) -> int:
         )
         bodies = _bodies(2000)
         headers = {"content-type": "application/json"}
-        jport, nport = _free_port(), _free_port()
+        jport, nport = free_port(), free_port()
         procs.append(_start("junction", config, jport))
         procs.append(_start("naive", models, nport))
-        _pin_self(1)
+        pin_self(1)
         jheaders = {**headers, "authorization": f"Bearer {_token(config)}"}
         probe = asyncio.run(
             _closed_loop(

@@ -37,21 +37,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.procs import free_port, pin_self
+
 COMPANIES = ("Acme GmbH", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay Industries")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin_self(cpu: int) -> None:
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
-    except (AttributeError, OSError):
-        pass
 
 
 def payloads(n: int) -> list[bytes]:
@@ -273,7 +261,7 @@ def run(
 
     secret = generate_secret()
     key = secret_key_bytes(secret)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     token = uuid.uuid4().hex[:8]
     pipeline = f"bench-deliver-{token}"
@@ -291,7 +279,7 @@ def run(
         receiver = _start_receiver(port, secret)
         stack.callback(receiver.wait, 10)
         stack.callback(receiver.terminate)
-        _pin_self(1)
+        pin_self(1)
         bodies = payloads(deliveries)
         hub_ids = [f"hub-{token}-{i:07d}" for i in range(deliveries)]
         _fill_outbox(outbox, pipeline, hub_ids, bodies, endpoints)
