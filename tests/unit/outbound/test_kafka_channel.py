@@ -408,13 +408,12 @@ def test_a_full_local_queue_is_rate_limited():
                     broker.resume()
 
         outcomes = asyncio.run(go())
-    # one record fills the one-message queue and times out; the other finds the queue full.
-    # Which of the two sends reaches the queue first depends on scheduling, not on the channel.
-    timed_out = [o for o in outcomes if isinstance(o, RemoteTimeoutError)]
+    # the one-message queue is full for at least one of the two sends (on a busy machine it can
+    # be full for both); a send that got in times out against the paused broker; none succeeds
     limited = [o for o in outcomes if isinstance(o, RateLimitedError)]
-    assert (len(timed_out), len(limited)) == (1, 1), outcomes
-    assert limited[0].retry_after is not None
-    assert limited[0].retry_after > 0
+    assert limited, outcomes
+    assert all(isinstance(o, RateLimitedError | RemoteTimeoutError) for o in outcomes), outcomes
+    assert all(o.retry_after is not None and o.retry_after > 0 for o in limited)
 
 
 def test_aclose_fails_what_is_still_in_flight_as_retryable():
