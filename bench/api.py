@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.procs import free_port, pin_self
+from bench.procs import free_port, pin_self, wait_listening
 
 CONFIG = """\
 store: "sqlite:///{root}/junction.db"
@@ -52,17 +51,8 @@ def _start(kind: str, path: Path, port: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "bench.api_servers", kind, str(path), str(port), "0"],
         cwd=Path(__file__).resolve().parent.parent,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the {kind} server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"the {kind} server did not start")
+    wait_listening(proc, port, f"{kind} server")
+    return proc
 
 
 async def _closed_loop(

@@ -23,7 +23,6 @@ import hmac
 import os
 import pstats
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.procs import free_port, pin_self
+from bench.procs import free_port, pin_self, wait_listening
 
 COMPANIES = ("Acme GmbH", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay Industries")
 
@@ -75,17 +74,8 @@ def _start_receiver(port: int, secret: str) -> subprocess.Popen[bytes]:
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "BENCH_DELIVER_SECRET": secret},
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the receiver exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the receiver did not start")
+    wait_listening(proc, port, "receiver")
+    return proc
 
 
 async def _raw(
