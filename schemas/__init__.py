@@ -8,7 +8,7 @@ from schemas.invoice import Invoice, InvoiceLine
 from schemas.lead import Lead
 from schemas.order import Order, OrderLine
 from schemas.product import Product
-from schemas.score import Factor, Score
+from schemas.score import Factor, Reason, Score
 
 __all__ = [
     "ENTITY_MODELS",
@@ -26,5 +26,6 @@ __all__ = [
     "OrderLine",
     "Product",
     "Provenance",
+    "Reason",
     "Score",
 ]

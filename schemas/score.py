@@ -16,6 +16,18 @@ class Factor(BaseModel):
     contribution: float = Field(..., description="Signed contribution to the log-odds.")
 
 
+class Reason(BaseModel):
+    """A top factor in words a salesperson understands (a reason code)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(..., description="Stable code, e.g. SENIORITY_C_LEVEL or ENGAGEMENT_LOW.")
+    text: str = Field(..., description="The reason in plain words, e.g. 'Senior decision maker'.")
+    direction: Literal["positive", "negative"] = Field(
+        ..., description="Whether the factor raised (positive) or lowered (negative) the score."
+    )
+
+
 class Score(BaseModel):
     """A lead score: value, grade, top factors and the model that made it."""
 
@@ -28,3 +40,10 @@ class Score(BaseModel):
     model: str = Field(..., description="Model name.")
     model_version: str = Field(..., description="Model version that produced the score.")
     variant: str = Field("production", description="A/B variant (production or challenger).")
+    reasons: list[Reason] = Field(
+        default_factory=list, description="The top factors as reason codes in plain words."
+    )
+    data_sufficient: bool = Field(
+        True,
+        description="False when too few of the model's inputs were present for a reliable score.",
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,31 +31,10 @@ from scoring.features import (
     FeatureRow,
     extract,
 )
-
-FloatArray = npt.NDArray[np.float64]
+from scoring.spec import FeatureColumns
 
 # what the fast path can meet in a bad batch; anything else is a bug and propagates
 _FAST_PATH_MISSES = (ScoringInputError, TypeError, ValueError, AttributeError, OverflowError)
-
-
-class FeatureColumns(NamedTuple):
-    """Features of the scorable records of a batch, feature-major.
-
-    Attributes:
-        categorical: four lists (lead_source, industry, country, seniority) of normalized
-            category strings.
-        numeric: shape ``(5, n)``: log_employees, log_annual_revenue, page_views, visits,
-            email_opens.
-        binary: shape ``(4, n)``: has_phone, free_email, employees_missing,
-            annual_revenue_missing (0.0 or 1.0).
-        rows: the batch index of each column position, or ``None`` when every record of the
-            batch is present (the usual case).
-    """
-
-    categorical: tuple[list[str], list[str], list[str], list[str]]
-    numeric: FloatArray
-    binary: FloatArray
-    rows: list[int] | None
 
 
 def extract_columns(

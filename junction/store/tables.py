@@ -286,3 +286,32 @@ events = Table(
     Column("detail", Text, nullable=False),  # JSON; personal data only as keyed pseudonyms
 )
 Index("ix_events_at", events.c.at)
+
+# migration 0006: outcomes (labels for training and A/B reports) and drift reports
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("record_id", String(512), primary_key=True),  # the scored record's stable id
+    Column("kind", String(32), primary_key=True),  # converted | won | ...
+    Column("label", Integer, nullable=False),  # 1 the outcome happened, 0 it did not
+    Column("observed_at", Float, nullable=False),  # when the source system said so
+    Column("source", String(64), nullable=False),  # crm poll, api, csv import, ...
+    Column("recorded_at", Float, nullable=False),
+)
+Index("ix_outcomes_observed", outcomes.c.kind, outcomes.c.observed_at)
+
+drift_reports = Table(
+    "drift_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("computed_at", Float, nullable=False),
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("n", Integer, nullable=False),  # scored records compared with the reference
+    Column("status", String(16), nullable=False),  # ok | warn | alert | insufficient
+    Column("max_psi", Float),
+    Column("report", Text, nullable=False),  # JSON: per feature psi/ks, prediction drift
+)
+Index("ix_drift_reports_model", drift_reports.c.model, drift_reports.c.computed_at)

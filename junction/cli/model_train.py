@@ -1,0 +1,1 @@
+"""``junction model`` commands (see junction.cli.model)."""
