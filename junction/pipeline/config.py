@@ -129,13 +129,61 @@ class Route(_Strict):
         return self.name or f"route{position}"
 
 
+class ChallengerConfig(_Strict):
+    """An A/B test: a challenger version scores a stable share of the records."""
+
+    version: str = Field(..., description="Registry version of the challenger model.")
+    share: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of records (by a stable hash of the key)."
+    )
+    salt: str = Field(
+        "ab", min_length=1, max_length=64, description="Hash salt; change it to re-draw."
+    )
+
+
+class DriftConfig(_Strict):
+    """Scheduled drift checks of the production model against its training reference."""
+
+    every_s: float = Field(3600.0, ge=1.0, description="Seconds between checks.")
+    window_s: float = Field(86400.0, gt=0.0, description="Scored records of the last N seconds.")
+    min_records: int = Field(200, ge=1, description="Fewer records: status 'insufficient'.")
+    psi_warn: float = Field(0.1, gt=0.0, description="PSI at or above this warns.")
+    psi_alert: float = Field(0.25, gt=0.0, description="PSI at or above this alerts.")
+    ks_alert: float = Field(
+        0.15, gt=0.0, le=1.0, description="KS statistic at or above this alerts (numerics)."
+    )
+    retrain: bool = Field(False, description="Request retraining when an alert fires.")
+
+
+class OutcomeConfig(_Strict):
+    """How a later version of a record (e.g. a CRM poll) says what became of it."""
+
+    kind: str = Field("converted", min_length=1, max_length=32, description="Outcome name.")
+    positive_when: str = Field(..., description="CEL over `record`: the outcome happened.")
+    negative_when: str | None = Field(
+        None, description="CEL over `record`: the outcome will not happen (e.g. disqualified)."
+    )
+
+
 class ScoringConfig(_Strict):
     """Which model scores the pipeline's records."""
 
     model: str = Field("lead-score", description="Model name in the registry.")
-    version: str | None = Field(None, description="Pin a version; default: the newest.")
+    version: str | None = Field(None, description="Pin a version; default: the production stage.")
+    scorer: str = Field(
+        "sklearn_lead",
+        description="Scorer plugin (entry point junction.scorers): sklearn_lead or rules_lead.",
+    )
+    rules: str | None = Field(
+        None, description="Rules file for rules_lead (default: the built-in lead rules)."
+    )
     thresholds: tuple[float, float, float] = Field(
         (0.75, 0.5, 0.25), description="Grade A/B/C lower bounds; below the last is D."
+    )
+    challenger: ChallengerConfig | None = Field(None, description="A/B test, if any.")
+    drift: DriftConfig | None = Field(None, description="Scheduled drift checks, if any.")
+    outcome: OutcomeConfig | None = Field(
+        None, description="Record outcomes (labels) from later versions of the records."
     )
 
 
