@@ -1,0 +1,608 @@
+"""Drift of a model's inputs and predictions against its training reference (PSI and KS).
+
+A model version keeps a **reference profile** of its training data (:func:`build_reference`,
+saved as ``reference.json`` beside ``card.json``, its sha256 in ``card["reference"]``):
+
+* per numeric feature: quantile bin edges (10 bins by the training deciles, duplicates merged,
+  the outer bins open-ended), the training share of each bin, and a sorted seeded sample of at
+  most 2,000 values for the KS test;
+* per categorical feature: the share of its 50 most frequent categories, the rest pooled in
+  ``__other__``;
+* per binary feature: the rate of 1s;
+* the predictions: bins over [0, 1] by the training deciles of the predicted probability, with
+  a sample, exactly like a numeric feature.
+
+:func:`compare` measures a window of scored records against it:
+
+* **PSI** (population stability index) per feature: ``sum((a - e) * ln(a / e))`` over the bins,
+  ``e`` the reference share and ``a`` the window's.  An empty bin would make the logarithm
+  infinite, so a share below ``EPS`` (1e-4) counts as ``EPS`` on both sides: a bin empty in
+  both contributes 0, and a bin empty on one side contributes a large but finite term.
+  Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift (warn), >= 0.25 shift (alert).
+* **KS**: the two-sample Kolmogorov-Smirnov statistic (the largest gap between the empirical
+  distribution functions) of each numeric feature and of the predictions against the stored
+  sample, with its asymptotic p-value.
+* **Sampling noise does not alert.**  On a small window a resample of the very training data
+  reaches a PSI of 0.1 by chance (``n * PSI`` is roughly chi-squared with ``bins - 1`` degrees
+  of freedom: ~9 / n on average for 10 bins, and more for categoricals with many rare
+  categories).  So a threshold counts only when the statistic is also significant at
+  ``SIGNIFICANCE`` (0.1 %): PSI above the chi-squared quantile over the effective sample size,
+  KS with a p-value below it.  The report keeps that bound as ``psi_noise``.
+
+A feature is ``alert`` when its PSI reaches ``psi_alert`` or its KS ``ks_alert`` (significant),
+``warn`` when its PSI reaches ``psi_warn`` (significant), else ``ok``; the report's status is the
+worst of its features and the predictions, or ``insufficient`` when the window has fewer than
+``min_records`` records (nothing is compared then).
+
+Pure numpy: nothing here imports scikit-learn or scipy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from junction.core.errors import ModelLoadError
+from scoring.spec import FeatureColumns, FeatureSpec
+
+FloatArray = npt.NDArray[np.float64]
+
+FORMAT = "junction.drift-reference.v1"
+REFERENCE_FILE = "reference.json"
+CARD_FILE = "card.json"
+OTHER = "__other__"
+EPS = 1e-4
+N_BINS = 10
+SAMPLE_SIZE = 2_000
+TOP_CATEGORIES = 50
+SIGNIFICANCE = 0.001
+_Z = 3.090232306167813  # the standard normal quantile at 1 - SIGNIFICANCE
+TOP_WORST = 5
+
+OK, WARN, ALERT, INSUFFICIENT, NO_REFERENCE = "ok", "warn", "alert", "insufficient", "no_reference"
+_SEVERITY = {OK: 0, WARN: 1, ALERT: 2}
+
+
+# reference profile
+
+
+def _finite(values: Any) -> FloatArray:
+    x = np.asarray(values, dtype=np.float64).ravel()
+    return x[np.isfinite(x)]
+
+
+def _bin_counts(x: FloatArray, edges: Sequence[float]) -> npt.NDArray[np.int64]:
+    """Counts per bin: ``x <= e0``, ``e0 < x <= e1``, ..., ``x > e_last``."""
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="left")
+    return np.bincount(idx, minlength=len(edges) + 1).astype(np.int64)
+
+
+def _sample(x: FloatArray, size: int, rng: np.random.Generator) -> list[float]:
+    if len(x) > size:
+        x = rng.choice(x, size=size, replace=False)
+    return [float(v) for v in np.sort(x)]
+
+
+def numeric_profile(
+    values: Any, *, bins: int = N_BINS, sample_size: int = SAMPLE_SIZE, seed: int = 0
+) -> dict[str, Any]:
+    """The bins, bin shares and sorted sample of one numeric column (non-finite values left out)."""
+    x = _finite(values)
+    if len(x) == 0:
+        return {"n": 0, "edges": [], "proportions": [1.0], "sample": [], "mean": None}
+    qs = np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    edges = [float(e) for e in np.unique(qs)]
+    counts = _bin_counts(x, edges)
+    return {
+        "n": len(x),
+        "edges": edges,
+        "proportions": (counts / len(x)).tolist(),
+        "sample": _sample(x, sample_size, np.random.default_rng(seed)),
+        "mean": float(x.mean()),
+    }
+
+
+def categorical_profile(values: Sequence[str], *, top: int = TOP_CATEGORIES) -> dict[str, Any]:
+    """The shares of the ``top`` most frequent categories, the rest pooled in ``__other__``."""
+    counts = Counter(values)
+    n = len(values)
+    # most frequent first, ties by name: the same data always gives the same profile
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = ranked[:top]
+    other = n - sum(c for _, c in kept)
+    shares = {str(k): c / n for k, c in kept} if n else {}
+    shares[OTHER] = other / n if n else 0.0
+    return {"n": n, "proportions": shares}
+
+
+def build_reference(
+    spec: FeatureSpec,
+    cols: FeatureColumns,
+    proba: Any,
+    *,
+    seed: int = 0,
+    bins: int = N_BINS,
+    sample_size: int = SAMPLE_SIZE,
+    top_categories: int = TOP_CATEGORIES,
+) -> dict[str, Any]:
+    """The JSON-ready reference profile of the training data ``cols`` and its predictions.
+
+    Args:
+        spec: the model's feature spec (``cols`` follows its order).
+        cols: the training features.
+        proba: the model's predicted probability for each column of ``cols``.
+        seed: seeds the KS samples (the same data and seed give the same profile).
+    """
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    n = cols.numeric.shape[1] if len(spec.numeric) else len(p)
+    return {
+        "format": FORMAT,
+        "spec": spec.to_dict(),
+        "schema_hash": spec.schema_hash,
+        "n": int(n),
+        "seed": seed,
+        "eps": EPS,
+        "numeric": [
+            {"name": name}
+            | numeric_profile(cols.numeric[i], bins=bins, sample_size=sample_size, seed=seed + i)
+            for i, name in enumerate(spec.numeric)
+        ],
+        "categorical": [
+            {"name": name} | categorical_profile(cols.categorical[i], top=top_categories)
+            for i, name in enumerate(spec.categorical)
+        ],
+        "binary": [
+            {"name": name, "n": int(cols.binary.shape[1]), "rate": _rate(cols.binary[i])}
+            for i, name in enumerate(spec.binary)
+        ],
+        "prediction": numeric_profile(
+            p, bins=bins, sample_size=sample_size, seed=seed + len(spec.numeric)
+        ),
+    }
+
+
+def _rate(values: Any) -> float:
+    x = _finite(values)
+    return float((x > 0.5).mean()) if len(x) else 0.0
+
+
+def reference_bytes(reference: Mapping[str, Any]) -> bytes:
+    """The bytes of ``reference.json`` (floats by repr: they read back bit for bit)."""
+    return (json.dumps(reference, allow_nan=False, separators=(",", ":")) + "\n").encode()
+
+
+def write_reference(version_dir: str | Path, reference: Mapping[str, Any]) -> dict[str, str]:
+    """Write ``reference.json`` into ``version_dir``; return the card entry that names it.
+
+    The caller puts the entry in ``card["reference"]`` (the registry's ``save_model`` does so
+    for a new version; a test or a backfill edits the card).
+    """
+    blob = reference_bytes(reference)
+    (Path(version_dir) / REFERENCE_FILE).write_bytes(blob)
+    return {"file": REFERENCE_FILE, "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def _refuse(message: str, ctx: Mapping[str, Any], **more: Any) -> ModelLoadError:
+    return ModelLoadError(message, context={**ctx, **more})
+
+
+def load_reference(version_dir: str | Path) -> dict[str, Any]:
+    """Read and verify the reference profile of a model version.
+
+    The card must name exactly ``reference.json`` (a card is not signed, so it must not point
+    the loader at another file) with the sha256 of its bytes.
+
+    Raises:
+        ModelLoadError: the card is missing or unreadable, names no reference (context
+            ``reason="missing"``: the version predates references), or the file is missing,
+            differs from the card's sha256 or is malformed.
+    """
+    vdir = Path(version_dir)
+    try:
+        card = json.loads((vdir / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(
+            "the model card is missing or unreadable", context={"reason": type(exc).__name__}
+        ) from None
+    if not isinstance(card, dict):
+        raise ModelLoadError("the model card is not a JSON object")
+    ctx = {"model": card.get("name"), "version": card.get("version")}
+    entry = card.get("reference")
+    if entry is None:
+        raise _refuse("the model has no drift reference", ctx, reason="missing")
+    if (
+        not isinstance(entry, dict)
+        or entry.get("file") != REFERENCE_FILE
+        or not isinstance(entry.get("sha256"), str)
+    ):
+        raise _refuse("the model card's reference entry is malformed", ctx)
+    try:
+        raw = (vdir / REFERENCE_FILE).read_bytes()
+    except OSError as exc:
+        raise _refuse(
+            "the drift reference is missing or unreadable", ctx, reason=type(exc).__name__
+        ) from None
+    sha = hashlib.sha256(raw).hexdigest()
+    if sha != entry["sha256"]:
+        raise _refuse("the drift reference does not match its card", ctx, reference_sha256=sha)
+    try:
+        reference = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _refuse("the drift reference is unreadable", ctx, reason=type(exc).__name__) from None
+    check_reference(reference, ctx)
+    schema_hash = card.get("feature_schema_hash")
+    if schema_hash is not None and reference.get("schema_hash") != schema_hash:
+        raise _refuse("the drift reference was made for other features than the model", ctx)
+    return dict(reference)
+
+
+def _floats(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v
+    )
+
+
+def _numeric_ok(p: Any) -> bool:
+    return (
+        isinstance(p, dict)
+        and _floats(p.get("edges"))
+        and _floats(p.get("proportions"))
+        and len(p["proportions"]) == len(p["edges"]) + 1
+        and _floats(p.get("sample"))
+        and isinstance(p.get("n"), int)
+    )
+
+
+def check_reference(reference: Any, ctx: Mapping[str, Any] | None = None) -> None:
+    """Check the shape and types of a reference profile.
+
+    Raises:
+        ModelLoadError: it is not a profile :func:`compare` can use.
+    """
+    c = dict(ctx or {})
+    ok = (
+        isinstance(reference, dict)
+        and reference.get("format") == FORMAT
+        and isinstance(reference.get("n"), int)
+        and isinstance(reference.get("spec"), dict)
+        and all(isinstance(reference.get(k), list) for k in ("numeric", "categorical", "binary"))
+        and _numeric_ok(reference.get("prediction"))
+    )
+    if ok:
+        ok = (
+            all(_numeric_ok(p) and isinstance(p.get("name"), str) for p in reference["numeric"])
+            and all(
+                isinstance(p, dict)
+                and isinstance(p.get("name"), str)
+                and isinstance(p.get("proportions"), dict)
+                and _floats(list(p["proportions"].values()))
+                for p in reference["categorical"]
+            )
+            and all(
+                isinstance(p, dict) and isinstance(p.get("name"), str) and _floats([p.get("rate")])
+                for p in reference["binary"]
+            )
+        )
+    if not ok:
+        raise _refuse("the drift reference is malformed", c)
+
+
+# statistics
+
+
+def psi(expected: Sequence[float] | FloatArray, actual: Sequence[float] | FloatArray) -> float:
+    """The population stability index of ``actual`` shares against ``expected`` shares.
+
+    Shares below ``EPS`` count as ``EPS`` (see the module docstring).
+    """
+    e = np.maximum(np.asarray(expected, dtype=np.float64), EPS)
+    a = np.maximum(np.asarray(actual, dtype=np.float64), EPS)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def ks_statistic(sample_a: FloatArray, sample_b: FloatArray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic (ties handled exactly)."""
+    a, b = np.sort(sample_a), np.sort(sample_b)
+    if len(a) == 0 or len(b) == 0:
+        return 0.0
+    points = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, points, side="right") / len(a)
+    cdf_b = np.searchsorted(b, points, side="right") / len(b)
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def ks_pvalue(d: float, n: int, m: int) -> float:
+    """The asymptotic p-value of KS statistic ``d`` for samples of ``n`` and ``m`` values.
+
+    Kolmogorov's limit distribution with Stephens' small-sample correction (as in Numerical
+    Recipes); conservative when the data have ties.
+    """
+    if n == 0 or m == 0 or d <= 0.0:
+        return 1.0
+    en = math.sqrt(n * m / (n + m))
+    lam = (en + 0.12 + 0.11 / en) * d
+    if lam < 0.2:
+        return 1.0
+    j = np.arange(1, 101, dtype=np.float64)
+    terms = 2.0 * (-1.0) ** (j - 1) * np.exp(-2.0 * j * j * lam * lam)
+    return float(min(1.0, max(0.0, terms.sum())))
+
+
+def chi2_quantile(df: int) -> float:
+    """The chi-squared quantile at ``1 - SIGNIFICANCE`` (Wilson-Hilferty; 3 % accurate)."""
+    if df <= 0:
+        return 0.0
+    h = 2.0 / (9.0 * df)
+    return float(df * (1.0 - h + _Z * math.sqrt(h)) ** 3)
+
+
+def psi_noise(n_bins: int, n: int, n_reference: int) -> float:
+    """The PSI that sampling noise alone exceeds with probability ``SIGNIFICANCE``.
+
+    ``n_eff * PSI`` is about chi-squared with ``n_bins - 1`` degrees of freedom when both
+    sides are samples of one distribution (``n_eff = 1 / (1/n + 1/n_reference)``).
+    """
+    if n <= 0:
+        return math.inf
+    inv = 1.0 / n + (1.0 / n_reference if n_reference > 0 else 0.0)
+    return chi2_quantile(n_bins - 1) * inv
+
+
+# the report
+
+
+@dataclass
+class FeatureDrift:
+    """The drift of one feature (or of the predictions, ``kind="prediction"``)."""
+
+    name: str
+    kind: str  # numeric | categorical | binary | prediction
+    psi: float
+    psi_noise: float
+    ks: float | None = None
+    ks_p: float | None = None
+    status: str = OK
+    mean_ref: float | None = None
+    mean_now: float | None = None
+
+
+@dataclass
+class DriftReport:
+    """The result of one drift check.
+
+    ``status`` is ``ok``, ``warn``, ``alert``, ``insufficient`` (fewer than ``min_records``
+    records: nothing compared) or ``no_reference`` (the model version has no usable reference;
+    ``reason`` says why).  ``worst`` names up to five features, worst status first, then by
+    PSI.  The job fills in the model, pipeline and window.
+    """
+
+    status: str
+    n: int
+    n_reference: int = 0
+    features: list[FeatureDrift] = field(default_factory=list)
+    prediction: FeatureDrift | None = None
+    worst: list[str] = field(default_factory=list)
+    max_psi: float | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    pipeline: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+    window_start: float | None = None
+    window_end: float | None = None
+    computed_at: float | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``drift_reports.report`` column)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DriftReport:
+        """Rebuild a report from :meth:`to_dict` output."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        features = [FeatureDrift(**f) for f in known.pop("features", []) or []]
+        pred = known.pop("prediction", None)
+        return cls(
+            **known,
+            features=features,
+            prediction=FeatureDrift(**pred) if isinstance(pred, Mapping) else None,
+        )
+
+    def all_features(self) -> list[FeatureDrift]:
+        """The features, then the predictions."""
+        return [*self.features, *([self.prediction] if self.prediction else [])]
+
+
+def _status(
+    psi_value: float,
+    noise: float,
+    ks: float | None,
+    ks_p: float | None,
+    *,
+    psi_warn: float,
+    psi_alert: float,
+    ks_alert: float,
+) -> str:
+    psi_counts = psi_value > noise
+    ks_counts = ks is not None and ks_p is not None and ks >= ks_alert and ks_p < SIGNIFICANCE
+    if (psi_counts and psi_value >= psi_alert) or ks_counts:
+        return ALERT
+    if psi_counts and psi_value >= psi_warn:
+        return WARN
+    return OK
+
+
+def _numeric_drift(
+    name: str, kind: str, profile: Mapping[str, Any], values: Any, n_reference: int
+) -> FeatureDrift:
+    x = _finite(values)
+    edges = profile["edges"]
+    counts = _bin_counts(x, edges)
+    actual = counts / len(x) if len(x) else np.zeros(len(edges) + 1)
+    expected = np.asarray(profile["proportions"], dtype=np.float64)
+    value = psi(expected, actual)
+    used = int(np.count_nonzero((expected > 0) | (actual > 0)))
+    sample = np.asarray(profile["sample"], dtype=np.float64)
+    ks = ks_statistic(sample, x)
+    out = FeatureDrift(
+        name=name,
+        kind=kind,
+        psi=value,
+        psi_noise=psi_noise(used, len(x), int(profile.get("n") or n_reference)),
+        ks=ks,
+        ks_p=ks_pvalue(ks, len(sample), len(x)),
+        mean_ref=profile.get("mean"),
+        mean_now=float(x.mean()) if len(x) else None,
+    )
+    return out
+
+
+def _categorical_drift(
+    name: str, profile: Mapping[str, Any], values: Sequence[str], n_reference: int
+) -> FeatureDrift:
+    shares: dict[str, float] = dict(profile["proportions"])
+    shares.setdefault(OTHER, 0.0)
+    counts = dict.fromkeys(shares, 0)
+    for v, c in Counter(values).items():
+        key = v if v in counts and v != OTHER else OTHER
+        counts[key] += c
+    n = len(values)
+    keys = list(shares)
+    expected = np.array([shares[k] for k in keys], dtype=np.float64)
+    actual = np.array([counts[k] / n if n else 0.0 for k in keys], dtype=np.float64)
+    used = int(np.count_nonzero((expected > 0) | (actual > 0)))
+    return FeatureDrift(
+        name=name,
+        kind="categorical",
+        psi=psi(expected, actual),
+        psi_noise=psi_noise(used, n, int(profile.get("n") or n_reference)),
+    )
+
+
+def _binary_drift(
+    name: str, profile: Mapping[str, Any], values: Any, n_reference: int
+) -> FeatureDrift:
+    x = _finite(values)
+    rate_ref = float(profile["rate"])
+    rate = float((x > 0.5).mean()) if len(x) else 0.0
+    expected = np.array([1.0 - rate_ref, rate_ref])
+    actual = np.array([1.0 - rate, rate])
+    used = int(np.count_nonzero((expected > 0) | (actual > 0)))
+    return FeatureDrift(
+        name=name,
+        kind="binary",
+        psi=psi(expected, actual),
+        psi_noise=psi_noise(used, len(x), int(profile.get("n") or n_reference)),
+        mean_ref=rate_ref,
+        mean_now=rate,
+    )
+
+
+def compare(
+    reference: Mapping[str, Any],
+    cols: FeatureColumns,
+    proba: Any,
+    *,
+    psi_warn: float = 0.1,
+    psi_alert: float = 0.25,
+    ks_alert: float = 0.15,
+    min_records: int = 200,
+) -> DriftReport:
+    """Compare a window's features ``cols`` and predictions ``proba`` with ``reference``.
+
+    ``cols`` must follow the reference's feature order (the model's spec).
+
+    Raises:
+        ModelLoadError: ``reference`` is malformed or names other features than ``cols`` has.
+    """
+    check_reference(reference)
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    n = int(cols.numeric.shape[1]) if cols.numeric.shape[0] else len(p)
+    thresholds = {
+        "psi_warn": psi_warn,
+        "psi_alert": psi_alert,
+        "ks_alert": ks_alert,
+        "min_records": float(min_records),
+        "significance": SIGNIFICANCE,
+    }
+    n_ref = int(reference["n"])
+    report = DriftReport(status=INSUFFICIENT, n=n, n_reference=n_ref, thresholds=thresholds)
+    shapes = (
+        len(reference["numeric"]) == cols.numeric.shape[0]
+        and len(reference["categorical"]) == len(cols.categorical)
+        and len(reference["binary"]) == cols.binary.shape[0]
+    )
+    if not shapes:
+        raise ModelLoadError("the drift reference names other features than the model computes")
+    if n < min_records:
+        return report
+    features: list[FeatureDrift] = []
+    for prof, values in zip(reference["categorical"], cols.categorical, strict=True):
+        features.append(_categorical_drift(prof["name"], prof, values, n_ref))
+    for i, prof in enumerate(reference["numeric"]):
+        features.append(_numeric_drift(prof["name"], "numeric", prof, cols.numeric[i], n_ref))
+    for i, prof in enumerate(reference["binary"]):
+        features.append(_binary_drift(prof["name"], prof, cols.binary[i], n_ref))
+    prediction = _numeric_drift("prediction", "prediction", reference["prediction"], p, n_ref)
+    for f in [*features, prediction]:
+        f.status = _status(
+            f.psi,
+            f.psi_noise,
+            f.ks,
+            f.ks_p,
+            psi_warn=psi_warn,
+            psi_alert=psi_alert,
+            ks_alert=ks_alert,
+        )
+    everything = [*features, prediction]
+    report.features = features
+    report.prediction = prediction
+    report.max_psi = max(f.psi for f in everything)
+    report.status = max((f.status for f in everything), key=_SEVERITY.__getitem__)
+    ranked = sorted(everything, key=lambda f: (-_SEVERITY[f.status], -f.psi, f.name))
+    report.worst = [f.name for f in ranked[:TOP_WORST]]
+    return report
+
+
+def worse(a: str, b: str) -> bool:
+    """Whether status ``a`` is more severe than ``b`` (ok < warn < alert)."""
+    return _SEVERITY.get(a, -1) > _SEVERITY.get(b, -1)
+
+
+__all__ = [
+    "ALERT",
+    "EPS",
+    "FORMAT",
+    "INSUFFICIENT",
+    "NO_REFERENCE",
+    "OK",
+    "OTHER",
+    "REFERENCE_FILE",
+    "SIGNIFICANCE",
+    "WARN",
+    "DriftReport",
+    "FeatureDrift",
+    "build_reference",
+    "categorical_profile",
+    "check_reference",
+    "compare",
+    "ks_pvalue",
+    "ks_statistic",
+    "load_reference",
+    "numeric_profile",
+    "psi",
+    "psi_noise",
+    "reference_bytes",
+    "worse",
+    "write_reference",
+]
