@@ -20,12 +20,21 @@ class Scorer(Protocol):
         """Score a batch; one Score per record, in order."""
         ...
 
-    def score_one(self, record: Mapping[str, Any]) -> Score:
-        """Score a single record on the low-latency path (no pandas)."""
+    def score_one(self, record: Mapping[str, Any], key: str | None = None) -> Score:
+        """Score a single record on the low-latency path (no pandas).
+
+        ``key`` is the record's stable key (``pipeline:source_key``); only scorers that choose
+        per record (the A/B scorer, :mod:`scoring.ab`) use it, the others accept and ignore it.
+        """
         ...
 
-    def score_columns(self, records: Sequence[Mapping[str, Any]]) -> ScoreColumns:
-        """Score a batch for the pipeline, returning columns rather than objects."""
+    def score_columns(
+        self, records: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+    ) -> ScoreColumns:
+        """Score a batch for the pipeline, returning columns rather than objects.
+
+        ``keys`` (one per record, or None) are the records' stable keys, as for ``score_one``.
+        """
         ...
 
 
@@ -34,9 +43,23 @@ class ScoreColumns:
 
     ``values[i]``, ``grades[i]`` and ``factors[i]`` belong to the i-th record of the batch;
     ``factors[i]`` is a list of ``(feature, contribution)`` pairs, largest magnitude first.
+
+    ``variant`` and ``model_version`` hold for the whole batch unless ``variants`` /
+    ``model_versions`` are given: then ``variants[i]`` and ``model_versions[i]`` are the i-th
+    record's own (an A/B test splits one batch between two models; see :mod:`scoring.ab`).
+    Use :meth:`variant_at` / :meth:`model_version_at` to read either form.
     """
 
-    __slots__ = ("factors", "grades", "model", "model_version", "values", "variant")
+    __slots__ = (
+        "factors",
+        "grades",
+        "model",
+        "model_version",
+        "model_versions",
+        "values",
+        "variant",
+        "variants",
+    )
 
     def __init__(
         self,
@@ -47,6 +70,8 @@ class ScoreColumns:
         model: str,
         model_version: str,
         variant: str = "production",
+        variants: list[str] | None = None,
+        model_versions: list[str] | None = None,
     ) -> None:
         self.values = values
         self.grades = grades
@@ -54,9 +79,19 @@ class ScoreColumns:
         self.model = model
         self.model_version = model_version
         self.variant = variant
+        self.variants = variants
+        self.model_versions = model_versions
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def variant_at(self, i: int) -> str:
+        """The i-th record's variant."""
+        return self.variant if self.variants is None else self.variants[i]
+
+    def model_version_at(self, i: int) -> str:
+        """The model version that scored the i-th record."""
+        return self.model_version if self.model_versions is None else self.model_versions[i]
 
 
 class PartialScoreColumns(ScoreColumns):
@@ -81,6 +116,8 @@ class PartialScoreColumns(ScoreColumns):
         model_version: str,
         variant: str = "production",
         failed: dict[int, ScoringInputError] | None = None,
+        variants: list[str] | None = None,
+        model_versions: list[str] | None = None,
     ) -> None:
         super().__init__(
             values=values,
@@ -89,5 +126,7 @@ class PartialScoreColumns(ScoreColumns):
             model=model,
             model_version=model_version,
             variant=variant,
+            variants=variants,
+            model_versions=model_versions,
         )
         self.failed: dict[int, ScoringInputError] = failed or {}
