@@ -233,9 +233,21 @@ class ReasonBook:
                 parts.append(hit[1])
         return "[" + b",".join(parts).decode() + "]"
 
-    def json_columns(self, factor_columns: Sequence[Sequence[FactorLike]]) -> list[str]:
-        """:meth:`reasons_json` for each row of a batch (``ScoreColumns.factors``)."""
-        return [self.reasons_json(row) for row in factor_columns]
+    def json_columns(self, factor_columns: Sequence[Sequence[tuple[str, float]]]) -> list[str]:
+        """:meth:`reasons_json` for each row of a batch (``ScoreColumns.factors``: pairs)."""
+        cache, entry = self._cache, self._entry
+        out: list[str] = []
+        for row in factor_columns:
+            parts: list[bytes] = []
+            for term, contribution in row:
+                hit = cache.get((term, contribution > 0.0)) if contribution else None
+                if hit is None:
+                    hit = entry(term, contribution)
+                    if hit is None:
+                        continue
+                parts.append(hit[1])
+            out.append("[" + b",".join(parts).decode() + "]")
+        return out
 
     # ------------------------------------------------------------------------ the wording
 
