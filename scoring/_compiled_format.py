@@ -14,11 +14,9 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from junction.core.errors import ModelLoadError
-from scoring.features import BINARY, CATEGORICAL, NUMERIC
+from scoring.spec import FeatureSpec
 
 FORMAT = "junction.compiled-lead-model.v1"
-_N_CAT, _N_NUM, _N_BIN = len(CATEGORICAL), len(NUMERIC), len(BINARY)
-_FEATURES = {"categorical": list(CATEGORICAL), "numeric": list(NUMERIC), "binary": list(BINARY)}
 
 
 class ParsedModel(NamedTuple):
@@ -57,11 +55,11 @@ def _numbers(d: Mapping[str, Any], key: str, length: int) -> list[float]:
     return [_number(v, key) for v in value]
 
 
-def _categories(d: Mapping[str, Any]) -> list[list[str]]:
+def _categories(d: Mapping[str, Any], n_cat: int) -> list[list[str]]:
     """Return the categories per feature; their term ids must count up from 0 in order."""
     cat_terms = d.get("cat_terms")
-    if not isinstance(cat_terms, list) or len(cat_terms) != _N_CAT:
-        raise _bad("cat_terms", f"expected a list of {_N_CAT} objects")
+    if not isinstance(cat_terms, list) or len(cat_terms) != n_cat:
+        raise _bad("cat_terms", f"expected a list of {n_cat} objects")
     categories: list[list[str]] = []
     next_id = 0
     for terms in cat_terms:
@@ -77,12 +75,12 @@ def _categories(d: Mapping[str, Any]) -> list[list[str]]:
     return categories
 
 
-def parse(d: Mapping[str, Any], feature_schema_hash: str) -> ParsedModel:
-    """Validate ``d`` (a ``CompiledLeadModel.to_dict()``) and return its numbers.
+def parse(d: Mapping[str, Any], spec: FeatureSpec) -> ParsedModel:
+    """Validate ``d`` (a ``CompiledLinearModel.to_dict()``) and return its numbers.
 
     Args:
         d: the dict, usually just read from ``compiled.json``.
-        feature_schema_hash: the feature spec this installation computes; ``d`` must match it.
+        spec: the feature spec ``d`` must have been made for (its hash and names must match).
 
     Raises:
         ModelLoadError: anything is missing, of the wrong type or length, non-finite,
@@ -92,27 +90,34 @@ def parse(d: Mapping[str, Any], feature_schema_hash: str) -> ParsedModel:
         raise _bad("", "not an object")
     if d.get("format") != FORMAT:
         raise _bad("format", f"expected {FORMAT}")
-    if d.get("feature_schema_hash") != feature_schema_hash:
+    if d.get("feature_schema_hash") != spec.schema_hash:
         raise ModelLoadError(
             "the compiled model was made for other features than this version computes",
-            context={"expected": feature_schema_hash, "found": str(d.get("feature_schema_hash"))},
+            context={"expected": spec.schema_hash, "found": str(d.get("feature_schema_hash"))},
         )
-    if d.get("features") != _FEATURES:
+    cat_names, num_names, bin_names = spec.categorical, spec.numeric, spec.binary
+    features = {
+        "categorical": list(cat_names),
+        "numeric": list(num_names),
+        "binary": list(bin_names),
+    }
+    if d.get("features") != features:
         raise _bad("features", "the feature names or their order differ")
-    categories = _categories(d)
+    n_cat = len(cat_names)
+    categories = _categories(d, n_cat)
     n_cat_terms = sum(len(c) for c in categories)
-    coef = _numbers(d, "term_coef", n_cat_terms + _N_CAT)
+    coef = _numbers(d, "term_coef", n_cat_terms + n_cat)
     if any(coef[n_cat_terms:]):
         raise _bad("term_coef", "the 'other' terms must contribute 0")
-    names = [f"{f}={c}" for f, cats in zip(CATEGORICAL, categories, strict=True) for c in cats]
-    names += [f"{f}=other" for f in CATEGORICAL] + list(NUMERIC) + list(BINARY)
+    names = [f"{f}={c}" for f, cats in zip(cat_names, categories, strict=True) for c in cats]
+    names += [f"{f}=other" for f in cat_names] + list(num_names) + list(bin_names)
     if d.get("term_names") != names:
         raise _bad("term_names", "the names do not match the terms")
     return ParsedModel(
         intercept=_number(d.get("intercept"), "intercept"),
         categories=categories,
         cat_coef=coef[:n_cat_terms],
-        mean=_numbers(d, "mean", _N_NUM),
-        k=_numbers(d, "k", _N_NUM),
-        bin_coef=_numbers(d, "bin_coef", _N_BIN),
+        mean=_numbers(d, "mean", len(num_names)),
+        k=_numbers(d, "k", len(num_names)),
+        bin_coef=_numbers(d, "bin_coef", len(bin_names)),
     )

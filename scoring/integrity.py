@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from junction.core.errors import ModelLoadError
-from scoring.features import FEATURE_SCHEMA_HASH
+from scoring.spec import FeatureSpec, spec_from_dict
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
 COMPILED_FILE = "compiled.json"
+REFERENCE_FILE = "reference.json"
 
-# every type the lead pipeline's artifact may name; anything else is refused unbuilt
+# every type a model artifact may name (the linear and the trees pipelines, with and without
+# calibration); anything else is refused unbuilt.  functools.partial only ever wraps a function
+# that is itself on this list (skops builds the wrapped function by name from the same list).
 TRUSTED_TYPES: tuple[str, ...] = (
     "builtins.bool",
     "builtins.dict",
@@ -35,17 +38,35 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "builtins.slice",
     "builtins.str",
     "builtins.tuple",
+    "functools.partial",
     "numpy.bool_",
     "numpy.dtype",
     "numpy.float64",
     "numpy.int64",
     "numpy.ndarray",
+    "numpy.random._generator.Generator",
+    "numpy.uint64",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
     "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.frozen._frozen.FrozenEstimator",
+    "sklearn.isotonic.IsotonicRegression",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._encoders.OrdinalEncoder",
     "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.utils.validation.check_array",
 )
 
 
@@ -103,12 +124,13 @@ def check_card(card: dict[str, Any], sha: str) -> dict[str, Any]:
         raise fail("the model artifact does not match its card", sha, **ctx)
     if not isinstance(ctx["model"], str) or not isinstance(ctx["version"], str):
         raise fail("the model card has no name or version", sha)
-    if card.get("feature_schema_hash") != FEATURE_SCHEMA_HASH:
+    spec = card_spec(card, sha, ctx)
+    if card.get("feature_schema_hash") != spec.schema_hash:
         raise fail(
             "the model was trained on other features than this version computes",
             sha,
             **ctx,
-            expected=FEATURE_SCHEMA_HASH,
+            expected=spec.schema_hash,
             found=card.get("feature_schema_hash"),
         )
     trained_with = str(card.get("sklearn_version"))
@@ -122,6 +144,15 @@ def check_card(card: dict[str, Any], sha: str) -> dict[str, Any]:
             installed=installed,
         )
     return ctx
+
+
+def card_spec(card: dict[str, Any], sha: str | None, ctx: dict[str, Any]) -> FeatureSpec:
+    """The feature spec a card declares (a card without one is a lead model)."""
+    raw = card.get("feature_spec", {"spec": "lead.v1"})
+    try:
+        return spec_from_dict(raw)
+    except ModelLoadError as exc:
+        raise fail("the model card's feature spec is invalid", sha, **ctx, **exc.context) from None
 
 
 def declared_types(data: bytes) -> set[str]:

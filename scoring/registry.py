@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from junction.core.errors import ModelLoadError
-from scoring.compiled import CompiledLeadModel
-from scoring.features import BINARY, CATEGORICAL, NUMERIC
+from scoring.compiled import CompiledLinearModel
 from scoring.integrity import (
     CARD_FILE,
     COMPILED_FILE,
     MODEL_FILE,
+    REFERENCE_FILE,
     TRUSTED_TYPES,
     check_card,
     check_trusted,
@@ -55,10 +55,10 @@ from scoring.integrity import (
     read_card,
     read_compiled,
 )
+from scoring.model_file import Calibrator, CompiledModel, dump
+from scoring.model_file import load as load_file
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
     from scoring.train import TrainedModel
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "ensure_default_model",
     "latest_version",
     "list_versions",
+    "load_bundle",
     "load_compiled",
     "load_model",
     "save_model",
@@ -98,7 +99,7 @@ LIMITATIONS = (
 class LoadedModel:
     """A verified model: the fitted pipeline, its card and the sha256 of its artifact."""
 
-    pipeline: Pipeline
+    pipeline: Any  # a fitted Pipeline, or a CalibratedClassifierCV around one
     card: dict[str, Any]
     sha256: str
     version_dir: Path
@@ -129,6 +130,12 @@ def latest_version(models_dir: str | Path, name: str = DEFAULT_NAME) -> str | No
     return versions[-1] if versions else None
 
 
+_MODEL_TYPES = {
+    "logistic_regression": "ColumnTransformer (one-hot, scaling) + LogisticRegression",
+    "hist_gradient_boosting": "ColumnTransformer (ordinal codes) + HistGradientBoostingClassifier",
+}
+
+
 def _card(
     trained: TrainedModel,
     name: str,
@@ -137,28 +144,39 @@ def _card(
     training_data: Mapping[str, Any],
     thresholds: tuple[float, float, float],
     compiled_sha256: str,
+    reference_sha256: str | None,
 ) -> dict[str, Any]:
     import skops  # only saving records its version; scoring never imports skops
 
-    return {
-        "card_schema": "junction.model-card.v1",
+    spec = trained.spec
+    card: dict[str, Any] = {
+        "card_schema": "junction.model-card.v2",
         "name": name,
         "version": version,
         "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "model_type": "sklearn Pipeline: ColumnTransformer + LogisticRegression",
+        "algorithm": trained.algorithm,
+        "model_type": "sklearn Pipeline: " + _MODEL_TYPES.get(trained.algorithm, trained.algorithm),
+        "params": dict(trained.params),
+        "calibration": {
+            "method": trained.calibration or "none",
+            "slice_rows": trained.n_calibration,
+        },
         "training_data": dict(training_data)
         | {
             "split": trained.split,
+            "window": dict(trained.window),
             "n_train": trained.n_train,
+            "n_calibration": trained.n_calibration,
             "n_holdout": trained.n_holdout,
             "skipped_invalid": trained.skipped,
             "seed": trained.seed,
         },
         "features": {
-            "categorical": list(CATEGORICAL),
-            "numeric": list(NUMERIC),
-            "binary": list(BINARY),
+            "categorical": list(spec.categorical),
+            "numeric": list(spec.numeric),
+            "binary": list(spec.binary),
         },
+        "feature_spec": spec.to_dict(),
         "feature_schema_hash": trained.feature_schema_hash,
         "sklearn_version": trained.sklearn_version,
         "skops_version": skops.__version__,
@@ -171,6 +189,14 @@ def _card(
         "artifact": {"file": MODEL_FILE, "format": "skops", "sha256": sha256},
         "compiled": {"file": COMPILED_FILE, "sha256": compiled_sha256},
     }
+    if reference_sha256 is not None:
+        card["reference"] = {"file": REFERENCE_FILE, "sha256": reference_sha256}
+    return card
+
+
+def _json_blob(data: Any) -> bytes:
+    # json writes floats with repr: every number reads back bit for bit
+    return (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
 
 
 def save_model(
@@ -184,35 +210,42 @@ def save_model(
 ) -> Path:
     """Write ``trained`` as a new version of model ``name`` and return its directory.
 
+    The version holds ``model.skops`` (the fitted, possibly calibrated, estimator),
+    ``compiled.json`` (:mod:`scoring.model_file`), ``reference.json`` (the drift reference of
+    the training rows, when there is one) and ``card.json``, which records the sha256 of each.
+
     Args:
-        trained: the model from :func:`scoring.train.train_lead_model`.
+        trained: the model from :func:`scoring.train.train_model`.
         models_dir: the registry root.
         name: the model name.
-        training_data: what the model was trained on, for the card (e.g. generator, seed, n).
+        training_data: what the model was trained on, for the card (e.g. source, file, n).
         version: the version to create (digits); the next free one when omitted.
         thresholds: the recommended grade thresholds (A, B, C), recorded in the card.
 
     Raises:
         FileExistsError: ``version`` exists already.
-        ModelLoadError: the pipeline is not the lead pipeline (it could not be compiled).
     """
     import skops.io as sio  # saving needs skops; loading for scoring does not
 
     root = Path(models_dir) / name
     root.mkdir(parents=True, exist_ok=True)
-    data = sio.dumps(trained.pipeline)
+    data = sio.dumps(trained.artifact)
     sha = hashlib.sha256(data).hexdigest()
-    compiled = CompiledLeadModel(trained.pipeline, feature_schema_hash=trained.feature_schema_hash)
-    # json writes floats with repr: every coefficient reads back bit for bit
-    blob = (json.dumps(compiled.to_dict(), indent=1, allow_nan=False) + "\n").encode()
+    blob = _json_blob(dump(trained.compiled, trained.calibrator))
     compiled_sha = hashlib.sha256(blob).hexdigest()
+    ref_blob = None if trained.reference is None else _json_blob(trained.reference)
+    ref_sha = None if ref_blob is None else hashlib.sha256(ref_blob).hexdigest()
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
         for _ in range(100):  # another writer may take the version we picked; pick again
             target = version or str(int(latest_version(models_dir, name) or 0) + 1)
-            card = _card(trained, name, target, sha, training_data, thresholds, compiled_sha)
+            card = _card(
+                trained, name, target, sha, training_data, thresholds, compiled_sha, ref_sha
+            )
             (staging / MODEL_FILE).write_bytes(data)
             (staging / COMPILED_FILE).write_bytes(blob)
+            if ref_blob is not None:
+                (staging / REFERENCE_FILE).write_bytes(ref_blob)
             (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
             try:
                 os.rename(staging, root / target)  # atomic: readers never see half a version
@@ -229,15 +262,25 @@ def save_model(
         raise
 
 
+def _is_model(obj: Any) -> bool:
+    """A lead-scoring pipeline (``pre`` + ``clf``), or a calibrated classifier around one."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(obj, CalibratedClassifierCV):
+        inner = getattr(obj.estimator, "estimator", None)  # FrozenEstimator(pipeline)
+        return _is_model(inner) if inner is not None else False
+    return isinstance(obj, Pipeline) and [n for n, _ in obj.steps] == ["pre", "clf"]
+
+
 def load_model(version_dir: str | Path) -> LoadedModel:
-    """Load and verify the fitted pipeline in ``version_dir`` (imports scikit-learn and skops).
+    """Load and verify the fitted estimator in ``version_dir`` (imports scikit-learn and skops).
 
     Raises:
         ModelLoadError: the model is missing, corrupt, tampered with or incompatible.
     """
     import skops.io as sio
     from sklearn.exceptions import InconsistentVersionWarning
-    from sklearn.pipeline import Pipeline
 
     vdir = Path(version_dir)
     data, sha = read_artifact(vdir)
@@ -254,19 +297,18 @@ def load_model(version_dir: str | Path) -> LoadedModel:
         raise fail(
             "the model artifact cannot be loaded", sha, **ctx, reason=type(exc).__name__
         ) from None
-    if not isinstance(pipeline, Pipeline) or [n for n, _ in pipeline.steps] != ["pre", "clf"]:
+    if not _is_model(pipeline):
         raise fail("the model artifact is not a lead-scoring pipeline", sha, **ctx)
     return LoadedModel(pipeline=pipeline, card=card, sha256=sha, version_dir=vdir)
 
 
-def load_compiled(version_dir: str | Path) -> tuple[CompiledLeadModel, dict[str, Any]]:
-    """Load and verify the compiled model in ``version_dir``, without scikit-learn.
+def load_bundle(
+    version_dir: str | Path,
+) -> tuple[CompiledModel, Calibrator | None, dict[str, Any]]:
+    """Load and verify the compiled model, its calibration and card, without scikit-learn.
 
     A version saved before ``compiled.json`` existed (its card has no ``compiled`` entry) is
     compiled from its pipeline through :func:`load_model` instead, which imports scikit-learn.
-
-    Returns:
-        The compiled model and the model card.
 
     Raises:
         ModelLoadError: the model or its compiled form is missing, corrupt, tampered with or
@@ -279,13 +321,26 @@ def load_compiled(version_dir: str | Path) -> tuple[CompiledLeadModel, dict[str,
     check_trusted(data, sha, ctx)
     if "compiled" not in card:
         loaded = load_model(vdir)
-        return CompiledLeadModel(loaded.pipeline), loaded.card
+        return CompiledLinearModel(loaded.pipeline), None, loaded.card
     raw = read_compiled(vdir, card, sha, ctx)
     try:
-        return CompiledLeadModel.from_dict(raw), card
+        model, calibration = load_file(raw)
     except ModelLoadError as exc:
         exc.context = {"artifact_sha256": sha, **ctx, **exc.context}
         raise
+    if model.spec.schema_hash != card.get("feature_schema_hash"):
+        raise fail("the compiled model's features differ from its card", sha, **ctx)
+    return model, calibration, card
+
+
+def load_compiled(version_dir: str | Path) -> tuple[CompiledModel, dict[str, Any]]:
+    """Load and verify the compiled model and card of ``version_dir`` (see :func:`load_bundle`).
+
+    Returns:
+        The compiled model and the model card (the calibration, if any, is left out).
+    """
+    model, _, card = load_bundle(version_dir)
+    return model, card
 
 
 def ensure_default_model(models_dir: str | Path, name: str = DEFAULT_NAME) -> Path:

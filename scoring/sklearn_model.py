@@ -31,10 +31,11 @@ import numpy as np
 from junction.core.errors import ConfigError, ScoringInputError
 from schemas.score import Factor, Score
 from scoring.base import PartialScoreColumns
-from scoring.batch_features import extract_columns
-from scoring.compiled import CompiledLeadModel
-from scoring.features import extract
-from scoring.registry import load_compiled
+from scoring.compiled import CompiledLinearModel
+from scoring.lead_spec import LEAD_SPEC
+from scoring.model_file import Calibrator, CompiledModel
+from scoring.registry import load_bundle
+from scoring.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -55,11 +56,14 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, float, float]
 
 
 class SklearnLeadScorer:
-    """Scores canonical leads with a compiled logistic-regression pipeline.
+    """Scores records with a compiled model (linear or trees) and its calibration.
 
     Args:
-        pipeline: the fitted lead pipeline (compiled here, needs scikit-learn) or an already
-            compiled model.
+        pipeline: a fitted linear pipeline (compiled here, needs scikit-learn) or an already
+            compiled model of any kind.
+        calibration: maps the model's margin to a probability (default: the logistic).
+        spec: the feature spec of a fitted ``pipeline`` (default: the lead spec); a compiled
+            model carries its own.
 
     Attributes:
         name: the model name (from the model card).
@@ -71,13 +75,15 @@ class SklearnLeadScorer:
 
     def __init__(
         self,
-        pipeline: Pipeline | CompiledLeadModel,
+        pipeline: Pipeline | CompiledModel,
         *,
         name: str,
         version: str,
         thresholds: Sequence[float] = (0.75, 0.5, 0.25),
         top_k: int = 3,
         variant: str = "production",
+        calibration: Calibrator | None = None,
+        spec: FeatureSpec = LEAD_SPEC,
     ) -> None:
         if top_k < 0:
             raise ConfigError("top_k must be >= 0")
@@ -86,9 +92,14 @@ class SklearnLeadScorer:
         self.variant = variant
         self.thresholds = _check_thresholds(thresholds)
         self.top_k = top_k
-        self.model = (
-            pipeline if isinstance(pipeline, CompiledLeadModel) else CompiledLeadModel(pipeline)
+        self.calibration = calibration
+        self.model: CompiledModel = (
+            pipeline
+            if hasattr(pipeline, "explain_columns")
+            else CompiledLinearModel(pipeline, spec)
         )
+        self.spec = self.model.spec
+        self._extract = self.spec.extract
         self._term_names = np.array(self.model.term_names, dtype=object)
 
     @classmethod
@@ -106,7 +117,7 @@ class SklearnLeadScorer:
             ModelLoadError: the model is missing, corrupt, untrusted or incompatible.
             ConfigError: the thresholds or ``top_k`` are invalid.
         """
-        model, card = load_compiled(version_dir)
+        model, calibration, card = load_bundle(version_dir)
         return cls(
             model,
             name=card["name"],
@@ -114,6 +125,7 @@ class SklearnLeadScorer:
             thresholds=thresholds,
             top_k=top_k,
             variant=variant,
+            calibration=calibration,
         )
 
     def grade(self, value: float) -> str:
@@ -127,12 +139,17 @@ class SklearnLeadScorer:
         Raises:
             ScoringInputError: the record holds a value that cannot be a feature.
         """
-        z, terms = self.model.explain_row(extract(record))
+        z, terms = self.model.explain_row(self._extract(record))
         if not math.isfinite(z):
             raise ScoringInputError("the record's numbers are too large to score")
         # a stable sort keeps feature order among equal magnitudes, as score_columns does
         top = sorted(terms, key=_by_magnitude, reverse=True)[: self.top_k]
-        value = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        if self.calibration is not None:
+            value = self.calibration.apply_one(z)
+        elif z >= 0:
+            value = 1.0 / (1.0 + math.exp(-z))
+        else:
+            value = math.exp(z) / (1.0 + math.exp(z))
         # validated construction: with pydantic-core it is cheaper than model_construct
         return Score(
             value=value,
@@ -143,10 +160,17 @@ class SklearnLeadScorer:
             variant=self.variant,
         )
 
-    def score_columns(self, records: Sequence[Mapping[str, Any] | Any]) -> PartialScoreColumns:
-        """Score a batch, column by column (see the module docstring for failed records)."""
+    def score_columns(
+        self,
+        records: Sequence[Mapping[str, Any] | Any],
+        keys: Sequence[str] | None = None,
+    ) -> PartialScoreColumns:
+        """Score a batch, column by column (see the module docstring for failed records).
+
+        ``keys`` (the records' ids, for A/B assignment) are not needed by a single model.
+        """
         n = len(records)
-        cols, errors = extract_columns(records)
+        cols, errors = self.spec.extract_columns(records)
         z, contrib, terms = self.model.explain_columns(cols)
         bad = ~np.isfinite(z)
         if bad.any():
@@ -156,8 +180,11 @@ class SklearnLeadScorer:
                     "the record's numbers are too large to score", context={"index": i}
                 )
             z = np.where(bad, 0.0, z)
-        # 0.5 * (1 + tanh(z / 2)) is the logistic function without overflow for any z
-        values = 0.5 * (1.0 + np.tanh(0.5 * z))
+        if self.calibration is not None:
+            values = self.calibration.apply(z)
+        else:
+            # 0.5 * (1 + tanh(z / 2)) is the logistic function without overflow for any z
+            values = 0.5 * (1.0 + np.tanh(0.5 * z))
         a, b, c = self.thresholds
         grade_idx = (values < a).astype(np.intp) + (values < b) + (values < c)
         grades = _GRADE_NAMES[grade_idx].tolist()

@@ -76,7 +76,11 @@ def test_save_writes_compiled_json_named_in_the_card(default_version_dir):
     }
     on_disk = json.loads((default_version_dir / COMPILED_FILE).read_text())
     from_pipeline = CompiledLeadModel(load_model(default_version_dir).pipeline)
-    assert on_disk == from_pipeline.to_dict()
+    assert on_disk["format"] == "junction.compiled-model.v2"
+    assert on_disk["kind"] == "linear"
+    assert on_disk["calibration"] is None
+    assert on_disk["spec"] == {"spec": "lead.v1", "schema_hash": card["feature_schema_hash"]}
+    assert on_disk["model"] == from_pipeline.to_dict()
 
 
 def test_compiled_path_scores_bit_identical_to_the_pipeline_path(
@@ -152,7 +156,7 @@ def test_old_style_folder_is_still_verified(version_copy):
 @loaders
 def test_tampered_compiled_json_is_refused(version_copy, load):
     d = json.loads((version_copy / COMPILED_FILE).read_text())
-    d["intercept"] += 1.0  # still well-formed: only the hash can tell
+    d["model"]["intercept"] += 1.0  # still well-formed: only the hash can tell
     (version_copy / COMPILED_FILE).write_text(json.dumps(d))
     with pytest.raises(ModelLoadError, match="compiled model does not match its card") as info:
         load(version_copy)
@@ -269,7 +273,7 @@ def test_unreadable_compiled_json_is_refused_even_with_a_matching_card(version_c
 
 def test_malformed_compiled_json_is_refused_even_with_a_matching_card(version_copy):
     d = json.loads((version_copy / COMPILED_FILE).read_text())
-    d["k"] = d["k"][:3]
+    d["model"]["k"] = d["model"]["k"][:3]
     _forge_compiled(version_copy, json.dumps(d).encode())
     with pytest.raises(ModelLoadError, match="malformed") as info:
         SklearnLeadScorer.load(version_copy)
