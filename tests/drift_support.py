@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from scoring.batch_features import to_matrix
 from scoring.drift import build_reference, write_reference
 from scoring.lead_spec import LEAD_SPEC
 from scoring.registry import save_model
+from scoring.spec import to_matrix
 from scoring.synthetic import generate_leads
 from scoring.train import TrainedModel, train_lead_model
 
@@ -27,9 +27,9 @@ def train(n: int = TRAIN_N, seed: int = TRAIN_SEED) -> tuple[TrainedModel, list[
 
 
 def predict(trained: TrainedModel, leads: list[dict[str, Any]]) -> np.ndarray:
-    """The model's probabilities for ``leads`` (all valid)."""
+    """The model's probabilities for ``leads`` (all valid), calibrated when the model is."""
     rows = [LEAD_SPEC.extract(lead) for lead in leads]
-    return trained.pipeline.predict_proba(to_matrix(rows))[:, 1]
+    return trained.artifact.predict_proba(to_matrix(LEAD_SPEC, rows))[:, 1]
 
 
 def reference_of(trained: TrainedModel, leads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -42,13 +42,15 @@ def reference_of(trained: TrainedModel, leads: list[dict[str, Any]]) -> dict[str
 def save_version(
     models_dir: Path, trained: TrainedModel, leads: list[dict[str, Any]], *, reference: bool = True
 ) -> Path:
-    """Save ``trained`` as a new version; with its reference.json named in the card."""
+    """Save ``trained`` as a new version, with its reference.json named in the card or not."""
     vdir = save_model(trained, models_dir, "lead-score", training_data={"n": len(leads)})
-    if reference:
-        entry = write_reference(vdir, reference_of(trained, leads))
-        card = json.loads((vdir / "card.json").read_text())
-        card["reference"] = entry
-        (vdir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    card = json.loads((vdir / "card.json").read_text())
+    if reference and "reference" not in card:  # the registry writes one since it can
+        card["reference"] = write_reference(vdir, reference_of(trained, leads))
+    elif not reference:  # a version saved before references existed
+        card.pop("reference", None)
+        (vdir / "reference.json").unlink(missing_ok=True)
+    (vdir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     return vdir
 
 
