@@ -31,8 +31,10 @@ Wording:
   :func:`load_overrides`); the code and direction stay.
 
 Personal data never reaches a reason: a category value (or a whole term) that looks like an
-email address, a phone number, a URL, or is longer than 40 characters is replaced by "other"
-(code ``<FEATURE>_OTHER``, or ``OTHER_FACTOR`` for an unreadable term).  Lead category values
+email address, a phone number, a URL, or is longer than 40 characters, and any value of a
+feature named like personal data (``name``, ``email``, ``phone``, ``address``, ``title``,
+``company``...), is replaced by "other" (code ``<FEATURE>_OTHER``, or ``OTHER_FACTOR`` for an
+unreadable term).  Lead category values
 (lead source, industry, country, seniority) are normalized slugs and appear as such.
 
 Speed: a :class:`ReasonBook` caches each ``(term, sign)`` once, the Reason and its JSON, so
@@ -74,6 +76,13 @@ _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _NON_CODE = re.compile(r"[^A-Z0-9]+")
 # what must never be echoed: email addresses, phone-like digit runs, URLs
 _PERSONAL = re.compile(r"@|://|www\.|\d[\d\s().+/-]{5,}\d", re.IGNORECASE)
+# features whose values are personal whatever they look like: their values are never shown
+_PERSONAL_FEATURE = re.compile(
+    r"(?:^|[_.])(?:name|first_?name|last_?name|full_?name|surname|e_?mail|phone|mobile|fax"
+    r"|address|street|zip|zip_?code|postcode|postal_?code|ssn|iban|ip|url|website|birth_?date"
+    r"|dob|title|job_?title|company)(?:$|[_.])",
+    re.IGNORECASE,
+)
 
 # ---------------------------------------------------------------------------- the lead table
 
@@ -295,7 +304,7 @@ class ReasonBook:
             flag = raw.strip().lower()
             if flag in _OFF_VALUES or flag in _ON_VALUES:
                 return self._flag(feature, flag in _ON_VALUES, positive)
-        value = _safe_value(raw)
+        value = "other" if _PERSONAL_FEATURE.search(feature) else _safe_value(raw)
         table = _CATEGORY_TABLES.get(feature)
         if table is not None:
             prefix, texts, template = table
