@@ -34,8 +34,10 @@ from scoring.base import PartialScoreColumns
 from scoring.compiled import CompiledLinearModel
 from scoring.lead_spec import LEAD_SPEC
 from scoring.model_file import Calibrator, CompiledModel
+from scoring.reasons import reasons_for
 from scoring.registry import load_bundle
 from scoring.spec import FeatureSpec
+from scoring.sufficiency import sufficient, sufficient_columns
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -139,7 +141,8 @@ class SklearnLeadScorer:
         Raises:
             ScoringInputError: the record holds a value that cannot be a feature.
         """
-        z, terms = self.model.explain_row(self._extract(record))
+        row = self._extract(record)
+        z, terms = self.model.explain_row(row)
         if not math.isfinite(z):
             raise ScoringInputError("the record's numbers are too large to score")
         # a stable sort keeps feature order among equal magnitudes, as score_columns does
@@ -158,6 +161,8 @@ class SklearnLeadScorer:
             model=self.name,
             model_version=self.version,
             variant=self.variant,
+            reasons=reasons_for([(n, c) for n, c in top if c]),
+            data_sufficient=sufficient(self.spec, row),
         )
 
     def score_columns(
@@ -227,6 +232,7 @@ class SklearnLeadScorer:
         cols = self.score_columns(records)
         if cols.failed:
             raise next(iter(cols.failed.values()))
+        enough = sufficient_columns(self.spec, self.spec.extract_columns(records)[0])
         return [
             Score(
                 value=v,
@@ -235,8 +241,10 @@ class SklearnLeadScorer:
                 model=self.name,
                 model_version=self.version,
                 variant=self.variant,
+                reasons=reasons_for(fs),
+                data_sufficient=ok,
             )
-            for v, g, fs in zip(cols.values, cols.grades, cols.factors, strict=True)
+            for v, g, fs, ok in zip(cols.values, cols.grades, cols.factors, enough, strict=True)
         ]
 
 
