@@ -63,6 +63,7 @@ __all__ = [
     "promote",
     "read_card",
     "read_stages",
+    "require_model",
     "rollback",
     "stage",
     "stage_of",
@@ -187,6 +188,14 @@ def list_models(models_dir: str | Path) -> list[str]:
         return []
     names = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return sorted(n for n in names if versions(root, n))
+
+
+def require_model(models_dir: str | Path, name: str) -> list[str]:
+    """The versions of ``name``; ``ModelLoadError`` (``model_version_unknown``) if it has none."""
+    found = versions(models_dir, name)
+    if not found:
+        raise _unknown("no model has this name", name)
+    return found
 
 
 def version_dir(models_dir: str | Path, name: str, version: str) -> Path:
@@ -320,8 +329,7 @@ def _write(root: Path, stages: Stages) -> None:
 def _locked(models_dir: str | Path, name: str) -> Iterator[Stages]:
     """Hold the model's lock; yield its stages (fresh when none) and write them back on exit."""
     root = model_dir(models_dir, name)
-    if not versions(models_dir, name):
-        raise _unknown("no model has this name", name)
+    require_model(models_dir, name)
     with (root / LOCK_FILE).open("a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
@@ -435,7 +443,7 @@ def promote(
         if stages.production == version:
             return stages
         previous = stages.production
-        if previous is None and not stages.history:
+        if previous is None:
             # the first promotion of a legacy registry: what the hub loaded until now is what a
             # rollback returns to
             implicit = implicit_production(models_dir, name, stages, exclude=version)
