@@ -494,7 +494,10 @@ class RulesLeadScorer:
         self.top_k = self.rules.top_k
         self.reason_book = ReasonBook(self.rules.reasons)
         self._needed = needed(LEAD_SPEC, self.rules.min_share)
-        self._cat_terms: dict[tuple[int, str], str] = {}
+        # per term group of a categorical feature: category -> "feature=category"
+        self._cat_terms: dict[int, _TermNames] = {
+            g: _TermNames(t.name) for g, t in enumerate(self.rules.terms) if t.cat_index is not None
+        }
 
     @classmethod
     def from_config(
@@ -520,20 +523,11 @@ class RulesLeadScorer:
         a, b, c = self.thresholds
         return "A" if value >= a else "B" if value >= b else "C" if value >= c else "D"
 
-    def _cat_term(self, group: int, value: str) -> str:
-        key = (group, value)
-        name = self._cat_terms.get(key)
-        if name is None:
-            name = f"{self.rules.terms[group].name}={value}"
-            if len(self._cat_terms) < 65_536:
-                self._cat_terms[key] = name
-        return name
-
     def _term_name(self, group: int, row: Sequence[Any]) -> str:
         term = self.rules.terms[group]
         if term.cat_index is None:
             return term.name
-        return self._cat_term(group, row[term.cat_index])
+        return self._cat_terms[group][row[term.cat_index]]
 
     def explain_row(self, row: Sequence[Any]) -> tuple[float, list[tuple[str, float]]]:
         """Points of one feature row and its top factors ``(term, points)``."""
@@ -623,7 +617,7 @@ class RulesLeadScorer:
             if term.cat_index is None:
                 names[:, gi] = term.name
             else:
-                names[:, gi] = [self._cat_term(gi, v) for v in cats[term.cat_index]]
+                names[:, gi] = list(map(self._cat_terms[gi].__getitem__, cats[term.cat_index]))
         picked = np.take_along_axis(names, order, axis=1).tolist()
         # (name, points) pairs built by map/zip over the rows, as the ML scorer does
         out: list[list[tuple[str, float]]] = list(map(list, map(zip, picked, top.tolist())))
@@ -660,6 +654,20 @@ class RulesLeadScorer:
     def reasons(self, factors: Sequence[tuple[str, float]]) -> list[Reason]:
         """The reasons of factors under this scorer's wording (with the file's overrides)."""
         return self.reason_book.reasons_for(factors)
+
+
+class _TermNames(dict[str, str]):
+    """A memo dict: ``names[category]`` is ``"feature=category"``, built once per category."""
+
+    def __init__(self, feature: str) -> None:
+        super().__init__()
+        self.feature = feature
+
+    def __missing__(self, category: str) -> str:
+        name = f"{self.feature}={category}"
+        if len(self) < 65_536:
+            self[category] = name
+        return name
 
 
 def _magnitude(item: tuple[int, float]) -> float:
