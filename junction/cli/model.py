@@ -2,8 +2,8 @@
 
 The commands live in one module per concern and attach themselves to :data:`app`:
 :mod:`junction.cli.model_registry` (list, show, promote, rollback, card),
-:mod:`junction.cli.model_train` (train), :mod:`junction.cli.model_ab` (outcomes, ab-report)
-and :mod:`junction.cli.model_drift` (drift).
+:mod:`junction.cli.model_train` (train), :mod:`junction.cli.model_ab` (outcomes, ab-report),
+:mod:`junction.cli.model_drift` (drift) and :mod:`junction.cli.model_rescore` (rescore).
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ app = typer.Typer(
 
 def _register() -> None:
     # each module adds its commands to ``app`` on import
-    from junction.cli import model_ab, model_drift, model_registry, model_train  # noqa: F401
+    from junction.cli import (  # noqa: F401
+        model_ab,
+        model_drift,
+        model_registry,
+        model_rescore,
+        model_train,
+    )
 
 
 _register()
