@@ -7,8 +7,9 @@ calls to the loop's executor, pipeline runs to daemon threads (one at a time per
 
 Shutdown on SIGTERM or SIGINT, bounded by ``api.shutdown_grace_s``:
 
-1. stop intake: uvicorn stops accepting and finishes the requests in flight; the scheduler starts
-   nothing new; the delivery worker claims nothing new;
+1. stop intake: uvicorn stops accepting and finishes the requests in flight; the scheduler and
+   the drift checks (:mod:`junction.serve.drift`) start nothing new; the delivery worker claims
+   nothing new;
 2. runs stop after the batch they are in (each batch is one transaction with its cursor, so the
    next start resumes exactly there, and claimed files stay in ``processing/``);
 3. sends in flight finish, or are cancelled at the bound; delivery leases still held and the
@@ -42,6 +43,7 @@ from junction.core.logging import configure, get_logger
 from junction.pipeline.config import HubConfig, load_config
 from junction.pipeline.deliver import build_channels
 from junction.pipeline.hub import Hub
+from junction.serve.drift import DriftChecks
 from junction.serve.leases import PipelineLeases
 from junction.serve.outbox import DeliveryService, TrackedOutbox
 from junction.serve.scheduler import Scheduler
@@ -144,6 +146,8 @@ class Service:
             leases = PipelineLeases.for_this_process(hub.store)
             scheduler = Scheduler(hub, leases)
             await asyncio.to_thread(scheduler.prepare)
+            drift = DriftChecks(cfg, hub.store, leases)
+            await asyncio.to_thread(drift.prepare)
             outbox = TrackedOutbox(hub.store)
             deliveries = DeliveryService(
                 outbox,
@@ -179,15 +183,17 @@ class Service:
         log.info("serve listening", phase="listen", host=host, port=port)
         scheduler.start()
         deliveries.start()
+        drift.start()
         log.info(
             "serve ready",
             phase="ready",
             startup_s=round(time.monotonic() - started, 3),
             channels=len(cfg.channels),
+            drift_checked=sorted(drift.checks),
             **scheduler.describe(),
         )
         await self._stop.wait()
-        return await self._shutdown(cfg, hub, server, http, scheduler, deliveries, leases)
+        return await self._shutdown(cfg, hub, server, http, scheduler, deliveries, leases, drift)
 
     async def _shutdown(
         self,
@@ -198,6 +204,7 @@ class Service:
         scheduler: Scheduler,
         deliveries: DeliveryService,
         leases: PipelineLeases,
+        drift: DriftChecks,
     ) -> int:
         grace = cfg.api.shutdown_grace_s
         began = self._signalled_at or time.monotonic()
@@ -210,6 +217,7 @@ class Service:
         server.should_exit = True
         runs = asyncio.create_task(scheduler.stop(left()))
         sends = asyncio.create_task(deliveries.stop(left()))
+        checks = asyncio.create_task(drift.stop(left()))
         done, _ = await asyncio.wait([http], timeout=left())
         if not done:
             server.force_exit = True
@@ -219,6 +227,7 @@ class Service:
         log.info("runs stopped", phase="runs", stopped=stopped, still_running=still_running)
         sends_finished = await sends
         log.info("deliveries stopped", phase="deliveries", finished=sends_finished)
+        log.info("drift checks stopped", phase="drift", finished=await checks)
         released, pipelines = 0, 0
         try:
             released = await asyncio.to_thread(deliveries.outbox.release_held)
