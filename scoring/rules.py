@@ -122,6 +122,7 @@ _COMPARE: dict[str, Callable[[Any, float], Any]] = {
 }
 _NUM_OPS = frozenset(_COMPARE)
 _N_CAT, _N_NUM = 4, 5
+_MAX_POINTS = 1e6  # keeps every sum of points finite
 
 Kind = Literal["cat", "num", "bin"]
 
@@ -309,6 +310,8 @@ def _rule(
             _fail("is required", rule=rid, field=required)
     feature, op, value = raw["feature"], raw["op"], raw["value"]
     points = _finite(raw["points"], rule=rid, field="points")
+    if abs(points) > _MAX_POINTS:
+        _fail("must be between -1,000,000 and 1,000,000", rule=rid, field="points")
     if not isinstance(op, str):
         _fail("must be text", rule=rid, field="op")
     if not isinstance(feature, str):
@@ -383,6 +386,8 @@ def parse_rules(text: str | bytes, *, source: str = "rules") -> RuleSet:
     if fmt != FORMAT:
         _fail(f"must be {FORMAT}", field="format")
     base = _finite(data.get("base", 0), rule=None, field="base")
+    if abs(base) > _MAX_POINTS:
+        _fail("must be between -1,000,000 and 1,000,000", field="base")
     scale, mx, mid, width = _scale(data.get("scale"))
     top_k = data.get("top_k", 3)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= 50:

@@ -359,6 +359,8 @@ RULE = "{id: r1, feature: page_views, op: '>=', value: 10, points: 5}"
         ("rules: [{id: r1, feature: visits, op: '<', value: .nan, points: 5}]", "r1", "value"),
         ("rules: [{id: r1, feature: visits, op: '<', value: 3, points: lots}]", "r1", "points"),
         ("rules: [{id: r1, feature: visits, op: '<', value: 3, points: true}]", "r1", "points"),
+        ("rules: [{id: r1, feature: visits, op: '<', value: 3, points: 1e300}]", "r1", "points"),
+        (f"rules: [{RULE}]\nbase: -2e6", None, "base"),
         ("rules: [{id: r1, feature: visits, op: '<', value: 3}]", "r1", "points"),
         ("rules: [{id: r1, op: '<', value: 3, points: 1}]", "r1", "feature"),
         ("rules: [{id: r1, feature: visits, op: '<', value: 3, points: 1, weight: 2}]", "r1",
