@@ -22,8 +22,9 @@ Wording:
   HIGH for a positive contribution and LOW for a negative one: more engagement and a larger
   company raise a lead's odds (pass ``effects`` to say otherwise, see below).  A threshold term
   names its threshold: "Visited many pages on the website (10 or more)".
-* Any other feature gets generic wording: ``job=blue-collar`` is ``JOB_BLUE_COLLAR`` "job =
-  blue-collar lowers the score"; a bare numeric ``age`` is "age raises the score" (``AGE_RAISES``)
+* Any other feature gets generic wording: ``job=blue_collar`` is ``JOB_BLUE_COLLAR`` "job =
+  blue collar lowers the score"; a set flag ``pdays_missing`` is ``PDAYS_UNKNOWN`` "pdays unknown
+  raises the score"; a bare numeric ``age`` is "age raises the score" (``AGE_RAISES``)
   unless ``effects`` gives the sign of its effect per unit (for a linear model, the sign of its
   coefficient), in which case the contribution's sign says exactly whether the value was above
   or below the training mean: "age is higher than usual" (``AGE_HIGH``).
@@ -313,17 +314,23 @@ class ReasonBook:
                 shown = value if feature == "country" else _human(value).capitalize()
                 text = template.format(shown)
             return f"{prefix}_{_code_part(value)}", text
-        subject = f"{_human(feature)} = {value}" if value != "other" else _human(feature)
+        subject = f"{_human(feature)} = {_human(value)}" if value != "other" else _human(feature)
         return f"{_code_part(feature)}_{_code_part(value)}", _raises(subject, positive)
 
     def _flag(self, feature: str, on: bool, positive: bool) -> tuple[str, str]:
         known = _BINARY.get(feature)
         if known is not None:
             return known[0] if on else known[1]
+        if feature.endswith("_missing") and len(feature) > len("_missing"):
+            # a declared spec's missing flag (scoring.tabular's missing_flag): known / unknown
+            stem = feature[: -len("_missing")]
+            state = "UNKNOWN" if on else "KNOWN"
+            return f"{_code_part(stem)}_{state}", _raises(
+                f"{_human(stem)} {state.lower()}", positive
+            )
         word = "yes" if on else "no"
-        return f"{_code_part(feature)}_{word.upper()}", _raises(
-            f"{_human(feature)}: {word}", positive
-        )
+        text = _raises(f"{_human(feature)}: {word}", positive)
+        return f"{_code_part(feature)}_{word.upper()}", text
 
     def _bare(self, feature: str, positive: bool) -> tuple[str, str]:
         if feature in self.binary:

@@ -122,6 +122,7 @@ def test_effects_say_which_way_a_numeric_pushes() -> None:
     ("term", "contribution", "code", "text"),
     [
         ("job=blue-collar", -0.3, "JOB_BLUE_COLLAR", "job = blue-collar lowers the score"),
+        ("job=blue_collar", -0.3, "JOB_BLUE_COLLAR", "job = blue collar lowers the score"),
         ("poutcome=success", 1.2, "POUTCOME_SUCCESS", "poutcome = success raises the score"),
         ("marital_status=single", 0.1, "MARITAL_STATUS_SINGLE",
          "marital status = single raises the score"),
@@ -146,6 +147,16 @@ def test_declared_binary_features_read_as_yes_and_no() -> None:
     )
     assert book.reason("housing_loan=0", 0.4) == Reason(
         code="HOUSING_LOAN_NO", text="housing loan: no raises the score", direction="positive"
+    )
+
+
+def test_a_declared_missing_flag_reads_as_unknown() -> None:
+    book = ReasonBook(binary=["pdays_missing", "housing_loan"])
+    assert book.reason("pdays_missing", 0.4) == Reason(
+        code="PDAYS_UNKNOWN", text="pdays unknown raises the score", direction="positive"
+    )
+    assert book.reason("pdays_missing=0", -0.4) == Reason(
+        code="PDAYS_KNOWN", text="pdays known lowers the score", direction="negative"
     )
 
 
