@@ -21,7 +21,8 @@ Wording:
   number given", ``EMPLOYEES_UNKNOWN`` "Company size unknown".  A bare lead numeric is read as
   HIGH for a positive contribution and LOW for a negative one: more engagement and a larger
   company raise a lead's odds (pass ``effects`` to say otherwise, see below).  A threshold term
-  names its threshold: "Visited many pages on the website (10 or more)".
+  is worded by its operator, whatever the sign, and names its threshold: ``page_views>=10`` is
+  "Visited many pages on the website (page views: 10 or more)".
 * Any other feature gets generic wording: ``job=blue_collar`` is ``JOB_BLUE_COLLAR`` "job =
   blue collar lowers the score"; a set flag ``pdays_missing`` is ``PDAYS_UNKNOWN`` "pdays unknown
   raises the score"; a bare numeric ``age`` is "age raises the score" (``AGE_RAISES``)
@@ -35,8 +36,8 @@ Personal data never reaches a reason: a category value (or a whole term) that lo
 email address, a phone number, a URL, or is longer than 40 characters, and any value of a
 feature named like personal data (``name``, ``email``, ``phone``, ``address``, ``title``,
 ``company``...), is replaced by "other" (code ``<FEATURE>_OTHER``, or ``OTHER_FACTOR`` for an
-unreadable term).  Lead category values
-(lead source, industry, country, seniority) are normalized slugs and appear as such.
+unreadable term).  Lead category values (lead source, industry, country, seniority) are
+normalized slugs and appear as such.
 
 Speed: a :class:`ReasonBook` caches each ``(term, sign)`` once, the Reason and its JSON, so
 the pipeline can afford reasons for every row (:meth:`ReasonBook.json_columns`).
@@ -250,7 +251,9 @@ class ReasonBook:
         for row in factor_columns:
             parts: list[bytes] = []
             for term, contribution in row:
-                hit = cache.get((term, contribution > 0.0)) if contribution else None
+                if not (contribution and -math.inf < contribution < math.inf):
+                    continue  # zero, NaN or infinite: no reason, as in _entry
+                hit = cache.get((term, contribution > 0.0))
                 if hit is None:
                     hit = entry(term, contribution)
                     if hit is None:

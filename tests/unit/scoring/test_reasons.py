@@ -209,8 +209,15 @@ def test_factors_pairs_and_json_agree() -> None:
     assert orjson.loads(reasons_json(factors)) == [r.model_dump() for r in reasons]
     assert reasons_json(as_models) == reasons_json(factors)
     assert reasons_json([]) == "[]"
-    rows = [factors, [], [("has_phone=0", -5.0), ("x", 0.0)], factors[:1]]
+    rows = [
+        factors,
+        [],
+        [("has_phone=0", -5.0), ("x", 0.0)],
+        factors[:1],
+        [("free_email", math.nan), ("free_email", math.inf), ("free_email", -math.inf)],
+    ]
     assert DEFAULT_BOOK.json_columns(rows) == [reasons_json(r) for r in rows]
+    assert DEFAULT_BOOK.json_columns(rows)[-1] == "[]"
 
 
 def test_reasons_are_cached_per_term_and_sign() -> None:
