@@ -9,8 +9,6 @@ from scoring.sklearn_model import SklearnLeadScorer
 from scoring.synthetic import generate_leads
 from tests.contract.scorer_support import ScorerContract
 
-WIRING = "the ML scorer does not fill reasons / data_sufficient yet (issue #7, lead engineer)"
-
 
 def contract(tmp_path_factory: pytest.TempPathFactory) -> ScorerContract:
     version_dir = ensure_default_model(tmp_path_factory.mktemp("contract-models"))
@@ -22,5 +20,4 @@ def contract(tmp_path_factory: pytest.TempPathFactory) -> ScorerContract:
         records=leads,
         bad_record={**leads[0], "page_views": -3},
         sparse_record={"email": "someone@example.com"},
-        waivers={"reasons": WIRING, "sufficiency": WIRING},
     )
