@@ -20,6 +20,7 @@ from junction.api.routes import (
     commerceml,
     health,
     hooks,
+    models,
     ops,
     records,
     score,
@@ -63,6 +64,7 @@ def create_app(
     app.include_router(commerceml.router)  # 1C's CommerceML exchange (public: its own login)
     for module in (auth, score, records, ops, alerts, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(models.router, prefix=API_PREFIX)  # the model registry (issue 7)
     # body limits inside the request id (so a 413 carries one); hooks have their own limits
     app.add_middleware(
         BodyLimitMiddleware,

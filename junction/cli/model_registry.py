@@ -311,7 +311,7 @@ def promote(
         typer.echo(f"{name}: production {before or '-'} -> {version}")
         typer.echo(f"gate: {result.reason}{' (skipped: --force)' if force else ''}")
         return
-    if result.passed:  # already production
+    if force or result.passed:  # already production
         typer.echo(f"{name}: v{version} is already production")
         return
     reg.audit("model.promote_refused", f"model:{name}", {**detail, "staged": True})
