@@ -17,8 +17,10 @@ import orjson
 from connectors.base import RawBatch
 from junction.core.errors import JunctionError, RecordError
 from junction.pipeline.config import PipelineConfig
+from junction.pipeline.labels import OutcomeRules
 from junction.pipeline.normalize import Normalizer
 from junction.pipeline.route import Router, Target, delivery_id
+from scoring.ab import ABScorer
 from scoring.base import Scorer
 
 Row = tuple[Any, ...]
@@ -40,6 +42,9 @@ class PreparedBatch:
     # (pipeline, source_key, version, record_id, content hash) of versioned records
     # (``junction.store.heads``)
     heads: list[Row] = field(default_factory=list)
+    # (lead id, kind, label, observed_at, source, recorded_at): what the records say became of
+    # their leads (``scoring.outcome``; ``junction.store.outcomes``)
+    outcomes: list[Row] = field(default_factory=list)
 
 
 def quarantine_row(
@@ -89,6 +94,14 @@ class BatchPreparer:
             r.key(i) for i, r in enumerate(cfg.routes) if r.digest is not None
         )
         self.scorer = scorer
+        # an A/B test assigns each record by its stable key, so only then are keys passed
+        self.keyed_scoring = isinstance(scorer, ABScorer)
+        outcome = cfg.scoring.outcome if cfg.scoring is not None else None
+        self.outcomes = (
+            OutcomeRules(name, outcome, self.entity, self.normalizer.fields)
+            if outcome is not None
+            else None
+        )
         self.event_type = f"{self.entity}.scored" if scorer else f"{self.entity}.received"
 
     def prepare(self, batch: RawBatch, run_id: int | None) -> PreparedBatch:
@@ -149,26 +162,48 @@ class BatchPreparer:
         name, entity, system = self.name, self.entity, self.connector
         cols = None
         failed: dict[int, RecordError] = {}
+        keys, raw, positions = batch.keys, batch.records, batch.positions
+        # the record's key in its source system (e.g. the CRM id) when the mapping names one
+        source_keys = self.normalizer.mapping.keys_of([raw[i] for i, _ in good])
         if self.scorer is not None and good:
-            cols = self.scorer.score_columns([m for _, m in good])
+            if self.keyed_scoring:
+                # the lead's stable id: every version of a lead stays in one A/B variant
+                ab_keys = [
+                    f"{name}:{sk or keys[i]}" for (i, _), sk in zip(good, source_keys, strict=True)
+                ]
+                cols = self.scorer.score_columns([m for _, m in good], ab_keys)
+            else:
+                cols = self.scorer.score_columns([m for _, m in good])
             failed = dict(getattr(cols, "failed", {}) or {})
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
         to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
         event_type = self.event_type
         held = self.held_routes
+        # per-row variant and model version (an A/B test): (variant, version, score tail) by row
+        per_row: list[tuple[str, str, str]] | None = None
         if cols is not None:
             model_name, model_version, variant = cols.model, cols.model_version, cols.variant
             score_tail = (
                 f',"model":"{model_name}","model_version":"{model_version}","variant":"{variant}"}}'
             )
-        keys, raw, positions = batch.keys, batch.records, batch.positions
+            if cols.variants is not None or cols.model_versions is not None:
+                tails: dict[tuple[str, str], str] = {}
+                per_row = []
+                for j in range(len(cols)):
+                    pair = (cols.variant_at(j), cols.model_version_at(j))
+                    tail = tails.get(pair)
+                    if tail is None:
+                        tail = tails[pair] = (
+                            f',"model":"{model_name}","model_version":"{pair[1]}",'
+                            f'"variant":"{pair[0]}"}}'
+                        )
+                    per_row.append((pair[0], pair[1], tail))
         versions, heads = batch.versions, out.heads
         values = grades = factors = None
         if cols is not None:
             values, grades, factors = cols.values, cols.grades, cols.factors
-        # the record's key in its source system (e.g. the CRM id) when the mapping names one
-        source_keys = self.normalizer.mapping.keys_of([raw[i] for i, _ in good])
+        labelled: list[tuple[str, Any]] | None = [] if self.outcomes is not None else None
         factor_json: list[str] | None = None
         if factors is not None:
             factor_json = list(map(bytes.decode, map(orjson.dumps, factors)))
@@ -180,6 +215,9 @@ class BatchPreparer:
                     {"value": v, "grade": g, "model_version": model_version}
                     for v, g in zip(values, grades, strict=True)  # type: ignore[arg-type]
                 ]
+                if per_row is not None:
+                    for view, (_, row_version, _) in zip(views, per_row, strict=True):
+                        view["model_version"] = row_version
             routed = self.router.targets_batch([m for _, m in good], views)
         for j, (i, model) in enumerate(good):
             key = keys[i]
@@ -201,13 +239,16 @@ class BatchPreparer:
             if values is not None:
                 value, grade = values[j], grades[j]  # type: ignore[index]
                 factors_json = factor_json[j]  # type: ignore[index]
+                if per_row is None:
+                    row_variant, row_version, tail = variant, model_version, score_tail
+                else:
+                    row_variant, row_version, tail = per_row[j]
                 scores.append(
-                    (rid, model_version, model_name, value, grade, factors_json, variant, now)
+                    (rid, row_version, model_name, value, grade, factors_json, row_variant, now)
                 )
                 if targets:
                     score_json = (
-                        f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json}'
-                        + score_tail
+                        f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json}' + tail
                     )
             if targets:
                 event = (
@@ -245,9 +286,13 @@ class BatchPreparer:
                     now,
                 )
             )
+            if labelled is not None:
+                labelled.append((source_key, model))
             if versions is not None and versions[i] is not None:
                 # what routing sees: the canonical fields but the change time, and the score
                 digest = hashlib.sha256(to_json(model, exclude=_VOLATILE, exclude_none=True))
                 if values is not None:
                     digest.update(f"|{values[j]!r}|{grades[j]}".encode())  # type: ignore[index]
                 heads.append((name, source_key, versions[i], rid, digest.hexdigest()[:32]))
+        if labelled and self.outcomes is not None:
+            out.outcomes.extend(self.outcomes.rows(labelled, now))

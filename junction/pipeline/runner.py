@@ -427,6 +427,7 @@ class PipelineRunner:
             quarantined=prepared.quarantined,
             cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
             heads=prepared.heads,
+            outcomes=prepared.outcomes,
         )
         metrics.observe_batch(
             self.name,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
+from junction.core.errors import ConfigError
 from junction.pipeline.config import ScoringConfig
+from scoring.ab import ABScorer
 from scoring.base import Scorer
 from scoring.registry import ensure_default_model
 from scoring.sklearn_model import SklearnLeadScorer
@@ -19,5 +22,31 @@ def resolve_model_dir(models_dir: str, cfg: ScoringConfig) -> Path:
 
 
 def load_scorer(version_dir: Path, cfg: ScoringConfig) -> Scorer:
-    """Load (verify and compile) the scorer stored in ``version_dir``."""
-    return SklearnLeadScorer.load(version_dir, thresholds=cfg.thresholds, top_k=3)
+    """Load (verify and compile) the scorer stored in ``version_dir``.
+
+    With an A/B test configured (``cfg.challenger``) the challenger version of the same model
+    (``version_dir``'s sibling folder) is loaded too and both are wrapped in an
+    :class:`~scoring.ab.ABScorer`; a challenger that fails to load fails the pipeline, as
+    production would.
+    """
+    production = _load_one(version_dir, cfg, "production")
+    if cfg.challenger is None:
+        return production
+    challenger = _load_one(challenger_dir(version_dir, cfg), cfg, "challenger")
+    return ABScorer(production, challenger, share=cfg.challenger.share, salt=cfg.challenger.salt)
+
+
+def challenger_dir(version_dir: Path, cfg: ScoringConfig) -> Path:
+    """The challenger's version folder: ``models_dir/<model>/<challenger version>``."""
+    if cfg.challenger is None:
+        raise ConfigError("the pipeline has no challenger configured")
+    return version_dir.parent / cfg.challenger.version
+
+
+def _load_one(version_dir: Path, cfg: ScoringConfig, variant: str) -> Scorer:
+    scorer = SklearnLeadScorer.load(
+        version_dir, thresholds=cfg.thresholds, top_k=3, variant=variant
+    )
+    # the sklearn scorer takes the protocol's optional keys/key once it accepts (and ignores)
+    # them; until then this cast bridges the two signatures (its callers never pass keys)
+    return cast(Scorer, scorer)

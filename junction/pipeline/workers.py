@@ -248,6 +248,7 @@ def run_share(
                 deliveries=prepared.deliveries,
                 quarantined=prepared.quarantined,
                 cursor=None,
+                outcomes=prepared.outcomes,
             )
             done = BatchDone(
                 token,

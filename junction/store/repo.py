@@ -23,6 +23,7 @@ from junction.core.errors import UnavailableError
 from junction.store import tables as t
 from junction.store.engine import open_store_engine
 from junction.store.heads import routed_only
+from junction.store.outcomes import upsert_outcomes
 
 if TYPE_CHECKING:
     from junction.store.outbox import HealthPolicy
@@ -235,18 +236,22 @@ class Store:
         quarantined: Sequence[Row],
         cursor: tuple[str, str, dict[str, Any]] | None,
         heads: Sequence[Row] = (),
+        outcomes: Sequence[Row] = (),
     ) -> tuple[int, int]:
         """Write one batch's effects and its cursor in ONE transaction.
 
         ``heads`` are the versions of versioned records: deliveries of a record older than its
         source key's newest version, or with the same content, are dropped
-        (``junction.store.heads``).  Returns how many versions were stored without routing, and
-        how many deliveries were written.
+        (``junction.store.heads``).  ``outcomes`` are what the batch's records say became of
+        their leads (``junction.store.outcomes``; the latest observation wins).  Returns how
+        many versions were stored without routing, and how many deliveries were written.
         """
         with self.begin() as conn:
             deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
             self.insert_many(conn, t.records, RECORD_COLS, records)
             self.insert_many(conn, t.scores, SCORE_COLS, scores)
+            if outcomes:
+                upsert_outcomes(conn, self.dialect, outcomes)
             self.insert_many(conn, t.deliveries, DELIVERY_COLS, deliveries)
             self.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
             if cursor is not None:
