@@ -64,6 +64,7 @@ __all__ = [
     "read_card",
     "read_stages",
     "require_model",
+    "revision",
     "rollback",
     "stage",
     "stage_of",
@@ -367,6 +368,20 @@ def production_version(models_dir: str | Path, name: str) -> str | None:
     if stages is not None and stages.production is not None:
         return stages.production
     return implicit_production(models_dir, name, stages)
+
+
+def revision(models_dir: str | Path, name: str) -> str | None:
+    """A token that changes whenever ``stages.json`` is rewritten (``None`` while it is absent).
+
+    One ``stat`` call, cheap enough to poll: a process that caches the production model (the
+    API's scorers, a pipeline runner) compares it with the token it loaded under and resolves
+    production again when it differs.  Every write replaces the file (a new inode).
+    """
+    try:
+        st = os.stat(model_dir(models_dir, name) / STAGES_FILE)
+    except FileNotFoundError:
+        return None
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def staging_version(models_dir: str | Path, name: str) -> str | None:

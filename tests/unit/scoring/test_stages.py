@@ -147,6 +147,16 @@ def test_a_corrupt_stages_file_is_an_error_and_is_not_reset(reg: Path) -> None:
         assert path.read_text(encoding="utf-8") == text
 
 
+def test_revision_changes_with_every_write(reg: Path) -> None:
+    assert stages.revision(reg, NAME) is None
+    stages.promote(reg, NAME, "1", actor="a", reason="r")
+    first = stages.revision(reg, NAME)
+    stages.promote(reg, NAME, "1", actor="a", reason="no-op")
+    assert stages.revision(reg, NAME) == first
+    stages.promote(reg, NAME, "2", actor="a", reason="r")
+    assert stages.revision(reg, NAME) not in (None, first)
+
+
 def test_writes_leave_no_temporary_files(reg: Path) -> None:
     stages.promote(reg, NAME, "1", actor="a", reason="r")
     stages.promote(reg, NAME, "2", actor="a", reason="r")
