@@ -431,9 +431,16 @@ def _fit(
     params: dict[str, Any],
     seed: int,
 ) -> TrainedModel:
-    from scoring.train import train_model
+    from threadpoolctl import threadpool_limits
 
-    with _spinner(f"training {algorithm} on {len(training.rows):,} rows"):
+    from scoring.train import train_model
+    from scoring.tune import SINGLE_THREAD_ROWS
+
+    threads = 1 if len(training.rows) < SINGLE_THREAD_ROWS else None
+    with (
+        _spinner(f"training {algorithm} on {len(training.rows):,} rows"),
+        threadpool_limits(threads),
+    ):
         return train_model(
             training.rows,
             training.labels,
