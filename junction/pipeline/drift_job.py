@@ -23,7 +23,6 @@ exactly as ``endpoint.disabled`` does (:mod:`junction.store.events`).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from scoring.drift import (
     load_reference,
 )
 from scoring.spec import spec_from_dict
-from scoring.stages import production_version
+from scoring.stages import production_version, version_dir
 
 log = get_logger(__name__)
 
@@ -132,42 +131,46 @@ def run_drift_check(
     at = time.time() if now is None else now
     scoring = _scoring(hub_cfg, pipeline_name)
     drift = scoring.drift or DriftConfig()
-    model, version = model_version(hub_cfg, pipeline_name)
+    model = scoring.model
     start = at - drift.window_s
     report = DriftReport(status=NO_REFERENCE, n=0)
-    if version is None:
-        _no_reference(report, "the model has no version in the registry")
-    else:
-        try:
-            reference = load_reference(Path(hub_cfg.models_dir) / model / version)
-            spec = spec_from_dict(reference["spec"])
-        except ModelLoadError as exc:
-            if exc.context.get("reason") != "missing":
-                log.warning(
-                    "drift reference refused",
-                    pipeline=pipeline_name,
-                    model=model,
-                    version=version,
-                    error=exc.user_message,
-                )
-            _no_reference(report, exc.user_message)
-        else:
-            payloads, values = _window(store, pipeline_name, model, version, start, at)
-            cols, errors = spec.extract_columns(payloads)
-            proba = np.asarray(values, dtype=np.float64)
-            if cols.rows is not None:
-                proba = proba[cols.rows]
-            report = compare(
-                reference,
-                cols,
-                proba,
-                psi_warn=drift.psi_warn,
-                psi_alert=drift.psi_alert,
-                ks_alert=drift.ks_alert,
-                min_records=drift.min_records,
+    version: str | None = None
+    try:
+        model, version = model_version(hub_cfg, pipeline_name)
+        if version is None:
+            raise ModelLoadError(
+                "the model has no version in the registry", context={"reason": "missing"}
             )
-            if errors:
-                report.reason = f"{len(errors)} scored records no longer yield features"
+        reference = load_reference(version_dir(hub_cfg.models_dir, model, version))
+        spec = spec_from_dict(reference["spec"])
+    except ModelLoadError as exc:
+        if exc.context.get("reason") != "missing":
+            log.warning(
+                "drift reference refused",
+                pipeline=pipeline_name,
+                model=model,
+                version=version,
+                error=exc.user_message,
+                code=exc.code,
+            )
+        _no_reference(report, exc.user_message)
+    else:
+        payloads, values = _window(store, pipeline_name, model, version, start, at)
+        cols, errors = spec.extract_columns(payloads)
+        proba = np.asarray(values, dtype=np.float64)
+        if cols.rows is not None:
+            proba = proba[cols.rows]
+        report = compare(
+            reference,
+            cols,
+            proba,
+            psi_warn=drift.psi_warn,
+            psi_alert=drift.psi_alert,
+            ks_alert=drift.ks_alert,
+            min_records=drift.min_records,
+        )
+        if errors:
+            report.reason = f"{len(errors)} scored records no longer yield features"
     report.pipeline, report.model, report.model_version = pipeline_name, model, version
     report.window_start, report.window_end, report.computed_at = start, at, at
     with store.begin() as conn:

@@ -226,3 +226,16 @@ def test_the_version_is_the_pin_else_the_production_stage(tmp_path, store_url, m
         "lead-score",
         production_version(models, "lead-score"),
     )
+
+
+def test_a_pinned_version_that_does_not_exist_is_reported(tmp_path, store_url, models) -> None:
+    cfg = load_config(_config(tmp_path, store_url, models, version="9"))
+    hub = Hub(cfg)
+    try:
+        report = run_drift_check(hub.store, cfg, "leads")
+        saved = list_reports(hub.store, pipeline="leads")
+    finally:
+        hub.close()
+    assert (report.status, report.model_version) == ("no_reference", "9")
+    assert report.reason is not None
+    assert saved == [report]
