@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from junction.core.errors import ModelLoadError
+from junction.core.errors import InternalError, ModelLoadError
 from scoring.spec import FeatureColumns, FeatureSpec
 
 FloatArray = npt.NDArray[np.float64]
@@ -524,6 +524,7 @@ def compare(
 
     Raises:
         ModelLoadError: ``reference`` is malformed or names other features than ``cols`` has.
+        InternalError: ``proba`` does not hold one value per column of ``cols``.
     """
     check_reference(reference)
     p = np.asarray(proba, dtype=np.float64).ravel()
@@ -535,6 +536,11 @@ def compare(
         "min_records": float(min_records),
         "significance": SIGNIFICANCE,
     }
+    if len(p) != n:
+        raise InternalError(
+            "drift: one prediction per feature column is required",
+            context={"features": n, "predictions": len(p)},
+        )
     n_ref = int(reference["n"])
     report = DriftReport(status=INSUFFICIENT, n=n, n_reference=n_ref, thresholds=thresholds)
     shapes = (
@@ -574,11 +580,6 @@ def compare(
     return report
 
 
-def worse(a: str, b: str) -> bool:
-    """Whether status ``a`` is more severe than ``b`` (ok < warn < alert)."""
-    return _SEVERITY.get(a, -1) > _SEVERITY.get(b, -1)
-
-
 __all__ = [
     "ALERT",
     "EPS",
@@ -603,6 +604,5 @@ __all__ = [
     "psi",
     "psi_noise",
     "reference_bytes",
-    "worse",
     "write_reference",
 ]

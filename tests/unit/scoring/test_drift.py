@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from junction.core.errors import ModelLoadError
+from junction.core.errors import InternalError, ModelLoadError
 from scoring.drift import (
     EPS,
     OTHER,
@@ -338,3 +338,9 @@ def test_build_reference_is_seeded(model) -> None:
     b = build_reference(LEAD_SPEC, cols, proba, seed=2)
     assert a["numeric"][0]["edges"] == b["numeric"][0]["edges"]
     assert a["numeric"][0]["sample"] != b["numeric"][0]["sample"]
+
+
+def test_one_prediction_per_record_is_required(model, reference) -> None:
+    cols, proba = window(model, generate_leads(300, 800))
+    with pytest.raises(InternalError, match="one prediction per feature column"):
+        compare(reference, cols, proba[:-1])
