@@ -44,7 +44,8 @@ def lead_csv(path: Path, n: int, seed: int) -> Path:
 
 
 def card_of(version_dir: Path) -> dict[str, Any]:
-    return json.loads((version_dir / "card.json").read_text())
+    card: dict[str, Any] = json.loads((version_dir / "card.json").read_text())
+    return card
 
 
 def saved(result: Result) -> Path:

@@ -12,7 +12,7 @@ from scoring.spec import to_matrix
 from scoring.train import split_indices
 from scoring.training_data import from_records, label_rule
 from scoring.tune import INSTALL_HINT, cross_validate, training_slice, tune
-from tests.unit.scoring.test_training_data import SPEC, planted
+from tests.training_support import SPEC, planted
 
 ROWS = planted(1200, 21, signal=True)
 TS = from_records(ROWS, SPEC, label_rule(SPEC), source={})
