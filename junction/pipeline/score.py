@@ -14,11 +14,36 @@ from scoring.sklearn_model import SklearnLeadScorer
 
 
 def resolve_model_dir(models_dir: str, cfg: ScoringConfig) -> Path:
-    """Return the version folder ``cfg`` names; the default lead model is trained on first use."""
+    """Return the version folder that scores for ``cfg``: the pinned version, else production.
+
+    Unpinned, the model's production stage decides (:func:`scoring.stages.production_version`,
+    which before any promotion is the newest version neither staged nor archived).  A model
+    with no version at all gets the default lead model, trained as version 1 and promoted to
+    production by ``system``.
+
+    Raises:
+        ModelLoadError: the pinned version does not exist, every version is staged or archived
+            with none ever promoted, or ``stages.json`` is corrupt.
+    """
+    from junction.core.errors import ModelLoadError
+    from scoring.stages import production_version, promote, version_dir, versions
+
     root = Path(models_dir)
     if cfg.version is not None:
-        return root / cfg.model / cfg.version
-    return ensure_default_model(root, name=cfg.model)
+        return version_dir(root, cfg.model, cfg.version)
+    current = production_version(root, cfg.model)
+    if current is not None:
+        return root / cfg.model / current
+    if versions(root, cfg.model):
+        raise ModelLoadError(
+            "the model has no production version: promote one (junction model promote)",
+            context={"model": cfg.model},
+            code="no_production_version",
+        )
+    first = ensure_default_model(root, name=cfg.model)
+    # the scorer verifies the folder when it loads it, right after this
+    promote(root, cfg.model, first.name, actor="system", reason="first default model", verify=False)
+    return first
 
 
 def load_scorer(version_dir: Path, cfg: ScoringConfig) -> Scorer:
