@@ -36,7 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     dlv.add_argument("--uvloop", action="store_true", help="run both clients on uvloop")
     dlv.add_argument("--profile", default=None, help="write a cProfile of the hub run here")
     dlv.add_argument("--keep", action="store_true", help="keep the work folder")
+    sc = sub.add_parser("score", help="compiled LR and trees vs raw sklearn predict_proba")
+    sc.add_argument("--rows", type=int, default=20_000, help="synthetic training leads")
+    sc.add_argument("--batch", type=int, default=10_000)
+    sc.add_argument("--single", type=int, default=2_000, help="single-row calls (ours)")
+    sc.add_argument("--repeat", type=int, default=5, help="batch runs (median)")
     args = parser.parse_args(argv)
+    if args.name == "score":
+        from bench.score import run as run_score
+
+        return run_score(rows=args.rows, batch=args.batch, single=args.single, repeat=args.repeat)
     if args.name == "deliver":
         from bench.deliver import run as run_deliver
 
