@@ -273,19 +273,34 @@ def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(params.items()))
 
 
-def _stage(root: Path, name: str, version: str, *, promote: bool, margin: float) -> str:
+def _stage(reg: Registry, name: str, version: str, *, promote: bool, margin: float) -> str:
+    """Stage the new version, or put it through the gate; audit a gate decision."""
     from scoring import stages
     from scoring.promotion import promote_if_better
 
     actor = cli_actor()
-    if promote:
-        result = promote_if_better(
-            root, name, version, actor=actor, reason="trained", margin=margin
+    if not promote:
+        stages.stage(
+            reg.root, name, version, "staging", actor=actor, reason="trained (--no-promote)"
         )
-        where = "production" if result.promoted else "staging"
-        return f"{where} (gate: {result.reason})"
-    stages.stage(root, name, version, "staging", actor=actor, reason="trained (--no-promote)")
-    return "staging (--no-promote)"
+        return "staging (--no-promote)"
+    before = stages.read_stages(reg.root, name)
+    previous = before.production if before else None
+    result = promote_if_better(
+        reg.root, name, version, actor=actor, reason="trained", margin=margin
+    )
+    detail = {
+        "version": version,
+        "previous": previous,
+        "forced": False,
+        "reason": "trained",
+        "gate": result.to_dict(),
+    }
+    if result.promoted:
+        reg.audit("model.promote", f"model:{name}", detail)
+        return f"production (gate: {result.reason})"
+    reg.audit("model.promote_refused", f"model:{name}", {**detail, "staged": True})
+    return f"staging (gate: {result.reason})"
 
 
 @app.command("train")
@@ -403,8 +418,13 @@ def train(
         version_dir = _save(
             reg.root, name or _default_name(spec), trained, training, cv_result, tuned
         )
+        if training.times is not None and trained.split == "random":
+            err_console.print(
+                "warning: some times are empty or not ISO 8601: the split is random",
+                markup=False,
+            )
         stage_text = _stage(
-            reg.root, version_dir.parent.name, version_dir.name, promote=promote, margin=margin
+            reg, version_dir.parent.name, version_dir.name, promote=promote, margin=margin
         )
     except JunctionError as exc:
         fail(exc)

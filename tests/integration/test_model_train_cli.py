@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from junction.cli.main import app
+from junction.store.audit import AuditLog
 from junction.store.outcomes import OutcomeIn, record_outcomes
 from junction.store.repo import Store
 from scoring import stages
@@ -150,6 +151,28 @@ def test_a_tabular_spec_trains_on_a_semicolon_file_in_any_encoding(
     assert hot.value > cold.value
 
 
+def test_a_time_column_splits_by_time_and_bad_times_are_reported(tmp_path: Path) -> None:
+    data, spec = write_tabular(tmp_path, "utf-8", n=600)
+    lines = data.read_text(encoding="utf-8").splitlines()
+    stamped = [lines[0] + ';"when"'] + [
+        f'{line};"2026-{1 + i // 60:02d}-{1 + i % 28:02d}T09:00:00Z"'
+        for i, line in enumerate(lines[1:])
+    ]
+    data.write_text("\n".join(stamped) + "\n", encoding="utf-8")
+    models = str(tmp_path / "m")
+    base = ("--csv", str(data), "--spec", str(spec), "--models-dir", models)
+    card = card_of(saved(invoke(*base, "--time-column", "when")))
+    assert card["training_data"]["split"] == "time"
+    assert card["training_data"]["time_column"] == "when"
+    assert card["training_data"]["window"]["holdout_to"] == "2026-10-28T09:00:00Z"
+
+    stamped[5] = stamped[5].replace("2026-01-05T09:00:00Z", "05/01/2026")
+    data.write_text("\n".join(stamped) + "\n", encoding="utf-8")
+    result = invoke(*base, "--time-column", "when")
+    assert card_of(saved(result))["training_data"]["split"] == "random"
+    assert "not ISO 8601: the split is random" in result.stderr
+
+
 def test_tuning_runs_through_the_command_and_lands_in_the_card(tmp_path: Path) -> None:
     pytest.importorskip("optuna")
     data, spec = write_tabular(tmp_path, "utf-8", n=800)
@@ -235,6 +258,14 @@ def test_the_store_s_records_labelled_by_outcomes_train_a_model(
     assert data["split"] == "time"  # the canonical leads carry created_at
     assert card["metrics"]["holdout"]["roc_auc"] > 0.6
     SklearnLeadScorer.load(version).score(generate_leads(10, seed=3))
+    store = Store.open(store_url)
+    try:
+        audited = AuditLog(store).query(action="model.*", limit=10)
+    finally:
+        store.close()
+    assert [(a.action, a.target, a.detail["version"]) for a in audited] == [
+        ("model.promote", "model:lead-score", version.name)
+    ]
 
     nothing = invoke(
         "--pipeline", "leads", "--config", str(cfg), "--models-dir", str(models),
