@@ -29,12 +29,12 @@ from junction.store.outcomes import scored_outcomes, training_rows
 from junction.store.repo import Store
 from scoring.ab import assign
 from scoring.registry import ensure_default_model, save_model
-from scoring.synthetic import generate_leads
+from scoring.synthetic import generate_leads, write_lead_csv
 from scoring.train import train_lead_model
 from tests.api.harness import ApiHarness, write_api_config
 from tests.contract.fixtures.fake import write_source
 from tests.fakes.server import serve_app
-from tests.integration.helpers import rows_of, run_once, scalar
+from tests.integration.helpers import rows_of, run_once, scalar, write_config
 
 SALT = "exp-1"
 MAPPING = """\
@@ -358,3 +358,49 @@ def test_post_outcomes_api(tmp_path: Path, store_url: str, models_dir: Path) -> 
             assert post("operator", bad).status_code == 422, bad
         audit = rows_of(store_url, "SELECT action FROM audit_log WHERE action = 'outcomes.record'")
         assert len(audit) == 3
+
+
+def _csv_ingest(root: Path, models: Path, workers: int) -> tuple[list[tuple], list[tuple]]:
+    store = f"sqlite:///{root / 'j.db'}"
+    cfg = write_config(
+        root,
+        store=store,
+        url="http://127.0.0.1:9",
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        models=models,
+        batch=300,
+        workers=workers,
+    )
+    scoring = (
+        '{model: lead-score, version: "1", challenger: {version: "2", share: 0.3}, '
+        "outcome: {positive_when: 'record.lead_source == \"referral\"', "
+        "negative_when: 'record.lead_source != \"referral\"'}}"
+    )
+    text = cfg.read_text()
+    assert "scoring: {model: lead-score}" in text
+    cfg.write_text(text.replace("scoring: {model: lead-score}", f"scoring: {scoring}"))
+    write_lead_csv(root / "inbox" / "same.csv", 3000, seed=17, messy=True)
+    hub = Hub.from_file(cfg)
+    try:
+        [summary] = hub.run_once()
+    finally:
+        hub.close()
+    assert summary.read == 3000
+    scores = rows_of(
+        store, "SELECT record_id, variant, model_version, value FROM scores ORDER BY record_id"
+    )
+    outcomes = rows_of(store, "SELECT record_id, kind, label FROM outcomes ORDER BY record_id")
+    return scores, outcomes
+
+
+def test_worker_processes_score_and_label_as_the_inline_path_does(
+    tmp_path: Path, ab_models: Path
+) -> None:
+    inline = _csv_ingest(tmp_path / "inline", ab_models, workers=0)
+    parallel = _csv_ingest(tmp_path / "parallel", ab_models, workers=2)
+    assert parallel == inline
+    scores, outcomes = inline
+    assert {(v, mv) for _, v, mv, _ in scores} == {("production", "1"), ("challenger", "2")}
+    assert 0.2 < sum(v == "challenger" for _, v, _, _ in scores) / len(scores) < 0.4
+    assert outcomes
+    assert {label for _, _, label in outcomes} == {0, 1}
