@@ -13,7 +13,9 @@ class Factor(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     feature: str = Field(..., description="Feature name, e.g. lead_source=referral.")
-    contribution: float = Field(..., description="Signed contribution to the log-odds.")
+    contribution: float = Field(
+        ..., description="Signed contribution: log-odds for ML models, points for rules."
+    )
 
 
 class Reason(BaseModel):

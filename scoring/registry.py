@@ -177,6 +177,7 @@ def _card(
             "binary": list(spec.binary),
         },
         "feature_spec": spec.to_dict(),
+        "numeric_effects": dict(trained.numeric_effects),
         "feature_schema_hash": trained.feature_schema_hash,
         "sklearn_version": trained.sklearn_version,
         "skops_version": skops.__version__,

@@ -34,7 +34,7 @@ from scoring.base import PartialScoreColumns
 from scoring.compiled import CompiledLinearModel
 from scoring.lead_spec import LEAD_SPEC
 from scoring.model_file import Calibrator, CompiledModel
-from scoring.reasons import reasons_for
+from scoring.reasons import ReasonBook
 from scoring.registry import load_bundle
 from scoring.spec import FeatureSpec
 from scoring.sufficiency import sufficient, sufficient_columns
@@ -86,6 +86,7 @@ class SklearnLeadScorer:
         variant: str = "production",
         calibration: Calibrator | None = None,
         spec: FeatureSpec = LEAD_SPEC,
+        numeric_effects: Mapping[str, float] | None = None,
     ) -> None:
         if top_k < 0:
             raise ConfigError("top_k must be >= 0")
@@ -103,6 +104,10 @@ class SklearnLeadScorer:
         self.spec = self.model.spec
         self._extract = self.spec.extract
         self._term_names = np.array(self.model.term_names, dtype=object)
+        if numeric_effects is None and isinstance(self.model, CompiledLinearModel):
+            # a linear model's coefficient per unit is its effect, exactly
+            numeric_effects = dict(zip(self.spec.numeric, self.model.k.tolist(), strict=True))
+        self.reason_book = ReasonBook(effects=numeric_effects, binary=self.spec.binary)
 
     @classmethod
     def load(
@@ -128,6 +133,7 @@ class SklearnLeadScorer:
             top_k=top_k,
             variant=variant,
             calibration=calibration,
+            numeric_effects=card.get("numeric_effects") or None,
         )
 
     def grade(self, value: float) -> str:
@@ -161,7 +167,7 @@ class SklearnLeadScorer:
             model=self.name,
             model_version=self.version,
             variant=self.variant,
-            reasons=reasons_for([(n, c) for n, c in top if c]),
+            reasons=self.reason_book.reasons_for([(n, c) for n, c in top if c]),
             data_sufficient=sufficient(self.spec, row),
         )
 
@@ -241,7 +247,7 @@ class SklearnLeadScorer:
                 model=self.name,
                 model_version=self.version,
                 variant=self.variant,
-                reasons=reasons_for(fs),
+                reasons=self.reason_book.reasons_for(fs),
                 data_sufficient=ok,
             )
             for v, g, fs, ok in zip(cols.values, cols.grades, cols.factors, enough, strict=True)

@@ -62,6 +62,9 @@ class TrainedModel:
         skipped: rows left out because their features or label were invalid.
         seed: the seed of the split and of the estimators.
         reference: the drift reference profile of the training rows (:mod:`scoring.drift`).
+        numeric_effects: per numeric feature, the sign (+1, -1 or 0) of its association with
+            the model's margin on the training rows, so that reasons can say "higher" or
+            "lower than usual" for models whose contributions do not carry it (the trees).
     """
 
     artifact: Any
@@ -81,6 +84,7 @@ class TrainedModel:
     skipped: int
     seed: int
     reference: dict[str, Any] | None = None
+    numeric_effects: dict[str, float] = field(default_factory=dict)
     sklearn_version: str = field(default_factory=lambda: str(sklearn.__version__))
 
     @property
@@ -261,6 +265,7 @@ def train_model(
                 ts = [stamps[i] for i in part.tolist()]
                 window[f"{name}_from"] = _iso(min(ts))
                 window[f"{name}_to"] = _iso(max(ts))
+    effects = _numeric_effects(spec, x[fit], pipeline.decision_function(x[fit]))
     reference = _reference(
         spec, [feats[i] for i in fit.tolist()], artifact.predict_proba(x[fit])[:, 1]
     )
@@ -282,7 +287,23 @@ def train_model(
         skipped=len(rows) - len(keep),
         seed=seed,
         reference=reference,
+        numeric_effects=effects,
     )
+
+
+def _numeric_effects(
+    spec: FeatureSpec, x: npt.NDArray[Any], margin: npt.NDArray[np.float64]
+) -> dict[str, float]:
+    """Sign of each numeric feature's correlation with the margin (0 for a constant column)."""
+    start = len(spec.categorical)
+    out: dict[str, float] = {}
+    for j, name in enumerate(spec.numeric):
+        col = np.asarray(x[:, start + j], dtype=np.float64)
+        if col.std() == 0.0 or margin.std() == 0.0:
+            out[name] = 0.0
+            continue
+        out[name] = float(np.sign(np.corrcoef(col, margin)[0, 1]))
+    return out
 
 
 def _reference(
