@@ -327,7 +327,10 @@ def test_post_outcomes_api(tmp_path: Path, store_url: str, models_dir: Path) -> 
                 "observed_at": "2026-12-01T10:00:00+01:00",
             },
         ]
-        assert post("viewer", items).status_code == 403
+        for role in ("viewer", "ingest"):
+            assert post(role, items).status_code == 403
+        with api.http() as h:
+            assert h.post(f"{API_PREFIX}/outcomes", json=items).status_code == 401
         r = post("operator", items)
         assert r.status_code == 200, r.text
         assert r.json() == {"received": 2, "recorded": 2}
@@ -343,7 +346,7 @@ def test_post_outcomes_api(tmp_path: Path, store_url: str, models_dir: Path) -> 
                 "observed_at": "2026-12-03T00:00:00Z",
             }
         ]
-        assert post("operator", newer).status_code == 200
+        assert post("admin", newer).status_code == 200
         got = rows_of(
             store_url, "SELECT record_id, kind, label, source FROM outcomes ORDER BY record_id"
         )
@@ -354,6 +357,9 @@ def test_post_outcomes_api(tmp_path: Path, store_url: str, models_dir: Path) -> 
             [{"label": 1, "observed_at": "2026-12-01T10:00:00Z"}],
             [{"record_id": "leads:L1", "label": 2, "observed_at": "2026-12-01T10:00:00Z"}],
             [{"record_id": "leads:L1", "label": 1, "observed_at": "2026-12-01T10:00:00"}],
+            [{"record_id": "leads:\x00", "label": 1, "observed_at": "2026-12-01T10:00:00Z"}],
+            [{"pipeline": "leads", "label": 1, "observed_at": "2026-12-01T10:00:00Z"}],
+            {"record_id": "leads:L1", "label": 1, "observed_at": "2026-12-01T10:00:00Z"},
         ):
             assert post("operator", bad).status_code == 422, bad
         audit = rows_of(store_url, "SELECT action FROM audit_log WHERE action = 'outcomes.record'")

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from junction.api.audit import aaudit_action
@@ -51,6 +51,13 @@ class OutcomeItem(BaseModel):
     observed_at: datetime = Field(
         ..., description="When the source system observed it (ISO 8601 with a zone)."
     )
+
+    @field_validator("record_id", "pipeline", "source_key")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError("ids must be printable text")
+        return value
 
     @model_validator(mode="after")
     def _names_a_record(self) -> OutcomeItem:
