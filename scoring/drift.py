@@ -24,15 +24,23 @@ saved as ``reference.json`` beside ``card.json``, its sha256 in ``card["referenc
   sample, with its asymptotic p-value.
 * **Sampling noise does not alert.**  On a small window a resample of the very training data
   reaches a PSI of 0.1 by chance (``n * PSI`` is roughly chi-squared with ``bins - 1`` degrees
-  of freedom: ~9 / n on average for 10 bins, and more for categoricals with many rare
-  categories).  So a threshold counts only when the statistic is also significant at
-  ``SIGNIFICANCE`` (0.1 %): PSI above the chi-squared quantile over the effective sample size,
-  KS with a p-value below it.  The report keeps that bound as ``psi_noise``.
+  of freedom: ~9 / n on average for 10 bins).  So a threshold counts only when the statistic
+  is also significant: PSI above the chi-squared quantile over the effective sample size, KS
+  with a p-value below the level.  The level is ``SIGNIFICANCE`` (0.1 %) for the whole report,
+  split evenly over its tests (Bonferroni: ~0.1 % / 20 for the lead model), so noise alone
+  flags about one report in a thousand.  The report keeps the PSI bound as ``psi_noise``.
+  Bins expected to hold fewer than 5 of the window's records are pooled first
+  (:func:`pooled`), as for a chi-squared test.
 
 A feature is ``alert`` when its PSI reaches ``psi_alert`` or its KS ``ks_alert`` (significant),
 ``warn`` when its PSI reaches ``psi_warn`` (significant), else ``ok``; the report's status is the
 worst of its features and the predictions, or ``insufficient`` when the window has fewer than
 ``min_records`` records (nothing is compared then).
+
+Values within ``TIE_TOLERANCE`` (1e-9, relative) of each other count as ties, in the bins and in
+KS: the same value computed two ways (``math.log1p`` for the reference, ``np.log1p`` in a batch)
+may differ in the last bit, which on discrete data would move a whole point mass across a bin
+edge or a KS step.
 
 Pure numpy: nothing here imports scikit-learn or scipy.
 """
@@ -46,6 +54,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -65,8 +74,9 @@ N_BINS = 10
 SAMPLE_SIZE = 2_000
 TOP_CATEGORIES = 50
 SIGNIFICANCE = 0.001
-_Z = 3.090232306167813  # the standard normal quantile at 1 - SIGNIFICANCE
 TOP_WORST = 5
+TIE_TOLERANCE = 1e-9
+MIN_EXPECTED = 5.0  # records a bin must expect in the window to stand on its own
 
 OK, WARN, ALERT, INSUFFICIENT, NO_REFERENCE = "ok", "warn", "alert", "insufficient", "no_reference"
 _SEVERITY = {OK: 0, WARN: 1, ALERT: 2}
@@ -80,9 +90,21 @@ def _finite(values: Any) -> FloatArray:
     return x[np.isfinite(x)]
 
 
+def _up(x: Any) -> FloatArray:
+    """``x`` raised by ``TIE_TOLERANCE`` (relative; absolute below 1): where ties end.
+
+    Two computations of one value may differ in the last bit (``math.log1p(2)`` and
+    ``np.log1p(2)`` do: the reference comes from one path, a window from another).  On discrete
+    data a bin edge or a KS step sits exactly on such a value, and a one-bit difference would
+    move its whole point mass across; so values within the tolerance count as equal.
+    """
+    v = np.asarray(x, dtype=np.float64)
+    return v + TIE_TOLERANCE * np.maximum(1.0, np.abs(v))
+
+
 def _bin_counts(x: FloatArray, edges: Sequence[float]) -> npt.NDArray[np.int64]:
-    """Counts per bin: ``x <= e0``, ``e0 < x <= e1``, ..., ``x > e_last``."""
-    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), x, side="left")
+    """Counts per bin: ``x <= e0``, ``e0 < x <= e1``, ..., ``x > e_last`` (ties: see ``_up``)."""
+    idx = np.searchsorted(_up(edges), x, side="left")
     return np.bincount(idx, minlength=len(edges) + 1).astype(np.int64)
 
 
@@ -310,11 +332,11 @@ def psi(expected: Sequence[float] | FloatArray, actual: Sequence[float] | FloatA
 
 
 def ks_statistic(sample_a: FloatArray, sample_b: FloatArray) -> float:
-    """The two-sample Kolmogorov-Smirnov statistic (ties handled exactly)."""
+    """The two-sample Kolmogorov-Smirnov statistic (ties, within ``TIE_TOLERANCE``, handled)."""
     a, b = np.sort(sample_a), np.sort(sample_b)
     if len(a) == 0 or len(b) == 0:
         return 0.0
-    points = np.concatenate([a, b])
+    points = _up(np.concatenate([a, b]))
     cdf_a = np.searchsorted(a, points, side="right") / len(a)
     cdf_b = np.searchsorted(b, points, side="right") / len(b)
     return float(np.max(np.abs(cdf_a - cdf_b)))
@@ -337,16 +359,17 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
     return float(min(1.0, max(0.0, terms.sum())))
 
 
-def chi2_quantile(df: int) -> float:
-    """The chi-squared quantile at ``1 - SIGNIFICANCE`` (Wilson-Hilferty; 3 % accurate)."""
+def chi2_quantile(df: int, alpha: float = SIGNIFICANCE) -> float:
+    """The chi-squared quantile at ``1 - alpha`` (Wilson-Hilferty; a few % accurate)."""
     if df <= 0:
         return 0.0
     h = 2.0 / (9.0 * df)
-    return float(df * (1.0 - h + _Z * math.sqrt(h)) ** 3)
+    z = NormalDist().inv_cdf(1.0 - alpha)
+    return float(df * (1.0 - h + z * math.sqrt(h)) ** 3)
 
 
-def psi_noise(n_bins: int, n: int, n_reference: int) -> float:
-    """The PSI that sampling noise alone exceeds with probability ``SIGNIFICANCE``.
+def psi_noise(n_bins: int, n: int, n_reference: int, alpha: float = SIGNIFICANCE) -> float:
+    """The PSI that sampling noise alone exceeds with probability ``alpha``.
 
     ``n_eff * PSI`` is about chi-squared with ``n_bins - 1`` degrees of freedom when both
     sides are samples of one distribution (``n_eff = 1 / (1/n + 1/n_reference)``).
@@ -354,7 +377,7 @@ def psi_noise(n_bins: int, n: int, n_reference: int) -> float:
     if n <= 0:
         return math.inf
     inv = 1.0 / n + (1.0 / n_reference if n_reference > 0 else 0.0)
-    return chi2_quantile(n_bins - 1) * inv
+    return chi2_quantile(n_bins - 1, alpha) * inv
 
 
 # the report
@@ -432,9 +455,10 @@ def _status(
     psi_warn: float,
     psi_alert: float,
     ks_alert: float,
+    alpha: float,
 ) -> str:
     psi_counts = psi_value > noise
-    ks_counts = ks is not None and ks_p is not None and ks >= ks_alert and ks_p < SIGNIFICANCE
+    ks_counts = ks is not None and ks_p is not None and ks >= ks_alert and ks_p < alpha
     if (psi_counts and psi_value >= psi_alert) or ks_counts:
         return ALERT
     if psi_counts and psi_value >= psi_warn:
@@ -442,23 +466,59 @@ def _status(
     return OK
 
 
+def pooled(expected: FloatArray, actual: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
+    """Pool the bins that expect fewer than ``MIN_EXPECTED`` of ``n`` records.
+
+    PSI, like the chi-squared test it approximates, misreads bins expected to hold a record or
+    two: a rare category that happens to be absent from a small window scores
+    ``e * ln(e / EPS)``, several times what its share warrants.  So, as for a chi-squared test,
+    the rare bins are pooled, and while the pool still expects fewer than ``MIN_EXPECTED``
+    records the smallest other bins join it; at least two bins always remain.  E.g. a window of
+    200 leads pools the countries under 2.5 % with the smallest common one, while a window of
+    20,000 keeps them all apart.  A surge of new or rare categories still shows in the pool.
+    """
+    k = len(expected)
+    if k <= 2:
+        return expected, actual
+    order = np.argsort(expected, kind="stable")  # smallest first
+    expect = expected[order] * n
+    take = int(np.count_nonzero(expect < MIN_EXPECTED))  # every rare bin
+    while take < k and expect[:take].sum() < MIN_EXPECTED:  # grow the pool until it counts
+        take += 1
+    take = min(take, k - 1)
+    if take < 2:
+        return expected, actual
+    pool, keep = order[:take], np.sort(order[take:])  # the kept bins in their order
+    return (
+        np.append(expected[keep], expected[pool].sum()),
+        np.append(actual[keep], actual[pool].sum()),
+    )
+
+
+def _psi_noise(
+    expected: FloatArray, actual: FloatArray, n: int, n_reference: int, alpha: float
+) -> tuple[float, float]:
+    e, a = pooled(expected, actual, n)
+    used = int(np.count_nonzero((e > 0) | (a > 0)))
+    return psi(e, a), psi_noise(used, n, n_reference, alpha)
+
+
 def _numeric_drift(
-    name: str, kind: str, profile: Mapping[str, Any], values: Any, n_reference: int
+    name: str, kind: str, profile: Mapping[str, Any], values: Any, n_reference: int, alpha: float
 ) -> FeatureDrift:
     x = _finite(values)
     edges = profile["edges"]
     counts = _bin_counts(x, edges)
     actual = counts / len(x) if len(x) else np.zeros(len(edges) + 1)
     expected = np.asarray(profile["proportions"], dtype=np.float64)
-    value = psi(expected, actual)
-    used = int(np.count_nonzero((expected > 0) | (actual > 0)))
+    value, noise = _psi_noise(expected, actual, len(x), int(profile.get("n") or n_reference), alpha)
     sample = np.asarray(profile["sample"], dtype=np.float64)
     ks = ks_statistic(sample, x)
     out = FeatureDrift(
         name=name,
         kind=kind,
         psi=value,
-        psi_noise=psi_noise(used, len(x), int(profile.get("n") or n_reference)),
+        psi_noise=noise,
         ks=ks,
         ks_p=ks_pvalue(ks, len(sample), len(x)),
         mean_ref=profile.get("mean"),
@@ -468,7 +528,7 @@ def _numeric_drift(
 
 
 def _categorical_drift(
-    name: str, profile: Mapping[str, Any], values: Sequence[str], n_reference: int
+    name: str, profile: Mapping[str, Any], values: Sequence[str], n_reference: int, alpha: float
 ) -> FeatureDrift:
     shares: dict[str, float] = dict(profile["proportions"])
     shares.setdefault(OTHER, 0.0)
@@ -480,29 +540,24 @@ def _categorical_drift(
     keys = list(shares)
     expected = np.array([shares[k] for k in keys], dtype=np.float64)
     actual = np.array([counts[k] / n if n else 0.0 for k in keys], dtype=np.float64)
-    used = int(np.count_nonzero((expected > 0) | (actual > 0)))
-    return FeatureDrift(
-        name=name,
-        kind="categorical",
-        psi=psi(expected, actual),
-        psi_noise=psi_noise(used, n, int(profile.get("n") or n_reference)),
-    )
+    value, noise = _psi_noise(expected, actual, n, int(profile.get("n") or n_reference), alpha)
+    return FeatureDrift(name=name, kind="categorical", psi=value, psi_noise=noise)
 
 
 def _binary_drift(
-    name: str, profile: Mapping[str, Any], values: Any, n_reference: int
+    name: str, profile: Mapping[str, Any], values: Any, n_reference: int, alpha: float
 ) -> FeatureDrift:
     x = _finite(values)
     rate_ref = float(profile["rate"])
     rate = float((x > 0.5).mean()) if len(x) else 0.0
     expected = np.array([1.0 - rate_ref, rate_ref])
     actual = np.array([1.0 - rate, rate])
-    used = int(np.count_nonzero((expected > 0) | (actual > 0)))
+    value, noise = _psi_noise(expected, actual, len(x), int(profile.get("n") or n_reference), alpha)
     return FeatureDrift(
         name=name,
         kind="binary",
-        psi=psi(expected, actual),
-        psi_noise=psi_noise(used, len(x), int(profile.get("n") or n_reference)),
+        psi=value,
+        psi_noise=noise,
         mean_ref=rate_ref,
         mean_now=rate,
     )
@@ -529,12 +584,16 @@ def compare(
     check_reference(reference)
     p = np.asarray(proba, dtype=np.float64).ravel()
     n = int(cols.numeric.shape[1]) if cols.numeric.shape[0] else len(p)
+    # Bonferroni: SIGNIFICANCE bounds the chance that noise flags anything in the report
+    n_psi = len(reference["categorical"]) + len(reference["numeric"]) + len(reference["binary"])
+    alpha = SIGNIFICANCE / (n_psi + 1 + len(reference["numeric"]) + 1)
     thresholds = {
         "psi_warn": psi_warn,
         "psi_alert": psi_alert,
         "ks_alert": ks_alert,
         "min_records": float(min_records),
         "significance": SIGNIFICANCE,
+        "alpha_per_test": alpha,
     }
     if len(p) != n:
         raise InternalError(
@@ -554,12 +613,16 @@ def compare(
         return report
     features: list[FeatureDrift] = []
     for prof, values in zip(reference["categorical"], cols.categorical, strict=True):
-        features.append(_categorical_drift(prof["name"], prof, values, n_ref))
+        features.append(_categorical_drift(prof["name"], prof, values, n_ref, alpha))
     for i, prof in enumerate(reference["numeric"]):
-        features.append(_numeric_drift(prof["name"], "numeric", prof, cols.numeric[i], n_ref))
+        features.append(
+            _numeric_drift(prof["name"], "numeric", prof, cols.numeric[i], n_ref, alpha)
+        )
     for i, prof in enumerate(reference["binary"]):
-        features.append(_binary_drift(prof["name"], prof, cols.binary[i], n_ref))
-    prediction = _numeric_drift("prediction", "prediction", reference["prediction"], p, n_ref)
+        features.append(_binary_drift(prof["name"], prof, cols.binary[i], n_ref, alpha))
+    prediction = _numeric_drift(
+        "prediction", "prediction", reference["prediction"], p, n_ref, alpha
+    )
     for f in [*features, prediction]:
         f.status = _status(
             f.psi,
@@ -569,6 +632,7 @@ def compare(
             psi_warn=psi_warn,
             psi_alert=psi_alert,
             ks_alert=ks_alert,
+            alpha=alpha,
         )
     everything = [*features, prediction]
     report.features = features

@@ -22,6 +22,7 @@ from scoring.drift import (
     ks_statistic,
     load_reference,
     numeric_profile,
+    pooled,
     psi,
     psi_noise,
     reference_bytes,
@@ -38,7 +39,7 @@ from tests.drift_support import (
     train,
 )
 
-RESAMPLE_SEEDS = range(100, 108)
+RESAMPLE_SEEDS = {200: range(100, 140), 1500: range(100, 106)}
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +185,14 @@ def test_psi_noise_bounds_resampling_noise() -> None:
 
 
 @pytest.mark.parametrize("n", [200, 1500])
-def test_a_resampled_copy_is_not_flagged(model, reference, n) -> None:
-    for seed in RESAMPLE_SEEDS:
+@pytest.mark.parametrize("source", ["training", "profile"])
+def test_a_resampled_copy_is_not_flagged(model, reference, n, source) -> None:
+    # training: the reference train_lead_model makes (per-row features of the fit slice, whose
+    # log1p differs from the batch path's in the last bit); profile: build_reference on them all
+    ref = model[0].reference if source == "training" else reference
+    for seed in RESAMPLE_SEEDS[n]:
         cols, proba = window(model, generate_leads(n, seed))
-        report = compare(reference, cols, proba)
+        report = compare(ref, cols, proba)
         assert report.status == "ok", (seed, [(f.name, f.psi, f.ks) for f in report.features])
         assert report.n == n
         assert len(report.features) == 13
@@ -344,3 +349,66 @@ def test_one_prediction_per_record_is_required(model, reference) -> None:
     cols, proba = window(model, generate_leads(300, 800))
     with pytest.raises(InternalError, match="one prediction per feature column"):
         compare(reference, cols, proba[:-1])
+
+
+def test_values_equal_but_for_the_last_bit_are_ties() -> None:
+    import math
+
+    rng = np.random.default_rng(8)
+    employees = np.minimum(np.exp(3.5 + 1.7 * rng.normal(size=5000)).astype(int) + 1, 250_000)
+    by_row = np.array([math.log1p(int(e)) for e in employees])  # how training computes them
+    by_batch = np.log1p(employees.astype(np.float64))  # how a scoring batch does
+    assert (by_row != by_batch).any()
+    prof = numeric_profile(by_row)
+    ref = {
+        "format": "junction.drift-reference.v1",
+        "spec": {},
+        "n": len(by_row),
+        "numeric": [{"name": "log_employees", **prof}],
+        "categorical": [],
+        "binary": [],
+        "prediction": prof,
+    }
+    cols = FeatureColumns((), by_batch[None, :], np.empty((0, len(by_batch))), None)
+    report = compare(ref, cols, by_batch)
+    assert report.features[0].psi == pytest.approx(0.0, abs=1e-12)
+    assert ks_statistic(by_row, by_batch) == 0.0
+
+
+def test_rare_bins_are_pooled_until_they_count() -> None:
+    expected = np.array([0.6, 0.3, 0.08, 0.015, 0.005, 0.0])
+    actual = np.array([0.6, 0.3, 0.1, 0.0, 0.0, 0.0])
+    # 200 records: 0.015, 0.005 and 0.0 expect 3, 1 and 0 records: pooled, then with 0.08
+    e, a = pooled(expected, actual, 200)
+    assert e.tolist() == pytest.approx([0.6, 0.3, 0.1])
+    assert a.tolist() == pytest.approx([0.6, 0.3, 0.1])
+    # 20,000 records: only the empty bin is rare; it joins the smallest other bin
+    e, a = pooled(expected, actual, 20_000)
+    assert e.tolist() == pytest.approx([0.6, 0.3, 0.08, 0.015, 0.005])
+    # two bins always stay two (a binary feature)
+    e, _ = pooled(np.array([0.99, 0.01]), np.array([0.9, 0.1]), 200)
+    assert len(e) == 2
+    # an absent rare category of a small window no longer reads as drift
+    shares = {
+        "US": 0.39,
+        "GB": 0.15,
+        "DE": 0.15,
+        "CA": 0.12,
+        "AU": 0.1,
+        "FR": 0.07,
+        "missing": 0.02,
+    }
+    values = ["US"] * 80 + ["GB"] * 30 + ["DE"] * 30 + ["CA"] * 24 + ["AU"] * 20 + ["FR"] * 16
+    ref = {
+        "format": "junction.drift-reference.v1",
+        "spec": {},
+        "n": 100_000,
+        "numeric": [],
+        "categorical": [{"name": "country", "n": 100_000, "proportions": shares}],
+        "binary": [],
+        "prediction": numeric_profile(np.linspace(0, 1, 1000)),
+    }
+    cols = FeatureColumns((values,), np.empty((0, 200)), np.empty((0, 200)), None)
+    report = compare(ref, cols, np.linspace(0, 1, 200), min_records=1)
+    assert report.features[0].psi < 0.05
+    assert report.status == "ok"
