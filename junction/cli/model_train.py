@@ -344,7 +344,8 @@ def train(
         int, typer.Option("--cv", min=0, help="Also report K-fold CV ROC AUC (0: none).")
     ] = 0,
     label_column: Annotated[
-        str | None, typer.Option(help="CSV column of the label (default: the spec's).")
+        str | None,
+        typer.Option(help="CSV column of the label (default: the spec's, or converted)."),
     ] = None,
     positive: Annotated[
         list[str] | None,
