@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -13,7 +14,7 @@ from scoring.drift import build_reference, write_reference
 from scoring.lead_spec import LEAD_SPEC
 from scoring.registry import save_model
 from scoring.spec import to_matrix
-from scoring.synthetic import generate_leads
+from scoring.synthetic import generate_lead_csv_rows, generate_leads
 from scoring.train import TrainedModel, train_lead_model
 
 TRAIN_N = 4000
@@ -68,3 +69,52 @@ def shift_source_mix(leads: list[dict[str, Any]], seed: int = 3) -> list[dict[st
         if rng.random() < 0.5:
             lead["lead_source"] = "referral"
     return leads
+
+
+DRIFT_CONFIG = """\
+store: "{store}"
+models_dir: {models}
+pipelines:
+  leads:
+    source: {{connector: csv_file, path: inbox/*.csv, settle_seconds: 0}}
+    mapping: csv.lead
+    scoring:
+      model: lead-score
+      version: "{version}"
+      drift: {{window_s: 3600, min_records: 200, retrain: {retrain}}}
+channels:
+  file.ops: {{folder: "{alerts}", format: jsonl}}
+alerts:
+  to: [file.ops]
+"""
+
+
+def write_drift_config(
+    tmp_path: Path, store_url: str, models: Path, version: str = "1", retrain: bool = False
+) -> Path:
+    """A hub config: CSV pipeline ``leads`` scored by ``version`` with drift checks, alerts to
+    ``file.ops`` (a JSONL file channel)."""
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    path = tmp_path / "junction.yaml"
+    path.write_text(
+        DRIFT_CONFIG.format(
+            store=store_url,
+            models=models,
+            version=version,
+            retrain=str(retrain).lower(),
+            alerts=tmp_path / "alerts",
+        )
+    )
+    return path
+
+
+def drop_leads(tmp_path: Path, name: str, n: int, seed: int, *, shift: bool = False) -> None:
+    """Write ``n`` synthetic leads as CSV into ``tmp_path/inbox`` (page views tripled: shift)."""
+    rows = list(generate_lead_csv_rows(n, seed, messy=False))
+    if shift:  # engagement tripled: a numeric mean shift
+        for row in rows:
+            row["page_views"] = str(int(row["page_views"]) * 3 + 4)
+    with (tmp_path / "inbox" / name).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -4,7 +4,6 @@ its saved report, its ``model.drift`` event and the alert delivered through the 
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -18,26 +17,8 @@ from junction.pipeline.hub import Hub
 from junction.store.drift import latest_reports, list_reports
 from junction.store.events import list_events
 from scoring.stages import production_version
-from scoring.synthetic import generate_lead_csv_rows
-from tests.drift_support import save_version, train
+from tests.drift_support import drop_leads, save_version, train, write_drift_config
 from tests.integration.helpers import rows_of
-
-CONFIG = """\
-store: "{store}"
-models_dir: {models}
-pipelines:
-  leads:
-    source: {{connector: csv_file, path: inbox/*.csv, settle_seconds: 0}}
-    mapping: csv.lead
-    scoring:
-      model: lead-score
-      version: "{version}"
-      drift: {{window_s: 3600, min_records: 200, retrain: {retrain}}}
-channels:
-  file.ops: {{folder: "{alerts}", format: jsonl}}
-alerts:
-  to: [file.ops]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -48,32 +29,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_version(root, trained, leads)
     save_version(root, trained, leads, reference=False)
     return root
-
-
-def _config(tmp_path: Path, store_url: str, models: Path, version: str = "1", retrain=False):
-    (tmp_path / "inbox").mkdir(exist_ok=True)
-    path = tmp_path / "junction.yaml"
-    path.write_text(
-        CONFIG.format(
-            store=store_url,
-            models=models,
-            version=version,
-            retrain=str(retrain).lower(),
-            alerts=tmp_path / "alerts",
-        )
-    )
-    return path
-
-
-def _drop(tmp_path: Path, name: str, n: int, seed: int, *, shift: bool = False) -> None:
-    rows = list(generate_lead_csv_rows(n, seed, messy=False))
-    if shift:  # engagement tripled: a numeric mean shift
-        for row in rows:
-            row["page_views"] = str(int(row["page_views"]) * 3 + 4)
-    with (tmp_path / "inbox" / name).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _ingest(cfg_path: Path) -> Hub:
@@ -92,8 +47,8 @@ def _alert_rows(store_url: str) -> list[tuple]:
 
 
 def test_a_resampled_copy_is_ok_and_alerts_nobody(tmp_path, store_url, models) -> None:
-    cfg_path = _config(tmp_path, store_url, models)
-    _drop(tmp_path, "a.csv", 800, seed=21)
+    cfg_path = write_drift_config(tmp_path, store_url, models)
+    drop_leads(tmp_path, "a.csv", 800, seed=21)
     hub = _ingest(cfg_path)
     try:
         report = run_drift_check(hub.store, hub.cfg, "leads")
@@ -113,8 +68,8 @@ def test_a_resampled_copy_is_ok_and_alerts_nobody(tmp_path, store_url, models) -
 
 
 def test_an_injected_shift_alerts_through_the_alert_channel(tmp_path, store_url, models) -> None:
-    cfg_path = _config(tmp_path, store_url, models, retrain=True)
-    _drop(tmp_path, "a.csv", 800, seed=22, shift=True)
+    cfg_path = write_drift_config(tmp_path, store_url, models, retrain=True)
+    drop_leads(tmp_path, "a.csv", 800, seed=22, shift=True)
     hub = _ingest(cfg_path)
     try:
         report = run_drift_check(hub.store, hub.cfg, "leads")
@@ -158,8 +113,8 @@ def test_an_injected_shift_alerts_through_the_alert_channel(tmp_path, store_url,
 
 
 def test_a_warning_alerts_and_the_quiet_window_is_per_status(tmp_path, store_url, models) -> None:
-    cfg_path = _config(tmp_path, store_url, models)
-    _drop(tmp_path, "a.csv", 800, seed=23, shift=True)
+    cfg_path = write_drift_config(tmp_path, store_url, models)
+    drop_leads(tmp_path, "a.csv", 800, seed=23, shift=True)
     hub = _ingest(cfg_path)
     try:
         # the same data against a lenient threshold warns instead: another status, another alert
@@ -180,8 +135,8 @@ def test_a_warning_alerts_and_the_quiet_window_is_per_status(tmp_path, store_url
 
 
 def test_a_version_without_a_reference_is_reported_not_crashed(tmp_path, store_url, models) -> None:
-    cfg_path = _config(tmp_path, store_url, models, version="2")
-    _drop(tmp_path, "a.csv", 300, seed=24, shift=True)
+    cfg_path = write_drift_config(tmp_path, store_url, models, version="2")
+    drop_leads(tmp_path, "a.csv", 300, seed=24, shift=True)
     hub = _ingest(cfg_path)
     try:
         report = run_drift_check(hub.store, hub.cfg, "leads")
@@ -196,12 +151,12 @@ def test_a_version_without_a_reference_is_reported_not_crashed(tmp_path, store_u
 
 
 def test_a_small_or_old_window_is_insufficient(tmp_path, store_url, models) -> None:
-    cfg_path = _config(tmp_path, store_url, models)
-    _drop(tmp_path, "a.csv", 120, seed=25, shift=True)
+    cfg_path = write_drift_config(tmp_path, store_url, models)
+    drop_leads(tmp_path, "a.csv", 120, seed=25, shift=True)
     hub = _ingest(cfg_path)
     try:
         small = run_drift_check(hub.store, hub.cfg, "leads")
-        _drop(tmp_path, "b.csv", 400, seed=26, shift=True)
+        drop_leads(tmp_path, "b.csv", 400, seed=26, shift=True)
         hub.run_once()
         # two hours later the window (an hour) holds none of these scores
         old = run_drift_check(hub.store, hub.cfg, "leads", now=time.time() + 7200)
@@ -217,7 +172,7 @@ def test_a_small_or_old_window_is_insufficient(tmp_path, store_url, models) -> N
 
 
 def test_the_version_is_the_pin_else_the_production_stage(tmp_path, store_url, models) -> None:
-    cfg = load_config(_config(tmp_path, store_url, models, version="2"))
+    cfg = load_config(write_drift_config(tmp_path, store_url, models, version="2"))
     assert model_version(cfg, "leads") == ("lead-score", "2")
     scoring = cfg.pipelines["leads"].scoring.model_copy(update={"version": None})
     pipe = cfg.pipelines["leads"].model_copy(update={"scoring": scoring})
@@ -229,7 +184,7 @@ def test_the_version_is_the_pin_else_the_production_stage(tmp_path, store_url, m
 
 
 def test_a_pinned_version_that_does_not_exist_is_reported(tmp_path, store_url, models) -> None:
-    cfg = load_config(_config(tmp_path, store_url, models, version="9"))
+    cfg = load_config(write_drift_config(tmp_path, store_url, models, version="9"))
     hub = Hub(cfg)
     try:
         report = run_drift_check(hub.store, cfg, "leads")

@@ -10,9 +10,8 @@ from typer.testing import CliRunner, Result
 
 from junction.cli.main import app
 from junction.pipeline.hub import Hub
-from tests.drift_support import save_version, train
+from tests.drift_support import drop_leads, save_version, train, write_drift_config
 from tests.integration.helpers import scalar
-from tests.integration.test_drift_job import _config, _drop
 
 runner = CliRunner()
 
@@ -31,8 +30,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def config(tmp_path: Path, models: Path) -> Path:
     url = f"sqlite:///{tmp_path / 'j.db'}"
-    cfg = _config(tmp_path, url, models)
-    _drop(tmp_path, "a.csv", 500, seed=31, shift=True)
+    cfg = write_drift_config(tmp_path, url, models)
+    drop_leads(tmp_path, "a.csv", 500, seed=31, shift=True)
     hub = Hub.from_file(cfg)
     try:
         hub.run_once()
