@@ -6,13 +6,13 @@ trees (:func:`scoring.pipelines.build_trees`, sigmoid-calibrated on a held-out s
 
 * single row, p50/p99 over ``--single`` calls: raw ``predict_proba`` on the prepared 1-row
   object array (``scoring.spec.to_matrix``; a 1-row pandas DataFrame too when pandas is
-  installed) beside the compiled path from the canonical lead dict to a ``Score``
-  (extraction, margin, probability, grade, top-3 factors): ``SklearnLeadScorer.score_one``
-  for the linear model, ``CompiledTreeModel.explain_row`` + calibration + a top-k sort for
-  the trees.  Goal (issue 7): ≥ 20x faster.
+  installed) beside the hub's scorer, ``SklearnLeadScorer.score_one``, from the canonical
+  lead dict to a ``Score`` (extraction, margin, calibrated probability, grade, top-3
+  factors, reasons, data sufficiency) over the compiled model (``CompiledLinearModel``, or
+  ``CompiledTreeModel`` with its compiled calibration).  Goal (issue 7): ≥ 20x faster.
 * batch of ``--batch`` rows, median of ``--repeat``: raw ``predict_proba`` on the prepared
-  ``(n, 13)`` array beside the compiled path from the list of canonical dicts (feature
-  extraction, margins, probabilities, grades and top-3 factors of every row).
+  ``(n, 13)`` array beside ``SklearnLeadScorer.score_columns`` from the list of canonical
+  dicts (feature extraction, margins, probabilities, grades and top-3 factors of every row).
   Goal: ≥ 0.5 of raw rows/s.
 
 The trees' raw figures are given for the calibrated model (what the compiled one computes)
@@ -33,64 +33,14 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from schemas.score import Factor, Score
 from scoring.lead_spec import LEAD_SPEC
 from scoring.spec import to_matrix
-
-TOP_K = 3
-THRESHOLDS = (0.75, 0.5, 0.25)
-_GRADES = np.array(["A", "B", "C", "D"], dtype=object)
-
-
-def _grade(value: float) -> str:
-    a, b, c = THRESHOLDS
-    return "A" if value >= a else "B" if value >= b else "C" if value >= c else "D"
-
-
-def _by_magnitude(term: tuple[str, float]) -> float:
-    return abs(term[1])
-
-
-class TreeScorerPath:
-    """The compiled trees' scoring path, shaped like ``SklearnLeadScorer`` (bench only)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.names = np.array(model.term_names, dtype=object)
-
-    def score_one(self, record: Mapping[str, Any]) -> Score:
-        """Score one canonical lead into a Score."""
-        z, terms = self.model.explain_row(LEAD_SPEC.extract(record))
-        value = self.model.calibration.apply_one(z)
-        top = sorted(terms, key=_by_magnitude, reverse=True)[:TOP_K]
-        return Score(
-            value=value,
-            grade=_grade(value),
-            top_factors=[Factor(feature=n, contribution=c) for n, c in top if c],
-            model="bench-trees",
-            model_version="1",
-        )
-
-    def score_columns(self, records: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
-        """Values, grades and top factors of a batch, column by column."""
-        cols, errors = LEAD_SPEC.extract_columns(records)
-        if errors:
-            raise RuntimeError("the bench leads are all valid")
-        z, contrib, terms = self.model.explain_columns(cols)
-        values = self.model.calibration.apply(z)
-        a, b, c = THRESHOLDS
-        grades = _GRADES[(values < a).astype(np.intp) + (values < b) + (values < c)].tolist()
-        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :TOP_K]
-        top = np.take_along_axis(contrib, order, axis=1).tolist()
-        names = self.names[np.take_along_axis(terms, order, axis=1)].tolist()
-        factors = [list(zip(n, v, strict=True)) for n, v in zip(names, top, strict=True)]
-        return values.tolist(), grades, factors
 
 
 def _latency(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
@@ -223,7 +173,7 @@ def _measure(
         print("  (pandas is not installed: the 1-row DataFrame line is skipped)")
     p50, p99 = _latency(lambda: ours.score_one(inp.one), sizes.single)
     fig["ours_p50_us"], fig["ours_p99_us"] = p50, p99
-    print(f"  {'compiled score_one (dict -> Score, top-3)':<60} {p50:>10.1f} {p99:>10.1f}")
+    print(f"  {'SklearnLeadScorer.score_one (dict -> Score, top-3)':<60} {p50:>10.1f} {p99:>10.1f}")
     fig["speedup_p50"] = fig["raw_pipeline_p50_us"] / p50
     fig["speedup_p99"] = fig["raw_pipeline_p99_us"] / p99
     print(
@@ -241,7 +191,7 @@ def _measure(
     rate = _rate(lambda: ours.score_columns(inp.records), sizes.batch, sizes.repeat)
     fig["ours_rows_s"] = rate
     fig["batch_ratio"] = rate / fig["raw_pipeline_rows_s"]
-    print(f"  {'compiled score_columns (list of dicts -> top-3)':<60} {rate:>10,.0f}")
+    print(f"  {'SklearnLeadScorer.score_columns (list of dicts)':<60} {rate:>10,.0f}")
     print(f"  ratio vs raw pipeline {fig['batch_ratio']:.2f} (goal >= 0.5)")
     return fig
 
@@ -254,7 +204,10 @@ def run(rows: int = 20_000, batch: int = 10_000, single: int = 2_000, repeat: in
     seed = 7
     models = _train(rows, seed)
     lr_scorer = SklearnLeadScorer(models["linear"], name="bench-linear", version="1")
-    tree_path = TreeScorerPath(models["compiled_trees"])
+    compiled_trees = models["compiled_trees"]
+    tree_scorer = SklearnLeadScorer(
+        compiled_trees, name="bench-trees", version="1", calibration=compiled_trees.calibration
+    )
     records = generate_leads(batch, seed=seed + 1)
     for r in records:
         r.pop("converted")
@@ -280,7 +233,7 @@ def run(rows: int = 20_000, batch: int = 10_000, single: int = 2_000, repeat: in
         ("linear", lr_scorer, [("pipeline", models["linear"])]),
         (
             "trees",
-            tree_path,
+            tree_scorer,
             [("pipeline", models["trees"]), ("calibrated", models["calibrated"])],
         ),
     ]
