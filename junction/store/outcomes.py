@@ -44,6 +44,13 @@ def lead_id(pipeline: str, source_key: str) -> str:
     return f"{pipeline}:{source_key}"
 
 
+def record_lead(pipeline: str, record_id: str, source_key: str | None) -> str:
+    """The lead id of a stored record (its id ``<pipeline>:<key>`` gives the key without one)."""
+    if not source_key:
+        source_key = record_id.removeprefix(f"{pipeline}:")
+    return lead_id(pipeline, source_key)
+
+
 def upsert_outcomes(conn: Connection, dialect: str, rows: Sequence[OutcomeRow]) -> int:
     """Write outcomes in the caller's transaction; the latest ``observed_at`` per lead wins.
 
@@ -95,7 +102,7 @@ def resolve_lead_ids(conn: Connection, record_ids: Iterable[str]) -> dict[str, s
         for rid, pipeline, source_key in conn.execute(
             select(r.id, r.pipeline, r.source_key).where(r.id.in_(ids[at : at + _CHUNK]))
         ):
-            found[rid] = lead_id(pipeline, source_key or rid.partition(":")[2])
+            found[rid] = record_lead(pipeline, rid, source_key)
     return found
 
 
@@ -168,7 +175,7 @@ def scored_outcomes(store: Store, pipeline: str, kind: str = "converted") -> lis
         )
         first: dict[tuple[str, str], ScoredOutcome] = {}
         for rid, source_key, variant, version, value, scored_at in rows:
-            lead = lead_id(pipeline, source_key or rid.partition(":")[2])
+            lead = record_lead(pipeline, rid, source_key)
             label = labels.get(lead)
             if label is None or (lead, variant) in first:
                 continue
@@ -199,7 +206,7 @@ def training_rows(
         seen: set[str] = set()
         out: list[tuple[dict[str, Any], int]] = []
         for rid, source_key, payload in conn.execute(query.order_by(r.received_at, r.id)):
-            lead = lead_id(pipeline, source_key or rid.partition(":")[2])
+            lead = record_lead(pipeline, rid, source_key)
             label = labels.get(lead)
             if label is None or lead in seen:
                 continue
@@ -214,6 +221,7 @@ __all__ = [
     "OutcomeRow",
     "ScoredOutcome",
     "lead_id",
+    "record_lead",
     "record_outcomes",
     "resolve_lead_ids",
     "scored_outcomes",
