@@ -126,7 +126,8 @@ def promote_if_better(
         The gate's result; ``promoted`` says whether production changed.
 
     Raises:
-        ConfigError: bad ``metric`` or ``margin``.
+        ConfigError: bad ``metric`` or ``margin``, or production changed while the gate
+            judged (code ``production_changed``: nothing was promoted).
         ModelLoadError: unknown version, a version that fails to load, or a corrupt
             ``stages.json``.
     """
@@ -146,5 +147,6 @@ def promote_if_better(
         stage(models_dir, name, version, "staging", actor=actor, reason=f"gate: {result.reason}")
         return result
     why = f"{reason}; gate: {result.reason}" if reason else f"gate: {result.reason}"
-    promote(models_dir, name, version, actor=actor, reason=why)
+    expect = stored.production if stored is not None else None
+    promote(models_dir, name, version, actor=actor, reason=why, expect=expect)
     return GateResult(**{**result.__dict__, "promoted": True})

@@ -51,6 +51,7 @@ from junction.core.errors import ConfigError, ModelLoadError
 from scoring.integrity import CARD_FILE
 
 __all__ = [
+    "ANY_PRODUCTION",
     "STAGES_FILE",
     "Stage",
     "Stages",
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 STAGES_FILE = "stages.json"
+ANY_PRODUCTION = "*"  # promote(expect=...): whatever production is
 LOCK_FILE = ".stages.lock"
 SCHEMA = "junction.model-stages.v1"
 
@@ -438,16 +440,21 @@ def promote(
     actor: str,
     reason: str,
     verify: bool = True,
+    expect: str | None = ANY_PRODUCTION,
 ) -> Stages:
     """Make ``version`` production; the old production version is archived.
 
     Promoting the production version again changes nothing and records nothing.  With
     ``verify`` (the default) the version must pass the registry's integrity checks first.
+    With ``expect`` (a version, or ``None`` for "never promoted") the change happens only if
+    the stored production is still that one: a decision taken on what production was (the
+    promotion gate) is not applied over another writer's change.
 
     Returns:
         The stages after the change.
 
     Raises:
+        ConfigError: production is not ``expect`` any more (code ``production_changed``).
         ModelLoadError: unknown version, a version that fails to load, or a corrupt
             ``stages.json``.
     """
@@ -455,6 +462,12 @@ def promote(
     if verify:
         _verify(models_dir, name, version)
     with _locked(models_dir, name) as stages:
+        if expect != ANY_PRODUCTION and stages.production != expect:
+            raise ConfigError(
+                "production changed meanwhile; look again and retry",
+                context={"model": name, "expected": expect, "production": stages.production},
+                code="production_changed",
+            )
         if stages.production == version:
             return stages
         previous = stages.production

@@ -116,7 +116,11 @@ def _problem(exc: JunctionError) -> ApiProblem:
         return ApiProblem(500, "Registry corrupt", exc.user_message, code=exc.code)
     if isinstance(exc, ModelLoadError):
         return ApiProblem(422, "Model cannot load", exc.user_message, code=exc.code)
-    if isinstance(exc, ConfigError) and exc.code in ("nothing_to_roll_back", "model_in_production"):
+    if isinstance(exc, ConfigError) and exc.code in (
+        "nothing_to_roll_back",
+        "model_in_production",
+        "production_changed",
+    ):
         return ApiProblem(409, "Conflict", exc.user_message, code=exc.code)
     return ApiProblem(400, "Bad request", exc.user_message, code=exc.code)
 

@@ -64,6 +64,16 @@ def test_promoting_production_again_records_nothing(reg: Path) -> None:
     assert stored(reg) == before
 
 
+def test_promote_with_expect_refuses_when_production_moved(reg: Path) -> None:
+    stages.promote(reg, NAME, "1", actor="a", reason="r", expect=None)
+    with pytest.raises(ConfigError, match="production changed") as exc:
+        stages.promote(reg, NAME, "2", actor="a", reason="r", expect="3")
+    assert exc.value.code == "production_changed"
+    assert stages.production_version(reg, NAME) == "1"
+    stages.promote(reg, NAME, "2", actor="a", reason="r", expect="1")
+    assert stages.production_version(reg, NAME) == "2"
+
+
 def test_rollback_walks_back_one_production_at_a_time(reg: Path) -> None:
     stages.promote(reg, NAME, "1", actor="cli:ana", reason="v1")  # records the implicit v3 first
     stages.promote(reg, NAME, "2", actor="cli:ana", reason="v2")
