@@ -1,4 +1,4 @@
-"""``junction model list|show|history|promote|rollback|card``: the model registry and its stages.
+"""``junction model list|show|history|promote|rollback|stage|card``: the registry and its stages.
 
 Every command finds the registry with ``--models-dir`` or, failing that, the ``models_dir`` of
 the hub configuration (``--config``, default ``junction.yaml`` when it exists).  ``promote``
@@ -6,7 +6,7 @@ applies the promotion gate (the candidate's holdout metric must beat production'
 ``--margin``) unless ``--force``; a candidate that fails stays in staging.  ``rollback`` puts
 the previous production version back in one command.  Both record the person (``cli:<login>``)
 in the model's stage history and, when a hub configuration is at hand, in the audit log
-(``model.promote``, ``model.rollback``).
+(``model.promote``, ``model.rollback``; ``stage`` writes ``model.stage``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def fail(exc: JunctionError) -> NoReturn:
     if isinstance(exc, ConfigError) and exc.details:
         err_console.print(exc.details, markup=False, highlight=False)
     raise typer.Exit(2)
+
+
+class StageTo(StrEnum):
+    """Stages ``stage`` puts a version in (production only by promote or rollback)."""
+
+    staging = "staging"
+    archived = "archived"
+    none = "none"
 
 
 class CardFormat(StrEnum):
@@ -341,6 +349,29 @@ def rollback(
         {"version": after.production, "previous": before, "reason": reason},
     )
     typer.echo(f"{name}: production {before} -> {after.production} (rolled back)")
+
+
+@app.command("stage")
+def set_stage(
+    name: NameArg,
+    version: Annotated[str, typer.Argument(help="The version to move.")],
+    to: Annotated[StageTo, typer.Option("--to", help="staging, archived or none.")] = (
+        StageTo.staging
+    ),
+    reason: ReasonOpt = "",
+    models_dir: ModelsDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Put a version in staging, archive it, or clear its stage (never the production one)."""
+    reg = Registry(models_dir, config)
+    try:
+        stages.stage(reg.root, name, version, to.value, actor=cli_actor(), reason=reason)
+    except JunctionError as exc:
+        fail(exc)
+    reg.audit(
+        "model.stage", f"model:{name}", {"version": version, "to": to.value, "reason": reason}
+    )
+    typer.echo(f"{name}: v{version} is now {to.value}")
 
 
 @app.command("card")

@@ -137,6 +137,18 @@ def test_rollback_with_nothing_earlier_fails_clearly(reg: Path) -> None:
     assert "model=lead-score" in result.stderr
 
 
+def test_stage_moves_a_version_but_never_the_production_one(config: Path, reg: Path) -> None:
+    assert invoke("stage", NAME, "2", "-c", str(config)).exit_code == 0
+    assert stages.staging_version(reg, NAME) == "2"
+    archived = invoke("stage", NAME, "1", "--to", "archived", "-r", "old", "-c", str(config))
+    assert archived.stdout.strip() == "lead-score: v1 is now archived"
+    assert stages.stage_of(reg, NAME, "1") == "archived"
+    refused = invoke("stage", NAME, "3", "--to", "archived", "-c", str(config))
+    assert refused.exit_code == 2
+    assert "in production" in refused.stderr
+    assert [e[1] for e in audit_entries(config)] == ["model.stage", "model.stage"]
+
+
 def test_card_prints_json_or_markdown(reg: Path) -> None:
     as_json = invoke("card", NAME, "2", "--format", "json", "--models-dir", str(reg))
     assert as_json.exit_code == 0
