@@ -145,14 +145,23 @@ def ab_report_cmd(
     kind: Annotated[str, typer.Option(help="Outcome kind to evaluate.")] = "converted",
     boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for lift.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only leads first scored at or after this time (the test's start)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
 ) -> None:
     """Per-variant AUC and lift with 95 % intervals, and whether the challenger differs."""
     from junction.store.outcomes import scored_outcomes
     from scoring.abreport import ab_report
 
+    try:
+        start = None if since is None else parse_time(since, 0.0)
+    except ValueError:
+        typer.echo("--since must be ISO 8601 or Unix seconds", err=True)
+        raise typer.Exit(2) from None
     with open_store(config) as store:
-        rows = scored_outcomes(store, pipeline, kind)
+        rows = scored_outcomes(store, pipeline, kind, since=start)
     arms: dict[str, tuple[list[int], list[float]]] = {}
     versions: dict[str, list[str]] = {}
     for r in rows:

@@ -156,11 +156,15 @@ def _labels(conn: Connection, pipeline: str, kind: str) -> dict[str, int]:
     return {rid: int(label) for rid, label in rows}
 
 
-def scored_outcomes(store: Store, pipeline: str, kind: str = "converted") -> list[ScoredOutcome]:
-    """Each labelled lead's earliest score per variant, with its label (for A/B reports).
+def scored_outcomes(
+    store: Store, pipeline: str, kind: str = "converted", *, since: float | None = None
+) -> list[ScoredOutcome]:
+    """Each labelled lead's earliest score, with its variant and label (for A/B reports).
 
-    A lead normally sits in one variant; one that moved (the split was re-drawn) counts in each
-    variant it was scored in.
+    A lead counts once, in the variant of its first score (the prediction made before the
+    outcome was known): later scores (a new version of the lead, a re-score, a re-drawn split)
+    never move it to the other arm, so the two arms stay disjoint.  With ``since`` a lead whose
+    first score is older (scored before the test began) is left out.
     """
     s, r = t.scores.c, t.records.c
     with store.begin() as conn:
@@ -173,16 +177,19 @@ def scored_outcomes(store: Store, pipeline: str, kind: str = "converted") -> lis
             .where(r.pipeline == pipeline)
             .order_by(s.scored_at, s.record_id, s.model_version)
         )
-        first: dict[tuple[str, str], ScoredOutcome] = {}
+        first: dict[str, ScoredOutcome | None] = {}
         for rid, source_key, variant, version, value, scored_at in rows:
             lead = record_lead(pipeline, rid, source_key)
             label = labels.get(lead)
-            if label is None or (lead, variant) in first:
+            if label is None or lead in first:
                 continue
-            first[(lead, variant)] = ScoredOutcome(
+            if since is not None and scored_at < since:
+                first[lead] = None  # scored before the test: not in either arm
+                continue
+            first[lead] = ScoredOutcome(
                 lead, variant, version, float(value), float(scored_at), label
             )
-    return list(first.values())
+    return [v for v in first.values() if v is not None]
 
 
 def training_rows(

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from junction.api.app import API_PREFIX, create_app
@@ -215,10 +216,38 @@ def test_every_score_has_its_variant_and_outcomes_feed_the_report(crm) -> None:
     assert chal["auc"] > 0.6
     assert report["auc"]["p_value"] is not None
     assert report["verdict"]
-    text = CliRunner().invoke(model_cli, ["ab-report", "-p", "crm", "--config", str(cfg)])
-    assert text.exit_code == 0, text.output
-    assert "verdict:" in text.output
-    assert "challenger - production, auc" in text.output
+    shown = CliRunner().invoke(model_cli, ["ab-report", "-p", "crm", "--config", str(cfg)])
+    assert shown.exit_code == 0, shown.output
+    assert "verdict:" in shown.output
+    assert "challenger - production, auc" in shown.output
+
+    # a later score in the other arm (a re-score, a re-drawn split) does not move a lead
+    rid, variant, _ = rows[0]
+    other = "production" if variant == "challenger" else "challenger"
+    store = Store.open(url)
+    try:
+        with store.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO scores (record_id, model_version, model, value, grade, factors,"
+                    " variant, scored_at) VALUES (:r, '9', 'lead-score', 0.5, 'B', '[]', :v, :t)"
+                ),
+                {"r": rid, "v": other, "t": second_scored + 1000},
+            )
+        again_scored = scored_outcomes(store, "crm")
+        # leads first scored before the test began are left out
+        assert scored_outcomes(store, "crm", since=second_scored + 1) == []
+    finally:
+        store.close()
+    assert sorted((o.lead, o.variant) for o in again_scored) == sorted(
+        (o.lead, o.variant) for o in scored
+    )
+    late = CliRunner().invoke(
+        model_cli,
+        ["ab-report", "-p", "crm", "--config", str(cfg), "--since", "2999-01-01T00:00:00Z"],
+    )
+    assert late.exit_code == 0, late.output
+    assert "verdict: not enough outcomes" in late.output
 
 
 def test_the_latest_observation_wins(crm) -> None:
