@@ -33,7 +33,7 @@ def resolve_model_dir(models_dir: str, cfg: ScoringConfig) -> Path:
         return version_dir(root, cfg.model, cfg.version)
     current = production_version(root, cfg.model)
     if current is not None:
-        return root / cfg.model / current
+        return version_dir(root, cfg.model, current)  # its folder may have been deleted
     if versions(root, cfg.model):
         raise ModelLoadError(
             "the model has no production version: promote one (junction model promote)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,14 @@ def test_no_production_among_existing_versions_refuses_to_guess(
         resolve_model_dir(str(reg), ScoringConfig())
     assert exc.value.code == "no_production_version"
     assert not (reg / NAME / "2").exists()  # no default model trained over it
+
+
+def test_a_deleted_production_folder_is_named(reg: Path) -> None:
+    stages.promote(reg, NAME, "2", actor="a", reason="r")
+    shutil.rmtree(reg / NAME / "2")
+    with pytest.raises(ModelLoadError, match="no such version") as exc:
+        resolve_model_dir(str(reg), ScoringConfig())
+    assert exc.value.context == {"model": NAME, "version": "2"}
 
 
 def test_a_corrupt_stages_file_refuses_to_score(reg: Path) -> None:
