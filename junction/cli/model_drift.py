@@ -88,8 +88,9 @@ def show_report(report: DriftReport) -> None:
     for f in features:
         table.add_row(f.name, f.kind, _num(f.psi), _num(f.ks), _status(f.status))
     console.print(table)
-    if report.worst and report.status in ("warn", "alert"):
-        console.print(f"  worst: {', '.join(report.worst)}", markup=False, highlight=False)
+    drifted = [f.name for f in features if f.status != "ok"]
+    if drifted:
+        console.print(f"  drifted: {', '.join(drifted)}", markup=False, highlight=False)
 
 
 def show_history(pipeline: str, reports: list[DriftReport]) -> None:

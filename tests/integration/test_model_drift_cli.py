@@ -51,7 +51,7 @@ def test_drift_shows_runs_and_lists_reports(config: Path) -> None:
     assert "n=500 · status alert" in ran.output
     for word in ("feature", "kind", "PSI", "KS", "page_views", "numeric", "prediction"):
         assert word in ran.output
-    assert "worst: page_views" in ran.output
+    assert "drifted: page_views" in ran.output
     # the run alerted like the scheduled check does
     url = f"sqlite:///{config.parent / 'j.db'}"
     assert scalar(url, "SELECT count(*) FROM deliveries WHERE channel = 'file.ops'") == 1
