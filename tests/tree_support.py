@@ -62,7 +62,12 @@ def toy_labels(rows: Sequence[tuple[Any, ...]], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     z = []
     for colour, size, weight, age, flag in rows:
-        v = 0.25 * (int(colour[1:]) % 5) - 0.6 + (0.8 if size == "xl" else 0.0) + flag
+        v = (
+            0.25 * (int(colour[1:]) % 5 if colour[1:].isdigit() else 0)
+            - 0.6
+            + (0.8 if size == "xl" else 0.0)
+            + flag
+        )
         v += 0.7 if weight != weight else 0.03 * (weight - 50)
         v += 0.0 if age != age else -0.02 * (age - 45)
         z.append(v)

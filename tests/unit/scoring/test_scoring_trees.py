@@ -280,3 +280,42 @@ def test_linear_with_calibration_equals_calibrated_sklearn():
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
         z, _, _ = compiled.explain_columns(columns_from_rows(LEAD_SPEC, test_rows))
         np.testing.assert_allclose(calibration.apply(z), want, rtol=0, atol=1e-9)
+
+
+def test_the_tree_model_travels_in_compiled_json(leads):
+    from scoring.model_file import dump, load
+
+    model: CompiledTreeModel = leads["model"]
+    text = json.dumps(dump(model, model.calibration), allow_nan=False)
+    again, calibration = load(json.loads(text))
+    assert isinstance(again, CompiledTreeModel)
+    assert calibration is not None
+    assert calibration.to_dict() == model.calibration.to_dict()
+    rows = leads["rows"][:100]
+    want = leads["cal"].predict_proba(to_matrix(LEAD_SPEC, rows))[:, 1]
+    got = [calibration.apply_one(again.explain_row(r)[0]) for r in rows]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_splits_on_missing_values_and_rare_categories_route_as_sklearn():
+    # only whether the weight is missing matters: the trees split "NaN or not" (threshold +inf)
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for i in range(2000):
+        missing = rng.random() < 0.3
+        colour = f"once{i}" if i < 40 else f"c{rng.integers(0, 5)}"
+        weight = math.nan if missing else float(rng.normal())
+        rows.append((colour, "s", weight, float(rng.normal()), 0.0))
+        labels.append(int(rng.random() < (0.8 if missing else 0.2)))
+    x = to_matrix(TOY_SPEC, rows)
+    pipe = build_trees(TOY_SPEC, 0, max_iter=20, validation_fraction=0.3)
+    pipe.fit(x, np.array(labels))
+    model = CompiledTreeModel(pipe, TOY_SPEC)
+    assert any("inf" in t["threshold"] for t in model.to_dict()["trees"])
+    test = [*rows[:300], ("once3", "s", math.inf, 0.0, 1.0), ("new", "xl", math.nan, math.nan, 1.0)]
+    xt = to_matrix(TOY_SPEC, test)
+    np.testing.assert_array_equal([model.margin_row(r) for r in test], pipe.decision_function(xt))
+    z, _, _ = model.explain_columns(columns_from_rows(TOY_SPEC, test))
+    np.testing.assert_array_equal(z, pipe.decision_function(xt))
+    again = CompiledTreeModel.from_dict(json.loads(json.dumps(model.to_dict())), TOY_SPEC)
+    assert again.to_dict() == model.to_dict()
