@@ -4,6 +4,7 @@ within the slot, started and stopped by ``junction serve``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,11 @@ def test_a_restart_within_the_slot_does_not_check_again(tmp_path, store_url, mod
     cfg = _cfg(tmp_path, store_url, models, every=3600)
     store = Store.open(store_url)
     try:
-        asyncio.run(_run_for(0.5, DriftChecks(cfg, store, PipelineLeases(store, "h:1:a"))))
-        asyncio.run(_run_for(0.5, DriftChecks(cfg, store, PipelineLeases(store, "h:1:b"))))
+        # mid-slot, whatever the wall clock says: the restart is surely within the same hour
+        t0 = slot_of(time.time(), 3600) + 1800.0
+        for owner, now in (("h:1:a", t0), ("h:1:b", t0 + 600)):
+            checks = DriftChecks(cfg, store, PipelineLeases(store, owner), clock=lambda n=now: n)
+            asyncio.run(_run_for(0.5, checks))
         reports = list_reports(store, pipeline="leads")
         fired, _ = PipelineLeases(store, "h:1:c").snapshot()
     finally:
