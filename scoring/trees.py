@@ -8,10 +8,13 @@ double), then the compiled :class:`~scoring.calibration.Calibration`.
 
 **Routing, as scikit-learn's ``_predict_one_from_raw_data``.**  A numeric split sends ``x``
 left iff ``x <= threshold``, and NaN the way missing values went in training.  A categorical
-split sends a category left iff its code is in the split's left set; a category the trees
-never saw in training (an unseen category, one seen only by the encoder, e.g. in the
-early-stopping slice, or a missing one) goes the missing-value way.  Both are compiled into
-one table per node indexed by a small integer *code* of the row's value: per categorical
+split sends a category left iff its code is in the split's left set, a category the trees
+know (scikit-learn's known-category bitset; in 1.9 every category the encoder saw) but not in
+the set right, and anything else (an unseen category, a missing one) the missing-value way.
+scikit-learn's classifier ordinal-encodes the pipeline's codes once more
+(``_preprocessor``); its left sets and known sets are translated back to the pipeline
+encoder's codes at compile time.  Every split is compiled into one table per node, indexed
+by a small integer *code* of the row's value: per categorical
 feature the category's ordinal code (``len(categories)`` for anything else); per numeric
 feature the number of split thresholds below ``x`` over all trees (``bisect_left``), with
 ``x <= t_k`` iff ``code <= k``, and NaN a code of its own.  A walk is then
@@ -20,18 +23,20 @@ row (:meth:`~CompiledTreeModel.explain_row`) and level by level in numpy for a b
 (:meth:`~CompiledTreeModel.explain_columns`).
 
 **Contributions, by the path method of Saabas (``treeinterpreter``; XGBoost's
-``approx_contribs``).**  Every node gets a value: a leaf its output, an internal node the
-count-weighted mean of its children's values, i.e. the tree's mean output over the training
-samples that reached it.  Each split on the path of a row credits the change of value from the
-node to the child the row takes to the split's feature.  Summed over the path this telescopes
-to ``leaf - root``, so for every row ``bias + sum(contributions) == margin`` (to rounding),
-where ``bias = baseline + sum of root values`` is the same for all rows.  scikit-learn's own
-``value`` of an internal node is not used: it is the node's Newton step without the learning
-rate (0 at the root), which is not on the scale of the leaves.  The method is fast and exact
-in sum, but unlike SHAP it depends on the order of the splits (features near the root get
-more of the credit).
+``approx_contribs``, which weights by hessian cover where we weight by the training sample
+count, the only weight scikit-learn keeps).**  Every node gets a value: a leaf its output,
+an internal node the count-weighted mean of its children's values, i.e. the tree's mean
+output over the training samples that reached it.  Each split on the path of a row credits
+the change of value from the node to the child the row takes to the split's feature.
+Summed over the path this telescopes to ``leaf - root``, so for every row
+``bias + sum(contributions) == margin`` (to rounding), where
+``bias = baseline + sum of root values`` is the same for all rows.  scikit-learn's own
+``value`` of an internal node is not used: it is the node's Newton step without the
+learning rate (0 at the root), which is not on the scale of the leaves.  The method is fast
+and exact in sum, but unlike SHAP it depends on the order of the splits (features near the
+root get more of the credit).
 
-Terms are numbered like :class:`scoring.compiled.CompiledLeadModel`: each category of each
+Terms are numbered like :class:`scoring.compiled.CompiledLinearModel`: each category of each
 categorical feature (``industry=software``), one ``=other`` term per categorical feature,
 then the numerics and the flags; a categorical feature's contribution is reported under the
 row's category, which is what the top factors show.
