@@ -6,7 +6,7 @@ Both pipelines take the ``(n, n_features)`` object array of :func:`scoring.spec.
 
 * :func:`build_linear`: one-hot categories (unknown ones ignored), standardized numerics, the
   binary flags passed through, then ``LogisticRegression``.  Compiles to
-  :class:`scoring.compiled.CompiledLeadModel`.
+  :class:`scoring.compiled.CompiledLinearModel`.
 * :func:`build_trees`: categories to ordinal codes (unknown or missing to NaN, which the trees
   send the way their missing values went in training), numerics and flags passed through, then
   ``HistGradientBoostingClassifier`` with native categorical splits.  Compiles to
