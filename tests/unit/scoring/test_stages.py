@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -187,11 +188,15 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     from scoring.stages import promote
     root, me, a, b = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    (Path(root) / f"ready-{me}").touch()
     go = Path(root) / "go"
     while not go.exists():
-        time.sleep(0.001)
-    for i in range(25):
-        promote(root, "lead-score", a if i % 2 else b, actor=me, reason=str(i), verify=False)
+        time.sleep(0.0005)
+    made = 0
+    for i in range(60):
+        st = promote(root, "lead-score", a if i % 2 else b, actor=me, reason=str(i), verify=False)
+        made += (st.history[-1].actor, st.history[-1].reason) == (me, str(i))
+    print(made)
     """
 )
 
@@ -199,11 +204,21 @@ WORKER = textwrap.dedent(
 def test_two_processes_promoting_at_once_lose_no_transition(reg: Path) -> None:
     stages.promote(reg, NAME, "1", actor="setup", reason="start")
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(reg), me, a, b], cwd=ROOT)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(reg), me, a, b],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for me, a, b in (("p1", "1", "2"), ("p2", "2", "3"))
     ]
-    (reg / "go").touch()
-    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    deadline = time.monotonic() + 60
+    while not all((reg / f"ready-{me}").exists() for me in ("p1", "p2")):
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.01)
+    (reg / "go").touch()  # both are imported and waiting: they start together
+    made = [int(p.communicate(timeout=120)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
     data = stored(reg)  # parses: never half a file
     entries = data["history"]
     # every transition saw the production the one before it left: no lost update
@@ -212,6 +227,8 @@ def test_two_processes_promoting_at_once_lose_no_transition(reg: Path) -> None:
         assert entry["previous"] == production
         production = entry["version"]
     assert production == data["production"]
+    # every promotion a worker saw succeed is in the file: no writer overwrote another's
+    assert len(entries) == 1 + 1 + sum(made)  # the implicit v3 and the setup promotion
     assert {e["actor"] for e in entries} >= {"p1", "p2"}
     assert sorted(data["archived"] + [data["production"]]) == ["1", "2", "3"]
 
