@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from junction.cli.main import app
+from junction.cli.model_train import parse_params
 from junction.store.audit import AuditLog
 from junction.store.outcomes import OutcomeIn, record_outcomes
 from junction.store.repo import Store
@@ -187,6 +188,18 @@ def test_tuning_runs_through_the_command_and_lands_in_the_card(tmp_path: Path) -
     assert card["params"] == tuning["best_params"]
     assert set(card["params"]) == {"c"}
     assert card["training_data"]["cv"]["mean"] == pytest.approx(tuning["best_cv_mean"])
+
+
+def test_params_are_typed_and_c_is_case_insensitive() -> None:
+    assert parse_params(
+        ["C=0.03", "max_iter=50", "early_stopping=false", "class_weight=balanced"]
+    ) == {
+        "c": 0.03,
+        "max_iter": 50,
+        "early_stopping": False,
+        "class_weight": "balanced",
+    }
+    assert parse_params(["max_depth=none"]) == {"max_depth": None}
 
 
 def test_data_problems_exit_2_with_the_fix(tmp_path: Path) -> None:
