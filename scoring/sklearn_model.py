@@ -141,8 +141,10 @@ class SklearnLeadScorer:
         a, b, c = self.thresholds
         return "A" if value >= a else "B" if value >= b else "C" if value >= c else "D"
 
-    def score_one(self, record: Mapping[str, Any] | Any) -> Score:
+    def score_one(self, record: Mapping[str, Any] | Any, key: str | None = None) -> Score:
         """Score one canonical lead (a dict or an object with the Lead fields).
+
+        ``key`` (the record's stable key, for A/B assignment) is not needed by a single model.
 
         Raises:
             ScoringInputError: the record holds a value that cannot be a feature.

@@ -22,6 +22,7 @@ from junction.api.routes import (
     hooks,
     models,
     ops,
+    outcomes,
     records,
     score,
 )
@@ -65,6 +66,8 @@ def create_app(
     for module in (auth, score, records, ops, alerts, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(models.router, prefix=API_PREFIX)  # the model registry (issue 7)
+    # outcomes: labels for A/B reports and training (issue 7)
+    app.include_router(outcomes.router, prefix=API_PREFIX)
     # body limits inside the request id (so a 413 carries one); hooks have their own limits
     app.add_middleware(
         BodyLimitMiddleware,

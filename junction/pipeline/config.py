@@ -455,11 +455,15 @@ def _relative_to(cfg: HubConfig, base: Path) -> HubConfig:
         mapping = p.mapping
         if mapping.endswith((".yaml", ".yml")) and not os.path.isabs(mapping):
             mapping = str((base / mapping).resolve())
+        scoring = p.scoring
+        if scoring is not None and scoring.rules and not os.path.isabs(scoring.rules):
+            scoring = scoring.model_copy(update={"rules": str((base / scoring.rules).resolve())})
         pipelines[name] = p.model_copy(
             update={
                 "source": SourceConfig.model_validate(src),
                 "archive": archive,
                 "mapping": mapping,
+                "scoring": scoring,
             }
         )
     return cfg.model_copy(update={"store": store, "models_dir": models_dir, "pipelines": pipelines})

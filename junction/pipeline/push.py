@@ -98,6 +98,7 @@ class PushIngestor:
             deliveries=prepared.deliveries,
             quarantined=prepared.quarantined,
             heads=prepared.heads,
+            outcomes=prepared.outcomes,
         )
         out = PushOutcome(event_id, duplicate=routed is None)
         if routed is None:

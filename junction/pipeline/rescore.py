@@ -25,6 +25,7 @@ from junction.core.errors import ConfigError
 from junction.pipeline.config import HubConfig
 from junction.pipeline.score import load_scorer, resolve_model_dir
 from junction.store import tables as t
+from junction.store.outcomes import record_lead
 from junction.store.repo import SCORE_COLS, Store
 from scoring.base import Scorer
 
@@ -71,7 +72,7 @@ def rescore(
     while True:
         with store.begin() as conn:
             rows = conn.execute(
-                select(rc.id, rc.payload)
+                select(rc.id, rc.source_key, rc.payload)
                 .where(rc.pipeline == pipeline, rc.id > last)
                 .order_by(rc.id)
                 .limit(page)
@@ -80,8 +81,11 @@ def rescore(
             return summary
         last = rows[-1][0]
         ids = [r[0] for r in rows]
-        payloads = [orjson.loads(r[1]) for r in rows]
-        cols = scorer.score_columns(payloads, keys=ids)
+        payloads = [orjson.loads(r[2]) for r in rows]
+        # the A/B key is the lead's, as in the pipeline: a lead keeps its variant across versions
+        cols = scorer.score_columns(
+            payloads, keys=[record_lead(pipeline, r[0], r[1]) for r in rows]
+        )
         failed = getattr(cols, "failed", None) or {}
         variants = getattr(cols, "variants", None) or [cols.variant] * len(ids)
         versions = getattr(cols, "model_versions", None) or [cols.model_version] * len(ids)

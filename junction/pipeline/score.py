@@ -29,6 +29,8 @@ def resolve_model_dir(models_dir: str, cfg: ScoringConfig) -> Path:
     from scoring.stages import production_version, promote, version_dir, versions
 
     root = Path(models_dir)
+    if not uses_registry(cfg):
+        return root / cfg.model  # a rules scorer has no version folder; the path is unused
     if cfg.version is not None:
         return version_dir(root, cfg.model, cfg.version)
     current = production_version(root, cfg.model)
@@ -46,8 +48,17 @@ def resolve_model_dir(models_dir: str, cfg: ScoringConfig) -> Path:
     return first
 
 
+def uses_registry(cfg: ScoringConfig) -> bool:
+    """Whether the configured scorer reads versions from the model registry."""
+    return cfg.scorer == "sklearn_lead"
+
+
 def load_scorer(version_dir: Path, cfg: ScoringConfig) -> Scorer:
     """Load (verify and compile) the scorer stored in ``version_dir``.
+
+    ``cfg.scorer`` names the plugin (entry point ``junction.scorers``): ``sklearn_lead`` reads
+    the registry; a plugin with a ``from_config`` class method (``rules_lead``) is built from
+    the scoring config alone and ignores ``version_dir``.
 
     With an A/B test configured (``cfg.challenger``) the challenger version of the same model
     (``version_dir``'s sibling folder) is loaded too and both are wrapped in an
@@ -69,9 +80,17 @@ def challenger_dir(version_dir: Path, cfg: ScoringConfig) -> Path:
 
 
 def _load_one(version_dir: Path, cfg: ScoringConfig, variant: str) -> Scorer:
-    scorer = SklearnLeadScorer.load(
-        version_dir, thresholds=cfg.thresholds, top_k=3, variant=variant
-    )
-    # the sklearn scorer takes the protocol's optional keys/key once it accepts (and ignores)
-    # them; until then this cast bridges the two signatures (its callers never pass keys)
-    return cast(Scorer, scorer)
+    if uses_registry(cfg):
+        return SklearnLeadScorer.load(
+            version_dir, thresholds=cfg.thresholds, top_k=3, variant=variant
+        )
+    from junction.core.registry import default_registry
+
+    plugin = default_registry.get("scorers", cfg.scorer)
+    build = getattr(plugin, "from_config", None)
+    if build is None:
+        raise ConfigError(
+            "this scorer cannot be built from a scoring config",
+            context={"scorer": cfg.scorer},
+        )
+    return cast(Scorer, build(cfg, variant=variant))

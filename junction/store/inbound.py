@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
 from junction.store.heads import routed_only
+from junction.store.outcomes import upsert_outcomes
 from junction.store.repo import (
     DELIVERY_COLS,
     QUARANTINE_COLS,
@@ -36,6 +37,7 @@ def write_pushed(
     deliveries: Sequence[Row],
     quarantined: Sequence[Row],
     heads: Sequence[Row] = (),
+    outcomes: Sequence[Row] = (),
 ) -> int | None:
     """Store one pushed delivery's effects; return the deliveries written, None if it was seen.
 
@@ -62,6 +64,7 @@ def write_pushed(
         deliveries, _ = routed_only(conn, store.dialect, heads, deliveries)
         store.insert_many(conn, t.records, RECORD_COLS, records)
         store.insert_many(conn, t.scores, SCORE_COLS, scores)
+        upsert_outcomes(conn, store.dialect, outcomes)
         store.insert_many(conn, t.deliveries, DELIVERY_COLS, deliveries)
         store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
     return len(deliveries)
