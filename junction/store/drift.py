@@ -1,10 +1,7 @@
 """Drift reports (``drift_reports``): one row per drift check of a model version.
 
-The row's columns carry what is filtered and sorted on (model, version, time, status, the
-largest PSI); ``report`` holds the whole :class:`~scoring.drift.DriftReport` as JSON, including
-the pipeline whose scored records were checked.  The table has no pipeline column, so a
-pipeline filter matches the report's ``"pipeline":"<name>"`` text (a bound ``LIKE`` pattern,
-its wildcards escaped).
+The row's columns carry what is filtered and sorted on (pipeline, model, version, time, status,
+the largest PSI); ``report`` holds the whole :class:`~scoring.drift.DriftReport` as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ def save_report(conn: Connection, report: DriftReport) -> int:
         raise ValueError("a drift report needs its model and time before it is saved")
     res = conn.execute(
         t.drift_reports.insert().values(
+            pipeline=report.pipeline or "",
             model=report.model,
             model_version=report.model_version or "",
             computed_at=report.computed_at,
@@ -45,11 +43,6 @@ def save_report(conn: Connection, report: DriftReport) -> int:
     assert pk is not None
     report.id = int(pk[0])
     return report.id
-
-
-def _pipeline_pattern(pipeline: str) -> str:
-    literal = orjson.dumps({"pipeline": pipeline}).decode()[1:-1]  # "pipeline":"<name>"
-    return "%" + literal.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _report(row: Any) -> DriftReport:
@@ -77,7 +70,7 @@ def list_reports(
     if since is not None:
         q = q.where(c.computed_at >= since)
     if pipeline is not None:
-        q = q.where(c.report.like(_pipeline_pattern(pipeline), escape="\\"))
+        q = q.where(c.pipeline == pipeline)
     q = q.order_by(c.computed_at.desc(), c.id.desc()).limit(limit)
     with store.begin() as conn:
         rows = conn.execute(q).all()

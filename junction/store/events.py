@@ -34,7 +34,14 @@ if TYPE_CHECKING:
 ALERT_EVENT_TYPE = "junction.alert"
 ALERT_PIPELINE = "_hub"  # the pipeline column of alert deliveries (no pipeline made them)
 # kinds that alert by default (HubConfig.alerts.kinds narrows or widens the set)
-ALERTING_KINDS = frozenset({"endpoint.disabled", "message.attempt.exhausted"})
+ALERTING_KINDS = frozenset(
+    {
+        "endpoint.disabled",
+        "message.attempt.exhausted",
+        "model.drift",
+        "model.retrain_requested",
+    }
+)
 
 
 @dataclass(frozen=True)

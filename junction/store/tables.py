@@ -304,6 +304,7 @@ drift_reports = Table(
     "drift_reports",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
     Column("model", String(64), nullable=False),
     Column("model_version", String(64), nullable=False),
     Column("computed_at", Float, nullable=False),
@@ -315,3 +316,6 @@ drift_reports = Table(
     Column("report", Text, nullable=False),  # JSON: per feature psi/ks, prediction drift
 )
 Index("ix_drift_reports_model", drift_reports.c.model, drift_reports.c.computed_at)
+Index("ix_drift_reports_pipeline", drift_reports.c.pipeline, drift_reports.c.computed_at)
+# a drift check reads one model version's scores of a time window
+Index("ix_scores_model_time", scores.c.model, scores.c.model_version, scores.c.scored_at)

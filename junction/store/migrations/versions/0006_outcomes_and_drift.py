@@ -30,6 +30,7 @@ def upgrade() -> None:
     op.create_table(
         "drift_reports",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("pipeline", sa.String(length=128), nullable=False),
         sa.Column("model", sa.String(length=64), nullable=False),
         sa.Column("model_version", sa.String(length=64), nullable=False),
         sa.Column("computed_at", sa.Float(), nullable=False),
@@ -42,9 +43,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_drift_reports_model", "drift_reports", ["model", "computed_at"])
+    op.create_index("ix_drift_reports_pipeline", "drift_reports", ["pipeline", "computed_at"])
+    op.create_index("ix_scores_model_time", "scores", ["model", "model_version", "scored_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_scores_model_time", table_name="scores")
+    op.drop_index("ix_drift_reports_pipeline", table_name="drift_reports")
     op.drop_index("ix_drift_reports_model", table_name="drift_reports")
     op.drop_table("drift_reports")
     op.drop_index("ix_outcomes_observed", table_name="outcomes")
