@@ -140,6 +140,8 @@ class ABScorer:
         factors: list[list[tuple[str, float]]] = [[] for _ in range(n)]
         variants: list[str] = [PRODUCTION] * n
         versions: list[str] = [prod.model_version] * n
+        both = prod.data_sufficient is not None and chal.data_sufficient is not None
+        enough: list[bool] | None = [False] * n if both else None
         failed: dict[int, ScoringInputError] = {}
         for where, cols, variant in ((rest, prod, PRODUCTION), (picks, chal, CHALLENGER)):
             own_failed = getattr(cols, "failed", None) or {}
@@ -149,6 +151,8 @@ class ABScorer:
                 factors[i] = cols.factors[j]
                 variants[i] = variant
                 versions[i] = cols.model_version_at(j)
+                if enough is not None:
+                    enough[i] = cols.data_sufficient[j]  # type: ignore[index]
                 if j in own_failed:
                     failed[i] = own_failed[j]
         return PartialScoreColumns(
@@ -161,6 +165,7 @@ class ABScorer:
             failed=dict(sorted(failed.items())),
             variants=variants,
             model_versions=versions,
+            data_sufficient=enough,
         )
 
     @staticmethod
@@ -176,6 +181,7 @@ class ABScorer:
             failed=dict(getattr(cols, "failed", None) or {}),
             variants=cols.variants,
             model_versions=cols.model_versions,
+            data_sufficient=cols.data_sufficient,
         )
 
     @staticmethod

@@ -48,9 +48,13 @@ class ScoreColumns:
     ``model_versions`` are given: then ``variants[i]`` and ``model_versions[i]`` are the i-th
     record's own (an A/B test splits one batch between two models; see :mod:`scoring.ab`).
     Use :meth:`variant_at` / :meth:`model_version_at` to read either form.
+
+    ``data_sufficient[i]``, when the scorer computes it, says whether the i-th record had
+    enough inputs for a reliable score (``None``: not computed).
     """
 
     __slots__ = (
+        "data_sufficient",
         "factors",
         "grades",
         "model",
@@ -72,6 +76,7 @@ class ScoreColumns:
         variant: str = "production",
         variants: list[str] | None = None,
         model_versions: list[str] | None = None,
+        data_sufficient: list[bool] | None = None,
     ) -> None:
         self.values = values
         self.grades = grades
@@ -81,6 +86,7 @@ class ScoreColumns:
         self.variant = variant
         self.variants = variants
         self.model_versions = model_versions
+        self.data_sufficient = data_sufficient
 
     def __len__(self) -> int:
         return len(self.values)
@@ -118,6 +124,7 @@ class PartialScoreColumns(ScoreColumns):
         failed: dict[int, ScoringInputError] | None = None,
         variants: list[str] | None = None,
         model_versions: list[str] | None = None,
+        data_sufficient: list[bool] | None = None,
     ) -> None:
         super().__init__(
             values=values,
@@ -128,5 +135,6 @@ class PartialScoreColumns(ScoreColumns):
             variant=variant,
             variants=variants,
             model_versions=model_versions,
+            data_sufficient=data_sufficient,
         )
         self.failed: dict[int, ScoringInputError] = failed or {}

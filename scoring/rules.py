@@ -456,7 +456,7 @@ class RulesScoreColumns(PartialScoreColumns):
     JSON array (``False`` and ``"[]"`` for a failed record).
     """
 
-    __slots__ = ("data_sufficient", "reasons_json")
+    __slots__ = ("reasons_json",)
 
     def __init__(
         self,
@@ -465,8 +465,7 @@ class RulesScoreColumns(PartialScoreColumns):
         reasons_json: list[str],
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.data_sufficient = data_sufficient
+        super().__init__(data_sufficient=data_sufficient, **kwargs)
         self.reasons_json = reasons_json
 
 
@@ -652,7 +651,7 @@ class RulesLeadScorer:
                 data_sufficient=ok,
             )
             for v, g, fs, ok in zip(
-                cols.values, cols.grades, cols.factors, cols.data_sufficient, strict=True
+                cols.values, cols.grades, cols.factors, cols.data_sufficient or [], strict=True
             )
         ]
 

@@ -203,10 +203,15 @@ class SklearnLeadScorer:
         grades = _GRADE_NAMES[grade_idx].tolist()
         factors = self._top_factors(contrib, terms)
         value_list = values.tolist()
+        enough = sufficient_columns(self.spec, cols)
         if errors or cols.rows is not None:
             value_list, grades, factors = _scatter(
                 n, cols.rows, errors, value_list, grades, factors
             )
+            spread = [False] * n
+            for pos, i in enumerate(cols.rows if cols.rows is not None else range(n)):
+                spread[i] = enough[pos] and i not in errors
+            enough = spread
         return PartialScoreColumns(
             values=value_list,
             grades=grades,
@@ -215,6 +220,7 @@ class SklearnLeadScorer:
             model_version=self.version,
             variant=self.variant,
             failed={i: errors[i] for i in sorted(errors)},
+            data_sufficient=enough,
         )
 
     def _top_factors(self, contrib: np.ndarray, terms: np.ndarray) -> list[list[tuple[str, float]]]:
@@ -240,7 +246,7 @@ class SklearnLeadScorer:
         cols = self.score_columns(records)
         if cols.failed:
             raise next(iter(cols.failed.values()))
-        enough = sufficient_columns(self.spec, self.spec.extract_columns(records)[0])
+        enough = cols.data_sufficient or [True] * len(cols)
         return [
             Score(
                 value=v,

@@ -22,6 +22,7 @@ from junction.pipeline.normalize import Normalizer
 from junction.pipeline.route import Router, Target, delivery_id
 from scoring.ab import ABScorer
 from scoring.base import Scorer
+from scoring.reasons import DEFAULT_BOOK, ReasonBook
 
 Row = tuple[Any, ...]
 # canonical fields that change with every version without being a change worth routing
@@ -96,6 +97,9 @@ class BatchPreparer:
         self.scorer = scorer
         # an A/B test assigns each record by its stable key, so only then are keys passed
         self.keyed_scoring = isinstance(scorer, ABScorer)
+        # the wording of reasons: the production model's own book (its coefficients' signs)
+        book_of = scorer.production if isinstance(scorer, ABScorer) else scorer
+        self.reason_book: ReasonBook = getattr(book_of, "reason_book", None) or DEFAULT_BOOK
         outcome = cfg.scoring.outcome if cfg.scoring is not None else None
         self.outcomes = (
             OutcomeRules(name, outcome, self.entity, self.normalizer.fields)
@@ -205,8 +209,12 @@ class BatchPreparer:
             values, grades, factors = cols.values, cols.grades, cols.factors
         labelled: list[tuple[str, Any]] | None = [] if self.outcomes is not None else None
         factor_json: list[str] | None = None
+        enough: list[bool] | None = None
+        reasons_json: list[str] | None = None
         if factors is not None:
             factor_json = list(map(bytes.decode, map(orjson.dumps, factors)))
+            enough = cols.data_sufficient  # type: ignore[union-attr]
+            reasons_json = getattr(cols, "reasons_json", None)
         routed: list[Any] | None = None
         if route:
             views = None
@@ -247,8 +255,19 @@ class BatchPreparer:
                     (rid, row_version, model_name, value, grade, factors_json, row_variant, now)
                 )
                 if targets:
+                    # reasons in words for the receiver (a salesperson), only for routed rows
+                    reasons = (
+                        reasons_json[j]
+                        if reasons_json is not None
+                        else self.reason_book.reasons_json(factors[j])  # type: ignore[index]
+                    )
+                    extra = f',"reasons":{reasons}'
+                    if enough is not None:
+                        extra += f',"data_sufficient":{"true" if enough[j] else "false"}'
                     score_json = (
-                        f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json}' + tail
+                        f'{{"value":{value!r},"grade":"{grade}","top_factors":{factors_json}'
+                        + extra
+                        + tail
                     )
             if targets:
                 event = (
