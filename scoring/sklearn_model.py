@@ -32,6 +32,7 @@ from junction.core.errors import ConfigError, ScoringInputError
 from schemas.score import Factor, Score
 from scoring.base import PartialScoreColumns
 from scoring.compiled import CompiledLinearModel
+from scoring.grading import DEFAULT_THRESHOLDS, card_thresholds
 from scoring.lead_spec import LEAD_SPEC
 from scoring.model_file import Calibrator, CompiledModel
 from scoring.reasons import ReasonBook
@@ -114,11 +115,15 @@ class SklearnLeadScorer:
         cls,
         version_dir: str | Path,
         *,
-        thresholds: Sequence[float] = (0.75, 0.5, 0.25),
+        thresholds: Sequence[float] | None = None,
         top_k: int = 3,
         variant: str = "production",
     ) -> SklearnLeadScorer:
         """Load and verify the compiled model in ``version_dir`` (no scikit-learn import).
+
+        ``thresholds`` None takes the model card's ``grade_thresholds``
+        (:func:`scoring.grading.card_thresholds`), else :data:`~scoring.grading.DEFAULT_THRESHOLDS`;
+        given thresholds win over the card's.
 
         Raises:
             ModelLoadError: the model is missing, corrupt, untrusted or incompatible.
@@ -129,7 +134,11 @@ class SklearnLeadScorer:
             model,
             name=card["name"],
             version=card["version"],
-            thresholds=thresholds,
+            thresholds=(
+                thresholds
+                if thresholds is not None
+                else card_thresholds(card) or DEFAULT_THRESHOLDS
+            ),
             top_k=top_k,
             variant=variant,
             calibration=calibration,

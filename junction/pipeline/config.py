@@ -168,6 +168,9 @@ class OutcomeConfig(_Strict):
 class ScoringConfig(_Strict):
     """Which model scores the pipeline's records."""
 
+    # dumps say ``thresholds``, as configs do, so a dump validates again
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
     model: str = Field("lead-score", description="Model name in the registry.")
     version: str | None = Field(None, description="Pin a version; default: the production stage.")
     scorer: str = Field(
@@ -177,14 +180,28 @@ class ScoringConfig(_Strict):
     rules: str | None = Field(
         None, description="Rules file for rules_lead (default: the built-in lead rules)."
     )
-    thresholds: tuple[float, float, float] = Field(
-        (0.75, 0.5, 0.25), description="Grade A/B/C lower bounds; below the last is D."
+    configured_thresholds: tuple[float, float, float] | None = Field(
+        None,
+        alias="thresholds",
+        description="Grade A/B/C lower bounds; below the last is D. Default: the model card's "
+        "grade_thresholds (set at training), else 0.75, 0.5, 0.25.",
     )
     challenger: ChallengerConfig | None = Field(None, description="A/B test, if any.")
     drift: DriftConfig | None = Field(None, description="Scheduled drift checks, if any.")
     outcome: OutcomeConfig | None = Field(
         None, description="Record outcomes (labels) from later versions of the records."
     )
+
+    @property
+    def thresholds(self) -> tuple[float, float, float]:
+        """The configured thresholds, else the default ones (for scorers without a model card).
+
+        The registry's scorer reads ``configured_thresholds`` instead: unset, the model card's
+        ``grade_thresholds`` apply (:func:`junction.pipeline.score.load_scorer`).
+        """
+        if self.configured_thresholds is not None:
+            return self.configured_thresholds
+        return (0.75, 0.5, 0.25)  # scoring.grading.DEFAULT_THRESHOLDS; config imports no scoring
 
 
 class ArchiveConfig(_Strict):

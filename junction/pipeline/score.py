@@ -64,6 +64,10 @@ def load_scorer(version_dir: Path, cfg: ScoringConfig) -> Scorer:
     (``version_dir``'s sibling folder) is loaded too and both are wrapped in an
     :class:`~scoring.ab.ABScorer`; a challenger that fails to load fails the pipeline, as
     production would.
+
+    Grade thresholds: the configured ones when ``thresholds`` is set, else each loaded
+    version's card's ``grade_thresholds`` (so a challenger grades by its own), else the
+    default; a ``from_config`` plugin gets the configured or default ones.
     """
     production = _load_one(version_dir, cfg, "production")
     if cfg.challenger is None:
@@ -81,8 +85,9 @@ def challenger_dir(version_dir: Path, cfg: ScoringConfig) -> Path:
 
 def _load_one(version_dir: Path, cfg: ScoringConfig, variant: str) -> Scorer:
     if uses_registry(cfg):
+        # unset thresholds: the version's own card decides (its grade_thresholds)
         return SklearnLeadScorer.load(
-            version_dir, thresholds=cfg.thresholds, top_k=3, variant=variant
+            version_dir, thresholds=cfg.configured_thresholds, top_k=3, variant=variant
         )
     from junction.core.registry import default_registry
 
