@@ -1,15 +1,23 @@
-"""Synchronous lead scoring for the API: compiled scorers and mappings, loaded once per process.
+"""Synchronous lead scoring for the API: compiled scorers and mappings, cached per process.
 
 Scoring one lead with the compiled model costs ~10 µs, so the routes score inline on the event
 loop.  Only a cache miss (loading a model, compiling a mapping) goes to a worker thread.  Bodies
 are either canonical Leads or ``{"payload": ..., "mapping": "<built-in id>"}``; mapping ids are
 restricted to the built-in specs, so a caller can never make the server read a file.
+
+A cached scorer follows its model's production stage (:mod:`junction.pipeline.model_watch`): at
+most once a second per pipeline, :meth:`LeadScoring.cached_scorer` compares the stages revision
+(one ``stat``) with the one the scorer was loaded under.  When it changed, that one request takes
+the cache-miss path and reloads in a worker thread, while every other request keeps the loaded
+scorer until the new one is verified and swapped in.  A reload that fails keeps the previously
+verified model (and :meth:`LeadScoring.reload_failures` says so); pinned versions never reload.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +31,7 @@ from junction.api.problems import ApiProblem
 from junction.core.errors import RecordError, ScoringInputError
 from junction.core.metrics import observe_scoring
 from junction.pipeline.config import HubConfig, ScoringConfig
-from junction.pipeline.score import load_scorer, resolve_model_dir
+from junction.pipeline.model_watch import ModelWatch
 from mappings.engine import CompiledMapping, builtin_spec_ids, compile_mapping, load_spec
 from schemas.lead import Lead
 from schemas.score import Score
@@ -36,6 +44,8 @@ NEXT_ACTIONS = {
     "D": "no_action",
 }
 _EXTRA_KEY = "lead_scoring"
+# a cached scorer checks its model's stages revision at most this often (seconds)
+CHECK_INTERVAL_S = 1.0
 _validate_lead = Lead.__pydantic_validator__.validate_python
 
 
@@ -96,7 +106,7 @@ class LeadScoring:
     def __init__(self, cfg: HubConfig) -> None:
         """Score with models from ``cfg.models_dir`` and pipelines' scoring settings."""
         self.cfg = cfg
-        self._scorers: dict[str | None, Scorer] = {}
+        self._watches: dict[str | None, ModelWatch] = {}
         self._mappings: dict[str, CompiledMapping] = {}
         self._builtin = frozenset(builtin_spec_ids())
         self._lock = threading.Lock()
@@ -115,18 +125,55 @@ class LeadScoring:
         return p.scoring
 
     def cached_scorer(self, pipeline: str | None) -> Scorer | None:
-        """The loaded scorer, or None when it must be loaded first (``load_scorer``)."""
-        return self._scorers.get(pipeline)
+        """The loaded scorer, or None when it must be loaded first (``load_scorer``).
+
+        None also when the model's production stage changed: at most once a second per
+        pipeline this costs one ``stat``, and the one request that sees the change reloads
+        (in a worker thread) while the others keep scoring with the loaded model.
+        """
+        watch = self._watches.get(pipeline)
+        if watch is None:
+            return None
+        loaded = watch.current
+        if loaded is None:  # pragma: no cover - a watch is cached only once it loaded
+            return None
+        if watch.watched:
+            now = time.monotonic()
+            if now >= watch.next_check:
+                watch.next_check = now + CHECK_INTERVAL_S
+                if watch.stale():
+                    return None
+        return loaded.scorer
 
     def load_scorer(self, pipeline: str | None) -> Scorer:
-        """Load (once) the scorer for ``pipeline`` or the default model; blocking."""
+        """Load the scorer for ``pipeline`` or the default model, or reload it; blocking.
+
+        Raises:
+            ModelLoadError: the first load fails (the API refuses to score).  A reload that
+                fails keeps and returns the previously loaded scorer.
+        """
         cfg = self.scoring_config(pipeline)
         with self._lock:
-            scorer = self._scorers.get(pipeline)
-            if scorer is None:
-                scorer = load_scorer(resolve_model_dir(self.cfg.models_dir, cfg), cfg)
-                self._scorers[pipeline] = scorer
-        return scorer
+            watch = self._watches.get(pipeline)
+            if watch is None:
+                watch = ModelWatch(self.cfg.models_dir, cfg, owner=f"api:{pipeline or '-'}")
+                watch.load()
+                watch.next_check = time.monotonic() + CHECK_INTERVAL_S
+                self._watches[pipeline] = watch
+            elif watch.stale():
+                watch.reload()
+            loaded = watch.current
+        assert loaded is not None
+        return loaded.scorer
+
+    def reload_failures(self) -> dict[str, dict[str, str]]:
+        """Per pipeline (``-`` for the default model): why its last reload failed, if it did.
+
+        Such a pipeline still scores with the version it loaded before (each answer names it).
+        """
+        return {
+            p or "-": w.failure.as_dict() for p, w in self._watches.items() if w.failure is not None
+        }
 
     def check_mapping(self, mapping: str) -> None:
         """422 unless ``mapping`` is a built-in lead mapping id."""
