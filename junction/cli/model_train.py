@@ -15,6 +15,13 @@ default): it becomes production only if its holdout ROC AUC beats production's b
 ``--margin``, otherwise it stays in staging.  ``--no-promote`` always stages it.
 ``--cv K`` adds a K-fold cross-validated AUC of the training slice to the card, and
 ``--tune N`` searches N parameter sets with Optuna first (``junction-hub[tune]``).
+
+Grades: ``--grade-shares 0.1,0.2,0.3`` sets the card's grade thresholds so that about the top
+10 % of the holdout's calibrated probabilities grade A, the next 20 % B and the next 30 % C
+(:func:`scoring.grading.thresholds_for_shares`; the holdout is out of sample and, under the
+time split, the most recent rows); ``--thresholds 0.6,0.4,0.2`` sets them as given.  Without
+either the card records the default 0.75, 0.5, 0.25.  A pipeline whose ``scoring.thresholds``
+is unset grades by its version's card.
 """
 
 from __future__ import annotations
@@ -89,6 +96,22 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             raise ConfigError("--param takes KEY=VALUE", context={"param": item[:40]})
         out["c" if key == "C" else key] = _value(text.strip())
     return out
+
+
+def parse_triple(text: str, option: str) -> tuple[float, float, float]:
+    """``"a,b,c"`` to three floats (validated by the caller).
+
+    Raises:
+        ConfigError: not three comma-separated numbers.
+    """
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"{option} takes three numbers, e.g. 0.1,0.2,0.3") from None
+    if len(values) != 3:
+        raise ConfigError(f"{option} takes three numbers, e.g. 0.1,0.2,0.3")
+    return values[0], values[1], values[2]
 
 
 def _value(text: str) -> Any:
@@ -366,12 +389,25 @@ def train(
     margin: Annotated[
         float, typer.Option(min=0.0, help="Holdout AUC the new version must gain to promote.")
     ] = 0.005,
+    grade_shares: Annotated[
+        str | None,
+        typer.Option(
+            "--grade-shares",
+            help="Shares of A,B,C on the holdout, e.g. 0.1,0.2,0.3 (the rest is D).",
+        ),
+    ] = None,
+    thresholds: Annotated[
+        str | None,
+        typer.Option(help="Grade thresholds A,B,C for the card, e.g. 0.6,0.4,0.2."),
+    ] = None,
     models_dir: ModelsDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train a model on a CSV file or on the store's labelled records and register it."""
     if (csv is None) == (pipeline is None):
         fail(ConfigError("give exactly one of --csv FILE and --pipeline NAME"))
+    if grade_shares is not None and thresholds is not None:
+        fail(ConfigError("give at most one of --grade-shares and --thresholds"))
     folds = cv
     if folds == 1:
         fail(ConfigError("--cv needs at least 2 folds"))
@@ -381,6 +417,7 @@ def train(
         calibration = CalibrationOpt.sigmoid if algorithm is Algorithm.hgb else CalibrationOpt.none
     cal = None if calibration is CalibrationOpt.none else calibration.value
     try:
+        grading = _grading(grade_shares, thresholds)
         params = parse_params(param or [])
         spec = _spec(spec_file)
         if csv is not None:
@@ -416,8 +453,16 @@ def train(
             if folds
             else None
         )
+        cuts, grades = _thresholds(trained, training, grading)
         version_dir = _save(
-            reg.root, name or _default_name(spec), trained, training, cv_result, tuned
+            reg.root,
+            name or _default_name(spec),
+            trained,
+            training,
+            cv_result,
+            tuned,
+            cuts,
+            grading[1] if grading is not None and grading[0] == "shares" else None,
         )
         if training.times is not None and trained.split == "random":
             err_console.print(
@@ -430,6 +475,7 @@ def train(
     except JunctionError as exc:
         fail(exc)
     console.print(_metrics_table(trained, cv_result, tuned))
+    typer.echo(f"grades: {grades}")
     typer.echo(f"saved {version_dir}")
     typer.echo(f"stage: {stage_text}")
 
@@ -474,6 +520,43 @@ def _fit(
         )
 
 
+Grading = tuple[str, tuple[float, float, float]]
+"""``("shares", (a, b, c))`` or ``("thresholds", (a, b, c))``, validated."""
+
+
+def _grading(shares: str | None, thresholds: str | None) -> Grading | None:
+    from scoring.grading import check_shares, check_thresholds
+
+    if shares is not None:
+        return "shares", check_shares(parse_triple(shares, "--grade-shares"))
+    if thresholds is not None:
+        return "thresholds", check_thresholds(parse_triple(thresholds, "--thresholds"))
+    return None
+
+
+def _thresholds(
+    trained: TrainedModel, training: TrainingSet, grading: Grading | None
+) -> tuple[tuple[float, float, float], str]:
+    """The card's thresholds and, in words, the share of the holdout each grade gets."""
+    from scoring.grading import (
+        DEFAULT_THRESHOLDS,
+        grade_shares,
+        holdout_proba,
+        thresholds_for_shares,
+    )
+
+    proba = holdout_proba(trained, training.rows, training.labels, training.times)
+    if grading is None:
+        cuts = DEFAULT_THRESHOLDS
+    elif grading[0] == "shares":
+        cuts = thresholds_for_shares(proba, grading[1])
+    else:
+        cuts = grading[1]
+    got = grade_shares(proba, cuts)
+    text = ", ".join(f"{g} >= {cut:.4f} ({got[g]:.1%})" for g, cut in zip("ABC", cuts, strict=True))
+    return cuts, f"{text}, D ({got['D']:.1%}) of the holdout"
+
+
 def _save(
     root: Path,
     name: str,
@@ -481,6 +564,8 @@ def _save(
     training: TrainingSet,
     cv: CvResult | None,
     tuned: TuneResult | None,
+    thresholds: tuple[float, float, float],
+    shares: tuple[float, float, float] | None,
 ) -> Path:
     from scoring.registry import save_model
 
@@ -489,4 +574,6 @@ def _save(
         data["cv"] = cv.to_dict()
     if tuned is not None:
         data["tuning"] = tuned.to_dict()
-    return save_model(trained, root, name, training_data=data)
+    if shares is not None:  # a retrain recomputes the thresholds from these
+        data["grade_shares"] = list(shares)
+    return save_model(trained, root, name, training_data=data, thresholds=thresholds)
