@@ -1,0 +1,543 @@
+"""The confluent-kafka side of the ``kafka`` source (the one module that imports confluent_kafka).
+
+``GroupReader`` owns one group ``Consumer`` for the length of one read.  A background thread is
+the only caller of the consumer: it polls, serves rebalance callbacks, commits acknowledged
+offsets and pauses or resumes the partitions.  Because that thread polls every
+``poll_timeout_s`` whatever the pipeline is doing, ``max.poll.interval.ms`` is never exceeded by
+a slow batch; when ``max_buffered_batches`` chunks wait unread, it pauses every assigned
+partition (polls then keep the membership alive but fetch nothing) and resumes once the
+pipeline has taken one.
+
+Offsets: ``enable.auto.commit`` and ``enable.auto.offset.store`` are off.  ``ack(positions)``
+(called only after the store committed the batch) stores and commits those positions, for the
+partitions this member still owns.  A partition's start on assignment is the read's saved cursor
+the first time this read sees it, else the group's committed offset (which only ever holds
+stored work), else ``auto.offset.reset``.  On revoke: acknowledged offsets are committed and
+read-ahead chunks are dropped (in-flight work is abandoned and read again by the new owner).
+
+``DeadLetters`` produces poison messages with an idempotent producer and waits for the broker's
+acknowledgement before the batch that skips them is handed on.
+
+Errors are translated here: authorization → AuthError; transport, all brokers down, timeouts and
+other retriable errors → UnavailableError; the rest → FatalError.  Messages name the group and
+the error name only; librdkafka's own text goes to ``details``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from connectors.kafka.config import KafkaConfig
+from junction.core.errors import (
+    AuthError,
+    ConfigError,
+    FatalError,
+    JunctionError,
+    RecordError,
+    SchemaValidationError,
+    UnavailableError,
+)
+
+_log = logging.getLogger("connectors.kafka.librdkafka")
+_AUTH_CODES = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+_UNAVAILABLE_CODES = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+# errors the consumer reports that do not stop a read: end of partition, a revoked commit
+_BENIGN_CODES = frozenset({KafkaError._PARTITION_EOF, KafkaError._NO_OFFSET})
+
+
+def classify(err: KafkaError, *, what: str) -> JunctionError:
+    """Translate one librdkafka error into the taxonomy.
+
+    Args:
+        err: The error reported by the consumer, a commit or a delivery report.
+        what: What failed, for the user message (no payload, no secrets).
+
+    Returns:
+        The error to raise.
+    """
+    code, name, details = err.code(), err.name(), err.str()
+    ctx = {"kafka_error": name}
+    if code in _AUTH_CODES:
+        return AuthError(
+            f"Kafka refused the credentials or ACLs ({what}: {name}); fix the source's security "
+            "settings or the ACLs",
+            details=details,
+            context=ctx,
+        )
+    if code in _UNAVAILABLE_CODES or err.retriable():
+        return UnavailableError(
+            f"Kafka is unavailable ({what}: {name}); will retry", details=details, context=ctx
+        )
+    return FatalError(f"Kafka rejected the request ({what}: {name})", details=details, context=ctx)
+
+
+def tp_key(topic: str, partition: int) -> str:
+    """The cursor key of one partition: ``<topic>/<partition>``."""
+    return f"{topic}/{partition}"
+
+
+def parse_tp_key(key: str) -> tuple[str, int]:
+    """Split a cursor key back into topic and partition.
+
+    Raises:
+        ConfigError: The key was not written by this connector.
+    """
+    topic, sep, part = key.rpartition("/")
+    if not sep or not topic or not part.isdigit():
+        raise ConfigError("the saved Kafka cursor has an unknown format")
+    return topic, int(part)
+
+
+def client_settings(cfg: KafkaConfig) -> dict[str, Any]:
+    """The librdkafka settings every client of this connector shares (brokers, security)."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "security.protocol": cfg.security_protocol,
+        "logger": _log,
+    }
+    if cfg.sasl_mechanism is not None:
+        conf["sasl.mechanism"] = cfg.sasl_mechanism
+    if cfg.username is not None and cfg.password is not None:
+        conf["sasl.username"] = cfg.username
+        conf["sasl.password"] = cfg.password.get_secret_value()
+    return conf
+
+
+@dataclass(frozen=True, slots=True)
+class Polled:
+    """One consumed message, as plain values (no confluent_kafka object leaves this module)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Messages read ahead for one batch and the positions to resume after them."""
+
+    messages: list[Polled]
+    positions: dict[str, int]
+    epoch: int
+
+
+@dataclass
+class _State:
+    """What the poller thread shares with the reader (guarded by ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    assigned: set[str] = field(default_factory=set)
+    ever_assigned: bool = False
+    last_message_at: float = 0.0
+    epoch: int = 0
+    error: JunctionError | None = None
+    committed: dict[str, int] = field(default_factory=dict)
+    acked: dict[str, int] = field(default_factory=dict)
+    pauses: int = 0  # times the partitions were paused for back-pressure
+    revokes: int = 0  # rebalances that took partitions away
+
+
+class GroupReader:
+    """One consumer-group member for the length of one read (see the module docstring).
+
+    Args:
+        cfg: The connector's config.
+        start: The saved cursor: ``{"<topic>/<partition>": next offset}``.
+    """
+
+    def __init__(self, cfg: KafkaConfig, start: dict[str, int]) -> None:
+        self.cfg = cfg
+        self._start = dict(start)
+        self.state = _State()
+        self.chunks: queue.Queue[Chunk] = queue.Queue(maxsize=cfg.max_buffered_batches)
+        self._acks: queue.SimpleQueue[dict[str, int]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._pending: list[Polled] = []
+        self._positions: dict[str, int] = {}
+        self._paused = False
+        self.consumer = Consumer(
+            {
+                **client_settings(cfg),
+                "group.id": cfg.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": cfg.auto_offset_reset,
+                "session.timeout.ms": cfg.session_timeout_ms,
+                "heartbeat.interval.ms": max(100, cfg.session_timeout_ms // 4),
+                "max.poll.interval.ms": cfg.max_poll_interval_ms,
+                "partition.assignment.strategy": "range,roundrobin",
+                "error_cb": self._on_error,
+            }
+        )
+        self.consumer.subscribe(cfg.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._thread = threading.Thread(target=self._run, name="junction-kafka-source", daemon=True)
+        self._thread.start()
+
+    # --- the reader's side (the pipeline's thread) ------------------------------------------
+
+    def ack(self, positions: dict[str, int]) -> None:
+        """Say that everything before ``positions`` is committed in the store."""
+        self._acks.put(dict(positions))
+
+    def failure(self) -> JunctionError | None:
+        """The error that stopped the poller, if any."""
+        with self.state.lock:
+            return self.state.error
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last message while nothing waits unread; None before assignment."""
+        with self.state.lock:
+            if not self.state.ever_assigned:
+                return None
+            last = self.state.last_message_at
+        if self._paused or self._pending or not self.chunks.empty():
+            return 0.0
+        return time.monotonic() - last
+
+    def current_epoch(self) -> int:
+        """Bumped by every revoke: chunks of an older epoch are in-flight work to drop."""
+        with self.state.lock:
+            return self.state.epoch
+
+    def close(self) -> None:
+        """Commit what was acknowledged, leave the group and close the consumer (idempotent)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=self.cfg.timeout_s + 30)
+
+    # --- the poller thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._commit_acks()
+                self._flush_pending()
+                self._pace()
+                msgs = self.consumer.consume(
+                    num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout_s
+                )
+                self._take(msgs)
+        except JunctionError as exc:
+            with self.state.lock:
+                self.state.error = exc
+        except KafkaException as exc:
+            with self.state.lock:
+                self.state.error = classify(exc.args[0], what="consume")
+        finally:
+            try:
+                self._commit_acks()
+                self.consumer.close()  # revokes, which commits what was acknowledged
+            except (KafkaException, RuntimeError) as exc:
+                _log.warning("closing the Kafka consumer failed: %s", type(exc).__name__)
+
+    def _take(self, msgs: list[Message]) -> None:
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() in _BENIGN_CODES:
+                    continue
+                if err.fatal() or err.code() in _AUTH_CODES:
+                    raise classify(err, what="consume")
+                _log.warning("Kafka consumer error %s", err.name())
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            if tp_key(topic, partition) not in self.state.assigned:
+                continue  # fetched before a revoke: the new owner reads it
+            ts_type, ts = msg.timestamp()
+            self._pending.append(
+                Polled(topic, partition, offset, msg.key(), msg.value(), ts if ts_type else None)
+            )
+        if msgs:
+            with self.state.lock:
+                self.state.last_message_at = time.monotonic()
+
+    def _flush_pending(self) -> None:
+        """Move read messages into chunks of at most ``batch_size`` while there is room."""
+        while self._pending and not self.chunks.full():
+            part, self._pending = (
+                self._pending[: self.cfg.batch_size],
+                self._pending[self.cfg.batch_size :],
+            )
+            for m in part:
+                self._positions[tp_key(m.topic, m.partition)] = m.offset + 1
+            with self.state.lock:
+                epoch = self.state.epoch
+            self.chunks.put_nowait(Chunk(part, dict(self._positions), epoch))
+
+    def _pace(self) -> None:
+        """Pause every assigned partition while the pipeline is behind; resume once it is not."""
+        behind = self.chunks.full() or len(self._pending) >= self.cfg.batch_size
+        if behind == self._paused:
+            return
+        assignment = self.consumer.assignment()
+        if behind:
+            self.consumer.pause(assignment)
+            with self.state.lock:
+                self.state.pauses += 1
+        else:
+            self.consumer.resume(assignment)
+            with self.state.lock:  # time spent paused is not idle time
+                self.state.last_message_at = time.monotonic()
+        self._paused = behind
+
+    def _commit_acks(self) -> None:
+        latest: dict[str, int] = {}
+        while True:
+            try:
+                latest.update(self._acks.get_nowait())
+            except queue.Empty:
+                break
+        if latest:
+            with self.state.lock:
+                self.state.acked.update(latest)
+            self._commit(set(latest))
+
+    def _commit(self, keys: set[str]) -> None:
+        """Store and commit the acknowledged offsets of ``keys`` that this member owns."""
+        with self.state.lock:
+            owned = {
+                k: v
+                for k, v in self.state.acked.items()
+                if k in keys and k in self.state.assigned and self.state.committed.get(k) != v
+            }
+        if not owned:
+            return
+        offsets = [TopicPartition(*parse_tp_key(k), v) for k, v in owned.items()]
+        try:
+            self.consumer.store_offsets(offsets=offsets)
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # the store's cursor is the resume point; the group's offset only lags behind
+            _log.warning("committing Kafka offsets failed: %s", exc.args[0].name())
+            return
+        with self.state.lock:
+            self.state.committed.update(owned)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = tp_key(tp.topic, tp.partition)
+            start = self._start.pop(key, None)
+            if start is not None:
+                tp.offset = start
+            else:
+                tp.offset = OFFSET_INVALID  # the group's committed offset, else the reset
+        committed = {
+            tp_key(tp.topic, tp.partition): tp.offset
+            for tp in consumer.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in partitions],
+                timeout=self.cfg.timeout_s,
+            )
+            if tp.offset >= 0
+        }
+        with self.state.lock:
+            for tp in partitions:
+                key = tp_key(tp.topic, tp.partition)
+                self.state.assigned.add(key)
+                if key in committed:
+                    self.state.committed[key] = committed[key]
+                if tp.offset >= 0:
+                    self._positions[key] = tp.offset
+                elif key in committed:
+                    self._positions[key] = committed[key]
+            self.state.ever_assigned = True
+            self.state.last_message_at = time.monotonic()
+        consumer.assign(partitions)
+        self._paused = False
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {tp_key(tp.topic, tp.partition) for tp in partitions}
+        self._commit_acks()
+        self._commit(keys)  # finished work: what the store holds
+        with self.state.lock:
+            self.state.assigned -= keys
+            self.state.epoch += 1
+            self.state.revokes += 1
+            for k in keys:
+                self._positions.pop(k, None)
+                self.state.committed.pop(k, None)
+        # in-flight work is abandoned: the new owner reads it again from the committed offset
+        self._pending = [m for m in self._pending if tp_key(m.topic, m.partition) not in keys]
+        while True:
+            try:
+                self.chunks.get_nowait()
+            except queue.Empty:
+                break
+        consumer.unassign()
+        self._paused = False
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() in _AUTH_CODES:
+            with self.state.lock:
+                self.state.error = classify(err, what="consumer")
+        else:
+            _log.warning("Kafka client error %s", err.name())
+
+
+class DeadLetters:
+    """An idempotent producer for poison messages; ``send`` returns once the broker has them."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._producer: Producer | None = None
+
+    def send(self, topic: str, items: list[tuple[Polled, dict[str, str]]]) -> None:
+        """Produce each poison message with its context headers and wait for every ack.
+
+        Raises:
+            UnavailableError | AuthError | FatalError: The dead-letter topic did not take them;
+                the batch is not handed on, so its cursor does not move past them.
+        """
+        if self._producer is None:
+            self._producer = Producer(
+                {
+                    **client_settings(self.cfg),
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "message.timeout.ms": int(self.cfg.timeout_s * 1000),
+                }
+            )
+        failures: list[KafkaError] = []
+
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(err)
+
+        for polled, headers in items:
+            self._producer.produce(
+                topic,
+                value=polled.value,
+                key=polled.key,
+                headers=[(k, v.encode()) for k, v in headers.items()],
+                on_delivery=report,
+            )
+        left = self._producer.flush(self.cfg.timeout_s + 5)
+        if failures:
+            raise classify(failures[0], what=f"dead letter to {topic}")
+        if left:
+            raise UnavailableError(f"Kafka did not acknowledge the dead letters for {topic!r}")
+
+    def close(self) -> None:
+        """Flush and drop the producer (idempotent)."""
+        if self._producer is not None:
+            self._producer.flush(self.cfg.timeout_s)
+            self._producer = None
+
+
+def check_cluster(cfg: KafkaConfig) -> str | None:
+    """Ask the brokers for the topics' metadata; None if all are there, else a reason."""
+    consumer = Consumer({**client_settings(cfg), "group.id": cfg.group_id})
+    try:
+        meta = consumer.list_topics(timeout=cfg.timeout_s)
+    except KafkaException as exc:
+        return classify(exc.args[0], what="metadata").user_message
+    finally:
+        consumer.close()
+    missing = [t for t in cfg.topics if t not in meta.topics or meta.topics[t].error is not None]
+    if missing:
+        return f"topics not found: {', '.join(missing)}"
+    return None
+
+
+def partitions_of(cfg: KafkaConfig) -> dict[str, int]:
+    """Each topic's partition count (metadata), for discovery."""
+    consumer = Consumer({**client_settings(cfg), "group.id": cfg.group_id})
+    try:
+        meta = consumer.list_topics(timeout=cfg.timeout_s)
+    except KafkaException as exc:
+        raise classify(exc.args[0], what="metadata") from exc
+    finally:
+        consumer.close()
+    return {t: len(meta.topics[t].partitions) for t in cfg.topics if t in meta.topics}
+
+
+Decoder = Callable[[Polled], dict[str, Any]]
+
+
+def registry_decoder(cfg: KafkaConfig) -> Decoder:
+    """A decoder of Confluent-framed jsonschema or avro payloads through the schema registry.
+
+    Raises:
+        ConfigError: confluent-kafka's ``schemaregistry`` extra is not installed.
+    """
+    try:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.serialization import MessageField, SerializationContext
+    except ImportError as exc:
+        raise ConfigError(
+            f"format {cfg.format} needs confluent-kafka's schema registry support: install "
+            "confluent-kafka[schemaregistry,avro,jsonschema]",
+            details=str(exc),
+        ) from exc
+    conf: dict[str, Any] = {"url": cfg.schema_registry_url}
+    if cfg.schema_registry_username is not None and cfg.schema_registry_password is not None:
+        conf["basic.auth.user.info"] = (
+            f"{cfg.schema_registry_username}:{cfg.schema_registry_password.get_secret_value()}"
+        )
+    registry = SchemaRegistryClient(conf)
+    if cfg.format == "avro":
+        from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+        deserializer: Any = AvroDeserializer(registry)
+    else:
+        from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+
+        deserializer = JSONDeserializer(None, schema_registry_client=registry)
+
+    def decode(polled: Polled) -> dict[str, Any]:
+        try:
+            value = deserializer(
+                polled.value, SerializationContext(polled.topic, MessageField.VALUE)
+            )
+        except Exception as exc:  # the SDK's decode and validation errors have no common base
+            raise SchemaValidationError(
+                f"the message does not match its registered {cfg.format} schema",
+                details=type(exc).__name__,
+                code="schema_invalid",
+            ) from exc
+        if not isinstance(value, dict):
+            raise RecordError("the message is not an object", code="not_an_object")
+        return value
+
+    return decode

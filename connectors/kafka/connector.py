@@ -1,0 +1,223 @@
+"""The ``kafka`` source connector: topics read by a consumer group, committed after the store.
+
+One stream (the topics, joined with ``,``) per connector.  A batch holds up to ``batch_size``
+messages; its cursor is ``{"<topic>/<partition>": next offset}`` for the partitions this member
+owns.  The runner writes that cursor in the same transaction as the batch's effects and only
+then asks for the next batch: that request is the connector's "batch committed" signal, on which
+it stores and commits the batch's offsets to Kafka.  So the group's committed offsets never get
+ahead of the store, and after a crash the read starts from the store's cursor (the group's
+offset only for partitions the cursor does not name).  Record keys are unique per message
+(``topic:partition:offset``, prefixed by the message key), so a replayed message is absorbed by
+the store's idempotent inserts: exactly-once in effect.
+
+Poison messages (empty, not JSON, not an object, failing their registered schema) are produced
+to ``deadletter_topic`` with context headers before their batch is handed on, and counted in
+``dead_lettered``; they are not also quarantined in the store.  With ``deadletter_topic: null``
+they ride in ``RawBatch.errors`` and the runner quarantines them instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from queue import Empty
+from time import monotonic
+from typing import Any, ClassVar
+
+import orjson
+
+from connectors.base import Capability, CheckResult, RawBatch, RowError, StreamInfo
+from connectors.kafka.client import (
+    Chunk,
+    DeadLetters,
+    Decoder,
+    GroupReader,
+    Polled,
+    check_cluster,
+    parse_tp_key,
+    partitions_of,
+    registry_decoder,
+)
+from connectors.kafka.config import KafkaConfig
+from junction.core.errors import ConfigError, EncodingError, JunctionError, ParseError, RecordError
+from junction.core.logging import get_logger
+
+log = get_logger(__name__)
+WAIT_S = 0.05  # how often an idle read looks at the poller's state
+
+
+def decode_json(polled: Polled) -> dict[str, Any]:
+    """Decode a plain JSON object payload.
+
+    Raises:
+        RecordError: Empty value (``empty_value``), bad UTF-8 (``encoding_error``), not JSON
+            (``invalid_json``) or not an object (``not_an_object``).
+    """
+    if polled.value is None or not polled.value:
+        raise RecordError("the message has no value", code="empty_value")
+    try:
+        polled.value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EncodingError("the message is not UTF-8", details=str(exc)) from exc
+    try:
+        value = orjson.loads(polled.value)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError("the message is not JSON", details=str(exc), code="invalid_json") from exc
+    if not isinstance(value, dict):
+        raise RecordError("the message is not a JSON object", code="not_an_object")
+    return value
+
+
+class KafkaSourceConnector:
+    """Reads Kafka topics as one stream through a consumer group."""
+
+    name: ClassVar[str] = "kafka"
+    config_model: ClassVar[type[KafkaConfig]] = KafkaConfig
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DISCOVER, Capability.INCREMENTAL}
+    )
+
+    def __init__(self, config: KafkaConfig) -> None:
+        """Keep the config; clients are created per read."""
+        self.config = config
+        self._decode: Decoder | None = None
+        self._dead = DeadLetters(config)
+        self._reader: GroupReader | None = None
+        self.dead_lettered = 0  # poison messages produced to the dead-letter topic so far
+        self.pauses = 0  # back-pressure pauses so far
+        self.revokes = 0  # rebalances that took partitions away (the final close included)
+
+    def check(self) -> CheckResult:
+        """Whether the brokers answer and every configured topic exists."""
+        try:
+            problem = check_cluster(self.config)
+        except JunctionError as exc:
+            return CheckResult(False, exc.user_message)
+        if problem is not None:
+            return CheckResult(False, problem)
+        return CheckResult(True, f"{len(self.config.topics)} topic(s) reachable")
+
+    def discover(self) -> list[StreamInfo]:
+        """The one stream: the configured topics (message values are JSON objects)."""
+        partitions_of(self.config)  # the brokers answer (raises a typed error otherwise)
+        return [StreamInfo(name=self.config.stream, json_schema={"type": "object"})]
+
+    def read(self, stream: str, cursor: dict[str, Any] | None) -> Generator[RawBatch, None, None]:
+        """Yield batches after ``cursor`` until the group has caught up (idle_timeout_s).
+
+        Asking for the next batch tells the connector that the previous one is committed in
+        the store; only then are its offsets committed to Kafka.
+
+        Raises:
+            ConfigError: Another stream, or a cursor this connector did not write.
+            AuthError | UnavailableError | FatalError: The brokers refused or are away.
+        """
+        cfg = self.config
+        if stream != cfg.stream:
+            raise ConfigError(f"the kafka source reads one stream, {cfg.stream!r}")
+        if cfg.format != "json" and self._decode is None:
+            self._decode = registry_decoder(cfg)
+        start = self._start_positions(cursor)
+        self._close_reader()
+        reader = self._reader = GroupReader(cfg, start)
+        join_deadline = monotonic() + cfg.join_timeout_s
+        try:
+            while True:
+                failure = reader.failure()
+                if failure is not None:
+                    raise failure
+                try:
+                    chunk = reader.chunks.get(timeout=WAIT_S)
+                except Empty:
+                    idle = reader.idle_for()
+                    if idle is None and monotonic() > join_deadline:
+                        log.info("no partitions assigned within join_timeout_s; read ends")
+                        return
+                    if idle is not None and idle >= cfg.idle_timeout_s:
+                        return
+                    continue
+                if chunk.epoch != reader.current_epoch():
+                    continue  # read before a rebalance: abandoned in flight
+                batch = self._batch(chunk)
+                yield batch
+                # the runner asked for more: the batch and its cursor are in the store
+                reader.ack(chunk.positions)
+        finally:
+            self._close_reader()
+
+    def _start_positions(self, cursor: dict[str, Any] | None) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key, value in (cursor or {}).items():
+            topic, _ = parse_tp_key(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError("the saved Kafka cursor has an unknown format")
+            if topic in self.config.topics:
+                out[key] = value
+        return out
+
+    def _batch(self, chunk: Chunk) -> RawBatch:
+        cfg = self.config
+        decode = self._decode or decode_json
+        records: list[dict[str, Any]] = []
+        keys: list[str] = []
+        positions: list[int] = []
+        errors: list[RowError] = []
+        poison: list[tuple[Polled, dict[str, str]]] = []
+        for m in chunk.messages:
+            key = self._key(m)
+            try:
+                record = decode(m)
+            except RecordError as exc:
+                if cfg.deadletter_topic is None:
+                    errors.append(RowError(key, m.offset, m.value or b"", exc))
+                else:
+                    poison.append((m, self._headers(m, exc)))
+                continue
+            records.append(record)
+            keys.append(key)
+            positions.append(m.offset)
+        if poison and cfg.deadletter_topic is not None:
+            self._dead.send(cfg.deadletter_topic, poison)
+            self.dead_lettered += len(poison)
+            log.warning(
+                "poison messages sent to the dead-letter topic",
+                count=len(poison),
+                topic=cfg.deadletter_topic,
+            )
+        return RawBatch(
+            stream=cfg.stream,
+            records=records,
+            keys=keys,
+            positions=positions,
+            cursor=dict(chunk.positions),
+            errors=errors,
+            provenance={"connector": self.name, "group": cfg.group_id},
+        )
+
+    def _key(self, m: Polled) -> str:
+        where = f"{m.topic}:{m.partition}:{m.offset}"
+        if self.config.key == "kafka_key" and m.key:
+            return f"{m.key.decode('utf-8', 'replace')}@{where}"
+        return where
+
+    def _headers(self, m: Polled, exc: RecordError) -> dict[str, str]:
+        return {
+            "junction.connector": self.name,
+            "junction.group": self.config.group_id,
+            "junction.source.topic": m.topic,
+            "junction.source.partition": str(m.partition),
+            "junction.source.offset": str(m.offset),
+            "junction.error.code": exc.code,
+            "junction.error.message": exc.user_message,
+        }
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+            self.pauses += reader.state.pauses
+            self.revokes += reader.state.revokes
+
+    def close(self) -> None:
+        """Leave the group (committing acknowledged offsets) and flush the dead-letter producer."""
+        self._close_reader()
+        self._dead.close()

@@ -1,0 +1,322 @@
+"""The ``kafka`` source on a real tansu broker: the pipeline, poison, groups, pacing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.kafka import KafkaSourceConnector
+from connectors.kafka.config import KafkaConfig
+from junction.core.errors import ConfigError
+from junction.core.registry import Registry
+from junction.pipeline.config import load_config
+from junction.pipeline.hub import Hub
+from tests.fakes.kafka_broker import kafka_broker
+from tests.integration.helpers import scalar
+
+__all__ = ["kafka_broker"]
+
+REGISTRY = Registry(extra={"connectors": {"kafka": KafkaSourceConnector}})
+FAST = {"session_timeout_ms": 2000, "idle_timeout_s": 1.0, "poll_timeout_s": 0.1}
+
+CONFIG = """\
+store: "sqlite:///{root}/j.db"
+models_dir: {root}/models
+pipelines:
+  leads:
+    source:
+      connector: kafka
+      bootstrap_servers: "{bootstrap}"
+      topics: [{topic}]
+      group_id: {group}
+      session_timeout_ms: 2000
+      idle_timeout_s: 1.0
+      poll_timeout_s: 0.1
+    mapping: csv.lead
+    batch_size: 7
+    workers: 0
+"""
+
+
+def _topic(broker, partitions: int = 3) -> str:
+    name = f"leads.{uuid.uuid4().hex[:10]}"
+    broker.create_topic(name, partitions)
+    return name
+
+
+def _produce(broker, topic: str, items: list[tuple[str | None, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    for key, value in items:
+        producer.produce(topic, value=value, key=key)
+    assert producer.flush(15) == 0
+
+
+def _lead(i: int) -> tuple[str, bytes]:
+    body = {"lead_id": f"L{i}", "email": f"lead{i}@example.com", "company": "Acme"}
+    return f"L{i}", json.dumps(body).encode()
+
+
+def _committed(broker, group: str, topic: str, partitions: int = 3) -> dict[str, int]:
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    finally:
+        consumer.close()
+    return {f"{tp.topic}/{tp.partition}": tp.offset for tp in got if tp.offset >= 0}
+
+
+def _conn(broker, topic: str, group: str, **extra: Any) -> KafkaSourceConnector:
+    options = {
+        "bootstrap_servers": broker.bootstrap,
+        "topics": [topic],
+        "group_id": group,
+        "batch_size": 5,
+        **FAST,
+        **extra,
+    }
+    return KafkaSourceConnector(KafkaConfig.model_validate(options))
+
+
+def _hub(root: Path, broker, topic: str, group: str) -> Hub:
+    (root / "models").mkdir(exist_ok=True)
+    cfg = root / "junction.yaml"
+    cfg.write_text(
+        CONFIG.format(root=root, bootstrap=broker.bootstrap, topic=topic, group=group),
+        encoding="utf-8",
+    )
+    return Hub(load_config(cfg), registry=REGISTRY)
+
+
+def test_pipeline_stores_every_message_once_and_resumes_from_its_cursor(tmp_path, kafka_broker):
+    topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(40)])
+    hub = _hub(tmp_path, kafka_broker, topic, group)
+    try:
+        [first] = hub.run_once()
+        cursor = hub.store.get_cursor("leads", topic)
+    finally:
+        hub.close()
+    assert (first.read, first.stored, first.quarantined) == (40, 40, 0)
+    assert cursor is not None
+    assert sum(cursor.values()) == 40
+    # the group's offsets were committed after the store's, and equal its cursor
+    assert _committed(kafka_broker, group, topic) == cursor
+
+    _produce(kafka_broker, topic, [_lead(i) for i in range(40, 52)])
+    hub = _hub(tmp_path, kafka_broker, topic, group)
+    try:
+        [second] = hub.run_once()
+        [third] = hub.run_once()
+    finally:
+        hub.close()
+    assert (second.read, second.stored) == (12, 12)
+    assert third.read == 0
+    url = f"sqlite:///{tmp_path}/j.db"
+    assert scalar(url, "SELECT COUNT(*) FROM records") == 52
+    assert scalar(url, "SELECT COUNT(DISTINCT source_key) FROM records") == 52
+
+
+def test_the_store_cursor_wins_over_the_group_offset_after_a_lost_commit(kafka_broker):
+    topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(12)])
+    conn = _conn(kafka_broker, topic, group)
+    try:
+        batches = conn.read(topic, None)
+        first = next(batches)
+        batches.close()  # the runner never asked for more: the batch was not committed
+        assert _committed(kafka_broker, group, topic) == {}
+        # a store that did commit the batch resumes after it, whatever the group says
+        rest = [k for b in conn.read(topic, first.cursor) for k in b.keys]
+    finally:
+        conn.close()
+    assert len(first.keys) + len(rest) == 12
+    assert not set(first.keys) & set(rest)
+    assert sum(_committed(kafka_broker, group, topic).values()) == 12
+
+
+def test_poison_goes_to_the_dead_letter_topic_with_context_headers(kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    dlq = f"junction.deadletter.{uuid.uuid4().hex[:8]}"
+    _produce(
+        kafka_broker,
+        topic,
+        [_lead(0), ("bad", b"{not json"), (None, b"[1, 2]"), _lead(3), ("bin", b"\xff\xfe")],
+    )
+    conn = _conn(kafka_broker, topic, group, deadletter_topic=dlq)
+    try:
+        batches = list(conn.read(topic, None))
+    finally:
+        conn.close()
+    keys = [k for b in batches for k in b.keys]
+    assert keys == [f"L0@{topic}:0:0", f"L3@{topic}:0:3"]
+    assert all(not b.errors for b in batches)
+    assert conn.dead_lettered == 3
+    assert batches[-1].cursor == {f"{topic}/0": 5}
+    letters = kafka_broker.read_all(dlq)
+    got = [({k: v.decode() for k, v in m.headers()}, m.value()) for m in letters]
+    got.sort(key=lambda item: int(item[0]["junction.source.offset"]))
+    assert [(h["junction.source.offset"], h["junction.error.code"]) for h, _ in got] == [
+        ("1", "invalid_json"),
+        ("2", "not_an_object"),
+        ("4", "encoding_error"),
+    ]
+    headers, value = got[0]
+    assert value == b"{not json"
+    assert headers["junction.source.topic"] == topic
+    assert headers["junction.source.partition"] == "0"
+    assert headers["junction.connector"] == "kafka"
+    assert headers["junction.group"] == group
+
+
+def test_the_default_dead_letter_topic_is_junction_deadletter(kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [("k", b"nope")])
+    conn = _conn(kafka_broker, topic, group)
+    try:
+        list(conn.read(topic, None))
+    finally:
+        conn.close()
+    mine = [
+        m
+        for m in kafka_broker.read_all("junction.deadletter")
+        if dict(m.headers() or []).get("junction.source.topic") == topic.encode()
+    ]
+    assert [m.key() for m in mine] == [b"k"]
+
+
+def test_without_a_dead_letter_topic_poison_is_quarantined_in_the_store(tmp_path, kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(0), ("bad", b"{oops")])
+    cfg = tmp_path / "junction.yaml"
+    (tmp_path / "models").mkdir()
+    text = CONFIG.format(root=tmp_path, bootstrap=kafka_broker.bootstrap, topic=topic, group=group)
+    cfg.write_text(
+        text.replace(
+            "      poll_timeout_s: 0.1\n",
+            "      poll_timeout_s: 0.1\n      deadletter_topic: null\n",
+        ),
+        "utf-8",
+    )
+    hub = Hub(load_config(cfg), registry=REGISTRY)
+    try:
+        [summary] = hub.run_once()
+        [q] = hub.store.list_quarantine()
+    finally:
+        hub.close()
+    assert (summary.stored, summary.quarantined) == (1, 1)
+    assert q["error_code"] == "invalid_json"
+
+
+def test_a_slow_pipeline_pauses_and_stays_in_the_group(kafka_broker):
+    topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(30)])
+    conn = _conn(kafka_broker, topic, group, max_poll_interval_ms=2000, max_buffered_batches=1)
+    keys: list[str] = []
+    try:
+        for j, batch in enumerate(conn.read(topic, None)):
+            keys += batch.keys
+            if j == 0:
+                time.sleep(3.0)  # longer than max.poll.interval.ms: the poller keeps polling
+    finally:
+        conn.close()
+    assert len(keys) == 30
+    assert len(set(keys)) == 30
+    assert conn.pauses >= 1
+    assert conn.revokes == 1  # only the close: the member never fell out of the group
+    assert sum(_committed(kafka_broker, group, topic).values()) == 30
+
+
+def test_two_members_of_one_group_split_the_partitions(kafka_broker):
+    topic, group = _topic(kafka_broker, 4), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(80)])
+    conns = [_conn(kafka_broker, topic, group, idle_timeout_s=3.0) for _ in range(2)]
+    got: list[list[str]] = [[], []]
+    parts: list[set[str]] = [set(), set()]
+    errors: list[BaseException] = []
+
+    def member(i: int) -> None:
+        try:
+            for batch in conns[i].read(topic, None):
+                got[i] += batch.keys
+                parts[i] |= {k.split("@")[1].rsplit(":", 1)[0] for k in batch.keys}
+                time.sleep(0.05)  # slow enough that both join before either finishes
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join(60)
+    for c in conns:
+        c.close()
+    assert not errors
+    assert len(set(got[0]) | set(got[1])) == 80
+    assert got[0], "the first member read"
+    assert got[1], "the second member read"
+    assert sum(_committed(kafka_broker, group, topic, 4).values()) == 80
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"format": "avro"}, "needs schema_registry_url"),
+        ({"schema_registry_url": "http://r:8081"}, "only used with format"),
+        ({"max_poll_interval_ms": 1000, "session_timeout_ms": 2000}, "at least session"),
+        ({"username": "u"}, "go together"),
+        ({"colour": "red"}, "Extra inputs"),
+    ],
+    ids=[
+        "avro-without-registry",
+        "registry-with-json",
+        "poll-below-session",
+        "user-alone",
+        "extra",
+    ],
+)
+def test_config_refuses(options, message):
+    with pytest.raises(ValueError, match=message):
+        KafkaConfig.model_validate(
+            {"bootstrap_servers": "h:9092", "topics": ["t"], "group_id": "g", **options}
+        )
+
+
+def test_registry_formats_need_the_schema_registry_extra(kafka_broker):
+    conn = _conn(kafka_broker, "t", "g", format="avro", schema_registry_url="http://127.0.0.1:9")
+    try:
+        with pytest.raises(ConfigError, match="schemaregistry"):
+            next(conn.read("t", None))
+    finally:
+        conn.close()
+
+
+def test_a_foreign_cursor_is_refused(kafka_broker):
+    conn = _conn(kafka_broker, "t", "g")
+    try:
+        with pytest.raises(ConfigError, match="unknown format"):
+            next(conn.read("t", {"row": 3}))
+    finally:
+        conn.close()
+
+
+def test_check_and_discover(kafka_broker):
+    topic = _topic(kafka_broker)
+    conn = _conn(kafka_broker, topic, "g")
+    missing = _conn(kafka_broker, f"absent.{uuid.uuid4().hex[:6]}", "g")
+    try:
+        assert conn.check().ok
+        [stream] = conn.discover()
+        assert stream.name == topic
+        bad = missing.check()
+    finally:
+        conn.close()
+        missing.close()
+    assert not bad.ok
