@@ -3,7 +3,8 @@
 The commands live in one module per concern and attach themselves to :data:`app`:
 :mod:`junction.cli.model_registry` (list, show, promote, rollback, card),
 :mod:`junction.cli.model_train` (train), :mod:`junction.cli.model_ab` (outcomes, ab-report),
-:mod:`junction.cli.model_drift` (drift) and :mod:`junction.cli.model_rescore` (rescore).
+:mod:`junction.cli.model_drift` (drift), :mod:`junction.cli.model_rescore` (rescore) and
+:mod:`junction.cli.model_retrain` (retrain).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def _register() -> None:
         model_drift,
         model_registry,
         model_rescore,
+        model_retrain,
         model_train,
     )
 

@@ -13,6 +13,13 @@ slot's check; the next slot runs as usual.
 The check itself (:func:`~junction.pipeline.drift_job.run_drift_check`: blocking store reads and
 numpy) runs in a daemon thread, so it never blocks the event loop nor holds the process at exit;
 its one write transaction rolls back if the process exits first.
+
+Retraining: when a check ends in ``alert`` and the pipeline's ``drift.retrain`` is set, the
+same task then retrains the model (:func:`~junction.pipeline.retrain.retrain`, in another
+daemon thread) before it gives the lease back, so of the processes sharing a store only the one
+that fired the slot retrains.  A drifted version is retrained at most once a day
+(:func:`~junction.pipeline.retrain.recently_retrained`): a drift that lasts, or a new version
+the gate keeps in staging, does not write a version every slot.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from junction.core.errors import JunctionError
 from junction.core.logging import get_logger
 from junction.pipeline.config import DriftConfig, HubConfig
 from junction.pipeline.drift_job import run_drift_check
+from junction.pipeline.retrain import recently_retrained, retrain
 from junction.serve.leases import PipelineLeases
 from junction.serve.threads import in_daemon_thread
 from junction.store.repo import Store
@@ -117,11 +125,35 @@ class DriftChecks:
                 log.warning(
                     "model drift", pipeline=pipeline, status=report.status, worst=report.worst
                 )
+            if report.status == "alert" and self.checks[pipeline].retrain:
+                await self._retrain(pipeline, str(report.model), report.model_version, now)
         finally:
             try:
                 await asyncio.to_thread(self.leases.release, lease_name(pipeline))
             except JunctionError as exc:  # it expires on its own
                 log.warning("lease release failed", pipeline=lease_name(pipeline), code=exc.code)
+
+    def _retrain_now(self, pipeline: str, model: str, version: str | None, now: float) -> str:
+        if recently_retrained(self.store, pipeline, model, version, now):
+            return "retrained within a day"
+        # training may outlast the check's lease; a lost lease means another process has it
+        if not self.leases.renew(lease_name(pipeline), self.clock()):
+            return "lease lost"
+        result = retrain(self.store, self.cfg, pipeline, now=self.clock(), actor="system:drift")
+        return result.outcome
+
+    async def _retrain(self, pipeline: str, model: str, version: str | None, now: float) -> None:
+        try:
+            outcome = await in_daemon_thread(
+                partial(self._retrain_now, pipeline, model, version, now),
+                f"retrain-{pipeline}",
+            )
+        except Exception as exc:  # noqa: BLE001 - logged; the next alert retries
+            code = exc.code if isinstance(exc, JunctionError) else "internal_error"
+            log.warning("retrain failed", pipeline=pipeline, error=type(exc).__name__, code=code)
+        else:
+            if outcome not in ("promoted", "staged", "failed"):
+                log.info("retrain skipped", pipeline=pipeline, reason=outcome)
 
     async def stop(self, timeout: float) -> bool:
         """Start no more checks; wait up to ``timeout`` s for one running; True when none is."""
