@@ -8,6 +8,15 @@ database serializes the two updates of the row and the second one matches nothin
 
 An owner is ``host:pid:nonce``.  A lease left by a process that died on this host (a crash, a
 SIGKILL) is taken over at once instead of after its TTL, so a restart resumes immediately.
+
+This is the scheduler's leader election, per pipeline: the lease holder is the one process that
+runs the pipeline, and the slot column fences each firing.  ``pg_try_advisory_lock`` was weighed
+and not used: a session lock lives as long as one connection (it needs a dedicated connection
+outside the pool, breaks behind a transaction-pooling PgBouncer, and after a network partition
+both sides can believe they lead until TCP keepalive notices), it does not exist on SQLite, and
+it would still need the slot compare-and-set to keep a deposed leader from firing a slot twice.
+A lease whose holder died is taken over after ``ttl_s`` (at once on the same host), and the
+run it left unfinished resumes right away (:meth:`PipelineLeases.abandoned`).
 """
 
 from __future__ import annotations
@@ -146,19 +155,50 @@ class PipelineLeases:
             if row is None or row[0] is None or row[1] is None or row[1] < now:
                 return False
             holder = str(row[0])
-            host, _, rest = holder.partition(":")
-            pid_text = rest.partition(":")[0]
-            if holder == self.owner or host != socket.gethostname() or not pid_text.isdigit():
+            if holder == self.owner or not self._local_and_gone(holder):
                 return False
-            pid = int(pid_text)
-            if pid == os.getpid() or not _pid_alive(pid):
-                n = conn.execute(
-                    update(t.schedules)
-                    .where(c.pipeline == pipeline, c.lease_owner == holder)
-                    .values(lease_owner=None, lease_until=None)
-                ).rowcount
-                return n == 1
-        return False
+            n = conn.execute(
+                update(t.schedules)
+                .where(c.pipeline == pipeline, c.lease_owner == holder)
+                .values(lease_owner=None, lease_until=None)
+            ).rowcount
+            return n == 1
+
+    def _local_and_gone(self, holder: str) -> bool:
+        """Whether ``holder`` names a process of this host that no longer runs (or an earlier
+        life of this pid)."""
+        host, _, rest = holder.partition(":")
+        pid_text = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid_text.isdigit():
+            return False
+        pid = int(pid_text)
+        return pid == os.getpid() or not _pid_alive(pid)
+
+    def abandoned(self, pipelines: Iterable[str], now: float | None = None) -> set[str]:
+        """Pipelines whose run lease was left behind by a holder that stopped without giving it
+        back: a process that died mid-run (SIGKILL, a lost machine) or stopped renewing.
+
+        Such a lease has an owner but has expired, or its owner is a dead process of this host.
+        Its run did not finish, so the scheduler that takes the lease over runs the pipeline at
+        once instead of waiting for the next slot: the run resumes from the last committed
+        cursor.
+        """
+        names = sorted(set(pipelines))
+        if not names:
+            return set()
+        now = time.time() if now is None else now
+        c = t.schedules.c
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                select(c.pipeline, c.lease_owner, c.lease_until).where(
+                    c.pipeline.in_(names), c.lease_owner.is_not(None), c.lease_owner != self.owner
+                )
+            ).all()
+        return {
+            str(name)
+            for name, holder, until in rows
+            if until is None or until < now or self._local_and_gone(str(holder))
+        }
 
     def renew(self, pipeline: str, now: float | None = None) -> bool:
         """Extend a lease this process holds; False when it was lost (it expired and was taken)."""

@@ -13,9 +13,13 @@ Every ``tick_s`` one coordinator task (on the event loop) reads the ``schedules`
 * ``request_run`` (the API's "run now") queues a run of any pipeline.
 
 A pipeline runs once at a time: in this process (one slot per pipeline) and across processes (the
-lease in ``schedules``, renewed while the run lasts).  Paused pipelines start nothing.  Runs are
-blocking code and go to daemon threads; on shutdown they stop between batches (each batch is one
-transaction, so stopping there loses nothing).
+lease in ``schedules``, renewed while the run lasts; a run whose lease was taken over because it
+was not renewed in time stops after its current batch).  The lease is the per-pipeline leader
+election (:mod:`junction.serve.leases` says why not an advisory lock): a run left unfinished by
+a process that died is resumed at once by the scheduler that takes the lease over, after the
+lease's TTL, or at once when the dead holder ran on this host.  Paused pipelines start nothing.
+Runs are blocking code and go to daemon threads; on shutdown they stop between batches (each
+batch is one transaction, so stopping there loses nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -68,6 +72,7 @@ class _Slot:
     wanted: str | None = None  # why a run is queued: manual | files | resume
     retry_at: float = 0.0
     failures: int = 0
+    lease_lost: threading.Event = field(default_factory=threading.Event)
 
 
 class Scheduler:
@@ -209,6 +214,8 @@ class Scheduler:
         fired, paused = self.leases.snapshot()
         self._paused = paused
         now = time.time()
+        idle = [s.name for s in self._slots.values() if not s.busy and s.name not in paused]
+        left_behind = self.leases.abandoned(idle, now) if idle and not self._stopping else set()
         grants: list[tuple[_Slot, str, float | None]] = []
         for slot in self._slots.values():
             ready = slot.drop.poll() if slot.drop is not None else False
@@ -226,6 +233,11 @@ class Scheduler:
                     with self._lock:
                         slot.wanted = None
                     grants.append((slot, wanted, None))
+                continue
+            if slot.name in left_behind and now >= slot.retry_at and self._acquire(slot.name, now):
+                # its holder died (or stopped renewing) mid-run: resume now, not at the next slot
+                log.info("abandoned run taken over", pipeline=slot.name)
+                grants.append((slot, "takeover", None))
                 continue
             if slot.schedule is None or now < slot.retry_at:
                 continue  # a source that asked us to wait (Retry-After) is not polled before
@@ -251,13 +263,17 @@ class Scheduler:
         return False
 
     async def _run(self, slot: _Slot, reason: str, due: float | None) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(slot.name))
+        slot.lease_lost.clear()
+        heartbeat = asyncio.create_task(self._heartbeat(slot))
         try:
             summaries = await in_daemon_thread(
                 partial(self._execute, slot, reason), f"run-{slot.name}"
             )
         except RunInterrupted:
-            log.info("run stopped between batches", pipeline=slot.name, reason=reason)
+            if slot.lease_lost.is_set():
+                log.warning("run stopped: its lease was lost", pipeline=slot.name, reason=reason)
+            else:
+                log.info("run stopped between batches", pipeline=slot.name, reason=reason)
         except Exception as exc:  # noqa: BLE001 - a failed run is logged and retried later
             slot.failures += 1
             backoff = min(MAX_BACKOFF_S, 2.0**slot.failures)
@@ -288,18 +304,22 @@ class Scheduler:
             self._wake_up()
 
     def _execute(self, slot: _Slot, reason: str) -> list[RunSummary]:
-        if self.stop_runs.is_set():
+        if self.stop_runs.is_set() or slot.lease_lost.is_set():
             raise RunInterrupted
+        progress = partial(self._progress, slot)
         if slot.drop is not None:
-            return slot.drop.run_cycle(slot.runner, reason, self.stop_runs, self._progress)
-        return [slot.runner.run_once(self._progress)]
+            return slot.drop.run_cycle(slot.runner, reason, self.stop_runs, progress)
+        return [slot.runner.run_once(progress)]
 
-    def _progress(self, _n: int) -> None:
-        # called by the runner after each committed batch: the place to stop on shutdown
-        if self.stop_runs.is_set():
+    def _progress(self, slot: _Slot, _n: int) -> None:
+        # called by the runner after each committed batch: the place to stop on shutdown, and
+        # when another process took the lease over (this one stopped renewing in time), so two
+        # processes never go on running one pipeline
+        if self.stop_runs.is_set() or slot.lease_lost.is_set():
             raise RunInterrupted
 
-    async def _heartbeat(self, pipeline: str) -> None:
+    async def _heartbeat(self, slot: _Slot) -> None:
+        pipeline = slot.name
         while True:
             await asyncio.sleep(self.leases.ttl_s / 3)
             try:
@@ -309,6 +329,8 @@ class Scheduler:
                 continue
             if not kept:
                 log.warning("pipeline lease lost", pipeline=pipeline)
+                slot.lease_lost.set()
+                return
 
     # shutdown
 
