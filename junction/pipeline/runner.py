@@ -7,6 +7,16 @@ re-run neither loses nor duplicates anything.  A file is archived only after its
 
 Preparing a batch is CPU-bound; for large inputs it runs in worker processes (``workers``), while
 this process reads the source and writes results strictly in order, so cursors only move forward.
+
+**The model follows production.**  A runner lives as long as the hub, so it does not keep the
+model it was built with: at the start of each run, and before a pushed batch at most once a
+second, it compares the model's stages revision (one ``stat``; :mod:`junction.pipeline.model_watch`)
+and, after a ``junction model promote`` or ``rollback``, loads the new production version and
+rebuilds its :class:`BatchPreparer`.  A run in progress finishes with the model it started with,
+in this process and in the worker processes (each share carries the run's version folder, and a
+worker whose model differs loads that one first); every score row records its
+``model_version``, so the switch is visible in the store.  A new production that fails to load
+keeps the previously verified model (logged as an error, retried at the next change).
 """
 
 from __future__ import annotations
@@ -31,8 +41,8 @@ from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, PipelineConfig
 from junction.pipeline.extract import build_connector
+from junction.pipeline.model_watch import ModelWatch
 from junction.pipeline.prepare import BatchPreparer, PreparedBatch, quarantine_row
-from junction.pipeline.score import load_scorer, resolve_model_dir
 from junction.pipeline.workers import (
     BatchDone,
     Dispatcher,
@@ -56,6 +66,8 @@ PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 PARTS_PER_WORKER = 16
 # the parallel path saves the file's cursor at most this often (seconds)
 CURSOR_SAVE_S = 1.0
+# a pushed batch checks the model's stages revision at most this often (seconds)
+MODEL_CHECK_S = 1.0
 
 
 class RunInterrupted(Exception):
@@ -117,18 +129,71 @@ class PipelineRunner:
         self.cfg = cfg
         self.store = store
         self.connector: SourceConnector = build_connector(name, cfg, registry)
-        self.model_dir = resolve_model_dir(hub.models_dir, cfg.scoring) if cfg.scoring else None
-        scorer = (
-            load_scorer(self.model_dir, cfg.scoring) if self.model_dir and cfg.scoring else None
-        )
-        self.preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
+        self.model: ModelWatch | None = None
+        self.model_dir: Path | None = None
+        scorer = None
+        if cfg.scoring is not None:
+            self.model = ModelWatch(hub.models_dir, cfg.scoring, owner=f"pipeline:{name}")
+            loaded = self.model.load()
+            self.model_dir, scorer = loaded.model_dir, loaded.scorer
+        self._preparer = BatchPreparer(name, cfg, self.connector.name, scorer)
         # one batch at a time through the compiled mapping and CEL programs: runs, replays and
-        # pushed records (API threads) may share this runner
-        self.prepare_lock = threading.Lock()
+        # pushed records (API threads) may share this runner.  Reentrant, because a pushed
+        # batch reads `preparer` (which may refresh the model) while holding it
+        self.prepare_lock = threading.RLock()
+        # serializes model refreshes; taken before prepare_lock, never after
+        self._model_lock = threading.Lock()
+        self._model_check_at = time.monotonic() + MODEL_CHECK_S
         self.store_url = hub.store
         self._pool: ProcessPoolExecutor | None = None
         self._pool_size = 0
         self._queue: Any = None
+
+    @property
+    def preparer(self) -> BatchPreparer:
+        """The compiled pipeline for batches outside a run (pushed records, replays).
+
+        At most once a second this checks whether the model's production stage changed and
+        refreshes the model first (:meth:`refresh_model`); callers may hold ``prepare_lock``.
+        """
+        watch = self.model
+        if watch is not None and watch.watched and time.monotonic() >= self._model_check_at:
+            self.refresh_model(wait=False)
+        return self._preparer
+
+    def refresh_model(self, *, wait: bool = True) -> bool:
+        """Load the production model again if ``stages.json`` changed; return whether it did.
+
+        The new scorer is loaded and verified before the :class:`BatchPreparer` built on it
+        replaces the old one (under ``prepare_lock``), so a batch is prepared wholly with one
+        model.  A failed load keeps the current model (see :mod:`junction.pipeline.model_watch`).
+        With ``wait`` False, a refresh already under way elsewhere is not waited for.
+        """
+        watch = self.model
+        if watch is None or not watch.watched:
+            return False
+        if not self._model_lock.acquire(blocking=wait):
+            return False
+        try:
+            self._model_check_at = time.monotonic() + MODEL_CHECK_S
+            if not watch.stale() or not watch.reload():
+                return False
+            loaded = watch.current
+            assert loaded is not None
+            with self.prepare_lock:
+                self._preparer = BatchPreparer(
+                    self.name, self.cfg, self.connector.name, loaded.scorer
+                )
+                self.model_dir = loaded.model_dir
+            return True
+        finally:
+            self._model_lock.release()
+
+    def _compiled(self) -> tuple[BatchPreparer, Path | None]:
+        """The preparer and model folder a run uses from start to end (after a refresh)."""
+        self.refresh_model()
+        with self.prepare_lock:
+            return self._preparer, self.model_dir
 
     def close(self) -> None:
         """Release the connector and worker processes."""
@@ -142,11 +207,13 @@ class PipelineRunner:
         summary = RunSummary(self.name, run_id)
         status, error = "succeeded", None
         try:
+            # the whole run scores with one model, even if production changes meanwhile
+            preparer, model_dir = self._compiled()
             for stream in self.streams():
                 if self.polls:
-                    self._run_poll_stream(stream, summary, progress)
+                    self._run_poll_stream(stream, summary, progress, preparer)
                 else:
-                    self._run_stream(stream, summary, progress)
+                    self._run_stream(stream, summary, progress, preparer, model_dir)
         except RunInterrupted:
             status = "interrupted"  # stopped between batches; the cursor resumes it
             raise
@@ -173,7 +240,13 @@ class PipelineRunner:
             return list(self.cfg.source.streams)
         return [s.name for s in self.connector.discover()]
 
-    def _run_poll_stream(self, stream: str, summary: RunSummary, progress: Progress | None) -> None:
+    def _run_poll_stream(
+        self,
+        stream: str,
+        summary: RunSummary,
+        progress: Progress | None,
+        preparer: BatchPreparer,
+    ) -> None:
         """Read a polled stream from its committed cursor; each batch commits with its cursor.
 
         A failure (the source down, a rate limit, a crash) leaves the cursor after the last
@@ -183,7 +256,7 @@ class PipelineRunner:
         cursor = self.store.get_cursor(self.name, stream)
         for batch in self.connector.read(stream, cursor):
             with self.prepare_lock:
-                prepared = self.preparer.prepare(batch, summary.run_id)
+                prepared = preparer.prepare(batch, summary.run_id)
             self.commit(prepared, summary)
             if progress is not None:
                 progress(prepared.read)
@@ -284,7 +357,13 @@ class PipelineRunner:
         return self.connector.plan_parts(stream, cursor, workers * PARTS_PER_WORKER)
 
     def _run_stream_parallel(
-        self, stream: str, summary: RunSummary, progress: Progress | None, workers: int
+        self,
+        stream: str,
+        summary: RunSummary,
+        progress: Progress | None,
+        workers: int,
+        preparer: BatchPreparer,
+        model_dir: Path | None,
     ) -> None:
         """``workers`` processes commit shares of the file; the cursor follows their prefix."""
         cursor = self.store.get_cursor(self.name, stream)
@@ -331,7 +410,7 @@ class PipelineRunner:
         if self._sharing():
             if self._local_store is None:
                 self._local_store = share_store(self.store_url)
-            local = ShareContext(self.name, self.preparer, self._local_store, self.connector)
+            local = ShareContext(self.name, preparer, self._local_store, self.connector)
         dispatch = Dispatcher(
             shares=shares,
             prefix=prefix,
@@ -347,6 +426,7 @@ class PipelineRunner:
             on_batch=on_batch,
             on_advance=on_advance,
             on_ready=self._started.add if size > 0 else (lambda pid: None),
+            model_dir=str(model_dir) if model_dir is not None else None,
         )
         try:
             dispatch.run()
@@ -389,10 +469,17 @@ class PipelineRunner:
         self.store.finish_file(self.name, stream, sha or "", stream, "done", rows)
         self._archive(stream, self.cfg.archive.processed)
 
-    def _run_stream(self, stream: str, summary: RunSummary, progress: Progress | None) -> None:
+    def _run_stream(
+        self,
+        stream: str,
+        summary: RunSummary,
+        progress: Progress | None,
+        preparer: BatchPreparer,
+        model_dir: Path | None,
+    ) -> None:
         workers = self._workers_for(stream)
         if workers > 0:
-            self._run_stream_parallel(stream, summary, progress, workers)
+            self._run_stream_parallel(stream, summary, progress, workers, preparer, model_dir)
             return
         cursor = self.store.get_cursor(self.name, stream)
         summary.files += 1
@@ -405,7 +492,7 @@ class PipelineRunner:
                     log.info("file already ingested; archiving", pipeline=self.name, sha256=sha)
                     break
                 with self.prepare_lock:
-                    prepared = self.preparer.prepare(batch, summary.run_id)
+                    prepared = preparer.prepare(batch, summary.run_id)
                 self.commit(prepared, summary)
                 rows = int(prepared.cursor.get("row", 0))
                 if progress is not None:

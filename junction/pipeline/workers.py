@@ -12,6 +12,11 @@ the compiled pipeline in memory.  Every share writes each batch's effects in one
 reports it; the :class:`Dispatcher` moves the file's cursor only over the contiguous prefix of
 committed batches, in file order.  A crash therefore replays at most the batches after that
 prefix, and the idempotent inserts absorb the ones that had already committed.
+
+A worker process loads the model once, in its initializer, but every share names the version
+folder its run scores with: after a promotion or rollback the runner's next run passes the new
+folder, and a worker whose model differs loads that one (and recompiles its pipeline) before the
+share, so one run scores with one model in every process without restarting the pool.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.queues import Queue
 from pathlib import Path
 from queue import Empty
@@ -128,6 +133,8 @@ class ShareContext:
 
 _STATE: ShareContext | None = None
 _QUEUE: Queue[Any] | None = None
+_CFG: PipelineConfig | None = None
+_MODEL_DIR: str | None = None  # the version folder this worker's scorer was loaded from
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -164,13 +171,14 @@ def init_worker(
     queue: Queue[Any],
 ) -> None:
     """Process initializer: compile the pipeline and open the store once per worker."""
-    global _STATE, _QUEUE
+    global _STATE, _QUEUE, _CFG, _MODEL_DIR
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
     connector = build_connector(name, cfg)
     preparer = BatchPreparer(name, cfg, connector.name, scorer)
     _STATE = ShareContext(name, preparer, share_store(store_url), connector)
     _QUEUE = queue
+    _CFG, _MODEL_DIR = cfg, model_dir
     # the compiled pipeline lives as long as the worker: keep the cyclic GC from rescanning it,
     # and let young batches grow before a collection (they are acyclic and freed by refcount)
     gc.freeze()
@@ -183,6 +191,27 @@ def ready() -> int:
     return os.getpid()
 
 
+def use_model(model_dir: str | None) -> None:
+    """Make this worker score with the model in ``model_dir`` (its run's version folder).
+
+    A no-op when it already does, or when ``model_dir`` is None (keep the loaded model);
+    otherwise the scorer is loaded and verified and the pipeline recompiled around it before
+    the worker's state is replaced.
+
+    Raises:
+        ModelLoadError: the folder does not load (the worker's state is left as it was).
+    """
+    global _STATE, _MODEL_DIR
+    if model_dir is None or model_dir == _MODEL_DIR or _STATE is None or _CFG is None:
+        return
+    cfg = _CFG
+    scorer = load_scorer(Path(model_dir), cfg.scoring) if cfg.scoring else None
+    preparer = BatchPreparer(_STATE.name, cfg, _STATE.connector.name, scorer)
+    _STATE = replace(_STATE, preparer=preparer)
+    _MODEL_DIR = model_dir
+    gc.freeze()  # the new compiled pipeline lives as long as the worker too
+
+
 def process_share(
     stream: str,
     cursor: dict[str, Any] | None,
@@ -190,10 +219,16 @@ def process_share(
     plan: Any,
     run_id: int,
     token: str,
+    model_dir: str | None = None,
 ) -> None:
-    """Worker task: run one share and report to the runner over the queue."""
+    """Worker task: run one share with the model in ``model_dir`` and report over the queue."""
     if _STATE is None or _QUEUE is None:  # pragma: no cover - the initializer always ran
         raise InternalError("worker process was not initialized")
+    try:
+        use_model(model_dir)
+    except JunctionError as exc:  # the run verified this folder; it changed on disk since
+        _QUEUE.put(ShareEnd(token, share.task, share.part, 0, error=exc))
+        return
     run_share(_STATE, _QUEUE.put, stream, cursor, share, plan, run_id, token)
 
 
@@ -356,6 +391,8 @@ class Dispatcher:
     on_batch: Callable[[BatchDone], None]
     on_advance: Callable[[dict[str, Any]], None]
     on_ready: Callable[[int], None] = lambda pid: None
+    # the version folder every share of this run scores with (None: the workers keep theirs)
+    model_dir: str | None = None
     ends: list[ShareEnd] = field(default_factory=list)
     futures: list[Future[None]] = field(default_factory=list)
     _pending: deque[Share] = field(default_factory=deque)
@@ -461,6 +498,7 @@ class Dispatcher:
                     self.plan,
                     self.run_id,
                     self.token,
+                    self.model_dir,
                 )
             )
 
