@@ -6,6 +6,13 @@ path (:func:`scoring.registry.load_model`) runs the same checks before it builds
 Every refusal is a :class:`~junction.core.errors.ModelLoadError` whose context holds the sha256
 of ``model.skops`` (``None`` when it cannot be read), the model name and version when known,
 and never a path: the folder's location is the operator's business, not the message's.
+
+An XGBoost model (card ``algorithm: xgboost``) has one more file, ``booster.ubj``: the booster
+in XGBoost's own UBJSON format (skops cannot load a Booster without pickle), named with its
+sha256 in the card's ``booster`` entry beside the ``xgboost_version`` that saved it.  Both load
+paths check the entry and the file's sha256 (:func:`read_booster`); a major.minor XGBoost
+version other than the installed one is refused as for scikit-learn, while an installation
+without XGBoost may still score the model from ``compiled.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
 COMPILED_FILE = "compiled.json"
 REFERENCE_FILE = "reference.json"
+BOOSTER_FILE = "booster.ubj"
+BOOSTER_FORMAT = "xgboost.ubj"
+XGBOOST_DISTRIBUTIONS = ("xgboost-cpu", "xgboost")  # both install the module ``xgboost``
 
 # every type a model artifact may name (the linear and the trees pipelines, with and without
 # calibration); anything else is refused unbuilt.  functools.partial only ever wraps a function
@@ -81,6 +91,16 @@ def installed_sklearn() -> str | None:
         return version("scikit-learn")
     except PackageNotFoundError:
         return None
+
+
+def installed_xgboost() -> str | None:
+    """Return the installed XGBoost version (``xgboost-cpu`` or ``xgboost``), not importing it."""
+    for dist in XGBOOST_DISTRIBUTIONS:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 def _major_minor(v: str | None) -> tuple[str, ...]:
@@ -143,7 +163,61 @@ def check_card(card: dict[str, Any], sha: str) -> dict[str, Any]:
             trained_with=trained_with,
             installed=installed,
         )
+    if card.get("algorithm") == "xgboost" or "booster" in card:
+        _check_booster_entry(card, sha, ctx)
     return ctx
+
+
+def _check_booster_entry(card: dict[str, Any], sha: str, ctx: dict[str, Any]) -> None:
+    """Check an XGBoost card's ``booster`` entry and the XGBoost version that saved it.
+
+    The entry must name exactly ``booster.ubj`` (an unsigned card must not be able to point
+    the loader at another file).  Without XGBoost installed the version is not compared: the
+    compiled model scores without it, and :func:`scoring.registry.load_model` refuses.
+    """
+    entry = card.get("booster")
+    if (
+        card.get("algorithm") != "xgboost"
+        or not isinstance(entry, dict)
+        or entry.get("file") != BOOSTER_FILE
+        or entry.get("format") != BOOSTER_FORMAT
+        or not isinstance(entry.get("sha256"), str)
+        or not isinstance(card.get("xgboost_version"), str)
+    ):
+        raise fail("the model card's booster entry is malformed", sha, **ctx)
+    trained_with = str(card["xgboost_version"])
+    installed = installed_xgboost()
+    if installed is not None and _major_minor(trained_with) != _major_minor(installed):
+        raise fail(
+            "the model was saved by another XGBoost version",
+            sha,
+            **ctx,
+            trained_with=trained_with,
+            installed=installed,
+        )
+
+
+def read_booster(vdir: Path, card: dict[str, Any], sha: str, ctx: dict[str, Any]) -> bytes | None:
+    """Return the bytes of the booster the card names, after checking their sha256.
+
+    Returns ``None`` for a card without a booster (every algorithm but ``xgboost``).  Call it
+    after :func:`check_card`, which has checked the entry's shape.
+    """
+    entry = card.get("booster")
+    if not isinstance(entry, dict):
+        return None
+    try:
+        raw = (vdir / BOOSTER_FILE).read_bytes()
+    except OSError as exc:
+        raise fail(
+            "the model's booster is missing or unreadable", sha, **ctx, reason=type(exc).__name__
+        ) from None
+    booster_sha = hashlib.sha256(raw).hexdigest()
+    if booster_sha != entry.get("sha256"):
+        raise fail(
+            "the model's booster does not match its card", sha, **ctx, booster_sha256=booster_sha
+        )
+    return raw
 
 
 def card_spec(card: dict[str, Any], sha: str | None, ctx: dict[str, Any]) -> FeatureSpec:

@@ -2,11 +2,12 @@
 
 Format ``junction.compiled-model.v2``::
 
-    {"format": "junction.compiled-model.v2", "kind": "linear" | "trees",
+    {"format": "junction.compiled-model.v2", "kind": "linear" | "trees" | "xgb_trees",
      "feature_schema_hash": "...", "spec": {...}, "model": {...}, "calibration": {...} | null}
 
 ``model`` is the kind's own dict (:meth:`scoring.compiled.CompiledLinearModel.to_dict`,
-:meth:`scoring.trees.CompiledTreeModel.to_dict`); ``calibration`` maps the model's margin to a
+:meth:`scoring.trees.CompiledTreeModel.to_dict`,
+:meth:`scoring.xgb.CompiledXgbModel.to_dict`); ``calibration`` maps the model's margin to a
 probability (:mod:`scoring.calibration`; ``null`` is the logistic function).  A file of the
 earlier format ``junction.compiled-lead-model.v1`` is a linear lead model without calibration.
 
@@ -29,7 +30,7 @@ from scoring.compiled import CompiledLinearModel
 from scoring.spec import FeatureColumns, FeatureSpec, spec_from_dict
 
 FILE_FORMAT = "junction.compiled-model.v2"
-KINDS = ("linear", "trees")
+KINDS = ("linear", "trees", "xgb_trees")
 
 
 class CompiledModel(Protocol):
@@ -117,6 +118,10 @@ def load(d: Any) -> tuple[CompiledModel, Calibrator | None]:
     model: CompiledModel
     if kind == "linear":
         model = CompiledLinearModel.from_dict({**body, "spec": d["spec"]})
+    elif kind == "xgb_trees":
+        from scoring.xgb import CompiledXgbModel  # imports neither XGBoost nor scikit-learn
+
+        model = CompiledXgbModel.from_dict(body, spec)
     else:
         from scoring.trees import CompiledTreeModel
 

@@ -21,6 +21,14 @@ Both refuse (:class:`ModelLoadError`, with the artifact's sha256 in the context)
 or the artifact is missing or unreadable, when the artifact's sha256 differs from the card's,
 and when the feature schema hash or the scikit-learn version (major.minor) differs from this
 installation.
+
+An ``xgboost`` model is saved without pickle in two parts: ``model.skops`` holds the fitted
+pipeline (or calibration around it) with its classifier step replaced by ``"passthrough"``
+(only trusted scikit-learn types), and ``booster.ubj`` the booster in XGBoost's own format
+(:mod:`scoring._xgb_sklearn`); the card names it with its sha256 and the XGBoost version.
+:func:`load_model` verifies both and puts a classifier read by XGBoost's parser back into the
+pipeline (it needs XGBoost); :func:`load_bundle` verifies both and scores from
+``compiled.json`` without XGBoost.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ import numpy as np
 from junction.core.errors import ModelLoadError
 from scoring.compiled import CompiledLinearModel
 from scoring.integrity import (
+    BOOSTER_FILE,
+    BOOSTER_FORMAT,
     CARD_FILE,
     COMPILED_FILE,
     MODEL_FILE,
@@ -52,6 +62,7 @@ from scoring.integrity import (
     check_trusted,
     fail,
     read_artifact,
+    read_booster,
     read_card,
     read_compiled,
 )
@@ -133,6 +144,7 @@ def latest_version(models_dir: str | Path, name: str = DEFAULT_NAME) -> str | No
 _MODEL_TYPES = {
     "logistic_regression": "ColumnTransformer (one-hot, scaling) + LogisticRegression",
     "hist_gradient_boosting": "ColumnTransformer (ordinal codes) + HistGradientBoostingClassifier",
+    "xgboost": "ColumnTransformer (ordinal codes) + XGBClassifier (booster in booster.ubj)",
 }
 
 
@@ -145,6 +157,7 @@ def _card(
     thresholds: tuple[float, float, float],
     compiled_sha256: str,
     reference_sha256: str | None,
+    booster_sha256: str | None = None,
 ) -> dict[str, Any]:
     import skops  # only saving records its version; scoring never imports skops
 
@@ -192,6 +205,11 @@ def _card(
     }
     if reference_sha256 is not None:
         card["reference"] = {"file": REFERENCE_FILE, "sha256": reference_sha256}
+    if booster_sha256 is not None:
+        import xgboost  # only saving an XGBoost model records its version
+
+        card["booster"] = {"file": BOOSTER_FILE, "format": BOOSTER_FORMAT, "sha256": booster_sha256}
+        card["xgboost_version"] = str(xgboost.__version__)
     return card
 
 
@@ -211,9 +229,10 @@ def save_model(
 ) -> Path:
     """Write ``trained`` as a new version of model ``name`` and return its directory.
 
-    The version holds ``model.skops`` (the fitted, possibly calibrated, estimator),
-    ``compiled.json`` (:mod:`scoring.model_file`), ``reference.json`` (the drift reference of
-    the training rows, when there is one) and ``card.json``, which records the sha256 of each.
+    The version holds ``model.skops`` (the fitted, possibly calibrated, estimator; for
+    ``xgboost`` without its classifier, which goes to ``booster.ubj``), ``compiled.json``
+    (:mod:`scoring.model_file`), ``reference.json`` (the drift reference of the training rows,
+    when there is one) and ``card.json``, which records the sha256 of each.
 
     Args:
         trained: the model from :func:`scoring.train.train_model`.
@@ -230,8 +249,14 @@ def save_model(
 
     root = Path(models_dir) / name
     root.mkdir(parents=True, exist_ok=True)
-    data = sio.dumps(trained.artifact)
+    artifact, booster = trained.artifact, None
+    if trained.algorithm == "xgboost":
+        from scoring._xgb_sklearn import split_artifact
+
+        artifact, booster = split_artifact(artifact)
+    data = sio.dumps(artifact)
     sha = hashlib.sha256(data).hexdigest()
+    booster_sha = None if booster is None else hashlib.sha256(booster).hexdigest()
     blob = _json_blob(dump(trained.compiled, trained.calibrator))
     compiled_sha = hashlib.sha256(blob).hexdigest()
     ref_blob = None if trained.reference is None else _json_blob(trained.reference)
@@ -241,9 +266,19 @@ def save_model(
         for _ in range(100):  # another writer may take the version we picked; pick again
             target = version or str(int(latest_version(models_dir, name) or 0) + 1)
             card = _card(
-                trained, name, target, sha, training_data, thresholds, compiled_sha, ref_sha
+                trained,
+                name,
+                target,
+                sha,
+                training_data,
+                thresholds,
+                compiled_sha,
+                ref_sha,
+                booster_sha,
             )
             (staging / MODEL_FILE).write_bytes(data)
+            if booster is not None:
+                (staging / BOOSTER_FILE).write_bytes(booster)
             (staging / COMPILED_FILE).write_bytes(blob)
             if ref_blob is not None:
                 (staging / REFERENCE_FILE).write_bytes(ref_blob)
@@ -271,7 +306,11 @@ def _is_model(obj: Any) -> bool:
     if isinstance(obj, CalibratedClassifierCV):
         inner = getattr(obj.estimator, "estimator", None)  # FrozenEstimator(pipeline)
         return _is_model(inner) if inner is not None else False
-    return isinstance(obj, Pipeline) and [n for n, _ in obj.steps] == ["pre", "clf"]
+    return (
+        isinstance(obj, Pipeline)
+        and [n for n, _ in obj.steps] == ["pre", "clf"]
+        and not isinstance(obj.steps[1][1], str)  # an XGBoost pipeline without its booster
+    )
 
 
 def load_model(version_dir: str | Path) -> LoadedModel:
@@ -288,6 +327,16 @@ def load_model(version_dir: str | Path) -> LoadedModel:
     card = read_card(vdir, sha)
     ctx = check_card(card, sha)
     check_trusted(data, sha, ctx)
+    booster = read_booster(vdir, card, sha, ctx)
+    if booster is not None:
+        try:
+            import xgboost  # noqa: F401
+        except ImportError:
+            raise fail(
+                "the model needs XGBoost: install the extra, pip install 'junction-hub[xgboost]'",
+                sha,
+                **ctx,
+            ) from None
     try:
         with warnings.catch_warnings():
             # patch releases keep estimator state compatible (checked above); sklearn still
@@ -298,6 +347,13 @@ def load_model(version_dir: str | Path) -> LoadedModel:
         raise fail(
             "the model artifact cannot be loaded", sha, **ctx, reason=type(exc).__name__
         ) from None
+    if booster is not None:
+        from scoring._xgb_sklearn import attach_booster
+
+        try:
+            pipeline = attach_booster(pipeline, booster)
+        except ModelLoadError as exc:
+            raise fail(exc.user_message, sha, **ctx, **exc.context) from None
     if not _is_model(pipeline):
         raise fail("the model artifact is not a lead-scoring pipeline", sha, **ctx)
     return LoadedModel(pipeline=pipeline, card=card, sha256=sha, version_dir=vdir)
@@ -320,6 +376,7 @@ def load_bundle(
     card = read_card(vdir, sha)
     ctx = check_card(card, sha)
     check_trusted(data, sha, ctx)
+    has_booster = read_booster(vdir, card, sha, ctx) is not None  # hashed: the folder is intact
     if "compiled" not in card:
         loaded = load_model(vdir)
         return CompiledLinearModel(loaded.pipeline), None, loaded.card
@@ -331,6 +388,8 @@ def load_bundle(
         raise
     if model.spec.schema_hash != card.get("feature_schema_hash"):
         raise fail("the compiled model's features differ from its card", sha, **ctx)
+    if (model.kind == "xgb_trees") != has_booster:
+        raise fail("the compiled model's kind differs from its card", sha, **ctx)
     return model, calibration, card
 
 

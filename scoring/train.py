@@ -1,10 +1,12 @@
 """Training: a pipeline over a feature spec, an optional calibration, honest holdout metrics.
 
-Two algorithms (:mod:`scoring.pipelines`): ``logistic_regression`` (one-hot + scaling + LR,
-compiled to lookups, explained exactly) and ``hist_gradient_boosting`` (ordinal codes +
-histogram gradient boosting, compiled to node arrays, explained per tree path).  Both are
-compiled at training time (:mod:`scoring.compiled`, :mod:`scoring.trees`): scoring processes
-never import scikit-learn.
+Three algorithms: ``logistic_regression`` (one-hot + scaling + LR, compiled to lookups,
+explained exactly) and ``hist_gradient_boosting`` (ordinal codes + histogram gradient
+boosting, compiled to node arrays, explained per tree path), both :mod:`scoring.pipelines`,
+and ``xgboost`` (the same ordinal codes + ``XGBClassifier``, :mod:`scoring._xgb_sklearn`,
+compiled from the booster's JSON by :mod:`scoring.xgb`; needs the ``xgboost`` extra).  All are
+compiled at training time (:mod:`scoring.compiled`, :mod:`scoring.trees`, :mod:`scoring.xgb`):
+scoring processes import neither scikit-learn nor XGBoost.
 
 Splits: when every row has a timestamp (``times``, or the rows' ``created_at``), the holdout is
 the most recent 20 % and the calibration slice the most recent 20 % of the rest, so the model
@@ -36,7 +38,7 @@ from scoring.spec import FeatureSpec, columns_from_rows, to_matrix
 
 HOLDOUT_SHARE = 0.2
 CALIBRATION_SHARE = 0.2
-ALGORITHMS = ("logistic_regression", "hist_gradient_boosting")
+ALGORITHMS = ("logistic_regression", "hist_gradient_boosting", "xgboost")
 CALIBRATIONS = ("sigmoid", "isotonic")
 MIN_ROWS = 10
 
@@ -52,7 +54,7 @@ class TrainedModel:
         compiled: the pipeline compiled for scoring.
         calibrator: its compiled calibration (``None``: the logistic of the margin).
         spec: the feature spec.
-        algorithm: ``logistic_regression`` or ``hist_gradient_boosting``.
+        algorithm: ``logistic_regression``, ``hist_gradient_boosting`` or ``xgboost``.
         calibration: ``sigmoid``, ``isotonic`` or ``None``.
         params: the algorithm's parameters that were set.
         metrics: holdout metrics (roc_auc, pr_auc, brier, lift_top_decile, base_rate).
@@ -176,6 +178,10 @@ def compile_pipeline(pipeline: Any, spec: FeatureSpec, algorithm: str) -> Compil
     """The compiled form of a fitted pipeline of ``algorithm``."""
     if algorithm == "logistic_regression":
         return CompiledLinearModel(pipeline, spec)
+    if algorithm == "xgboost":
+        from scoring.xgb import CompiledXgbModel
+
+        return CompiledXgbModel.from_pipeline(pipeline, spec)
     from scoring.trees import CompiledTreeModel
 
     model: CompiledModel = CompiledTreeModel(pipeline, spec)
@@ -203,17 +209,23 @@ def train_model(
         algorithm: one of :data:`ALGORITHMS`.
         calibration: ``sigmoid``, ``isotonic`` or ``None``.
         params: algorithm parameters (``c`` for the logistic regression; any
-            ``HistGradientBoostingClassifier`` parameter for the trees).
+            ``HistGradientBoostingClassifier`` parameter for the trees; for ``xgboost`` the
+            ``XGBClassifier`` parameters of :data:`scoring._xgb_sklearn.XGB_PARAMS`).
         times: one timestamp per row for the time split (default: the rows' ``created_at``).
 
     Raises:
-        ConfigError: unknown algorithm or calibration, or data that cannot train a model
-            (length mismatch, too few rows, a slice with one class).
+        ConfigError: unknown algorithm or calibration, ``xgboost`` without XGBoost installed,
+            or data that cannot train a model (length mismatch, too few rows, a slice with
+            one class).
     """
     if algorithm not in ALGORITHMS:
         raise ConfigError(
             "unknown algorithm", context={"algorithm": algorithm, "known": ALGORITHMS}
         )
+    if algorithm == "xgboost":
+        from scoring.xgb import require_xgboost
+
+        require_xgboost()
     if calibration is not None and calibration not in CALIBRATIONS:
         raise ConfigError("unknown calibration", context={"calibration": calibration})
     if len(rows) != len(labels) or (times is not None and len(times) != len(rows)):
@@ -248,6 +260,10 @@ def train_model(
                 "unknown logistic regression parameter", context={"params": sorted(extra)}
             )
         pipeline = build_linear(spec, seed, c=float(p.get("c", 1.0)))
+    elif algorithm == "xgboost":
+        from scoring._xgb_sklearn import build_xgboost
+
+        pipeline = build_xgboost(spec, seed, **p)
     else:
         pipeline = build_trees(spec, seed, **p)
     pipeline.fit(x[fit], y[fit])
