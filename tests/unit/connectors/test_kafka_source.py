@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -11,10 +15,11 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy.exc import DBAPIError
 
 from connectors.kafka import KafkaSourceConnector
 from connectors.kafka.config import KafkaConfig
-from junction.core.errors import ConfigError
+from junction.core.errors import ConfigError, FatalError
 from junction.core.registry import Registry
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
@@ -27,7 +32,7 @@ REGISTRY = Registry(extra={"connectors": {"kafka": KafkaSourceConnector}})
 FAST = {"session_timeout_ms": 2000, "idle_timeout_s": 1.0, "poll_timeout_s": 0.1}
 
 CONFIG = """\
-store: "sqlite:///{root}/j.db"
+store: "{store}"
 models_dir: {root}/models
 pipelines:
   leads:
@@ -84,20 +89,27 @@ def _conn(broker, topic: str, group: str, **extra: Any) -> KafkaSourceConnector:
     return KafkaSourceConnector(KafkaConfig.model_validate(options))
 
 
-def _hub(root: Path, broker, topic: str, group: str) -> Hub:
+def _config(root: Path, store: str, broker, topic: str, group: str, extra: str = "") -> Path:
+    """A hub config with one kafka pipeline; ``extra`` adds source option lines."""
     (root / "models").mkdir(exist_ok=True)
     cfg = root / "junction.yaml"
-    cfg.write_text(
-        CONFIG.format(root=root, bootstrap=broker.bootstrap, topic=topic, group=group),
-        encoding="utf-8",
+    text = CONFIG.format(
+        root=root, store=store, bootstrap=broker.bootstrap, topic=topic, group=group
     )
-    return Hub(load_config(cfg), registry=REGISTRY)
+    cfg.write_text(text.replace("    mapping:", extra + "    mapping:"), encoding="utf-8")
+    return cfg
 
 
-def test_pipeline_stores_every_message_once_and_resumes_from_its_cursor(tmp_path, kafka_broker):
+def _hub(root: Path, store: str, broker, topic: str, group: str, extra: str = "") -> Hub:
+    return Hub(load_config(_config(root, store, broker, topic, group, extra)), registry=REGISTRY)
+
+
+def test_pipeline_stores_every_message_once_and_resumes_from_its_cursor(
+    tmp_path, kafka_broker, store_url
+):
     topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
     _produce(kafka_broker, topic, [_lead(i) for i in range(40)])
-    hub = _hub(tmp_path, kafka_broker, topic, group)
+    hub = _hub(tmp_path, store_url, kafka_broker, topic, group)
     try:
         [first] = hub.run_once()
         cursor = hub.store.get_cursor("leads", topic)
@@ -110,7 +122,7 @@ def test_pipeline_stores_every_message_once_and_resumes_from_its_cursor(tmp_path
     assert _committed(kafka_broker, group, topic) == cursor
 
     _produce(kafka_broker, topic, [_lead(i) for i in range(40, 52)])
-    hub = _hub(tmp_path, kafka_broker, topic, group)
+    hub = _hub(tmp_path, store_url, kafka_broker, topic, group)
     try:
         [second] = hub.run_once()
         [third] = hub.run_once()
@@ -118,9 +130,8 @@ def test_pipeline_stores_every_message_once_and_resumes_from_its_cursor(tmp_path
         hub.close()
     assert (second.read, second.stored) == (12, 12)
     assert third.read == 0
-    url = f"sqlite:///{tmp_path}/j.db"
-    assert scalar(url, "SELECT COUNT(*) FROM records") == 52
-    assert scalar(url, "SELECT COUNT(DISTINCT source_key) FROM records") == 52
+    assert scalar(store_url, "SELECT COUNT(*) FROM records") == 52
+    assert scalar(store_url, "SELECT COUNT(DISTINCT source_key) FROM records") == 52
 
 
 def test_the_store_cursor_wins_over_the_group_offset_after_a_lost_commit(kafka_broker):
@@ -194,17 +205,8 @@ def test_the_default_dead_letter_topic_is_junction_deadletter(kafka_broker):
 def test_without_a_dead_letter_topic_poison_is_quarantined_in_the_store(tmp_path, kafka_broker):
     topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
     _produce(kafka_broker, topic, [_lead(0), ("bad", b"{oops")])
-    cfg = tmp_path / "junction.yaml"
-    (tmp_path / "models").mkdir()
-    text = CONFIG.format(root=tmp_path, bootstrap=kafka_broker.bootstrap, topic=topic, group=group)
-    cfg.write_text(
-        text.replace(
-            "      poll_timeout_s: 0.1\n",
-            "      poll_timeout_s: 0.1\n      deadletter_topic: null\n",
-        ),
-        "utf-8",
-    )
-    hub = Hub(load_config(cfg), registry=REGISTRY)
+    store = f"sqlite:///{tmp_path}/j.db"
+    hub = _hub(tmp_path, store, kafka_broker, topic, group, "      deadletter_topic: null\n")
     try:
         [summary] = hub.run_once()
         [q] = hub.store.list_quarantine()
@@ -212,6 +214,60 @@ def test_without_a_dead_letter_topic_poison_is_quarantined_in_the_store(tmp_path
         hub.close()
     assert (summary.stored, summary.quarantined) == (1, 1)
     assert q["error_code"] == "invalid_json"
+
+
+CHILD = """\
+import sys, time
+from connectors.kafka import KafkaSourceConnector
+from junction.core.registry import Registry
+from junction.pipeline.config import load_config
+from junction.pipeline.hub import Hub
+
+registry = Registry(extra={{"connectors": {{"kafka": KafkaSourceConnector}}}})
+hub = Hub(load_config(sys.argv[1]), registry=registry)
+hub.run_once(progress=lambda n: time.sleep(0.3))  # slow enough to be killed mid-stream
+"""
+
+
+def _stored(store_url: str) -> int:
+    try:
+        return scalar(store_url, "SELECT COUNT(*) FROM records")
+    except DBAPIError:  # the child has not created the tables yet
+        return 0
+
+
+def test_a_sigkilled_consumer_restarts_without_loss_or_duplicates(
+    tmp_path, kafka_broker, store_url
+):
+    topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(60)])
+    cfg = _config(tmp_path, store_url, kafka_broker, topic, group)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(), encoding="utf-8")
+    child = subprocess.Popen([sys.executable, str(script), str(cfg)], cwd=Path(__file__).parents[3])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            if _stored(store_url) >= 14:
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, "the child finished before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(10)
+    stored = scalar(store_url, "SELECT COUNT(*) FROM records")
+    assert 14 <= stored < 60
+    hub = _hub(tmp_path, store_url, kafka_broker, topic, group)
+    try:
+        [summary] = hub.run_once()
+        cursor = hub.store.get_cursor("leads", topic)
+    finally:
+        hub.close()
+    assert scalar(store_url, "SELECT COUNT(*) FROM records") == 60
+    assert scalar(store_url, "SELECT COUNT(DISTINCT source_key) FROM records") == 60
+    assert summary.stored <= 60 - stored + 7  # at most the batch in flight is read again
+    assert cursor is not None
+    assert sum(cursor.values()) == 60
 
 
 def test_a_slow_pipeline_pauses_and_stays_in_the_group(kafka_broker):
@@ -320,3 +376,15 @@ def test_check_and_discover(kafka_broker):
         conn.close()
         missing.close()
     assert not bad.ok
+
+
+def test_a_dead_letter_that_cannot_be_produced_stops_the_read_before_its_batch(kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(0), ("bad", b"{oops"), _lead(2)])
+    conn = _conn(kafka_broker, topic, group, deadletter_topic="not a valid topic!", timeout_s=2)
+    try:
+        with pytest.raises(FatalError, match="TOPIC_EXCEPTION"):
+            list(conn.read(topic, None))
+    finally:
+        conn.close()
+    assert _committed(kafka_broker, group, topic, 1) == {}
