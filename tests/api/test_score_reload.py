@@ -9,6 +9,7 @@ version never reloads.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,37 @@ def test_the_cache_adds_little_to_the_hot_path(api: ApiHarness) -> None:
     per_call = (time.perf_counter() - started) / n
     # one scoring costs ~10 µs; a cache hit (a dict lookup, a clock read) must stay far below it
     assert per_call < 2e-6, f"{per_call * 1e6:.2f} µs per cached_scorer call"
+
+
+def test_no_request_fails_while_the_model_switches_under_load(
+    api: ApiHarness, models: Path
+) -> None:
+    statuses: list[int] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+    token = api.headers("ingest")
+
+    def hammer() -> None:
+        with api.http() as h:
+            while not stop.is_set():
+                r = h.post("/api/v1/score-lead", json=LEAD, headers=token)
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    seen.add(r.json()["model_version"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(2):
+            promote(models, MODEL, "2", actor="test", reason="v2 wins")
+            _wait_for_version(api, "2")
+            rollback(models, MODEL, actor="test", reason="back to v1")
+            _wait_for_version(api, "1")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(statuses) > 20
+    assert set(statuses) == {200}
+    assert seen == {"1", "2"}
