@@ -7,12 +7,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from junction.api.routes import health
 from junction.cli.main import app as cli_app
+from tests.api.harness import running_api
 from tests.deploy.render import Obj, key, load_docs, render
 from tests.deploy.support import K8S, exported_metric_names, serve_commands
 
@@ -177,15 +179,39 @@ def test_overlays_set_namespace_image_and_scale() -> None:
     assert container["resources"]["limits"]["cpu"] == "2"
 
 
-def test_configmap_config_passes_junction_check(tmp_path: Path) -> None:
+def _config_and_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The ConfigMap's configuration with its paths under ``tmp_path``, and an environment that
+    fills its references as the Secret's keys would (SQLite instead of PostgreSQL)."""
     (cm,) = _by_kind(_rendered("base"), "ConfigMap")
     (secret,) = _by_kind(load_docs(K8S / "base" / "secret.yaml"), "Secret")
     config = tmp_path / "junction.yaml"
-    config.write_text(cm["data"]["junction.yaml"], encoding="utf-8")
+    text = cm["data"]["junction.yaml"].replace("/var/lib/junction", str(tmp_path))
+    config.write_text(text.replace("port: 8080", "port: 0"), encoding="utf-8")
+    (tmp_path / "inbox").mkdir()
     env = dict.fromkeys(secret["stringData"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     env["JUNCTION_STORE_URL"] = f"sqlite:///{tmp_path / 'junction.db'}"
+    env["JUNCTION_SIGNING_KEY"] = "k8s-test-signing-key-0123456789abcdefghijklmnop"
     env["SALES_HOOK_URL"] = secret["stringData"]["SALES_HOOK_URL"]
     env["NURTURE_HOOK_URL"] = secret["stringData"]["NURTURE_HOOK_URL"]
+    return config, env
+
+
+def test_configmap_config_passes_junction_check(tmp_path: Path) -> None:
+    config, env = _config_and_env(tmp_path)
     result = CliRunner().invoke(cli_app, ["check", str(config)], env=env)
     assert result.exit_code == 0, result.output
     assert "configuration is valid" in result.output
+
+
+def test_configmap_config_passes_the_readiness_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, env = _config_and_env(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with running_api(config) as api:
+        ready = httpx.get(f"{api.base_url}/readyz", timeout=10)
+        scrape = httpx.get(f"{api.base_url}/metrics", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"store": "ok", "model:leads": "ok"}
+    assert "junction_outbox_lag_seconds 0.0" in scrape.text
