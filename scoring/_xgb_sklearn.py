@@ -64,7 +64,8 @@ XGB_PARAMS = frozenset({*XGB_DEFAULTS, "max_leaves", "scale_pos_weight", "n_jobs
 """The ``XGBClassifier`` parameters a caller may set; the rest are fixed by the pipeline."""
 
 
-class MarginXGBClassifier(xgboost.XGBClassifier):
+# the ignore is for a type check without XGBoost installed, where the base class is Any
+class MarginXGBClassifier(xgboost.XGBClassifier):  # type: ignore[misc,unused-ignore]
     """``XGBClassifier`` with ``decision_function``: the raw margin (log-odds) as float64."""
 
     def decision_function(self, X: Any) -> npt.NDArray[np.float64]:
