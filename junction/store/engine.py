@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,11 +48,21 @@ def make_engine(url: str) -> Engine:
     raise ConfigError(f"unsupported store backend {parsed.get_backend_name()!r}")
 
 
+# pg_advisory_xact_lock key for migrations: "JUNCMIGR" in ASCII
+_PG_MIGRATE_LOCK = 0x4A554E434D494752
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision.
+
+    On PostgreSQL the upgrade holds a transaction-scoped advisory lock, so replicas starting
+    together on an empty database migrate one after the other instead of colliding.
+    """
     cfg = Config(str(_INI))
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
