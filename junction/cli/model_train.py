@@ -67,9 +67,14 @@ class Algorithm(StrEnum):
 
     lr = "lr"
     hgb = "hgb"
+    xgb = "xgb"  # needs the xgboost extra (junction-hub[xgboost])
 
 
-ALGORITHMS = {Algorithm.lr: "logistic_regression", Algorithm.hgb: "hist_gradient_boosting"}
+ALGORITHMS = {
+    Algorithm.lr: "logistic_regression",
+    Algorithm.hgb: "hist_gradient_boosting",
+    Algorithm.xgb: "xgboost",
+}
 
 
 class CalibrationOpt(StrEnum):
@@ -414,7 +419,9 @@ def train(
     reg = Registry(models_dir, config)
     algo = ALGORITHMS[algorithm]
     if calibration is None:
-        calibration = CalibrationOpt.sigmoid if algorithm is Algorithm.hgb else CalibrationOpt.none
+        # boosted margins tend to be over-confident: sigmoid; LR's log-odds are calibrated already
+        boosted = algorithm in (Algorithm.hgb, Algorithm.xgb)
+        calibration = CalibrationOpt.sigmoid if boosted else CalibrationOpt.none
     cal = None if calibration is CalibrationOpt.none else calibration.value
     try:
         grading = _grading(grade_shares, thresholds)

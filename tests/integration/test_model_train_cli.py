@@ -289,3 +289,23 @@ def test_the_store_s_records_labelled_by_outcomes_train_a_model(
     unknown = invoke("--pipeline", "nope", "--config", str(cfg), "--models-dir", str(models))
     assert unknown.exit_code == 2
     assert "no pipeline 'nope'" in unknown.stderr
+
+
+def test_xgboost_trains_calibrated_from_the_cli(tmp_path: Path) -> None:
+    pytest.importorskip("xgboost")
+    data, spec = write_tabular(tmp_path, "utf-8")
+    models = tmp_path / "models"
+    result = invoke(
+        "--csv", str(data), "--spec", str(spec), "--models-dir", str(models),
+        "--algorithm", "xgb", "--param", "n_estimators=60",
+    )  # fmt: skip
+    version = saved(result)
+    card = card_of(version)
+    assert card["algorithm"] == "xgboost"
+    assert card["calibration"]["method"] == "sigmoid"  # boosted: sigmoid by default
+    assert (version / card["booster"]["file"]).is_file()
+    assert card["metrics"]["holdout"]["roc_auc"] > 0.7
+    hot, cold = SklearnLeadScorer.load(version).score(
+        [{"Город": "Москва", "визиты": "12"}, {"Город": "Омск", "визиты": "0"}]
+    )
+    assert hot.value > cold.value
