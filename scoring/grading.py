@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from junction.core.errors import ConfigError, ScoringInputError
+from junction.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from scoring.train import TrainedModel
@@ -173,42 +173,8 @@ def card_thresholds(card: Mapping[str, Any]) -> Thresholds | None:
         return None
 
 
-def holdout_proba(
-    trained: TrainedModel,
-    rows: Sequence[Any],
-    labels: Sequence[int | None],
-    times: Sequence[Any] | None = None,
-) -> npt.NDArray[np.float64]:
-    """The calibrated probabilities of ``trained``'s holdout rows (the rows it was trained on).
-
-    The holdout is found again as :func:`scoring.train.train_model` chose it: the same valid
-    rows, the same seed, the same kind of split (the time split's most recent rows).  Should
-    that not give as many rows as the model's ``n_holdout`` (the trainer split another way),
-    the probabilities of every valid row are returned instead.
-    """
-    from scoring.spec import to_matrix
-    from scoring.train import _created, _time_of, split_indices
-
-    spec = trained.spec
-    feats: list[tuple[Any, ...]] = []
-    keep: list[int] = []
-    for i, row in enumerate(rows):
-        if labels[i] not in (0, 1):
-            continue
-        try:
-            feats.append(spec.extract(row))
-        except ScoringInputError:
-            continue
-        keep.append(i)
-    if not feats:
-        return np.zeros(0, dtype=np.float64)
-    y = np.asarray([labels[i] for i in keep], dtype=np.int64)
-    raw = [times[i] for i in keep] if times is not None else [_created(rows[i]) for i in keep]
-    stamps = [_time_of(t) for t in raw] if trained.split == "time" else [None] * len(keep)
-    _, _, hold, _ = split_indices(y, stamps, trained.seed, calibration=trained.n_calibration > 0)
-    x = to_matrix(spec, feats)
-    chosen = x[hold] if len(hold) == trained.n_holdout else x
-    out: npt.NDArray[np.float64] = np.asarray(
-        trained.artifact.predict_proba(chosen)[:, 1], dtype=np.float64
-    )
-    return out
+def holdout_proba(trained: TrainedModel) -> npt.NDArray[np.float64]:
+    """The calibrated probabilities of ``trained``'s holdout rows, as the trainer computed them."""
+    if trained.holdout_proba is None:
+        raise ConfigError("the trained model carries no holdout probabilities")
+    return trained.holdout_proba

@@ -67,6 +67,7 @@ class TrainedModel:
         numeric_effects: per numeric feature, the sign (+1, -1 or 0) of its association with
             the model's margin on the training rows, so that reasons can say "higher" or
             "lower than usual" for models whose contributions do not carry it (the trees).
+        holdout_proba: the calibrated probabilities of the holdout rows (e.g. for grade cuts).
     """
 
     artifact: Any
@@ -87,6 +88,7 @@ class TrainedModel:
     seed: int
     reference: dict[str, Any] | None = None
     numeric_effects: dict[str, float] = field(default_factory=dict)
+    holdout_proba: npt.NDArray[np.float64] | None = None
     sklearn_version: str = field(default_factory=lambda: str(sklearn.__version__))
 
     @property
@@ -230,21 +232,10 @@ def train_model(
         raise ConfigError("unknown calibration", context={"calibration": calibration})
     if len(rows) != len(labels) or (times is not None and len(times) != len(rows)):
         raise ConfigError("training rows, labels and times differ in length")
-    feats: list[tuple[Any, ...]] = []
-    keep: list[int] = []
-    for i, row in enumerate(rows):
-        if labels[i] not in (0, 1):
-            continue
-        try:
-            feats.append(spec.extract(row))
-        except ScoringInputError:
-            continue  # an invalid training row teaches nothing; it is counted as skipped
-        keep.append(i)
+    data = labelled_rows(rows, labels, spec, times)
+    feats, keep, y, stamps = data.feats, data.keep, data.y, data.stamps
     if len(feats) < MIN_ROWS:
         raise ConfigError("too few valid training rows", context={"valid": len(feats)})
-    y = np.asarray([labels[i] for i in keep], dtype=np.int64)
-    raw_times = [times[i] for i in keep] if times is not None else [_created(rows[i]) for i in keep]
-    stamps = [_time_of(t) for t in raw_times]
     fit, cal, hold, split = split_indices(y, stamps, seed, calibration=calibration is not None)
     for name, part in (("training", fit), ("calibration", cal), ("holdout", hold)):
         if (name != "calibration" or calibration) and len(set(y[part].tolist())) < 2:
@@ -253,19 +244,7 @@ def train_model(
             )
     x = to_matrix(spec, feats)
     p = dict(params or {})
-    if algorithm == "logistic_regression":
-        extra = set(p) - {"c"}
-        if extra:
-            raise ConfigError(
-                "unknown logistic regression parameter", context={"params": sorted(extra)}
-            )
-        pipeline = build_linear(spec, seed, c=float(p.get("c", 1.0)))
-    elif algorithm == "xgboost":
-        from scoring._xgb_sklearn import build_xgboost
-
-        pipeline = build_xgboost(spec, seed, **p)
-    else:
-        pipeline = build_trees(spec, seed, **p)
+    pipeline = build_pipeline(spec, algorithm, seed, p)
     pipeline.fit(x[fit], y[fit])
     artifact: Any = pipeline
     calibrator = None
@@ -304,7 +283,66 @@ def train_model(
         seed=seed,
         reference=reference,
         numeric_effects=effects,
+        holdout_proba=np.asarray(proba, dtype=np.float64),
     )
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """The rows training can use: their features, original indexes, labels and times."""
+
+    feats: list[tuple[Any, ...]]
+    keep: list[int]
+    y: npt.NDArray[np.int64]
+    stamps: list[float | None]
+
+
+def labelled_rows(
+    rows: Sequence[Any],
+    labels: Sequence[int | None],
+    spec: FeatureSpec,
+    times: Sequence[Any] | None = None,
+) -> LabelledRows:
+    """Rows with a 0/1 label and valid features (others are skipped), as training sees them.
+
+    ``times`` (one per row) default to the rows' ``created_at``; unreadable times are None.
+    """
+    feats: list[tuple[Any, ...]] = []
+    keep: list[int] = []
+    for i, row in enumerate(rows):
+        if labels[i] not in (0, 1):
+            continue
+        try:
+            feats.append(spec.extract(row))
+        except ScoringInputError:
+            continue  # an invalid training row teaches nothing; it is counted as skipped
+        keep.append(i)
+    y = np.asarray([labels[i] for i in keep], dtype=np.int64)
+    raw = [times[i] for i in keep] if times is not None else [_created(rows[i]) for i in keep]
+    return LabelledRows(feats, keep, y, [_time_of(t) for t in raw])
+
+
+def build_pipeline(spec: FeatureSpec, algorithm: str, seed: int, params: Mapping[str, Any]) -> Any:
+    """The unfitted pipeline of ``algorithm`` with ``params``.
+
+    Raises:
+        ConfigError: an unknown algorithm or parameter.
+    """
+    p = dict(params)
+    if algorithm == "logistic_regression":
+        extra = set(p) - {"c"}
+        if extra:
+            raise ConfigError(
+                "unknown logistic regression parameter", context={"params": sorted(extra)}
+            )
+        return build_linear(spec, seed, c=float(p.get("c", 1.0)))
+    if algorithm == "xgboost":
+        from scoring._xgb_sklearn import build_xgboost
+
+        return build_xgboost(spec, seed, **p)
+    if algorithm == "hist_gradient_boosting":
+        return build_trees(spec, seed, **p)
+    raise ConfigError("unknown algorithm", context={"algorithm": algorithm, "known": ALGORITHMS})
 
 
 def _numeric_effects(

@@ -34,11 +34,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from junction.core.errors import ConfigError, ScoringInputError
+from junction.core.errors import ConfigError
 from scoring.lead_spec import LEAD_SPEC
-from scoring.pipelines import TREE_DEFAULTS, build_linear, build_trees
+from scoring.pipelines import TREE_DEFAULTS
 from scoring.spec import FeatureSpec, to_matrix
-from scoring.train import _created, _time_of, split_indices
+from scoring.train import build_pipeline, labelled_rows, split_indices
 
 LR_DEFAULTS: dict[str, Any] = {"c": 1.0}
 SINGLE_THREAD_ROWS = 100_000
@@ -124,38 +124,14 @@ def training_slice(
     Raises:
         ConfigError: data that ``train_model`` would refuse (too few rows, one class).
     """
-    feats: list[tuple[Any, ...]] = []
-    keep: list[int] = []
-    for i, row in enumerate(rows):
-        if labels[i] not in (0, 1):
-            continue
-        try:
-            feats.append(spec.extract(row))
-        except ScoringInputError:
-            continue
-        keep.append(i)
-    if len({labels[i] for i in keep}) < 2:
-        raise ConfigError("the training rows must hold both classes", context={"rows": len(keep)})
-    y = np.asarray([labels[i] for i in keep], dtype=np.int64)
-    raw = [times[i] for i in keep] if times is not None else [_created(rows[i]) for i in keep]
-    stamps = [_time_of(t) for t in raw]
+    data = labelled_rows(rows, labels, spec, times)
+    feats, y, stamps = data.feats, data.y, data.stamps
+    if len(set(y.tolist())) < 2:
+        raise ConfigError("the training rows must hold both classes", context={"rows": len(y)})
     fit, cal, hold, _ = split_indices(y, stamps, seed, calibration=calibration is not None)
     idx = np.sort(np.concatenate([fit, cal]))
     x = to_matrix(spec, [feats[i] for i in idx.tolist()])
     return TrainingSlice(x=x, y=y[idx], n_holdout=len(hold))
-
-
-def _pipeline(spec: FeatureSpec, algorithm: str, seed: int, params: Mapping[str, Any]) -> Any:
-    if algorithm == "logistic_regression":
-        extra = set(params) - {"c"}
-        if extra:
-            raise ConfigError(
-                "unknown logistic regression parameter", context={"params": sorted(extra)}
-            )
-        return build_linear(spec, seed, c=float(params.get("c", 1.0)))
-    if algorithm == "hist_gradient_boosting":
-        return build_trees(spec, seed, **params)
-    raise ConfigError("unknown algorithm", context={"algorithm": algorithm})
 
 
 def cross_validate(
@@ -185,7 +161,7 @@ def cross_validate(
     threads = 1 if len(data.y) < SINGLE_THREAD_ROWS else None
     with threadpool_limits(limits=threads):
         for train, valid in splitter.split(data.x, data.y):
-            pipe = _pipeline(spec, algorithm, seed, params)
+            pipe = build_pipeline(spec, algorithm, seed, params)
             pipe.fit(data.x[train], data.y[train])
             proba = pipe.predict_proba(data.x[valid])[:, 1]
             folds.append(float(roc_auc_score(data.y[valid], proba)))

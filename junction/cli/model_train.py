@@ -552,7 +552,7 @@ def _thresholds(
         thresholds_for_shares,
     )
 
-    proba = holdout_proba(trained, training.rows, training.labels, training.times)
+    proba = holdout_proba(trained)
     if grading is None:
         cuts = DEFAULT_THRESHOLDS
     elif grading[0] == "shares":

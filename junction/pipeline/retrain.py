@@ -262,7 +262,7 @@ def _retrain(
         thresholds = card_thresholds(card) or DEFAULT_THRESHOLDS
         shares = recipe["shares"]
         if shares is not None:
-            proba = holdout_proba(trained, training.rows, training.labels, training.times)
+            proba = holdout_proba(trained)
             thresholds = thresholds_for_shares(proba, shares)
     except ConfigError as exc:  # e.g. a slice with one class only
         return failed("training_failed", exc.user_message, n, pos)

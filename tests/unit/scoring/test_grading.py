@@ -119,7 +119,7 @@ def test_holdout_probabilities_are_the_trainer_s_holdout(low_rate_model) -> None
     from scoring.train import _time_of, split_indices
 
     trained, leads, labels = low_rate_model
-    proba = holdout_proba(trained, leads, labels)
+    proba = holdout_proba(trained)
     assert len(proba) == trained.n_holdout
     y = np.asarray(labels)
     stamps = [_time_of(lead.get("created_at")) for lead in leads]
@@ -133,8 +133,8 @@ def test_holdout_probabilities_are_the_trainer_s_holdout(low_rate_model) -> None
 def test_the_scorer_grades_by_the_card_unless_thresholds_are_given(
     tmp_path, low_rate_model
 ) -> None:
-    trained, leads, labels = low_rate_model
-    cuts = thresholds_for_shares(holdout_proba(trained, leads, labels))
+    trained, leads, _labels = low_rate_model
+    cuts = thresholds_for_shares(holdout_proba(trained))
     vdir = save_model(trained, tmp_path, "lead-score", training_data={"n": 1}, thresholds=cuts)
     assert json.loads((vdir / "card.json").read_text())["grade_thresholds"] == dict(
         zip("ABC", cuts, strict=True)
