@@ -16,6 +16,11 @@ about the endpoint do not count: gate decisions, deferrals and a provider refusi
 (``RecipientRejectedError``).  When ``now - failing_since >= disable_after_s`` the endpoint is
 disabled with an ``endpoint.disabled`` event (and alert) in the same transaction.  A 410 disables
 at once.  Re-enabling (``set_endpoint(..., disabled=False)``) clears ``failing_since``.
+
+An endpoint's row is a hot spot when several workers deliver to it: every write locks it until
+its transaction commits, so their recordings would queue up behind each other.  A batch of only
+successes therefore writes the row only when that changes something: a failure streak to end,
+or ``last_success_at`` to move by ``SUCCESS_RESOLUTION_S`` or more (it is kept to within that).
 """
 
 from __future__ import annotations
@@ -203,6 +208,25 @@ _SQLITE_UPDATE = (
     "last_error = ?, delivered_at = ?, remote_id = COALESCE(?, remote_id), lease_until = NULL "
     "WHERE id = ?"
 )
+SUCCESS_RESOLUTION_S = 1.0  # last_success_at is kept to within this (see the module docstring)
+# a batch of only successes: a no-op (and no row lock) unless a streak ends or the mark moves
+_HEALTH_OK = (
+    "UPDATE endpoints SET "
+    "last_success_at = {max}(COALESCE(last_success_at, 0), {ok}), "
+    "failing_since = CASE WHEN failing_since > {ok} THEN failing_since ELSE NULL END "
+    "WHERE channel = {ch} AND (failing_since IS NOT NULL OR last_success_at IS NULL "
+    "OR last_success_at < {ok} - {res})"
+)
+_HEALTH_OK_SQL = {
+    "sqlite": _HEALTH_OK.format(ok="?1", ch="?2", res="?3", max="MAX"),
+    "postgresql": _HEALTH_OK.format(
+        ok="%(ok)s::float8", ch="%(ch)s", res="%(res)s::float8", max="GREATEST"
+    ),
+}
+_ENDPOINT_EXISTS_SQL = {
+    "sqlite": "SELECT 1 FROM endpoints WHERE channel = ?",
+    "postgresql": "SELECT 1 FROM endpoints WHERE channel = %s",
+}
 # one endpoint's health from one batch: ok = its last success, fl = its last failure, ff = its
 # first failure, fs = its first failure after the last success (the new streak, if any)
 _HEALTH = (
@@ -318,12 +342,24 @@ def _health(
             finished = o["started_at"] + o["duration_ms"] / 1000
             by_channel[o["channel"]].append((finished, o["health"] == "ok"))
     suspect = set(gone)  # channels that may have to be disabled now
-    sql = _HEALTH_SQL["postgresql" if store.dialect == "postgresql" else "sqlite"]
+    pg = store.dialect == "postgresql"
+    sql = _HEALTH_SQL["postgresql" if pg else "sqlite"]
     for ch, marks in by_channel.items():
         marks.sort()
         ok = [at for at, good in marks if good]
         bad = [at for at, good in marks if not good]
         last_ok = ok[-1] if ok else None
+        if not bad and last_ok is not None:
+            only_ok = {"ok": last_ok, "ch": ch, "res": SUCCESS_RESOLUTION_S}
+            cur.execute(
+                _HEALTH_OK_SQL["postgresql" if pg else "sqlite"],
+                only_ok if pg else tuple(only_ok.values()),
+            )
+            if cur.rowcount == 1:
+                continue
+            cur.execute(_ENDPOINT_EXISTS_SQL["postgresql" if pg else "sqlite"], (ch,))
+            if cur.fetchone() is not None:
+                continue  # nothing to change: the row stays unlocked for the other workers
         later = [at for at in bad if last_ok is None or at > last_ok]
         args = {
             "ok": last_ok,
@@ -332,7 +368,7 @@ def _health(
             "fs": later[0] if later else None,
             "ch": ch,
         }
-        params: Any = args if store.dialect == "postgresql" else tuple(args.values())
+        params: Any = args if pg else tuple(args.values())
         cur.execute(sql, params)
         if cur.rowcount == 0:  # the endpoint's first outcome: make its row, then update it
             ignore = store._insert_ignore(t.endpoints, ("channel", "disabled", "updated_at"))

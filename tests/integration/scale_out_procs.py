@@ -1,7 +1,8 @@
 """Processes for the scale-out tests: a webhook receiver and a delivery worker.
 
-``python -m tests.integration.scale_out_procs receiver PORT`` answers every POST with 200 and
-records each ``webhook-id`` with its arrival time; ``GET /stats`` returns them.
+``python -m tests.integration.scale_out_procs receiver PORT [DELAY_MS]`` answers every POST with
+200 (after ``DELAY_MS``, a slow endpoint) and records each ``webhook-id`` with its arrival time;
+``GET /stats`` returns them.
 
 ``python -m tests.integration.scale_out_procs deliver STORE BASE SECRET ENDPOINTS CONCURRENCY
 LEASE_S`` runs the delivery loop exactly as ``junction serve`` runs it (``DeliveryService`` over
@@ -26,7 +27,8 @@ Message = dict[str, Any]
 class Receiver:
     """An ASGI app recording ``(webhook-id, arrival time)`` of every POST."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
         self.ids: list[str] = []
         self.times: list[float] = []
 
@@ -49,6 +51,8 @@ class Receiver:
         if scope["method"] == "POST":
             self.ids.append(dict(scope["headers"]).get(b"webhook-id", b"").decode())
             self.times.append(time.time())
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             body = b""
         else:
             body = json.dumps({"ids": self.ids, "times": self.times}).encode()
@@ -57,12 +61,12 @@ class Receiver:
         await send({"type": "http.response.body", "body": body})
 
 
-def receiver(port: int) -> None:
+def receiver(port: int, delay_s: float = 0.0) -> None:
     """Serve :class:`Receiver` on 127.0.0.1:``port`` until terminated."""
     import uvicorn
 
     uvicorn.run(
-        Receiver(),
+        Receiver(delay_s),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -120,7 +124,7 @@ async def deliver(
 def main(argv: list[str]) -> int:
     """Dispatch on the first argument (``receiver`` or ``deliver``)."""
     if argv[0] == "receiver":
-        receiver(int(argv[1]))
+        receiver(int(argv[1]), float(argv[2]) / 1000 if len(argv) > 2 else 0.0)
         return 0
     store_url, base, secret, endpoints, concurrency, lease_s = argv[1:7]
     # plain asyncio, as ``junction serve`` runs

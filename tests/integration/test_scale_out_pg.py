@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -32,6 +33,7 @@ from sqlalchemy import text
 
 from junction.pipeline.deliver import RECORD_BATCH
 from junction.store import tables as t
+from junction.store.outbox import endpoint_health
 from junction.store.repo import Store
 
 pytestmark = pytest.mark.postgres
@@ -247,3 +249,52 @@ def test_a_killed_worker_leaves_its_leases_to_the_others(
     # the killed worker's leases ended lease_s after its last claim; the rest followed at once
     assert finished_at - killed_at < lease_s + 10
     print(f"\nSIGKILL mid-drain: {len(dupes)} resent, drained {finished_at - killed_at:.1f}s later")
+
+
+def _ok(delivery_id: str, channel: str, at: float, ok: bool = True) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "channel": channel,
+        "pipeline": "scale-out",
+        "attempt_no": 1,
+        "started_at": at,
+        "duration_ms": 0.0,
+        "status_code": 200 if ok else 500,
+        "error": None if ok else "UnavailableError: 500",
+        "outcome": "delivered" if ok else "retry",
+        "new_status": "delivered" if ok else "pending",
+        "next_attempt_at": at,
+        "health": "ok" if ok else "fail",
+    }
+
+
+def test_recording_successes_does_not_queue_behind_another_worker(store: Store) -> None:
+    """The endpoint row was every recording's hot spot: two workers' recordings took turns on
+    its lock (two workers drained slower than one).  A batch of successes writes it only when a
+    failure streak ends or ``last_success_at`` moves by a second or more."""
+    ch = "webhook.e0"
+    _fill(store, 8)
+    ids = [r["id"] for r in store.claim_deliveries(8, 60)]
+    t0 = time.time()
+    store.record_attempts([_ok(ids[0], ch, t0)], [])  # the endpoint's first outcome: its row
+    # another worker's transaction holds the endpoint row's lock, as its recording does
+    batch = [_ok(ids[1], ch, t0 + 0.2), _ok(ids[2], ch, t0 + 0.4)]
+    recording = threading.Thread(target=store.record_attempts, args=(batch, []))
+    with store.engine.connect() as other:
+        other.execute(text("SELECT * FROM endpoints WHERE channel = :c FOR UPDATE"), {"c": ch})
+        recording.start()
+        recording.join(timeout=2.0)
+        blocked = recording.is_alive()
+        other.rollback()
+    recording.join()
+    assert not blocked  # it did not wait for the other transaction
+    health = endpoint_health(store)[ch]
+    assert health["last_success_at"] == t0  # kept to within SUCCESS_RESOLUTION_S
+    store.record_attempts([_ok(ids[3], ch, t0 + 1.5)], [])
+    assert endpoint_health(store)[ch]["last_success_at"] == t0 + 1.5
+    # a failure starts a streak; the next success ends it, however soon it comes
+    store.record_attempts([_ok(ids[4], ch, t0 + 1.6, ok=False)], [])
+    assert endpoint_health(store)[ch]["failing_since"] == t0 + 1.6
+    store.record_attempts([_ok(ids[5], ch, t0 + 1.7)], [])
+    health = endpoint_health(store)[ch]
+    assert (health["failing_since"], health["last_success_at"]) == (None, t0 + 1.7)
