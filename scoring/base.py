@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from junction.core.errors import ScoringInputError
-from schemas.score import Score
+from schemas.score import Factor, Reason, Score
 
 
 @runtime_checkable
@@ -138,3 +138,47 @@ class PartialScoreColumns(ScoreColumns):
             data_sufficient=data_sufficient,
         )
         self.failed: dict[int, ScoringInputError] = failed or {}
+
+
+def factor_pairs(
+    names: list[list[str]], values: list[list[float]]
+) -> list[list[tuple[str, float]]]:
+    """Each row's ``(name, contribution)`` pairs, zero contributions left out.
+
+    Built by map/zip over the rows, not a Python loop per row: only rows with a zero among
+    their top contributions are filtered one by one.
+    """
+    out: list[list[tuple[str, float]]] = list(map(list, map(zip, names, values)))
+    for i, row in enumerate(values):
+        if 0.0 in row:
+            out[i] = [(name, c) for name, c in out[i] if c]
+    return out
+
+
+def scores_from_columns(
+    cols: ScoreColumns, reasons_for: Callable[[Sequence[tuple[str, float]]], list[Reason]]
+) -> list[Score]:
+    """Score objects of a batch's columns, in order, with reasons and the sufficiency flag.
+
+    Raises:
+        ScoringInputError: the first record that could not be scored.
+    """
+    failed = getattr(cols, "failed", None)
+    if failed:
+        raise next(iter(failed.values()))
+    enough = cols.data_sufficient or [True] * len(cols)
+    return [
+        Score(
+            value=v,
+            grade=g,
+            top_factors=[Factor(feature=f, contribution=c) for f, c in fs],
+            model=cols.model,
+            model_version=cols.model_version_at(i),
+            variant=cols.variant_at(i),
+            reasons=reasons_for(fs),
+            data_sufficient=ok,
+        )
+        for i, (v, g, fs, ok) in enumerate(
+            zip(cols.values, cols.grades, cols.factors, enough, strict=True)
+        )
+    ]

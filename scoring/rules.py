@@ -62,7 +62,7 @@ import yaml
 
 from junction.core.errors import ConfigError
 from schemas.score import Factor, Reason, Score
-from scoring.base import PartialScoreColumns
+from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns
 from scoring.features import COUNTRY, INDUSTRY, LEAD_SOURCE, SENIORITY_LEVELS
 from scoring.lead_spec import LEAD_SPEC
 from scoring.reasons import ReasonBook
@@ -623,11 +623,7 @@ class RulesLeadScorer:
             else:
                 names[:, gi] = list(map(self._cat_terms[gi].__getitem__, cats[term.cat_index]))
         picked = np.take_along_axis(names, order, axis=1).tolist()
-        # (name, points) pairs built by map/zip over the rows, as the ML scorer does
-        out: list[list[tuple[str, float]]] = list(map(list, map(zip, picked, top.tolist())))
-        for i in np.flatnonzero((top == 0.0).any(axis=1)).tolist():
-            out[i] = [(name, c) for name, c in out[i] if c]
-        return out
+        return factor_pairs(picked, top.tolist())
 
     def score(self, records: Sequence[Mapping[str, Any] | Any]) -> list[Score]:
         """Score a batch into Score objects, in order.
@@ -635,25 +631,7 @@ class RulesLeadScorer:
         Raises:
             ScoringInputError: the first record that cannot be scored (``context['index']``).
         """
-        cols = self.score_columns(records)
-        if cols.failed:
-            raise next(iter(cols.failed.values()))
-        book = self.reason_book
-        return [
-            Score(
-                value=v,
-                grade=g,
-                top_factors=[Factor(feature=f, contribution=c) for f, c in fs],
-                model=self.name,
-                model_version=self.version,
-                variant=self.variant,
-                reasons=book.reasons_for(fs),
-                data_sufficient=ok,
-            )
-            for v, g, fs, ok in zip(
-                cols.values, cols.grades, cols.factors, cols.data_sufficient or [], strict=True
-            )
-        ]
+        return scores_from_columns(self.score_columns(records), self.reason_book.reasons_for)
 
     def reasons(self, factors: Sequence[tuple[str, float]]) -> list[Reason]:
         """The reasons of factors under this scorer's wording (with the file's overrides)."""

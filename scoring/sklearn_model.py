@@ -30,7 +30,7 @@ import numpy as np
 
 from junction.core.errors import ConfigError, ScoringInputError
 from schemas.score import Factor, Score
-from scoring.base import PartialScoreColumns
+from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns
 from scoring.compiled import CompiledLinearModel
 from scoring.grading import DEFAULT_THRESHOLDS, card_thresholds
 from scoring.lead_spec import LEAD_SPEC
@@ -239,12 +239,7 @@ class SklearnLeadScorer:
         order = _top_k(np.abs(contrib), k)
         top_vals = np.take_along_axis(contrib, order, axis=1)
         names = self._term_names[np.take_along_axis(terms, order, axis=1)].tolist()
-        # (name, contribution) pairs built by map/zip over the rows, not a loop per row
-        out: list[list[tuple[str, float]]] = list(map(list, map(zip, names, top_vals.tolist())))
-        # zero contributions are left out: only rows with fewer than k non-zero terms have any
-        for i in np.flatnonzero((top_vals == 0.0).any(axis=1)).tolist():
-            out[i] = [(name, v) for name, v in out[i] if v]
-        return out
+        return factor_pairs(names, top_vals.tolist())
 
     def score(self, records: Sequence[Mapping[str, Any] | Any]) -> list[Score]:
         """Score a batch into Score objects, in order.
@@ -252,23 +247,7 @@ class SklearnLeadScorer:
         Raises:
             ScoringInputError: the first record that cannot be scored (``context['index']``).
         """
-        cols = self.score_columns(records)
-        if cols.failed:
-            raise next(iter(cols.failed.values()))
-        enough = cols.data_sufficient or [True] * len(cols)
-        return [
-            Score(
-                value=v,
-                grade=g,
-                top_factors=[Factor(feature=f, contribution=c) for f, c in fs],
-                model=self.name,
-                model_version=self.version,
-                variant=self.variant,
-                reasons=self.reason_book.reasons_for(fs),
-                data_sufficient=ok,
-            )
-            for v, g, fs, ok in zip(cols.values, cols.grades, cols.factors, enough, strict=True)
-        ]
+        return scores_from_columns(self.score_columns(records), self.reason_book.reasons_for)
 
 
 def _top_k(magnitude: np.ndarray, k: int) -> np.ndarray:
