@@ -186,20 +186,27 @@ def test_poison_goes_to_the_dead_letter_topic_with_context_headers(kafka_broker)
     assert headers["junction.group"] == group
 
 
-def test_the_default_dead_letter_topic_is_junction_deadletter(kafka_broker):
+def test_a_batch_of_only_poison_moves_the_cursor_to_the_default_dead_letter_topic(
+    tmp_path, kafka_broker
+):
     topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
-    _produce(kafka_broker, topic, [("k", b"nope")])
-    conn = _conn(kafka_broker, topic, group)
+    _produce(kafka_broker, topic, [("k", b"nope"), ("k2", b"")])
+    hub = _hub(tmp_path, f"sqlite:///{tmp_path}/j.db", kafka_broker, topic, group)
     try:
-        list(conn.read(topic, None))
+        [summary] = hub.run_once()
+        cursor = hub.store.get_cursor("leads", topic)
+        quarantined = hub.store.list_quarantine()
     finally:
-        conn.close()
+        hub.close()
+    assert (summary.read, summary.stored, summary.quarantined) == (0, 0, 0)
+    assert quarantined == []  # dead-lettered, not quarantined twice
+    assert cursor == {f"{topic}/0": 2}
     mine = [
         m
         for m in kafka_broker.read_all("junction.deadletter")
         if dict(m.headers() or []).get("junction.source.topic") == topic.encode()
     ]
-    assert [m.key() for m in mine] == [b"k"]
+    assert sorted(m.key() for m in mine) == [b"k", b"k2"]
 
 
 def test_without_a_dead_letter_topic_poison_is_quarantined_in_the_store(tmp_path, kafka_broker):
