@@ -33,6 +33,7 @@ __all__ = [
     "observe_batch",
     "observe_delivery",
     "observe_file",
+    "observe_model_reload",
     "observe_quarantine",
     "observe_run",
     "observe_schedule_fire",
@@ -146,6 +147,20 @@ def observe_delivery(
     DELIVERY_SECONDS.labels(channel).observe(seconds)
     if outcome == "failed":
         QUARANTINED.labels(pipeline, "deliver", code or "unknown").inc()
+
+
+MODEL_RELOADS = Counter(
+    "junction_model_reloads",
+    "Production model reloads after a stage change, by owner (api:<pipeline>, "
+    "pipeline:<name>), model and outcome (switched, failed).",
+    ["owner", "model", "outcome"],
+    registry=REGISTRY,
+)
+
+
+def observe_model_reload(owner: str, model: str, outcome: str) -> None:
+    """Count one reload after a promotion or rollback: ``switched`` or ``failed``."""
+    MODEL_RELOADS.labels(owner, model, outcome).inc()
 
 
 def observe_scoring(seconds: float) -> None:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from junction.core import metrics
 from junction.core.errors import JunctionError
 from junction.core.logging import get_logger
 from junction.pipeline.config import ScoringConfig
@@ -151,6 +152,7 @@ class ModelWatch:
                 code=code,
                 error=type(exc).__name__,
             )
+            metrics.observe_model_reload(self.owner, self.cfg.model, "failed")
             return False
         self.current = LoadedModel(scorer, vdir, rev)
         self.failure = None
@@ -162,4 +164,5 @@ class ModelWatch:
             previous=cur.scorer.version,
             version=scorer.version,
         )
+        metrics.observe_model_reload(self.owner, self.cfg.model, "switched")
         return True

@@ -145,6 +145,8 @@ def test_a_corrupt_new_production_keeps_the_verified_model_and_says_so(
     api: ApiHarness, models: Path
 ) -> None:
     assert _score(api)["model_version"] == "1"
+    with api.http() as h:  # builds the pipelines' runners with the verified v1
+        assert h.get("/readyz").status_code == 200
     _corrupt_copy(models, "3")
     # promote skips its own verification here, as a hand edit of stages.json would
     promote(models, MODEL, "3", actor="test", reason="tampered", verify=False)
@@ -157,6 +159,14 @@ def test_a_corrupt_new_production_keeps_the_verified_model_and_says_so(
     assert _svc(api).reload_failures() == {"-": {"code": "model_load_error"}}
     for _ in range(5):
         assert _score(api)["model_version"] == "1"
+    with api.http() as h:  # still ready (a 503 would drop every replica), but it says so
+        ready = h.get("/readyz")
+        exposed = h.get("/metrics", headers=api.headers("viewer")).text
+    assert ready.status_code == 200, ready.json().get("checks")
+    assert ready.json()["stale_models"]["api:-"] == "model_load_error"
+    assert 'junction_model_reloads_total{model="lead-score",outcome="failed",owner="api:-"}' in (
+        exposed
+    )
 
     # one command recovers: the rollback returns production to the loaded v1 (no load at all)
     rollback(models, MODEL, actor="test", reason="v3 is corrupt")

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from junction.api.context import SCHEDULER, ctx_of
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
+from junction.api.scoring import LeadScoring
 from junction.core import metrics
 from junction.core.errors import JunctionError
 from junction.core.logging import get_logger
@@ -45,14 +46,23 @@ def readyz(request: Request, _: Annotated[Principal, Depends(PROBE)]) -> dict[st
         checks["store"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready; the type says why
         checks["store"] = type(exc).__name__
+    # a failed reload after a promotion keeps the verified model: reported, not a 503 (every
+    # replica shares the models folder; a 503 would take them all out of rotation together)
+    stale: dict[str, str] = {}
+    svc = ctx.extras.get("lead_scoring")
+    if isinstance(svc, LeadScoring):
+        stale.update({f"api:{p}": f["code"] for p, f in svc.reload_failures().items()})
     for name, p in ctx.cfg.pipelines.items():
         if p.scoring is None:
             continue
         try:
-            ctx.hub.runner(name)
+            runner = ctx.hub.runner(name)
             checks[f"model:{name}"] = "ok"
         except Exception as exc:  # noqa: BLE001 - as above
             checks[f"model:{name}"] = type(exc).__name__
+            continue
+        if runner.model is not None and runner.model.failure is not None:
+            stale[f"pipeline:{name}"] = runner.model.failure.code
     scheduler = ctx.extras.get(SCHEDULER)
     if scheduler is not None:
         checks["scheduler"] = "ok" if scheduler.ready() else "stopping"
@@ -64,7 +74,10 @@ def readyz(request: Request, _: Annotated[Principal, Depends(PROBE)]) -> dict[st
             code="not_ready",
             extra={"checks": checks},
         )
-    return {"status": "ready", "checks": checks}
+    body: dict[str, Any] = {"status": "ready", "checks": checks}
+    if stale:
+        body["stale_models"] = stale
+    return body
 
 
 def outbox_lag(store: Store) -> float | None:
