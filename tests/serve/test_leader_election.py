@@ -130,13 +130,15 @@ def test_the_run_of_a_killed_leader_is_taken_over_at_once(
         taken = other.wait_event("abandoned run taken over", timeout=5)
         wait_for(lambda: _one(pg_engine, "SELECT count(*) FROM records") == n, 20, "every record")
         resumed = _one(
-            pg_engine, "SELECT min(started_at) FROM runs WHERE started_at > :t", t=killed_at - 0.5
+            pg_engine,
+            "SELECT min(started_at) FROM runs WHERE started_at > "
+            "(SELECT min(started_at) FROM runs WHERE finished_at IS NULL)",
         )
         assert other.stop() == 0
     seen = watch.close()
     assert taken["pipeline"] == "crm"
-    # taken over at the survivor's next tick (0.5 s): the dead pid is seen, no TTL to wait for
-    assert resumed - killed_at < 2.0
+    # taken over at the survivor's next tick (0.5 s): the dead pid is seen, no TTL (15 s) to wait
+    assert resumed - killed_at < 3.0
     # a poll ran once per slot, across both processes
     slots = [f["slot"] for f in leader.find("schedule fired") + other.find("schedule fired")]
     assert len(slots) == len(set(slots))
