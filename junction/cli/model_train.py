@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TextColumn,
@@ -54,7 +52,7 @@ if TYPE_CHECKING:
     from scoring.spec import FeatureSpec
     from scoring.train import TrainedModel
     from scoring.training_data import TrainingSet
-    from scoring.tune import CvResult, TuneResult
+    from scoring.tune import CvResult, TrainingSlice, TuneResult
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -212,6 +210,22 @@ def _read_store(config: Path, pipeline: str, kind: str, spec: FeatureSpec) -> Tr
         store.close()
 
 
+def _slice(
+    training: TrainingSet, spec: FeatureSpec, seed: int, calibration: str | None
+) -> TrainingSlice:
+    """The rows training fits and calibrates on (never the holdout), for CV and tuning."""
+    from scoring.tune import training_slice
+
+    return training_slice(
+        training.rows,
+        training.labels,
+        seed=seed,
+        spec=spec,
+        calibration=calibration,
+        times=training.times,
+    )
+
+
 def _tune(
     training: TrainingSet,
     spec: FeatureSpec,
@@ -223,25 +237,11 @@ def _tune(
     calibration: str | None,
     fixed: dict[str, Any],
 ) -> TuneResult:
-    from scoring.tune import training_slice, tune
+    from junction.cli.main import progress_bar
+    from scoring.tune import tune
 
-    data = training_slice(
-        training.rows,
-        training.labels,
-        seed=seed,
-        spec=spec,
-        calibration=calibration,
-        times=training.times,
-    )
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    data = _slice(training, spec, seed, calibration)
+    with progress_bar(transient=True) as progress:
         task = progress.add_task("tuning", total=trials)
 
         def show(done: int, best: float) -> None:
@@ -262,16 +262,9 @@ def _cv(
     seed: int,
     calibration: str | None,
 ) -> CvResult:
-    from scoring.tune import cross_validate, training_slice
+    from scoring.tune import cross_validate
 
-    data = training_slice(
-        training.rows,
-        training.labels,
-        seed=seed,
-        spec=spec,
-        calibration=calibration,
-        times=training.times,
-    )
+    data = _slice(training, spec, seed, calibration)
     with _spinner(f"{folds}-fold cross-validation"):
         return cross_validate(data, spec, algorithm, params, k=folds, seed=seed)
 
