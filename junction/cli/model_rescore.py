@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from junction.cli.clients import ConfigOpt, fail
 from junction.cli.model import app
@@ -24,6 +23,7 @@ def rescore_cmd(
     """Re-score a pipeline's stored records with its current model (no deliveries are sent)."""
     from sqlalchemy import func, select
 
+    from junction.cli.main import progress_bar
     from junction.pipeline.config import load_config
     from junction.pipeline.rescore import rescore
     from junction.store import tables as t
@@ -39,9 +39,7 @@ def rescore_cmd(
             total = conn.execute(
                 select(func.count()).where(t.records.c.pipeline == pipeline)
             ).scalar_one()
-        with Progress(
-            TextColumn("rescore"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-        ) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("rescore", total=total)
             summary = rescore(store, hub, pipeline, progress=lambda n: bar.advance(task, n))
     except JunctionError as exc:

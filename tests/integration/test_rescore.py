@@ -87,3 +87,23 @@ def test_rescore_refuses_unknown_or_unscored_pipelines(tmp_path: Path, models_di
             rescore(store, unscored, "leads")
     finally:
         store.close()
+
+
+def test_rescore_command_reports_what_it_did(tmp_path: Path, models_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from junction.cli.main import app
+
+    store_url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path, store=store_url, url="http://127.0.0.1:9", secret="s" * 32, models=models_dir
+    )
+    write_lead_csv(tmp_path / "inbox" / "a.csv", 40, seed=3)
+    run_once(cfg)
+    n = scalar(store_url, "SELECT COUNT(*) FROM records")
+    result = CliRunner().invoke(app, ["model", "rescore", "-p", "leads", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert f"{n} of {n} records scored by lead-score v1; 0 could not be scored" in result.output
+    bad = CliRunner().invoke(app, ["model", "rescore", "-p", "nope", "-c", str(cfg)])
+    assert bad.exit_code == 2
+    assert "no such pipeline" in bad.output
