@@ -309,7 +309,10 @@ def test_two_members_of_one_group_split_the_partitions(kafka_broker):
             for batch in conns[i].read(topic, None):
                 got[i] += batch.keys
                 parts[i] |= {k.split("@")[1].rsplit(":", 1)[0] for k in batch.keys}
-                time.sleep(0.05)  # slow enough that both join before either finishes
+                if not (got[0] and got[1]):
+                    time.sleep(
+                        0.25
+                    )  # slow until both read: neither finishes before the other joins
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -325,6 +328,7 @@ def test_two_members_of_one_group_split_the_partitions(kafka_broker):
     assert len(set(got[0]) | set(got[1])) == 80
     assert got[0], "the first member read"
     assert got[1], "the second member read"
+    assert len(parts[0] | parts[1]) == 4
     assert sum(_committed(kafka_broker, group, topic, 4).values()) == 80
 
 
