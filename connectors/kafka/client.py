@@ -1,4 +1,4 @@
-"""The confluent-kafka side of the ``kafka`` source (the one module that imports confluent_kafka).
+"""The vendor side of the ``kafka`` source: confluent_kafka, and the schema registry over HTTP.
 
 ``GroupReader`` owns one group ``Consumer`` for the length of one read.  A background thread is
 the only caller of the consumer: it polls, serves rebalance callbacks, commits acknowledged
@@ -18,6 +18,9 @@ read-ahead chunks are dropped (in-flight work is abandoned and read again by the
 ``DeadLetters`` produces poison messages with an idempotent producer and waits for the broker's
 acknowledgement before the batch that skips them is handed on.
 
+``JsonSchemaDecoder`` reads Confluent-framed JSON payloads (magic byte, schema id, JSON) and
+validates them against the schema the registry holds for that id (requests + jsonschema).
+
 Errors are translated here: authorization → AuthError; transport, all brokers down, timeouts and
 other retriable errors → UnavailableError; the rest → FatalError.  Messages name the group and
 the error name only; librdkafka's own text goes to ``details``.
@@ -25,6 +28,7 @@ the error name only; librdkafka's own text goes to ``details``.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -493,51 +497,140 @@ def partitions_of(cfg: KafkaConfig) -> dict[str, int]:
 
 
 Decoder = Callable[[Polled], dict[str, Any]]
+# Confluent's wire format: magic byte 0, a 4-byte big-endian schema id, then the payload
+_MAGIC = 0
+_FRAME = 5
 
 
-def registry_decoder(cfg: KafkaConfig) -> Decoder:
-    """A decoder of Confluent-framed jsonschema or avro payloads through the schema registry.
+class JsonSchemaDecoder:
+    """Decodes Confluent-framed JSON payloads and validates them against their registered schema.
+
+    Schemas come from a Confluent-compatible registry (``GET /schemas/ids/<id>``) and are cached
+    by id.  A schema that ``$ref``s other registered subjects is not resolved (only local refs).
+
+    Raises (from ``__call__``):
+        RecordError: Not framed (``not_framed``), unknown schema id (``schema_not_found``), not
+            JSON, not an object, or invalid for its schema (``schema_invalid``): poison.
+        UnavailableError: The registry is unreachable or fails (5xx): not the message's fault.
+        AuthError: The registry refused the credentials.
+    """
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        """Prepare the registry session; the validator library is checked here."""
+        try:
+            import jsonschema.exceptions
+            import jsonschema.validators
+        except ImportError as exc:
+            raise ConfigError(
+                "format jsonschema needs the jsonschema package, which is not installed",
+                details=str(exc),
+            ) from exc
+        import requests
+
+        self._validators = jsonschema.validators
+        self._schema_error: type[Exception] = jsonschema.exceptions.SchemaError
+        self._requests = requests
+        self._url = (cfg.schema_registry_url or "").rstrip("/")
+        self._timeout = cfg.timeout_s
+        self._session = requests.Session()
+        if cfg.schema_registry_username is not None and cfg.schema_registry_password is not None:
+            self._session.auth = (
+                cfg.schema_registry_username,
+                cfg.schema_registry_password.get_secret_value(),
+            )
+        self._cache: dict[int, Any] = {}
+
+    def __call__(self, polled: Polled) -> dict[str, Any]:
+        """The payload as a dict, validated against the schema its frame names."""
+        value = polled.value
+        if not value:
+            raise RecordError("the message has no value", code="empty_value")
+        if len(value) < _FRAME or value[0] != _MAGIC:
+            raise RecordError("the message is not schema-registry framed", code="not_framed")
+        validator = self._validator(int.from_bytes(value[1:_FRAME], "big"))
+        try:
+            record = json.loads(value[_FRAME:])
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RecordError("the message is not JSON", code="invalid_json") from exc
+        if not isinstance(record, dict):
+            raise RecordError("the message is not a JSON object", code="not_an_object")
+        error = next(iter(validator.iter_errors(record)), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            raise SchemaValidationError(
+                f"the message does not match its registered schema at {where}",
+                details=error.validator if isinstance(error.validator, str) else None,
+            )
+        return record
+
+    def _validator(self, schema_id: int) -> Any:
+        if schema_id in self._cache:
+            cached = self._cache[schema_id]
+            if cached is None:
+                raise RecordError(
+                    f"the message names schema id {schema_id}, which is not a JSON Schema",
+                    code="wrong_schema_type",
+                )
+            return cached
+        url = f"{self._url}/schemas/ids/{schema_id}"
+        try:
+            resp = self._session.get(url, timeout=self._timeout)
+        except self._requests.RequestException as exc:
+            raise UnavailableError(
+                "the schema registry is unreachable; will retry", details=type(exc).__name__
+            ) from exc
+        if resp.status_code == 404:
+            raise RecordError(
+                f"the message names schema id {schema_id}, which the registry does not know",
+                code="schema_not_found",
+            )
+        if resp.status_code in (401, 403):
+            raise AuthError(f"the schema registry refused the credentials ({resp.status_code})")
+        if resp.status_code != 200:
+            raise UnavailableError(
+                f"the schema registry answered {resp.status_code}; will retry",
+                details=resp.text[:200],
+            )
+        try:
+            body = resp.json()
+            kind = body.get("schemaType", "AVRO")
+            schema = json.loads(body["schema"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FatalError(
+                f"the schema registry's schema id {schema_id} is unreadable",
+                details=type(exc).__name__,
+            ) from exc
+        if kind != "JSON":
+            # a message framed for another format: poison, like any undecodable message
+            self._cache[schema_id] = None
+            raise RecordError(
+                f"the message names schema id {schema_id}, a {kind} schema, not a JSON Schema",
+                code="wrong_schema_type",
+            )
+        try:
+            cls = self._validators.validator_for(schema)
+            cls.check_schema(schema)
+        except (self._schema_error, TypeError, AttributeError) as exc:
+            raise FatalError(f"schema id {schema_id} is not a valid JSON Schema") from exc
+        validator = cls(schema)
+        self._cache[schema_id] = validator
+        return validator
+
+    def close(self) -> None:
+        """Close the registry session."""
+        self._session.close()
+
+
+def registry_decoder(cfg: KafkaConfig) -> JsonSchemaDecoder:
+    """The decoder of a registry format: jsonschema natively; avro is not supported here.
 
     Raises:
-        ConfigError: confluent-kafka's ``schemaregistry`` extra is not installed.
+        ConfigError: ``avro`` (it needs fastavro, which the hub does not install), or the
+            jsonschema package is missing.
     """
-    try:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
-        from confluent_kafka.serialization import MessageField, SerializationContext
-    except ImportError as exc:
-        raise ConfigError(
-            f"format {cfg.format} needs confluent-kafka's schema registry support: install "
-            "confluent-kafka[schemaregistry,avro,jsonschema]",
-            details=str(exc),
-        ) from exc
-    conf: dict[str, Any] = {"url": cfg.schema_registry_url}
-    if cfg.schema_registry_username is not None and cfg.schema_registry_password is not None:
-        conf["basic.auth.user.info"] = (
-            f"{cfg.schema_registry_username}:{cfg.schema_registry_password.get_secret_value()}"
-        )
-    registry = SchemaRegistryClient(conf)
     if cfg.format == "avro":
-        from confluent_kafka.schema_registry.avro import AvroDeserializer
-
-        deserializer: Any = AvroDeserializer(registry)
-    else:
-        from confluent_kafka.schema_registry.json_schema import JSONDeserializer
-
-        deserializer = JSONDeserializer(None, schema_registry_client=registry)
-
-    def decode(polled: Polled) -> dict[str, Any]:
-        try:
-            value = deserializer(
-                polled.value, SerializationContext(polled.topic, MessageField.VALUE)
-            )
-        except Exception as exc:  # the SDK's decode and validation errors have no common base
-            raise SchemaValidationError(
-                f"the message does not match its registered {cfg.format} schema",
-                details=type(exc).__name__,
-                code="schema_invalid",
-            ) from exc
-        if not isinstance(value, dict):
-            raise RecordError("the message is not an object", code="not_an_object")
-        return value
-
-    return decode
+        raise ConfigError(
+            "format avro is not supported yet: it needs fastavro (confluent-kafka's "
+            "schemaregistry and avro extras), which the hub does not install"
+        )
+    return JsonSchemaDecoder(cfg)

@@ -1,10 +1,10 @@
 """Configuration of the ``kafka`` source connector: brokers, topics, group, payload format.
 
-``format: json`` reads plain JSON objects and needs no schema registry.  ``jsonschema`` and
-``avro`` read Confluent-framed payloads and need ``schema_registry_url`` plus confluent-kafka's
-``schemaregistry`` extra (Authlib, cachetools, httpx2; fastavro for Avro), which the hub does
-not install by default: without it the connector refuses to start with a ConfigError that
-names the extra.
+``format: json`` reads plain JSON objects and needs no schema registry.  ``jsonschema`` reads
+Confluent-framed JSON (magic byte, schema id, JSON) and validates each message against the
+JSON Schema the registry at ``schema_registry_url`` holds for its id (needs the ``jsonschema``
+package).  ``avro`` is accepted here but refused at read time: it needs fastavro (confluent-kafka's
+``schemaregistry`` and ``avro`` extras), which the hub does not install.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class KafkaConfig(BaseModel):
     )
     format: Literal["json", "jsonschema", "avro"] = Field(
         "json",
-        description="Payload format: json (plain JSON objects), or jsonschema / avro "
-        "(Confluent-framed, decoded through the schema registry).",
+        description="Payload format: json (plain JSON objects); jsonschema (Confluent-framed "
+        "JSON validated against the registry's schema); avro (not supported yet: needs fastavro).",
     )
     schema_registry_url: str | None = Field(
         None,

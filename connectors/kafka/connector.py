@@ -29,8 +29,8 @@ from connectors.base import Capability, CheckResult, RawBatch, RowError, StreamI
 from connectors.kafka.client import (
     Chunk,
     DeadLetters,
-    Decoder,
     GroupReader,
+    JsonSchemaDecoder,
     Polled,
     check_cluster,
     parse_tp_key,
@@ -79,7 +79,7 @@ class KafkaSourceConnector:
     def __init__(self, config: KafkaConfig) -> None:
         """Keep the config; clients are created per read."""
         self.config = config
-        self._decode: Decoder | None = None
+        self._decode: JsonSchemaDecoder | None = None
         self._dead = DeadLetters(config)
         self._reader: GroupReader | None = None
         self.dead_lettered = 0  # poison messages produced to the dead-letter topic so far
@@ -221,3 +221,6 @@ class KafkaSourceConnector:
         """Leave the group (committing acknowledged offsets) and flush the dead-letter producer."""
         self._close_reader()
         self._dead.close()
+        if self._decode is not None:
+            self._decode.close()
+            self._decode = None

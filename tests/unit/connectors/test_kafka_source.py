@@ -15,15 +15,18 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from connectors.kafka import KafkaSourceConnector
 from connectors.kafka.config import KafkaConfig
-from junction.core.errors import ConfigError, FatalError
+from junction.core.errors import ConfigError, FatalError, UnavailableError
 from junction.core.registry import Registry
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
 from tests.fakes.kafka_broker import kafka_broker
+from tests.fakes.server import serve_app
 from tests.integration.helpers import scalar
 
 __all__ = ["kafka_broker"]
@@ -356,10 +359,10 @@ def test_config_refuses(options, message):
         )
 
 
-def test_registry_formats_need_the_schema_registry_extra(kafka_broker):
+def test_avro_is_refused_until_its_dependencies_are_installed(kafka_broker):
     conn = _conn(kafka_broker, "t", "g", format="avro", schema_registry_url="http://127.0.0.1:9")
     try:
-        with pytest.raises(ConfigError, match="schemaregistry"):
+        with pytest.raises(ConfigError, match="fastavro"):
             next(conn.read("t", None))
     finally:
         conn.close()
@@ -398,4 +401,91 @@ def test_a_dead_letter_that_cannot_be_produced_stops_the_read_before_its_batch(k
             list(conn.read(topic, None))
     finally:
         conn.close()
+    assert _committed(kafka_broker, group, topic, 1) == {}
+
+
+LEAD_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {"lead_id": {"type": "string"}, "email": {"type": "string"}},
+    "required": ["lead_id", "email"],
+}
+
+
+def _registry_app() -> FastAPI:
+    """A Confluent-compatible schema registry holding one JSON Schema (id 7) and one Avro (id 8)."""
+    app = FastAPI()
+    schemas = {
+        7: {"schemaType": "JSON", "schema": json.dumps(LEAD_SCHEMA)},
+        8: {"schema": json.dumps({"type": "record", "name": "Lead", "fields": []})},
+    }
+
+    @app.get("/schemas/ids/{schema_id}")
+    def schema(schema_id: int) -> JSONResponse:
+        if schema_id not in schemas:
+            return JSONResponse({"error_code": 40403, "message": "Schema not found"}, 404)
+        return JSONResponse(schemas[schema_id])
+
+    return app
+
+
+def _framed(schema_id: int, body: Any) -> bytes:
+    return b"\x00" + schema_id.to_bytes(4, "big") + json.dumps(body).encode()
+
+
+def test_jsonschema_payloads_are_validated_against_the_registry(kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    dlq = f"junction.deadletter.{uuid.uuid4().hex[:8]}"
+    good = {"lead_id": "L1", "email": "a@example.com"}
+    _produce(
+        kafka_broker,
+        topic,
+        [
+            ("a", _framed(7, good)),
+            ("b", _framed(7, {"lead_id": 5, "email": "x"})),  # lead_id is not a string
+            ("c", json.dumps(good).encode()),  # plain JSON: not framed
+            ("d", _framed(99, good)),  # an id the registry does not know
+            ("e", _framed(8, good)),  # an Avro schema id
+            ("f", _framed(8, good)),  # the same, from the cache
+        ],
+    )
+    with serve_app(_registry_app()) as url:
+        conn = _conn(
+            kafka_broker,
+            topic,
+            group,
+            format="jsonschema",
+            schema_registry_url=url,
+            deadletter_topic=dlq,
+        )
+        try:
+            batches = list(conn.read(topic, None))
+        finally:
+            conn.close()
+    assert [r for b in batches for r in b.records] == [good]
+    codes = sorted(
+        (dict(m.headers())["junction.source.offset"], dict(m.headers())["junction.error.code"])
+        for m in kafka_broker.read_all(dlq)
+    )
+    assert codes == [
+        (b"1", b"schema_invalid"),
+        (b"2", b"not_framed"),
+        (b"3", b"schema_not_found"),
+        (b"4", b"wrong_schema_type"),
+        (b"5", b"wrong_schema_type"),
+    ]
+
+
+def test_an_unreachable_registry_is_retryable_not_poison(kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [("a", _framed(7, {"lead_id": "L1", "email": "e"}))])
+    conn = _conn(
+        kafka_broker, topic, group, format="jsonschema", schema_registry_url="http://127.0.0.1:9"
+    )
+    try:
+        with pytest.raises(UnavailableError):
+            list(conn.read(topic, None))
+    finally:
+        conn.close()
+    assert conn.dead_lettered == 0
     assert _committed(kafka_broker, group, topic, 1) == {}
