@@ -176,6 +176,7 @@ class _State:
     error: JunctionError | None = None
     committed: dict[str, int] = field(default_factory=dict)
     acked: dict[str, int] = field(default_factory=dict)
+    last_problem: JunctionError | None = None  # the latest non-fatal client error (brokers down)
     pauses: int = 0  # times the partitions were paused for back-pressure
     revokes: int = 0  # rebalances that took partitions away
 
@@ -236,6 +237,11 @@ class GroupReader:
         if self._paused or self._pending or not self.chunks.empty():
             return 0.0
         return time.monotonic() - last
+
+    def last_problem(self) -> JunctionError | None:
+        """The latest non-fatal client error (e.g. all brokers down), if any."""
+        with self.state.lock:
+            return self.state.last_problem
 
     def current_epoch(self) -> int:
         """Bumped by every revoke: chunks of an older epoch are in-flight work to drop."""
@@ -412,11 +418,13 @@ class GroupReader:
         self._paused = False
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.fatal() or err.code() in _AUTH_CODES:
-            with self.state.lock:
-                self.state.error = classify(err, what="consumer")
-        else:
-            _log.warning("Kafka client error %s", err.name())
+        problem = classify(err, what="consumer")
+        with self.state.lock:
+            if err.fatal() or err.code() in _AUTH_CODES:
+                self.state.error = problem
+            else:
+                self.state.last_problem = problem
+        _log.warning("Kafka client error %s", err.name())
 
 
 class DeadLetters:

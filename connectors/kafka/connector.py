@@ -109,7 +109,9 @@ class KafkaSourceConnector:
 
         Raises:
             ConfigError: Another stream, or a cursor this connector did not write.
-            AuthError | UnavailableError | FatalError: The brokers refused or are away.
+            AuthError | UnavailableError | FatalError: The brokers refused, or were away for
+                the whole ``join_timeout_s`` (a read with no partitions and no client error
+                ends empty instead: more members than partitions).
         """
         cfg = self.config
         if stream != cfg.stream:
@@ -130,6 +132,9 @@ class KafkaSourceConnector:
                 except Empty:
                     idle = reader.idle_for()
                     if idle is None and monotonic() > join_deadline:
+                        problem = reader.last_problem()
+                        if problem is not None:  # e.g. every broker is down
+                            raise problem from None
                         log.info("no partitions assigned within join_timeout_s; read ends")
                         return
                     if idle is not None and idle >= cfg.idle_timeout_s:

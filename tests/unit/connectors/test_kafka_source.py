@@ -489,3 +489,18 @@ def test_an_unreachable_registry_is_retryable_not_poison(kafka_broker):
         conn.close()
     assert conn.dead_lettered == 0
     assert _committed(kafka_broker, group, topic, 1) == {}
+
+
+def test_brokers_that_never_answer_are_unavailable_not_an_empty_read():
+    conn = _conn(_Nowhere(), "t", "g", join_timeout_s=1.5)
+    try:
+        with pytest.raises(UnavailableError):
+            list(conn.read("t", None))
+    finally:
+        conn.close()
+
+
+class _Nowhere:
+    """A bootstrap address where nothing listens."""
+
+    bootstrap = "127.0.0.1:9"
