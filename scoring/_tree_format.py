@@ -14,11 +14,18 @@ as the string ``"inf"``, which JSON has no number for.
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from junction.core.errors import ModelLoadError
+from scoring._ensemble_format import (
+    HEADER_KEYS,
+    check_categories,
+    check_header,
+    check_shape,
+    check_trees,
+    tree_columns,
+)
+from scoring._json_checks import Checks
 from scoring.spec import FeatureSpec
 
 FORMAT = "junction.compiled-tree-model.v1"
@@ -37,19 +44,7 @@ TREE_KEYS = (
     "value",
     "count",
 )
-TOP_KEYS = frozenset(
-    {
-        "format",
-        "kind",
-        "spec",
-        "feature_schema_hash",
-        "features",
-        "categories",
-        "known",
-        "baseline",
-        "trees",
-    }
-)
+TOP_KEYS = HEADER_KEYS | {"known", "baseline", "trees"}
 
 
 class TreeArrays(NamedTuple):
@@ -75,81 +70,37 @@ class ParsedTrees(NamedTuple):
     trees: list[TreeArrays]
 
 
-def bad(key: str, problem: str) -> ModelLoadError:
-    """The error for a malformed key of a compiled tree model."""
-    return ModelLoadError(
-        "the compiled tree model is malformed", context={"key": key, "problem": problem}
-    )
-
-
-def _number(value: Any, key: str, *, allow_inf: bool = False) -> float:
-    if allow_inf and value == "inf":
-        return math.inf
-    # bool is an int subclass; true/false where a number belongs is a broken file
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad(key, "not a number")
-    x = float(value)
-    if not math.isfinite(x):
-        raise bad(key, "not finite")
-    return x
-
-
-def _int(value: Any, key: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise bad(key, f"not an integer in [{lo}, {hi}]")
-    return value
-
-
-def _bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise bad(key, "not true or false")
-    return value
-
-
-def _list(value: Any, key: str, length: int | None = None) -> list[Any]:
-    if not isinstance(value, list):
-        raise bad(key, "not a list")
-    if length is not None and len(value) != length:
-        raise bad(key, f"expected {length} entries, found {len(value)}")
-    return value
+_CHECKS = Checks("the compiled tree model is malformed")
+bad = _CHECKS.bad
 
 
 def _codes(value: Any, key: str, n_codes: int) -> list[int]:
-    codes = [_int(c, key, 0, n_codes - 1) for c in _list(value, key)]
+    codes = [_CHECKS.integer(c, key, 0, n_codes - 1) for c in _CHECKS.array(value, key)]
     if any(b <= a for a, b in itertools.pairwise(codes)):
         raise bad(key, "codes not strictly increasing")
     return codes
 
 
 def _tree(d: Any, t: int, n_cat: int, n_features: int, n_codes: list[int]) -> TreeArrays:
-    key = f"trees[{t}]"
-    if not isinstance(d, Mapping) or set(d) != set(TREE_KEYS):
-        raise bad(key, "not an object with the tree keys")
-    feats = _list(d["feature"], f"{key}.feature")
-    n = len(feats)
-    if not 1 <= n <= MAX_NODES:
-        raise bad(f"{key}.feature", "wrong number of nodes")
-    cols = {k: _list(d[k], f"{key}.{k}", n) for k in TREE_KEYS}
-    feature = [_int(f, f"{key}.feature", -1, n_features - 1) for f in feats]
-    value = [_number(v, f"{key}.value") for v in cols["value"]]
-    count = [_int(c, f"{key}.count", 1, 2**32 - 1) for c in cols["count"]]
-    missing_left = [_bool(v, f"{key}.missing_left") for v in cols["missing_left"]]
-    categorical = [_bool(v, f"{key}.categorical") for v in cols["categorical"]]
-    threshold = [_number(v, f"{key}.threshold", allow_inf=True) for v in cols["threshold"]]
-    left = [_int(v, f"{key}.left", 0, n - 1) for v in cols["left"]]
-    right = [_int(v, f"{key}.right", 0, n - 1) for v in cols["right"]]
+    key, c = f"trees[{t}]", _CHECKS
+    cols = tree_columns(d, key, TREE_KEYS, MAX_NODES, c)
+    n = len(cols["feature"])
+    feature = [c.integer(f, f"{key}.feature", -1, n_features - 1) for f in cols["feature"]]
+    value = [c.number(v, f"{key}.value") for v in cols["value"]]
+    count = [c.integer(v, f"{key}.count", 1, 2**32 - 1) for v in cols["count"]]
+    missing_left = [c.boolean(v, f"{key}.missing_left") for v in cols["missing_left"]]
+    categorical = [c.boolean(v, f"{key}.categorical") for v in cols["categorical"]]
+    threshold = [c.number(v, f"{key}.threshold", allow_inf=True) for v in cols["threshold"]]
+    left = [c.integer(v, f"{key}.left", 0, n - 1) for v in cols["left"]]
+    right = [c.integer(v, f"{key}.right", 0, n - 1) for v in cols["right"]]
+    check_shape(feature, left, right, key, c)
     cat_left: list[list[int]] = []
-    parents = [0] * n
     for i, f in enumerate(feature):
         if f < 0:
             if left[i] or right[i] or categorical[i] or cols["cat_left"][i]:
                 raise bad(f"{key}.left", "a leaf with children or categories")
             cat_left.append([])
             continue
-        if not i < left[i] != right[i] > i:
-            raise bad(f"{key}.left", "children must follow their parent")
-        parents[left[i]] += 1
-        parents[right[i]] += 1
         if count[i] != count[left[i]] + count[right[i]]:
             raise bad(f"{key}.count", "a node's count is not its children's sum")
         if categorical[i] != (f < n_cat):
@@ -160,26 +111,9 @@ def _tree(d: Any, t: int, n_cat: int, n_features: int, n_codes: list[int]) -> Tr
             raise bad(f"{key}.cat_left", "categories on a numeric split")
         else:
             cat_left.append([])
-    # every node but the root has exactly one parent, and parents precede children: one tree
-    if parents[0] != 0 or any(p != 1 for p in parents[1:]):
-        raise bad(f"{key}.left", "the nodes do not form one tree")
     return TreeArrays(
         feature, threshold, left, right, missing_left, categorical, cat_left, value, count
     )
-
-
-def _categories(d: Mapping[str, Any], names: Sequence[str]) -> list[list[str]]:
-    cats = _list(d.get("categories"), "categories", len(names))
-    out: list[list[str]] = []
-    for f, values in enumerate(cats):
-        key = f"categories[{f}]"
-        values = _list(values, key)
-        if len(values) > MAX_CATEGORIES or not all(isinstance(v, str) for v in values):
-            raise bad(key, "not a list of at most 255 strings")
-        if len(set(values)) != len(values):
-            raise bad(key, "duplicate categories")
-        out.append(list(values))
-    return out
 
 
 def parse(d: Mapping[str, Any], spec: FeatureSpec) -> ParsedTrees:
@@ -189,35 +123,14 @@ def parse(d: Mapping[str, Any], spec: FeatureSpec) -> ParsedTrees:
         ModelLoadError: ``d`` is malformed, inconsistent, has non-finite numbers or was made
             for another feature spec.
     """
-    if not isinstance(d, Mapping):
-        raise bad("format", "not an object")
-    if set(d) != TOP_KEYS:
-        raise bad(sorted(set(d) ^ TOP_KEYS)[0], "unexpected or missing key")
-    if d["format"] != FORMAT:
-        raise bad("format", "unknown format")
-    if d["kind"] != KIND:
-        raise bad("kind", "not a tree model")
-    if d["feature_schema_hash"] != spec.schema_hash or d["spec"] != spec.to_dict():
-        raise ModelLoadError(
-            "the model was trained on other features than this version computes",
-            context={"key": "feature_schema_hash"},
-        )
-    features = {
-        "categorical": list(spec.categorical),
-        "numeric": list(spec.numeric),
-        "binary": list(spec.binary),
-    }
-    if d["features"] != features:
-        raise bad("features", "not the features of the spec")
+    check_header(d, spec, _CHECKS, fmt=FORMAT, kind=KIND, keys=TOP_KEYS, what="a tree model")
     n_cat = len(spec.categorical)
     n_features = n_cat + len(spec.numeric) + len(spec.binary)
-    categories = _categories(d, spec.categorical)
+    categories = check_categories(d, n_cat, MAX_CATEGORIES, _CHECKS)
     n_codes = [len(c) for c in categories] + [0] * (n_features - n_cat)
-    known_lists = _list(d["known"], "known", n_cat)
+    known_lists = _CHECKS.array(d["known"], "known", n_cat)
     known = [_codes(k, f"known[{f}]", max(n_codes[f], 1)) for f, k in enumerate(known_lists)]
-    baseline = _number(d["baseline"], "baseline")
-    raw_trees = _list(d["trees"], "trees")
-    if not 1 <= len(raw_trees) <= MAX_TREES:
-        raise bad("trees", "wrong number of trees")
+    baseline = _CHECKS.number(d["baseline"], "baseline")
+    raw_trees = check_trees(d, MAX_TREES, _CHECKS)
     trees = [_tree(t, i, n_cat, n_features, n_codes) for i, t in enumerate(raw_trees)]
     return ParsedTrees(categories, known, baseline, trees)

@@ -46,24 +46,21 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
-from itertools import repeat
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from junction.core.errors import ModelLoadError
-from scoring._tree_format import FORMAT, KIND, TREE_KEYS, ParsedTrees, TreeArrays, parse
+from scoring._ensemble import CompiledEnsemble, FloatArray, mean_values
+from scoring._ensemble_format import header
+from scoring._tree_format import FORMAT, KIND, TREE_KEYS, TreeArrays, parse
 from scoring.calibration import Calibration
-from scoring.spec import FeatureColumns, FeatureSpec
+from scoring.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import Pipeline
-
-IntArray = npt.NDArray[np.intp]
-FloatArray = npt.NDArray[np.float64]
 
 
 def _bitset_codes(bitset: Any) -> list[int]:
@@ -210,41 +207,20 @@ def compile_pipeline(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, Any]:
         for f, outer in enumerate(to_outer):
             inner = _bitset_codes(bitsets[f_idx_map[f]])
             known.append(sorted(outer[k] for k in inner if k < len(outer)))
-    return {
-        "format": FORMAT,
-        "kind": KIND,
-        "spec": spec.to_dict(),
-        "feature_schema_hash": spec.schema_hash,
-        "features": {
-            "categorical": list(spec.categorical),
-            "numeric": list(spec.numeric),
-            "binary": list(spec.binary),
-        },
-        "categories": categories,
+    return header(FORMAT, KIND, spec, categories) | {
         "known": known,
         "baseline": float(np.asarray(clf._baseline_prediction).ravel()[0]),
         "trees": [_tree_dict(p[0], to_outer) for p in clf._predictors],
     }
 
 
-def _node_values(tree: TreeArrays) -> list[float]:
-    """Leaf outputs, and for internal nodes the count-weighted mean of their children."""
-    values = list(tree.value)
-    count = tree.counts
-    # children have higher indexes than their parents: one backward pass fills every node
-    for i in range(len(values) - 1, -1, -1):
-        if tree.feature[i] >= 0:
-            lo, hi = tree.left[i], tree.right[i]
-            values[i] = (count[lo] * values[lo] + count[hi] * values[hi]) / (count[lo] + count[hi])
-    return values
-
-
-class CompiledTreeModel:
+class CompiledTreeModel(CompiledEnsemble[TreeArrays]):
     """Node tables equivalent to a fitted, optionally calibrated, gradient-boosting pipeline.
 
     Build it from a fitted pipeline (``CompiledTreeModel(pipeline, spec)``, or
     :meth:`from_calibrated`; both need scikit-learn) or from its plain-JSON form
-    (:meth:`from_dict`, does not).
+    (:meth:`from_dict`, does not).  Scoring and contributions are
+    :class:`~scoring._ensemble.CompiledEnsemble`'s.
 
     Args:
         pipeline: the fitted pipeline of :func:`scoring.pipelines.build_trees`.
@@ -255,30 +231,20 @@ class CompiledTreeModel:
 
     Attributes:
         kind: ``trees``.
-        spec: the feature spec.
-        feature_schema_hash: ``spec.schema_hash``.
-        calibration: maps the margin to the probability.
         baseline: scikit-learn's baseline prediction (the margin before any tree).
-        bias: ``baseline`` plus the trees' root values; ``bias + sum(contributions)`` is the
-            margin of every row.
-        term_names: the name of each term id.
 
     Raises:
         ModelLoadError: the pipeline is not the trees pipeline over ``spec``.
     """
 
     kind = KIND
-    spec: FeatureSpec
-    feature_schema_hash: str
-    calibration: Calibration
-    baseline: float
-    bias: float
-    term_names: list[str]
+    # batch contributions of two trees in one table: scikit-learn's trees are small
+    _pair_leaves = True
 
     def __init__(
         self, pipeline: Pipeline, spec: FeatureSpec, *, calibration: Calibration | None = None
     ) -> None:
-        self._setup(parse(compile_pipeline(pipeline, spec), spec), spec)
+        self._load(compile_pipeline(pipeline, spec), spec)
         self.calibration = calibration or Calibration.none()
 
     @classmethod
@@ -297,160 +263,46 @@ class CompiledTreeModel:
             raise ModelLoadError("the calibrated model does not wrap a fitted pipeline")
         return cls(pipeline, spec, calibration=Calibration.from_calibrated(calibrated))
 
-    @classmethod
-    def from_dict(
-        cls, d: Mapping[str, Any], spec: FeatureSpec, *, calibration: Calibration | None = None
-    ) -> CompiledTreeModel:
-        """Rebuild a model from :meth:`to_dict` output, checking every key, shape and type.
-
-        Args:
-            d: the model's dict (untrusted: from disk).
-            spec: the feature spec the model must have been made for.
-            calibration: the calibration that travels beside the model (``compiled.json``
-                keeps it apart, :mod:`scoring.model_file`).
-
-        Raises:
-            ModelLoadError: ``d`` is malformed (the error's context names the key) or was
-                made for another feature spec.
-        """
-        model = cls.__new__(cls)
-        model._setup(parse(d, spec), spec)
-        model.calibration = calibration or Calibration.none()
-        return model
-
-    def _setup(self, p: ParsedTrees, spec: FeatureSpec) -> None:
-        """Derive every lookup from the validated numbers (both constructors end here)."""
-        self.spec, self.feature_schema_hash = spec, spec.schema_hash
-        self.baseline = p.baseline
-        self._parsed = p
-        n_cat = len(spec.categorical)
-        nf = n_cat + len(spec.numeric) + len(spec.binary)
-        self._n_cat, self._nf = n_cat, nf
-        self._setup_terms(p.categories)
-        # codes: categories the trees know -> ordinal code; anything else the "missing" code
-        self._cat_codes = [
-            {cats[c]: c for c in known} for cats, known in zip(p.categories, p.known, strict=True)
-        ]
-        self._cat_missing = [len(cats) for cats in p.categories]
-        thresholds: list[set[float]] = [set() for _ in range(nf - n_cat)]
+    def _load(self, d: Mapping[str, Any], spec: FeatureSpec) -> None:
+        p = self._parsed = parse(d, spec)
+        self._setup_base(spec, p.baseline, p.categories)
+        n_cat = self._n_cat
+        thresholds: list[set[float]] = [set() for _ in range(self._nf - n_cat)]
         for tree in p.trees:
             for f, t, cat in zip(tree.feature, tree.threshold, tree.categorical, strict=True):
                 if f >= n_cat and not cat:
                     thresholds[f - n_cat].add(t)
-        self._thr = [sorted(s) for s in thresholds]
-        self._num_missing = [len(t) + 1 for t in self._thr]
+        # codes: categories the trees know -> ordinal code; anything else the "missing" code
+        self._setup_codes(
+            [
+                {cats[c]: c for c in known}
+                for cats, known in zip(p.categories, p.known, strict=True)
+            ],
+            [len(cats) for cats in p.categories],
+            [sorted(s) for s in thresholds],
+        )
         self._build_tables(p.trees)
 
-    def _setup_terms(self, categories: list[list[str]]) -> None:
-        spec = self.spec
-        names: list[str] = []
-        self._cat_terms: list[dict[str, int]] = []
-        for feature, cats in zip(spec.categorical, categories, strict=True):
-            self._cat_terms.append({c: len(names) + i for i, c in enumerate(cats)})
-            names += [f"{feature}={c}" for c in cats]
-        self._other_terms = np.arange(len(names), len(names) + self._n_cat, dtype=np.intp)
-        names += [f"{feature}=other" for feature in spec.categorical]
-        self._fixed_terms = np.arange(len(names), len(names) + self._nf - self._n_cat)
-        names += [*spec.numeric, *spec.binary]
-        self.term_names = names
-        self._cat_names = [{c: names[t] for c, t in terms.items()} for terms in self._cat_terms]
-        self._other_names = [names[t] for t in self._other_terms.tolist()]
-        self._fixed_names = names[len(names) - (self._nf - self._n_cat) :]
+    def _node_values(self, tree: TreeArrays) -> list[float]:
+        return mean_values(tree, tree.counts)
 
     def _node_table(self, tree: TreeArrays, i: int, base: int) -> list[int]:
-        """Next node (global id) of node ``i`` for each code of its feature's values."""
         f = tree.feature[i]
         lo, hi = base + tree.left[i], base + tree.right[i]
         miss = lo if tree.missing_left[i] else hi
         if tree.categorical[i]:
-            left, known = set(tree.cat_left[i]), self._cat_codes[f].values()
-            known_set = set(known)
+            left, known = set(tree.cat_left[i]), set(self._cat_codes[f].values())
             n = self._cat_missing[f]
-            return [lo if c in left else hi if c in known_set else miss for c in range(n)] + [miss]
-        thr = self._thr[f - self._n_cat]
+            return [lo if c in left else hi if c in known else miss for c in range(n)] + [miss]
+        thr = self._num_thr[f - self._n_cat]
         k = bisect_left(thr, tree.threshold[i])  # thr[k] is this node's threshold
+        # codes 0..k: x <= thr[k], left; k+1..len(thr): right; then the missing code
         return [lo] * (k + 1) + [hi] * (len(thr) - k) + [miss]
 
-    def _build_tables(self, trees: list[TreeArrays]) -> None:
-        feat: list[int] = []
-        off: list[int] = []
-        table: list[int] = []
-        leaf_value: list[float] = []
-        pairs: list[tuple[tuple[int, float], ...]] = []
-        roots: list[int] = []
-        depths: list[int] = []
-        bias = self.baseline
-        for tree in trees:
-            base = len(feat)
-            roots.append(base)
-            values = _node_values(tree)
-            bias += values[0]
-            # per node: the summed value changes of its path, by feature (leaves keep theirs)
-            path: list[dict[int, float]] = [{}] * len(values)
-            depth = [0] * len(values)
-            for i, f in enumerate(tree.feature):
-                off.append(len(table))
-                feat.append(f)
-                leaf_value.append(tree.value[i])
-                if f < 0:
-                    table.append(base + i)  # a leaf leads to itself (numpy walk)
-                    pairs.append(tuple(sorted(path[i].items())))
-                    continue
-                table += self._node_table(tree, i, base)
-                pairs.append(())
-                for child in (tree.left[i], tree.right[i]):
-                    step = dict(path[i])
-                    step[f] = step.get(f, 0.0) + (values[child] - values[i])
-                    path[child] = step
-                    depth[child] = depth[i] + 1
-            depths.append(max(depth))
-        self.bias = bias
-        self._feat, self._off, self._table = feat, off, table
-        self._leaf_value, self._pairs, self._roots = leaf_value, pairs, roots
-        self._build_batch_tables(trees, depths)
-
-    def _build_batch_tables(self, trees: list[TreeArrays], depths: list[int]) -> None:
-        """Per-tree arrays for the numpy walk, with tree-local node ids (small, cache-friendly).
-
-        A leaf reads the row of zero codes (index nf) and maps code 0 to itself, so every row
-        walks exactly ``depth`` steps.  Each leaf also gets a tree-local leaf number; the
-        contributions of two consecutive trees are summed in one table indexed by the pair of
-        leaf numbers, which halves the gathers of ``(n, nf)`` rows.
-        """
-        nf = self._nf
-        self._np_trees: list[tuple[IntArray, IntArray, IntArray, int, IntArray, FloatArray]] = []
-        leaf_contribs: list[FloatArray] = []
-        for t, tree in enumerate(trees):
-            base = self._roots[t]
-            n_nodes = len(tree.feature)
-            feat = np.array([f if f >= 0 else nf for f in tree.feature], dtype=np.intp)
-            start = self._off[base]
-            end = self._off[base + n_nodes] if base + n_nodes < len(self._off) else len(self._table)
-            off = np.array(self._off[base : base + n_nodes], dtype=np.intp) - start
-            table = np.array(self._table[start:end], dtype=np.intp) - base
-            leaves = [i for i, f in enumerate(tree.feature) if f < 0]
-            leaf_no = np.zeros(n_nodes, dtype=np.intp)
-            leaf_no[leaves] = np.arange(len(leaves))
-            value = np.array([tree.value[i] for i in leaves], dtype=np.float64)
-            contrib = np.zeros((len(leaves), nf), dtype=np.float64)
-            for j, i in enumerate(leaves):
-                for f, v in self._pairs[base + i]:
-                    contrib[j, f] = v
-            self._np_trees.append((feat, off, table, depths[t], leaf_no, value))
-            leaf_contribs.append(contrib)
-        self._np_pairs: list[tuple[int, int, FloatArray]] = []
-        for t in range(0, len(trees), 2):
-            if t + 1 == len(trees):
-                self._np_pairs.append((t, -1, leaf_contribs[t]))
-                continue
-            a, b = leaf_contribs[t], leaf_contribs[t + 1]
-            joint = (a[:, None, :] + b[None, :, :]).reshape(-1, nf)
-            self._np_pairs.append((t, b.shape[0], joint))
-
-    @property
-    def n_trees(self) -> int:
-        """How many trees the model adds up."""
-        return len(self._roots)
+    def _start_margins(self, n: int) -> FloatArray:
+        z = np.zeros(n, dtype=np.float64)
+        z += self.baseline  # as scikit-learn: a baseline of -0.0 starts at +0.0
+        return z
 
     def to_dict(self) -> dict[str, Any]:
         """Return every number the model scores with, as plain JSON-ready values.
@@ -459,17 +311,7 @@ class CompiledTreeModel:
         back bit for bit.  A threshold of ``+inf`` is written as the string ``"inf"``.
         """
         p = self._parsed
-        return {
-            "format": FORMAT,
-            "kind": KIND,
-            "spec": self.spec.to_dict(),
-            "feature_schema_hash": self.feature_schema_hash,
-            "features": {
-                "categorical": list(self.spec.categorical),
-                "numeric": list(self.spec.numeric),
-                "binary": list(self.spec.binary),
-            },
-            "categories": [list(c) for c in p.categories],
+        return header(FORMAT, KIND, self.spec, p.categories) | {
             "known": [list(k) for k in p.known],
             "baseline": p.baseline,
             "trees": [
@@ -487,124 +329,3 @@ class CompiledTreeModel:
                 for t in p.trees
             ],
         }
-
-    def _row_codes(self, row: Sequence[Any]) -> list[int]:
-        n_cat = self._n_cat
-        codes = [
-            lookup.get(v, miss)
-            for lookup, miss, v in zip(self._cat_codes, self._cat_missing, row[:n_cat], strict=True)
-        ]
-        for thr, miss, x in zip(self._thr, self._num_missing, row[n_cat:], strict=True):
-            codes.append(miss if x != x else bisect_left(thr, x))
-        return codes
-
-    def margin_row(self, row: Sequence[Any]) -> float:
-        """The raw margin of one feature row (scikit-learn's ``decision_function``)."""
-        codes = self._row_codes(row)
-        feat, off, table, leaf_value = self._feat, self._off, self._table, self._leaf_value
-        z = self.baseline
-        for i in self._roots:
-            f = feat[i]
-            while f >= 0:
-                i = table[off[i] + codes[f]]
-                f = feat[i]
-            z += leaf_value[i]
-        return z
-
-    def explain_row(self, row: Sequence[Any]) -> tuple[float, list[tuple[str, float]]]:
-        """Return the raw margin of one feature row and every feature's ``(term, contribution)``.
-
-        The terms are in feature order; a categorical feature's is named after the row's
-        category (``f=other`` for one the encoder never saw).  Pure Python.
-        """
-        codes = self._row_codes(row)
-        feat, off, table, leaf_value, pairs = (
-            self._feat, self._off, self._table, self._leaf_value, self._pairs
-        )  # fmt: skip
-        contrib = [0.0] * self._nf
-        z = self.baseline
-        for i in self._roots:
-            f = feat[i]
-            while f >= 0:
-                i = table[off[i] + codes[f]]
-                f = feat[i]
-            z += leaf_value[i]
-            for f, v in pairs[i]:
-                contrib[f] += v
-        n_cat = self._n_cat
-        terms = [
-            (names.get(v, other), c)
-            for names, other, v, c in zip(
-                self._cat_names, self._other_names, row[:n_cat], contrib, strict=False
-            )
-        ]
-        terms += zip(self._fixed_names, contrib[n_cat:], strict=True)
-        return z, terms
-
-    def _codes(self, cols: FeatureColumns) -> IntArray:
-        """``(nf + 1, n)`` codes of a batch; the last row (zeros) is the one leaves read."""
-        n = cols.numeric.shape[1]
-        codes = np.zeros((self._nf + 1, n), dtype=np.intp)
-        for f, (lookup, miss) in enumerate(zip(self._cat_codes, self._cat_missing, strict=True)):
-            codes[f] = list(map(lookup.get, cols.categorical[f], repeat(miss, n)))
-        values = np.concatenate([cols.numeric, cols.binary]) if self._nf > self._n_cat else None
-        for j, (thr, miss) in enumerate(zip(self._thr, self._num_missing, strict=True)):
-            assert values is not None
-            x = values[j]
-            row = np.searchsorted(np.asarray(thr, dtype=np.float64), x, side="left")
-            nan = np.isnan(x)
-            if nan.any():
-                row[nan] = miss
-            codes[self._n_cat + j] = row
-        return codes
-
-    def leaves(self, cols: FeatureColumns) -> IntArray:
-        """The tree-local leaf number each row reaches in each tree, shape ``(n_trees, n)``."""
-        return self._walk(cols)[0]
-
-    def _walk(self, cols: FeatureColumns) -> tuple[IntArray, FloatArray]:
-        """Leaf numbers ``(n_trees, n)`` and raw margins ``(n,)`` of a batch."""
-        codes = self._codes(cols)
-        n = codes.shape[1]
-        flat = codes.ravel()
-        rows = np.arange(n, dtype=np.intp)
-        out = np.empty((len(self._np_trees), n), dtype=np.intp)
-        z = np.zeros(n, dtype=np.float64)
-        z += self.baseline
-        for t, (feat, off, table, depth, leaf_no, value) in enumerate(self._np_trees):
-            feat_n = feat * n
-            idx = np.zeros(n, dtype=np.intp)
-            for _ in range(depth):
-                # ndarray.take: the same gathers as indexing, with less overhead per call
-                idx = table.take(off.take(idx) + flat.take(feat_n.take(idx) + rows))
-            leaf = leaf_no.take(idx)
-            out[t] = leaf
-            # one tree at a time, in scikit-learn's order: the margins are the same doubles
-            z += value.take(leaf)
-        return out, z
-
-    def explain_columns(self, cols: FeatureColumns) -> tuple[FloatArray, FloatArray, IntArray]:
-        """Return, for a batch, the raw margins ``(n,)``, contributions ``(n, nf)`` and term ids."""
-        leaves, z = self._walk(cols)
-        n = leaves.shape[1]
-        contrib = np.zeros((n, self._nf), dtype=np.float64)
-        for t, n_next, table in self._np_pairs:
-            contrib += table[leaves[t] if n_next < 0 else leaves[t] * n_next + leaves[t + 1]]
-        terms = np.empty((n, self._nf), dtype=np.intp)
-        for f in range(self._n_cat):
-            lookup, other = self._cat_terms[f], int(self._other_terms[f])
-            terms[:, f] = list(map(lookup.get, cols.categorical[f], repeat(other, n)))
-        terms[:, self._n_cat :] = self._fixed_terms
-        return z, contrib, terms
-
-    def predict_one(self, row: Sequence[Any]) -> float:
-        """The calibrated probability of one feature row."""
-        return self.calibration.apply_one(self.margin_row(row))
-
-    def predict_columns(self, cols: FeatureColumns) -> FloatArray:
-        """The calibrated probabilities of a batch."""
-        z, _, _ = self.explain_columns(cols)
-        return self.calibration.apply(z)
-
-    def __repr__(self) -> str:
-        return f"CompiledTreeModel({self.n_trees} trees, {self.calibration.method})"
