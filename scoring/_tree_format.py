@@ -17,14 +17,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from scoring._ensemble_format import (
-    HEADER_KEYS,
-    check_categories,
-    check_header,
-    check_shape,
-    check_trees,
-    tree_columns,
-)
+from scoring import _ensemble_format as frame
 from scoring._json_checks import Checks
 from scoring.spec import FeatureSpec
 
@@ -44,7 +37,7 @@ TREE_KEYS = (
     "value",
     "count",
 )
-TOP_KEYS = HEADER_KEYS | {"known", "baseline", "trees"}
+TOP_KEYS = frame.HEADER_KEYS | {"known", "baseline", "trees"}
 
 
 class TreeArrays(NamedTuple):
@@ -83,7 +76,7 @@ def _codes(value: Any, key: str, n_codes: int) -> list[int]:
 
 def _tree(d: Any, t: int, n_cat: int, n_features: int, n_codes: list[int]) -> TreeArrays:
     key, c = f"trees[{t}]", _CHECKS
-    cols = tree_columns(d, key, TREE_KEYS, MAX_NODES, c)
+    cols = frame.tree_columns(d, key, TREE_KEYS, MAX_NODES, c)
     n = len(cols["feature"])
     feature = [c.integer(f, f"{key}.feature", -1, n_features - 1) for f in cols["feature"]]
     value = [c.number(v, f"{key}.value") for v in cols["value"]]
@@ -93,7 +86,7 @@ def _tree(d: Any, t: int, n_cat: int, n_features: int, n_codes: list[int]) -> Tr
     threshold = [c.number(v, f"{key}.threshold", allow_inf=True) for v in cols["threshold"]]
     left = [c.integer(v, f"{key}.left", 0, n - 1) for v in cols["left"]]
     right = [c.integer(v, f"{key}.right", 0, n - 1) for v in cols["right"]]
-    check_shape(feature, left, right, key, c)
+    frame.check_shape(feature, left, right, key, c)
     cat_left: list[list[int]] = []
     for i, f in enumerate(feature):
         if f < 0:
@@ -123,14 +116,14 @@ def parse(d: Mapping[str, Any], spec: FeatureSpec) -> ParsedTrees:
         ModelLoadError: ``d`` is malformed, inconsistent, has non-finite numbers or was made
             for another feature spec.
     """
-    check_header(d, spec, _CHECKS, fmt=FORMAT, kind=KIND, keys=TOP_KEYS, what="a tree model")
+    frame.check_header(d, spec, _CHECKS, fmt=FORMAT, kind=KIND, keys=TOP_KEYS, what="a tree model")
     n_cat = len(spec.categorical)
     n_features = n_cat + len(spec.numeric) + len(spec.binary)
-    categories = check_categories(d, n_cat, MAX_CATEGORIES, _CHECKS)
+    categories = frame.check_categories(d, n_cat, MAX_CATEGORIES, _CHECKS)
     n_codes = [len(c) for c in categories] + [0] * (n_features - n_cat)
     known_lists = _CHECKS.array(d["known"], "known", n_cat)
     known = [_codes(k, f"known[{f}]", max(n_codes[f], 1)) for f, k in enumerate(known_lists)]
     baseline = _CHECKS.number(d["baseline"], "baseline")
-    raw_trees = check_trees(d, MAX_TREES, _CHECKS)
+    raw_trees = frame.check_trees(d, MAX_TREES, _CHECKS)
     trees = [_tree(t, i, n_cat, n_features, n_codes) for i, t in enumerate(raw_trees)]
     return ParsedTrees(categories, known, baseline, trees)

@@ -16,14 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from scoring._ensemble_format import (
-    HEADER_KEYS,
-    check_categories,
-    check_header,
-    check_shape,
-    check_trees,
-    tree_columns,
-)
+from scoring import _ensemble_format as frame
 from scoring._json_checks import Checks
 from scoring.spec import FeatureSpec
 
@@ -33,7 +26,7 @@ MAX_TREES = 10_000
 MAX_NODES = 100_000
 MAX_CATEGORIES = 100_000
 TREE_KEYS = ("feature", "threshold", "left", "right", "default_left", "value", "cover")
-TOP_KEYS = HEADER_KEYS | {"base_margin", "trees"}
+TOP_KEYS = frame.HEADER_KEYS | {"base_margin", "trees"}
 
 
 class XgbTree(NamedTuple):
@@ -62,7 +55,7 @@ bad = _CHECKS.bad
 
 def _tree(d: Any, t: int, n_features: int) -> XgbTree:
     key, c = f"trees[{t}]", _CHECKS
-    cols = tree_columns(d, key, TREE_KEYS, MAX_NODES, c)
+    cols = frame.tree_columns(d, key, TREE_KEYS, MAX_NODES, c)
     n = len(cols["feature"])
     feature = [c.integer(f, f"{key}.feature", -1, n_features - 1) for f in cols["feature"]]
     value = [c.number(v, f"{key}.value", float32=True) for v in cols["value"]]
@@ -73,7 +66,7 @@ def _tree(d: Any, t: int, n_features: int) -> XgbTree:
     default_left = [c.boolean(v, f"{key}.default_left") for v in cols["default_left"]]
     left = [c.integer(v, f"{key}.left", 0, n - 1) for v in cols["left"]]
     right = [c.integer(v, f"{key}.right", 0, n - 1) for v in cols["right"]]
-    check_shape(feature, left, right, key, c)
+    frame.check_shape(feature, left, right, key, c)
     for i, f in enumerate(feature):
         if f < 0 and (left[i] or right[i] or default_left[i] or threshold[i]):
             raise bad(f"{key}.left", "a leaf with children or a split")
@@ -89,10 +82,12 @@ def parse(d: Any, spec: FeatureSpec) -> ParsedXgb:
         ModelLoadError: ``d`` is malformed, inconsistent, has non-finite or non-float32
             numbers, or was made for another feature spec.
     """
-    check_header(d, spec, _CHECKS, fmt=FORMAT, kind=KIND, keys=TOP_KEYS, what="an XGBoost model")
+    frame.check_header(
+        d, spec, _CHECKS, fmt=FORMAT, kind=KIND, keys=TOP_KEYS, what="an XGBoost model"
+    )
     n_features = len(spec.categorical) + len(spec.numeric) + len(spec.binary)
-    categories = check_categories(d, len(spec.categorical), MAX_CATEGORIES, _CHECKS)
+    categories = frame.check_categories(d, len(spec.categorical), MAX_CATEGORIES, _CHECKS)
     base_margin = _CHECKS.number(d["base_margin"], "base_margin", float32=True)
-    raw_trees = check_trees(d, MAX_TREES, _CHECKS)
+    raw_trees = frame.check_trees(d, MAX_TREES, _CHECKS)
     trees = [_tree(t, i, n_features) for i, t in enumerate(raw_trees)]
     return ParsedXgb(categories, base_margin, trees)

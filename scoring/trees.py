@@ -54,6 +54,7 @@ import numpy as np
 from junction.core.errors import ModelLoadError
 from scoring._ensemble import CompiledEnsemble, FloatArray, mean_values
 from scoring._ensemble_format import header
+from scoring._sklearn_layout import check_layout, encoder_categories, layout_error
 from scoring._tree_format import FORMAT, KIND, TREE_KEYS, TreeArrays, parse
 from scoring.calibration import Calibration
 from scoring.spec import FeatureSpec
@@ -67,13 +68,6 @@ def _bitset_codes(bitset: Any) -> list[int]:
     """The codes set in one of scikit-learn's 256-bit bitsets (8 x uint32)."""
     words = [int(w) for w in bitset]
     return [c for c in range(256) if (words[c >> 5] >> (c & 31)) & 1]
-
-
-def _is_passthrough(est: Any) -> bool:
-    from sklearn.preprocessing import FunctionTransformer
-
-    # a fitted ColumnTransformer keeps "passthrough" as an identity FunctionTransformer
-    return est == "passthrough" or (isinstance(est, FunctionTransformer) and est.func is None)
 
 
 def _inner_layout_kept(clf: Any, n_cat: int, n_features: int) -> bool:
@@ -114,49 +108,17 @@ def _inner_to_outer(clf: Any, n_cat: int) -> list[list[int]]:
     return out
 
 
-def _encodes_unknown_as_nan(enc: Any) -> bool:
-    from sklearn.preprocessing import OrdinalEncoder
-
-    return (
-        isinstance(enc, OrdinalEncoder)
-        and enc.handle_unknown == "use_encoded_value"
-        and math.isnan(enc.unknown_value)
-        and math.isnan(enc.encoded_missing_value)
-    )
-
-
 def _check_layout(pipeline: Pipeline, spec: FeatureSpec) -> tuple[Any, Any]:
     """Return the fitted encoder and classifier, checking the pipeline is ``build_trees``'s."""
     # imported here: only compiling a fitted pipeline needs scikit-learn, scoring does not
-    from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    pre, clf = pipeline.named_steps.get("pre"), pipeline.named_steps.get("clf")
-    if not isinstance(pre, ColumnTransformer) or not isinstance(
-        clf, HistGradientBoostingClassifier
-    ):
-        raise ModelLoadError("the model is not a ColumnTransformer + gradient boosting pipeline")
-    n_cat, n_num = len(spec.categorical), len(spec.numeric)
-    n_features = n_cat + n_num + len(spec.binary)
-    layout = {name: (est, list(cols)) for name, est, cols in pre.transformers_}
-    expected = {
-        "cat": list(range(n_cat)),
-        "num": list(range(n_cat, n_cat + n_num)),
-        "bin": list(range(n_cat + n_num, n_features)),
-    }
-    enc = layout.get("cat", (None, []))[0]
-    ok = (
-        all(layout.get(k, (None, None))[1] == v for k, v in expected.items())
-        and all(_is_passthrough(layout[k][0]) for k in ("num", "bin") if expected[k])
-        and all(e == "drop" or not c for k, (e, c) in layout.items() if k not in expected)
-        and (not n_cat or _encodes_unknown_as_nan(enc))
-        and clf.n_trees_per_iteration_ == 1
-        and list(clf.classes_) == [0, 1]
-        and clf.n_features_in_ == n_features
-        and _inner_layout_kept(clf, n_cat, n_features)
-    )  # fmt: skip
-    if not ok:
-        raise ModelLoadError("the model's column layout does not match its feature spec")
+    what = "gradient boosting"
+    enc, clf = check_layout(pipeline, spec, HistGradientBoostingClassifier, what)
+    n_cat = len(spec.categorical)
+    n_features = n_cat + len(spec.numeric) + len(spec.binary)
+    if clf.n_trees_per_iteration_ != 1 or not _inner_layout_kept(clf, n_cat, n_features):
+        raise layout_error()
     return enc, clf
 
 
@@ -190,15 +152,7 @@ def compile_pipeline(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, Any]:
             or has a category that is not a string.
     """
     enc, clf = _check_layout(pipeline, spec)
-    categories: list[list[str]] = []
-    for cats in enc.categories_ if spec.categorical else []:
-        values = list(cats)
-        # a missing value seen in training sorts last and encodes to NaN, as unknown ones do
-        while values and not isinstance(values[-1], str) and values[-1] != values[-1]:
-            values.pop()
-        if not all(isinstance(v, str) for v in values):
-            raise ModelLoadError("the model's categories are not all strings")
-        categories.append(values)
+    categories = encoder_categories(enc, len(spec.categorical))
     known: list[list[int]] = []
     to_outer: list[list[int]] = []
     if spec.categorical:
