@@ -9,11 +9,11 @@ comes from disk, so it is treated as untrusted: anything off raises
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from junction.core.errors import ModelLoadError
+from scoring._json_checks import Checks
 from scoring.spec import FeatureSpec
 
 FORMAT = "junction.compiled-lead-model.v1"
@@ -30,20 +30,8 @@ class ParsedModel(NamedTuple):
     bin_coef: list[float]
 
 
-def _bad(key: str, problem: str) -> ModelLoadError:
-    return ModelLoadError(
-        "the compiled model is malformed", context={"key": key, "problem": problem}
-    )
-
-
-def _number(value: Any, key: str) -> float:
-    # bool is an int subclass; true/false where a coefficient belongs is a broken file
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(key, "not a number")
-    x = float(value)
-    if not math.isfinite(x):
-        raise _bad(key, "not finite")
-    return x
+_CHECKS = Checks("the compiled model is malformed")
+_bad, _number = _CHECKS.bad, _CHECKS.number
 
 
 def _numbers(d: Mapping[str, Any], key: str, length: int) -> list[float]:

@@ -35,9 +35,10 @@ import xgboost
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+from sklearn.preprocessing import OrdinalEncoder
 
 from junction.core.errors import ConfigError, ModelLoadError
+from scoring._sklearn_layout import check_layout, encoder_categories
 from scoring.spec import FeatureColumns, FeatureSpec
 from scoring.xgb import CompiledXgbModel, compile_booster
 
@@ -124,53 +125,10 @@ def build_xgboost(spec: FeatureSpec, seed: int, **params: Any) -> Pipeline:
     return Pipeline([("pre", pre), ("clf", clf)])
 
 
-def _is_passthrough(est: Any) -> bool:
-    # a fitted ColumnTransformer keeps "passthrough" as an identity FunctionTransformer
-    return est == "passthrough" or (isinstance(est, FunctionTransformer) and est.func is None)
-
-
 def _categories(pipeline: Pipeline, spec: FeatureSpec) -> list[list[str]]:
     """The encoder's categories per categorical feature, checking the column layout."""
-    pre, clf = pipeline.named_steps.get("pre"), pipeline.named_steps.get("clf")
-    if not isinstance(pre, ColumnTransformer) or not isinstance(clf, MarginXGBClassifier):
-        raise ModelLoadError("the model is not a ColumnTransformer + XGBoost pipeline")
-    n_cat, n_num = len(spec.categorical), len(spec.numeric)
-    n_features = n_cat + n_num + len(spec.binary)
-    layout = {name: (est, list(cols)) for name, est, cols in pre.transformers_}
-    expected = {
-        "cat": list(range(n_cat)),
-        "num": list(range(n_cat, n_cat + n_num)),
-        "bin": list(range(n_cat + n_num, n_features)),
-    }
-    enc = layout.get("cat", (None, []))[0]
-    ok = (
-        all(layout.get(k, (None, None))[1] == v for k, v in expected.items())
-        and all(_is_passthrough(layout[k][0]) for k in ("num", "bin") if expected[k])
-        and all(e == "drop" or not c for k, (e, c) in layout.items() if k not in expected)
-        and (
-            not n_cat
-            or (
-                isinstance(enc, OrdinalEncoder)
-                and enc.handle_unknown == "use_encoded_value"
-                and math.isnan(enc.unknown_value)
-                and math.isnan(enc.encoded_missing_value)
-            )
-        )
-        and list(clf.classes_) == [0, 1]
-        and clf.n_features_in_ == n_features
-    )  # fmt: skip
-    if not ok:
-        raise ModelLoadError("the model's column layout does not match its feature spec")
-    categories: list[list[str]] = []
-    for cats in enc.categories_ if n_cat else []:
-        values = list(cats)
-        # a missing value seen in training sorts last and encodes to NaN, as unknown ones do
-        while values and not isinstance(values[-1], str) and values[-1] != values[-1]:
-            values.pop()
-        if not all(isinstance(v, str) for v in values):
-            raise ModelLoadError("the model's categories are not all strings")
-        categories.append(values)
-    return categories
+    enc, _clf = check_layout(pipeline, spec, MarginXGBClassifier, "XGBoost")
+    return encoder_categories(enc, len(spec.categorical))
 
 
 def compile_pipeline(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from junction.core.errors import ModelLoadError
+from scoring._json_checks import Checks
 
 if TYPE_CHECKING:
     from sklearn.calibration import CalibratedClassifierCV
@@ -38,21 +39,8 @@ METHODS = ("none", "sigmoid", "isotonic")
 MAX_ISOTONIC_POINTS = 100_000
 
 
-def _bad(key: str, problem: str) -> ModelLoadError:
-    return ModelLoadError(
-        "the model's calibration is malformed",
-        context={"key": f"calibration.{key}", "problem": problem},
-    )
-
-
-def _number(value: Any, key: str) -> float:
-    # bool is an int subclass; true/false where a number belongs is a broken file
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(key, "not a number")
-    x = float(value)
-    if not math.isfinite(x):
-        raise _bad(key, "not finite")
-    return x
+_CHECKS = Checks("the model's calibration is malformed", prefix="calibration.")
+_bad, _number = _CHECKS.bad, _CHECKS.number
 
 
 def logistic(z: float) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -90,7 +90,7 @@ class CompiledLinearModel:
         ModelLoadError: the pipeline is not a linear pipeline over ``spec``'s layout.
     """
 
-    kind = "linear"
+    kind: ClassVar[str] = "linear"
     spec: FeatureSpec
     intercept: float
     term_names: list[str]

@@ -19,7 +19,7 @@ score wrongly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ KINDS = ("linear", "trees", "xgb_trees")
 class CompiledModel(Protocol):
     """What every compiled model kind offers the scorer."""
 
-    kind: str
+    kind: ClassVar[str]
     spec: FeatureSpec
     term_names: list[str]
 
