@@ -36,3 +36,25 @@ def make_registry(
     for i, auc in enumerate(aucs, start=1):
         add_version(source, models_dir, name, str(i), roc_auc=auc)
     return models_dir
+
+
+def two_trained_versions(root: Path, name: str = "lead-score", *, seed: int = 31) -> Path:
+    """A registry at ``root`` with the default version 1 and a differently trained version 2."""
+    from scoring.registry import ensure_default_model, save_model
+    from scoring.synthetic import generate_leads
+    from scoring.train import train_lead_model
+
+    ensure_default_model(root, name=name)
+    leads = generate_leads(2000, seed=seed)
+    trained = train_lead_model(leads, [lead["converted"] for lead in leads], seed=seed, c=0.3)
+    save_model(trained, root, name, training_data={"seed": seed}, version="2")
+    return root
+
+
+def copy_on_version_1(source: Path, target: Path, name: str = "lead-score") -> Path:
+    """A private copy of the registry ``source`` at ``target`` with version 1 in production."""
+    from scoring.stages import promote
+
+    shutil.copytree(source, target)
+    promote(target, name, "1", actor="test", reason="start on v1")
+    return target

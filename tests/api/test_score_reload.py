@@ -8,7 +8,6 @@ version never reloads.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -18,12 +17,9 @@ from typing import Any
 import pytest
 
 from junction.api.scoring import CHECK_INTERVAL_S, LeadScoring
-from scoring.registry import ensure_default_model, save_model
 from scoring.stages import promote, rollback
-from scoring.synthetic import generate_leads
-from scoring.train import train_lead_model
 from tests.api.harness import ApiHarness, running_api, write_api_config
-from tests.registry_support import add_version
+from tests.registry_support import add_version, copy_on_version_1, two_trained_versions
 
 LEAD: dict[str, Any] = {
     "external_id": "L-reload",
@@ -43,21 +39,13 @@ REACH_S = 5.0
 @pytest.fixture(scope="module")
 def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with the default version 1 and a differently trained version 2."""
-    root = tmp_path_factory.mktemp("reload-models")
-    ensure_default_model(root, name=MODEL)
-    leads = generate_leads(2000, seed=31)
-    trained = train_lead_model(leads, [lead["converted"] for lead in leads], seed=31, c=0.3)
-    save_model(trained, root, MODEL, training_data={"seed": 31}, version="2")
-    return root
+    return two_trained_versions(tmp_path_factory.mktemp("reload-models"), MODEL, seed=31)
 
 
 @pytest.fixture
 def models(two_versions: Path, tmp_path: Path) -> Path:
     """This test's own copy of the registry, version 1 in production."""
-    root = tmp_path / "models"
-    shutil.copytree(two_versions, root)
-    promote(root, MODEL, "1", actor="test", reason="start on v1")
-    return root
+    return copy_on_version_1(two_versions, tmp_path / "models", MODEL)
 
 
 def _config(tmp_path: Path, models: Path) -> Path:

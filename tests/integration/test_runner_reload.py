@@ -7,7 +7,6 @@ this process and in its worker processes.  Every score row names its model versi
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,10 @@ from sqlalchemy import create_engine, text
 
 from junction.pipeline.hub import Hub
 from junction.pipeline.push import PushIngestor
-from scoring.registry import ensure_default_model, save_model
 from scoring.stages import promote, rollback
-from scoring.synthetic import generate_leads, write_lead_csv
-from scoring.train import train_lead_model
+from scoring.synthetic import write_lead_csv
 from tests.integration.helpers import write_config
-from tests.registry_support import add_version
+from tests.registry_support import add_version, copy_on_version_1, two_trained_versions
 
 MODEL = "lead-score"
 ROWS = 1200
@@ -37,21 +34,13 @@ PUSHED = {
 @pytest.fixture(scope="module")
 def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with the default version 1 and a differently trained version 2."""
-    root = tmp_path_factory.mktemp("reload-models")
-    ensure_default_model(root, name=MODEL)
-    leads = generate_leads(2000, seed=41)
-    trained = train_lead_model(leads, [lead["converted"] for lead in leads], seed=41, c=0.3)
-    save_model(trained, root, MODEL, training_data={"seed": 41}, version="2")
-    return root
+    return two_trained_versions(tmp_path_factory.mktemp("reload-models"), MODEL, seed=41)
 
 
 @pytest.fixture
 def models(two_versions: Path, tmp_path: Path) -> Path:
     """This test's own copy of the registry, version 1 in production."""
-    root = tmp_path / "models"
-    shutil.copytree(two_versions, root)
-    promote(root, MODEL, "1", actor="test", reason="start on v1")
-    return root
+    return copy_on_version_1(two_versions, tmp_path / "models", MODEL)
 
 
 def _hub(root: Path, store_url: str, models: Path, workers: int = 0) -> Hub:
