@@ -198,6 +198,22 @@ def _version_or_production(root: Path, name: str, version: str | None) -> str:
     return current
 
 
+def _card_and_stage(
+    reg: Registry, name: str, version: str | None
+) -> tuple[str, dict[str, Any], Any]:
+    """The version (default: production), its card and its stage; typed errors exit 2."""
+    try:
+        version = _version_or_production(reg.root, name, version)
+        return (
+            version,
+            stages.read_card(reg.root, name, version),
+            stages.stage_of(reg.root, name, version),
+        )
+    except JunctionError as exc:
+        fail(exc)
+        raise  # fail() exits; this keeps the type checker informed
+
+
 @app.command("show")
 def show(
     name: NameArg,
@@ -207,10 +223,8 @@ def show(
 ) -> None:
     """Summarize one version's card and stage (default: the production version)."""
     reg = Registry(models_dir, config)
+    version, card, stage = _card_and_stage(reg, name, version)
     try:
-        version = _version_or_production(reg.root, name, version)
-        card = stages.read_card(reg.root, name, version)
-        stage = stages.stage_of(reg.root, name, version)
         stored = stages.read_stages(reg.root, name)
     except JunctionError as exc:
         fail(exc)
@@ -386,12 +400,7 @@ def card(
 ) -> None:
     """Print a version's model card: as stored (json) or for people (markdown)."""
     reg = Registry(models_dir, config)
-    try:
-        version = _version_or_production(reg.root, name, version)
-        data = stages.read_card(reg.root, name, version)
-        stage = stages.stage_of(reg.root, name, version)
-    except JunctionError as exc:
-        fail(exc)
+    version, data, stage = _card_and_stage(reg, name, version)
     if fmt is CardFormat.json:
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
