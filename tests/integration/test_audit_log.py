@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -178,8 +179,10 @@ def test_personal_data_is_stored_only_as_pseudonyms(store: Store) -> None:
     )
     (row,) = rows(store)
     stored = " ".join(str(v) for v in row.values())
+    # hashes (pseudonyms, the chain) are hex: a digit run like "555" may occur in one by chance
+    readable = re.sub(r"[0-9a-f]{16,}", "#", stored)
     for raw in ("ann", "Ann", "Lee", "example.com", "555", "7777"):
-        assert raw not in stored
+        assert raw not in readable
     detail = orjson.loads(row["detail"])
     assert detail["email"] == p.of("email", "ann.lee@example.com")
     assert detail["phone"] == p.of("phone", "+15550107777")
