@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from scoring.drift import build_reference, write_reference
+from scoring.drift import (
+    build_reference,
+)
+from scoring.drift_reference import (
+    write_reference,
+)
 from scoring.lead_spec import LEAD_SPEC
 from scoring.registry import save_model
 from scoring.spec import to_matrix

@@ -43,6 +43,8 @@ from scoring.drift import (
     DriftReport,
     FeatureDrift,
     compare,
+)
+from scoring.drift_reference import (
     load_reference,
 )
 from scoring.spec import spec_from_dict

@@ -20,11 +20,13 @@ from scoring.drift import (
     compare,
     ks_pvalue,
     ks_statistic,
-    load_reference,
     numeric_profile,
     pooled,
     psi,
     psi_noise,
+)
+from scoring.drift_reference import (
+    load_reference,
     reference_bytes,
     write_reference,
 )
