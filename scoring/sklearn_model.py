@@ -32,7 +32,7 @@ from junction.core.errors import ConfigError, ScoringInputError
 from schemas.score import Factor, Score
 from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns
 from scoring.compiled import CompiledLinearModel
-from scoring.grading import DEFAULT_THRESHOLDS, card_thresholds
+from scoring.grading import DEFAULT_THRESHOLDS, card_thresholds, check_thresholds
 from scoring.lead_spec import LEAD_SPEC
 from scoring.model_file import Calibrator, CompiledModel
 from scoring.reasons import ReasonBook
@@ -49,13 +49,6 @@ _GRADE_NAMES = np.array(_GRADES, dtype=object)
 
 def _by_magnitude(term: tuple[str, float]) -> float:
     return abs(term[1])
-
-
-def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, float, float]:
-    t = tuple(float(x) for x in thresholds)
-    if len(t) != 3 or not 1.0 >= t[0] > t[1] > t[2] >= 0.0:
-        raise ConfigError("grade thresholds must be three numbers, 1 >= A > B > C >= 0")
-    return t
 
 
 class SklearnLeadScorer:
@@ -94,7 +87,7 @@ class SklearnLeadScorer:
         self.name = name
         self.version = version
         self.variant = variant
-        self.thresholds = _check_thresholds(thresholds)
+        self.thresholds = check_thresholds(thresholds)
         self.top_k = top_k
         self.calibration = calibration
         self.model: CompiledModel = (
