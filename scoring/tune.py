@@ -17,6 +17,9 @@ result is never worse on cross-validation than not searching.  Search spaces:
 * ``hist_gradient_boosting``: ``learning_rate`` log-uniform [0.01, 0.3], ``max_leaf_nodes``
   [4, 64] and ``min_samples_leaf`` [5, 200] (integers, log scale), ``l2_regularization``
   log-uniform [1e-4, 10], ``max_iter`` [50, 500] (log scale; early stopping still applies).
+* ``xgboost``: ``learning_rate`` log-uniform [0.01, 0.3], ``max_depth`` [2, 6],
+  ``min_child_weight`` log-uniform [1, 20], ``subsample`` [0.6, 1], ``n_estimators`` [100, 600]
+  (log scale).
 
 Parameters given on the command line stay fixed and are not searched.
 """
@@ -44,6 +47,7 @@ LR_DEFAULTS: dict[str, Any] = {"c": 1.0}
 SINGLE_THREAD_ROWS = 100_000
 """Below this many rows the folds fit on one thread: OpenMP's start-up and contention cost
 more than the split finding of a small fit (measured 30x slower on a busy 2-core machine)."""
+TUNED_XGB_PARAMS = ("learning_rate", "max_depth", "min_child_weight", "subsample", "n_estimators")
 TUNED_TREE_PARAMS = (
     "learning_rate",
     "max_leaf_nodes",
@@ -174,7 +178,19 @@ def _suggest(trial: Any, algorithm: str, fixed: Mapping[str, Any]) -> dict[str, 
         if "c" not in fixed:
             p["c"] = trial.suggest_float("c", 1e-3, 10.0, log=True)
         return p
-    space: dict[str, Callable[[], Any]] = {
+    space: dict[str, Callable[[], Any]]
+    if algorithm == "xgboost":
+        space = {
+            "learning_rate": lambda: trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "max_depth": lambda: trial.suggest_int("max_depth", 2, 6),
+            "min_child_weight": lambda: trial.suggest_float(
+                "min_child_weight", 1.0, 20.0, log=True
+            ),
+            "subsample": lambda: trial.suggest_float("subsample", 0.6, 1.0),
+            "n_estimators": lambda: trial.suggest_int("n_estimators", 100, 600, log=True),
+        }
+        return p | {name: suggest() for name, suggest in space.items() if name not in fixed}
+    space = {
         "learning_rate": lambda: trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
         "max_leaf_nodes": lambda: trial.suggest_int("max_leaf_nodes", 4, 64, log=True),
         "min_samples_leaf": lambda: trial.suggest_int("min_samples_leaf", 5, 200, log=True),
@@ -191,6 +207,10 @@ def _defaults(algorithm: str, fixed: Mapping[str, Any]) -> dict[str, Any]:
     """The first trial: the pipeline's defaults for the searched parameters."""
     if algorithm == "logistic_regression":
         return {k: v for k, v in LR_DEFAULTS.items() if k not in fixed}
+    if algorithm == "xgboost":
+        from scoring._xgb_sklearn import XGB_DEFAULTS
+
+        return {k: XGB_DEFAULTS[k] for k in TUNED_XGB_PARAMS if k not in fixed}
     return {k: TREE_DEFAULTS[k] for k in TUNED_TREE_PARAMS if k not in fixed}
 
 
@@ -210,7 +230,7 @@ def tune(
     Args:
         data: the training slice (:func:`training_slice`).
         spec: the feature spec.
-        algorithm: ``logistic_regression`` or ``hist_gradient_boosting``.
+        algorithm: ``logistic_regression``, ``hist_gradient_boosting`` or ``xgboost``.
         trials: how many parameter sets to try (the first is the defaults).
         k: folds per trial.
         seed: seeds the sampler, the folds and the estimators: same seed, same result.
@@ -228,7 +248,7 @@ def tune(
     if trials < 1:
         raise ConfigError("--tune needs at least one trial", context={"trials": trials})
     fixed = dict(fixed or {})
-    if algorithm not in ("logistic_regression", "hist_gradient_boosting"):
+    if algorithm not in ("logistic_regression", "hist_gradient_boosting", "xgboost"):
         raise ConfigError("unknown algorithm", context={"algorithm": algorithm})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))

@@ -95,6 +95,26 @@ def test_tuning_the_trees_searches_their_space_and_keeps_fixed_params() -> None:
     assert all(p["max_iter"] == 30 for p, _ in result.trials)
 
 
+def test_tuning_xgboost_searches_its_space_from_its_defaults() -> None:
+    pytest.importorskip("optuna")
+    pytest.importorskip("xgboost")
+    from scoring._xgb_sklearn import XGB_DEFAULTS
+
+    data = training_slice(TS.rows[:600], TS.labels[:600], seed=3, spec=SPEC)
+    result = tune(data, SPEC, "xgboost", trials=2, k=3, seed=3, fixed={"n_estimators": 40})
+    first = result.trials[0][0]
+    assert first == {
+        "n_estimators": 40,
+        **{
+            k: XGB_DEFAULTS[k]
+            for k in ("learning_rate", "max_depth", "min_child_weight", "subsample")
+        },
+    }
+    assert set(result.params) == set(first)
+    assert 2 <= result.params["max_depth"] <= 6
+    assert result.cv.mean > 0.6
+
+
 def test_without_optuna_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     data = training_slice(TS.rows, TS.labels, seed=2, spec=SPEC)
