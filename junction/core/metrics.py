@@ -32,6 +32,7 @@ __all__ = [
     "exposition",
     "observe_batch",
     "observe_delivery",
+    "observe_drift",
     "observe_file",
     "observe_model_reload",
     "observe_quarantine",
@@ -107,6 +108,28 @@ CONSUMER_LAG = Gauge(
     ["pipeline", "topic", "partition"],
     registry=REGISTRY,
 )
+
+DRIFT_STATUS = Gauge(
+    "junction_drift_status",
+    "Latest drift check of a pipeline's production model: 0 ok, 1 warn, 2 alert, "
+    "-1 not compared (insufficient data or no reference). Set by the process that checked.",
+    ["pipeline", "model"],
+    registry=REGISTRY,
+)
+DRIFT_MAX_PSI = Gauge(
+    "junction_drift_max_psi",
+    "Largest population stability index of the latest drift check, by pipeline and model.",
+    ["pipeline", "model"],
+    registry=REGISTRY,
+)
+_DRIFT_LEVELS = {"ok": 0, "warn": 1, "alert": 2}
+
+
+def observe_drift(pipeline: str, model: str, status: str, max_psi: float | None) -> None:
+    """Publish one drift check's outcome (status and largest PSI)."""
+    DRIFT_STATUS.labels(pipeline, model).set(_DRIFT_LEVELS.get(status, -1))
+    if max_psi is not None:
+        DRIFT_MAX_PSI.labels(pipeline, model).set(max_psi)
 
 
 def observe_batch(

@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 from sqlalchemy import select
 
+from junction.core import metrics
 from junction.core.errors import ConfigError, ModelLoadError
 from junction.core.logging import get_logger
 from junction.pipeline.config import DriftConfig, HubConfig, ScoringConfig
@@ -179,6 +180,7 @@ def run_drift_check(
         save_report(conn, report)
         if report.status in (WARN, ALERT):
             _emit(conn, hub_cfg, report, drift, at)
+    metrics.observe_drift(pipeline_name, model, report.status, report.max_psi)
     log.info(
         "drift checked",
         pipeline=pipeline_name,

@@ -25,6 +25,7 @@ REQUIRED_ALERTS = {
     "quarantine growth": "junction_quarantined_total",
     "delivery failure rate": "junction_deliveries_total",
     "consumer lag": "junction_consumer_lag",
+    "drift": "junction_drift_status",
 }
 
 

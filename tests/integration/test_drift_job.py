@@ -84,6 +84,11 @@ def test_an_injected_shift_alerts_through_the_alert_channel(tmp_path, store_url,
         hub.close()
     assert report.status == "alert"
     assert report.worst[0] == "page_views"
+    from junction.core.metrics import REGISTRY
+
+    labels = {"pipeline": "leads", "model": "lead-score"}
+    assert REGISTRY.get_sample_value("junction_drift_status", labels) == 2  # for Prometheus
+    assert REGISTRY.get_sample_value("junction_drift_max_psi", labels) == report.max_psi
     drift, retrain = events
     assert (drift["kind"], retrain["kind"]) == ("model.drift", "model.retrain_requested")
     assert drift["subject"] == "lead-score/1"
