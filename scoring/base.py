@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Container, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from junction.core.errors import ScoringInputError
 from schemas.score import Factor, Reason, Score
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -182,3 +184,23 @@ def scores_from_columns(
             zip(cols.values, cols.grades, cols.factors, enough, strict=True)
         )
     ]
+
+
+def spread(
+    n: int,
+    rows: Sequence[int] | None,
+    failed: Container[int],
+    column: Sequence[T],
+    fill: Callable[[], T],
+) -> list[T]:
+    """A column of the scored positions spread back over a batch of ``n`` records.
+
+    ``rows[pos]`` is the batch index of position ``pos`` (``None``: every record, in order);
+    batch indexes in ``failed`` and those without a position get ``fill()`` (a fresh value
+    each, so a list fill is never shared).
+    """
+    out = [fill() for _ in range(n)]
+    for pos, i in enumerate(rows if rows is not None else range(n)):
+        if i not in failed:
+            out[i] = column[pos]
+    return out

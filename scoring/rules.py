@@ -56,7 +56,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from schemas.score import Factor, Reason, Score
-from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns
+from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns, spread
 from scoring.grading import check_thresholds
 from scoring.lead_spec import LEAD_SPEC
 from scoring.reasons import ReasonBook
@@ -231,9 +231,12 @@ class RulesLeadScorer:
         sufficient: list[bool] = (present_columns(LEAD_SPEC, cols) >= self._needed).tolist()
         reasons = self.reason_book.json_columns(factors)
         if errors or cols.rows is not None:
-            values, grades, factors, sufficient, reasons = _scatter(
-                n, cols.rows, values, grades, factors, sufficient, reasons
-            )
+            rows = cols.rows
+            values = spread(n, rows, errors, values, lambda: math.nan)
+            grades = spread(n, rows, errors, grades, str)
+            factors = spread(n, rows, errors, factors, list)
+            sufficient = spread(n, rows, errors, sufficient, bool)
+            reasons = spread(n, rows, errors, reasons, lambda: "[]")
         return RulesScoreColumns(
             values=values,
             grades=grades,
@@ -293,24 +296,3 @@ class _TermNames(dict[str, str]):
 
 def _magnitude(item: tuple[int, float]) -> float:
     return abs(item[1])
-
-
-def _scatter(
-    n: int,
-    rows: list[int] | None,
-    values: list[float],
-    grades: list[str],
-    factors: list[list[tuple[str, float]]],
-    sufficient: list[bool],
-    reasons: list[str],
-) -> tuple[list[float], list[str], list[list[tuple[str, float]]], list[bool], list[str]]:
-    """Spread the scored positions over the whole batch; failed records get NaN, "", [], ..."""
-    out_v: list[float] = [math.nan] * n
-    out_g: list[str] = [""] * n
-    out_f: list[list[tuple[str, float]]] = [[] for _ in range(n)]
-    out_s: list[bool] = [False] * n
-    out_r: list[str] = ["[]"] * n
-    for pos, i in enumerate(rows if rows is not None else range(n)):
-        out_v[i], out_g[i], out_f[i] = values[pos], grades[pos], factors[pos]
-        out_s[i], out_r[i] = sufficient[pos], reasons[pos]
-    return out_v, out_g, out_f, out_s, out_r

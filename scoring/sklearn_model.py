@@ -30,7 +30,7 @@ import numpy as np
 
 from junction.core.errors import ConfigError, ScoringInputError
 from schemas.score import Factor, Score
-from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns
+from scoring.base import PartialScoreColumns, factor_pairs, scores_from_columns, spread
 from scoring.compiled import CompiledLinearModel
 from scoring.grading import DEFAULT_THRESHOLDS, card_thresholds, check_thresholds
 from scoring.lead_spec import LEAD_SPEC
@@ -207,13 +207,11 @@ class SklearnLeadScorer:
         value_list = values.tolist()
         enough = sufficient_columns(self.spec, cols)
         if errors or cols.rows is not None:
-            value_list, grades, factors = _scatter(
-                n, cols.rows, errors, value_list, grades, factors
-            )
-            spread = [False] * n
-            for pos, i in enumerate(cols.rows if cols.rows is not None else range(n)):
-                spread[i] = enough[pos] and i not in errors
-            enough = spread
+            rows = cols.rows
+            value_list = spread(n, rows, errors, value_list, lambda: math.nan)
+            grades = spread(n, rows, errors, grades, str)
+            factors = spread(n, rows, errors, factors, list)
+            enough = spread(n, rows, errors, enough, bool)
         return PartialScoreColumns(
             values=value_list,
             grades=grades,
@@ -260,21 +258,3 @@ def _top_k(magnitude: np.ndarray, k: int) -> np.ndarray:
         order[:, r] = best
         work[rows, best] = -1.0  # below every magnitude: taken
     return order
-
-
-def _scatter(
-    n: int,
-    rows: list[int] | None,
-    errors: Mapping[int, ScoringInputError],
-    values: list[float],
-    grades: list[str],
-    factors: list[list[tuple[str, float]]],
-) -> tuple[list[float], list[str], list[list[tuple[str, float]]]]:
-    """Spread the scored positions back over the whole batch; failed records get NaN, ""."""
-    out_v: list[float] = [math.nan] * n
-    out_g: list[str] = [""] * n
-    out_f: list[list[tuple[str, float]]] = [[] for _ in range(n)]
-    for pos, i in enumerate(rows if rows is not None else range(n)):
-        if i not in errors:
-            out_v[i], out_g[i], out_f[i] = values[pos], grades[pos], factors[pos]
-    return out_v, out_g, out_f
