@@ -317,6 +317,34 @@ class ApiConfig(_Strict):
     shutdown_grace_s: float = Field(20.0, gt=0, description="Bound on graceful shutdown.")
 
 
+class BusConfig(_Strict):
+    """Kafka between the stages (``junction worker --role ...``; ADR-0018).
+
+    Stage topics are ``<topic_prefix>.raw|canonical|scored.<entity>.v1``; each role reads in
+    the consumer group ``<group_prefix>.<role>``.  Without this section the hub runs every
+    stage in one process, as before.
+    """
+
+    bootstrap_servers: str = Field(..., min_length=1, description="host:port[,host:port...]")
+    topic_prefix: str = Field(
+        "junction", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="First part of topic names."
+    )
+    group_prefix: str = Field(
+        "junction", pattern=r"^[A-Za-z0-9._-]{1,64}$", description="First part of group ids."
+    )
+    partitions: int = Field(6, ge=1, le=1024, description="Partitions of topics it creates.")
+    replication_factor: int = Field(1, ge=1, le=16, description="Replicas of topics it creates.")
+    batch_size: int = Field(500, ge=1, le=10_000, description="Messages per stage transaction.")
+    poll_timeout_s: float = Field(0.5, gt=0, le=30, description="Longest wait for a message.")
+    publish_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="How long the relay waits for the broker's acks."
+    )
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings for every client (security.protocol, sasl.*).",
+    )
+
+
 class HubConfig(_Strict):
     """The whole configuration file."""
 
@@ -328,6 +356,7 @@ class HubConfig(_Strict):
     egress: EgressConfig = Field(default_factory=EgressConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    bus: BusConfig | None = Field(None, description="Kafka between stages (worker roles).")
 
     @model_validator(mode="after")
     def _names_and_targets(self) -> HubConfig:

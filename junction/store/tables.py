@@ -319,3 +319,23 @@ Index("ix_drift_reports_model", drift_reports.c.model, drift_reports.c.computed_
 Index("ix_drift_reports_pipeline", drift_reports.c.pipeline, drift_reports.c.computed_at)
 # a drift check reads one model version's scores of a time window
 Index("ix_scores_model_time", scores.c.model, scores.c.model_version, scores.c.scored_at)
+
+# migration 0007: the stage relay (transactional outbox towards Kafka stage topics, ADR-0018).
+# A stage writes its effects and the messages it passes on in ONE transaction; the relay
+# publishes a scope's unpublished rows in id order, then marks them.  ``scope`` is what owns
+# the rows' order: the input partition that produced them ("<topic>:<partition>") or, for an
+# ingest worker, "ingest:<pipeline>".  ``dedupe`` makes a replayed input insert nothing.
+stage_relay = Table(
+    "stage_relay",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(300), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("key", String(600), nullable=False),  # the message key (the record's subject key)
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", Text),  # JSON object of string headers
+    Column("dedupe", String(800), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("published_at", Float),
+)
+Index("ix_stage_relay_pending", stage_relay.c.scope, stage_relay.c.published_at, stage_relay.c.id)
