@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import is_, itemgetter
@@ -237,6 +237,7 @@ class Store:
         cursor: tuple[str, str, dict[str, Any]] | None,
         heads: Sequence[Row] = (),
         outcomes: Sequence[Row] = (),
+        also: Callable[[Connection], None] | None = None,
     ) -> tuple[int, int]:
         """Write one batch's effects and its cursor in ONE transaction.
 
@@ -245,8 +246,11 @@ class Store:
         (``junction.store.heads``).  ``outcomes`` are what the batch's records say became of
         their leads (``junction.store.outcomes``; the latest observation wins).  Returns how
         many versions were stored without routing, and how many deliveries were written.
+        ``also`` writes more in the same transaction (a stage worker's relay rows).
         """
         with self.begin() as conn:
+            if also is not None:
+                also(conn)
             deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
             self.insert_many(conn, t.records, RECORD_COLS, records)
             self.insert_many(conn, t.scores, SCORE_COLS, scores)
