@@ -108,6 +108,11 @@ class Route(_Strict):
     escalate: EscalationConfig | None = Field(
         None, description="Escalate unacknowledged alerts to the next channel."
     )
+    reveal_pii: bool = Field(
+        False,
+        description="Show personal fields (names, emails, phones) in clear in the messages this "
+        "route sends to people (SMS, Slack, email subjects); masked by default.",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Route:
