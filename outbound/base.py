@@ -28,6 +28,8 @@ class Delivery:
     template: str | None = None  # the template the route asks for (None: the channel's default)
     # recipients the worker found on the suppression list: the channel must leave them out
     exclude: frozenset[str] = frozenset()
+    # the route lets personal fields show in clear in rendered messages (else they are masked)
+    reveal_pii: bool = False
 
 
 @dataclass(frozen=True, slots=True)
