@@ -350,6 +350,27 @@ class BusConfig(_Strict):
     )
 
 
+class PrivacyConfig(_Strict):
+    """Encryption at rest of personal data, and erasure by subject (ADR-0019).
+
+    Personal fields of stored records, quarantined source bytes and outbox payloads are sealed
+    with AES-256-GCM under a data key per subject (a person: keyed by email, else phone, else the
+    record's source key); each data key is wrapped by the key-encryption key named here.
+    """
+
+    encrypt: bool = Field(True, description="Encrypt personal data in the store.")
+    kek: str = Field(
+        "env:JUNCTION_KEK",
+        pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|plugin:[a-z0-9_.-]+)$",
+        description="Where the key-encryption key comes from: env:NAME (32+ bytes of secret), "
+        "file:/path (created once, 0600, when absent) or plugin:NAME (a junction.kek_providers "
+        "entry point, e.g. a cloud KMS).",
+    )
+    key_cache: int = Field(
+        100_000, ge=0, le=10_000_000, description="Unwrapped data keys each process keeps."
+    )
+
+
 class HubConfig(_Strict):
     """The whole configuration file."""
 
@@ -362,6 +383,9 @@ class HubConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     bus: BusConfig | None = Field(None, description="Kafka between stages (worker roles).")
+    privacy: PrivacyConfig | None = Field(
+        None, description="Encryption at rest of personal data; erasure by subject."
+    )
 
     @model_validator(mode="after")
     def _names_and_targets(self) -> HubConfig:
