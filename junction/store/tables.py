@@ -69,6 +69,8 @@ records = Table(
     Column("provenance", Text, nullable=False),  # JSON
     Column("run_id", Integer),
     Column("received_at", Float, nullable=False),
+    # migration 0008: the keyed pseudonym of the person it is about (erasure finds rows by it)
+    Column("subject", String(32), index=True),
 )
 
 scores = Table(
@@ -110,6 +112,7 @@ deliveries = Table(
     Column("ack_at", Float),  # when a person acknowledged the alert
     Column("escalate_at", Float, index=True),  # unacknowledged by then → the escalation target
     Column("group_id", String(600)),  # the digest that carried it, or the delivery it escalates
+    Column("subject", String(32), index=True),  # migration 0008: see records.subject
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
 # migration 0005: per-channel claims read each channel's backlog in due order
@@ -150,6 +153,7 @@ quarantine = Table(
     Column("created_at", Float, nullable=False),
     Column("resolved_at", Float),
     Column("run_id", Integer),
+    Column("subject", String(32), index=True),  # migration 0008: see records.subject
     UniqueConstraint("pipeline", "stage", "record_key", name="uq_quarantine_key"),
 )
 
@@ -339,3 +343,27 @@ stage_relay = Table(
     Column("published_at", Float),
 )
 Index("ix_stage_relay_pending", stage_relay.c.scope, stage_relay.c.published_at, stage_relay.c.id)
+
+# migration 0008: encryption at rest (ADR-0019).  One data key per subject, wrapped by the
+# key-encryption key; ``wrapped`` NULL means the subject was erased (crypto-shredded), and the row
+# stays as a tombstone so a later sync of the same person is not stored again.
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("subject", String(32), primary_key=True),  # keyed pseudonym, never the address
+    Column("wrapped", LargeBinary),  # nonce + AES-GCM(KEK, data key); NULL once erased
+    Column("kek_id", String(32)),  # which key-encryption key wrapped it
+    Column("created_at", Float, nullable=False),
+    Column("erased_at", Float),
+)
+
+# one row (id 1): encryption is on for this store, under which KEK, and the subject-id key
+privacy_settings = Table(
+    "privacy_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("kek_source", String(600), nullable=False),  # env:NAME | file:/path | plugin:NAME
+    Column("kek_id", String(32), nullable=False),
+    Column("subject_key", LargeBinary, nullable=False),  # the pseudonym key, wrapped by the KEK
+    Column("updated_at", Float, nullable=False),
+)
