@@ -56,6 +56,22 @@ class RefuseResolver(etree.Resolver):  # type: ignore[misc]
         raise UnsafeXMLError("the XML refers to an external resource", details=f"url={url!r}")
 
 
+def hardened_iterparse(
+    fileobj: IO[bytes], *, events: tuple[str, ...], tag: str | list[str], encoding: str | None
+) -> Any:
+    """``etree.iterparse`` with the hardened switches and a resolver that refuses every URL.
+
+    Every streaming reader builds its parser here, so the settings live in one place
+    (``tests/security/test_xml_parsers.py`` fails on any other parser construction).  Callers
+    still call ``forbid_doctype`` on the first event and translate ``XMLSyntaxError``.
+    """
+    context = etree.iterparse(
+        fileobj, events=events, tag=tag, encoding=encoding, **ITERPARSE_OPTIONS
+    )
+    context.resolvers.add(RefuseResolver())
+    return context
+
+
 def forbid_doctype(tree: Any) -> None:
     info = tree.docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
@@ -239,10 +255,9 @@ def iter_records(
         DTDForbiddenError, UnsafeXMLError, EncodingError, ParseError: file-level failures;
         they may come after records have been yielded.
     """
-    context = etree.iterparse(
-        fileobj, events=("end",), tag="{*}" + record_tag, encoding=encoding, **ITERPARSE_OPTIONS
+    context = hardened_iterparse(
+        fileobj, events=("end",), tag="{*}" + record_tag, encoding=encoding
     )
-    context.resolvers.add(RefuseResolver())
     convert = ElementConverter(max_field_bytes).convert
     n = 0
     try:

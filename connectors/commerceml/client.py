@@ -21,11 +21,10 @@ from typing import IO, Any, Final
 from lxml import etree
 
 from connectors.safe_xml import (
-    ITERPARSE_OPTIONS,
     RecordProblem,
-    RefuseResolver,
     ValueTooLarge,
     forbid_doctype,
+    hardened_iterparse,
     release_parsed,
     translate_syntax_error,
 )
@@ -114,14 +113,9 @@ def detect_kind(fileobj: IO[bytes], encoding: str | None) -> Detected:
     Raises:
         DTDForbiddenError, UnsafeXMLError, EncodingError, ParseError: as ``iterparse`` finds them.
     """
-    context = etree.iterparse(
-        fileobj,
-        events=("start",),
-        tag=[f"{{*}}{t}" for t in _DETECT],
-        encoding=encoding,
-        **ITERPARSE_OPTIONS,
+    context = hardened_iterparse(
+        fileobj, events=("start",), tag=[f"{{*}}{t}" for t in _DETECT], encoding=encoding
     )
-    context.resolvers.add(RefuseResolver())
     found: str | None = None
     root: Any = None
     try:
@@ -641,14 +635,12 @@ def iter_documents(
     reader = DocumentReader(kind, max_field_bytes=max_field_bytes, decimal_comma=decimal_comma)
     record_tag = RECORD_TAG[kind]
     sections = _SECTIONS[kind]
-    context = etree.iterparse(
+    context = hardened_iterparse(
         fileobj,
         events=("end",),
         tag=[f"{{*}}{t}" for t in (*sections, record_tag)],
         encoding=encoding,
-        **ITERPARSE_OPTIONS,
     )
-    context.resolvers.add(RefuseResolver())
     n = 0
     first = True
     try:

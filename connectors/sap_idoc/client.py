@@ -20,11 +20,10 @@ from typing import IO, Any
 from lxml import etree
 
 from connectors.safe_xml import (
-    ITERPARSE_OPTIONS,
     RecordProblem,
-    RefuseResolver,
     ValueTooLarge,
     forbid_doctype,  # the hardened checks are shared with xml_file on purpose
+    hardened_iterparse,
     release_parsed,
     translate_syntax_error,
 )
@@ -82,11 +81,7 @@ def check_idoc(elem: Any, n: int) -> None:
 
 
 def _parse(fileobj: IO[bytes], encoding: str | None) -> Any:
-    context = etree.iterparse(
-        fileobj, events=("end",), tag="{*}" + IDOC, encoding=encoding, **ITERPARSE_OPTIONS
-    )
-    context.resolvers.add(RefuseResolver())
-    return context
+    return hardened_iterparse(fileobj, events=("end",), tag="{*}" + IDOC, encoding=encoding)
 
 
 def validate_idocs(fileobj: IO[bytes], *, encoding: str | None = None) -> int:
