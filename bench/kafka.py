@@ -1,0 +1,511 @@
+"""Kafka stage benchmark: ``junction worker --role normalize,score`` beside raw confluent-kafka.
+
+Input: ``--records`` raw lead messages (default 100,000) in the stage format the ``ingest`` role
+writes (``<prefix>.raw.lead.v1``: key ``<pipeline>:<source key>``, headers
+``junction-pipeline`` and ``junction-record-id``, value ``{pipeline, record_id, key, stream,
+position, version, provenance, record}``), built from ``bench/data/leads-200000.csv``.  Rows the
+``csv.lead`` mapping would quarantine are left out, so every input message must come out scored.
+
+Measured in the same run, each on a fresh tansu broker (``tests/fakes/kafka_broker.py``, memory
+storage, 127.0.0.1) with the input produced before the clock starts:
+
+* **raw**: one process (``bench.kafka_raw``) consuming the input topic in a consumer group and
+  producing every message unchanged to an output topic (idempotent producer, ``acks=all``);
+* **hub**: ``junction worker CONFIG --role normalize,score --pipeline bench`` with 1 process,
+  then with 2 processes in one consumer group (the store is a fresh SQLite file each time, or a
+  fresh schema of ``--store``'s PostgreSQL database).
+
+The clock runs from spawning the process(es) until this process has read every expected record
+id on the output topic (a consumer assigned to every partition), so start-up and the group join
+are included; the rate after the first output message ("steady") is printed too.  The output
+set must equal the input set (duplicates are counted and reported).  Goal (issue 8): hub with
+one process ≥ 0.25 x raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+DATA = Path(__file__).parent / "data" / "leads-200000.csv"
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = "bench"
+ENTITY = "lead"
+PARTITIONS = 6  # BusConfig's default
+STALL_S = 120.0  # no new output message for this long: the run failed
+# a fresh group's first join waits about session.timeout.ms / 2 on tansu (CLIENTS.md §7): the
+# same short value for the raw baseline and the workers keeps start-up small and equal
+SESSION_TIMEOUT_MS = 6000
+
+CONFIG = """\
+store: "{store}"
+models_dir: models
+bus:
+  bootstrap_servers: "{bootstrap}"
+  topic_prefix: {prefix}
+  group_prefix: {prefix}
+  partitions: {partitions}
+  options: {{session.timeout.ms: {session_ms}}}
+pipelines:
+  {pipeline}:
+    source: {{connector: csv_file, path: inbox/*.csv}}
+    mapping: csv.lead
+    scoring: {{scorer: rules_lead}}
+"""
+
+Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not complete (a process failed, or output went missing)."""
+
+
+@dataclass
+class Outcome:
+    """One measured run: how long it took and what came out."""
+
+    label: str
+    records: int
+    seconds: float  # spawn → last expected record read
+    steady_seconds: float  # first output → last expected record read
+    duplicates: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Records per second, start-up included."""
+        return self.records / self.seconds
+
+    @property
+    def steady_rate(self) -> float:
+        """Records per second after the first output message."""
+        return self.records / max(self.steady_seconds, 1e-9)
+
+    @property
+    def exact(self) -> bool:
+        """The output set equals the input set."""
+        return not (self.missing or self.unexpected)
+
+
+def source_rows(n: int) -> tuple[list[dict[str, str]], str]:
+    """The first ``n`` rows of the lead CSV that the ``csv.lead`` mapping accepts (cycled, with
+    unique ``lead_id`` values, past the file's end), and the file's sha256 prefix."""
+    from mappings.engine import compile_mapping, load_spec
+
+    mapping = compile_mapping(load_spec("csv.lead"))
+    sha = hashlib.sha256(DATA.read_bytes()).hexdigest()[:16]
+    good: list[dict[str, str]] = []
+    with DATA.open(newline="", encoding="utf-8") as f:
+        chunk: list[dict[str, str]] = []
+        for row in csv.DictReader(f):
+            chunk.append(row)
+            if len(chunk) == 5000:
+                good += [chunk[i] for i, _ in mapping.apply_batch(chunk)[0]]
+                chunk = []
+                if len(good) >= n:
+                    break
+        if chunk and len(good) < n:
+            good += [chunk[i] for i, _ in mapping.apply_batch(chunk)[0]]
+    if not good:
+        raise BenchError(f"no row of {DATA} passes the csv.lead mapping")
+    out = good[:n]
+    cycle = 1
+    while len(out) < n:
+        out += [{**r, "lead_id": f"{r['lead_id']}-{cycle}"} for r in good[: n - len(out)]]
+        cycle += 1
+    return out, sha
+
+
+def raw_messages(rows: Sequence[dict[str, str]], sha: str, pipeline: str) -> list[Message]:
+    """Raw stage messages for ``rows``, as the ``ingest`` role writes them."""
+    provenance = {
+        "connector": "csv_file",
+        "file": str(DATA),
+        "sha256": sha,
+        "encoding": "utf-8",
+        "delimiter": ",",
+    }
+    out: list[Message] = []
+    for position, row in enumerate(rows, start=1):
+        key = f"{sha}:{position}"
+        record_id = f"{pipeline}:{key}"
+        value = {
+            "pipeline": pipeline,
+            "record_id": record_id,
+            "key": key,
+            "stream": DATA.name,
+            "position": position,
+            "version": None,
+            "provenance": provenance,
+            "record": row,
+        }
+        headers = [
+            ("junction-pipeline", pipeline.encode()),
+            ("junction-record-id", record_id.encode()),
+        ]
+        out.append((record_id.encode(), orjson.dumps(value), headers))
+    return out
+
+
+def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
+    """Write ``messages`` to ``topic`` and wait for every ack.
+
+    Raises:
+        BenchError: The broker did not take them all.
+    """
+    from confluent_kafka import KafkaError, Producer
+
+    failed: list[KafkaError] = []
+
+    def report(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
+    )
+    for key, value, headers in messages:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    left = producer.flush(120)
+    if left or failed:
+        raise BenchError(f"producing the input failed: {left} unsent, errors {failed[:3]}")
+
+
+def _record_id(msg: Any) -> str:
+    for name, value in msg.headers() or ():
+        if name == "junction-record-id" and value is not None:
+            return bytes(value).decode()
+    return bytes(msg.key() or b"").decode()
+
+
+def collect(
+    bootstrap: str,
+    topic: str,
+    expected: set[str],
+    procs: Sequence[subprocess.Popen[bytes]],
+    started: float,
+    label: str,
+) -> Outcome:
+    """Read ``topic`` (every partition, from offset 0) until every expected id has arrived.
+
+    Raises:
+        BenchError: A process exited with an error, or nothing new arrived for 120 s.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-counter-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    seen: set[str] = set()
+    duplicates = unexpected = 0
+    first: float | None = None
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(meta.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        last_progress = time.monotonic()
+        while len(seen & expected) < len(expected):
+            batch = consumer.consume(num_messages=1000, timeout=0.2)
+            now = time.monotonic()
+            for msg in batch:
+                if msg.error() is not None:
+                    continue
+                rid = _record_id(msg)
+                if rid in seen:
+                    duplicates += 1
+                elif rid not in expected:
+                    unexpected += 1
+                seen.add(rid)
+            if batch:
+                first = first if first is not None else now
+                last_progress = now
+            for proc in procs:
+                code = proc.poll()
+                if code is not None and code != 0:
+                    raise BenchError(f"{label}: process {proc.pid} exited with {code}")
+            if now - last_progress > STALL_S:
+                got = len(seen & expected)
+                raise BenchError(f"{label}: stalled at {got:,} of {len(expected):,} records")
+        end = time.monotonic()
+        # a short grace read: duplicates right behind the last expected record still count
+        for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            if msg.error() is None:
+                rid = _record_id(msg)
+                duplicates += rid in seen
+                unexpected += rid not in expected
+                seen.add(rid)
+    finally:
+        consumer.close()
+    return Outcome(
+        label=label,
+        records=len(expected),
+        seconds=end - started,
+        steady_seconds=end - (first if first is not None else started),
+        duplicates=duplicates,
+        missing=len(expected - seen),
+        unexpected=unexpected,
+    )
+
+
+@contextlib.contextmanager
+def _broker() -> Iterator[Any]:
+    """A fresh tansu broker (memory storage: nothing of a previous measurement is left)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.kafka_broker import KafkaBroker
+
+    broker = KafkaBroker()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def measure_raw(messages: Sequence[Message], expected: set[str], work: Path) -> Outcome:
+    """Raw confluent-kafka consume + produce in one process."""
+    with _broker() as broker:
+        src, dst = "raw.in.v1", "raw.out.v1"
+        broker.create_topic(src, PARTITIONS)
+        broker.create_topic(dst, PARTITIONS)
+        produce(broker.bootstrap, src, messages)
+        log = (work / "raw.log").open("wb")
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.kafka_raw",
+                broker.bootstrap,
+                src,
+                dst,
+                "bench-raw",
+                str(len(messages)),
+                str(SESSION_TIMEOUT_MS),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            return collect(broker.bootstrap, dst, expected, [proc], started, "raw")
+        finally:
+            _stop([proc])
+            log.close()
+
+
+def _worker_command(config: Path) -> list[str]:
+    junction = Path(sys.executable).with_name("junction")
+    head = [str(junction)] if junction.is_file() else [sys.executable, "-m", "junction.cli.main"]
+    return [*head, "worker", str(config), "--role", "normalize,score", "--pipeline", PIPELINE]
+
+
+def measure_hub(
+    messages: Sequence[Message], expected: set[str], work: Path, processes: int, store: str | None
+) -> Outcome:
+    """``junction worker --role normalize,score`` with ``processes`` processes in one group."""
+    label = f"hub x{processes}"
+    token = uuid.uuid4().hex[:8]
+    prefix = f"b{processes}{token}"
+    run_dir = work / prefix
+    (run_dir / "inbox").mkdir(parents=True)
+    with _broker() as broker, _own_schema(store, token, run_dir) as url:
+        config = run_dir / "junction.yaml"
+        config.write_text(
+            CONFIG.format(
+                store=url,
+                bootstrap=broker.bootstrap,
+                prefix=prefix,
+                partitions=PARTITIONS,
+                pipeline=PIPELINE,
+                session_ms=SESSION_TIMEOUT_MS,
+            ),
+            encoding="utf-8",
+        )
+        src = f"{prefix}.raw.{ENTITY}.v1"
+        dst = f"{prefix}.scored.{ENTITY}.v1"
+        broker.create_topic(src, PARTITIONS)
+        broker.create_topic(dst, PARTITIONS)
+        produce(broker.bootstrap, src, messages)
+        logs = [(run_dir / f"worker-{i}.log").open("wb") for i in range(processes)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        started = time.monotonic()
+        procs = [
+            subprocess.Popen(
+                _worker_command(config),
+                cwd=run_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            for log in logs
+        ]
+        try:
+            return collect(broker.bootstrap, dst, expected, procs, started, label)
+        except BenchError as exc:
+            tails = [
+                f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
+                for p in sorted(run_dir.glob("worker-*.log"))
+            ]
+            raise BenchError(f"{exc}\n" + "\n".join(tails)) from exc
+        finally:
+            _stop(procs)
+            for log in logs:
+                log.close()
+
+
+@contextlib.contextmanager
+def _own_schema(url: str | None, token: str, run_dir: Path) -> Iterator[str]:
+    """A fresh store per measurement: a SQLite file in ``run_dir``, or a PostgreSQL schema of
+    ``url`` created now and dropped afterwards."""
+    if url is None:
+        yield f"sqlite:///{run_dir / 'junction.db'}"
+        return
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_kafka_{token}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _line(o: Outcome) -> str:
+    check = "ok" if o.exact and not o.duplicates else "MISMATCH"
+    return (
+        f"{o.label:<10}: {o.rate:>9,.0f} records/s ({o.seconds:6.2f} s incl. start and join), "
+        f"steady {o.steady_rate:>9,.0f} records/s; output = input: {check} "
+        f"(missing {o.missing}, unexpected {o.unexpected}, duplicates {o.duplicates})"
+    )
+
+
+def run(
+    *, records: int, processes: Sequence[int], store: str | None, keep: bool, raw_only: bool
+) -> int:
+    """Run the benchmark, print records/s, the hub/raw ratio and the 1 → 2 process scaling.
+
+    Returns:
+        0 when every run's output set equals its input set with no duplicate, else 1.
+    """
+    with contextlib.ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="junction-bench-kafka-"))
+        if keep:
+            stack.callback(print, f"work folder kept: {work}")
+        else:
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
+        rows, sha = source_rows(records)
+        messages = raw_messages(rows, sha, PIPELINE)
+        expected = {m[0].decode() for m in messages}
+        size = sum(len(m[1]) for m in messages) // len(messages)
+        print(
+            f"{len(messages):,} raw lead messages (~{size} B), {PARTITIONS} partitions, tansu "
+            f"(memory), store {(store or 'sqlite').split(':')[0]}, {os.cpu_count()} CPUs"
+        )
+        outcomes = [measure_raw(messages, expected, work)]
+        print(_line(outcomes[0]), flush=True)
+        if not raw_only:
+            for n in processes:
+                outcomes.append(measure_hub(messages, expected, work, n, store))
+                print(_line(outcomes[-1]), flush=True)
+        raw = outcomes[0]
+        hubs = {int(o.label.split("x")[1]): o for o in outcomes[1:]}
+        for n, o in sorted(hubs.items()):
+            print(
+                f"ratio hub x{n} / raw   : {o.rate / raw.rate:.3f} "
+                f"(steady {o.steady_rate / raw.steady_rate:.3f}); per process "
+                f"{o.rate / n:,.0f} records/s" + ("  (goal >= 0.25)" if n == 1 else "")
+            )
+        if 1 in hubs and 2 in hubs:
+            print(
+                f"scaling 1 → 2 processes: x{hubs[2].rate / hubs[1].rate:.2f} "
+                f"(steady x{hubs[2].steady_rate / hubs[1].steady_rate:.2f})"
+            )
+    return 0 if all(o.exact and not o.duplicates for o in outcomes) else 1
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``kafka`` on ``python -m bench``'s subparsers."""
+    p = sub.add_parser("kafka", help="worker normalize,score over Kafka vs raw consume+produce")
+    _options(p)
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--processes", default="1,2", help="hub worker process counts, in order")
+    p.add_argument("--store", default=None, help="store URL (default: SQLite in a temp dir)")
+    p.add_argument("--raw-only", action="store_true", help="only the raw baseline")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run from parsed ``kafka`` options."""
+    return run(
+        records=args.records,
+        processes=[int(n) for n in args.processes.split(",") if n],
+        store=args.store,
+        keep=args.keep,
+        raw_only=args.raw_only,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.kafka [options]`` (the same as ``python -m bench kafka``)."""
+    parser = argparse.ArgumentParser(prog="python -m bench kafka")
+    _options(parser)
+    try:
+        return run_args(parser.parse_args(argv))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
