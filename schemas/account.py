@@ -24,7 +24,7 @@ class Account(CanonicalModel):
     email: str | None = pii_field(PII.CONTACT, description="Main email address.")
     country: str | None = Field(None, description="ISO 3166-1 alpha-2.", pattern=r"^[A-Z]{2}$")
     city: str | None = Field(None, description="City.")
-    address: str | None = Field(None, description="Postal address (one line).")
+    address: str | None = pii_field(PII.CONTACT, description="Postal address (one line).")
     employees: int | None = Field(None, ge=0, description="Head count.")
     annual_revenue: Decimal | None = Field(None, ge=0, description="Annual revenue.")
     updated_at: datetime | None = Field(None, description="Last change in the source (UTC).")
