@@ -26,7 +26,9 @@ from junction.cli.api import api_app
 from junction.cli.audit import app as audit_app
 from junction.cli.clients import app as clients_app
 from junction.cli.deliveries import app as deliveries_app
+from junction.cli.export import export_records
 from junction.cli.model import app as model_app
+from junction.cli.pii import schemas_pii
 from junction.cli.suppressions import app as suppressions_app
 from junction.core.errors import ConfigError, JunctionError
 from junction.core.registry import default_registry
@@ -48,6 +50,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(model_app, name="model")
+app.command("export")(export_records)
+schemas_app.command("pii")(schemas_pii)
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
