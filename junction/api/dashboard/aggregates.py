@@ -1,0 +1,175 @@
+"""Store aggregates the dashboard draws: flow per time bucket, outbox lag, quarantine groups.
+
+The JSON API has no aggregate routes, so these are the only queries the dashboard adds; lists,
+details and every action go through the API's own route functions.  Each query is one
+``GROUP BY`` over a time range (or over open entries), parameterized, on both store backends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Integer, and_, cast, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from junction.store import tables as t
+from junction.store.repo import Store
+
+SERIES = ("received", "scored", "quarantined", "delivered", "dead")
+
+
+@dataclass
+class Timeline:
+    """Counts per bucket of ``bucket_s`` seconds from ``start`` (one list per series)."""
+
+    start: float
+    bucket_s: int
+    buckets: int
+    series: dict[str, list[int]] = field(default_factory=dict)
+
+    def label(self, i: int) -> float:
+        """The start time of bucket ``i``."""
+        return self.start + i * self.bucket_s
+
+
+def _bucket(store: Store, col: Any, start: float, bucket_s: int) -> ColumnElement[Any]:
+    offset = (col - start) / bucket_s
+    if store.engine.dialect.name == "postgresql":
+        return cast(func.floor(offset), Integer)
+    return cast(offset, Integer)  # SQLite truncates, which is floor for offsets >= 0
+
+
+def _counts(
+    store: Store,
+    col: Any,
+    start: float,
+    bucket_s: int,
+    *where: ColumnElement[bool],
+    pipeline_col: Any = None,
+    pipeline: str | None = None,
+) -> dict[int, int]:
+    b = _bucket(store, col, start, bucket_s).label("b")
+    conds = [col >= start, *where]
+    if pipeline is not None and pipeline_col is not None:
+        conds.append(pipeline_col == pipeline)
+    q = select(b, func.count()).where(and_(*conds)).group_by(b)
+    with store.begin() as conn:
+        return {int(r[0]): int(r[1]) for r in conn.execute(q).all()}
+
+
+def timeline(
+    store: Store,
+    *,
+    hours: int = 24,
+    buckets: int = 24,
+    pipeline: str | None = None,
+    now: float | None = None,
+) -> Timeline:
+    """Records received, scored, quarantined, delivered and dead per bucket, oldest first."""
+    end = time.time() if now is None else now
+    bucket_s = max(60, hours * 3600 // buckets)
+    start = end - bucket_s * buckets
+    r, s, q, d = t.records.c, t.scores.c, t.quarantine.c, t.deliveries.c
+    raw = {
+        "received": _counts(
+            store, r.received_at, start, bucket_s, pipeline_col=r.pipeline, pipeline=pipeline
+        ),
+        # scores carry no pipeline column; with a pipeline filter they are left out
+        "scored": {} if pipeline else _counts(store, s.scored_at, start, bucket_s),
+        "quarantined": _counts(
+            store, q.created_at, start, bucket_s, pipeline_col=q.pipeline, pipeline=pipeline
+        ),
+        "delivered": _counts(
+            store,
+            d.delivered_at,
+            start,
+            bucket_s,
+            d.status == "delivered",
+            pipeline_col=d.pipeline,
+            pipeline=pipeline,
+        ),
+        "dead": _counts(
+            store,
+            d.created_at,
+            start,
+            bucket_s,
+            d.status == "dead",
+            pipeline_col=d.pipeline,
+            pipeline=pipeline,
+        ),
+    }
+    out = Timeline(start, bucket_s, buckets)
+    for name in SERIES:
+        out.series[name] = [raw[name].get(i, 0) for i in range(buckets)]
+    return out
+
+
+def outbox_lag(store: Store, *, now: float | None = None) -> dict[str, Any]:
+    """Pending deliveries: how many, how many are due, and the age of the oldest."""
+    at = time.time() if now is None else now
+    d = t.deliveries.c
+    with store.begin() as conn:
+        n, oldest = conn.execute(
+            select(func.count(), func.min(d.created_at)).where(d.status == "pending")
+        ).one()
+        due = conn.execute(
+            select(func.count()).where(d.status == "pending", d.next_attempt_at <= at)
+        ).scalar_one()
+    return {
+        "pending": int(n),
+        "due": int(due),
+        "oldest_age_s": None if oldest is None else max(0.0, at - float(oldest)),
+    }
+
+
+def delivery_totals(store: Store) -> dict[str, int]:
+    """Deliveries by status, every channel together."""
+    d = t.deliveries.c
+    with store.begin() as conn:
+        rows = conn.execute(select(d.status, func.count()).group_by(d.status)).all()
+    return {str(s): int(n) for s, n in rows}
+
+
+def quarantine_groups(store: Store, *, status: str = "open") -> list[dict[str, Any]]:
+    """Quarantine entries grouped by pipeline, stage and error code, largest group first."""
+    q = t.quarantine.c
+    query = (
+        select(
+            q.pipeline,
+            q.stage,
+            q.error_code,
+            q.error_type,
+            func.count().label("n"),
+            func.max(q.created_at).label("newest"),
+            func.max(q.id).label("newest_id"),
+        )
+        .where(q.status == status)
+        .group_by(q.pipeline, q.stage, q.error_code, q.error_type)
+        .order_by(func.count().desc(), q.pipeline, q.stage, q.error_code)
+        .limit(200)
+    )
+    with store.begin() as conn:
+        groups = [dict(r) for r in conn.execute(query).mappings().all()]
+        for g in groups:
+            # the newest entry's message stands for the group (messages name the field)
+            g["message"] = conn.execute(
+                select(q.message).where(q.id == g["newest_id"])
+            ).scalar_one()
+    return groups
+
+
+def find_records(
+    store: Store, source_key: str, *, pipeline: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Records whose source key is ``source_key`` (every version), newest first."""
+    r = t.records.c
+    q = select(r.id, r.pipeline, r.entity, r.source_system, r.source_key, r.received_at).where(
+        r.source_key == source_key
+    )
+    if pipeline is not None:
+        q = q.where(r.pipeline == pipeline)
+    with store.begin() as conn:
+        rows = conn.execute(q.order_by(r.received_at.desc()).limit(limit)).mappings().all()
+    return [dict(row) for row in rows]
