@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from junction.api import dashboard
 from junction.api.bodylimit import BodyLimitMiddleware
 from junction.api.context import ApiContext
 from junction.api.middleware import RequestIdMiddleware
@@ -68,6 +69,7 @@ def create_app(
     app.include_router(models.router, prefix=API_PREFIX)  # the model registry (issue 7)
     # outcomes: labels for A/B reports and training (issue 7)
     app.include_router(outcomes.router, prefix=API_PREFIX)
+    app.include_router(dashboard.router)  # the web dashboard at /ui (issue 10)
     # body limits inside the request id (so a 413 carries one); hooks have their own limits
     app.add_middleware(
         BodyLimitMiddleware,
