@@ -1,0 +1,148 @@
+"""The Kafka clients of a stage worker: one group consumer, one idempotent producer, topics.
+
+The consumer never commits on its own (``enable.auto.commit`` and ``enable.auto.offset.store``
+off): the worker commits a batch's offsets only after the store committed the batch's effects
+and the relay published what it passes on.  The producer is idempotent with ``acks=all``, so a
+retried send neither duplicates nor reorders a partition's messages.  Errors are translated by
+the Kafka source's ``classify`` (one taxonomy for every Kafka client of Junction).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from connectors.kafka.client import classify
+from junction.core.errors import InternalError, JunctionError
+from junction.pipeline.config import BusConfig
+
+_log = logging.getLogger("junction.stages.librdkafka")
+SESSION_TIMEOUT_MS = 10_000
+# a batch (transaction + publish) takes seconds at most; a member that stops polling this long
+# is dead or stuck, and its partitions go to the others
+MAX_POLL_INTERVAL_MS = 120_000
+
+
+def settings(bus: BusConfig) -> dict[str, Any]:
+    """The settings every client shares: brokers, the configured extras (security)."""
+    return {"bootstrap.servers": bus.bootstrap_servers, "logger": _log, **bus.options}
+
+
+def make_consumer(
+    bus: BusConfig,
+    group: str,
+    on_assign: Callable[[Any, list[TopicPartition]], None],
+    on_revoke: Callable[[Any, list[TopicPartition]], None],
+    topics: list[str],
+) -> Consumer:
+    """A group member subscribed to ``topics`` that commits only when told to."""
+    conf = {
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
+        "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
+        **settings(bus),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "range,roundrobin",
+        "enable.partition.eof": False,
+    }
+    consumer = Consumer(conf)
+    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
+    return consumer
+
+
+def make_producer(bus: BusConfig) -> Producer:
+    """The relay's idempotent producer (acks=all, ordered retries)."""
+    return Producer(
+        {
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **settings(bus),
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.timeout.ms": int(bus.publish_timeout_s * 1000),
+        }
+    )
+
+
+def ensure_topics(bus: BusConfig, topics: Iterable[str], *, timeout_s: float = 15.0) -> None:
+    """Create the topics that do not exist yet (``bus.partitions`` each).
+
+    Raises:
+        UnavailableError / AuthError / FatalError: the brokers are away or refuse.
+    """
+    admin = AdminClient(settings(bus))
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise classify(exc.args[0], what="metadata") from exc
+    missing = sorted(set(topics) - set(meta.topics))
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [
+            NewTopic(t, num_partitions=bus.partitions, replication_factor=bus.replication_factor)
+            for t in missing
+        ],
+        operation_timeout=timeout_s,
+    )
+    for fut in futures.values():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker was first
+                raise classify(err, what="create topic") from exc
+
+
+def commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit ``{(topic, partition): next offset}`` synchronously.
+
+    Raises:
+        JunctionError: the commit failed (the batch is read again by whoever owns it next;
+            its effects are idempotent).
+    """
+    if not offsets:
+        return
+    tps = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
+    try:
+        consumer.commit(offsets=tps, asynchronous=False)
+    except KafkaException as exc:
+        raise classify(exc.args[0], what="offset commit") from exc
+
+
+def consumer_error(err: KafkaError) -> JunctionError | None:
+    """The error a consumed message carries, or None when it is not worth stopping for."""
+    if err.code() in (KafkaError._PARTITION_EOF, KafkaError._NO_OFFSET):
+        return None
+    return classify(err, what="consumer")
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """A consumed message's topic, partition and offset (set on every consumed message)."""
+    topic, part, off = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or part is None or off is None:
+        raise InternalError("a consumed Kafka message has no topic, partition or offset")
+    return topic, part, off
+
+
+def header(msg: Message, name: str) -> str | None:
+    """One string header of a consumed message, if it has it."""
+    raw = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+    for key, value in raw or []:
+        if key == name and value is not None:
+            return value.decode("utf-8", "replace")
+    return None

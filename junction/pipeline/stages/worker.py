@@ -1,0 +1,363 @@
+"""A stage worker: consume a stage topic, run its roles, write effects and relay, commit offsets.
+
+One batch at a time, in this order, so nothing is lost and no effect repeats:
+
+1. ``consume`` up to ``bus.batch_size`` messages (rebalance callbacks run here, between
+   batches: a partition given away has no work in flight, one received is marked for recovery);
+2. decode them and run the roles (``transforms``); a message that cannot be decoded or whose
+   record fails a stage is quarantined with its bytes, its offset still moves on;
+3. write every effect and every relay row in ONE store transaction (idempotent inserts);
+4. publish the relay rows of the batch's partitions (and of the partitions just received) in id
+   order through the idempotent producer, and mark them;
+5. commit the consumed offsets.
+
+A crash between 3 and 5 makes the partition's next owner read the batch again: its inserts are
+no-ops and its unpublished rows go out first.  When the store or the broker is away (a retryable
+error), the worker seeks its partitions back to the batch's first offsets, backs off, and reads
+the batch again.  Other errors stop the worker (its process exits non-zero; the group moves its
+partitions to the others).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from junction.core import metrics
+from junction.core.errors import ConfigError, JunctionError, RecordError
+from junction.core.logging import get_logger
+from junction.core.registry import Registry, default_registry
+from junction.pipeline.config import BusConfig, HubConfig
+from junction.pipeline.model_watch import ModelWatch
+from junction.pipeline.prepare import quarantine_row
+from junction.pipeline.stages import bus as kafka
+from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows, relay_row
+from junction.pipeline.stages.topics import (
+    HEADER_PIPELINE,
+    ROLE_INPUT,
+    ROLE_OUTPUT,
+    Item,
+    Source,
+    decode,
+    encode,
+    headers_of,
+    topic_name,
+)
+from junction.pipeline.stages.transforms import Effects, PipelineStages
+from junction.store.repo import Store
+
+log = get_logger(__name__)
+MODEL_CHECK_S = 1.0
+PRUNE_EVERY_S = 600.0
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+BUS_PIPELINE = "_bus"  # quarantine's pipeline for a message no pipeline of this worker reads
+
+
+def require_bus(cfg: HubConfig) -> BusConfig:
+    """The config's ``bus:`` section.
+
+    Raises:
+        ConfigError: there is none (worker roles exchange records through Kafka).
+    """
+    if cfg.bus is None:
+        raise ConfigError(
+            "worker roles pass records through Kafka: add a `bus:` section with "
+            "bootstrap_servers to the config (or run `junction run` for one process)"
+        )
+    return cfg.bus
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did so far."""
+
+    batches: int = 0
+    consumed: int = 0
+    passed: int = 0  # items that reached the end of the worker's roles
+    quarantined: int = 0
+    published: int = 0
+    retries: int = 0
+    assigned: set[str] = field(default_factory=set)
+
+
+class StageWorker:
+    """One consumer-group member running ``roles`` (normalize, score, deliver, or a fused run)."""
+
+    def __init__(
+        self,
+        cfg: HubConfig,
+        store: Store,
+        roles: tuple[str, ...],
+        *,
+        pipelines: list[str] | None = None,
+        registry: Registry = default_registry,
+    ) -> None:
+        """Compile the pipelines, create missing topics, join the role's consumer group.
+
+        Raises:
+            ConfigError: no ``bus:`` section, an ingest role, an unknown pipeline.
+            UnavailableError: the brokers do not answer.
+        """
+        del registry  # the roles after ingest need no connector
+        self.bus = require_bus(cfg)
+        in_stage = ROLE_INPUT[roles[0]]
+        if in_stage is None:
+            raise ConfigError("the ingest role reads sources: run it with IngestWorker")
+        self.cfg, self.store, self.roles = cfg, store, roles
+        self.in_stage: str = in_stage
+        self.out_stage = ROLE_OUTPUT[roles[-1]]
+        names = pipelines or list(cfg.pipelines)
+        unknown = [n for n in names if n not in cfg.pipelines]
+        if unknown:
+            raise ConfigError(f"no pipeline named {unknown[0]!r} in the config")
+        self._filtered = pipelines is not None
+        self.watches: dict[str, ModelWatch] = {}
+        self.stages = {name: self._compile(name) for name in names}
+        prefix = self.bus.topic_prefix
+        self.in_topics = sorted(
+            {topic_name(prefix, in_stage, s.entity) for s in self.stages.values()}
+        )
+        self.out_topics: dict[str, str] = {}
+        if self.out_stage is not None:
+            self.out_topics = {
+                n: topic_name(prefix, self.out_stage, s.entity) for n, s in self.stages.items()
+            }
+        kafka.ensure_topics(self.bus, [*self.in_topics, *self.out_topics.values()])
+        self.group = f"{self.bus.group_prefix}.{roles[0]}"
+        if self._filtered:  # workers of other pipelines on the same topic read in their own group
+            self.group += "." + "+".join(sorted(names))
+        self.relay: Relay | None = None
+        if self.out_stage is not None:
+            self.relay = Relay(
+                store, kafka.make_producer(self.bus), timeout_s=self.bus.publish_timeout_s
+            )
+        self.stats = WorkerStats()
+        self._recover: set[str] = set()
+        self._model_check_at = time.monotonic() + MODEL_CHECK_S
+        self._pruned_at = time.monotonic()
+        self.consumer: Consumer = kafka.make_consumer(
+            self.bus, self.group, self._on_assign, self._on_revoke, self.in_topics
+        )
+
+    def _compile(self, name: str) -> PipelineStages:
+        pcfg = self.cfg.pipelines[name]
+        scorer = None
+        if "score" in self.roles and pcfg.scoring is not None:
+            watch = ModelWatch(self.cfg.models_dir, pcfg.scoring, owner=f"worker:{name}")
+            scorer = watch.load().scorer
+            self.watches[name] = watch
+        return PipelineStages(name, pcfg, scorer, connector=pcfg.source.connector)
+
+    def _refresh_models(self) -> None:
+        """After a promotion or rollback, score the next batches with the new production."""
+        if time.monotonic() < self._model_check_at:
+            return
+        self._model_check_at = time.monotonic() + MODEL_CHECK_S
+        for name, watch in self.watches.items():
+            if watch.watched and watch.stale() and watch.reload() and watch.current is not None:
+                pcfg = self.cfg.pipelines[name]
+                self.stages[name] = PipelineStages(
+                    name, pcfg, watch.current.scorer, connector=pcfg.source.connector
+                )
+
+    # --- rebalance callbacks (run inside consume, between batches) ------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        scopes = {f"{tp.topic}:{tp.partition}" for tp in partitions}
+        self.stats.assigned |= scopes
+        self._recover |= scopes  # publish what a previous owner committed but did not send
+        log.info("partitions assigned", group=self.group, partitions=len(partitions))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # every batch committed its offsets before the next consume: nothing is in flight
+        scopes = {f"{tp.topic}:{tp.partition}" for tp in partitions}
+        self.stats.assigned -= scopes
+        self._recover -= scopes
+        log.info("partitions revoked", group=self.group, partitions=len(partitions))
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        idle_exit_s: float | None = None,
+        on_batch: Callable[[WorkerStats], None] | None = None,
+    ) -> WorkerStats:
+        """Work until ``stop`` is set (or nothing arrived for ``idle_exit_s``); return stats.
+
+        Raises:
+            JunctionError: a non-retryable failure (the broker refuses, a bad configuration).
+        """
+        idle_since = time.monotonic()
+        attempt = 0
+        while not stop.is_set():
+            msgs: list[Message] = self.consumer.consume(
+                self.bus.batch_size, self.bus.poll_timeout_s
+            )
+            try:
+                self._refresh_models()
+                if self._recover and self.relay is not None:
+                    self.stats.published += self.relay.publish(self._recover)
+                    self._recover.clear()
+                if msgs:
+                    self.process(msgs)
+                    idle_since = time.monotonic()
+                    if on_batch is not None:
+                        on_batch(self.stats)
+                attempt = 0
+            except JunctionError as exc:
+                if not exc.retryable:
+                    raise
+                self._rewind(msgs)
+                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                attempt += 1
+                self.stats.retries += 1
+                log.warning(
+                    "stage batch failed; reading it again", error=type(exc).__name__, wait_s=delay
+                )
+                stop.wait(delay)
+                continue
+            if not msgs:
+                self._maybe_prune()
+                if not self.stats.assigned:  # idle counts from the group's first assignment
+                    idle_since = time.monotonic()
+                elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                    break
+        return self.stats
+
+    def _rewind(self, msgs: list[Message]) -> None:
+        """Seek each partition of a failed batch back to its first message."""
+        first: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            if m.error() is None:
+                topic, part, off = kafka.position(m)
+                first.setdefault((topic, part), off)
+        for (topic, part), off in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, part, off))
+            except Exception:  # noqa: BLE001 - the partition moved away: its new owner re-reads
+                log.info("could not rewind a partition; it was reassigned", topic=topic)
+
+    def _maybe_prune(self) -> None:
+        if self.relay is None or time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
+        self.relay.prune()
+
+    def process(self, msgs: list[Message]) -> None:
+        """Run one consumed batch through the roles, write it, publish it, commit its offsets."""
+        offsets: dict[tuple[str, int], int] = {}
+        by_pipeline: dict[str, list[Item]] = {}
+        effects = Effects()
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                problem = kafka.consumer_error(err)
+                if problem is not None:
+                    raise problem
+                continue
+            topic, part, off = kafka.position(m)
+            offsets[(topic, part)] = off + 1
+            src = Source(topic, part, off, m.value() or b"")
+            try:
+                item = decode(m.value(), self.in_stage, src)
+            except RecordError as exc:
+                self._bus_quarantine(effects, m, src, exc)
+                continue
+            if item.pipeline not in self.stages:
+                if self._filtered and item.pipeline in self.cfg.pipelines:
+                    continue  # another worker's pipeline: its own group reads it
+                self._bus_quarantine(
+                    effects,
+                    m,
+                    src,
+                    RecordError(
+                        f"no pipeline {item.pipeline!r} in this worker's config",
+                        code="stage_message",
+                    ),
+                )
+                continue
+            by_pipeline.setdefault(item.pipeline, []).append(item)
+        relay_rows: list[RelayRow] = []
+        passed = 0
+        for name, items in by_pipeline.items():
+            stages = self.stages[name]
+            for role in self.roles:
+                items = stages.run(role, items, effects)
+            passed += len(items)
+            if self.out_stage is not None:
+                relay_rows.extend(self._relay_rows(name, items, self.out_stage))
+        store = self.store
+        store.write_batch(
+            records=effects.records,
+            scores=effects.scores,
+            deliveries=effects.deliveries,
+            quarantined=effects.quarantined,
+            cursor=None,
+            heads=effects.heads,
+            outcomes=effects.outcomes,
+            also=(lambda conn: insert_rows(store, conn, relay_rows)) if relay_rows else None,
+        )
+        if self.relay is not None:
+            scopes = {f"{t}:{p}" for t, p in offsets} | self._recover
+            self.stats.published += self.relay.publish(scopes)
+            self._recover.clear()
+        kafka.commit(self.consumer, offsets)
+        for name in by_pipeline:
+            metrics.observe_batch(
+                name,
+                sum(1 for _ in by_pipeline[name]),
+                0,
+                [(q[1], q[4]) for q in effects.quarantined if q[0] == name],
+            )
+        self.stats.batches += 1
+        self.stats.consumed += len(msgs)
+        self.stats.passed += passed
+        self.stats.quarantined += len(effects.quarantined)
+
+    def _relay_rows(self, name: str, items: list[Item], stage: str) -> list[RelayRow]:
+        topic = self.out_topics[name]
+        rows = []
+        for it in items:
+            src = it.src
+            assert src is not None  # consumed items always know their message
+            rows.append(
+                relay_row(
+                    src.scope,
+                    topic,
+                    it.subject,
+                    encode(it, stage),
+                    headers_of(it, stage),
+                    f"{topic}|{src.topic}:{src.partition}:{src.offset}",
+                )
+            )
+        return rows
+
+    def _bus_quarantine(self, effects: Effects, m: Message, src: Source, exc: RecordError) -> None:
+        named = kafka.header(m, HEADER_PIPELINE)
+        pipeline = named if named in self.cfg.pipelines else BUS_PIPELINE
+        effects.quarantined.append(
+            quarantine_row(
+                pipeline,
+                "bus",
+                f"{pipeline}:{src.topic}:{src.partition}:{src.offset}",
+                exc,
+                src.value,
+                {"stage_message": f"{src.topic}:{src.partition}:{src.offset}"},
+                None,
+            )
+        )
+
+    def close(self) -> None:
+        """Leave the group (its partitions move at once) and flush the producer."""
+        try:
+            self.consumer.close()
+        finally:
+            if self.relay is not None:
+                self.relay.producer.flush(5.0)
