@@ -30,6 +30,7 @@ from junction.cli.export import export_records
 from junction.cli.model import app as model_app
 from junction.cli.pii import schemas_pii
 from junction.cli.suppressions import app as suppressions_app
+from junction.cli.worker import worker as worker_command
 from junction.core.errors import ConfigError, JunctionError
 from junction.core.registry import default_registry
 
@@ -51,6 +52,7 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(model_app, name="model")
 app.command("export")(export_records)
+app.command("worker")(worker_command)
 schemas_app.command("pii")(schemas_pii)
 
 console = Console()
