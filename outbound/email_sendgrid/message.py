@@ -20,6 +20,7 @@ from jmespath.parser import ParsedResult
 from junction.core.errors import FatalError, RecordError
 from outbound.base import Delivery
 from outbound.email_sendgrid.config import SendGridEmailConfig, normalize_email
+from outbound.masking import template_context
 from outbound.templates import event_context, render
 
 DELIVERY_HEADER = "X-Junction-Delivery-Id"
@@ -101,7 +102,9 @@ def build_message(config: SendGridEmailConfig, delivery: Delivery) -> EmailMessa
             code="unknown_template",
             context={"channel": delivery.channel},
         )
-    subject = one_line(render(template.subject, event))[:MAX_SUBJECT_CHARS]
+    # the subject shows in previews and lock screens: masked unless the route reveals it
+    subject = one_line(render(template.subject, template_context(delivery, event)))
+    subject = subject[:MAX_SUBJECT_CHARS]
     if not subject:
         raise RecordError("the rendered subject is empty", field="subject", code="empty_subject")
     text = render(template.text, event)

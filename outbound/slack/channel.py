@@ -27,6 +27,7 @@ from outbound.config_errors import validate_config
 from outbound.egress import EgressPolicy, ip_literal
 from outbound.http_pool import BODY_EXCERPT_CHARS, HttpPool, read_capped, user_agent
 from outbound.lifecycle import ClosesOnExit
+from outbound.masking import template_context
 from outbound.slack.classify import classify_api_error, classify_webhook_answer
 from outbound.slack.config import (
     ALERT_EVENT_TYPE,
@@ -136,9 +137,11 @@ class SlackChannel(ClosesOnExit):
         """
         event = event_context(delivery.payload)
         template = self._template(delivery, event)
-        body: dict[str, Any] = {"text": render_text(template.text, event)}
+        # masked phone/email/name unless the route reveals them (outbound.masking)
+        context = template_context(delivery, event)
+        body: dict[str, Any] = {"text": render_text(template.text, context)}
         if template.blocks is not None:
-            body["blocks"] = render_blocks(template.blocks, event)
+            body["blocks"] = render_blocks(template.blocks, context)
         body["metadata"] = {
             "event_type": METADATA_EVENT_TYPE,
             "event_payload": {"delivery_id": delivery.delivery_id},

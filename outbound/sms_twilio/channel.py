@@ -37,6 +37,7 @@ from junction.core.errors import (
 from outbound.base import Delivery, Receipt, Recipient
 from outbound.config_errors import validate_config
 from outbound.lifecycle import ClosesOnExit
+from outbound.masking import template_context
 from outbound.sms_twilio.client import SentMessage, TwilioSender
 from outbound.sms_twilio.config import TwilioSmsConfig
 from outbound.sms_twilio.phones import to_e164, zone_of_number
@@ -158,7 +159,8 @@ class TwilioSmsChannel(ClosesOnExit):
                 f"the sms_twilio channel has no template {name!r}",
                 context={"channel": delivery.channel},
             )
-        body = render(template.body, event).strip()
+        # masked phone/email/name unless the route reveals them (outbound.masking)
+        body = render(template.body, template_context(delivery, event)).strip()
         if not body:
             raise RecordError("the SMS template rendered an empty message")
         return body
