@@ -19,16 +19,19 @@ import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 
-from junction.core.errors import UnavailableError
+from junction.core.errors import InternalError, UnavailableError
+from junction.core.logging import get_logger
 from junction.store import tables as t
 from junction.store.engine import open_store_engine
 from junction.store.heads import routed_only
 from junction.store.outcomes import upsert_outcomes
 
 if TYPE_CHECKING:
+    from junction.store.crypto_rows import StorePrivacy
     from junction.store.outbox import HealthPolicy
 
 Row = tuple[Any, ...]
+log = get_logger(__name__)
 
 RECORD_COLS = (
     "id",
@@ -106,20 +109,77 @@ QUARANTINE_COLS = (
 )
 
 
-class Store:
-    """Junction's store on SQLite or PostgreSQL."""
+# tables whose rows carry personal data: sealed on write when the store's encryption is on
+_SEALED = frozenset({"records", "deliveries", "quarantine"})
+# how long a store without encryption settings trusts that answer before asking again
+_PRIVACY_RECHECK_S = 30.0
 
-    def __init__(self, engine: Engine) -> None:
-        """Wrap an engine whose schema is migrated."""
+
+def insert_ignore_sql(dialect: str, table: Table, cols: tuple[str, ...]) -> str:
+    """``INSERT`` of one row that does nothing when its key exists (DB-API paramstyle)."""
+    names = ", ".join(cols)
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in cols)
+        return f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+    marks = ", ".join("%s" for _ in cols)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
+
+
+class Store:
+    """Junction's store on SQLite or PostgreSQL.
+
+    When the store's encryption at rest is on (``privacy_settings`` has its row; see
+    ``junction.store.keyring``), every write of records, outbox and quarantine rows is sealed,
+    also by a ``Store`` that was not given a ``privacy`` object: it loads the settings and the
+    KEK they name on first use, and refuses to write (``KeyUnavailableError``) without the KEK
+    rather than store personal data in clear.
+    """
+
+    def __init__(self, engine: Engine, privacy: StorePrivacy | None = None) -> None:
+        """Wrap an engine whose schema is migrated; ``privacy`` seals and opens rows."""
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self._grouped: dict[tuple[str, tuple[str, ...], tuple[int, ...]], str] = {}
+        self._privacy = privacy
+        self._privacy_checked = float("inf") if privacy is not None else float("-inf")
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, privacy: StorePrivacy | None = None) -> Store:
         """Open (and migrate) the store at ``url``."""
-        return cls(open_store_engine(url))
+        return cls(open_store_engine(url), privacy)
+
+    # encryption at rest
+
+    def use_privacy(self, privacy: StorePrivacy | None) -> None:
+        """Seal and open rows with ``privacy`` (None: ask the store's settings again)."""
+        self._privacy = privacy
+        self._privacy_checked = float("inf") if privacy is not None else float("-inf")
+
+    def privacy(self, conn: Connection | None = None) -> StorePrivacy | None:
+        """How this store seals rows, or None when its encryption is off.
+
+        Raises:
+            KeyUnavailableError: Encryption is on but the KEK its settings name is missing.
+        """
+        if self._privacy is not None or time.monotonic() - self._privacy_checked < (
+            _PRIVACY_RECHECK_S
+        ):
+            return self._privacy
+        from junction.store.crypto import load_kek
+        from junction.store.crypto_rows import StorePrivacy
+        from junction.store.keyring import Keyring, settings_row
+
+        if conn is None:
+            with self.begin() as own:
+                return self.privacy(own)
+        row = settings_row(conn)
+        if row is None:
+            self._privacy_checked = time.monotonic()
+            return None
+        kek = load_kek(str(row["kek_source"]), create=False)
+        self.use_privacy(StorePrivacy(Keyring.load(conn, kek, row)))
+        return self._privacy
 
     def close(self) -> None:
         """Dispose of pooled connections."""
@@ -145,23 +205,47 @@ class Store:
         key = (table.name, cols)
         sql = self._sql.get(key)
         if sql is None:
-            names = ", ".join(cols)
-            if self.dialect == "sqlite":
-                marks = ", ".join("?" for _ in cols)
-                sql = f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
-            else:
-                marks = ", ".join("%s" for _ in cols)
-                sql = (
-                    f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "  # noqa: S608
-                    "ON CONFLICT DO NOTHING"
-                )
-            self._sql[key] = sql
+            sql = self._sql[key] = insert_ignore_sql(self.dialect, table, cols)
         return sql
 
     def insert_many(
         self, conn: Connection, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
     ) -> None:
-        """Insert rows, ignoring ones whose key already exists (idempotent re-runs)."""
+        """Insert rows, ignoring ones whose key already exists (idempotent re-runs).
+
+        Records, outbox and quarantine rows are sealed first when encryption is on (rows of
+        erased subjects are dropped).
+        """
+        if not rows:
+            return
+        if table.name in _SEALED and "subject" not in cols:
+            privacy = self.privacy(conn)
+            if privacy is not None:
+                cols, rows = self._seal(conn, privacy, table, cols, rows)
+        self._insert_rows(conn, table, cols, rows)
+
+    def _seal(
+        self,
+        conn: Connection,
+        privacy: StorePrivacy,
+        table: Table,
+        cols: tuple[str, ...],
+        rows: Sequence[Row],
+    ) -> tuple[tuple[str, ...], list[Row]]:
+        if table.name == "records" and cols == RECORD_COLS:
+            return (*cols, "subject"), privacy.seal_records(conn, rows)[0]
+        if table.name == "deliveries" and cols[:6] == DELIVERY_COLS[:6]:
+            return (*cols, "subject"), privacy.seal_deliveries(conn, rows)
+        if table.name == "quarantine" and cols == QUARANTINE_COLS:
+            return (*cols, "subject"), privacy.seal_quarantine(conn, rows)
+        raise InternalError(
+            "rows with personal data in an unexpected column layout cannot be sealed",
+            context={"table": table.name},
+        )
+
+    def _insert_rows(
+        self, conn: Connection, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
+    ) -> None:
         if not rows:
             return
         raw = conn.connection.driver_connection
@@ -251,16 +335,59 @@ class Store:
         with self.begin() as conn:
             if also is not None:
                 also(conn)
-            deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
-            self.insert_many(conn, t.records, RECORD_COLS, records)
-            self.insert_many(conn, t.scores, SCORE_COLS, scores)
-            if outcomes:
-                upsert_outcomes(conn, self.dialect, outcomes)
-            self.insert_many(conn, t.deliveries, DELIVERY_COLS, deliveries)
-            self.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+            privacy = self.privacy(conn) if records or deliveries or quarantined else None
+            if privacy is None:
+                deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
+                self._insert_rows(conn, t.records, RECORD_COLS, records)
+                self._insert_rows(conn, t.scores, SCORE_COLS, scores)
+                if outcomes:
+                    upsert_outcomes(conn, self.dialect, outcomes)
+                self._insert_rows(conn, t.deliveries, DELIVERY_COLS, deliveries)
+                self._insert_rows(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+            else:
+                deliveries, held_back = self._write_sealed(
+                    conn, privacy, records, scores, deliveries, quarantined, heads, outcomes
+                )
             if cursor is not None:
                 self._set_cursor(conn, *cursor)
         return held_back, len(deliveries)
+
+    def _write_sealed(
+        self,
+        conn: Connection,
+        privacy: StorePrivacy,
+        records: Sequence[Row],
+        scores: Sequence[Row],
+        deliveries: Sequence[Row],
+        quarantined: Sequence[Row],
+        heads: Sequence[Row],
+        outcomes: Sequence[Row],
+    ) -> tuple[list[Row], int]:
+        """``write_batch`` with encryption on: erased subjects' records and effects dropped."""
+        sealed, dropped, subjects = (
+            privacy.seal_records(conn, records) if records else ([], set(), {})
+        )
+        if dropped:
+            log.info("records of erased subjects not stored", records=len(dropped))
+            scores = [r for r in scores if r[0] not in dropped]
+            deliveries = [r for r in deliveries if r[1] not in dropped]
+            heads = [h for h in heads if h[3] not in dropped]
+            outcomes = [o for o in outcomes if o[0] not in dropped]
+        kept, held_back = routed_only(conn, self.dialect, heads, deliveries)
+        sealed_deliveries = privacy.seal_deliveries(conn, kept, subjects) if kept else []
+        self._insert_rows(conn, t.records, (*RECORD_COLS, "subject"), sealed)
+        self._insert_rows(conn, t.scores, SCORE_COLS, scores)
+        if outcomes:
+            upsert_outcomes(conn, self.dialect, outcomes)
+        self._insert_rows(conn, t.deliveries, (*DELIVERY_COLS, "subject"), sealed_deliveries)
+        if quarantined:
+            self._insert_rows(
+                conn,
+                t.quarantine,
+                (*QUARANTINE_COLS, "subject"),
+                privacy.seal_quarantine(conn, quarantined),
+            )
+        return sealed_deliveries, held_back
 
     # cursors and the file ledger
 
@@ -379,7 +506,7 @@ class Store:
             q = q.where(t.quarantine.c.pipeline == pipeline)
         with self.begin() as conn:
             rows = conn.execute(q.order_by(t.quarantine.c.id.desc()).limit(limit)).mappings().all()
-        return [dict(r) for r in rows]
+            return self.open_quarantine_rows(conn, rows)
 
     def get_quarantine(self, qid: int) -> dict[str, Any] | None:
         """Return one quarantined item."""
@@ -389,7 +516,7 @@ class Store:
                 .mappings()
                 .first()
             )
-        return None if row is None else dict(row)
+            return None if row is None else self.open_quarantine_rows(conn, [row])[0]
 
     def resolve_quarantine(self, conn: Connection, qid: int, status: str) -> None:
         """Mark a quarantined item replayed or discarded."""
@@ -420,7 +547,11 @@ class Store:
         """
         from junction.store import outbox
 
-        return outbox.claim(self, limit, lease_s, now=now, slots=slots)
+        rows = outbox.claim(self, limit, lease_s, now=now, slots=slots)
+        if rows and self.privacy() is not None:
+            with self.begin() as conn:
+                return self.open_delivery_rows(conn, rows)
+        return rows
 
     def record_attempts(
         self,
@@ -506,7 +637,41 @@ class Store:
                 .mappings()
                 .first()
             )
-        return None if row is None else dict(row)
+            return None if row is None else self.open_record_rows(conn, [row])[0]
+
+    # opening sealed rows (callers that read rows themselves pass them through these)
+
+    def open_record_rows(
+        self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        """Record rows (with ``id``, ``entity``, ``payload``, ``subject``) with payloads opened.
+
+        Raises:
+            DecryptionError: A sealed payload was tampered with or moved to another row.
+            KeyUnavailableError: The KEK is missing or wrong.
+        """
+        privacy = self.privacy(conn)
+        if privacy is None:
+            return [dict(r) for r in rows]
+        return privacy.open_records(conn, rows)
+
+    def open_delivery_rows(
+        self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        """Outbox rows (with ``id``, ``record_id``, ``payload``) with payloads opened."""
+        privacy = self.privacy(conn)
+        if privacy is None:
+            return [dict(r) for r in rows]
+        return privacy.open_deliveries(conn, rows)
+
+    def open_quarantine_rows(
+        self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        """Quarantine rows (whole rows, as selected) with their original bytes opened."""
+        privacy = self.privacy(conn)
+        if privacy is None:
+            return [dict(r) for r in rows]
+        return privacy.open_quarantine(conn, rows)
 
 
 __all__ = ["DELIVERY_COLS", "QUARANTINE_COLS", "RECORD_COLS", "SCORE_COLS", "Store"]

@@ -1,0 +1,359 @@
+"""Sealing and opening the store's rows: personal fields of records, outbox and quarantine payloads.
+
+* **records**: the fields the canonical schema marks ``x-pii`` are taken out of the payload
+  JSON and sealed together under ``"_pii"``; the other fields stay readable (drift, rescoring
+  and reports read them without a key).  Associated data: ``records``, the record id, the subject.
+* **deliveries**: the whole payload (the event sent to the channel) is sealed; associated data:
+  the delivery id and the record id.
+* **quarantine**: the whole payload (the original source bytes) is sealed; associated data: the
+  pipeline, stage and record key the row is unique by.
+
+Every row also gets its ``subject`` column, so erasure finds a person's rows without
+decrypting anything.  Rows of an erased subject are dropped on write (a later sync of the
+person stores nothing).  A row whose ``subject`` is NULL was written before encryption was
+turned on and is read as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, select
+
+from junction.core.pseudonym import pii_kind
+from junction.store import tables as t
+from junction.store.crypto import (
+    BYTES_PREFIX,
+    NONCE_BYTES,
+    TEXT_PREFIX,
+    DecryptionError,
+    associated,
+    load_kek,
+    open_blob,
+    seal_bytes,
+    seal_text,
+    split_bytes,
+    split_text,
+)
+from junction.store.keyring import Keyring
+from schemas import ENTITY_MODELS
+
+if TYPE_CHECKING:
+    from junction.store.repo import Store
+
+Row = tuple[Any, ...]
+SEALED_KEY = "_pii"
+_CHUNK = 500
+_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+# column positions in repo's RECORD_COLS / DELIVERY_COLS / QUARANTINE_COLS
+_R_ID, _R_PIPELINE, _R_ENTITY, _R_SOURCE_KEY, _R_PAYLOAD = 0, 1, 2, 4, 6
+_D_ID, _D_RECORD, _D_PAYLOAD = 0, 1, 5
+_Q_PIPELINE, _Q_STAGE, _Q_KEY, _Q_PAYLOAD = 0, 1, 2, 7
+
+
+class _EntityFields:
+    """Which payload fields of an entity are personal, and which name the subject."""
+
+    __slots__ = ("emails", "order", "personal", "phones")
+
+    def __init__(self, entity: str) -> None:
+        model = ENTITY_MODELS.get(entity)
+        if model is not None:
+            self.personal = tuple(model.pii_fields())
+            self.order: tuple[str, ...] | None = tuple(model.model_fields)
+        else:  # an entity without a schema: judge by field names when its rows are sealed
+            self.personal = ()
+            self.order = None
+        self.emails = tuple(f for f in self.personal if pii_kind(f) == "email")
+        self.phones = tuple(f for f in self.personal if pii_kind(f) == "phone")
+
+
+class StorePrivacy:
+    """Seals rows on their way into the store and opens them on their way out."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        """Use ``keyring`` for subjects and data keys."""
+        self.keyring = keyring
+        self._fields: dict[str, _EntityFields] = {}
+
+    def __repr__(self) -> str:
+        return f"StorePrivacy({self.keyring!r})"
+
+    def _entity(self, entity: str) -> _EntityFields:
+        f = self._fields.get(entity)
+        if f is None:
+            f = self._fields[entity] = _EntityFields(entity)
+        return f
+
+    # subjects
+
+    def subject_of(self, email: str | None = None, phone: str | None = None) -> list[str]:
+        """The subject ids a person given by email and/or phone may be stored under."""
+        out = []
+        if email:
+            out.append(self.keyring.subject("email", email))
+        if phone:
+            out.append(self.keyring.subject("phone", phone))
+        return out
+
+    def _record_subject(self, fields: _EntityFields, pii: Mapping[str, Any], key: str) -> str:
+        for name in fields.emails:
+            v = pii.get(name)
+            if v:
+                return self.keyring.subject("email", v)
+        for name in fields.phones:
+            v = pii.get(name)
+            if v:
+                return self.keyring.subject("phone", v)
+        return self.keyring.subject("source_key", key)
+
+    # writes
+
+    def seal_records(
+        self, conn: Connection, rows: Sequence[Row]
+    ) -> tuple[list[Row], set[str], dict[str, str]]:
+        """Seal records; return the rows (``subject`` appended), dropped ids, subject by id."""
+        loads, dumps = orjson.loads, orjson.dumps
+        staged: list[tuple[Row, dict[str, Any], bytes, str]] = []
+        for row in rows:
+            obj = loads(row[_R_PAYLOAD])
+            fields = self._entity(row[_R_ENTITY])
+            personal = fields.personal or tuple(k for k in obj if pii_kind(k))
+            pii = {k: obj.pop(k) for k in personal if k in obj}
+            subject = self._record_subject(fields, pii, row[_R_SOURCE_KEY])
+            staged.append((row, obj, dumps(pii), subject))
+        keys = self.keyring.keys(conn, {s[3] for s in staged}, create=True)
+        nonces = _nonces(len(staged))
+        out: list[Row] = []
+        dropped: set[str] = set()
+        subjects: dict[str, str] = {}
+        for i, (row, obj, pii_json, subject) in enumerate(staged):
+            aead = keys[subject]
+            rid = row[_R_ID]
+            if aead is None:
+                dropped.add(rid)
+                continue
+            aad = associated("records", rid, subject)
+            obj[SEALED_KEY] = seal_text(aead, subject, nonces[i], pii_json, aad)
+            out.append((*row[:_R_PAYLOAD], dumps(obj).decode(), *row[_R_PAYLOAD + 1 :], subject))
+            subjects[rid] = subject
+        return out, dropped, subjects
+
+    def seal_deliveries(
+        self, conn: Connection, rows: Sequence[Row], subjects: Mapping[str, str] | None = None
+    ) -> list[Row]:
+        """Seal outbox payloads under their record's subject; drop erased subjects' rows."""
+        known = dict(subjects or {})
+        unknown = list({r[_D_RECORD] for r in rows} - known.keys())
+        for at in range(0, len(unknown), _CHUNK):
+            c = t.records.c
+            q = select(c.id, c.subject).where(c.id.in_(unknown[at : at + _CHUNK]))
+            known.update({rid: s for rid, s in conn.execute(q) if s is not None})
+        keyring = self.keyring
+        per_row = [
+            known.get(r[_D_RECORD]) or keyring.subject("source_key", r[_D_RECORD]) for r in rows
+        ]
+        keys = keyring.keys(conn, set(per_row), create=True)
+        nonces = _nonces(len(rows))
+        out: list[Row] = []
+        for i, row in enumerate(rows):
+            subject = per_row[i]
+            aead = keys[subject]
+            if aead is None:
+                continue
+            aad = associated("deliveries", f"{row[_D_ID]}\x1f{row[_D_RECORD]}", subject)
+            payload = row[_D_PAYLOAD]
+            data = payload.encode() if isinstance(payload, str) else bytes(payload)
+            sealed = seal_text(aead, subject, nonces[i], data, aad)
+            out.append((*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject))
+        return out
+
+    def seal_quarantine(self, conn: Connection, rows: Sequence[Row]) -> list[Row]:
+        """Seal quarantined source bytes under the subject they name; drop erased subjects'."""
+        per_row = [self._quarantine_subject(r) for r in rows]
+        keys = self.keyring.keys(conn, set(per_row), create=True)
+        nonces = _nonces(len(rows))
+        out: list[Row] = []
+        for i, row in enumerate(rows):
+            subject = per_row[i]
+            aead = keys[subject]
+            if aead is None:
+                continue
+            payload = row[_Q_PAYLOAD]
+            if payload is not None:
+                aad = associated("quarantine", _quarantine_key(row), subject)
+                payload = seal_bytes(aead, subject, nonces[i], bytes(payload), aad)
+            out.append((*row[:_Q_PAYLOAD], payload, *row[_Q_PAYLOAD + 1 :], subject))
+        return out
+
+    def _quarantine_subject(self, row: Row) -> str:
+        raw = row[_Q_PAYLOAD]
+        if raw is not None:
+            data = bytes(raw)
+            found = self._subject_in(data)
+            if found is not None:
+                return found
+        return self.keyring.subject("source_key", row[_Q_KEY])
+
+    def _subject_in(self, data: bytes) -> str | None:
+        """The subject source bytes name: an email or phone field of a JSON object, an email."""
+        if data[:1] == b"{":
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                for want in ("email", "phone"):
+                    for k, v in obj.items():
+                        if v and isinstance(v, str) and pii_kind(str(k)) == want:
+                            return self.keyring.subject(want, v)
+        m = _EMAIL.search(data)
+        if m is not None:
+            return self.keyring.subject("email", m.group(0).decode("ascii"))
+        return None
+
+    # reads
+
+    def open_records(
+        self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        """Copies of record rows (``id``, ``entity``, ``payload``...) with payloads opened."""
+        sealed = [_sealed_record(r) for r in rows]
+        keys = self.keyring.require(conn, {s[0] for s in sealed if s is not None})
+        out = []
+        for row, s in zip(rows, sealed, strict=True):
+            d = dict(row)
+            if s is not None:
+                d["payload"] = self._open_record(d, s, keys[s[0]])
+            out.append(d)
+        return out
+
+    def _open_record(
+        self, row: Mapping[str, Any], sealed: tuple[str, bytes, dict[str, Any]], aead: AESGCM
+    ) -> str:
+        subject, blob, obj = sealed
+        stored = row.get("subject")
+        if stored is not None and stored != subject:
+            raise DecryptionError("a record's subject column does not match its sealed data")
+        aad = associated("records", str(row["id"]), subject)
+        pii = orjson.loads(open_blob(aead, blob, aad, table="records"))
+        obj.update(pii)
+        order = self._entity(str(row.get("entity", ""))).order
+        if order is not None:
+            obj = {k: obj[k] for k in (*order, *(k for k in obj if k not in order)) if k in obj}
+        return orjson.dumps(obj).decode()
+
+    def open_deliveries(
+        self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        """Copies of outbox rows (``id``, ``record_id``, ``payload``) with payloads opened."""
+        split = [_sealed_text(r["payload"]) for r in rows]
+        keys = self.keyring.require(conn, {s[0] for s in split if s is not None})
+        out = []
+        for row, s in zip(rows, split, strict=True):
+            d = dict(row)
+            if s is None:
+                if d.get("subject") is not None:
+                    raise DecryptionError("an outbox payload lost its seal")
+            else:
+                subject, blob = s
+                aad = associated("deliveries", f"{d['id']}\x1f{d['record_id']}", subject)
+                d["payload"] = open_blob(keys[subject], blob, aad, table="deliveries").decode()
+            out.append(d)
+        return out
+
+    def open_quarantine(
+        self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        """Copies of quarantine rows with their original bytes opened."""
+        split: list[tuple[str, bytes] | None] = []
+        for r in rows:
+            payload = r.get("payload")
+            if payload is not None and r.get("subject") is not None:
+                split.append(split_bytes(bytes(payload)))
+            elif payload is not None and bytes(payload).startswith(BYTES_PREFIX):
+                raise DecryptionError("a quarantined payload is sealed but names no subject")
+            else:
+                split.append(None)
+        keys = self.keyring.require(conn, {s[0] for s in split if s is not None})
+        out = []
+        for row, s in zip(rows, split, strict=True):
+            d = dict(row)
+            if s is not None:
+                subject, blob = s
+                if subject != d["subject"]:
+                    raise DecryptionError("a quarantine row's subject does not match its data")
+                aad = associated("quarantine", _quarantine_key(d), subject)
+                d["payload"] = open_blob(keys[subject], blob, aad, table="quarantine")
+            out.append(d)
+        return out
+
+
+def _nonces(n: int) -> list[bytes]:
+    rnd = os.urandom(NONCE_BYTES * n)
+    return [rnd[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
+
+
+def _sealed_record(row: Mapping[str, Any]) -> tuple[str, bytes, dict[str, Any]] | None:
+    payload = row["payload"]
+    if SEALED_KEY not in payload:  # cheap test first: plaintext rows pay one substring search
+        if row.get("subject") is not None:
+            raise DecryptionError("a record lost its sealed personal data")
+        return None
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise DecryptionError("a record payload is not JSON") from None
+    sealed = obj.pop(SEALED_KEY, None) if isinstance(obj, dict) else None
+    if sealed is None:
+        if row.get("subject") is not None:
+            raise DecryptionError("a record lost its sealed personal data")
+        return None
+    if not isinstance(sealed, str):
+        raise DecryptionError("a record's sealed personal data is malformed")
+    subject, blob = split_text(sealed)
+    return subject, blob, obj
+
+
+def _sealed_text(payload: Any) -> tuple[str, bytes] | None:
+    text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8", "replace")
+    return split_text(text) if text.startswith(TEXT_PREFIX) else None
+
+
+def _quarantine_key(row: Any) -> str:
+    """What a quarantine row is unique by, as when it was written (before resolve's suffix)."""
+    if isinstance(row, Mapping):
+        pipeline, stage, key = row["pipeline"], row["stage"], str(row["record_key"])
+        if row.get("status") not in (None, "open") and row.get("id") is not None:
+            suffix = f"#{row['id']}"
+            while key.endswith(suffix):
+                key = key[: -len(suffix)]
+    else:
+        pipeline, stage, key = row[_Q_PIPELINE], row[_Q_STAGE], row[_Q_KEY]
+    return f"{pipeline}\x1f{stage}\x1f{key}"
+
+
+def enable_privacy(store: Store, *, kek: str, key_cache: int = 100_000) -> StorePrivacy:
+    """Turn encryption at rest on for ``store`` under the KEK ``kek`` names, and use it.
+
+    ``kek`` is ``env:NAME``, ``file:/path`` (made once when absent) or ``plugin:NAME``.  On a
+    store that is already encrypted this checks that ``kek`` is the store's KEK.
+
+    Raises:
+        KeyUnavailableError: The KEK is missing, or is not the one the store's keys are under.
+    """
+    provider = load_kek(kek)
+    with store.begin() as conn:
+        keyring = Keyring.enable(conn, provider, kek_source=kek, cache_size=key_cache)
+    privacy = StorePrivacy(keyring)
+    store.use_privacy(privacy)
+    return privacy
+
+
+__all__ = ["SEALED_KEY", "StorePrivacy", "enable_privacy"]

@@ -1,0 +1,364 @@
+"""Data keys per subject, wrapped by the key-encryption key, and the store's encryption settings.
+
+A *subject* is a person as the store knows them: the keyed pseudonym (``junction.core.pseudonym``)
+of their normalized email, else their phone, else the record's source key.  The pseudonym key
+for subjects is the store's own (random, wrapped by the KEK in ``privacy_settings``), so every
+process that holds the KEK computes the same subject ids, and a dump of the database without
+the KEK cannot test a guessed email against them.
+
+Each subject has one AES-256 data key in ``data_keys``, wrapped by the KEK.  Keys for a write
+batch's new subjects are drawn from one ``os.urandom`` call, wrapped and inserted in one
+statement; unwrapped keys are cached per process (one ``AESGCM`` object per key, at most
+``cache_size``).  Erasing a subject sets ``wrapped`` to NULL: the key is gone (crypto-shredding
+every copy of the subject's ciphertext, also in backups and topics), and the row stays as a
+tombstone that makes later writes of that subject drop it.
+
+``rotate`` re-wraps every data key and the subject key under a new KEK in one transaction; the
+data itself is not re-encrypted.  Afterwards the old KEK opens nothing in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from base64 import urlsafe_b64encode
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, select, update
+
+from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
+from junction.store import tables as t
+from junction.store.crypto import (
+    KEY_BYTES,
+    NONCE_BYTES,
+    DecryptionError,
+    KekProvider,
+    KeyUnavailableError,
+    LocalKek,
+    SubjectErasedError,
+)
+
+SETTINGS_ID = 1
+_CHUNK = 500  # subjects per IN (...) lookup
+_SUBJECT_CONTEXT = b"junction subject key"
+
+
+class Keyring:
+    """The store's subject key and data keys under one KEK."""
+
+    def __init__(
+        self, kek: KekProvider, subject_key: bytes, *, kek_source: str, cache_size: int = 100_000
+    ) -> None:
+        """Use ``kek`` (whose id matches the store's) and the unwrapped ``subject_key``."""
+        self.kek = kek
+        self.kek_source = kek_source
+        self._subject_key = subject_key
+        self.cache_size = cache_size
+        # subject -> (wrapped key as stored, AESGCM of the unwrapped key); oldest first
+        self._cache: dict[str, tuple[bytes, AESGCM]] = {}
+
+    def __repr__(self) -> str:
+        return f"Keyring(kek_id={self.kek.key_id!r}, cached={len(self._cache)})"
+
+    # settings
+
+    @classmethod
+    def enable(
+        cls, conn: Connection, kek: KekProvider, *, kek_source: str, cache_size: int = 100_000
+    ) -> Keyring:
+        """Turn encryption on for the store (once), or check ``kek`` against the store's KEK.
+
+        Raises:
+            KeyUnavailableError: The store's keys are wrapped by another KEK (e.g. ``kek`` is
+                the one before a rotation).
+        """
+        row = _settings(conn)
+        if row is None:
+            subject_key = os.urandom(KEY_BYTES)
+            values = {
+                "id": SETTINGS_ID,
+                "kek_source": kek_source,
+                "kek_id": kek.key_id,
+                "subject_key": kek.wrap(subject_key, _SUBJECT_CONTEXT),
+                "updated_at": time.time(),
+            }
+            # two processes enabling at once: one insert wins, the other reads the winner's row
+            from junction.store.repo import insert_ignore_sql
+
+            sql = insert_ignore_sql(conn.dialect.name, t.privacy_settings, tuple(values))
+            if conn.exec_driver_sql(sql, tuple(values.values())).rowcount:
+                return cls(kek, subject_key, kek_source=kek_source, cache_size=cache_size)
+            row = _settings(conn)
+            assert row is not None
+        ring = cls.load(conn, kek, row, cache_size=cache_size)
+        if row["kek_source"] != kek_source:
+            conn.execute(
+                update(t.privacy_settings)
+                .where(t.privacy_settings.c.id == SETTINGS_ID)
+                .values(kek_source=kek_source, updated_at=time.time())
+            )
+            ring.kek_source = kek_source
+        return ring
+
+    @classmethod
+    def load(
+        cls,
+        conn: Connection,
+        kek: KekProvider,
+        row: Any | None = None,
+        *,
+        cache_size: int = 100_000,
+    ) -> Keyring:
+        """The keyring of a store whose encryption is on, opened with ``kek``."""
+        row = row if row is not None else _settings(conn)
+        if row is None:
+            raise KeyUnavailableError("encryption at rest is not enabled for this store")
+        if row["kek_id"] != kek.key_id:
+            raise KeyUnavailableError(
+                f"the configured key-encryption key (id {kek.key_id}) is not the one this "
+                f"store's keys are wrapped with (id {row['kek_id']}); after `junction keys "
+                "rotate`, configure the new KEK"
+            )
+        subject_key = kek.unwrap(bytes(row["subject_key"]), _SUBJECT_CONTEXT)
+        return cls(kek, subject_key, kek_source=str(row["kek_source"]), cache_size=cache_size)
+
+    # subjects
+
+    def subject(self, kind: str, value: object) -> str:
+        """The subject id of ``value`` as personal data of ``kind`` (email, phone, source_key).
+
+        The same token as ``Pseudonymizer(subject_key).of(kind, value)``, computed with the
+        one-shot HMAC (this runs once per stored record).
+        """
+        text = normalize(kind, value if isinstance(value, str) else str(value))
+        mac = hmac.digest(self._subject_key, f"{kind}\x1f{text}".encode(), hashlib.sha256)
+        return PREFIX + urlsafe_b64encode(mac[:TOKEN_BYTES]).decode("ascii").rstrip("=")
+
+    # data keys
+
+    def keys(
+        self, conn: Connection, subjects: Collection[str], *, create: bool
+    ) -> dict[str, AESGCM | None]:
+        """The data key (as an ``AESGCM``) of each subject; None for an erased subject.
+
+        With ``create``, subjects without a key get one (a writer: the lookup always goes to
+        the store, so a subject erased by another process is seen at once).  Without it, cached
+        keys are used as they are and subjects without a key row are left out.
+        """
+        out: dict[str, AESGCM | None] = {}
+        ask: Iterable[str] = subjects
+        if not create:
+            ask = []
+            for s in subjects:
+                hit = self._cache.get(s)
+                if hit is None:
+                    ask.append(s)
+                else:
+                    out[s] = hit[1]
+        ask = list(ask)
+        for at in range(0, len(ask), _CHUNK):
+            chunk = ask[at : at + _CHUNK]
+            c = t.data_keys.c
+            q = select(c.subject, c.wrapped, c.kek_id).where(c.subject.in_(chunk))
+            if create and conn.dialect.name == "postgresql":
+                q = q.with_for_update(read=True)  # an erasure in flight: wait for it, see it
+            for subject, wrapped, kek_id in conn.execute(q):
+                out[subject] = None if wrapped is None else self._open(subject, wrapped, kek_id)
+        if create:
+            missing = [s for s in subjects if s not in out]
+            if missing:
+                out.update(self._create(conn, missing))
+        return out
+
+    def _open(self, subject: str, wrapped: bytes, kek_id: str | None) -> AESGCM:
+        wrapped = bytes(wrapped)
+        hit = self._cache.get(subject)
+        if hit is not None and hit[0] == wrapped:
+            return hit[1]
+        if kek_id != self.kek.key_id:
+            raise KeyUnavailableError(
+                f"a data key is wrapped by another key-encryption key (id {kek_id}); "
+                "finish `junction keys rotate` or configure the KEK it names"
+            )
+        try:
+            aead = AESGCM(self.kek.unwrap(wrapped, subject.encode("ascii")))
+        except KeyUnavailableError:
+            # the row names our KEK, yet it does not open: the key row was altered
+            raise DecryptionError("a data key failed its integrity check") from None
+        except ValueError:
+            raise DecryptionError("a data key has the wrong length") from None
+        self._remember(subject, wrapped, aead)
+        return aead
+
+    def _remember(self, subject: str, wrapped: bytes, aead: AESGCM) -> None:
+        cache = self._cache
+        if self.cache_size <= 0:
+            return
+        if len(cache) >= self.cache_size and subject not in cache:
+            del cache[next(iter(cache))]
+        cache[subject] = (wrapped, aead)
+
+    def _create(self, conn: Connection, subjects: list[str]) -> dict[str, AESGCM | None]:
+        per = KEY_BYTES + NONCE_BYTES
+        rnd = os.urandom(per * len(subjects))
+        kek = self.kek
+        local = kek.wrap_with if isinstance(kek, LocalKek) else None
+        kek_id = kek.key_id
+        now = time.time()
+        made: dict[str, tuple[bytes, bytes]] = {}
+        rows = []
+        for i, subject in enumerate(subjects):
+            key = rnd[i * per : i * per + KEY_BYTES]
+            ctx = subject.encode("ascii")
+            if local is not None:
+                wrapped = local(key, ctx, rnd[i * per + KEY_BYTES : (i + 1) * per])
+            else:
+                wrapped = kek.wrap(key, ctx)
+            made[subject] = (key, wrapped)
+            rows.append((subject, wrapped, kek_id, now))
+        from junction.store.repo import insert_ignore_sql
+
+        cols = ("subject", "wrapped", "kek_id", "created_at")
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.executemany(insert_ignore_sql(conn.dialect.name, t.data_keys, cols), rows)
+            inserted = cur.rowcount
+        finally:
+            cur.close()
+        out: dict[str, AESGCM | None] = {}
+        if inserted != len(rows):
+            # another writer (or an erasure) made some of these rows first: theirs win
+            c = t.data_keys.c
+            for at in range(0, len(subjects), _CHUNK):
+                q = select(c.subject, c.wrapped, c.kek_id).where(
+                    c.subject.in_(subjects[at : at + _CHUNK])
+                )
+                for subject, wrapped, kek_id in conn.execute(q):
+                    if wrapped is None:
+                        out[subject] = None
+                    elif bytes(wrapped) != made[subject][1]:
+                        out[subject] = self._open(subject, wrapped, kek_id)
+        for subject, (key, wrapped) in made.items():
+            if subject not in out:
+                aead = AESGCM(key)
+                self._remember(subject, wrapped, aead)
+                out[subject] = aead
+        return out
+
+    def require(self, conn: Connection, subjects: Collection[str]) -> dict[str, AESGCM]:
+        """The keys of ``subjects`` for reading; an erased or unknown subject raises."""
+        found = self.keys(conn, subjects, create=False)
+        out: dict[str, AESGCM] = {}
+        for s in subjects:
+            if s not in found:
+                raise DecryptionError("stored personal data names a subject with no data key")
+            aead = found[s]
+            if aead is None:
+                raise SubjectErasedError(
+                    "this data belongs to an erased subject; its key is destroyed"
+                )
+            out[s] = aead
+        return out
+
+    def shred(self, conn: Connection, subjects: Collection[str]) -> None:
+        """Destroy the data keys of ``subjects``; keep tombstones (also for unseen subjects)."""
+        now = time.time()
+        c = t.data_keys.c
+        subjects = list(subjects)
+        for at in range(0, len(subjects), _CHUNK):
+            conn.execute(
+                update(t.data_keys)
+                .where(c.subject.in_(subjects[at : at + _CHUNK]))
+                .values(wrapped=None, kek_id=None, erased_at=now)
+            )
+        from junction.store.repo import insert_ignore_sql
+
+        cols = ("subject", "wrapped", "kek_id", "created_at", "erased_at")
+        sql = insert_ignore_sql(conn.dialect.name, t.data_keys, cols)
+        for s in subjects:
+            conn.exec_driver_sql(sql, (s, None, None, now, now))
+            self._cache.pop(s, None)
+
+    def rotate(self, conn: Connection, new_kek: KekProvider, *, new_source: str) -> int:
+        """Re-wrap every data key and the subject key under ``new_kek``; return how many keys.
+
+        Runs in the caller's transaction: a failure leaves every key under the old KEK.
+        """
+        if new_kek.key_id == self.kek.key_id:
+            raise KeyUnavailableError("the new key-encryption key is the current one")
+        settings = t.privacy_settings.c
+        # take the settings row first: two rotations (or an enable) do not interleave
+        conn.execute(
+            update(t.privacy_settings)
+            .where(settings.id == SETTINGS_ID)
+            .values(updated_at=time.time())
+        )
+        c = t.data_keys.c
+        after = ""
+        done = 0
+        upd = (
+            update(t.data_keys)
+            .where(c.subject == _bind("s"))
+            .values(wrapped=_bind("w"), kek_id=_bind("k"))
+        )
+        while True:
+            rows = conn.execute(
+                select(c.subject, c.wrapped, c.kek_id)
+                .where(c.subject > after, c.wrapped.is_not(None))
+                .order_by(c.subject)
+                .limit(2000)
+            ).all()
+            if not rows:
+                break
+            params = []
+            for subject, wrapped, kek_id in rows:
+                if kek_id != self.kek.key_id:
+                    raise KeyUnavailableError(
+                        f"a data key is wrapped by an unknown key-encryption key (id {kek_id})"
+                    )
+                ctx = subject.encode("ascii")
+                key = self.kek.unwrap(bytes(wrapped), ctx)
+                params.append({"s": subject, "w": new_kek.wrap(key, ctx), "k": new_kek.key_id})
+            conn.execute(upd, params)
+            done += len(rows)
+            after = rows[-1][0]
+        conn.execute(
+            update(t.privacy_settings)
+            .where(settings.id == SETTINGS_ID)
+            .values(
+                kek_id=new_kek.key_id,
+                kek_source=new_source,
+                subject_key=new_kek.wrap(self._subject_key, _SUBJECT_CONTEXT),
+                updated_at=time.time(),
+            )
+        )
+        self.kek = new_kek
+        self.kek_source = new_source
+        self._cache.clear()
+        return done
+
+
+def _bind(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name)
+
+
+def _settings(conn: Connection) -> Any | None:
+    return (
+        conn.execute(select(t.privacy_settings).where(t.privacy_settings.c.id == SETTINGS_ID))
+        .mappings()
+        .first()
+    )
+
+
+def settings_row(conn: Connection) -> dict[str, Any] | None:
+    """The store's encryption settings (``kek_source``, ``kek_id``...), or None when off."""
+    row = _settings(conn)
+    return None if row is None else dict(row)
