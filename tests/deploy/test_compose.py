@@ -21,7 +21,16 @@ from tests.deploy.support import DEPLOY, serve_commands
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "docker-compose.yaml"
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|PRIVATE", re.IGNORECASE)
-REQUIRED_SERVICES = {"junction", "postgres", "kafka", "prometheus", "grafana"}
+ROLES = ("ingest", "normalize", "score", "deliver")
+REQUIRED_SERVICES = {
+    "junction",
+    *(f"junction-{role}" for role in ROLES),
+    "postgres",
+    "kafka",
+    "kafka-exporter",
+    "prometheus",
+    "grafana",
+}
 
 
 def _compose() -> dict[str, Any]:
@@ -114,15 +123,44 @@ def test_junction_services_run_hardened_existing_commands() -> None:
     assert any(f"8080{route}'" in probe for route in routes), probe
 
 
+def _metrics_port(command: list[str]) -> int:
+    return int(command[command.index("--metrics-port") + 1])
+
+
+def test_every_stage_role_runs_as_a_worker_health_checked_on_its_metrics_port() -> None:
+    services = _services()
+    for role in ROLES:
+        svc = services[f"junction-{role}"]
+        command = svc["command"]
+        assert command[:4] == ["worker", "/etc/junction/junction.yaml", "--role", role]
+        # reachable from the health check and from Prometheus in another container
+        assert command[command.index("--metrics-host") + 1] == "0.0.0.0"
+        probe = " ".join(svc["healthcheck"]["test"])
+        assert f"127.0.0.1:{_metrics_port(command)}/metrics'" in probe, role
+        assert svc["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    config = yaml.safe_load((COMPOSE_DIR / "junction.yaml").read_text(encoding="utf-8"))
+    kafka_port = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].rsplit(":", 1)[1]
+    assert config["bus"]["bootstrap_servers"] == f"kafka:{kafka_port}"
+    assert f"--kafka.server=kafka:{kafka_port}" in services["kafka-exporter"]["command"]
+
+
 def test_prometheus_and_grafana_mounts_match_their_configs() -> None:
     svcs = _services()
     prom_mounts = {s.split(":")[1]: _host_path(s) for s in svcs["prometheus"]["volumes"]}
     prom_cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yaml").read_text())
     for rule_file in prom_cfg["rule_files"]:
         assert prom_mounts[rule_file] == DEPLOY / "prometheus" / "alerts.yaml"
-    (target,) = prom_cfg["scrape_configs"][0]["static_configs"][0]["targets"]
-    assert target == "junction:8080"
+    jobs = {job["job_name"]: job for job in prom_cfg["scrape_configs"]}
+    targets = [t for sc in jobs["junction"]["static_configs"] for t in sc["targets"]]
+    assert targets[0] == "junction:8080"
     assert "8080:8080" in svcs["junction"]["ports"]
+    # every worker's metrics port is scraped under the same job (the JunctionDown alert)
+    workers = {n: s for n, s in svcs.items() if s.get("command", [""])[0] == "worker"}
+    assert workers
+    assert set(targets[1:]) == {f"{n}:{_metrics_port(s['command'])}" for n, s in workers.items()}
+    (exporter,) = jobs["kafka-exporter"]["static_configs"][0]["targets"]
+    assert exporter.split(":")[0] == "kafka-exporter"
+    assert exporter.split(":")[1] in " ".join(svcs["kafka-exporter"]["healthcheck"]["test"])
 
     graf_mounts = {s.split(":")[1]: _host_path(s) for s in svcs["grafana"]["volumes"]}
     provider = yaml.safe_load(

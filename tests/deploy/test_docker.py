@@ -86,18 +86,24 @@ def test_final_stage_is_non_root_and_has_no_build_tools() -> None:
     assert any(i == "HEALTHCHECK" and "/healthz" in a for i, a in final)
 
 
-def test_image_matches_the_kubernetes_pod() -> None:
+def test_image_matches_the_kubernetes_pods() -> None:
     final = dict(_stages()[-1])
-    (deployment,) = [o for o in render(K8S / "base") if o["kind"] == "Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    sc = pod["securityContext"]
-    assert final["USER"] == f"{sc['runAsUser']}:{sc['runAsGroup']}"
-    assert final["EXPOSE"] == str(container["ports"][0]["containerPort"])
-    assert final["ENTRYPOINT"] == '["junction"]'
-    assert container["args"][0] in serve_commands()
-    # the writable places of a read-only root are the pod's volumes
-    assert final["WORKDIR"] in {m["mountPath"] for m in container["volumeMounts"]}
+    deployments = [o for o in render(K8S / "base") if o["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} >= {"junction-serve"}
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        sc = pod["securityContext"]
+        assert final["USER"] == f"{sc['runAsUser']}:{sc['runAsGroup']}", name
+        # the image exposes the API's port (serve); the workers' metrics port is an option
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        if "http" in ports:
+            assert final["EXPOSE"] == str(ports["http"]), name
+        assert final["ENTRYPOINT"] == '["junction"]', name
+        assert container["args"][0] in serve_commands(), name
+        # the writable places of a read-only root are the pod's volumes
+        assert final["WORKDIR"] in {m["mountPath"] for m in container["volumeMounts"]}, name
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

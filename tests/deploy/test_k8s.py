@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +22,27 @@ from junction.cli.main import app as cli_app
 from tests.api.harness import running_api
 from tests.deploy.render import Obj, key, load_docs, render
 from tests.deploy.support import K8S, exported_metric_names, serve_commands
+from tests.fakes.kafka_broker import shared_broker
 
 # a dev-extra tool: without it (an old venv) the module skips, naming what to install
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="install the dev extra (kubernetes-validate)"
 )
 
+# the stage roles, in flow order (junction/pipeline/stages/topics.py ROLES)
+ROLES = ("ingest", "normalize", "score", "deliver")
+# series the HPAs may read that Junction does not export: kafka-exporter's consumer-group lag
+KAFKA_EXPORTER_SERIES = {"kafka_consumergroup_lag"}
 # the oldest Kubernetes these manifests promise to work on (autoscaling/v2, policy/v1 GA)
 K8S_VERSION = "1.30.0"
 OVERLAYS = ("dev", "prod")
 TREES = ("base", *(f"overlays/{o}" for o in OVERLAYS))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _rendered(tree: str) -> list[Obj]:
@@ -95,15 +111,72 @@ def test_pods_are_hardened(tree: str) -> None:
             assert {"/tmp", "/var/lib/junction", "/etc/junction"} <= mounts, name
 
 
+def _serving(objs: list[Obj]) -> list[tuple[str, dict[str, Any]]]:
+    """The pod templates of Deployments that serve the API (a port named http)."""
+    return [
+        (n, t)
+        for n, t in _pod_templates(objs)
+        if any(p["name"] == "http" for p in t["spec"]["containers"][0].get("ports", []))
+    ]
+
+
+def _workers(objs: list[Obj]) -> dict[str, Obj]:
+    """The stage workers' Deployments by role (``junction worker ... --role <role>``)."""
+    out = {}
+    for d in _by_kind(objs, "Deployment"):
+        args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+        if args[0] == "worker":
+            out[args[args.index("--role") + 1]] = d
+    return out
+
+
+def _bus(objs: list[Obj]) -> dict[str, Any]:
+    (cm,) = _by_kind(objs, "ConfigMap")
+    bus: dict[str, Any] = yaml.safe_load(cm["data"]["junction.yaml"])["bus"]
+    return bus
+
+
 def test_probes_call_the_apps_health_routes() -> None:
     routes = {r.path for r in health.router.routes}  # type: ignore[attr-defined]
-    for _, template in _pod_templates(_rendered("base")):
+    serving = _serving(_rendered("base"))
+    assert [name for name, _ in serving] == ["junction-serve"]
+    for _, template in serving:
         c = template["spec"]["containers"][0]
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
         assert {"/healthz", "/readyz"} <= routes
         assert template["metadata"]["annotations"]["prometheus.io/path"] in routes
+
+
+def test_every_stage_role_has_a_worker_deployment_pdb_and_hpa() -> None:
+    for tree in TREES:
+        objs = _rendered(tree)
+        workers = _workers(objs)
+        assert sorted(workers, key=ROLES.index) == list(ROLES), tree
+        pdbs = {o["metadata"]["name"]: o for o in _by_kind(objs, "PodDisruptionBudget")}
+        hpas = {
+            o["spec"]["scaleTargetRef"]["name"]: o
+            for o in _by_kind(objs, "HorizontalPodAutoscaler")
+        }
+        for role, d in workers.items():
+            name = d["metadata"]["name"]
+            assert name == f"junction-{role}"
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            assert labels["app.kubernetes.io/component"] == role
+            # this role's PDB selects this role's pods, and no other Deployment's
+            pdb = pdbs[name]["spec"]
+            selected = [
+                o["metadata"]["name"]
+                for o in _by_kind(objs, "Deployment")
+                if pdb["selector"]["matchLabels"].items()
+                <= o["spec"]["template"]["metadata"]["labels"].items()
+            ]
+            assert selected == [name], tree
+            assert pdb.get("maxUnavailable") == 1, name
+            assert name in hpas, name
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            assert c["args"][:2] == ["worker", "/etc/junction/junction.yaml"]
 
 
 def test_container_args_name_an_existing_cli_command() -> None:
@@ -137,17 +210,62 @@ def test_selectors_and_targets_line_up(tree: str) -> None:
         assert hpa["spec"]["minReplicas"] <= replicas <= hpa["spec"]["maxReplicas"]
 
 
+def _external(hpa: Obj) -> dict[str, dict[str, Any]]:
+    return {
+        m["external"]["metric"]["name"]: m["external"]
+        for m in hpa["spec"]["metrics"]
+        if "external" in m
+    }
+
+
 def test_hpa_scales_on_cpu_and_consumer_lag_that_the_app_exports() -> None:
     exported = exported_metric_names()
     adapter = yaml.safe_load((K8S.parent / "prometheus" / "adapter-rules.yaml").read_text())
     adapted = {r["name"]["as"] for r in adapter["rules"]["external"]}
-    (hpa,) = _by_kind(_rendered("base"), "HorizontalPodAutoscaler")
+    hpas = {
+        h["metadata"]["name"]: h for h in _by_kind(_rendered("base"), "HorizontalPodAutoscaler")
+    }
+    hpa = hpas["junction-serve"]
     kinds = {m["type"] for m in hpa["spec"]["metrics"]}
     assert kinds == {"Resource", "External"}
-    external = {m["external"]["metric"]["name"] for m in hpa["spec"]["metrics"] if "external" in m}
+    external = set(_external(hpa))
     assert "junction_consumer_lag" in external
     assert external <= exported
     assert external <= adapted
+
+
+def test_worker_hpas_scale_on_cpu_and_their_groups_lag() -> None:
+    objs = _rendered("base")
+    bus = _bus(objs)
+    group_prefix = bus.get("group_prefix", "junction")
+    partitions = bus.get("partitions", 6)
+    exported = exported_metric_names()
+    adapter = yaml.safe_load((K8S.parent / "prometheus" / "adapter-rules.yaml").read_text())
+    rules = {r["name"]["as"]: r for r in adapter["rules"]["external"]}
+    hpas = {h["metadata"]["name"]: h for h in _by_kind(objs, "HorizontalPodAutoscaler")}
+    for role, d in _workers(objs).items():
+        hpa = hpas[d["metadata"]["name"]]
+        cpu = [m["resource"] for m in hpa["spec"]["metrics"] if m["type"] == "Resource"]
+        assert cpu == [{"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}]
+        external = _external(hpa)
+        assert set(external) <= set(rules), role
+        for name in external:
+            # Junction's own series, or the one kafka-exporter series the adapter maps
+            assert name in exported or name in KAFKA_EXPORTER_SERIES, (role, name)
+        if role == "ingest":
+            # it reads sources, not a stage topic: a Kafka source's lag is Junction's gauge
+            assert "junction_consumer_lag" in external
+            continue
+        lag = external["kafka_consumergroup_lag"]
+        # the group the worker joins: <group_prefix>.<first role> (BusConfig)
+        assert lag["metric"]["selector"] == {
+            "matchLabels": {"consumergroup": f"{group_prefix}.{role}"}
+        }
+        assert lag["target"]["type"] == "AverageValue"
+        assert "consumergroup" in rules["kafka_consumergroup_lag"]["metricsQuery"]
+        # a group has at most one busy member per partition: more replicas would idle
+        assert hpa["spec"]["maxReplicas"] <= partitions, role
+    assert "junction_outbox_lag_seconds" in _external(hpas["junction-deliver"])
 
 
 def test_prod_brings_its_own_secret_and_dev_has_only_placeholders() -> None:
@@ -169,11 +287,24 @@ def test_overlays_set_namespace_image_and_scale() -> None:
         objs = _rendered(f"overlays/{overlay}")
         namespace = {"dev": "junction-dev", "prod": "junction"}[overlay]
         assert {o["metadata"]["namespace"] for o in objs} == {namespace}
-        (d,) = _by_kind(objs, "Deployment")
-        assert d["spec"]["replicas"] == replicas
-    (prod,) = _by_kind(_rendered("overlays/prod"), "Deployment")
-    container = prod["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "registry.example.com/junction/junction:0.1.0"
+        deployments = {d["metadata"]["name"]: d for d in _by_kind(objs, "Deployment")}
+        assert deployments["junction-serve"]["spec"]["replicas"] == replicas
+        for name, d in deployments.items():
+            image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+            assert (
+                image
+                == {
+                    "dev": "junction:dev",
+                    "prod": "registry.example.com/junction/junction:0.1.0",
+                }[overlay]
+            ), name
+        if overlay == "dev":
+            # one replica of everything, the HPAs allow two
+            assert {d["spec"]["replicas"] for d in deployments.values()} == {1}
+            for hpa in _by_kind(objs, "HorizontalPodAutoscaler"):
+                assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
+    prod = {d["metadata"]["name"]: d for d in _by_kind(_rendered("overlays/prod"), "Deployment")}
+    container = prod["junction-serve"]["spec"]["template"]["spec"]["containers"][0]
     # the patch merged into the container by name: probes and mounts survive
     assert "readinessProbe" in container
     assert container["resources"]["limits"]["cpu"] == "2"
@@ -191,6 +322,7 @@ def _config_and_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     env = dict.fromkeys(secret["stringData"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     env["JUNCTION_STORE_URL"] = f"sqlite:///{tmp_path / 'junction.db'}"
     env["JUNCTION_SIGNING_KEY"] = "k8s-test-signing-key-0123456789abcdefghijklmnop"
+    env["JUNCTION_KAFKA_BOOTSTRAP"] = "127.0.0.1:9"  # discard port: nothing answers
     env["SALES_HOOK_URL"] = secret["stringData"]["SALES_HOOK_URL"]
     env["NURTURE_HOOK_URL"] = secret["stringData"]["NURTURE_HOOK_URL"]
     return config, env
@@ -215,3 +347,70 @@ def test_configmap_config_passes_the_readiness_probe(
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"store": "ok", "model:leads": "ok"}
     assert "junction_outbox_lag_seconds 0.0" in scrape.text
+
+
+def _readiness_script(objs: list[Obj]) -> str:
+    scripts = set()
+    for d in _workers(objs).values():
+        command = d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"][
+            "command"
+        ]
+        assert command[:2] == ["python", "-c"]
+        scripts.add(command[2])
+    (script,) = scripts  # one probe for every role
+    return str(script)
+
+
+def test_worker_pod_runs_its_command_and_its_probes_tell_the_truth(tmp_path: Path) -> None:
+    """The ConfigMap's config under ``junction worker`` (the normalize pod's args, a free metrics
+    port) against a real broker: the startup/liveness URL answers, the readiness command passes
+    while Kafka answers and fails on a closed port, and SIGTERM ends the worker cleanly."""
+    objs = _rendered("base")
+    worker = _workers(objs)["normalize"]
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    broker = shared_broker()
+    config, env = _config_and_env(tmp_path)
+    env["JUNCTION_KAFKA_BOOTSTRAP"] = broker.bootstrap
+    port = _free_port()
+    args = [a.replace("/etc/junction/junction.yaml", str(config)) for a in container["args"]]
+    args[args.index("--metrics-port") + 1] = str(port)
+    args[args.index("--metrics-host") + 1] = "127.0.0.1"
+    liveness = container["livenessProbe"]["httpGet"]
+    assert container["startupProbe"]["httpGet"] == liveness
+    assert liveness["port"] == container["ports"][0]["name"] == "metrics"
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "junction.cli.main", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+            try:
+                scrape = httpx.get(f"http://127.0.0.1:{port}{liveness['path']}", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the metrics port never opened"
+                time.sleep(0.2)
+        assert scrape.status_code == 200
+        assert annotations["prometheus.io/path"] == liveness["path"]
+        script = _readiness_script(objs)
+        ready = subprocess.run([sys.executable, "-c", script], env=full_env, timeout=30)
+        assert ready.returncode == 0
+        closed = {**full_env, "JUNCTION_KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}"}
+        not_ready = subprocess.run(
+            [sys.executable, "-c", script], env=closed, timeout=30, capture_output=True
+        )
+        assert not_ready.returncode != 0
+        assert b"ConnectionRefusedError" in not_ready.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(
+            timeout=worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        )[0]
+    assert proc.returncode == 0, out.decode(errors="replace")
