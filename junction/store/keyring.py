@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
 from junction.store import tables as t
@@ -266,16 +266,19 @@ class Keyring:
             out[s] = aead
         return out
 
-    def shred(self, conn: Connection, subjects: Collection[str]) -> None:
-        """Destroy the data keys of ``subjects``; keep tombstones (also for unseen subjects)."""
-        now = time.time()
+    def mark(self, conn: Connection, subjects: Collection[str], now: float) -> None:
+        """Start erasing ``subjects``: lock their key rows; tombstone subjects without one.
+
+        Writers of the same subjects wait for the erasure's commit (the row lock on
+        PostgreSQL, the write lock on SQLite) and then find them erased.
+        """
         c = t.data_keys.c
         subjects = list(subjects)
         for at in range(0, len(subjects), _CHUNK):
             conn.execute(
                 update(t.data_keys)
                 .where(c.subject.in_(subjects[at : at + _CHUNK]))
-                .values(wrapped=None, kek_id=None, erased_at=now)
+                .values(erased_at=now)
             )
         from junction.store.repo import insert_ignore_sql
 
@@ -283,7 +286,23 @@ class Keyring:
         sql = insert_ignore_sql(conn.dialect.name, t.data_keys, cols)
         for s in subjects:
             conn.exec_driver_sql(sql, (s, None, None, now, now))
+
+    def shred(self, conn: Connection, subjects: Collection[str]) -> int:
+        """Destroy the data keys of ``subjects`` (tombstones stay); return how many."""
+        now = time.time()
+        self.mark(conn, subjects, now)
+        c = t.data_keys.c
+        subjects = list(subjects)
+        n = 0
+        for at in range(0, len(subjects), _CHUNK):
+            n += conn.execute(
+                update(t.data_keys)
+                .where(c.subject.in_(subjects[at : at + _CHUNK]), c.wrapped.is_not(None))
+                .values(wrapped=None, kek_id=None, erased_at=now)
+            ).rowcount
+        for s in subjects:
             self._cache.pop(s, None)
+        return n
 
     def rotate(self, conn: Connection, new_kek: KekProvider, *, new_source: str) -> int:
         """Re-wrap every data key and the subject key under ``new_kek``; return how many keys.
@@ -304,8 +323,8 @@ class Keyring:
         done = 0
         upd = (
             update(t.data_keys)
-            .where(c.subject == _bind("s"))
-            .values(wrapped=_bind("w"), kek_id=_bind("k"))
+            .where(c.subject == bindparam("s"))
+            .values(wrapped=bindparam("w"), kek_id=bindparam("k"))
         )
         while True:
             rows = conn.execute(
@@ -342,12 +361,6 @@ class Keyring:
         self.kek_source = new_source
         self._cache.clear()
         return done
-
-
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
 
 
 def _settings(conn: Connection) -> Any | None:
