@@ -27,8 +27,10 @@ from junction.cli.audit import app as audit_app
 from junction.cli.clients import app as clients_app
 from junction.cli.deliveries import app as deliveries_app
 from junction.cli.export import export_records
+from junction.cli.keys import app as keys_app
 from junction.cli.model import app as model_app
 from junction.cli.pii import schemas_pii
+from junction.cli.subjects import app as subjects_app
 from junction.cli.suppressions import app as suppressions_app
 from junction.cli.worker import worker as worker_command
 from junction.core.errors import ConfigError, JunctionError
@@ -51,6 +53,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(model_app, name="model")
+app.add_typer(keys_app, name="keys")
+app.add_typer(subjects_app, name="subjects")
 app.command("export")(export_records)
 app.command("worker")(worker_command)
 schemas_app.command("pii")(schemas_pii)
