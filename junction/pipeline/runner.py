@@ -50,6 +50,7 @@ from junction.pipeline.workers import (
     PartPlan,
     ShareContext,
     WorkerReady,
+    WriteTurn,
     init_worker,
     plan_shares,
     ready,
@@ -301,6 +302,9 @@ class PipelineRunner:
         if self._local_store is not None:
             self._local_store.close()
             self._local_store = None
+        if self._local_turn is not None:
+            self._local_turn.close()
+            self._local_turn = None
 
     # The runner's own process takes shares of a large file next to the worker processes, so
     # `workers: N` means N working processes but only N - 1 extra interpreters in memory.  By
@@ -309,6 +313,7 @@ class PipelineRunner:
     # so the GIL stays free for the service.  True or False decides it explicitly.
     shares_work: bool | None = None
     _local_store: Store | None = None  # the store this process writes its shares through
+    _local_turn: WriteTurn | None = None  # and its turn to write (SQLite)
 
     def _sharing(self) -> bool:
         if self.shares_work is not None:
@@ -410,7 +415,10 @@ class PipelineRunner:
         if self._sharing():
             if self._local_store is None:
                 self._local_store = share_store(self.store_url)
-            local = ShareContext(self.name, preparer, self._local_store, self.connector)
+                self._local_turn = WriteTurn.for_store(self.store_url)
+            local = ShareContext(
+                self.name, preparer, self._local_store, self.connector, self._local_turn
+            )
         dispatch = Dispatcher(
             shares=shares,
             prefix=prefix,
