@@ -41,7 +41,7 @@ def _check_headers(r: httpx.Response) -> None:
     assert re.search(r"script-src 'self' 'nonce-[A-Za-z0-9_-]{16,}'", csp)
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
     assert r.headers["cache-control"] == "no-store"
 
 

@@ -2,8 +2,8 @@
 
 Every dashboard response carries a Content-Security-Policy with a per-response nonce (scripts
 only from this app, no inline script without the nonce, no inline styles, no framing), plus
-``X-Frame-Options``, ``nosniff``, ``no-referrer`` and ``no-store``.  The route class turns the
-signals routes raise into pages: no session → the login form; an ``ApiProblem`` (or a
+``X-Frame-Options``, ``nosniff``, ``same-origin`` referrers and ``no-store``.  The route class
+turns the signals routes raise into pages: no session → the login form; an ``ApiProblem`` (or a
 ``JunctionError``) on a signed-in page → an error page with the same status.  Callers using API
 credentials get the API's problem+json answers instead.
 """
@@ -87,7 +87,8 @@ def security_headers(nonce: str) -> dict[str, str]:
         "Content-Security-Policy": csp,
         "X-Frame-Options": "DENY",
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        # not no-referrer: under it Chromium sends `Origin: null` with same-origin form posts
+        "Referrer-Policy": "same-origin",
         "Cache-Control": "no-store",
         "Cross-Origin-Opener-Policy": "same-origin",
         "Cross-Origin-Resource-Policy": "same-origin",
@@ -96,9 +97,9 @@ def security_headers(nonce: str) -> dict[str, str]:
 
 
 def principal_of(request: Request) -> Principal | None:
-    """The signed-in user (None on the login page)."""
+    """The signed-in user (None on the login page, which is public)."""
     found: Principal | None = getattr(request.state, "principal", None)
-    return found
+    return None if found is None or found.method == "anonymous" else found
 
 
 def render(
