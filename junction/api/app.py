@@ -26,6 +26,7 @@ from junction.api.routes import (
     outcomes,
     records,
     score,
+    subjects,
 )
 
 API_PREFIX = "/api/v1"
@@ -70,6 +71,7 @@ def create_app(
     # outcomes: labels for A/B reports and training (issue 7)
     app.include_router(outcomes.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)  # the web dashboard at /ui (issue 10)
+    app.include_router(subjects.router, prefix=API_PREFIX)  # erasure by subject (issue 9)
     # body limits inside the request id (so a 413 carries one); hooks have their own limits
     app.add_middleware(
         BodyLimitMiddleware,
