@@ -3,13 +3,16 @@
 ``python -m bench.kafka_raw BOOTSTRAP IN_TOPIC OUT_TOPIC GROUP COUNT SESSION_MS`` joins
 ``GROUP`` (with that ``session.timeout.ms``), reads ``IN_TOPIC`` from the start and produces
 every message (key, value and headers unchanged) to ``OUT_TOPIC`` with the producer settings
-the stage relay uses (idempotent, ``acks=all``), then flushes and exits once it has forwarded
-``COUNT`` messages.  Exit status 0 on success.
+the stage relay uses (idempotent, ``acks=all``), then flushes once it has forwarded ``COUNT``
+messages and waits for SIGTERM (so the parent can read its CPU time), like a stage worker.
+Exit status 0 when all were forwarded.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, Producer
@@ -62,8 +65,11 @@ def forward(bootstrap: str, src: str, dst: str, group: str, count: int, session_
 
 def main(argv: list[str]) -> int:
     """Entry point: ``BOOTSTRAP IN_TOPIC OUT_TOPIC GROUP COUNT SESSION_MS``."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     bootstrap, src, dst, group, count, session_ms = argv
     done = forward(bootstrap, src, dst, group, int(count), int(session_ms))
+    stop.wait(600)
     return 0 if done >= int(count) else 1
 
 
