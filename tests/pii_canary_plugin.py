@@ -8,6 +8,8 @@ Every log line of the session lands in one file, whatever captures or swallows i
 * standard-library records (SDKs, uvicorn, SQLAlchemy, junction's own ``logging`` users) reach a
   handler on the root logger installed before any test, which writes them there too.
 
+The metric labels of this process (``junction.core.metrics.REGISTRY``) are checked as well.
+
 When the session ends the file is searched for every canary (emails case-insensitively, phones
 with and without ``+``); a hit fails the session (exit status 1) and prints where it was.
 Set ``JUNCTION_PII_CANARY_KEEP=1`` to keep the file for reading afterwards.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -71,7 +74,7 @@ class CanaryCheck:
                 found = [w for w in wanted if w in low]
                 if found:
                     hits.append(f"line {n}: {found[0]!r} in {line.strip()[:300]}")
-        return hits
+        return hits + scan_metrics(wanted)
 
     def stop(self) -> None:
         logging.getLogger().removeHandler(self.sink)
@@ -79,6 +82,22 @@ class CanaryCheck:
             del os.environ[TEE_ENV]
         if os.environ.get(KEEP_ENV) != "1":
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def scan_metrics(wanted: list[str]) -> list[str]:
+    """The metric samples of this process whose labels hold a canary."""
+    if "junction.core.metrics" not in sys.modules:
+        return []
+    from junction.core.metrics import REGISTRY
+
+    hits = []
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            labels = " ".join(f"{k}={v}" for k, v in sample.labels.items()).lower()
+            found = [w for w in wanted if w in labels]
+            if found:
+                hits.append(f"metric {sample.name}: {found[0]!r} in labels {labels[:300]}")
+    return hits
 
 
 _check: CanaryCheck | None = None
