@@ -1,0 +1,194 @@
+"""The stage roles against the real broker and SQLite, one after another in this process.
+
+- ingest → normalize → score → deliver, each its own worker, store the same records, scores,
+  deliveries and quarantine as the single-process run of the same file, and the webhook sink
+  receives each delivery once, signed;
+- a message no stage can read is quarantined with its bytes (stage ``bus``); the batch goes on;
+- a worker that committed a batch but died before publishing it: the partition's next owner
+  publishes those rows first, in order, and reading the batch again adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from junction.core.errors import UnavailableError
+from junction.pipeline.config import load_config
+from junction.pipeline.hub import Hub
+from junction.pipeline.stages.worker import StageWorker
+from junction.serve.stage_worker import run_ingest, run_stage_worker
+from scoring.synthetic import write_lead_csv
+from tests.fakes.kafka_broker import KafkaBroker
+from tests.integration.delivery_support import receiver
+from tests.integration.helpers import rows_of
+from tests.stages.support import SECRET, produce, raw_messages, read_topic, write_config
+
+pytestmark = pytest.mark.timeout(240)
+ROWS = 1200
+
+
+def _effects(url: str) -> dict[str, object]:
+    return {
+        "records": [
+            (rid, json.loads(payload), source_key)
+            for rid, payload, source_key in rows_of(
+                url, "SELECT id, payload, source_key FROM records ORDER BY id"
+            )
+        ],
+        "scores": rows_of(
+            url, "SELECT record_id, model_version, value, grade, factors FROM scores ORDER BY 1"
+        ),
+        "deliveries": [
+            (did, channel, json.loads(payload)["record"], json.loads(payload)["score"]["value"])
+            for did, channel, payload in rows_of(
+                url, "SELECT id, channel, payload FROM deliveries ORDER BY id"
+            )
+        ],
+        "quarantine": rows_of(
+            url, "SELECT record_key, stage, error_code FROM quarantine ORDER BY record_key"
+        ),
+    }
+
+
+def test_roles_in_turn_store_what_one_process_stores(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    drop = tmp_path / "leads.csv"
+    write_lead_csv(drop, ROWS, seed=11)
+    with receiver(SECRET) as sink:
+        staged, single = tmp_path / "staged", tmp_path / "single"
+        cfgs = {}
+        for root in (staged, single):
+            cfgs[root] = write_config(
+                root,
+                store=f"sqlite:///{root / 'j.db'}",
+                bootstrap=kafka_broker.bootstrap,
+                models=models_dir,
+                prefix=f"flow{tmp_path.name[-4:]}",
+                sink=f"{sink.url}/e",
+            )
+            shutil.copy(drop, root / "inbox" / "leads.csv")
+        # one process, no topics (the bus section is ignored by `run`)
+        hub = Hub(load_config(cfgs[single]))
+        try:
+            hub.run_once()
+        finally:
+            hub.close()
+        # four workers, one role each
+        hub = Hub(load_config(cfgs[staged]))
+        stop = threading.Event()
+        try:
+            ingest = run_ingest(hub, stop, once=True)
+            assert (ingest.read, ingest.passed) == (ROWS, ROWS)
+            done = {}
+            for role in ("normalize", "score", "deliver"):
+                done[role] = run_stage_worker(hub, (role,), threading.Event(), idle_exit_s=2.0)
+            assert done["normalize"].consumed == ROWS
+            assert done["score"].consumed == done["normalize"].passed
+            assert done["deliver"].consumed == done["score"].passed
+            hub.deliver(drain_wait_s=2.0)  # whatever the deliver role's sender left due
+        finally:
+            hub.close()
+        staged_effects = _effects(f"sqlite:///{staged / 'j.db'}")
+        assert staged_effects == _effects(f"sqlite:///{single / 'j.db'}")
+        assert len(staged_effects["records"]) > ROWS * 0.98  # type: ignore[arg-type]
+        # every delivery reached the sink once, signed (the receiver verified each signature)
+        sent = sorted(sink.ids("sales") + sink.ids("nurture"))
+        staged_ids = {d[0] for d in staged_effects["deliveries"]}  # type: ignore[union-attr]
+        assert len(set(sent)) == len(sent)
+        assert staged_ids <= set(sent)
+
+
+def test_unreadable_messages_are_quarantined_with_their_bytes(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    prefix = f"bad{tmp_path.name[-4:]}"
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path, store=url, bootstrap=kafka_broker.bootstrap, models=models_dir, prefix=prefix
+    )
+    topic = f"{prefix}.raw.lead.v1"
+    kafka_broker.create_topic(topic, 2)
+    good = raw_messages(20, 1)
+    bad = [
+        ("x", b"\x00not json"),
+        ("y", b'{"pipeline": "leads"}'),
+        ("z", orjson.dumps({**orjson.loads(good[0][1]), "pipeline": "nobody"})),
+    ]
+    produce(kafka_broker.bootstrap, topic, [*bad, *good])
+    hub = Hub(load_config(cfg))
+    try:
+        stats = run_stage_worker(hub, ("normalize", "score"), threading.Event(), idle_exit_s=2.0)
+    finally:
+        hub.close()
+    assert stats.consumed == len(good) + len(bad)
+    bus = rows_of(url, "SELECT stage, error_code, payload FROM quarantine WHERE stage = 'bus'")
+    assert sorted(bytes(p) for _, _, p in bus) == sorted(v for _, v in bad)
+    assert {code for _, code, _ in bus} == {"stage_message"}
+    # the readable messages went on as usual: scored, or quarantined by their own stage
+    held = {k for (k,) in rows_of(url, "SELECT record_key FROM quarantine WHERE stage != 'bus'")}
+    scored = read_topic(
+        kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=len(good) - len(held)
+    )
+    good_ids = {orjson.loads(v)["record_id"] for _, v in good}
+    assert {v["record_id"] for *_, v in scored} | held == good_ids
+    assert len(scored) == len(good_ids - held)
+
+
+def test_a_batch_committed_but_not_published_goes_out_first_and_once(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    prefix = f"rel{tmp_path.name[-4:]}"
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path,
+        store=url,
+        bootstrap=kafka_broker.bootstrap,
+        models=models_dir,
+        prefix=prefix,
+        batch=100,
+    )
+    topic = f"{prefix}.raw.lead.v1"
+    kafka_broker.create_topic(topic, 1)
+    messages = raw_messages(150, 2)  # 300 messages: L0..L149 v1, then v2
+    produce(kafka_broker.bootstrap, topic, messages)
+    hub = Hub(load_config(cfg))
+    try:
+        first = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
+        assert first.relay is not None
+
+        def broker_gone(_scopes: object) -> int:
+            raise UnavailableError("injected: the broker went away after the commit")
+
+        first.relay.publish = broker_gone  # type: ignore[method-assign]
+        # the first batch commits its effects and relay rows, then publishing fails; the
+        # worker dies there (closed without committing offsets)
+        msgs = []
+        while not msgs:
+            msgs = first.consumer.consume(100, 1.0)
+        with pytest.raises(UnavailableError):
+            first.process(msgs)
+        first.consumer.close()
+        pending = rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")
+        held = rows_of(url, "SELECT count(*) FROM quarantine")[0][0]
+        assert pending[0][0] == len(msgs) - held > 0
+        # the next owner of the partition reads the batch again, then the rest
+        stats = run_stage_worker(hub, ("normalize", "score"), threading.Event(), idle_exit_s=2.0)
+    finally:
+        hub.close()
+    assert stats.consumed == len(messages)
+    records = rows_of(url, "SELECT count(*) FROM records")[0][0]
+    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
+    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
+    ids = [v["record_id"] for *_, v in out]
+    assert len(ids) == len(set(ids)) == records  # nothing sent twice, nothing missing
+    versions: dict[str, list[str]] = {}
+    for _, _, key, v in out:
+        versions.setdefault(key, []).append(v["version"])
+    assert all(vs == sorted(vs) for vs in versions.values())
