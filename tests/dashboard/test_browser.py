@@ -202,6 +202,9 @@ def test_fix_a_mapping_and_replay_from_the_dashboard(
             wait_for(delivered, 60, "the replayed record delivered", step=0.5)
             code = page.locator("ol.journey section.delivery td:nth-child(4)").first
             assert code.inner_text() == "200"  # the sink's response code
+            journey = page.inner_text("ol.journey")
+            assert "Quarantined on the way, then replayed" in journey  # the lineage
+            assert "replayed" in journey
             _shot(page, "09-record-journey")
             page.click("ol.journey h3 a")
             page.wait_for_selector("text=Attempts")

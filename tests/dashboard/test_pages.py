@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -10,8 +11,9 @@ import pytest
 
 from junction.store import queries
 from junction.store.clients import ClientStore
+from junction.store.crypto_rows import enable_privacy
 from tests.dashboard.conftest import Ui
-from tests.dashboard.support import csrf_of, login
+from tests.dashboard.support import csrf_of, login, write_leads
 
 PAGES = [
     "/ui/",
@@ -212,6 +214,10 @@ def test_forms_without_the_csrf_token_are_refused(ui: Ui) -> None:
         )
         assert cross.status_code == 403
         assert "Form expired" in cross.text
+        opaque = http.post(
+            f"/ui/quarantine/{qid}/replay", data={"csrf": token}, headers={"Origin": "null"}
+        )
+        assert opaque.status_code == 403
         # another user's token does not pass either
         with login(ui.url, *ui.creds["admin"]) as admin:
             other = csrf_of(admin.get("/ui/").text)
@@ -303,7 +309,22 @@ def test_records_are_found_by_source_key_and_email_search_says_what_is_missing(u
     assert "1 record with source key" in found
     assert "/ui/records/leads/" in found
     assert "No record matches." in none
-    assert "Search by email is not available yet" in email
+    assert "Search by email needs encryption at rest" in email
+
+
+def test_with_encryption_at_rest_records_are_found_by_email_pseudonym(
+    ui: Ui, tmp_path: Path
+) -> None:
+    store = ui.api.ctx.store
+    enable_privacy(store, kek=f"file:{tmp_path / 'kek'}")
+    write_leads(tmp_path / "inbox" / "more.csv", [("L-3001", "Fay.Hill@Example.com", "01.12.2026")])
+    assert ui.api.ctx.hub.runner("leads").run_once().stored == 1
+    with login(ui.url, *ui.creds["viewer"]) as http:
+        found = http.get("/ui/records", params={"email": " fay.hill@example.COM "}).text
+        other = http.get("/ui/records", params={"email": "nobody@example.com"}).text
+    assert "1 record of that person (matched by keyed pseudonym)" in found
+    assert "L-3001" in found
+    assert "No record matches." in other
 
 
 def test_an_operator_runs_pauses_and_resumes_a_pipeline(ui: Ui) -> None:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, func, select
+from sqlalchemy import Integer, and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from junction.store import tables as t
@@ -161,15 +161,41 @@ def quarantine_groups(store: Store, *, status: str = "open") -> list[dict[str, A
 
 
 def find_records(
-    store: Store, source_key: str, *, pipeline: str | None = None, limit: int = 50
+    store: Store,
+    source_key: str | None = None,
+    *,
+    subjects: list[str] | None = None,
+    pipeline: str | None = None,
+    limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Records whose source key is ``source_key`` (every version), newest first."""
+    """Records by source key (every version) or by subject pseudonym, newest first.
+
+    ``subjects`` are keyed pseudonyms (``StorePrivacy.subject_of``): a person is found by their
+    email without the email being compared, or even readable, in the store.
+    """
     r = t.records.c
-    q = select(r.id, r.pipeline, r.entity, r.source_system, r.source_key, r.received_at).where(
-        r.source_key == source_key
-    )
+    q = select(r.id, r.pipeline, r.entity, r.source_system, r.source_key, r.received_at)
+    if source_key is not None:
+        q = q.where(r.source_key == source_key)
+    if subjects is not None:
+        q = q.where(r.subject.in_(subjects))
     if pipeline is not None:
         q = q.where(r.pipeline == pipeline)
     with store.begin() as conn:
         rows = conn.execute(q.order_by(r.received_at.desc()).limit(limit)).mappings().all()
     return [dict(row) for row in rows]
+
+
+def quarantine_history(store: Store, record_key: str, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Quarantine entries of one record key (a replayed record's earlier failures), oldest first.
+
+    A replayed entry's key gets a ``#<n>`` suffix (so a new failure can take the key again).
+    """
+    q = t.quarantine.c
+    same = or_(
+        q.record_key == record_key, q.record_key.startswith(record_key + "#", autoescape=True)
+    )
+    cols = (q.id, q.stage, q.error_code, q.message, q.status, q.created_at, q.resolved_at)
+    with store.begin() as conn:
+        rows = conn.execute(select(*cols).where(same).order_by(q.id).limit(limit)).mappings()
+        return [dict(r) for r in rows]

@@ -126,8 +126,17 @@ def records_page(
     if pipeline:
         require_pipeline(ctx, pipeline)
     found: list[dict[str, Any]] | None = None
+    email_unavailable = False
     if key.strip():
         found = aggregates.find_records(ctx.store, key.strip(), pipeline=pipeline or None)
+    elif email.strip():
+        # matched by keyed pseudonym: the store keeps subjects only with encryption at rest on
+        privacy = ctx.store.privacy()
+        if privacy is None:
+            email_unavailable = True
+        else:
+            subjects = privacy.subject_of(email=email.strip())
+            found = aggregates.find_records(ctx.store, subjects=subjects, pipeline=pipeline or None)
     recent: list[dict[str, Any]] = []
     if pipeline and found is None:
         recent = record_reads.list_records(request, pipeline, principal, 50, None)["items"]
@@ -141,7 +150,7 @@ def records_page(
             "pipelines": names,
             "found": found,
             "recent": recent,
-            "email_asked": bool(email.strip()),
+            "email_unavailable": email_unavailable,
         },
     )
 
@@ -161,4 +170,7 @@ def record_page(
             deliveries.append(outbox.show_delivery(request, d["id"], principal, False))
         except ApiProblem:
             deliveries.append({**d, "history": [], "payload": None})
-    return render(request, "record.html", {"r": record, "deliveries": deliveries})
+    history = aggregates.quarantine_history(ctx_of(request).store, record["id"])
+    return render(
+        request, "record.html", {"r": record, "deliveries": deliveries, "quarantined": history}
+    )
