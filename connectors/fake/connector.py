@@ -147,9 +147,13 @@ class FakeConnector:
                         key=f"{record.get('id')}@{version}" if version else None,
                     )
                 )
-            else:
+            elif e.get("objectId") is not None:
                 items.append(
                     PushItem(str(event_id), str(e.get("stream", "")), fetch_id=str(e["objectId"]))
+                )
+            else:
+                raise ParseError(
+                    "an event has neither a record nor an objectId", code="unexpected_shape"
                 )
         return items
 
