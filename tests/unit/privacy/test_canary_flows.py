@@ -278,3 +278,39 @@ def test_the_check_finds_a_canary_in_any_line():
     assert hits[0].startswith("line 2:")
     # and structlog is still configured the hub's way after these tests
     assert structlog.is_configured()
+
+
+def test_twilio_callbacks_from_a_canary_number(tmp_path, models_dir, debug_logs):
+    from tests.api.harness import running_api, write_api_config
+    from tests.fakes.twilio import inbound_params, post_signed
+
+    public = "https://hub.example.com"
+    channel = "sms_twilio.ops"
+    path = write_api_config(
+        tmp_path, store=f"sqlite:///{tmp_path / 'junction.db'}", models=models_dir
+    )
+    text = path.read_text(encoding="utf-8")
+    extra = (
+        f"  {channel}:\n"
+        f'    account_sid: "{ACCOUNT_SID}"\n'
+        f'    auth_token: "{AUTH_TOKEN}"\n'
+        '    from: "+14155550100"\n'
+        "    to_path: record.phone\n"
+        '    templates: {default: {body: "Lead {{ record.email }}"}}\n'
+        f'    public_url: "{public}"\n'
+    )
+    path.write_text(text.replace("channels:\n", "channels:\n" + extra, 1), encoding="utf-8")
+    inbound = f"{public}/callbacks/twilio/{channel}/inbound"
+    with running_api(path) as api:
+        for body in ("STOP", f"call me on {CANARY_PHONE_2} or {CANARY_EMAIL}", "START"):
+            r = post_signed(
+                api.base_url, inbound, inbound_params(CANARY_PHONE, "+14155550100", body)
+            )
+            assert r.status_code == 200, r.text
+        forged = post_signed(
+            api.base_url,
+            inbound,
+            inbound_params(CANARY_PHONE, "+14155550100", "STOP"),
+            headers={"X-Twilio-Signature": "forged"},
+        )
+        assert forged.status_code == 403
