@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from junction.store import queries
+from junction.store import tables as t
 from junction.store.clients import ClientStore
 from junction.store.crypto_rows import enable_privacy
 from tests.dashboard.conftest import Ui
@@ -368,3 +369,36 @@ def test_actions_from_the_dashboard_are_audited_as_the_signed_in_client(ui: Ui) 
     actions = {(e["actor"], e["action"]) for e in r.json()["items"]}
     assert (client_id, "dashboard.login") in actions
     assert (client_id, "pipeline.pause") in actions
+
+
+def test_models_show_scores_variants_and_admin_only_stage_changes(ui: Ui) -> None:
+    with login(ui.url, *ui.creds["operator"]) as http:
+        page = http.get("/ui/models").text
+        assert "Score distribution (all versions)" in page
+        assert "No drift check yet" in page
+        assert "/promote" not in page
+        assert "/rollback" not in page
+        token = csrf_of(page)
+        assert http.post("/ui/models/lead-score/rollback", data={"csrf": token}).status_code == 403
+    with login(ui.url, *ui.creds["admin"]) as http:
+        page = http.get("/ui/models").text
+        assert "/ui/models/lead-score/rollback" in page
+        # the three stored leads were scored by the one version, in one variant
+        assert re.search(r"<td>[a-z_]+</td><td>1</td><td class=\"num\">3</td>", page)
+        refused = http.post("/ui/models/lead-score/rollback", data={"csrf": csrf_of(page)})
+    assert refused.status_code == 409  # one version: nothing to roll back to
+    assert "Conflict" in refused.text
+
+
+def test_an_operator_replays_a_dead_delivery(ui: Ui) -> None:
+    rows, _ = queries.list_deliveries(ui.api.ctx.store)
+    target = rows[0]["id"]
+    with ui.api.ctx.store.begin() as conn:
+        conn.execute(t.deliveries.update().where(t.deliveries.c.id == target).values(status="dead"))
+    with login(ui.url, *ui.creds["operator"]) as http:
+        page = http.get("/ui/delivery", params={"id": target}).text
+        assert "Replay delivery" in page
+        r = http.post("/ui/delivery/replay", data={"csrf": csrf_of(page), "id": target})
+        assert r.status_code == 303
+        assert "Re-queued (was dead)." in http.get(r.headers["location"]).text
+    assert queries.delivery_detail(ui.api.ctx.store, target)["status"] == "pending"

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from junction.store import tables as t
@@ -199,3 +199,37 @@ def quarantine_history(store: Store, record_key: str, *, limit: int = 20) -> lis
     with store.begin() as conn:
         rows = conn.execute(select(*cols).where(same).order_by(q.id).limit(limit)).mappings()
         return [dict(r) for r in rows]
+
+
+def score_histogram(store: Store, model: str, *, bins: int = 10) -> list[int]:
+    """How many scores of ``model`` fall in each of ``bins`` equal slices of [0, 1]."""
+    s = t.scores.c
+    b = cast(s.value * bins, Integer).label("b")  # values are in [0, 1]: truncation is floor
+    if store.engine.dialect.name == "postgresql":
+        b = cast(func.floor(s.value * bins), Integer).label("b")
+    with store.begin() as conn:
+        rows = conn.execute(select(b, func.count()).where(s.model == model).group_by(b)).all()
+    out = [0] * bins
+    for bucket, n in rows:
+        out[min(max(int(bucket), 0), bins - 1)] += int(n)
+    return out
+
+
+def variants(store: Store, model: str) -> list[dict[str, Any]]:
+    """Per A/B variant and model version: how many scores, their mean and the share graded A."""
+    s = t.scores.c
+    graded_a = func.sum(case((s.grade == "A", 1), else_=0))
+    q = (
+        select(
+            s.variant,
+            s.model_version,
+            func.count().label("n"),
+            func.avg(s.value).label("mean"),
+            graded_a.label("a"),
+        )
+        .where(s.model == model)
+        .group_by(s.variant, s.model_version)
+        .order_by(s.variant, s.model_version)
+    )
+    with store.begin() as conn:
+        return [dict(r) for r in conn.execute(q).mappings().all()]

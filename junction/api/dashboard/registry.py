@@ -13,12 +13,15 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from junction.api.context import ctx_of
+from junction.api.dashboard import aggregates, charts
 from junction.api.dashboard.session import UI_ADMIN, UI_READ
 from junction.api.dashboard.views import flash_back
 from junction.api.dashboard.web import PREFIX, DashboardRoute, render
 from junction.api.policy import Principal
 from junction.api.problems import ApiProblem
 from junction.api.routes import models
+from junction.store import drift
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 ModelName = Annotated[str, Path(pattern=models.NAME_PATTERN)]
@@ -29,10 +32,34 @@ _TEXT = re.compile(r"^[^\x00]*$")
 @router.get("/models")
 def models_page(request: Request, principal: Annotated[Principal, Depends(UI_READ)]) -> Response:
     """Every model with its stages and versions."""
+    store = ctx_of(request).store
     out: list[dict[str, Any]] = []
+    labels = [f"{i / 10:.1f}" for i in range(10)]
     for m in models.list_models(request, principal, 100, None)["items"]:
         versions = models.list_versions(request, m["name"], principal, 100, None)["items"]
-        out.append({**m, "version_list": list(reversed(versions))})
+        hist = aggregates.score_histogram(store, m["name"])
+        reports = drift.list_reports(store, model=m["name"], limit=1)
+        report = reports[0] if reports else None
+        features = [f for f in report.features if f.kind != "prediction"] if report else []
+        out.append(
+            {
+                **m,
+                "version_list": list(reversed(versions)),
+                "histogram": charts.bar_chart(
+                    "Score distribution (all versions)", [float(n) for n in hist], labels
+                ),
+                "variants": aggregates.variants(store, m["name"]),
+                "drift": report,
+                "drift_chart": charts.bar_chart(
+                    "Drift per feature (PSI, newest check)",
+                    [f.psi for f in features],
+                    [f.name for f in features],
+                )
+                if features
+                else None,
+                "features": features,
+            }
+        )
     return render(request, "models.html", {"models": out})
 
 

@@ -9,6 +9,7 @@ forms, and a form posted anyway is refused with 403 by the policy.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from pydantic import ValidationError
@@ -174,7 +175,7 @@ def delivery_replay(
 ) -> Response:
     """Put a dead (or suppressed, or skipped) delivery back in the queue."""
     out = outbox.replay_one(request, id, principal)
-    back = f"{PREFIX}/delivery?id={id}"
+    back = f"{PREFIX}/delivery?id={quote(id, safe='')}"
     return flash_back(request, back, "ok", f"Re-queued (was {out['previous_status']}).")
 
 
