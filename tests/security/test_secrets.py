@@ -180,6 +180,7 @@ SECRETS = {
     "slack": "xoxb-" + CANARY + "-slack",
     "sendgrid": "SG." + CANARY + "-sendgrid.x",
     "twilio": CANARY + "-twilio-token",
+    "db": CANARY + "-db-password",
 }
 
 CONFIG = f"""\
@@ -218,6 +219,13 @@ api:
 @pytest.fixture
 def api(tmp_path: Path, store_url: str, models_dir: Path) -> Iterator[ApiHarness]:
     (tmp_path / "inbox").mkdir()
+    if (
+        store_url.startswith("postgresql")
+        and "@" in store_url
+        and ":" not in store_url.split("://", 1)[1].split("@", 1)[0]
+    ):
+        # the test server trusts local connections, so a password in the URL is a pure canary
+        store_url = store_url.replace("://postgres@", f"://postgres:{SECRETS['db']}@", 1)
     path = tmp_path / "junction.yaml"
     path.write_text(CONFIG.format(store=store_url, models=models_dir), encoding="utf-8")
     with running_api(path) as harness:
