@@ -175,6 +175,7 @@ def test_api_push_with_canaries(tmp_path, models_dir, debug_logs):
         assert bad.status_code in (400, 422)
 
 
+@pytest.mark.slow
 def test_cli_run_in_a_subprocess_tees_its_log_lines(tmp_path, models_dir, fakes):
     _twilio, _slack, t_url, s_url = fakes
     config = _config(tmp_path, models_dir, t_url, s_url)
@@ -314,3 +315,27 @@ def test_twilio_callbacks_from_a_canary_number(tmp_path, models_dir, debug_logs)
             headers={"X-Twilio-Signature": "forged"},
         )
         assert forged.status_code == 403
+
+
+@pytest.mark.slow
+def test_serve_subprocess_with_a_canary_file_drop(tmp_path, models_dir):
+    from tests.serve.helpers import Serve, pipeline_yaml, wait_for, write_serve_config
+
+    store = f"sqlite:///{tmp_path / 'junction.db'}"
+    config = write_serve_config(
+        tmp_path, store=store, models=models_dir, pipelines=pipeline_yaml(threshold=0.0)
+    )
+    inbox = tmp_path / "inbox"
+    # the file name itself carries an email address, as exports from some CRMs do
+    name = f"leads-{CANARY_EMAIL}.csv"
+    (tmp_path / f".{name}").write_text(HEADER + ROWS, encoding="utf-8")
+    with Serve(config) as serve:
+        serve.wait_ready()
+        (tmp_path / f".{name}").rename(inbox / name)
+        wait_for(lambda: (inbox / "processed" / name).exists(), 30, "the file archived")
+        claimed = serve.wait_event("file claimed")
+        assert claimed["file"].startswith("ps_")  # the whole name reads as an address
+        assert serve.stop() == 0
+        text = serve.log()
+    for needle in needles():
+        assert needle.lower() not in text.lower()
