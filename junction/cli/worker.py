@@ -63,7 +63,9 @@ def worker(
         if metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(metrics_port, addr=metrics_host)
+            from junction.core.metrics import REGISTRY
+
+            start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
         hub = Hub.from_file(config)
         try:
             if roles == ("ingest",):

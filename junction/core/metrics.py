@@ -157,6 +157,12 @@ def observe_batch(
     RECORDS_OUT.labels(pipeline, "store").inc(stored)
 
 
+def observe_stage(pipeline: str, stage: str, entered: int, left: int) -> None:
+    """Count records through one stage of a stage worker (``junction worker``)."""
+    RECORDS_IN.labels(pipeline, stage).inc(entered)
+    RECORDS_OUT.labels(pipeline, stage).inc(left)
+
+
 def observe_quarantine(pipeline: str, stage: str, code: str) -> None:
     """Count one item quarantined outside a batch (a whole file, a dead delivery)."""
     QUARANTINED.labels(pipeline, stage, code).inc()

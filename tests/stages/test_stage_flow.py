@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from junction.core.errors import UnavailableError
+from junction.core.metrics import REGISTRY
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
 from junction.pipeline.stages.worker import StageWorker
@@ -92,6 +93,16 @@ def test_roles_in_turn_store_what_one_process_stores(
             assert done["normalize"].consumed == ROWS
             assert done["score"].consumed == done["normalize"].passed
             assert done["deliver"].consumed == done["score"].passed
+            # each role's group reports its lag per partition: all caught up
+            lag = {
+                (s.labels["pipeline"], s.labels["partition"]): s.value
+                for metric in REGISTRY.collect()
+                if metric.name == "junction_consumer_lag"
+                for s in metric.samples
+                if s.labels["topic"].startswith(hub.cfg.bus.topic_prefix + ".")  # type: ignore[union-attr]
+            }
+            assert {p for p, _ in lag} == {"stage:normalize", "stage:score", "stage:deliver"}
+            assert set(lag.values()) == {0.0}
             hub.deliver(drain_wait_s=2.0)  # whatever the deliver role's sender left due
         finally:
             hub.close()

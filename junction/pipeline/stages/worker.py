@@ -52,9 +52,12 @@ from junction.pipeline.stages.transforms import Effects, PipelineStages
 from junction.store.repo import Store
 
 log = get_logger(__name__)
+# the metrics' stage label of each role
+_METRIC_STAGE = {"normalize": "normalize", "score": "score", "deliver": "route"}
 MODEL_CHECK_S = 1.0
 PRUNE_EVERY_S = 600.0
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+LAG_EVERY_S = 5.0
 BUS_PIPELINE = "_bus"  # quarantine's pipeline for a message no pipeline of this worker reads
 
 
@@ -140,6 +143,9 @@ class StageWorker:
         self._recover: set[str] = set()
         self._model_check_at = time.monotonic() + MODEL_CHECK_S
         self._pruned_at = time.monotonic()
+        self._lag_at = 0.0
+        # the lag metric's pipeline label: the group's role, for the HPA and the lag alert
+        self.lag_label = f"stage:{roles[0]}"
         self.consumer: Consumer = kafka.make_consumer(
             self.bus, self.group, self._on_assign, self._on_revoke, self.in_topics
         )
@@ -225,10 +231,12 @@ class StageWorker:
                 continue
             if not msgs:
                 self._maybe_prune()
+                self._observe_lag()
                 if not self.stats.assigned:  # idle counts from the group's first assignment
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
+        self._observe_lag(force=True)
         return self.stats
 
     def _rewind(self, msgs: list[Message]) -> None:
@@ -243,6 +251,23 @@ class StageWorker:
                 self.consumer.seek(TopicPartition(topic, part, off))
             except Exception:  # noqa: BLE001 - the partition moved away: its new owner re-reads
                 log.info("could not rewind a partition; it was reassigned", topic=topic)
+
+    def _observe_lag(self, *, force: bool = False) -> None:
+        """Set ``junction_consumer_lag`` for the assigned partitions (from cached watermarks)."""
+        now = time.monotonic()
+        if not force and now < self._lag_at:
+            return
+        self._lag_at = now + LAG_EVERY_S
+        try:
+            tps = self.consumer.position(self.consumer.assignment())
+            for tp in tps:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    metrics.set_consumer_lag(
+                        self.lag_label, tp.topic, tp.partition, high - tp.offset
+                    )
+        except Exception:  # noqa: BLE001 - metrics must never stop the work
+            log.debug("could not read the consumer's lag")
 
     def _maybe_prune(self) -> None:
         if self.relay is None or time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
@@ -289,7 +314,9 @@ class StageWorker:
         for name, items in by_pipeline.items():
             stages = self.stages[name]
             for role in self.roles:
+                entered = len(items)
                 items = stages.run(role, items, effects)
+                metrics.observe_stage(name, _METRIC_STAGE[role], entered, len(items))
             passed += len(items)
             if self.out_stage is not None:
                 relay_rows.extend(self._relay_rows(name, items, self.out_stage))
@@ -309,13 +336,9 @@ class StageWorker:
             self.stats.published += self.relay.publish(scopes)
             self._recover.clear()
         kafka.commit(self.consumer, offsets)
-        for name in by_pipeline:
-            metrics.observe_batch(
-                name,
-                sum(1 for _ in by_pipeline[name]),
-                0,
-                [(q[1], q[4]) for q in effects.quarantined if q[0] == name],
-            )
+        for q in effects.quarantined:
+            metrics.observe_quarantine(q[0], q[1], q[4])
+        self._observe_lag()
         self.stats.batches += 1
         self.stats.consumed += len(msgs)
         self.stats.passed += passed
