@@ -3,10 +3,12 @@
 ``--masked`` masks each personal field by its class (``junction.core.masking``): emails as
 ``a***@example.com``, phones as ``+44*******123``, names as initials, addresses and sensitive
 fields as ``***``; emails and phones inside other text are masked too.  That is the form for test
-environments, support tickets and spreadsheets.  An export in clear needs ``--unmasked``, said
-explicitly, and is written to the audit log (actor, entity, pipeline; never the data) before the
-first record leaves the store, so no clear export happens without its audit entry.  Masked exports
-are audited as well.
+environments, support tickets and spreadsheets.  With encryption at rest on, the sealed personal
+fields are opened first (a tampered row fails the export with a typed error, never garbage).
+
+An export in clear needs ``--unmasked``, said explicitly, and is written to the audit log (actor,
+entity, pipeline; never the data) before the first record leaves the store, so no clear export
+happens without its audit entry.  Masked exports are audited as well.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -23,6 +25,9 @@ from rich.console import Console
 from junction.cli.clients import cli_actor, fail
 from junction.core.errors import ConfigError, JunctionError
 
+if TYPE_CHECKING:
+    from junction.store.repo import Store
+
 err_console = Console(stderr=True, soft_wrap=True)
 
 PAGE = 1000
@@ -30,7 +35,7 @@ EXPORT_ACTION = "records.export"
 
 
 def _rows(
-    store: Any, entity: str | None, pipeline: str | None, limit: int | None
+    store: Store, entity: str | None, pipeline: str | None, limit: int | None
 ) -> Iterator[dict[str, Any]]:
     """Stored records in id order, a page at a time (payloads parsed)."""
     from sqlalchemy import select
@@ -45,6 +50,7 @@ def _rows(
         t.records.c.source_key,
         t.records.c.received_at,
         t.records.c.payload,
+        t.records.c.subject,
     ]
     after: str | None = None
     left = limit
@@ -58,9 +64,12 @@ def _rows(
             q = q.where(t.records.c.id > after)
         size = PAGE if left is None else min(PAGE, left)
         with store.begin() as conn:
-            page = [
-                dict(r) for r in conn.execute(q.order_by(t.records.c.id).limit(size)).mappings()
-            ]
+            found = conn.execute(q.order_by(t.records.c.id).limit(size)).mappings()
+            page = [dict(r) for r in found]
+            # encryption at rest: personal fields are sealed; open them (typed errors on tamper)
+            privacy = store.privacy(conn)
+            if privacy is not None:
+                page = privacy.open_records(conn, page)
         for row in page:
             row["payload"] = orjson.loads(row["payload"])
             yield row

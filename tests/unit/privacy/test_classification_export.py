@@ -174,43 +174,48 @@ def test_mask_record_uses_the_schema_classes_and_field_names():
 # --- junction export -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def hub(tmp_path: Path, store_url: str) -> Path:
-    from junction.store import tables as t
+def _seed(store_url: str, *, kek: str | None = None) -> None:
+    """Three canary leads written the way the pipeline writes them (sealed when ``kek``)."""
     from junction.store.repo import Store
 
     store = Store.open(store_url)
-    rows = [
-        {
-            "id": f"leads:L-{i}",
-            "pipeline": "leads",
-            "entity": "lead",
-            "source_system": "csv_file",
-            "source_key": f"L-{i}",
-            "schema_version": "lead.v1",
-            "payload": orjson.dumps(
-                {
-                    "first_name": CANARY_FIRST,
-                    "last_name": CANARY_LAST,
-                    "email": CANARY_EMAIL,
-                    "phone": CANARY_PHONE,
-                    "company": "Initech",
-                }
-            ).decode(),
-            "provenance": "{}",
-            "run_id": None,
-            "received_at": time.time(),
-        }
-        for i in range(3)
-    ]
-    with store.begin() as conn:
-        conn.execute(t.records.insert(), rows)
-    store.close()
+    try:
+        if kek is not None:
+            from junction.store.crypto_rows import enable_privacy
+
+            enable_privacy(store, kek=kek)
+        payload = orjson.dumps(
+            {
+                "first_name": CANARY_FIRST,
+                "last_name": CANARY_LAST,
+                "email": CANARY_EMAIL,
+                "phone": CANARY_PHONE,
+                "company": "Initech",
+            }
+        ).decode()
+        now = time.time()
+        fixed = ("leads", "lead", "csv_file")
+        rows = [
+            (f"leads:L-{i}", *fixed, f"L-{i}", "lead.v1", payload, "{}", None, now)
+            for i in range(3)
+        ]
+        store.write_batch(records=rows, scores=[], deliveries=[], quarantined=[], cursor=None)
+    finally:
+        store.close()
+
+
+def _config(tmp_path: Path, store_url: str) -> Path:
     config = tmp_path / "junction.yaml"
     config.write_text(
         f'store: "{store_url}"\nmodels_dir: "{tmp_path / "models"}"\n', encoding="utf-8"
     )
     return config
+
+
+@pytest.fixture
+def hub(tmp_path: Path, store_url: str) -> Path:
+    _seed(store_url)
+    return _config(tmp_path, store_url)
 
 
 def _audit(config: Path) -> list[dict[str, Any]]:
@@ -274,3 +279,28 @@ def test_export_refuses_an_unknown_entity(hub):
     result = runner.invoke(app, ["export", str(hub), "--masked", "--entity", "nope"])
     assert result.exit_code == 2
     assert "unknown entity" in result.output
+
+
+def test_an_encrypted_store_exports_opened_then_masked(tmp_path, store_url):
+    from junction.store import tables as t
+    from junction.store.repo import Store
+
+    _seed(store_url, kek=f"file:{tmp_path / 'kek.key'}")
+    config = _config(tmp_path, store_url)
+    store = Store.open(store_url)
+    try:
+        with store.begin() as conn:
+            stored = conn.execute(t.records.select()).mappings().first()
+    finally:
+        store.close()
+    assert stored is not None
+    assert CANARY_EMAIL not in stored["payload"]  # sealed at rest
+    out = tmp_path / "export.jsonl"
+    result = runner.invoke(app, ["export", str(config), "--masked", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert first["record"]["email"] == "z***@canary-pii.example"
+    assert first["record"]["first_name"] == "Q."
+    clear = runner.invoke(app, ["export", str(config), "--unmasked", "--limit", "1"])
+    assert clear.exit_code == 0, clear.output
+    assert CANARY_EMAIL in clear.stdout
