@@ -2,8 +2,8 @@
 
 ``RequestIdMiddleware`` is the outermost middleware ``create_app`` installs; it wraps the app in
 ``SecurityHeadersMiddleware``, so every answer (routes, problem+json errors, the body limit's
-413, the OpenAPI page) carries the headers below.  A header a route sets itself wins (the
-dashboard sends its own nonce-based Content-Security-Policy and caching).
+413, the OpenAPI page, an unexpected error's 500) carries the headers below.  A header a route
+sets itself wins (the dashboard sends its own nonce-based Content-Security-Policy and caching).
 
 | header | when | value |
 |---|---|---|
@@ -32,6 +32,8 @@ from collections.abc import Iterable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from junction.api.problems import problem_response
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -114,6 +116,7 @@ class SecurityHeadersMiddleware:
         )
         held: Message | None = None  # an HTML start, held until its body is complete
         chunks: list[bytes] = []
+        started = False
 
         def finish(start: Message, body: bytes | None) -> Message:
             headers = list(start.get("headers", []))
@@ -129,8 +132,9 @@ class SecurityHeadersMiddleware:
             return {**start, "headers": headers + extra}
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal held
+            nonlocal held, started
             if message["type"] == "http.response.start":
+                started = True
                 headers = message.get("headers", [])
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 has_csp = any(k.lower() == b"content-security-policy" for k, _ in headers)
@@ -151,7 +155,23 @@ class SecurityHeadersMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                # the app's catch-all handler runs in Starlette's outermost middleware, outside
+                # this one: answer the same 500 here, with the headers (that handler still logs
+                # the error and sends nothing more, the response having started)
+                rid = scope.get("state", {}).get("request_id")
+                response = problem_response(
+                    500,
+                    "Internal error",
+                    "the server failed; the request id identifies it in the logs",
+                    code="internal_error",
+                    request_id=rid,
+                )
+                await response(scope, receive, send_with_headers)
+            raise
 
 
 class RequestIdMiddleware:
