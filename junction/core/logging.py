@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import MutableMapping
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from junction.core.errors import ConfigError
+from junction.core.pii_text import EMAIL_IN_TEXT, PHONE_IN_TEXT
 
 if TYPE_CHECKING:
     from junction.core.pseudonym import Pseudonymizer
@@ -36,12 +36,6 @@ TEE_ENV = "JUNCTION_LOG_TEE"
 _configured = False
 _pseudonymizer: Pseudonymizer | None = None
 _tee_lock = threading.Lock()
-
-_EMAIL_IN_TEXT = re.compile(
-    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-)
-# an E.164 number in free text: "+" then 7 to 15 digits, spaces or dashes allowed between groups
-_PHONE_IN_TEXT = re.compile(r"(?<![\w+])\+\d(?:[\s-]?\d){6,14}(?!\d)")
 
 
 def set_pseudonymizer(pseudonymizer: Pseudonymizer | None) -> None:
@@ -68,9 +62,9 @@ def pseudonymize_text(text: str) -> str:
     """``text`` with every email address and E.164 phone number replaced by its pseudonym."""
     of = _current().of
     if "@" in text:
-        text = _EMAIL_IN_TEXT.sub(lambda m: of("email", m.group(0)), text)
+        text = EMAIL_IN_TEXT.sub(lambda m: of("email", m.group(0)), text)
     if "+" in text:
-        text = _PHONE_IN_TEXT.sub(lambda m: of("phone", m.group(0)), text)
+        text = PHONE_IN_TEXT.sub(lambda m: of("phone", m.group(0)), text)
     return text
 
 

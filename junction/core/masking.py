@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from junction.core.pii_text import EMAIL_IN_TEXT, PHONE_IN_TEXT
 from junction.core.pseudonym import pii_kind
 
 MASK = "***"
@@ -41,11 +42,6 @@ KIND_CLASS: dict[str, str] = {
 
 _PHONE_SHAPE = re.compile(r"^\+?[\d\s().\-/]{6,}$")
 _NOT_DIGIT = re.compile(r"\D")
-_EMAIL_IN_TEXT = re.compile(
-    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-)
-# an E.164 number in free text: "+" then 7 to 15 digits, spaces or dashes allowed between groups
-PHONE_IN_TEXT = re.compile(r"(?<![\w+])\+\d(?:[\s-]?\d){6,14}(?!\d)")
 PHONE_KEEP_END = 3
 
 
@@ -143,7 +139,7 @@ def mask_text(data: Any) -> Any:
     """``data`` with every email address and E.164 phone number in its strings masked."""
     if isinstance(data, str):
         if "@" in data:
-            data = _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), data)
+            data = EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), data)
         if "+" in data:
             data = PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), data)
         return data

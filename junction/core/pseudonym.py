@@ -25,6 +25,7 @@ from typing import Any
 
 from junction.core.errors import ConfigError
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
+from junction.core.pii_text import EMAIL_IN_TEXT
 
 ENV_KEY = "JUNCTION_PSEUDONYM_KEY"
 KEY_FILE = "pseudonym.key"
@@ -34,9 +35,6 @@ TOKEN_BYTES = 16  # 128 bits: 22 base64url characters
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _PHONE_DROP = re.compile(r"[^\d+]")
 _SPACES = re.compile(r"\s+")
-_EMAIL_IN_TEXT = re.compile(
-    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _KEY_NORMAL = re.compile(r"[^a-z0-9]+")
 
@@ -154,5 +152,5 @@ def _scrub(data: Any, kind: str | None, replace: Callable[[str, object], str]) -
     if kind is not None:
         return replace(kind, data)
     if isinstance(data, str) and "@" in data:
-        return _EMAIL_IN_TEXT.sub(lambda m: replace("email", m.group(0)), data)
+        return EMAIL_IN_TEXT.sub(lambda m: replace("email", m.group(0)), data)
     return data
