@@ -7,6 +7,7 @@ both need ADMIN, in the forms shown and in the policy that checks them.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -15,6 +16,7 @@ from starlette.responses import Response
 
 from junction.api.context import ctx_of
 from junction.api.dashboard import aggregates, charts
+from junction.api.dashboard.cache import cached
 from junction.api.dashboard.session import UI_ADMIN, UI_READ
 from junction.api.dashboard.views import flash_back
 from junction.api.dashboard.web import PREFIX, DashboardRoute, render
@@ -32,12 +34,15 @@ _TEXT = re.compile(r"^[^\x00]*$")
 @router.get("/models")
 def models_page(request: Request, principal: Annotated[Principal, Depends(UI_READ)]) -> Response:
     """Every model with its stages and versions."""
-    store = ctx_of(request).store
+    ctx = ctx_of(request)
+    store = ctx.store
     out: list[dict[str, Any]] = []
     labels = [f"{i / 10:.1f}" for i in range(10)]
     for m in models.list_models(request, principal, 100, None)["items"]:
         versions = models.list_versions(request, m["name"], principal, 100, None)["items"]
-        hist = aggregates.score_histogram(store, m["name"])
+        name = m["name"]
+        hist = cached(ctx, ("histogram", name), partial(aggregates.score_histogram, store, name))
+        ab = cached(ctx, ("variants", name), partial(aggregates.variants, store, name))
         reports = drift.list_reports(store, model=m["name"], limit=1)
         report = reports[0] if reports else None
         features = [f for f in report.features if f.kind != "prediction"] if report else []
@@ -48,7 +53,7 @@ def models_page(request: Request, principal: Annotated[Principal, Depends(UI_REA
                 "histogram": charts.bar_chart(
                     "Score distribution (all versions)", [float(n) for n in hist], labels
                 ),
-                "variants": aggregates.variants(store, m["name"]),
+                "variants": ab,
                 "drift": report,
                 "drift_chart": charts.bar_chart(
                     "Drift per feature (PSI, newest check)",

@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from junction.api.audit import audit_action
 from junction.api.context import ctx_of
 from junction.api.dashboard import aggregates, charts
+from junction.api.dashboard.cache import cached
 from junction.api.dashboard.session import (
     COOKIE,
     UI_READ,
@@ -141,13 +142,14 @@ def overview(
     """Flow per stage over time, throughput, quarantine growth, delivery success, outbox lag."""
     ctx = ctx_of(request)
     hours = hours if hours in WINDOWS else 24
-    tl = aggregates.timeline(ctx.store, hours=hours, buckets=24)
+    tl = cached(ctx, ("timeline", hours), lambda: aggregates.timeline(ctx.store, hours=hours))
     labels = _labels(tl)
     s = tl.series
     per_min = tl.bucket_s / 60
-    open_q = sum(g["n"] for g in aggregates.quarantine_groups(ctx.store))
+    groups = cached(ctx, "quarantine_groups", lambda: aggregates.quarantine_groups(ctx.store))
+    open_q = sum(g["n"] for g in groups)
     grown = sum(s["quarantined"])
-    channels = outbox.list_channels(request, principal)["items"]
+    channels = cached(ctx, "channels", lambda: outbox.list_channels(request, principal)["items"])
     pending = {c["name"]: c["deliveries"].get("pending", 0) for c in channels}
     figures: dict[str, Any] = {
         "stages": charts.line_chart(
@@ -178,7 +180,7 @@ def overview(
             list(pending),
         ),
     }
-    totals = aggregates.delivery_totals(ctx.store)
+    totals = cached(ctx, "delivery_totals", lambda: aggregates.delivery_totals(ctx.store))
     done = totals.get("delivered", 0) + totals.get("dead", 0)
     return render(
         request,
@@ -189,6 +191,7 @@ def overview(
             "charts": figures,
             "totals": {k: sum(v) for k, v in s.items()},
             "lag": aggregates.outbox_lag(ctx.store),
+            "as_of": tl.start + tl.bucket_s * tl.buckets,
             "open_quarantine": open_q,
             "success_all": (100.0 * totals.get("delivered", 0) / done) if done else None,
             "pipelines": pipelines.list_pipelines(request, principal)["items"],
