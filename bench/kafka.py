@@ -69,7 +69,7 @@ pipelines:
     scoring: {{scorer: rules_lead}}
 """
 
-Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+Message = tuple[bytes, bytes, list[tuple[str, str | bytes | None]]]
 
 
 class BenchError(RuntimeError):
@@ -166,7 +166,7 @@ def raw_messages(rows: Sequence[dict[str, str]], sha: str, pipeline: str) -> lis
             "provenance": provenance,
             "record": row,
         }
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("junction-pipeline", pipeline.encode()),
             ("junction-record-id", record_id.encode()),
         ]
