@@ -89,7 +89,7 @@ def read_file(folder: Path, data: bytes, options: dict[str, Any]) -> None:
     assert len(keys) == len(set(keys)), "row keys repeat"
 
 
-@fuzz_settings(max_examples=150)
+@fuzz_settings(max_examples=100)
 @given(data=st.one_of(csv_bytes(), st.binary(max_size=400)), options=CONFIGS)
 def test_csv_reader_raises_only_documented_errors(
     folder: Path, data: bytes, options: dict[str, Any]

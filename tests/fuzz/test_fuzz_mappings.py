@@ -83,7 +83,7 @@ def records(draw: st.DrawFn) -> tuple[str, Any]:
     return spec_id, record
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=150)
 @given(case=records())
 def test_mappings_raise_only_record_errors(case: tuple[str, Any]) -> None:
     spec_id, record = case

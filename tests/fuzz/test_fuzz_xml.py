@@ -125,7 +125,7 @@ def read_file(folder: Path, data: bytes, options: dict[str, Any]) -> None:
         connector.close()
 
 
-@fuzz_settings(max_examples=150)
+@fuzz_settings(max_examples=100)
 @given(data=st.one_of(xml_bytes(), st.binary(max_size=300)), options=CONFIGS)
 def test_xml_reader_raises_only_documented_errors(
     folder: Path, data: bytes, options: dict[str, Any]
