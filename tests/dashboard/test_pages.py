@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from junction.api.dashboard.cache import cached
 from junction.store import queries
 from junction.store import tables as t
 from junction.store.clients import ClientStore
@@ -336,6 +337,7 @@ def test_an_operator_runs_pauses_and_resumes_a_pipeline(ui: Ui) -> None:
         assert "finished: 0 read" in http.get(r.headers["location"]).text
         http.post("/ui/pipelines/leads/pause", data={"csrf": token})
         assert queries.is_paused(ui.api.ctx.store, "leads")
+        assert "/ui/pipelines/leads/resume" in http.get("/ui/pipelines/leads").text  # not cached
         paused = http.post("/ui/pipelines/leads/run", data={"csrf": token})
         assert paused.status_code == 409
         assert "resume the pipeline first" in paused.text
@@ -402,3 +404,17 @@ def test_an_operator_replays_a_dead_delivery(ui: Ui) -> None:
         assert r.status_code == 303
         assert "Re-queued (was dead)." in http.get(r.headers["location"]).text
     assert queries.delivery_detail(ui.api.ctx.store, target)["status"] == "pending"
+
+
+def test_aggregates_are_cached_for_their_ttl_only(ui: Ui) -> None:
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    ctx = ui.api.ctx
+    assert cached(ctx, "k", compute, ttl=3600) == 1
+    assert cached(ctx, "k", compute, ttl=3600) == 1
+    assert cached(ctx, "k", compute, ttl=0) == 2
+    assert cached(ctx, "other", compute, ttl=3600) == 3

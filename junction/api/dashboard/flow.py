@@ -6,6 +6,7 @@ and audit entries are exactly the API's.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from junction.api.context import ctx_of
 from junction.api.dashboard import aggregates
+from junction.api.dashboard.cache import cached
 from junction.api.dashboard.session import UI_OPERATE, UI_READ
 from junction.api.dashboard.views import flash_back
 from junction.api.dashboard.web import PREFIX, DashboardRoute, render
@@ -49,7 +51,12 @@ def pipeline_page(
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
     """One pipeline: totals, cursors, runs (paged)."""
-    detail = pipelines.show_pipeline(request, name, principal)
+    ctx = ctx_of(request)
+    require_pipeline(ctx, name)
+    # show_pipeline's fields, with its table-wide counts (store.counts) cached for a few seconds
+    found = pipelines.list_pipelines(request, principal)["items"]
+    detail = next(p for p in found if p["name"] == name)
+    detail["counts"] = cached(ctx, ("counts", name), partial(ctx.store.counts, name))
     cursors = pipelines.list_cursors(request, name, principal)["items"]
     runs = pipelines.list_runs(request, principal, name, None, 50, cursor)
     return render(
