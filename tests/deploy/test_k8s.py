@@ -398,6 +398,9 @@ def test_worker_pod_runs_its_command_and_its_probes_tell_the_truth(tmp_path: Pat
                 assert time.monotonic() < deadline, "the metrics port never opened"
                 time.sleep(0.2)
         assert scrape.status_code == 200
+        # Junction's registry, not only the client library's process metrics
+        assert "# TYPE junction_records_in_total counter" in scrape.text
+        assert "# TYPE junction_consumer_lag gauge" in scrape.text
         assert annotations["prometheus.io/path"] == liveness["path"]
         script = _readiness_script(objs)
         ready = subprocess.run([sys.executable, "-c", script], env=full_env, timeout=30)
