@@ -354,9 +354,11 @@ class DeliveryWorker:
     def _delivery(self, row: dict[str, Any]) -> Delivery:
         route = row.get("route")
         template = None
+        reveal_pii = False
         if route is not None:
             spec = self.routes.get(row["pipeline"], {}).get(route)
             if spec is not None:
+                reveal_pii = spec.reveal_pii
                 # a digest renders with its route's digest template, not the per-alert one
                 if is_digest(row["id"]):
                     template = spec.digest.template if spec.digest is not None else None
@@ -370,6 +372,7 @@ class DeliveryWorker:
             attempt=int(row["attempts"]) + 1,
             route=route,
             template=template,
+            reveal_pii=reveal_pii,
         )
 
     def _release(self, row: dict[str, Any]) -> None:

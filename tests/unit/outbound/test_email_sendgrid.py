@@ -163,7 +163,8 @@ def test_record_data_cannot_inject_headers(fake):
     evil = "Initech\r\nBcc: victim@example.com\n\0X-Evil: 1"
     send(options(fake, categories=["leads"]), delivery(event(company=evil)))
     body = fake.received[0].body
-    assert body["subject"] == "Lead Initech Bcc: victim@example.com X-Evil: 1 scored A"
+    # the subject is masked by default: the address shows as v***@example.com
+    assert body["subject"] == "Lead Initech Bcc: v***@example.com X-Evil: 1 scored A"
     flat = orjson.dumps({k: v for k, v in body.items() if k != "content"}).decode()
     assert "\\r" not in flat
     assert "\\n" not in flat
