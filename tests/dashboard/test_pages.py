@@ -418,3 +418,35 @@ def test_aggregates_are_cached_for_their_ttl_only(ui: Ui) -> None:
     assert cached(ctx, "k", compute, ttl=3600) == 1
     assert cached(ctx, "k", compute, ttl=0) == 2
     assert cached(ctx, "other", compute, ttl=3600) == 3
+
+
+def test_unknown_pages_are_404_pages_with_the_same_headers(ui: Ui) -> None:
+    with login(ui.url, *ui.creds["viewer"]) as http:
+        r = http.get("/ui/no/such/page")
+    assert r.status_code == 404
+    assert "Not found" in r.text
+    _check_headers(r)
+
+
+def test_sign_out_ends_the_session(ui: Ui) -> None:
+    with login(ui.url, *ui.creds["viewer"]) as http:
+        token = csrf_of(http.get("/ui/").text)
+        r = http.post("/ui/logout", data={"csrf": token})
+        assert r.status_code == 303
+        assert r.headers["location"] == "/ui/login"
+        assert "junction_ui" not in http.cookies
+        assert http.get("/ui/").status_code == 303
+
+
+def test_bulk_replay_of_ticked_entries(ui: Ui) -> None:
+    ids = sorted(_open_entries(ui).values())
+    with login(ui.url, *ui.creds["operator"]) as http:
+        token = csrf_of(http.get("/ui/quarantine").text)
+        r = http.post("/ui/quarantine/replay", data={"csrf": token, "ids": [str(i) for i in ids]})
+        assert r.status_code == 303
+        page = http.get(r.headers["location"]).text
+    assert "Replayed 2: 2: record failed again" in page
+    for qid in ids:
+        entry = ui.api.ctx.store.get_quarantine(qid)
+        assert entry is not None
+        assert entry["status"] == "replayed"

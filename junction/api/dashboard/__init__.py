@@ -16,5 +16,7 @@ from junction.api.dashboard.web import PREFIX, DashboardRoute
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 for _module in (views, flow, repair, registry):
     router.include_router(_module.router)
+# last: every other GET under /ui is a 404 page, not the API's JSON
+router.add_api_route("/{rest:path}", views.not_found, methods=["GET"])
 
 __all__ = ["PREFIX", "router"]

@@ -204,3 +204,8 @@ def flash_back(request: Request, url: str, kind: str, text: str) -> Response:
     response = RedirectResponse(url, status_code=303)
     set_flash(response, request, kind, text)
     return response
+
+
+def not_found(request: Request, _: Annotated[Principal, Depends(UI_READ)]) -> Response:
+    """Any other path under /ui: a page saying so (with the dashboard's headers)."""
+    return render(request, "error.html", {"title": "Not found", "detail": "No such page."}, 404)
