@@ -450,3 +450,16 @@ def test_bulk_replay_of_ticked_entries(ui: Ui) -> None:
         entry = ui.api.ctx.store.get_quarantine(qid)
         assert entry is not None
         assert entry["status"] == "replayed"
+
+
+def test_a_failed_sign_in_is_audited_without_what_was_typed(ui: Ui) -> None:
+    with httpx.Client(base_url=ui.url) as http:
+        token = re.search(r'name="token" value="([^"]+)"', http.get("/ui/login").text)
+        assert token
+        data = {"client_id": "ann.lee@example.com", "secret": "x", "token": token.group(1)}
+        assert http.post("/ui/login", data=data).status_code == 401
+    with ui.api.http() as api:
+        r = api.get("/api/v1/audit", headers=ui.api.headers("admin"), params={"limit": 500})
+    failed = [e for e in r.json()["items"] if e["action"] == "dashboard.login_failed"]
+    assert [e["target"] for e in failed] == ["-"]
+    assert "ann.lee" not in r.text

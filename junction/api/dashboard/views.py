@@ -26,7 +26,7 @@ from junction.api.dashboard.session import (
 from junction.api.dashboard.web import PREFIX, DashboardRoute, render
 from junction.api.policy import READ, Principal, public
 from junction.api.routes import outbox, pipelines
-from junction.store.clients import ApiClient, ClientStore, split_api_key
+from junction.store.clients import CLIENT_ID, ApiClient, ClientStore, split_api_key
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -105,7 +105,9 @@ def login(
     clients = ClientStore(ctx_of(request).store)
     client = _verify(clients, client_id.strip(), secret.strip())
     if client is None:
-        audit_action(request, "dashboard.login_failed", client_id.strip()[:64] or "-")
+        # only a well-formed client id is kept: people paste other things (emails) in there
+        typed = client_id.strip()
+        audit_action(request, "dashboard.login_failed", typed if CLIENT_ID.match(typed) else "-")
         return again(401, "Those credentials are not valid.")
     if not READ.allows(frozenset(client.roles)):
         audit_action(request, "dashboard.login_refused", client.id, actor=client.id)
