@@ -167,16 +167,24 @@ class _Counter:
 
     def feed(self, piece: bytes) -> tuple[int, int]:
         """Return ``(lines, blank lines)`` of ``piece``; raise ``_Irregular`` when it cannot."""
-        np = self.np
         if piece.find(self.quote) >= 0:
             raise _Irregular
+        crs = piece.count(b"\r")
+        if crs and piece.count(b"\r\n") != crs:
+            raise _Irregular  # a CR that does not end a CRLF: csv splits lines there too
+        if (
+            b"\n\n" not in piece
+            and not piece.startswith(b"\n")
+            and (not crs or (b"\n\r\n" not in piece and not piece.startswith(b"\r\n")))
+        ):
+            return piece.count(b"\n"), 0  # no blank line: counted in C, no arrays
+        return self.with_arrays(piece, crs)
+
+    def with_arrays(self, piece: bytes, crs: int) -> tuple[int, int]:
+        """``feed``'s count for a checked piece with ``crs`` CRs, blank lines and all."""
+        np = self.np
         a = np.frombuffer(piece, dtype=np.uint8)
         nl = np.flatnonzero(a == _LF)
-        crs = piece.count(b"\r")
-        # a[-1] is the piece's final LF, so a line break at offset 0 never counts as CRLF
-        before = a[nl - 1]
-        if crs and int(np.count_nonzero(before == _CR)) != crs:
-            raise _Irregular  # a CR that does not end a CRLF: csv splits lines there too
         starts = np.empty_like(nl)
         starts[0:1] = 0
         starts[1:] = nl[:-1] + 1

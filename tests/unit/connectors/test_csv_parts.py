@@ -17,7 +17,7 @@ import pytest
 import connectors.csv_file.connector as csv_connector
 from connectors.base import RawBatch
 from connectors.csv_file import CsvFileConfig, CsvFileConnector
-from connectors.csv_file.parts import CsvPlan, line_safe_codec
+from connectors.csv_file.parts import CsvPlan, _Counter, _Irregular, line_safe_codec
 from junction.core.errors import JunctionError, UnavailableError
 
 
@@ -201,3 +201,20 @@ def test_a_file_changed_after_planning_is_not_read(tmp_path: Path) -> None:
 def test_line_safe_codecs() -> None:
     assert all(map(line_safe_codec, ["utf-8", "ascii", "cp1251", "cp1252", "latin-1", "cp866"]))
     assert not any(map(line_safe_codec, ["utf-16-le", "utf-32", "shift_jis", "gb18030"]))
+
+
+def test_counting_without_arrays_matches_the_array_count() -> None:
+    """Pieces without a blank line are counted with ``bytes.count``: the same as the arrays."""
+    counter = _Counter(b'"')
+    rnd = random.Random(7)
+    fast = 0
+    for _ in range(20_000):
+        piece = bytes(rnd.choice(b"ab,\r\n") for _ in range(rnd.randint(0, 12))) + b"\n"
+        try:
+            got = counter.feed(piece)
+        except _Irregular:  # a CR that does not end a CRLF
+            assert piece.count(b"\r") != piece.count(b"\r\n")
+            continue
+        assert got == counter.with_arrays(piece, piece.count(b"\r")), piece
+        fast += got[1] == 0
+    assert fast > 1000
