@@ -95,3 +95,47 @@ def test_csv_reader_raises_only_documented_errors(
     folder: Path, data: bytes, options: dict[str, Any]
 ) -> None:
     read_file(folder, data, options)
+
+
+def collect(batches: Any) -> tuple[list[dict[str, str]], list[str], list[tuple[str, str]]]:
+    records: list[dict[str, str]] = []
+    keys: list[str] = []
+    errors: list[tuple[str, str]] = []
+    for batch in batches:
+        records += batch.records
+        keys += batch.keys
+        errors += [(e.key, type(e.error).__name__) for e in batch.errors]
+    return records, keys, errors
+
+
+@fuzz_settings(max_examples=60)
+@given(data=csv_bytes(), options=CONFIGS, parts=st.integers(2, 4))
+def test_reading_the_parts_equals_reading_the_file(
+    folder: Path, data: bytes, options: dict[str, Any], parts: int
+) -> None:
+    """``plan_parts`` + ``read_part`` yield exactly the rows, keys and row errors ``read`` does."""
+    path = folder / "parts.csv"
+    path.write_bytes(data)
+    connector = CsvFileConnector(
+        CsvFileConfig(path=str(folder), settle_seconds=0, **options)  # type: ignore[arg-type]
+    )
+    whole: Any
+    split: Any
+    try:
+        whole = collect(connector.read(str(path), None))
+    except JunctionError as exc:
+        whole = type(exc).__name__
+    try:
+        plan = connector.plan_parts(str(path), None, parts, min_part_bytes=1)
+        out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        for part in range(plan.parts):
+            for mine, theirs in zip(
+                out, collect(connector.read_part(plan, part, None)), strict=True
+            ):
+                mine += theirs
+        split = out
+    except JunctionError as exc:
+        split = type(exc).__name__
+    finally:
+        connector.close()
+    assert split == whole
