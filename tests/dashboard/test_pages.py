@@ -463,3 +463,35 @@ def test_a_failed_sign_in_is_audited_without_what_was_typed(ui: Ui) -> None:
     failed = [e for e in r.json()["items"] if e["action"] == "dashboard.login_failed"]
     assert [e["target"] for e in failed] == ["-"]
     assert "ann.lee" not in r.text
+
+
+def test_stored_text_is_escaped_not_run(ui: Ui) -> None:
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    with ui.api.ctx.store.begin() as conn:
+        conn.execute(
+            t.quarantine.insert().values(
+                pipeline="leads",
+                stage="normalize",
+                record_key=f"leads:{evil}",
+                error_type="MappingError",
+                error_code="mapping_error",
+                message=evil,
+                context='{"field": "<b>x</b>"}',
+                provenance="{}",
+                status="open",
+                created_at=1.0,
+            )
+        )
+    with login(ui.url, *ui.creds["viewer"]) as http:
+        listing = http.get("/ui/quarantine").text
+        qid = max(_open_entries_all(ui))
+        entry = http.get(f"/ui/quarantine/{qid}").text
+    for page in (listing, entry):
+        assert "<script>alert(1)" not in page
+        assert "<img src=x" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def _open_entries_all(ui: Ui) -> list[int]:
+    rows, _ = queries.list_quarantine(ui.api.ctx.store, limit=500)
+    return [r["id"] for r in rows]
