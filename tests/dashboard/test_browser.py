@@ -27,6 +27,8 @@ from tests.serve.helpers import Serve, drop, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
+# read at import: the suite's autouse fixture clears JUNCTION_* variables for each test
+REQUIRE_BROWSER = os.environ.get("JUNCTION_REQUIRE_BROWSER") == "1"
 SHOTS = Path(os.environ.get("JUNCTION_TEST_ARTIFACTS", REPO / ".artifacts")) / "screenshots"
 
 CONFIG = """\
@@ -78,7 +80,7 @@ def _write_mapping(path: Path, *, fixed: bool) -> None:
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         why = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("JUNCTION_REQUIRE_BROWSER"):  # CI: never skipped
+        if REQUIRE_BROWSER:  # CI: never skipped
             pytest.fail(why)
         pytest.skip(why)
     with sync_playwright() as p:
