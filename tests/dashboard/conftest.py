@@ -27,7 +27,16 @@ class Ui:
 @pytest.fixture
 def ui(tmp_path: Path, models_dir: Path) -> Iterator[Ui]:
     """The app on SQLite after one run of a five-row lead file (two rows quarantined)."""
-    store = f"sqlite:///{tmp_path / 'junction.db'}"
+    yield from _ui(tmp_path, models_dir, f"sqlite:///{tmp_path / 'junction.db'}")
+
+
+@pytest.fixture
+def ui_any(tmp_path: Path, models_dir: Path, store_url: str) -> Iterator[Ui]:
+    """The same on SQLite and PostgreSQL."""
+    yield from _ui(tmp_path, models_dir, store_url)
+
+
+def _ui(tmp_path: Path, models_dir: Path, store: str) -> Iterator[Ui]:
     with running_api(write_api_config(tmp_path, store=store, models=models_dir)) as api:
         write_leads(tmp_path / "inbox" / "leads.csv", ROWS)
         summary = api.ctx.hub.runner("leads").run_once()

@@ -73,6 +73,23 @@ def test_every_page_renders_for_each_reading_role(ui: Ui, role: str) -> None:
         assert r.status_code == 200
 
 
+def test_every_page_renders_on_both_stores(ui_any: Ui) -> None:
+    ui = ui_any
+    with login(ui.url, *ui.creds["admin"]) as http:
+        for path in [*PAGES, "/ui/models/lead-score/versions/1"]:
+            r = http.get(path)
+            assert r.status_code == 200, f"{path}: {r.status_code} {r.text[:300]}"
+        record = queries.list_records(ui.api.ctx.store, "leads")[0][0]
+        r = http.get(f"/ui/records/leads/{quote(record['id'], safe='')}")
+        assert r.status_code == 200
+        for qid in _open_entries(ui).values():
+            page = http.get(f"/ui/quarantine/{qid}")
+            assert page.status_code == 200
+            token = csrf_of(page.text)
+        replayed = http.post(f"/ui/quarantine/{qid}/replay", data={"csrf": token})
+        assert replayed.status_code == 303
+
+
 def test_overview_draws_the_flow_as_inline_svg(ui: Ui) -> None:
     with login(ui.url, *ui.creds["viewer"]) as http:
         page = http.get("/ui/").text
