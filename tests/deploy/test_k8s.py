@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from junction.api.routes import health
@@ -361,10 +363,12 @@ def _readiness_script(objs: list[Obj]) -> str:
     return str(script)
 
 
+@pytest.mark.slow
 def test_worker_pod_runs_its_command_and_its_probes_tell_the_truth(tmp_path: Path) -> None:
     """The ConfigMap's config under ``junction worker`` (the normalize pod's args, a free metrics
-    port) against a real broker: the startup/liveness URL answers, the readiness command passes
-    while Kafka answers and fails on a closed port, and SIGTERM ends the worker cleanly."""
+    port) against a real broker: a raw lead comes out canonical, the startup/liveness URL serves
+    Junction's metrics with the role's consumer lag, the readiness command passes while Kafka
+    answers and fails on a closed port, and SIGTERM ends the worker cleanly."""
     objs = _rendered("base")
     worker = _workers(objs)["normalize"]
     container = worker["spec"]["template"]["spec"]["containers"][0]
@@ -381,6 +385,31 @@ def test_worker_pod_runs_its_command_and_its_probes_tell_the_truth(tmp_path: Pat
     annotations = worker["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
     full_env = {**os.environ, **env}
+    # one raw lead for the ConfigMap's pipeline, as the ingest role writes it
+    bus = _bus(objs)
+    prefix = bus.get("topic_prefix", "junction")
+    raw_topic, canonical_topic = f"{prefix}.raw.lead.v1", f"{prefix}.canonical.lead.v1"
+    (pipeline,) = yaml.safe_load(config.read_text(encoding="utf-8"))["pipelines"]
+    record_id = f"{pipeline}:k8s-test-{time.monotonic_ns()}"
+    value = {
+        "pipeline": pipeline,
+        "record_id": record_id,
+        "key": record_id.split(":", 1)[1],
+        "stream": "leads.csv",
+        "position": 1,
+        "version": None,
+        "provenance": {"connector": "csv_file"},
+        "record": {"lead_id": "K8S-1", "email": "ada@example.com", "company": "Acme GmbH"},
+    }
+    broker.create_topic(raw_topic, bus.get("partitions", 6))
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(
+        raw_topic,
+        value=json.dumps(value).encode(),
+        key=record_id.encode(),
+        headers=[("junction-pipeline", pipeline.encode()), ("junction-record-id", record_id)],
+    )
+    assert producer.flush(15) == 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "junction.cli.main", *args],
         env=full_env,
@@ -388,20 +417,34 @@ def test_worker_pod_runs_its_command_and_its_probes_tell_the_truth(tmp_path: Pat
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
+        url = f"http://127.0.0.1:{port}{liveness['path']}"
+        # the raw topic's lag, labelled with the role, appears once the worker has consumed
+        wanted = {'pipeline="stage:normalize"', f'topic="{raw_topic}"'}
+
+        def joined(text: str) -> bool:
+            return any(
+                line.startswith("junction_consumer_lag{") and all(w in line for w in wanted)
+                for line in text.splitlines()
+            )
+
+        deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
             try:
-                scrape = httpx.get(f"http://127.0.0.1:{port}{liveness['path']}", timeout=2)
-                break
+                scrape = httpx.get(url, timeout=2)
+                assert scrape.status_code == 200
+                # Junction's registry, not only the client library's process metrics
+                assert "# TYPE junction_records_in_total counter" in scrape.text
+                if joined(scrape.text):
+                    break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "the metrics port never opened"
-                time.sleep(0.2)
-        assert scrape.status_code == 200
-        # Junction's registry, not only the client library's process metrics
-        assert "# TYPE junction_records_in_total counter" in scrape.text
-        assert "# TYPE junction_consumer_lag gauge" in scrape.text
+                pass
+            assert time.monotonic() < deadline, "the worker never reported its partitions' lag"
+            time.sleep(0.5)
         assert annotations["prometheus.io/path"] == liveness["path"]
+        # the lead went through the role: canonical now, on the next stage's topic
+        ids = {m.key() for m in broker.read_all(canonical_topic)}
+        assert record_id.encode() in ids
         script = _readiness_script(objs)
         ready = subprocess.run([sys.executable, "-c", script], env=full_env, timeout=30)
         assert ready.returncode == 0
