@@ -1,7 +1,7 @@
 """AES-256-GCM sealing for the store, and the key-encryption keys (KEKs) that wrap data keys.
 
 A sealed value is ``JX1:<subject>:<nonce (12 bytes) + ciphertext + tag (16 bytes)>``, as text
-(base64url, for JSON and text columns) or as bytes (binary columns).  The subject (a keyed
+(base64, for JSON and text columns) or as bytes (binary columns).  The subject (a keyed
 pseudonym, not personal data) names the data key; the associated data binds the ciphertext to
 the table, the row's id and the subject, so a ciphertext copied to another row, a flipped bit
 in the nonce, ciphertext or tag, or a wrong key all fail with :class:`DecryptionError`, never
@@ -14,7 +14,6 @@ object with ``key_id``, ``wrap`` and ``unwrap``: the shape of a cloud KMS's encr
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -113,6 +112,16 @@ class LocalKek:
         """``wrap`` with a caller-drawn random nonce (batches draw their randomness at once)."""
         return nonce + self._aead.encrypt(nonce, key, b"junction dek\x1f" + context)
 
+    def wrap_many(
+        self, keys: list[bytes], contexts: list[bytes], nonces: list[bytes]
+    ) -> list[bytes]:
+        """``wrap_with`` for a batch of keys (one call: a write transaction's new keys)."""
+        encrypt = self._aead.encrypt
+        return [
+            n + encrypt(n, k, b"junction dek\x1f" + c)
+            for k, c, n in zip(keys, contexts, nonces, strict=True)
+        ]
+
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         """Open a wrapped key; a wrong KEK or a tampered key raises KeyUnavailableError."""
         try:
@@ -181,9 +190,9 @@ def associated(table: str, row: str, subject: str) -> bytes:
 
 
 def seal_text(aead: AESGCM, subject: str, nonce: bytes, plaintext: bytes, aad: bytes) -> str:
-    """``JX1:<subject>:<base64url(nonce + ciphertext + tag)>``."""
+    """``JX1:<subject>:<base64(nonce + ciphertext + tag)>``."""
     blob = nonce + aead.encrypt(nonce, plaintext, aad)
-    return f"{TEXT_PREFIX}{subject}:{base64.urlsafe_b64encode(blob).decode('ascii')}"
+    return f"{TEXT_PREFIX}{subject}:{binascii.b2a_base64(blob, newline=False).decode('ascii')}"
 
 
 def seal_bytes(aead: AESGCM, subject: str, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -199,7 +208,7 @@ def split_text(sealed: str) -> tuple[str, bytes]:
         raise DecryptionError("a sealed value is malformed (no JX1 prefix)")
     subject, sep, body = sealed[len(TEXT_PREFIX) :].partition(":")
     try:
-        blob = base64.urlsafe_b64decode(body.encode("ascii"))
+        blob = binascii.a2b_base64(body.encode("ascii"), strict_mode=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise DecryptionError("a sealed value is malformed (bad base64)") from None
     if not sep or not subject or len(blob) < NONCE_BYTES + TAG_BYTES:

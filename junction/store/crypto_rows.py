@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,6 @@ from junction.store.crypto import (
     load_kek,
     open_blob,
     seal_bytes,
-    seal_text,
     split_bytes,
     split_text,
 )
@@ -116,19 +116,27 @@ class StorePrivacy:
     # writes
 
     def seal_records(
-        self, conn: Connection, rows: Sequence[Row]
+        self, conn: Connection, rows: Sequence[Row], keys: dict[str, AESGCM | None] | None = None
     ) -> tuple[list[Row], set[str], dict[str, str]]:
-        """Seal records; return the rows (``subject`` appended), dropped ids, subject by id."""
+        """Seal records; return the rows (``subject`` appended), dropped ids, subject by id.
+
+        ``keys`` collects the data keys used (so the batch's outbox rows need no second lookup).
+        """
         loads, dumps = orjson.loads, orjson.dumps
+        # (row, payload without its personal members, their JSON, subject)
         staged: list[tuple[Row, dict[str, Any], bytes, str]] = []
+        entity = self._entity
+        subject_of = self._record_subject
         for row in rows:
             obj = loads(row[_R_PAYLOAD])
-            fields = self._entity(row[_R_ENTITY])
+            fields = entity(row[_R_ENTITY])
             personal = fields.personal or tuple(k for k in obj if pii_kind(k))
             pii = {k: obj.pop(k) for k in personal if k in obj}
-            subject = self._record_subject(fields, pii, row[_R_SOURCE_KEY])
-            staged.append((row, obj, dumps(pii), subject))
-        keys = self.keyring.keys(conn, {s[3] for s in staged}, create=True)
+            staged.append((row, obj, dumps(pii), subject_of(fields, pii, row[_R_SOURCE_KEY])))
+        found = self.keyring.keys(conn, {s[3] for s in staged}, create=True)
+        if keys is not None:
+            keys.update(found)
+        keys = found
         nonces = _nonces(len(staged))
         out: list[Row] = []
         dropped: set[str] = set()
@@ -139,16 +147,25 @@ class StorePrivacy:
             if aead is None:
                 dropped.add(rid)
                 continue
-            aad = associated("records", rid, subject)
-            obj[SEALED_KEY] = seal_text(aead, subject, nonces[i], pii_json, aad)
+            nonce = nonces[i]
+            blob = nonce + aead.encrypt(nonce, pii_json, f"records\x1f{rid}\x1f{subject}".encode())
+            obj[SEALED_KEY] = f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}"
             out.append((*row[:_R_PAYLOAD], dumps(obj).decode(), *row[_R_PAYLOAD + 1 :], subject))
             subjects[rid] = subject
         return out, dropped, subjects
 
     def seal_deliveries(
-        self, conn: Connection, rows: Sequence[Row], subjects: Mapping[str, str] | None = None
+        self,
+        conn: Connection,
+        rows: Sequence[Row],
+        subjects: Mapping[str, str] | None = None,
+        keys: Mapping[str, AESGCM | None] | None = None,
     ) -> list[Row]:
-        """Seal outbox payloads under their record's subject; drop erased subjects' rows."""
+        """Seal outbox payloads under their record's subject; drop erased subjects' rows.
+
+        ``subjects`` (record id -> subject) and ``keys`` come from ``seal_records`` of the same
+        transaction; other records' subjects are read from the store.
+        """
         known = dict(subjects or {})
         unknown = list({r[_D_RECORD] for r in rows} - known.keys())
         for at in range(0, len(unknown), _CHUNK):
@@ -159,18 +176,23 @@ class StorePrivacy:
         per_row = [
             known.get(r[_D_RECORD]) or keyring.subject("source_key", r[_D_RECORD]) for r in rows
         ]
-        keys = keyring.keys(conn, set(per_row), create=True)
+        have = dict(keys or {})
+        need = set(per_row) - have.keys()
+        if need:
+            have.update(keyring.keys(conn, need, create=True))
         nonces = _nonces(len(rows))
         out: list[Row] = []
         for i, row in enumerate(rows):
             subject = per_row[i]
-            aead = keys[subject]
+            aead = have[subject]
             if aead is None:
                 continue
-            aad = associated("deliveries", f"{row[_D_ID]}\x1f{row[_D_RECORD]}", subject)
+            aad = f"deliveries\x1f{row[_D_ID]}\x1f{row[_D_RECORD]}\x1f{subject}".encode()
             payload = row[_D_PAYLOAD]
             data = payload.encode() if isinstance(payload, str) else bytes(payload)
-            sealed = seal_text(aead, subject, nonces[i], data, aad)
+            nonce = nonces[i]
+            blob = nonce + aead.encrypt(nonce, data, aad)
+            sealed = f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}"
             out.append((*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject))
         return out
 

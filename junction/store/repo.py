@@ -364,8 +364,9 @@ class Store:
         outcomes: Sequence[Row],
     ) -> tuple[list[Row], int]:
         """``write_batch`` with encryption on: erased subjects' records and effects dropped."""
+        keys: dict[str, Any] = {}
         sealed, dropped, subjects = (
-            privacy.seal_records(conn, records) if records else ([], set(), {})
+            privacy.seal_records(conn, records, keys) if records else ([], set(), {})
         )
         if dropped:
             log.info("records of erased subjects not stored", records=len(dropped))
@@ -374,7 +375,7 @@ class Store:
             heads = [h for h in heads if h[3] not in dropped]
             outcomes = [o for o in outcomes if o[0] not in dropped]
         kept, held_back = routed_only(conn, self.dialect, heads, deliveries)
-        sealed_deliveries = privacy.seal_deliveries(conn, kept, subjects) if kept else []
+        sealed_deliveries = privacy.seal_deliveries(conn, kept, subjects, keys) if kept else []
         self._insert_rows(conn, t.records, (*RECORD_COLS, "subject"), sealed)
         self._insert_rows(conn, t.scores, SCORE_COLS, scores)
         if outcomes:

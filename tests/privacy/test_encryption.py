@@ -114,10 +114,10 @@ def test_subjects_are_the_pseudonym_of_email_else_phone_else_source_key(
 
 def _flip(sealed: str, where: str) -> str:
     prefix, subject, body = sealed.split(":", 2)
-    blob = bytearray(base64.urlsafe_b64decode(body))
+    blob = bytearray(base64.b64decode(body))
     at = {"nonce": 3, "ciphertext": 14, "tag": len(blob) - 2}[where]
     blob[at] ^= 0x01
-    return f"{prefix}:{subject}:{base64.urlsafe_b64encode(bytes(blob)).decode()}"
+    return f"{prefix}:{subject}:{base64.b64encode(bytes(blob)).decode()}"
 
 
 @pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
