@@ -312,3 +312,17 @@ def test_rewriting_a_batch_is_idempotent_and_one_person_has_one_key(
         row = store.fetch_record(f"leads:f00d:{10 + i}")
         assert row is not None
         assert orjson.loads(row["payload"])["external_id"] == f"ext-{10 + i}"
+
+
+def test_a_replayed_quarantine_entry_still_opens(sealed_store: tuple[Store, StorePrivacy]) -> None:
+    store, _ = sealed_store
+    _write(store)
+    [first, *_] = store.list_quarantine()
+    with store.begin() as conn:  # resolving appends "#<id>" to the key the seal is bound to
+        store.resolve_quarantine(conn, first["id"], "replayed")
+    [again] = store.list_quarantine(status="replayed")
+    assert again["record_key"].endswith(f"#{first['id']}")
+    assert again["payload"] == first["payload"]
+    reopened = store.get_quarantine(first["id"])
+    assert reopened is not None
+    assert reopened["payload"] == first["payload"]
