@@ -665,6 +665,23 @@ class Store:
             return [dict(r) for r in rows]
         return privacy.open_deliveries(conn, rows)
 
+    def sealed_delivery(self, conn: Connection, row: Mapping[str, Any]) -> dict[str, Any] | None:
+        """An outbox row (a dict) ready to insert: its payload sealed when encryption is on.
+
+        For writers that insert outbox rows themselves (digests, escalations).  None when the
+        row's subject was erased (write nothing).
+        """
+        out = dict(row)
+        privacy = self.privacy(conn)
+        if privacy is None:
+            return out
+        head = (out["id"], out["record_id"], None, None, None, out["payload"])
+        sealed = privacy.seal_deliveries(conn, [head])
+        if not sealed:
+            return None
+        out["payload"], out["subject"] = sealed[0][5], sealed[0][-1]
+        return out
+
     def open_quarantine_rows(
         self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
     ) -> list[dict[str, Any]]:

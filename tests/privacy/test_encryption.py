@@ -326,3 +326,30 @@ def test_a_replayed_quarantine_entry_still_opens(sealed_store: tuple[Store, Stor
     reopened = store.get_quarantine(first["id"])
     assert reopened is not None
     assert reopened["payload"] == first["payload"]
+
+
+def test_outbox_rows_written_outside_a_batch_are_sealed_too(
+    sealed_store: tuple[Store, StorePrivacy], store_url: str
+) -> None:
+    store, _ = sealed_store
+    _write(store)
+    event = orjson.dumps({"type": "digest", "items": [{"email": CANARIES[1]["email"]}]}).decode()
+    row = {"id": "digest-1", "record_id": "leads:f00d:1", "payload": event}
+    with store.begin() as conn:
+        sealed = store.sealed_delivery(conn, row)
+        assert sealed is not None
+        conn.execute(
+            t.deliveries.insert().values(
+                **sealed,
+                pipeline="leads",
+                channel="slack.ops",
+                event_type="digest",
+                status="pending",
+                attempts=0,
+                next_attempt_at=0.0,
+                created_at=0.0,
+            )
+        )
+    assert_no_canary(dump(store_url))
+    claimed = {d["id"]: d["payload"] for d in store.claim_deliveries(10, 30)}
+    assert claimed["digest-1"] == event
