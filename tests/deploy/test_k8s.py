@@ -268,6 +268,8 @@ def test_worker_hpas_scale_on_cpu_and_their_groups_lag() -> None:
         # a group has at most one busy member per partition: more replicas would idle
         assert hpa["spec"]["maxReplicas"] <= partitions, role
     assert "junction_outbox_lag_seconds" in _external(hpas["junction-deliver"])
+    # the source-lag figure (serve, ingest) leaves out the stage groups' own lag series
+    assert 'pipeline!~"stage:.*"' in rules["junction_consumer_lag"]["metricsQuery"]
 
 
 def test_prod_brings_its_own_secret_and_dev_has_only_placeholders() -> None:
