@@ -47,8 +47,11 @@ def worker(
     ),
 ) -> None:
     """Run stage roles that exchange records through Kafka topics until SIGTERM."""
+    from junction.core.logging import set_pseudonymizer
+    from junction.core.pseudonym import Pseudonymizer
     from junction.pipeline.hub import Hub
     from junction.pipeline.stages.topics import parse_roles
+    from junction.pipeline.state import state_dir
     from junction.serve.stage_worker import run_ingest, run_stage_worker
 
     stop = threading.Event()
@@ -67,6 +70,7 @@ def worker(
 
             start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
         hub = Hub.from_file(config)
+        set_pseudonymizer(Pseudonymizer.load(state_dir(hub.cfg)))  # log pseudonyms link across
         try:
             if roles == ("ingest",):
                 ing = run_ingest(

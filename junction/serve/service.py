@@ -39,10 +39,12 @@ import uvicorn
 from junction.api.app import create_app
 from junction.api.context import SCHEDULER, ApiContext
 from junction.core.errors import ConfigError, JunctionError
-from junction.core.logging import configure, get_logger
+from junction.core.logging import configure, get_logger, set_pseudonymizer
+from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.config import HubConfig, load_config
 from junction.pipeline.deliver import build_channels
 from junction.pipeline.hub import Hub
+from junction.pipeline.state import state_dir
 from junction.serve.drift import DriftChecks
 from junction.serve.leases import PipelineLeases
 from junction.serve.outbox import DeliveryService, TrackedOutbox
@@ -141,6 +143,9 @@ class Service:
         self._install_signals(asyncio.get_running_loop())
         log.info("serve starting", phase="start", config=str(self.config_path), pid=os.getpid())
         cfg = self.cfg = load_config(self.config_path)
+        # one log pseudonym key per deployment (its state folder), so pseudonyms link across
+        # processes; JUNCTION_PSEUDONYM_KEY overrides it
+        set_pseudonymizer(Pseudonymizer.load(state_dir(cfg)))
         hub = await asyncio.to_thread(Hub, cfg)
         try:
             leases = PipelineLeases.for_this_process(hub.store)
