@@ -346,6 +346,24 @@ def test_with_encryption_at_rest_records_are_found_by_email_pseudonym(
     assert "No record matches." in other
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="queries.delivery_detail does not open sealed outbox payloads: the API's "
+    "GET /api/v1/deliveries/{id} answers 500 once encryption at rest is on (issue 9)",
+)
+def test_with_encryption_at_rest_a_records_journey_renders(ui: Ui, tmp_path: Path) -> None:
+    enable_privacy(ui.api.ctx.store, kek=f"file:{tmp_path / 'kek'}")
+    write_leads(tmp_path / "inbox" / "more.csv", [("L-3001", "fay.hill@example.com", "01.12.2026")])
+    assert ui.api.ctx.hub.runner("leads").run_once().stored == 1
+    with login(ui.url, *ui.creds["viewer"]) as http:
+        found = http.get("/ui/records", params={"key": "L-3001"}).text
+        link = re.search(r'href="(/ui/records/leads/[^"]+)"', found)
+        assert link
+        journey = http.get(link.group(1))
+    assert journey.status_code == 200
+    assert "fay.hill" not in journey.text.lower()
+
+
 def test_an_operator_runs_pauses_and_resumes_a_pipeline(ui: Ui) -> None:
     with login(ui.url, *ui.creds["operator"]) as http:
         token = csrf_of(http.get("/ui/pipelines/leads").text)
