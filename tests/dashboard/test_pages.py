@@ -123,6 +123,10 @@ def test_a_browser_without_a_session_is_sent_to_the_login_form(ui: Ui) -> None:
         r = http.get("/ui/login")
         assert r.status_code == 200
         _check_headers(r)
+        # an expired session posting a form signs in again to the overview, not to the form
+        r = http.post("/ui/quarantine/1/replay", data={"csrf": "x"})
+        assert r.status_code == 303
+        assert r.headers["location"] == "/ui/login?next=%2Fui%2F"
 
 
 def test_a_script_without_credentials_gets_the_apis_401(ui: Ui) -> None:

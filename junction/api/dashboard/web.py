@@ -150,7 +150,8 @@ class DashboardRoute(APIRoute):
             try:
                 response = await original(request)
             except LoginRequired:
-                target = request.url.path
+                # after signing in, come back to the page (a form's target cannot be a page)
+                target = request.url.path if request.method == "GET" else f"{PREFIX}/"
                 if request.method == "GET" and request.url.query:
                     target += "?" + request.url.query
                 response = RedirectResponse(
