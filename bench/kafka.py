@@ -105,7 +105,8 @@ class Outcome:
     def per_cpu_second(self) -> float:
         """Records per CPU second of the measured process(es) after the first output: the
         figure a busy, shared machine disturbs least."""
-        return self.after_first / max(self.cpu_seconds, 1e-9)
+        # psutil counts in clock ticks: below a few ticks the figure means nothing (0: n/a)
+        return self.after_first / self.cpu_seconds if self.cpu_seconds >= 0.05 else 0.0
 
     @property
     def exact(self) -> bool:
@@ -526,19 +527,24 @@ def run(
         for n, o in sorted(hubs.items()):
             goal = "  (goal >= 0.25)" if n == 1 else ""
             print(
-                f"hub x{n} / best raw: {o.rate / best('rate'):.3f} wall, "
-                f"{o.steady_rate / best('steady_rate'):.3f} steady, "
-                f"{o.per_cpu_second / best('per_cpu_second'):.3f} per CPU-s{goal}; "
+                f"hub x{n} / best raw: {_ratio(o.rate, best('rate'))} wall, "
+                f"{_ratio(o.steady_rate, best('steady_rate'))} steady, "
+                f"{_ratio(o.per_cpu_second, best('per_cpu_second'))} per CPU-s{goal}; "
                 f"per process {o.steady_rate / n:,.0f} records/s steady"
             )
         if 1 in hubs and 2 in hubs:
             one, two = hubs[1], hubs[2]
             print(
-                f"scaling 1 → 2 processes: x{two.rate / one.rate:.2f} wall, "
-                f"x{two.steady_rate / one.steady_rate:.2f} steady "
-                f"(CPU per record x{one.per_cpu_second / two.per_cpu_second:.2f})"
+                f"scaling 1 → 2 processes: x{_ratio(two.rate, one.rate, 2)} wall, "
+                f"x{_ratio(two.steady_rate, one.steady_rate, 2)} steady "
+                f"(CPU per record x{_ratio(one.per_cpu_second, two.per_cpu_second, 2)})"
             )
     return 0 if all(o.exact and not o.duplicates for o in outcomes) else 1
+
+
+def _ratio(a: float, b: float, digits: int = 3) -> str:
+    """``a / b``, or n/a when ``b`` is 0 (a run too small to have a steady part)."""
+    return f"{a / b:.{digits}f}" if a > 0 and b > 0 else "n/a"
 
 
 def add_parser(sub: Any) -> None:
@@ -557,26 +563,26 @@ def _options(p: argparse.ArgumentParser) -> None:
 
 
 def run_args(args: argparse.Namespace) -> int:
-    """Run from parsed ``kafka`` options."""
-    return run(
-        records=args.records,
-        processes=[int(n) for n in args.processes.split(",") if n],
-        store=args.store,
-        keep=args.keep,
-        raw_only=args.raw_only,
-        profile=args.profile,
-    )
+    """Run from parsed ``kafka`` options; a failed run prints why and returns 1."""
+    try:
+        return run(
+            records=args.records,
+            processes=[int(n) for n in args.processes.split(",") if n],
+            store=args.store,
+            keep=args.keep,
+            raw_only=args.raw_only,
+            profile=args.profile,
+        )
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.kafka [options]`` (the same as ``python -m bench kafka``)."""
     parser = argparse.ArgumentParser(prog="python -m bench kafka")
     _options(parser)
-    try:
-        return run_args(parser.parse_args(argv))
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
