@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from junction.core.errors import ConfigError, UnavailableError
 
@@ -59,8 +60,9 @@ def migrate(engine: Engine) -> None:
     together on an empty database migrate one after the other instead of colliding.
     """
     cfg = Config(str(_INI))
+    target = _sqlite_migration_engine(engine) if engine.dialect.name == "sqlite" else engine
     try:
-        with engine.begin() as conn:
+        with target.begin() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
@@ -69,6 +71,32 @@ def migrate(engine: Engine) -> None:
         raise UnavailableError(
             "the store could not be migrated", details=f"{type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        if target is not engine:
+            target.dispose()
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_migration_engine(engine: Engine) -> Engine:
+    """An engine whose transactions really contain DDL, for migrating a SQLite file.
+
+    Python's sqlite3 driver commits before every DDL statement, so an upgrade killed midway
+    would leave half a schema that no later start can migrate ("table already exists").  With
+    the driver's own transaction handling off and an explicit ``BEGIN IMMEDIATE``, the whole
+    upgrade commits or none of it does, and two processes starting on one new file migrate one
+    after the other (the second waits for the write lock, then finds the schema current).
+    """
+    mig = create_engine(
+        engine.url,
+        connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+        poolclass=NullPool,
+    )
+    event.listen(mig, "connect", _sqlite_pragmas)
+    event.listen(mig, "begin", _begin_immediate)
+    return mig
 
 
 def open_store_engine(url: str) -> Engine:

@@ -1,0 +1,107 @@
+"""Fault-suite helpers: seeded runs of the hub in forked children, killed at random points.
+
+A child is forked from the test process (the pipeline code is already imported, the session's
+model already trained), so a seed costs a fraction of a second instead of an interpreter start:
+that is what lets every fault kind run across 50+ seeds in CI's budget.  The child runs
+``junction run --once`` in-process (every pipeline once, then the outbox) and ``_exit``s.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from junction.pipeline.hub import Hub
+from junction.store.reconcile import Reconciliation, reconcile
+from junction.store.repo import Store
+
+SEEDS = int(os.environ.get("JUNCTION_FAULT_SEEDS", "50"))
+
+
+def run_in_child(cfg: Path, drain_wait_s: float = 0.5) -> int:
+    """Fork a child that runs the hub once and delivers; return its pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            hub = Hub.from_file(cfg)
+            try:
+                hub.run_once()
+                hub.deliver(drain_wait_s=drain_wait_s)
+            finally:
+                hub.close()
+        except BaseException:
+            code = 3
+            # the parent names what failed: the traceback beside the config
+            (cfg.parent / "child-error.txt").write_text(traceback.format_exc())
+        os._exit(code)
+    return pid
+
+
+def wait_child(pid: int, timeout_s: float = 120.0) -> int:
+    """Wait for a child; return its exit code (negative: killed by that signal)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise TimeoutError(f"child {pid} did not finish in {timeout_s:.0f}s")
+
+
+def kill_at_random_point(cfg: Path, rng: random.Random, span_s: float) -> tuple[float, int]:
+    """Run the hub in a child and SIGKILL it after a random part of ``span_s``.
+
+    Returns (when it was killed, its exit code: -9 when the kill landed, 0 if it finished).
+    """
+    at = rng.uniform(0.0, span_s)
+    pid = run_in_child(cfg)
+    deadline = time.monotonic() + at
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return at, os.waitstatus_to_exitcode(status)
+        time.sleep(0.002)
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return at, os.waitstatus_to_exitcode(status)
+
+
+def timed_run(cfg: Path) -> float:
+    """Run the hub once to the end in a child; return how long it took."""
+    started = time.monotonic()
+    code = wait_child(run_in_child(cfg))
+    assert code == 0, f"an undisturbed run failed ({code})"
+    return time.monotonic() - started
+
+
+def reconciled(store_url: str, pipeline: str = "leads") -> Reconciliation:
+    """The reconciliation of ``pipeline`` in the store at ``store_url``."""
+    store = Store.open(store_url)
+    try:
+        return reconcile(store, pipeline, scored=True)
+    finally:
+        store.close()
+
+
+@dataclass
+class SeedOutcome:
+    """What one seed did, for the failure message."""
+
+    seed: int
+    killed_at: float
+    exit_code: int
+    problem: str | None = None
+
+
+def run_seeds(seeds: int, one: Callable[[int], SeedOutcome]) -> list[SeedOutcome]:
+    """Run ``one(seed)`` for every seed; the caller asserts on the outcomes."""
+    return [one(seed) for seed in range(seeds)]
