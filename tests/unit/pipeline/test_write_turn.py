@@ -1,7 +1,9 @@
-"""Shares take turns writing to a SQLite file: one that finds another writing prepares ahead."""
+"""Shares take turns writing to a SQLite file, prepare ahead while another writes, and
+checkpoint the WAL in the background."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -9,6 +11,7 @@ from typing import Any, cast
 from connectors.base import RawBatch
 from junction.pipeline.prepare import PreparedBatch
 from junction.pipeline.workers import (
+    CHECKPOINT_EVERY,
     WRITE_BACKLOG,
     BatchDone,
     Share,
@@ -20,8 +23,8 @@ from junction.pipeline.workers import (
 
 
 def test_one_process_at_a_time_has_the_turn(tmp_path: Path) -> None:
-    a = WriteTurn(str(tmp_path / "db-shares.lock"))
-    b = WriteTurn(str(tmp_path / "db-shares.lock"))  # another open file: as another process
+    a = WriteTurn(str(tmp_path / "hub.db"))
+    b = WriteTurn(str(tmp_path / "hub.db"))  # another open file: as another process
     try:
         assert a.try_take()
         assert not b.try_take()
@@ -81,8 +84,8 @@ class _Preparer:
 
 
 def test_a_share_prepares_ahead_while_another_process_writes(tmp_path: Path) -> None:
-    lock = str(tmp_path / "db-shares.lock")
-    other, mine = WriteTurn(lock), WriteTurn(lock)
+    db = str(tmp_path / "hub.db")
+    other, mine = WriteTurn(db), WriteTurn(db)
     assert other.try_take()  # another process is writing
     store = _Store()
     preparer = _Preparer(store, other)
@@ -106,3 +109,27 @@ def test_a_share_prepares_ahead_while_another_process_writes(tmp_path: Path) -> 
     assert isinstance(end, ShareEnd)
     assert end.batches == 3
     assert end.error is None
+
+
+def test_committed_batches_are_checkpointed_in_the_background(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # as share connections nearly are
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 2000)
+    conn.commit()
+    before = db.stat().st_size  # the rows are in the WAL only
+    turn = WriteTurn(str(db))
+    try:
+        for _ in range(CHECKPOINT_EVERY - 1):
+            turn.committed()
+        assert turn.wait_checkpoint(0)
+        assert db.stat().st_size == before  # not due yet
+        turn.committed()
+        assert turn.wait_checkpoint(30)
+    finally:
+        turn.close()
+    assert db.stat().st_size > before + 2000 * 500  # copied into the database file
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (2000,)
+    conn.close()
