@@ -33,6 +33,11 @@ ALLOWED: dict[tuple[str, str], str] = {
     ): "PRAGMA cache_size takes no bound parameter; the value is a module int constant "
     "formatted with :d",
     (
+        "junction/pipeline/workers.py",
+        "_rare_autocheckpoint",
+    ): "PRAGMA wal_autocheckpoint takes no bound parameter; the value is a module int "
+    "constant formatted with :d",
+    (
         "connectors/odbc/client.py",
         "_set_query_timeout",
     ): "PRAGMA busy_timeout takes no bound parameter; the value is int() of the configured "
