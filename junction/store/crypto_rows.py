@@ -20,6 +20,7 @@ import os
 import re
 from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -115,44 +116,96 @@ class StorePrivacy:
 
     # writes
 
-    def seal_records(
-        self, conn: Connection, rows: Sequence[Row], keys: dict[str, AESGCM | None] | None = None
-    ) -> tuple[list[Row], set[str], dict[str, str]]:
-        """Seal records; return the rows (``subject`` appended), dropped ids, subject by id.
+    def preseal(self, records: Sequence[Row], deliveries: Sequence[Row]) -> Presealed:
+        """Seal a batch's records and outbox rows with drafted keys, without the store.
 
-        ``keys`` collects the data keys used (so the batch's outbox rows need no second lookup).
+        The costly part of sealing (parsing, subject MACs, new keys, AES-GCM) runs here, so a
+        writer can do it before it takes the store's write lock; ``finish`` then settles the
+        keys in the transaction and re-seals the few rows whose key turned out otherwise.
         """
         loads, dumps = orjson.loads, orjson.dumps
-        # (row, payload without its personal members, their JSON, subject)
-        staged: list[tuple[Row, dict[str, Any], bytes, str]] = []
         entity = self._entity
         subject_of = self._record_subject
-        for row in rows:
+        staged: list[tuple[Row, dict[str, Any], bytes, str]] = []
+        for row in records:
             obj = loads(row[_R_PAYLOAD])
             fields = entity(row[_R_ENTITY])
             personal = fields.personal or tuple(k for k in obj if pii_kind(k))
             pii = {k: obj.pop(k) for k in personal if k in obj}
             staged.append((row, obj, dumps(pii), subject_of(fields, pii, row[_R_SOURCE_KEY])))
-        found = self.keyring.keys(conn, {s[3] for s in staged}, create=True)
-        if keys is not None:
-            keys.update(found)
-        keys = found
-        nonces = _nonces(len(staged))
-        out: list[Row] = []
-        dropped: set[str] = set()
-        subjects: dict[str, str] = {}
+        by_record = {row[_R_ID]: subject for row, _, _, subject in staged}
+        d_subjects = [by_record.get(r[_D_RECORD]) for r in deliveries]
+        wanted = set(by_record.values()) | {x for x in d_subjects if x is not None}
+        provisional, drafts = self.keyring.draft(wanted)
+        pre = Presealed(provisional, drafts, by_record)
+        nonces = _nonces(len(staged) + len(deliveries))
         for i, (row, obj, pii_json, subject) in enumerate(staged):
-            aead = keys[subject]
-            rid = row[_R_ID]
-            if aead is None:
-                dropped.add(rid)
+            pre.records.append(
+                (
+                    row,
+                    obj,
+                    pii_json,
+                    subject,
+                    _seal_record(provisional[subject], row, obj, pii_json, subject, nonces[i]),
+                )
+            )
+        at = len(staged)
+        for i, row in enumerate(deliveries):
+            d_subject = d_subjects[i]
+            sealed = (
+                None
+                if d_subject is None
+                else _seal_delivery(provisional[d_subject], row, d_subject, nonces[at + i])
+            )
+            pre.deliveries.append((row, d_subject, sealed))
+        return pre
+
+    def finish(self, conn: Connection, pre: Presealed) -> tuple[list[Row], set[str], list[Row]]:
+        """Settle a presealed batch's keys; return record rows, dropped record ids, outbox rows.
+
+        Rows of erased subjects are dropped; rows sealed under a key another writer beat us to
+        are sealed again under the stored key; outbox rows of records outside the batch are
+        sealed here (their subject is read from the store).
+        """
+        final = self.keyring.settle(conn, pre.provisional, pre.drafts)
+        changed = {s for s, aead in pre.provisional.items() if final.get(s) is not aead}
+        records: list[Row] = []
+        dropped: set[str] = set()
+        renonce = iter(_nonces(len(pre.records) + len(pre.deliveries))) if changed else None
+        for row, obj, pii_json, subject, sealed in pre.records:
+            if subject in changed:
+                aead = final[subject]
+                if aead is None:
+                    dropped.add(row[_R_ID])
+                    continue
+                assert renonce is not None
+                sealed = _seal_record(aead, row, obj, pii_json, subject, next(renonce))
+            records.append(sealed)
+        deliveries: list[Row] = []
+        later: list[Row] = []
+        for row, d_subject, sealed_d in pre.deliveries:
+            if d_subject is None or sealed_d is None:
+                later.append(row)
                 continue
-            nonce = nonces[i]
-            blob = nonce + aead.encrypt(nonce, pii_json, f"records\x1f{rid}\x1f{subject}".encode())
-            obj[SEALED_KEY] = f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}"
-            out.append((*row[:_R_PAYLOAD], dumps(obj).decode(), *row[_R_PAYLOAD + 1 :], subject))
-            subjects[rid] = subject
-        return out, dropped, subjects
+            if d_subject in changed:
+                aead = final[d_subject]
+                if aead is None:
+                    continue
+                assert renonce is not None
+                sealed_d = _seal_delivery(aead, row, d_subject, next(renonce))
+            deliveries.append(sealed_d)
+        if later:
+            deliveries.extend(self.seal_deliveries(conn, later))
+        return records, dropped, deliveries
+
+    def seal_records(
+        self, conn: Connection, rows: Sequence[Row]
+    ) -> tuple[list[Row], set[str], dict[str, str]]:
+        """Seal records in the transaction: the rows (``subject`` appended), dropped record
+        ids (erased subjects), and the subject of each record id."""
+        pre = self.preseal(rows, [])
+        records, dropped, _ = self.finish(conn, pre)
+        return records, dropped, pre.subjects
 
     def seal_deliveries(
         self,
@@ -317,6 +370,40 @@ class StorePrivacy:
         return out
 
 
+@dataclass
+class Presealed:
+    """A batch sealed with drafted keys, waiting for ``StorePrivacy.finish``."""
+
+    provisional: dict[str, AESGCM]
+    drafts: dict[str, bytes]
+    subjects: dict[str, str]  # record id -> subject
+    # (original row, payload without personal members, their JSON, subject, sealed row)
+    records: list[tuple[Row, dict[str, Any], bytes, str, Row]] = field(default_factory=list)
+    # (original row, subject or None when its record is not in the batch, sealed row or None)
+    deliveries: list[tuple[Row, str | None, Row | None]] = field(default_factory=list)
+
+
+def _seal_record(
+    aead: AESGCM, row: Row, obj: dict[str, Any], pii_json: bytes, subject: str, nonce: bytes
+) -> Row:
+    rid = row[_R_ID]
+    blob = nonce + aead.encrypt(nonce, pii_json, f"records\x1f{rid}\x1f{subject}".encode())
+    sealed = {
+        **obj,
+        SEALED_KEY: f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}",
+    }
+    return (*row[:_R_PAYLOAD], orjson.dumps(sealed).decode(), *row[_R_PAYLOAD + 1 :], subject)
+
+
+def _seal_delivery(aead: AESGCM, row: Row, subject: str, nonce: bytes) -> Row:
+    aad = f"deliveries\x1f{row[_D_ID]}\x1f{row[_D_RECORD]}\x1f{subject}".encode()
+    payload = row[_D_PAYLOAD]
+    data = payload.encode() if isinstance(payload, str) else bytes(payload)
+    blob = nonce + aead.encrypt(nonce, data, aad)
+    sealed = f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}"
+    return (*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject)
+
+
 def _nonces(n: int) -> list[bytes]:
     rnd = os.urandom(NONCE_BYTES * n)
     return [rnd[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
@@ -378,4 +465,4 @@ def enable_privacy(store: Store, *, kek: str, key_cache: int = 100_000) -> Store
     return privacy
 
 
-__all__ = ["SEALED_KEY", "StorePrivacy", "enable_privacy"]
+__all__ = ["SEALED_KEY", "Presealed", "StorePrivacy", "enable_privacy"]

@@ -154,36 +154,127 @@ class Keyring:
     ) -> dict[str, AESGCM | None]:
         """The data key (as an ``AESGCM``) of each subject; None for an erased subject.
 
-        With ``create``, subjects without a key get one (a writer: the lookup always goes to
-        the store, so a subject erased by another process is seen at once).  Without it, cached
-        keys are used as they are and subjects without a key row are left out.
+        With ``create``, subjects without a key get one (``draft`` then ``settle``).  Without
+        it, cached keys are used as they are and subjects without a key row are left out.
         """
-        out: dict[str, AESGCM | None] = {}
-        cache = self._cache
         if create:
-            # subjects this process has keys for: ask the store (an erasure elsewhere shows);
-            # the others are most likely new: make their keys at once (one INSERT, no lookup)
-            ask = [s for s in subjects if s in cache]
-        else:
-            ask = []
-            for s in subjects:
-                hit = cache.get(s)
-                if hit is None:
-                    ask.append(s)
-                else:
-                    out[s] = hit[1]
+            provisional, drafts = self.draft(subjects)
+            return self.settle(conn, provisional, drafts)
+        out: dict[str, AESGCM | None] = {}
+        ask = []
+        for s in subjects:
+            hit = self._cache.get(s)
+            if hit is None:
+                ask.append(s)
+            else:
+                out[s] = hit[1]
+        out.update(self._lookup(conn, ask, lock=False))
+        return out
+
+    def draft(self, subjects: Collection[str]) -> tuple[dict[str, AESGCM], dict[str, bytes]]:
+        """Keys to seal with before the transaction: cached ones, and new ones (not stored).
+
+        Returns the key of every subject and the wrapped form of the new ones; ``settle`` stores
+        the new ones and says which keys the store has instead (another writer's, or None for
+        an erased subject).  Costs no query: a batch is sealed outside the store's write lock.
+        """
+        cache = self._cache
+        provisional: dict[str, AESGCM] = {}
+        new = []
+        for s in subjects:
+            hit = cache.get(s)
+            if hit is None:
+                new.append(s)
+            else:
+                provisional[s] = hit[1]
+        drafts: dict[str, bytes] = {}
+        if new:
+            per = KEY_BYTES + NONCE_BYTES
+            rnd = os.urandom(per * len(new))
+            keys = [rnd[i : i + KEY_BYTES] for i in range(0, per * len(new), per)]
+            contexts = [s.encode("ascii") for s in new]
+            kek = self.kek
+            if isinstance(kek, LocalKek):
+                nonces = [rnd[i + KEY_BYTES : i + per] for i in range(0, per * len(new), per)]
+                wrapped_keys = kek.wrap_many(keys, contexts, nonces)
+            else:
+                wrapped_keys = [kek.wrap(k, c) for k, c in zip(keys, contexts, strict=True)]
+            for s, key, wrapped in zip(new, keys, wrapped_keys, strict=True):
+                provisional[s] = AESGCM(key)
+                drafts[s] = wrapped
+        return provisional, drafts
+
+    def settle(
+        self, conn: Connection, provisional: dict[str, AESGCM], drafts: dict[str, bytes]
+    ) -> dict[str, AESGCM | None]:
+        """Store the drafted keys and check the cached ones, in the write transaction.
+
+        Returns the key to use per subject: the provisional one when it stands, the stored one
+        when another writer stored a key first, None when the subject is erased.
+        """
+        out: dict[str, AESGCM | None] = dict(provisional)
+        cached = [s for s in provisional if s not in drafts]
+        if cached:
+            # an erasure elsewhere shows here; a cached key whose row is missing (its writer
+            # rolled back) is stored again
+            found = self._lookup(conn, cached, lock=True, rows=True)
+            for s in cached:
+                row = found.get(s)
+                if row is None:
+                    drafts = {**drafts, s: self._cache[s][0]}
+                elif row[0] is None:
+                    out[s] = None
+        if drafts:
+            from junction.store.repo import insert_ignore_sql
+
+            now = time.time()
+            kek_id = self.kek.key_id
+            rows = [(s, w, kek_id, now) for s, w in drafts.items()]
+            cols = ("subject", "wrapped", "kek_id", "created_at")
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.executemany(insert_ignore_sql(conn.dialect.name, t.data_keys, cols), rows)
+                inserted = cur.rowcount
+            finally:
+                cur.close()
+            if inserted != len(rows):
+                # another writer (or an erasure) stored some of these first: theirs stand
+                stored = self._lookup(conn, list(drafts), lock=False, rows=True)
+                for s, (wrapped, kek_id_) in stored.items():
+                    if wrapped is None:
+                        out[s] = None
+                    elif bytes(wrapped) != drafts[s]:
+                        out[s] = self._open(s, wrapped, kek_id_)
+            cache = self._cache
+            if self.cache_size > 0:
+                for s, wrapped in drafts.items():
+                    aead = out[s]
+                    if aead is not None and aead is provisional.get(s):
+                        cache[s] = (wrapped, aead)
+                if len(cache) > self.cache_size:
+                    for old in list(islice(cache, len(cache) - self.cache_size)):
+                        del cache[old]
+        return out
+
+    def _lookup(
+        self, conn: Connection, subjects: list[str], *, lock: bool, rows: bool = False
+    ) -> dict[str, Any]:
+        """Key rows of ``subjects``: opened keys (None: erased), or raw (wrapped, kek_id)."""
+        out: dict[str, Any] = {}
         c = t.data_keys.c
-        for at in range(0, len(ask), _CHUNK):
-            chunk = ask[at : at + _CHUNK]
-            q = select(c.subject, c.wrapped, c.kek_id).where(c.subject.in_(chunk))
-            if create and conn.dialect.name == "postgresql":
+        for at in range(0, len(subjects), _CHUNK):
+            q = select(c.subject, c.wrapped, c.kek_id).where(
+                c.subject.in_(subjects[at : at + _CHUNK])
+            )
+            if lock and conn.dialect.name == "postgresql":
                 q = q.with_for_update(read=True)  # an erasure in flight: wait for it, see it
             for subject, wrapped, kek_id in conn.execute(q):
-                out[subject] = None if wrapped is None else self._open(subject, wrapped, kek_id)
-        if create:
-            missing = [s for s in subjects if s not in out]
-            if missing:
-                out.update(self._create(conn, missing))
+                if rows:
+                    out[subject] = (wrapped, kek_id)
+                else:
+                    out[subject] = None if wrapped is None else self._open(subject, wrapped, kek_id)
         return out
 
     def _open(self, subject: str, wrapped: bytes, kek_id: str | None) -> AESGCM:
@@ -213,57 +304,6 @@ class Keyring:
         if len(cache) >= self.cache_size and subject not in cache:
             del cache[next(iter(cache))]
         cache[subject] = (wrapped, aead)
-
-    def _create(self, conn: Connection, subjects: list[str]) -> dict[str, AESGCM | None]:
-        per = KEY_BYTES + NONCE_BYTES
-        rnd = os.urandom(per * len(subjects))
-        kek = self.kek
-        kek_id = kek.key_id
-        now = time.time()
-        keys = [rnd[i : i + KEY_BYTES] for i in range(0, per * len(subjects), per)]
-        contexts = [s.encode("ascii") for s in subjects]
-        if isinstance(kek, LocalKek):
-            nonces = [rnd[i + KEY_BYTES : i + per] for i in range(0, per * len(subjects), per)]
-            wrapped_keys = kek.wrap_many(keys, contexts, nonces)
-        else:
-            wrapped_keys = [kek.wrap(k, c) for k, c in zip(keys, contexts, strict=True)]
-        made = dict(zip(subjects, zip(keys, wrapped_keys, strict=True), strict=True))
-        rows = [(s, w, kek_id, now) for s, w in zip(subjects, wrapped_keys, strict=True)]
-        from junction.store.repo import insert_ignore_sql
-
-        cols = ("subject", "wrapped", "kek_id", "created_at")
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            cur.executemany(insert_ignore_sql(conn.dialect.name, t.data_keys, cols), rows)
-            inserted = cur.rowcount
-        finally:
-            cur.close()
-        out: dict[str, AESGCM | None] = {}
-        if inserted != len(rows):
-            # another writer (or an erasure) made some of these rows first: theirs win
-            c = t.data_keys.c
-            for at in range(0, len(subjects), _CHUNK):
-                q = select(c.subject, c.wrapped, c.kek_id).where(
-                    c.subject.in_(subjects[at : at + _CHUNK])
-                )
-                for subject, wrapped, kek_id in conn.execute(q):
-                    if wrapped is None:
-                        out[subject] = None
-                    elif bytes(wrapped) != made[subject][1]:
-                        out[subject] = self._open(subject, wrapped, kek_id)
-        cache = self._cache
-        remember = self.cache_size > 0
-        for subject, (key, wrapped) in made.items():
-            if subject not in out:
-                aead = out[subject] = AESGCM(key)
-                if remember:
-                    cache[subject] = (wrapped, aead)
-        if len(cache) > self.cache_size:
-            for old in list(islice(cache, len(cache) - self.cache_size)):
-                del cache[old]
-        return out
 
     def require(self, conn: Connection, subjects: Collection[str]) -> dict[str, AESGCM]:
         """The keys of ``subjects`` for reading; an erased or unknown subject raises."""

@@ -27,7 +27,7 @@ from junction.store.heads import routed_only
 from junction.store.outcomes import upsert_outcomes
 
 if TYPE_CHECKING:
-    from junction.store.crypto_rows import StorePrivacy
+    from junction.store.crypto_rows import Presealed, StorePrivacy
     from junction.store.outbox import HealthPolicy
 
 Row = tuple[Any, ...]
@@ -322,6 +322,7 @@ class Store:
         heads: Sequence[Row] = (),
         outcomes: Sequence[Row] = (),
         also: Callable[[Connection], None] | None = None,
+        presealed: Presealed | None = None,
     ) -> tuple[int, int]:
         """Write one batch's effects and its cursor in ONE transaction.
 
@@ -331,11 +332,17 @@ class Store:
         their leads (``junction.store.outcomes``; the latest observation wins).  Returns how
         many versions were stored without routing, and how many deliveries were written.
         ``also`` writes more in the same transaction (a stage worker's relay rows).
+        ``presealed`` is ``preseal(records, deliveries)`` of these same rows, made before the
+        caller took its write lock (encryption at rest).
         """
         with self.begin() as conn:
             if also is not None:
                 also(conn)
-            privacy = self.privacy(conn) if records or deliveries or quarantined else None
+            privacy = (
+                self.privacy(conn)
+                if records or deliveries or quarantined or presealed is not None
+                else None
+            )
             if privacy is None:
                 deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
                 self._insert_rows(conn, t.records, RECORD_COLS, records)
@@ -345,8 +352,10 @@ class Store:
                 self._insert_rows(conn, t.deliveries, DELIVERY_COLS, deliveries)
                 self._insert_rows(conn, t.quarantine, QUARANTINE_COLS, quarantined)
             else:
+                if presealed is None:
+                    presealed = privacy.preseal(records, deliveries)
                 deliveries, held_back = self._write_sealed(
-                    conn, privacy, records, scores, deliveries, quarantined, heads, outcomes
+                    conn, privacy, presealed, scores, quarantined, heads, outcomes
                 )
             if cursor is not None:
                 self._set_cursor(conn, *cursor)
@@ -356,31 +365,25 @@ class Store:
         self,
         conn: Connection,
         privacy: StorePrivacy,
-        records: Sequence[Row],
+        pre: Presealed,
         scores: Sequence[Row],
-        deliveries: Sequence[Row],
         quarantined: Sequence[Row],
         heads: Sequence[Row],
         outcomes: Sequence[Row],
     ) -> tuple[list[Row], int]:
         """``write_batch`` with encryption on: erased subjects' records and effects dropped."""
-        keys: dict[str, Any] = {}
-        sealed, dropped, subjects = (
-            privacy.seal_records(conn, records, keys) if records else ([], set(), {})
-        )
+        sealed, dropped, deliveries = privacy.finish(conn, pre)
         if dropped:
             log.info("records of erased subjects not stored", records=len(dropped))
             scores = [r for r in scores if r[0] not in dropped]
-            deliveries = [r for r in deliveries if r[1] not in dropped]
             heads = [h for h in heads if h[3] not in dropped]
             outcomes = [o for o in outcomes if o[0] not in dropped]
         kept, held_back = routed_only(conn, self.dialect, heads, deliveries)
-        sealed_deliveries = privacy.seal_deliveries(conn, kept, subjects, keys) if kept else []
         self._insert_rows(conn, t.records, (*RECORD_COLS, "subject"), sealed)
         self._insert_rows(conn, t.scores, SCORE_COLS, scores)
         if outcomes:
             upsert_outcomes(conn, self.dialect, outcomes)
-        self._insert_rows(conn, t.deliveries, (*DELIVERY_COLS, "subject"), sealed_deliveries)
+        self._insert_rows(conn, t.deliveries, (*DELIVERY_COLS, "subject"), kept)
         if quarantined:
             self._insert_rows(
                 conn,
@@ -388,7 +391,17 @@ class Store:
                 (*QUARANTINE_COLS, "subject"),
                 privacy.seal_quarantine(conn, quarantined),
             )
-        return sealed_deliveries, held_back
+        return kept, held_back
+
+    def preseal(self, records: Sequence[Row], deliveries: Sequence[Row]) -> Presealed | None:
+        """Seal a batch's records and outbox rows before its write (None: encryption is off).
+
+        The costly part of sealing runs here, outside any transaction: a writer that takes a
+        write lock (``WriteTurn`` on SQLite) calls this before it and passes the result to
+        ``write_batch(presealed=...)``, so the other writers do not wait on its AES-GCM.
+        """
+        privacy = self.privacy()
+        return None if privacy is None else privacy.preseal(records, deliveries)
 
     # cursors and the file ledger
 

@@ -253,3 +253,54 @@ def test_the_cli_refuses_without_a_person(tmp_path: Path, store_url: str, kek: s
     result = CliRunner().invoke(subjects_cli, ["erase", "--yes", "-c", str(cfg)])
     assert result.exit_code == 2
     assert "--email" in result.output
+
+
+def test_sealing_before_the_write_lock_settles_races_in_the_transaction(
+    sealed_store: tuple[Store, StorePrivacy], store_url: str
+) -> None:
+    store, _ = sealed_store
+    other = Store.open(store_url)  # a second writer process
+    try:
+        mine = [record_row(1, ANN)]
+        theirs = [record_row(2, ANN)]  # the same person, new to both writers
+        pre_mine = store.preseal(mine, [])
+        pre_theirs = other.preseal(theirs, [])
+        other.write_batch(
+            records=theirs,
+            scores=[],
+            deliveries=[],
+            quarantined=[],
+            cursor=None,
+            presealed=pre_theirs,
+        )
+        # their key was stored first: this writer's rows are sealed again under it
+        store.write_batch(
+            records=mine,
+            scores=[],
+            deliveries=[],
+            quarantined=[],
+            cursor=None,
+            presealed=pre_mine,
+        )
+        assert _count(store, t.data_keys) == 1
+        for rid in ("leads:f00d:1", "leads:f00d:2"):
+            for reader in (store, other):
+                row = reader.fetch_record(rid)
+                assert row is not None
+                assert orjson.loads(row["payload"])["email"] == ANN["email"]
+        # an erasure between the sealing and the write: the write stores nothing of Ann
+        late = [record_row(3, ANN)]
+        pre_late = other.preseal(late, [delivery_row(late[0][0], "webhook.sales", '{"x": 1}')])
+        _erase_ann(store)
+        other.write_batch(
+            records=late,
+            scores=[],
+            deliveries=[delivery_row(late[0][0], "webhook.sales", '{"x": 1}')],
+            quarantined=[],
+            cursor=None,
+            presealed=pre_late,
+        )
+        assert _count(store, t.records) == 0
+        assert _count(store, t.deliveries) == 0
+    finally:
+        other.close()
