@@ -93,6 +93,7 @@ def _table(results: list[Reconciliation]) -> None:
                 ("unscored", r.unscored),
                 ("orphans", r.orphans),
                 ("duplicate sends", r.duplicate_sends),
+                ("dead, not quarantined", r.dead_unquarantined),
             )
             if d.count
         ]

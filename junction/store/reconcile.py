@@ -12,7 +12,9 @@ For each pipeline it compares what the sources held with what the store has:
   validate) while the quarantine row is still open is ``contradictory``;
 - with scoring, every stored record has a score or a quarantine row of the score or route stage
   (``unscored``); every score and delivery belongs to a stored record (``orphans``);
-- no delivery was acknowledged twice (``duplicate_sends``: more than one delivered attempt).
+- no delivery was acknowledged twice (``duplicate_sends``: more than one delivered attempt);
+- a delivery that went dead (retries ran out, the endpoint gone) is in quarantine, where it
+  can be replayed (``dead_unquarantined`` otherwise).
 
 Deliveries still pending and relay rows not yet published are reported as in flight, not as
 differences.  Only keys are read (no payloads), pipeline by pipeline.
@@ -62,6 +64,7 @@ class Reconciliation:
     quarantined: int = 0
     deliveries: int = 0
     in_flight_deliveries: int = 0
+    dead_deliveries: int = 0  # retries ran out or the endpoint is gone: quarantined, replayable
     unpublished_relay: int = 0
     missing: Difference = field(default_factory=Difference)
     unexpected: Difference = field(default_factory=Difference)
@@ -69,6 +72,7 @@ class Reconciliation:
     unscored: Difference = field(default_factory=Difference)
     orphans: Difference = field(default_factory=Difference)
     duplicate_sends: Difference = field(default_factory=Difference)
+    dead_unquarantined: Difference = field(default_factory=Difference)
 
     @property
     def clean(self) -> bool:
@@ -82,6 +86,7 @@ class Reconciliation:
                 self.unscored,
                 self.orphans,
                 self.duplicate_sends,
+                self.dead_unquarantined,
             )
         )
 
@@ -179,6 +184,9 @@ def reconcile(
     out.orphans.add(score_ids - records)
     out.orphans.add(d for d, rid, _ in deliveries if rid not in records)
     out.in_flight_deliveries = sum(1 for *_, status in deliveries if status in ("pending", "held"))
+    dead = {str(d) for d, _, status in deliveries if status == "dead"}
+    out.dead_deliveries = len(dead)
+    out.dead_unquarantined.add(dead - {key for key, stage, _ in quarantine if stage == "deliver"})
     out.duplicate_sends.add(str(d) for d, _ in sends)
     return out
 
