@@ -129,7 +129,7 @@ WRITE_BACKLOG = 2
 # batches one process commits between the background checkpoints it asks for (~190 WAL pages
 # of 16 KiB a batch of 2,000 leads), and the WAL size at which a share's own commit still
 # checkpoints (the engine's default is 2,500 pages: the background keeps the WAL below it)
-CHECKPOINT_EVERY = 6
+CHECKPOINT_EVERY = 8
 SHARE_AUTOCHECKPOINT = 10_000
 
 
