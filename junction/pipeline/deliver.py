@@ -241,6 +241,8 @@ class DeliveryWorker:
             wants = self._wants()
             room = 2 * conc - self._total - self._buffered
             if not wants or room <= 0:  # every buffer is full: draining ones wake us
+                if drain_wait_s is not None and not self._caps:
+                    break  # no channel at all: nothing can ever fall due
                 self._hungry = set(self._caps)
                 await self._sleep(1.0)
                 continue
