@@ -1,4 +1,7 @@
-"""``python -m bench <name>``: run a benchmark (``e2e``, ``api``, ``crm``, ``erp``, ``deliver``)."""
+"""``python -m bench <name>``: run a benchmark.
+
+Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--batch", type=int, default=10_000)
     sc.add_argument("--single", type=int, default=2_000, help="single-row calls (ours)")
     sc.add_argument("--repeat", type=int, default=5, help="batch runs (median)")
+    from bench.kafka import add_parser as add_kafka
+
+    add_kafka(sub)
     args = parser.parse_args(argv)
+    if args.name == "kafka":
+        from bench.kafka import run_args
+
+        return run_args(args)
     if args.name == "score":
         from bench.score import run as run_score
 

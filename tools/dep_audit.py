@@ -126,9 +126,17 @@ def evaluate(report: dict[str, Any], allow: dict[str, str]) -> tuple[int, list[s
             "(upgrade, or add the id and a reason to the allow-list)"
         )
         return 1, lines
+    if audited <= 0 and skipped:
+        # the index answered for none of them (e.g. a mirror without PyPI's JSON API)
+        lines.append(
+            f"dependency audit: NOT AUDITED - none of the {len(skipped)} distributions could be "
+            "looked up in the advisory database"
+        )
+        return 0, lines
     lines.append(
         "dependency audit: OK"
         + (f" ({len(found)} allow-listed finding(s))" if found else ", no known vulnerabilities")
+        + (f"; {len(skipped)} not audited" if skipped else "")
     )
     return 0, lines
 
