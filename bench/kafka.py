@@ -114,12 +114,25 @@ class Outcome:
         return not (self.missing or self.unexpected)
 
 
+def ensure_data() -> None:
+    """Write the lead file ``bench e2e --rows 200000`` uses, when it is not there yet."""
+    if DATA.exists():
+        return
+    from scoring.synthetic import write_lead_csv
+
+    DATA.parent.mkdir(parents=True, exist_ok=True)
+    part = DATA.with_name(f"{DATA.name}.{os.getpid()}.part")
+    write_lead_csv(part, 200_000, seed=2026, messy=True)
+    part.replace(DATA)  # atomic: a concurrent run sees no half-written file
+
+
 def source_rows(n: int) -> tuple[list[dict[str, str]], str]:
     """The first ``n`` rows of the lead CSV that the ``csv.lead`` mapping accepts (cycled, with
     unique ``lead_id`` values, past the file's end), and the file's sha256 prefix."""
     from mappings.engine import compile_mapping, load_spec
 
     mapping = compile_mapping(load_spec("csv.lead"))
+    ensure_data()
     sha = hashlib.sha256(DATA.read_bytes()).hexdigest()[:16]
     good: list[dict[str, str]] = []
     step = min(5000, 2 * n + 10)
