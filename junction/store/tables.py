@@ -69,8 +69,11 @@ records = Table(
     Column("provenance", Text, nullable=False),  # JSON
     Column("run_id", Integer),
     Column("received_at", Float, nullable=False),
-    # migration 0008: the keyed pseudonym of the person it is about (erasure finds rows by it)
-    Column("subject", String(32), index=True),
+    # migration 0008: the keyed pseudonym of the person it is about (erasure finds rows by it).
+    # Not indexed: subjects are random, and an index of them costs every batch a cold walk of
+    # the whole B-tree (append-mostly inserts, as the ids are, are what keeps batches cheap);
+    # an erasure scans instead (rare: about a second per million rows on SQLite)
+    Column("subject", String(32)),
 )
 
 scores = Table(
@@ -112,7 +115,7 @@ deliveries = Table(
     Column("ack_at", Float),  # when a person acknowledged the alert
     Column("escalate_at", Float, index=True),  # unacknowledged by then → the escalation target
     Column("group_id", String(600)),  # the digest that carried it, or the delivery it escalates
-    Column("subject", String(32), index=True),  # migration 0008: see records.subject
+    Column("subject", String(32)),  # migration 0008: see records.subject
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
 # migration 0005: per-channel claims read each channel's backlog in due order
@@ -153,7 +156,7 @@ quarantine = Table(
     Column("created_at", Float, nullable=False),
     Column("resolved_at", Float),
     Column("run_id", Integer),
-    Column("subject", String(32), index=True),  # migration 0008: see records.subject
+    Column("subject", String(32), index=True),  # migration 0008 (indexed: a small table)
     UniqueConstraint("pipeline", "stage", "record_key", name="uq_quarantine_key"),
 )
 

@@ -39,12 +39,12 @@ def upgrade() -> None:
     for table in _SUBJECT_TABLES:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("subject", sa.String(length=32), nullable=True))
-        op.create_index(f"ix_{table}_subject", table, ["subject"])
+    op.create_index("ix_quarantine_subject", "quarantine", ["subject"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_quarantine_subject", table_name="quarantine")
     for table in _SUBJECT_TABLES:
-        op.drop_index(f"ix_{table}_subject", table_name=table)
         with op.batch_alter_table(table) as batch:
             batch.drop_column("subject")
     op.drop_table("privacy_settings")
