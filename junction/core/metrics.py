@@ -10,6 +10,7 @@ Labels carry pipeline, stage, channel and error-code names only: never record co
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Iterator
 
@@ -216,6 +217,12 @@ def observe_schedule_fire(pipeline: str) -> None:
 def set_consumer_lag(pipeline: str, topic: str, partition: int, lag: int) -> None:
     """Set a Kafka consumer's lag for one partition."""
     CONSUMER_LAG.labels(pipeline, topic, str(partition)).set(lag)
+
+
+def clear_consumer_lag(pipeline: str, topic: str, partition: int) -> None:
+    """Forget one partition's lag (the consumer gave the partition away)."""
+    with contextlib.suppress(KeyError):  # never set
+        CONSUMER_LAG.remove(pipeline, topic, str(partition))
 
 
 class OutboxLagCollector(Collector):

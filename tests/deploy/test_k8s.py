@@ -269,7 +269,7 @@ def test_worker_hpas_scale_on_cpu_and_their_groups_lag() -> None:
         assert hpa["spec"]["maxReplicas"] <= partitions, role
     assert "junction_outbox_lag_seconds" in _external(hpas["junction-deliver"])
     # the source-lag figure (serve, ingest) leaves out the stage groups' own lag series
-    assert 'pipeline!~"stage:.*"' in rules["junction_consumer_lag"]["metricsQuery"]
+    assert 'pipeline!~"stage[.].*"' in rules["junction_consumer_lag"]["metricsQuery"]
 
 
 def test_prod_brings_its_own_secret_and_dev_has_only_placeholders() -> None:
@@ -421,7 +421,7 @@ def test_worker_pod_runs_its_command_and_its_probes_tell_the_truth(tmp_path: Pat
     try:
         url = f"http://127.0.0.1:{port}{liveness['path']}"
         # the raw topic's lag, labelled with the role, appears once the worker has consumed
-        wanted = {'pipeline="stage:normalize"', f'topic="{raw_topic}"'}
+        wanted = {'pipeline="stage.normalize"', f'topic="{raw_topic}"'}
 
         def joined(text: str) -> bool:
             return any(

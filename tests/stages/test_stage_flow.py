@@ -101,7 +101,7 @@ def test_roles_in_turn_store_what_one_process_stores(
                 for s in metric.samples
                 if s.labels["topic"].startswith(hub.cfg.bus.topic_prefix + ".")  # type: ignore[union-attr]
             }
-            assert {p for p, _ in lag} == {"stage:normalize", "stage:score", "stage:deliver"}
+            assert {p for p, _ in lag} == {"stage.normalize", "stage.score", "stage.deliver"}
             assert set(lag.values()) == {0.0}
             hub.deliver(drain_wait_s=2.0)  # whatever the deliver role's sender left due
         finally:

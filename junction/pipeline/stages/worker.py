@@ -144,8 +144,9 @@ class StageWorker:
         self._model_check_at = time.monotonic() + MODEL_CHECK_S
         self._pruned_at = time.monotonic()
         self._lag_at = 0.0
-        # the lag metric's pipeline label: the group's role, for the HPA and the lag alert
-        self.lag_label = f"stage:{roles[0]}"
+        # the lag metric's pipeline label: the group's role (a valid Kubernetes label value, so
+        # an HPA's metric selector can name it)
+        self.lag_label = f"stage.{roles[0]}"
         self.consumer: Consumer = kafka.make_consumer(
             self.bus, self.group, self._on_assign, self._on_revoke, self.in_topics
         )
@@ -184,6 +185,8 @@ class StageWorker:
         scopes = {f"{tp.topic}:{tp.partition}" for tp in partitions}
         self.stats.assigned -= scopes
         self._recover -= scopes
+        for tp in partitions:  # their new owner reports their lag now
+            metrics.clear_consumer_lag(self.lag_label, tp.topic, tp.partition)
         log.info("partitions revoked", group=self.group, partitions=len(partitions))
 
     # --- the loop ---------------------------------------------------------------------------
