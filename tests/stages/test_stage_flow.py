@@ -57,6 +57,16 @@ def _effects(url: str) -> dict[str, object]:
     }
 
 
+def _lag(prefix: str) -> dict[tuple[str, str], float]:
+    return {
+        (s.labels["pipeline"], s.labels["partition"]): s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "junction_consumer_lag"
+        for s in metric.samples
+        if s.labels["topic"].startswith(prefix + ".")
+    }
+
+
 def test_roles_in_turn_store_what_one_process_stores(
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
 ) -> None:
@@ -88,21 +98,23 @@ def test_roles_in_turn_store_what_one_process_stores(
             ingest = run_ingest(hub, stop, once=True)
             assert (ingest.read, ingest.passed) == (ROWS, ROWS)
             done = {}
-            for role in ("normalize", "score", "deliver"):
+            # normalize: its group reports each partition's lag while it holds it (all caught
+            # up at the end) and forgets it when it gives the partitions away
+            normalize = StageWorker(hub.cfg, hub.store, ("normalize",))
+            try:
+                done["normalize"] = normalize.run(threading.Event(), idle_exit_s=2.0)
+                lag = _lag(hub.cfg.bus.topic_prefix)  # type: ignore[union-attr]
+            finally:
+                normalize.close()
+            assert {p for p, _ in lag} == {"stage.normalize"}
+            assert len(lag) == 6  # the topic's partitions
+            assert set(lag.values()) == {0.0}
+            assert not _lag(hub.cfg.bus.topic_prefix)  # type: ignore[union-attr]
+            for role in ("score", "deliver"):
                 done[role] = run_stage_worker(hub, (role,), threading.Event(), idle_exit_s=2.0)
             assert done["normalize"].consumed == ROWS
             assert done["score"].consumed == done["normalize"].passed
             assert done["deliver"].consumed == done["score"].passed
-            # each role's group reports its lag per partition: all caught up
-            lag = {
-                (s.labels["pipeline"], s.labels["partition"]): s.value
-                for metric in REGISTRY.collect()
-                if metric.name == "junction_consumer_lag"
-                for s in metric.samples
-                if s.labels["topic"].startswith(hub.cfg.bus.topic_prefix + ".")  # type: ignore[union-attr]
-            }
-            assert {p for p, _ in lag} == {"stage.normalize", "stage.score", "stage.deliver"}
-            assert set(lag.values()) == {0.0}
             hub.deliver(drain_wait_s=2.0)  # whatever the deliver role's sender left due
         finally:
             hub.close()
