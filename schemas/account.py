@@ -25,6 +25,6 @@ class Account(CanonicalModel):
     country: str | None = Field(None, description="ISO 3166-1 alpha-2.", pattern=r"^[A-Z]{2}$")
     city: str | None = Field(None, description="City.")
     address: str | None = pii_field(PII.CONTACT, description="Postal address (one line).")
-    employees: int | None = Field(None, ge=0, description="Head count.")
-    annual_revenue: Decimal | None = Field(None, ge=0, description="Annual revenue.")
+    employees: int | None = Field(None, ge=0, le=10_000_000, description="Head count.")
+    annual_revenue: Decimal | None = Field(None, ge=0, le=10**15, description="Annual revenue.")
     updated_at: datetime | None = Field(None, description="Last change in the source (UTC).")

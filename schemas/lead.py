@@ -29,11 +29,17 @@ class Lead(CanonicalModel):
     city: str | None = Field(None, description="City.")
     lead_source: str | None = Field(None, description="Channel the lead came from (slug).")
     status: str | None = Field(None, description="Lead status in the source system.")
-    employees: int | None = Field(None, ge=0, description="Company head count.")
-    annual_revenue: Decimal | None = Field(None, ge=0, description="Company annual revenue.")
+    employees: int | None = Field(None, ge=0, le=10_000_000, description="Company head count.")
+    annual_revenue: Decimal | None = Field(
+        None, ge=0, le=10**15, description="Company annual revenue."
+    )
     website: str | None = Field(None, description="Company website.")
-    page_views: int | None = Field(None, ge=0, description="Web page views by this lead.")
-    visits: int | None = Field(None, ge=0, description="Web sessions by this lead.")
-    email_opens: int | None = Field(None, ge=0, description="Marketing emails opened.")
+    page_views: int | None = Field(
+        None, ge=0, le=100_000_000, description="Web page views by this lead."
+    )
+    visits: int | None = Field(None, ge=0, le=100_000_000, description="Web sessions by this lead.")
+    email_opens: int | None = Field(
+        None, ge=0, le=100_000_000, description="Marketing emails opened."
+    )
     created_at: datetime | None = Field(None, description="When the lead was created (UTC).")
     updated_at: datetime | None = Field(None, description="Last change in the source (UTC).")
