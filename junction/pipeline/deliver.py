@@ -377,12 +377,18 @@ class DeliveryWorker:
             reveal_pii=reveal_pii,
         )
 
-    def _release(self, row: dict[str, Any]) -> None:
-        """A send finished: start the next buffered one; ask for more when a buffer runs low."""
+    def _release(self, row: dict[str, Any], *, recorded_later: bool) -> None:
+        """A send finished: start the next buffered one; ask for more when a buffer runs low.
+
+        A delivery whose outcome waits for the recorder stays held until it is recorded: its
+        lease may run out meanwhile (a slow send), and a claim must not take it up again while
+        the store still says pending (it would be sent twice).
+        """
         name = row["channel"]
         self._inflight[name] -= 1
         self._total -= 1
-        self._held.discard(row["id"])
+        if not recorded_later:
+            self._held.discard(row["id"])
         if self._buffer[name]:
             self._pump(name)
         elif self._buffered:
@@ -401,6 +407,7 @@ class DeliveryWorker:
         channel: OutboundChannel,
         gates: Sequence[SendGate],
     ) -> None:
+        queued = False
         try:
             started = time.time()
             quarantined = None
@@ -421,8 +428,9 @@ class DeliveryWorker:
                     note = _Note(delivered=(gates, delivery, channel, receipt))
             self._count(row, outcome, quarantined)
             await self._queue.put(_Item(outcome, quarantined, note))
+            queued = True
         finally:
-            self._release(row)
+            self._release(row, recorded_later=queued)
 
     async def _gate(self, items: list[_Ready]) -> None:
         """Decide the gates of a claimed batch in one thread hop; buffer what may be sent."""
@@ -435,8 +443,7 @@ class DeliveryWorker:
                 if isinstance(decision, JunctionError):
                     outcome, quarantined = outcomes.failed(row, decision, self.policy, now)
                     self._count(row, outcome, quarantined)
-                    self._held.discard(row["id"])
-                    await self._queue.put(_Item(outcome, quarantined, None))
+                    await self._queue.put(_Item(outcome, quarantined, None))  # held till recorded
                 elif decision is None or decision.action == "send":
                     if decision is not None and decision.exclude:
                         ready = replace(
@@ -448,8 +455,7 @@ class DeliveryWorker:
                 else:
                     outcome = outcomes.gated(row, decision, now)
                     self._count(row, outcome, None)
-                    self._held.discard(row["id"])
-                    await self._queue.put(_Item(outcome, None, None))
+                    await self._queue.put(_Item(outcome, None, None))  # held till recorded
         finally:
             self._total -= len(items)
             if passed:
@@ -542,6 +548,8 @@ class DeliveryWorker:
                 await asyncio.sleep(delay)
                 delay *= 2
         self.stats.disabled_channels |= disabled
+        for item in batch:  # recorded: a later claim may take these up again (retries)
+            self._held.discard(item.outcome["delivery_id"])
         if self._sleep_until:
             soonest = min(
                 (

@@ -262,3 +262,20 @@ def test_a_channel_s_own_max_in_flight_is_its_default_cap(store: Store) -> None:
         policy = DeliveryConfig(concurrency=50, per_endpoint_concurrency=2)
         run_worker(store, {"webhook.batchy": channel}, policy, drain_wait_s=0)
         assert rx.peak["batchy"] == 7
+
+
+def test_a_send_slower_than_its_lease_is_not_sent_again(store: Store, store_url: str) -> None:
+    """Found by the fault suite: a send that outlived its lease was released before its outcome
+    was recorded, and a claim in between took the still-pending row up again: sent twice."""
+    ids = [f"slow-{k}" for k in range(240)]
+    with receiver(generate_secret()) as rx:
+        rx.behaviours["ep"] = Behaviour(delay_s=0.25)
+        enqueue(store, "webhook.ep", ids)
+        policy = DeliveryConfig(concurrency=40, per_endpoint_concurrency=40, lease_s=0.1)
+        worker = run_worker(store, rx.channels(["ep"]), policy, drain_wait_s=1.0)
+        answered = rx.ids("ep")
+    assert worker.stats.delivered == len(ids)
+    assert sorted(answered) == sorted(ids)  # each answered once: none sent twice
+    assert scalar(store_url, "SELECT count(*) FROM attempts WHERE outcome = 'delivered'") == len(
+        ids
+    )
