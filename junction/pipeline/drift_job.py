@@ -96,7 +96,7 @@ def _window(
 ) -> tuple[list[Any], list[float]]:
     s, r = t.scores.c, t.records.c
     q = (
-        select(r.payload, s.value)
+        select(r.id, r.entity, r.subject, r.payload, s.value)
         .select_from(t.scores.join(t.records, r.id == s.record_id))
         .where(
             r.pipeline == pipeline,
@@ -109,8 +109,8 @@ def _window(
         .limit(MAX_WINDOW_RECORDS)
     )
     with store.begin() as conn:
-        rows = conn.execute(q).all()
-    return [orjson.loads(p) for p, _ in rows], [float(v) for _, v in rows]
+        rows = store.open_record_rows(conn, conn.execute(q).mappings().all())  # encryption
+    return [orjson.loads(r["payload"]) for r in rows], [float(r["value"]) for r in rows]
 
 
 def _no_reference(report: DriftReport, reason: str) -> DriftReport:

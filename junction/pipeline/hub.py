@@ -31,6 +31,10 @@ class Hub:
         self.cfg = cfg
         self.registry = registry
         self.store = Store.open(cfg.store)
+        if cfg.privacy is not None and cfg.privacy.encrypt:
+            from junction.store.crypto_rows import enable_privacy
+
+            enable_privacy(self.store, kek=cfg.privacy.kek, key_cache=cfg.privacy.key_cache)
         self._runners: dict[str, PipelineRunner] = {}
         self._gates: list[SendGate] | None = None
 

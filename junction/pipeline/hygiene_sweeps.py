@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -49,9 +50,12 @@ def digest_id(pipeline: str, route: str, channel: str, first_id: str) -> str:
     return f"{DIGEST_PREFIX}{pipeline}:{route}:{channel}:{h}".replace(".", "_")
 
 
-def _insert_delivery(conn: Connection, dialect: str, row: dict[str, Any]) -> bool:
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(t.deliveries).values(**row).on_conflict_do_nothing()
+def _insert_delivery(store: Store, conn: Connection, row: dict[str, Any]) -> bool:
+    sealed = store.sealed_delivery(conn, row)  # the payload sealed (encryption at rest)
+    if sealed is None:  # the record's subject was erased
+        return False
+    insert = pg_insert if store.dialect == "postgresql" else sqlite_insert
+    stmt = insert(t.deliveries).values(**sealed).on_conflict_do_nothing()
     return bool(conn.execute(stmt).rowcount)
 
 
@@ -119,7 +123,11 @@ class HygieneSweeps:
         if self.store.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
         with self.store.begin() as conn:
-            rows = conn.execute(q).all()
+            # payloads opened (encryption at rest); the digest is sealed again on insert
+            rows = [
+                SimpleNamespace(**r)
+                for r in self.store.open_delivery_rows(conn, conn.execute(q).mappings().all())
+            ]
             items = rows[: rules.digest.max_items]
             if not items:
                 return 0, now
@@ -137,8 +145,8 @@ class HygieneSweeps:
                 + "]}"
             )
             _insert_delivery(
+                self.store,
                 conn,
-                self.store.dialect,
                 {
                     "id": did,
                     "record_id": did[:512],
@@ -176,20 +184,26 @@ class HygieneSweeps:
         """Escalate unacknowledged alerts whose time has come; return how many escalated."""
         c = t.deliveries.c
         with self.store.begin() as conn:
-            due = conn.execute(
-                select(
-                    c.id,
-                    c.record_id,
-                    c.pipeline,
-                    c.route,
-                    c.event_type,
-                    c.payload,
-                    c.group_id,
+            found = (
+                conn.execute(
+                    select(
+                        c.id,
+                        c.record_id,
+                        c.pipeline,
+                        c.route,
+                        c.event_type,
+                        c.payload,
+                        c.group_id,
+                    )
+                    .where(c.escalate_at.is_not(None), c.escalate_at <= now, c.ack_at.is_(None))
+                    .order_by(c.escalate_at)
+                    .limit(_ESCALATE_BATCH)
                 )
-                .where(c.escalate_at.is_not(None), c.escalate_at <= now, c.ack_at.is_(None))
-                .order_by(c.escalate_at)
-                .limit(_ESCALATE_BATCH)
-            ).all()
+                .mappings()
+                .all()
+            )
+            # payloads opened (encryption at rest)
+            due = [SimpleNamespace(**r) for r in self.store.open_delivery_rows(conn, found)]
         made = 0
         for row in due:
             made += self._escalate(row, now)
@@ -222,8 +236,8 @@ class HygieneSweeps:
             event = event_of(row.payload)
             event["escalated_from"] = row.id
             written = _insert_delivery(
+                self.store,
                 conn,
-                self.store.dialect,
                 {
                     "id": f"{root}:esc{step + 1}",
                     "record_id": row.record_id,

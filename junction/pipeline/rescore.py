@@ -71,12 +71,18 @@ def rescore(
     last = ""
     while True:
         with store.begin() as conn:
-            rows = conn.execute(
-                select(rc.id, rc.source_key, rc.payload)
-                .where(rc.pipeline == pipeline, rc.id > last)
-                .order_by(rc.id)
-                .limit(page)
-            ).all()
+            found = (
+                conn.execute(
+                    select(rc.id, rc.entity, rc.subject, rc.source_key, rc.payload)
+                    .where(rc.pipeline == pipeline, rc.id > last)
+                    .order_by(rc.id)
+                    .limit(page)
+                )
+                .mappings()
+                .all()
+            )
+            opened = store.open_record_rows(conn, found)  # personal fields opened (encryption)
+        rows = [(r["id"], r["source_key"], r["payload"]) for r in opened]
         if not rows:
             return summary
         last = rows[-1][0]

@@ -45,6 +45,7 @@ from junction.pipeline.config import PipelineConfig
 from junction.pipeline.extract import build_connector
 from junction.pipeline.prepare import BatchPreparer, PreparedBatch
 from junction.pipeline.score import load_scorer
+from junction.store.crypto_rows import Presealed
 from junction.store.engine import make_engine
 from junction.store.repo import Store
 
@@ -403,7 +404,7 @@ def run_share(
     except JunctionError as exc:
         report(ShareEnd(token, task, part, 0, error=exc))
         return
-    backlog: list[tuple[PreparedBatch, BatchDone]] = []
+    backlog: list[tuple[PreparedBatch, BatchDone, Presealed | None]] = []
     end = False
     while not end:
         committed: list[BatchDone] = []
@@ -423,14 +424,16 @@ def run_share(
                 if stride is None or j % stride[1] == stride[0]:
                     prepared = ctx.preparer.prepare(batch, run_id)
                     del batch, item  # free the raw batch before the rows are written
-                    backlog.append((prepared, _done(token, part, j, prepared)))
-                    del prepared
+                    # encryption at rest: sealed now, so the write turn is not spent on it
+                    sealed = ctx.store.preseal(prepared.records, prepared.deliveries)
+                    backlog.append((prepared, _done(token, part, j, prepared), sealed))
+                    del prepared, sealed
             if backlog and _my_turn(turn, wait=end or len(backlog) >= WRITE_BACKLOG):
                 try:
                     while backlog:
-                        prepared, done = backlog[0]
-                        _write(ctx.store, prepared)
-                        del backlog[0], prepared
+                        prepared, done, sealed = backlog[0]
+                        _write(ctx.store, prepared, sealed)
+                        del backlog[0], prepared, sealed
                         committed.append(done)
                         if turn is not None:
                             turn.committed()
@@ -463,7 +466,7 @@ def _my_turn(turn: WriteTurn | None, *, wait: bool) -> bool:
     return False
 
 
-def _write(store: Store, prepared: PreparedBatch) -> None:
+def _write(store: Store, prepared: PreparedBatch, sealed: Presealed | None = None) -> None:
     store.write_batch(
         records=prepared.records,
         scores=prepared.scores,
@@ -471,6 +474,7 @@ def _write(store: Store, prepared: PreparedBatch) -> None:
         quarantined=prepared.quarantined,
         cursor=None,
         outcomes=prepared.outcomes,
+        presealed=sealed,
     )
 
 

@@ -144,7 +144,7 @@ async def _produce_all(clusters: Sequence[Cluster]) -> int:
         try:
             sends = [
                 # a null value is the tombstone (ProducerClient passes it to librdkafka as is)
-                client.produce(topic, key=key, value=None, headers=())  # type: ignore[arg-type]
+                client.produce(topic, key=key, value=None, headers=())
                 for topic, key in sorted(cluster.targets)
             ]
             await asyncio.gather(*sends)

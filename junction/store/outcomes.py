@@ -206,19 +206,22 @@ def training_rows(
         labels = _labels(conn, pipeline, kind)
         if not labels:
             return []
-        query = select(r.id, r.source_key, r.payload).where(r.pipeline == pipeline)
+        query = select(r.id, r.entity, r.subject, r.source_key, r.payload).where(
+            r.pipeline == pipeline
+        )
         if model is not None:
             scored = select(s.record_id).where(s.model == model)
             query = query.where(r.id.in_(scored))
         seen: set[str] = set()
         out: list[tuple[dict[str, Any], int]] = []
-        for rid, source_key, payload in conn.execute(query.order_by(r.received_at, r.id)):
-            lead = record_lead(pipeline, rid, source_key)
+        for row in conn.execute(query.order_by(r.received_at, r.id)).mappings():
+            lead = record_lead(pipeline, row["id"], row["source_key"])
             label = labels.get(lead)
             if label is None or lead in seen:
                 continue
             seen.add(lead)
-            out.append((dict(orjson.loads(payload)), label))
+            [opened] = store.open_record_rows(conn, [row])  # personal fields opened (encryption)
+            out.append((dict(orjson.loads(opened["payload"])), label))
     return out
 
 

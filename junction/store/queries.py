@@ -165,7 +165,8 @@ def record_detail(store: Store, record_id: str) -> Row | None:
             .where(t.deliveries.c.record_id == record_id)
             .order_by(t.deliveries.c.id)
         ).mappings()
-        out = dict(row)
+        out = store.open_record_rows(conn, [row])[0]  # personal fields opened (encryption)
+        out.pop("subject", None)
         out["payload"] = _json(out["payload"], {})
         out["provenance"] = _json(out["provenance"], {})
         out["scores"] = [_score(s) for s in scores]
@@ -208,13 +209,15 @@ def delivery_detail(store: Store, delivery_id: str) -> Row | None:
         )
         if row is None:
             return None
+        opened = store.open_delivery_rows(conn, [row])[0]  # the payload opened (encryption)
         attempts = conn.execute(
             select(t.attempts)
             .where(t.attempts.c.delivery_id == delivery_id)
             .order_by(t.attempts.c.attempt_no, t.attempts.c.id)
         ).mappings()
-        out = _delivery(row)
-        out["payload"] = _json(row["payload"], None)
+        out = _delivery(opened)
+        out.pop("subject", None)
+        out["payload"] = _json(opened["payload"], None)
         out["history"] = [
             {k: v for k, v in dict(a).items() if k != "delivery_id"} for a in attempts
         ]
@@ -284,9 +287,11 @@ def list_quarantine(
 def quarantine_detail(store: Store, qid: int) -> tuple[Row, bytes | None] | None:
     """One quarantine entry (parsed) and its original bytes, or None."""
     with store.begin() as conn:
-        row = conn.execute(select(t.quarantine).where(t.quarantine.c.id == qid)).mappings().first()
-    if row is None:
-        return None
+        q = select(t.quarantine).where(t.quarantine.c.id == qid)
+        found = conn.execute(q).mappings().first()
+        if found is None:
+            return None
+        row = store.open_quarantine_rows(conn, [found])[0]  # original bytes opened (encryption)
     payload = row["payload"]
     return _quarantine(row), (None if payload is None else bytes(payload))
 

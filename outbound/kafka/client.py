@@ -293,7 +293,7 @@ class ProducerClient:
         topic: str,
         *,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Sequence[tuple[str, bytes]],
     ) -> Delivered:
         """Produce one record and wait for the broker's acknowledgement.
