@@ -350,11 +350,6 @@ def test_with_encryption_at_rest_records_are_found_by_email_pseudonym(
     assert "No record matches." in other
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="queries.delivery_detail does not open sealed outbox payloads: the API's "
-    "GET /api/v1/deliveries/{id} answers 500 once encryption at rest is on (issue 9)",
-)
 def test_with_encryption_at_rest_a_records_journey_renders(ui: Ui, tmp_path: Path) -> None:
     enable_privacy(ui.api.ctx.store, kek=f"file:{tmp_path / 'kek'}")
     write_leads(tmp_path / "inbox" / "more.csv", [("L-3001", "fay.hill@example.com", "01.12.2026")])
