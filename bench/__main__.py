@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     e2e.add_argument("--rows", type=int, default=1_000_000)
     e2e.add_argument("--store", default=None, help="store URL (default: SQLite in a temp dir)")
     e2e.add_argument("--keep", action="store_true", help="keep the work folder")
+    e2e.add_argument(
+        "--encrypt", action="store_true", help="also run with encryption at rest; print both"
+    )
     api = sub.add_parser("api", help="POST /score-lead vs a naive sklearn endpoint (open loop)")
     api.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     api.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "e2e":
         from bench.e2e import run
 
-        return run(rows=args.rows, store=args.store, keep=args.keep)
+        return run(rows=args.rows, store=args.store, keep=args.keep, encrypt=args.encrypt)
     return 2
 
 

@@ -132,7 +132,61 @@ def _hub_child(config: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
     )
 
 
-def run(*, rows: int, store: str | None, keep: bool) -> int:
+def _measure(work: Path, source: Path, url: str, config: str) -> dict:  # type: ignore[type-arg]
+    """One hub run over a fresh copy of ``source`` in ``work``; the child's figures."""
+    work.mkdir(parents=True)
+    (work / "inbox").mkdir()
+    shutil.copy(source, work / "inbox" / source.name)
+    shutil.copytree(work.parent / "models", work / "models")
+    (work / "junction.yaml").write_text(config.format(store=url))
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    p = ctx.Process(target=_hub_child, args=(str(work / "junction.yaml"), q))
+    p.start()
+    result: dict = q.get()  # type: ignore[type-arg]
+    p.join()
+    return result
+
+
+def _report(label: str, result: dict, raw_rate: float, rows: int) -> float:  # type: ignore[type-arg]
+    """Print one hub run's figures; return its ratio to raw."""
+    hub_rate = result["read"] / result["seconds"]
+    c = result["counts"]
+    ratio = hub_rate / raw_rate
+    print(f"{label}")
+    print(
+        f"  hub file→canonical→score→outbox: {hub_rate:>10,.0f} rows/s ({result['seconds']:.1f}s)"
+    )
+    print(f"  ratio hub / raw         : {ratio:.3f}  (goal >= 0.25)")
+    if result["workers"]:
+        cold = result["read"] / (result["seconds"] + result["startup"])
+        print(
+            f"  worker start-up         : {result['startup']:.1f}s for {result['workers']} "
+            f"(not timed above; with it: {cold:,.0f} rows/s, ratio {cold / raw_rate:.3f})"
+        )
+    print(f"  hub peak RSS            : {result['peak_mb']:.0f} MB  (goal < 300 MB)")
+    if result["cpu_workers_s"]:
+        print(f"  largest worker peak RSS : {result['worker_peak_mb']:.0f} MB")
+        print(f"  hub + workers peak RSS  : {result['total_peak_mb']:.0f} MB")
+    cpu = result["cpu_main_s"] + result["cpu_workers_s"]
+    print(
+        f"  CPU                     : main {result['cpu_main_s']:.1f}s + workers "
+        f"{result['cpu_workers_s']:.1f}s = {cpu / result['read'] * 1e6:.1f} µs per row"
+    )
+    print(
+        f"  records {c['records']:,}, quarantined {c['quarantined']:,}, scored {c['scored']:,}, "
+        f"outbox {c['deliveries_pending']:,}"
+    )
+    assert c["records"] + c["quarantined"] == rows, "rows were lost"
+    return ratio
+
+
+def run(*, rows: int, store: str | None, keep: bool, encrypt: bool = False) -> int:
+    """Run the benchmark; with ``encrypt``, the hub runs twice (plain, then with encryption at
+    rest on) against the same raw baseline, and the quotient of the two ratios is printed."""
+    import os
+    import secrets
+
     from outbound.webhook.config import generate_secret
     from scoring.registry import ensure_default_model
     from scoring.synthetic import write_lead_csv
@@ -147,49 +201,31 @@ def run(*, rows: int, store: str | None, keep: bool) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="junction-bench-"))
     try:
-        (work / "inbox").mkdir()
-        shutil.copy(source, work / "inbox" / source.name)
         ensure_default_model(work / "models", name="lead-score")
-        url = store or f"sqlite:///{work / 'bench.db'}"
-        (work / "junction.yaml").write_text(CONFIG.format(store=url, secret=generate_secret()))
-
+        config = CONFIG.replace("{secret}", generate_secret())
+        runs = [("plain", config, store)]
+        if encrypt:
+            if store is not None and not store.startswith("sqlite"):
+                raise SystemExit("--encrypt needs a fresh store per run: use the SQLite default")
+            os.environ["JUNCTION_BENCH_KEK"] = secrets.token_urlsafe(48)  # the spawned children's
+            runs.append(("encrypted", config + "privacy:\n  kek: env:JUNCTION_BENCH_KEK\n", None))
         raw = [raw_dictreader(source) for _ in range(3)]
-        ctx = mp.get_context("spawn")
-        q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-        p = ctx.Process(target=_hub_child, args=(str(work / "junction.yaml"), q))
-        p.start()
-        result = q.get()
-        p.join()
-        raw.append(raw_dictreader(source))
+        results = []
+        for label, text, url in runs:
+            url = url or f"sqlite:///{work / label / 'bench.db'}"
+            results.append((label, url, _measure(work / label, source, url, text)))
+            raw.append(raw_dictreader(source))
         raw_rate = statistics.median(raw)
-        hub_rate = result["read"] / result["seconds"]
-        c = result["counts"]
-        print(f"file: {source.name} ({rows:,} rows, {size_mb:.0f} MB); store: {url.split(':')[0]}")
+        print(f"file: {source.name} ({rows:,} rows, {size_mb:.0f} MB)")
         print(f"raw csv.DictReader        : {raw_rate:>10,.0f} rows/s (median of {len(raw)})")
-        print(
-            f"hub file→canonical→score→outbox: {hub_rate:>10,.0f} rows/s ({result['seconds']:.1f}s)"
-        )
-        print(f"ratio hub / raw           : {hub_rate / raw_rate:.3f}  (goal >= 0.25)")
-        if result["workers"]:
-            cold = result["read"] / (result["seconds"] + result["startup"])
+        ratios = {}
+        for label, url, result in results:
+            ratios[label] = _report(f"{label} ({url.split(':')[0]})", result, raw_rate, rows)
+        if encrypt:
             print(
-                f"worker start-up           : {result['startup']:.1f}s for {result['workers']} "
-                f"(not timed above; with it: {cold:,.0f} rows/s, ratio {cold / raw_rate:.3f})"
+                f"encrypted / plain ratio   : {ratios['encrypted'] / ratios['plain']:.3f}  "
+                "(goal >= 0.8)"
             )
-        print(f"hub peak RSS              : {result['peak_mb']:.0f} MB  (goal < 300 MB)")
-        if result["cpu_workers_s"]:
-            print(f"largest worker peak RSS   : {result['worker_peak_mb']:.0f} MB")
-            print(f"hub + workers peak RSS    : {result['total_peak_mb']:.0f} MB")
-        cpu = result["cpu_main_s"] + result["cpu_workers_s"]
-        print(
-            f"CPU                       : main {result['cpu_main_s']:.1f}s + workers "
-            f"{result['cpu_workers_s']:.1f}s = {cpu / result['read'] * 1e6:.1f} µs per row"
-        )
-        print(
-            f"records {c['records']:,}, quarantined {c['quarantined']:,}, scored {c['scored']:,}, "
-            f"outbox {c['deliveries_pending']:,}"
-        )
-        assert c["records"] + c["quarantined"] == rows, "rows were lost"
     finally:
         if keep:
             print(f"work folder kept: {work}")
