@@ -351,7 +351,7 @@ class BusConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    """Encryption at rest of personal data, and erasure by subject (ADR-0019).
+    """Encryption at rest of personal data, and erasure by subject (ADR-0021).
 
     Personal fields of stored records, quarantined source bytes and outbox payloads are sealed
     with AES-256-GCM under a data key per subject (a person: keyed by email, else phone, else the

@@ -347,7 +347,7 @@ stage_relay = Table(
 )
 Index("ix_stage_relay_pending", stage_relay.c.scope, stage_relay.c.published_at, stage_relay.c.id)
 
-# migration 0008: encryption at rest (ADR-0019).  One data key per subject, wrapped by the
+# migration 0008: encryption at rest (ADR-0021).  One data key per subject, wrapped by the
 # key-encryption key; ``wrapped`` NULL means the subject was erased (crypto-shredded), and the row
 # stays as a tombstone so a later sync of the same person is not stored again.
 data_keys = Table(

@@ -1,4 +1,4 @@
-"""privacy: data keys per subject, the store's encryption settings, subject columns (ADR-0019)
+"""privacy: data keys per subject, the store's encryption settings, subject columns (ADR-0021)
 
 Revision ID: 0008
 Revises: 0007
