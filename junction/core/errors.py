@@ -4,7 +4,8 @@
 JunctionError                 code, user_message, details (internal), context
 ├── ConfigError               fatal until a human fixes the configuration
 │   ├── AuthError             credentials rejected
-│   └── InvalidUrlError       a user-configured URL has a refused scheme, userinfo or port
+│   ├── InvalidUrlError       a user-configured URL has a refused scheme, userinfo or port
+│   └── KeyUnavailableError   the key-encryption key is missing or not the store's
 ├── RetryableError            transient; retry_after: float | None
 │   ├── RateLimitedError      the remote asked us to slow down (429)
 │   ├── UnavailableError      the remote or the store is down (5xx, connection refused)
@@ -25,6 +26,8 @@ JunctionError                 code, user_message, details (internal), context
 │   └── UnsafeXMLError        DTD, entity, bomb or depth limit in XML
 │       └── DTDForbiddenError
 └── InternalError             an invariant broke; page someone
+    └── DecryptionError       a sealed value failed its integrity check (tampered, moved)
+        └── SubjectErasedError  its subject was erased: the data key is destroyed
 ```
 
 Every error keeps a short ``user_message`` (safe to show, no secrets, no personal data) apart from
@@ -295,3 +298,24 @@ class InternalError(JunctionError):
     """An invariant broke inside Junction; this is a bug."""
 
     code = "internal_error"
+
+
+class KeyUnavailableError(ConfigError):
+    """The key-encryption key is missing, disabled, or not the one the store's keys are under."""
+
+    code = "key_unavailable"
+
+
+class DecryptionError(InternalError):
+    """A sealed value failed its integrity check: tampered, moved to another row, or corrupt.
+
+    Nothing of the value is returned.  Restore the row from a backup, or erase the subject.
+    """
+
+    code = "decryption_failed"
+
+
+class SubjectErasedError(DecryptionError):
+    """The value belongs to an erased subject: its data key is destroyed (crypto-shredded)."""
+
+    code = "subject_erased"

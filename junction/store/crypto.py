@@ -27,7 +27,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from junction.core.errors import ConfigError, InternalError
+from junction.core.errors import (
+    ConfigError,
+    DecryptionError,
+    KeyUnavailableError,
+)
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
 
 NONCE_BYTES = 12
@@ -36,27 +40,6 @@ KEY_BYTES = 32
 TEXT_PREFIX = "JX1:"
 BYTES_PREFIX = b"JX1:"
 PLUGIN_GROUP = "junction.kek_providers"
-
-
-class DecryptionError(InternalError):
-    """A sealed value failed its integrity check: tampered, moved to another row, or corrupt.
-
-    Nothing of the value is returned.  Restore the row from a backup, or erase the subject.
-    """
-
-    code = "decryption_failed"
-
-
-class SubjectErasedError(DecryptionError):
-    """The value belongs to an erased subject: its data key is destroyed (crypto-shredded)."""
-
-    code = "subject_erased"
-
-
-class KeyUnavailableError(ConfigError):
-    """The key-encryption key is missing, disabled, or not the one the store's keys are under."""
-
-    code = "key_unavailable"
 
 
 @runtime_checkable

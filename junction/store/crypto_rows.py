@@ -27,13 +27,13 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, select
 
+from junction.core.errors import DecryptionError
 from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
 from junction.store.crypto import (
     BYTES_PREFIX,
     NONCE_BYTES,
     TEXT_PREFIX,
-    DecryptionError,
     associated,
     load_kek,
     open_blob,

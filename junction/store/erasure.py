@@ -20,11 +20,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from junction.core.errors import ConfigError
+from junction.core.errors import ConfigError, DecryptionError
 from junction.core.logging import get_logger
 from junction.store import tables as t
 from junction.store.audit import AuditEntry, AuditLog
-from junction.store.crypto import DecryptionError
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 

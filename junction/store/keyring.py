@@ -30,17 +30,10 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, bindparam, select, update
 
+from junction.core.errors import DecryptionError, KeyUnavailableError, SubjectErasedError
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
 from junction.store import tables as t
-from junction.store.crypto import (
-    KEY_BYTES,
-    NONCE_BYTES,
-    DecryptionError,
-    KekProvider,
-    KeyUnavailableError,
-    LocalKek,
-    SubjectErasedError,
-)
+from junction.store.crypto import KEY_BYTES, NONCE_BYTES, KekProvider, LocalKek
 
 SETTINGS_ID = 1
 _SHA256_BLOCK = 64

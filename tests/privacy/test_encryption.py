@@ -10,9 +10,10 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
+from junction.core.errors import DecryptionError, KeyUnavailableError
 from junction.core.pseudonym import Pseudonymizer
 from junction.store import tables as t
-from junction.store.crypto import DecryptionError, KeyUnavailableError, env_kek
+from junction.store.crypto import env_kek
 from junction.store.crypto_rows import SEALED_KEY, StorePrivacy, enable_privacy
 from junction.store.keyring import settings_row
 from junction.store.repo import Store

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from junction.cli.keys import app as keys_cli
 from junction.cli.subjects import app as subjects_cli
+from junction.core.errors import SubjectErasedError
 from junction.core.pseudonym import Pseudonymizer
 from junction.store import tables as t
 from junction.store.audit import AuditLog
-from junction.store.crypto import SubjectErasedError
 from junction.store.crypto_rows import StorePrivacy
 from junction.store.erasure import erase
 from junction.store.repo import Store
