@@ -370,3 +370,24 @@ privacy_settings = Table(
     Column("subject_key", LargeBinary, nullable=False),  # the pseudonym key, wrapped by the KEK
     Column("updated_at", Float, nullable=False),
 )
+
+# migration 0009: the dashboard's time windows, lookups and status groups (ADR-0020)
+Index("ix_records_received_at", records.c.received_at)
+Index("ix_records_source_key", records.c.source_key)
+Index("ix_scores_scored_at", scores.c.scored_at)
+Index("ix_deliveries_record_id", deliveries.c.record_id)
+Index("ix_deliveries_status_created", deliveries.c.status, deliveries.c.created_at)
+Index("ix_deliveries_status_delivered", deliveries.c.status, deliveries.c.delivered_at)
+Index("ix_quarantine_created_at", quarantine.c.created_at)
+Index(
+    "ix_quarantine_group",
+    quarantine.c.status,
+    quarantine.c.pipeline,
+    quarantine.c.stage,
+    quarantine.c.error_code,
+)
+Index(
+    "ix_quarantine_record_key",
+    quarantine.c.record_key,
+    postgresql_ops={"record_key": "varchar_pattern_ops"},
+)
