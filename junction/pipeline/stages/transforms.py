@@ -22,14 +22,11 @@ import orjson
 
 from junction.core.errors import JunctionError, RecordError
 from junction.pipeline.config import PipelineConfig
-from junction.pipeline.labels import OutcomeRules
-from junction.pipeline.normalize import Normalizer
-from junction.pipeline.prepare import Row, quarantine_row
-from junction.pipeline.route import Router, delivery_id
+from junction.pipeline.prepare import BatchPreparer, Row, quarantine_row
+from junction.pipeline.route import delivery_id
 from junction.pipeline.stages.topics import Item
-from scoring.ab import ABScorer
 from scoring.base import Scorer
-from scoring.reasons import DEFAULT_BOOK, ReasonBook
+from scoring.reasons import ReasonBook
 
 # canonical fields that change with every version without being a change worth routing
 _VOLATILE = {"updated_at"}
@@ -67,27 +64,25 @@ class PipelineStages:
     def __init__(
         self, name: str, cfg: PipelineConfig, scorer: Scorer | None, *, connector: str
     ) -> None:
-        """Compile the mapping and rules, and the routes; ``scorer`` is loaded already."""
+        """Compile the mapping and rules, and the routes; ``scorer`` is loaded already.
+
+        The compiled parts are the single-process pipeline's own (``BatchPreparer``), so both
+        modes map, validate, score and route with the same objects.
+        """
+        compiled = BatchPreparer(name, cfg, connector, scorer)
         self.name = name
         self.cfg = cfg
         self.connector = connector
-        self.normalizer = Normalizer(cfg.mapping, [(r.name, r.expr) for r in cfg.rules])
-        self.entity = self.normalizer.entity
+        self.normalizer = compiled.normalizer
+        self.entity = compiled.entity
         self.model_cls: Any = self.normalizer.mapping.model
-        self.router = Router(cfg.routes, self.entity, self.normalizer.fields)
-        self.held_routes = frozenset(
-            r.key(i) for i, r in enumerate(cfg.routes) if r.digest is not None
-        )
+        self.router = compiled.router
+        self.held_routes = compiled.held_routes
         self.scorer = scorer
-        self.keyed_scoring = isinstance(scorer, ABScorer)
-        book_of = scorer.production if isinstance(scorer, ABScorer) else scorer
-        self.reason_book: ReasonBook = getattr(book_of, "reason_book", None) or DEFAULT_BOOK
-        outcome = cfg.scoring.outcome if cfg.scoring is not None else None
-        self.outcomes = (
-            OutcomeRules(name, outcome, self.entity, self.normalizer.fields)
-            if outcome is not None
-            else None
-        )
+        self.keyed_scoring = compiled.keyed_scoring
+        self.reason_book: ReasonBook = compiled.reason_book
+        self.outcomes = compiled.outcomes
+        # a deliver-only worker loads no model, yet routes scored events
         self.event_type = f"{self.entity}.scored" if cfg.scoring else f"{self.entity}.received"
 
     def _quarantine(self, out: Effects, stage: str, item: Item, exc: JunctionError) -> None:
