@@ -1,6 +1,7 @@
 """``python -m bench <name>``: run a benchmark.
 
-Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``.
+Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``; ``all`` runs
+every one and writes one Markdown report (``bench/all.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     from bench.kafka import add_parser as add_kafka
 
     add_kafka(sub)
+    every = sub.add_parser("all", help="every benchmark, one Markdown report")
+    every.add_argument("--out", default="docs/bench-report.md", help="the report's path")
+    size = every.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny sizes (seconds a bench)")
+    size.add_argument("--full", action="store_true", help="each bench's own default size")
+    every.add_argument("--only", default=None, help="comma-separated benches (default: all)")
     args = parser.parse_args(argv)
+    if args.name == "all":
+        from pathlib import Path
+
+        from bench.all import run as run_all
+
+        mode = "quick" if args.quick else "full" if args.full else "default"
+        only = args.only.split(",") if args.only else None
+        return run_all(mode=mode, out=Path(args.out), only=only)
     if args.name == "kafka":
         from bench.kafka import run_args
 

@@ -160,8 +160,16 @@ def _token(config: Path) -> str:
     return token
 
 
-def run(*, seconds: float, concurrency: int, repeat: int, keep: bool) -> int:
-    """Run the benchmark and print the figures and ratios; 0 on success."""
+def run(
+    *,
+    seconds: float,
+    concurrency: int,
+    repeat: int,
+    keep: bool,
+    figures: dict[str, Any] | None = None,
+) -> int:
+    """Run the benchmark and print the figures and ratios; 0 on success.  ``figures``, when
+    given, receives the figures as data."""
     from scoring.registry import ensure_default_model
 
     root = Path(tempfile.mkdtemp(prefix="junction-bench-api-"))
@@ -225,6 +233,8 @@ def run(*, seconds: float, concurrency: int, repeat: int, keep: bool) -> int:
         f"junction p99 at 50% load: {hub['at_50']['p99_ms']:.1f} ms (goal <= 20 ms)"
     )
     print(json.dumps({"naive": naive, "junction": hub, "ratio": ratio}))
+    if figures is not None:
+        figures.update(naive=naive, junction=hub, ratio=ratio, seconds=seconds)
     return 0
 
 

@@ -223,7 +223,7 @@ def _sync(work: Path, source: dict[str, Any], mapping: str, batch: int) -> tuple
         hub.close()
 
 
-def _bench(system: str, records: int, work: Path) -> None:
+def _bench(system: str, records: int, work: Path) -> dict[str, float]:
     spec = SYSTEMS[system]
     t0 = time.perf_counter()
     proc, base, secrets = crm_fakes.start(spec.get("fake", system), records)
@@ -257,17 +257,28 @@ def _bench(system: str, records: int, work: Path) -> None:
         f"  stored {counts['records']:,}, quarantined {counts['quarantined']:,}, "
         f"scored {counts['scored']:,}, outbox {counts['deliveries_pending']:,}"
     )
+    return {
+        "raw_rps": raw_rate,
+        "read_rps": read_rate,
+        "sync_rps": sync_rate,
+        "junction_share": share,
+    }
 
 
-def run(*, records: int, systems: list[str], keep: bool) -> int:
-    """Benchmark each of ``systems`` with an initial sync of ``records`` records."""
+def run(
+    *, records: int, systems: list[str], keep: bool, figures: dict[str, Any] | None = None
+) -> int:
+    """Benchmark each of ``systems`` with an initial sync of ``records`` records; ``figures``,
+    when given, receives each system's figures by name."""
     from scoring.registry import ensure_default_model
 
     work = Path(tempfile.mkdtemp(prefix="junction-bench-crm-"))
     try:
         ensure_default_model(work / "models", name="lead-score")
         for system in systems:
-            _bench(system, records, work)
+            fig = _bench(system, records, work)
+            if figures is not None:
+                figures[system] = fig
     finally:
         if keep:
             print(f"work folder kept: {work}")

@@ -233,8 +233,10 @@ def run(
     use_uvloop: bool,
     profile: str | None,
     keep: bool,
+    figures: dict[str, Any] | None = None,
 ) -> int:
-    """Run the benchmark and print deliveries/s for the hub and raw aiohttp, and their ratio."""
+    """Run the benchmark and print deliveries/s for the hub and raw aiohttp, and their ratio;
+    ``figures``, when given, receives them as data."""
     from junction.store.repo import Store
     from outbound.webhook.config import generate_secret, secret_key_bytes
 
@@ -311,6 +313,16 @@ def run(
             )
             if not line.endswith(": ok") or info["bad_signatures"]:
                 bad_phases.append(phase)
+        if figures is not None:
+            figures.update(
+                deliveries=deliveries,
+                raw1_rps=raw1,
+                raw2_rps=raw2,
+                channel_rps=chan,
+                hub_rps=hub_rate,
+                ratio=hub_rate / raw_rate,
+                exactly_once=not bad_phases,
+            )
         if prof is not None and profile:
             prof.dump_stats(profile)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(25)

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -181,9 +182,17 @@ def _report(label: str, result: dict, raw_rate: float, rows: int) -> float:  # t
     return ratio
 
 
-def run(*, rows: int, store: str | None, keep: bool, encrypt: bool = False) -> int:
+def run(
+    *,
+    rows: int,
+    store: str | None,
+    keep: bool,
+    encrypt: bool = False,
+    figures: dict[str, Any] | None = None,
+) -> int:
     """Run the benchmark; with ``encrypt``, the hub runs twice (plain, then with encryption at
-    rest on) against the same raw baseline, and the quotient of the two ratios is printed."""
+    rest on) against the same raw baseline, and the quotient of the two ratios is printed.
+    ``figures``, when given, receives the figures as data."""
     import os
     import secrets
 
@@ -226,6 +235,12 @@ def run(*, rows: int, store: str | None, keep: bool, encrypt: bool = False) -> i
                 f"encrypted / plain ratio   : {ratios['encrypted'] / ratios['plain']:.3f}  "
                 "(goal >= 0.8)"
             )
+        if figures is not None:
+            figures.update(rows=rows, raw_rows_s=raw_rate, ratios=ratios)
+            figures["runs"] = {
+                label: {**result, "hub_rows_s": result["read"] / result["seconds"]}
+                for label, _url, result in results
+            }
     finally:
         if keep:
             print(f"work folder kept: {work}")

@@ -8,15 +8,21 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-def run(*, products: int, rows: int, parts: list[str]) -> int:
-    """Run the wanted parts (``commerceml``, ``odbc``); each prints its own figures."""
+
+def run(
+    *, products: int, rows: int, parts: list[str], figures: dict[str, Any] | None = None
+) -> int:
+    """Run the wanted parts (``commerceml``, ``odbc``); each prints its own figures, which
+    ``figures``, when given, receives by part name."""
+    out: dict[str, Any] = {} if figures is None else figures
     if "commerceml" in parts:
         from bench.erp_commerceml import run as run_commerceml
 
-        run_commerceml(products=products)
+        out["commerceml"] = run_commerceml(products=products)
     if "odbc" in parts:
         from bench.erp_odbc import run as run_odbc
 
-        run_odbc(rows=rows)
+        out["odbc"] = run_odbc(rows=rows)
     return 0

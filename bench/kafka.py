@@ -496,11 +496,14 @@ def run(
     keep: bool,
     raw_only: bool,
     profile: str | None = None,
+    figures: dict[str, Any] | None = None,
 ) -> int:
     """Run the benchmark, print records/s, the hub/raw ratios and the 1 → 2 process scaling.
 
     The raw baseline runs before and after the hub runs; the better of the two is the
     denominator (so the ratios err low).
+
+    ``figures``, when given, receives each run's figures (by label) as data.
 
     Returns:
         0 when every run's output set equals its input set with no duplicate, else 1.
@@ -552,6 +555,15 @@ def run(
                 f"x{_ratio(two.steady_rate, one.steady_rate, 2)} steady "
                 f"(CPU per record x{_ratio(one.per_cpu_second, two.per_cpu_second, 2)})"
             )
+        if figures is not None:
+            for o in outcomes:
+                figures[o.label] = {
+                    "rate": o.rate,
+                    "steady_rate": o.steady_rate,
+                    "per_cpu_second": o.per_cpu_second,
+                    "exact": o.exact and not o.duplicates,
+                }
+            figures["records"] = len(messages)
     return 0 if all(o.exact and not o.duplicates for o in outcomes) else 1
 
 

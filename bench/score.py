@@ -196,8 +196,15 @@ def _measure(
     return fig
 
 
-def run(rows: int = 20_000, batch: int = 10_000, single: int = 2_000, repeat: int = 5) -> int:
-    """Run the benchmark, print the table and a JSON line; 0 if both goals are met."""
+def run(
+    rows: int = 20_000,
+    batch: int = 10_000,
+    single: int = 2_000,
+    repeat: int = 5,
+    figures: dict[str, Any] | None = None,
+) -> int:
+    """Run the benchmark, print the table and a JSON line; 0 if both goals are met.
+    ``figures``, when given, receives the figures as data."""
     from scoring.sklearn_model import SklearnLeadScorer
     from scoring.synthetic import generate_leads
 
@@ -243,4 +250,6 @@ def run(rows: int = 20_000, batch: int = 10_000, single: int = 2_000, repeat: in
         ok = ok and fig["speedup_p50"] >= 20 and fig["batch_ratio"] >= 0.5
         out["models"][kind] = {k: round(v, 3) for k, v in fig.items()}
     print(json.dumps({"bench": "score", **out, "goals_met": ok}))
+    if figures is not None:
+        figures.update(out, single=single, goals_met=ok)
     return 0 if ok else 1
