@@ -77,10 +77,10 @@ def erase(
 ) -> None:
     """Erase a person: records, scores, quarantine, outbox, Kafka tombstones; keys destroyed."""
     from junction.core.pseudonym import Pseudonymizer
+    from junction.pipeline.erasure_hook import tombstone_hook
     from junction.pipeline.state import state_dir
     from junction.store.audit import AuditLog
     from junction.store.erasure import erase as erase_subjects
-    from junction.store.erasure_kafka import Bus, hook
     from junction.store.suppressions import SuppressionList
 
     emails, phones = _clean(email or [], "email"), _clean(phone or [], "phone")
@@ -90,16 +90,6 @@ def erase(
         raise typer.Exit(1)
     with private_store(config) as (cfg, store):
         pseudonyms = Pseudonymizer.load(state_dir(cfg))
-        bus = (
-            Bus(
-                cfg.bus.bootstrap_servers,
-                cfg.bus.topic_prefix,
-                cfg.bus.options,
-                cfg.bus.publish_timeout_s,
-            )
-            if cfg.bus is not None
-            else None
-        )
         report = erase_subjects(
             store,
             emails=emails,
@@ -107,7 +97,7 @@ def erase(
             actor=cli_actor(),
             audit=AuditLog(store, pseudonyms),
             suppressions=SuppressionList(store, pseudonyms),
-            before_commit=hook(channels=cfg.channels, bus=bus),
+            before_commit=tombstone_hook(cfg),
         )
     counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in report.counts().items())
     console.print(f"erased {' '.join(report.subjects)}: {counts}", markup=False)

@@ -20,9 +20,9 @@ from junction.api.problems import ApiProblem
 from junction.api.schemas import problem
 from junction.core.errors import InternalError
 from junction.core.pseudonym import Pseudonymizer
+from junction.pipeline.erasure_hook import tombstone_hook
 from junction.store.crypto_rows import enable_privacy
 from junction.store.erasure import erase
-from junction.store.erasure_kafka import Bus, hook
 from junction.store.suppressions import SuppressionList
 
 router = APIRouter(tags=["subjects"])
@@ -104,16 +104,6 @@ def erase_subject(
     if not isinstance(pseudonyms, Pseudonymizer):
         raise InternalError("the pseudonym key is not loaded")
     cfg = ctx.cfg
-    bus = (
-        Bus(
-            cfg.bus.bootstrap_servers,
-            cfg.bus.topic_prefix,
-            cfg.bus.options,
-            cfg.bus.publish_timeout_s,
-        )
-        if cfg.bus is not None
-        else None
-    )
     report = erase(
         ctx.store,
         emails=body.emails,
@@ -122,6 +112,6 @@ def erase_subject(
         audit=audit,
         suppressions=SuppressionList(ctx.store, pseudonyms),
         request_id=request_id_of(request),
-        before_commit=hook(channels=cfg.channels, bus=bus),
+        before_commit=tombstone_hook(cfg),
     )
     return {"subjects": report.subjects, **report.counts(), "audit_id": report.audit_id}
