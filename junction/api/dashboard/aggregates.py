@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from junction.store import tables as t
@@ -201,23 +201,66 @@ def quarantine_history(store: Store, record_key: str, *, limit: int = 20) -> lis
         return [dict(r) for r in rows]
 
 
-def score_histogram(store: Store, model: str, *, bins: int = 10) -> list[int]:
-    """How many scores of ``model`` fall in each of ``bins`` equal slices of [0, 1]."""
+def model_versions(store: Store, model: str) -> list[str]:
+    """The versions ``model`` has scores of: one index probe per version (a loose index scan)."""
     s = t.scores.c
+    first = select(func.min(s.model_version).label("v")).where(s.model == model)
+    found = first.cte("found", recursive=True)
+    step = (
+        select(func.min(s.model_version))
+        .where(s.model == model, s.model_version > found.c.v)
+        .scalar_subquery()
+    )
+    found = found.union_all(select(step).where(found.c.v.is_not(None)))
+    with store.begin() as conn:
+        rows = conn.execute(select(found.c.v).where(found.c.v.is_not(None))).all()
+    return [str(r[0]) for r in rows]
+
+
+def _latest_scores(store: Store, model: str, latest: int | None) -> Any:
+    """The scores of ``model``: all of them, or the ``latest`` of each version (index-bounded)."""
+    s = t.scores.c
+    cols = (s.value, s.grade, s.variant, s.model_version)
+    if latest is None:
+        return select(*cols).where(s.model == model).subquery()
+    parts = [
+        select(*cols)
+        .where(s.model == model, s.model_version == version)
+        .order_by(s.scored_at.desc())
+        .limit(latest)
+        .subquery()
+        for version in model_versions(store, model)
+    ]
+    if not parts:
+        return select(*cols).where(s.model == model).subquery()
+    return union_all(*(select(*p.c) for p in parts)).subquery()
+
+
+def score_histogram(
+    store: Store, model: str, *, bins: int = 10, latest: int | None = None
+) -> list[int]:
+    """How many scores of ``model`` fall in each of ``bins`` equal slices of [0, 1].
+
+    ``latest`` bounds the work: only the newest ``latest`` scores of each model version count.
+    """
+    s = _latest_scores(store, model, latest).c
     b = cast(s.value * bins, Integer).label("b")  # values are in [0, 1]: truncation is floor
     if store.engine.dialect.name == "postgresql":
         b = cast(func.floor(s.value * bins), Integer).label("b")
     with store.begin() as conn:
-        rows = conn.execute(select(b, func.count()).where(s.model == model).group_by(b)).all()
+        rows = conn.execute(select(b, func.count()).group_by(b)).all()
     out = [0] * bins
     for bucket, n in rows:
         out[min(max(int(bucket), 0), bins - 1)] += int(n)
     return out
 
 
-def variants(store: Store, model: str) -> list[dict[str, Any]]:
-    """Per A/B variant and model version: how many scores, their mean and the share graded A."""
-    s = t.scores.c
+def variants(store: Store, model: str, *, latest: int | None = None) -> list[dict[str, Any]]:
+    """Per A/B variant and model version: how many scores, their mean and the share graded A.
+
+    ``latest`` bounds the work as in ``score_histogram``.
+    """
+    s = _latest_scores(store, model, latest).c
     graded_a = func.sum(case((s.grade == "A", 1), else_=0))
     q = (
         select(
@@ -227,9 +270,16 @@ def variants(store: Store, model: str) -> list[dict[str, Any]]:
             func.avg(s.value).label("mean"),
             graded_a.label("a"),
         )
-        .where(s.model == model)
         .group_by(s.variant, s.model_version)
         .order_by(s.variant, s.model_version)
     )
     with store.begin() as conn:
         return [dict(r) for r in conn.execute(q).mappings().all()]
+
+
+def pending_by_channel(store: Store) -> dict[str, int]:
+    """Pending deliveries per channel (the due index bounds it to the backlog)."""
+    d = t.deliveries.c
+    q = select(d.channel, func.count()).where(d.status == "pending").group_by(d.channel)
+    with store.begin() as conn:
+        return {str(c): int(n) for c, n in conn.execute(q).all()}

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from junction.api.context import ctx_of
-from junction.api.dashboard import aggregates
+from junction.api.dashboard import aggregates, counts
 from junction.api.dashboard.cache import cached
 from junction.api.dashboard.session import UI_OPERATE, UI_READ
 from junction.api.dashboard.views import flash_back
@@ -53,10 +53,13 @@ def pipeline_page(
     """One pipeline: totals, cursors, runs (paged)."""
     ctx = ctx_of(request)
     require_pipeline(ctx, name)
-    # show_pipeline's fields, with its table-wide counts (store.counts) cached for a few seconds
+    # show_pipeline's fields; its totals (store.counts' fields) estimated where they are large
+    # (counts.pipeline_totals) and cached for a few seconds
     found = pipelines.list_pipelines(request, principal)["items"]
     detail = next(p for p in found if p["name"] == name)
-    detail["counts"] = cached(ctx, ("counts", name), partial(ctx.store.counts, name))
+    totals = cached(ctx, ("counts", name), partial(counts.pipeline_totals, ctx.store, name))
+    detail["counts"] = totals.values
+    detail["approx"] = totals.approx
     cursors = pipelines.list_cursors(request, name, principal)["items"]
     runs = pipelines.list_runs(request, principal, name, None, 50, cursor)
     return render(

@@ -29,6 +29,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 ModelName = Annotated[str, Path(pattern=models.NAME_PATTERN)]
 Version = Annotated[str, Path(pattern=models.VERSION_PATTERN)]
 _TEXT = re.compile(r"^[^\x00]*$")
+SAMPLE = 20_000  # the histogram and the A/B table read the newest scores of each version
 
 
 @router.get("/models")
@@ -41,8 +42,14 @@ def models_page(request: Request, principal: Annotated[Principal, Depends(UI_REA
     for m in models.list_models(request, principal, 100, None)["items"]:
         versions = models.list_versions(request, m["name"], principal, 100, None)["items"]
         name = m["name"]
-        hist = cached(ctx, ("histogram", name), partial(aggregates.score_histogram, store, name))
-        ab = cached(ctx, ("variants", name), partial(aggregates.variants, store, name))
+        hist = cached(
+            ctx,
+            ("histogram", name),
+            partial(aggregates.score_histogram, store, name, latest=SAMPLE),
+        )
+        ab = cached(
+            ctx, ("variants", name), partial(aggregates.variants, store, name, latest=SAMPLE)
+        )
         reports = drift.list_reports(store, model=m["name"], limit=1)
         report = reports[0] if reports else None
         features = [f for f in report.features if f.kind != "prediction"] if report else []
@@ -51,7 +58,9 @@ def models_page(request: Request, principal: Annotated[Principal, Depends(UI_REA
                 **m,
                 "version_list": list(reversed(versions)),
                 "histogram": charts.bar_chart(
-                    "Score distribution (all versions)", [float(n) for n in hist], labels
+                    "Score distribution (all versions)",
+                    [float(n) for n in hist],
+                    labels,
                 ),
                 "variants": ab,
                 "drift": report,
@@ -65,7 +74,7 @@ def models_page(request: Request, principal: Annotated[Principal, Depends(UI_REA
                 "features": features,
             }
         )
-    return render(request, "models.html", {"models": out})
+    return render(request, "models.html", {"models": out, "sample": SAMPLE})
 
 
 @router.get("/models/{name}/versions/{version}")

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from junction.api.audit import audit_action
 from junction.api.context import ctx_of
-from junction.api.dashboard import aggregates, charts
+from junction.api.dashboard import aggregates, charts, counts
 from junction.api.dashboard.cache import cached
 from junction.api.dashboard.session import (
     COOKIE,
@@ -25,7 +25,7 @@ from junction.api.dashboard.session import (
 )
 from junction.api.dashboard.web import PREFIX, DashboardRoute, render
 from junction.api.policy import READ, Principal, public
-from junction.api.routes import outbox, pipelines
+from junction.api.routes import pipelines
 from junction.store.clients import CLIENT_ID, ApiClient, ClientStore, split_api_key
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
@@ -151,8 +151,9 @@ def overview(
     groups = cached(ctx, "quarantine_groups", lambda: aggregates.quarantine_groups(ctx.store))
     open_q = sum(g["n"] for g in groups)
     grown = sum(s["quarantined"])
-    channels = cached(ctx, "channels", lambda: outbox.list_channels(request, principal)["items"])
-    pending = {c["name"]: c["deliveries"].get("pending", 0) for c in channels}
+    # pending per channel (the backlog, through the due index), not every channel's totals
+    backlog = cached(ctx, "pending_by_channel", lambda: aggregates.pending_by_channel(ctx.store))
+    pending = {name: backlog.get(name, 0) for name in sorted(ctx.cfg.channels)}
     figures: dict[str, Any] = {
         "stages": charts.line_chart(
             "Records per stage",
@@ -182,7 +183,8 @@ def overview(
             list(pending),
         ),
     }
-    totals = cached(ctx, "delivery_totals", lambda: aggregates.delivery_totals(ctx.store))
+    by_status = cached(ctx, "delivery_totals", lambda: counts.delivery_totals(ctx.store))
+    totals = by_status.values
     done = totals.get("delivered", 0) + totals.get("dead", 0)
     return render(
         request,
@@ -196,6 +198,7 @@ def overview(
             "as_of": tl.start + tl.bucket_s * tl.buckets,
             "open_quarantine": open_q,
             "success_all": (100.0 * totals.get("delivered", 0) / done) if done else None,
+            "success_approx": bool(by_status.approx & {"delivered", "dead"}),
             "pipelines": pipelines.list_pipelines(request, principal)["items"],
         },
     )
