@@ -31,6 +31,7 @@ from junction.cli.keys import app as keys_app
 from junction.cli.model import app as model_app
 from junction.cli.pii import schemas_pii
 from junction.cli.reconcile import reconcile_command
+from junction.cli.status import status_command
 from junction.cli.subjects import app as subjects_app
 from junction.cli.suppressions import app as suppressions_app
 from junction.cli.worker import worker as worker_command
@@ -59,6 +60,7 @@ app.add_typer(subjects_app, name="subjects")
 app.command("export")(export_records)
 app.command("worker")(worker_command)
 app.command("reconcile")(reconcile_command)
+app.command("status")(status_command)
 schemas_app.command("pii")(schemas_pii)
 
 console = Console()
