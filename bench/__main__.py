@@ -1,6 +1,6 @@
 """``python -m bench <name>``: run a benchmark.
 
-Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``; ``all`` runs
+Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``, ``dashboard``; ``all`` runs
 every one and writes one Markdown report (``bench/all.py``).
 """
 
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.kafka import add_parser as add_kafka
 
     add_kafka(sub)
+    from bench.dashboard import add_parser as add_dashboard
+
+    add_dashboard(sub)
     every = sub.add_parser("all", help="every benchmark, one Markdown report")
     every.add_argument("--out", default="docs/bench-report.md", help="the report's path")
     size = every.add_mutually_exclusive_group()
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--full", action="store_true", help="each bench's own default size")
     every.add_argument("--only", default=None, help="comma-separated benches (default: all)")
     args = parser.parse_args(argv)
+    if args.name == "dashboard":
+        from bench.dashboard import run_args as run_dashboard
+
+        return run_dashboard(args)
     if args.name == "all":
         from pathlib import Path
 
