@@ -1,7 +1,7 @@
 """``python -m bench <name>``: run a benchmark.
 
-Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``, ``dashboard``; ``all`` runs
-every one and writes one Markdown report (``bench/all.py``).
+Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``,
+``dashboard``; ``all`` runs every one and writes one Markdown report (``bench/all.py``).
 """
 
 from __future__ import annotations
