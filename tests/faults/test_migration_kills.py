@@ -64,3 +64,13 @@ def test_sigkill_during_migration_leaves_no_half_schema(tmp_path: Path) -> None:
             store.close()
         assert set(metadata.tables) <= tables, f"seed {seed}: tables missing after the restart"
     assert landed >= SEEDS // 2, f"only {landed} kills landed mid-migration"
+
+
+def test_processes_starting_together_on_a_new_file_all_migrate(tmp_path: Path) -> None:
+    """Four processes open one new SQLite file at once: one migrates, the others wait for its
+    write lock and find the schema current (they used to fail "could not be migrated")."""
+    for round_ in range(5):
+        url = f"sqlite:///{tmp_path / f'together{round_}.db'}"
+        pids = [_migrate_in_child(url) for _ in range(4)]
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+        assert codes == [0, 0, 0, 0], f"round {round_}: exit codes {codes}"
