@@ -150,13 +150,14 @@ def test_invalid_bodies_are_problems_that_do_not_echo_values(api_sqlite: ApiHarn
     assert broken.json()["errors"] == [{"loc": ["body"], "type": "json_invalid"}]
 
 
-HUGE = {**STRONG_ROW, "employees": "1" + "0" * 400}  # maps to an int no float can hold
+# maps to an int no float can hold: the schema's bound on head counts refuses it first
+HUGE = {**STRONG_ROW, "employees": "1" + "0" * 400}
 
 
 def test_a_number_no_float_holds_is_a_record_error_not_a_crash(api_sqlite: ApiHarness) -> None:
     r = _score(api_sqlite, {"payload": HUGE, "mapping": "csv.lead"})
     assert r.status_code == 422, r.text
-    assert r.json()["code"] == "scoring_input"
+    assert r.json()["code"] == "schema_invalid"
     # JSON numbers beyond 64 bits are refused by the parser, as invalid JSON
     too_big = _score(api_sqlite, {**STRONG, "employees": 10**400})
     assert too_big.status_code == 422
@@ -188,7 +189,7 @@ def test_batch_answers_each_record_in_order_with_per_record_errors(
         1: "invalid_request",
         3: "mapping_error",
         4: "unknown_mapping",
-        5: "scoring_input",
+        5: "schema_invalid",
     }
     assert "country" in results[1]["error"]["message"]
     single = _score(api_sqlite, STRONG).json()
