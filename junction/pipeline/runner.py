@@ -499,8 +499,10 @@ class PipelineRunner:
             return
         cursor = self.store.get_cursor(self.name, stream)
         summary.files += 1
-        sha: str | None = None
-        rows = 0
+        # a resumed file starts from its cursor: when its last batch had committed before a
+        # crash, nothing is left to read, and the ledger still needs its hash and row count
+        sha: str | None = (cursor or {}).get("sha256")
+        rows = int((cursor or {}).get("row", 0))
         try:
             for j, batch in enumerate(self.connector.read(stream, cursor)):
                 sha = batch.cursor.get("sha256", sha)
