@@ -74,6 +74,8 @@ GUARDED: dict[tuple[str, str, str], str] = {
 
 _ADR = "operator configuration, not user input (ADR-0014): "
 OPERATOR_HOSTS: dict[tuple[str, str, str], str] = {
+    ("junction/cli/status.py", "_ready", "urllib.request.urlopen"): _ADR
+    + "the operator's own running service (`junction status --url`), typed at the command line",
     ("connectors/hubspot/client.py", "HubSpotClient.__init__", "hubspot.HubSpot"): _ADR
     + "the HubSpot API host (base_url, default api.hubapi.com)",
     ("connectors/kafka/client.py", "JsonSchemaDecoder.__init__", "requests.Session"): _ADR
