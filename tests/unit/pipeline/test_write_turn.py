@@ -65,6 +65,10 @@ class _Store:
         self.written.append(records[0][0])
         return 0, 0
 
+    def preseal(self, records: Any, deliveries: Any) -> None:
+        """No encryption at rest in this store: nothing to seal ahead of the write turn."""
+        return None
+
 
 class _Preparer:
     """Releases the other process's turn while preparing the backlog's last batch."""
