@@ -30,6 +30,9 @@ from typing import Any
 
 import httpx
 
+from junction.store.outbox import ATTEMPT_COLS
+from junction.store.repo import RECORD_COLS, SCORE_COLS
+
 GOAL_MS = 300.0
 DAYS = 30
 PIPELINES = (("leads", 0.8), ("partners", 0.2))
@@ -246,28 +249,8 @@ class Rows:
 
 
 COLUMNS = {
-    "records": (
-        "id",
-        "pipeline",
-        "entity",
-        "source_system",
-        "source_key",
-        "schema_version",
-        "payload",
-        "provenance",
-        "run_id",
-        "received_at",
-    ),
-    "scores": (
-        "record_id",
-        "model_version",
-        "model",
-        "value",
-        "grade",
-        "factors",
-        "variant",
-        "scored_at",
-    ),
+    "records": RECORD_COLS,
+    "scores": SCORE_COLS,
     "deliveries": (
         "id",
         "record_id",
@@ -283,15 +266,7 @@ COLUMNS = {
         "created_at",
         "delivered_at",
     ),
-    "attempts": (
-        "delivery_id",
-        "attempt_no",
-        "started_at",
-        "duration_ms",
-        "status_code",
-        "outcome",
-        "error",
-    ),
+    "attempts": ATTEMPT_COLS,
     "quarantine": (
         "pipeline",
         "stage",
