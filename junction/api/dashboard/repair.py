@@ -107,6 +107,14 @@ def replay_many(
     return flash_back(request, f"{PREFIX}/quarantine", "ok", f"Replayed {len(chosen)}: {summary}.")
 
 
+def _reason(text: str, why: str) -> ReasonRequest:
+    """The form's reason as the API's request body; an empty one is a 422 saying ``why``."""
+    try:
+        return ReasonRequest(reason=text.strip())
+    except ValidationError:
+        raise ApiProblem(422, "Reason required", why, code="reason_required") from None
+
+
 @router.post("/quarantine/{qid}/discard")
 def discard(
     request: Request,
@@ -115,12 +123,7 @@ def discard(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Give an entry up for good, with a reason (admin)."""
-    try:
-        body = ReasonRequest(reason=reason.strip())
-    except ValidationError:
-        raise ApiProblem(
-            422, "Reason required", "say why the entry is discarded", code="reason_required"
-        ) from None
+    body = _reason(reason, "say why the entry is discarded")
     quarantine.discard_quarantine(request, qid, body, principal)
     return flash_back(request, f"{PREFIX}/quarantine/{qid}", "ok", "Entry discarded.")
 
@@ -212,12 +215,7 @@ def channel_disable(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Stop sending to a channel (with a reason)."""
-    try:
-        body = ReasonRequest(reason=reason.strip())
-    except ValidationError:
-        raise ApiProblem(
-            422, "Reason required", "say why the channel is disabled", code="reason_required"
-        ) from None
+    body = _reason(reason, "say why the channel is disabled")
     outbox.disable_channel(request, name, body, principal)
     return flash_back(request, f"{PREFIX}/deliveries", "ok", f"{name} disabled.")
 
