@@ -371,6 +371,32 @@ class PrivacyConfig(_Strict):
     )
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry tracing of ingest batches and deliveries (ADR-0022).
+
+    Needs the ``tracing`` extra (``pip install 'junction-hub[tracing]'``) unless ``exporter`` is
+    ``none``.  The SDK's standard ``OTEL_*`` variables apply where it reads them
+    (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` when ``endpoint`` is unset, ``OTEL_SERVICE_NAME``,
+    ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_BSP_*``).
+    """
+
+    exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="Where spans go: nowhere (tracing off), stdout, or OTLP/HTTP."
+    )
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="The OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces.",
+        examples=["http://127.0.0.1:4318/v1/traces"],
+    )
+    service_name: str = Field(
+        "junction", min_length=1, max_length=128, description="The service.name of the spans."
+    )
+    sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of ingest batches traced (0 to 1)."
+    )
+
+
 class HubConfig(_Strict):
     """The whole configuration file."""
 
@@ -385,6 +411,9 @@ class HubConfig(_Strict):
     bus: BusConfig | None = Field(None, description="Kafka between stages (worker roles).")
     privacy: PrivacyConfig | None = Field(
         None, description="Encryption at rest of personal data; erasure by subject."
+    )
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig, description="OpenTelemetry tracing (off by default)."
     )
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from junction.core import metrics
+from junction.core import metrics, tracing
 from junction.core.errors import (
     ConfigError,
     InternalError,
@@ -27,7 +27,7 @@ from junction.core.errors import (
 )
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
-from junction.pipeline import outcomes
+from junction.pipeline import outcomes, trace_links
 from junction.pipeline.config import DeliveryConfig, EgressConfig, Route
 from junction.pipeline.gates import Decision, SendGate
 from junction.pipeline.hygiene import is_digest
@@ -163,6 +163,8 @@ class DeliveryWorker:
             maxsize=max(64, 4 * self.policy.concurrency)
         )
         self._recorder: asyncio.Task[None] | None = None
+        # delivery id → its record's traceparent, while tracing is on (ADR-0022)
+        self._parents: dict[str, str] = {}
 
     async def run(
         self, *, stop: asyncio.Event | None = None, drain_wait_s: float | None = None
@@ -251,6 +253,8 @@ class DeliveryWorker:
                 self.store.claim_deliveries, room, self.policy.lease_s, slots=wants
             )
             rows = [r for r in rows if r["id"] not in self._held]
+            if rows and tracing.enabled():
+                await self._link_traces(rows)
             got = Counter(r["channel"] for r in rows)
             if len(rows) >= room:
                 filled = set(self._caps)
@@ -296,6 +300,16 @@ class DeliveryWorker:
             if exc is not None:
                 raise exc
             raise InternalError("the delivery recorder stopped")
+
+    async def _link_traces(self, rows: list[dict[str, Any]]) -> None:
+        """Find the trace each claimed row's record was stored under (one query)."""
+        by_record = await asyncio.to_thread(
+            trace_links.parents, self.store, [r.get("record_id") or "" for r in rows]
+        )
+        for r in rows:
+            parent = by_record.get(r.get("record_id") or "")
+            if parent is not None:
+                self._parents[r["id"]] = parent
 
     def _admit(self, rows: list[dict[str, Any]]) -> None:
         """Buffer claimed rows (after their gates, decided in one thread hop) and start sends."""
@@ -412,8 +426,12 @@ class DeliveryWorker:
             started = time.time()
             quarantined = None
             note: _Note | None = None
+            parent = self._parents.pop(row["id"], None) if self._parents else None
             try:
-                receipt = await channel.send(delivery)
+                if parent is None:
+                    receipt = await channel.send(delivery)
+                else:
+                    receipt = await self._traced_send(channel, delivery, parent)
             except JunctionError as exc:
                 outcome, quarantined = outcomes.failed(row, exc, self.policy, started)
                 if isinstance(exc, RecipientRejectedError):
@@ -431,6 +449,23 @@ class DeliveryWorker:
             queued = True
         finally:
             self._release(row, recorded_later=queued)
+
+    async def _traced_send(
+        self, channel: OutboundChannel, delivery: Delivery, parent: str
+    ) -> Receipt:
+        """Send under a ``junction.deliver`` span of the record's trace, carrying its header."""
+        attrs: dict[str, tracing.AttrValue] = {
+            "junction.channel": delivery.channel,
+            "junction.attempt": delivery.attempt,
+        }
+        with tracing.span("junction.deliver", attrs, parent=parent) as sp:
+            header = sp.traceparent
+            if header is not None:
+                delivery = replace(delivery, headers={**delivery.headers, "traceparent": header})
+            receipt = await channel.send(delivery)
+            if receipt.status_code is not None:
+                sp.set("http.response.status_code", receipt.status_code)
+            return receipt
 
     async def _gate(self, items: list[_Ready]) -> None:
         """Decide the gates of a claimed batch in one thread hop; buffer what may be sent."""

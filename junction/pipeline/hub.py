@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from junction.core import tracing
 from junction.core.errors import AuthError, ConfigError, RetryableError
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig, load_config
@@ -35,6 +36,14 @@ class Hub:
             from junction.store.crypto_rows import enable_privacy
 
             enable_privacy(self.store, kek=cfg.privacy.kek, key_cache=cfg.privacy.key_cache)
+        if cfg.tracing.exporter != "none":  # "none" leaves tracing as the process has it
+            t = cfg.tracing
+            tracing.configure(
+                t.exporter,
+                endpoint=t.endpoint,
+                service_name=t.service_name,
+                sample_ratio=t.sample_ratio,
+            )
         self._runners: dict[str, PipelineRunner] = {}
         self._gates: list[SendGate] | None = None
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from connectors.base import RawBatch
+from junction.core import tracing
 from junction.core.errors import JunctionError, RecordError
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.labels import OutcomeRules
@@ -118,12 +119,12 @@ class BatchPreparer:
         prov = batch.provenance
         # the file's full sha256 is in the file ledger and its first 16 hex digits in every id
         where: dict[str, Any] = {k: prov[k] for k in ("file", "topic") if k in prov}
-        prov_prefix = (
-            orjson.dumps({"connector": self.connector, **(where or {"stream": batch.stream})})[
-                :-1
-            ].decode()
-            + ',"position":'
-        )
+        head: dict[str, Any] = {"connector": self.connector, **(where or {"stream": batch.stream})}
+        # the batch's trace (ADR-0022): once per batch, in the prefix every record shares
+        ids = tracing.current_ids()
+        if ids is not None:
+            head["trace_id"], head["span_id"] = ids
+        prov_prefix = orjson.dumps(head)[:-1].decode() + ',"position":'
 
         def quarantine(
             stage: str, key: str, exc: JunctionError, raw: bytes | None, pos: int
@@ -141,7 +142,10 @@ class BatchPreparer:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # many young objects per batch; the cyclic GC would rescan them all
         try:
-            good, bad = self.normalizer.apply(batch.records)
+            with tracing.span("junction.map", {"junction.records": len(batch)}) as sp:
+                good, bad = self.normalizer.apply(batch.records)
+                sp.set("junction.valid", len(good))
+                sp.set("junction.invalid", len(bad))
             for i, exc in bad:
                 stage = "validate" if exc.code == "rule_failed" else "normalize"
                 quarantine(
@@ -170,15 +174,18 @@ class BatchPreparer:
         # the record's key in its source system (e.g. the CRM id) when the mapping names one
         source_keys = self.normalizer.mapping.keys_of([raw[i] for i, _ in good])
         if self.scorer is not None and good:
-            if self.keyed_scoring:
-                # the lead's stable id: every version of a lead stays in one A/B variant
-                ab_keys = [
-                    f"{name}:{sk or keys[i]}" for (i, _), sk in zip(good, source_keys, strict=True)
-                ]
-                cols = self.scorer.score_columns([m for _, m in good], ab_keys)
-            else:
-                cols = self.scorer.score_columns([m for _, m in good])
-            failed = dict(getattr(cols, "failed", {}) or {})
+            with tracing.span("junction.score", {"junction.records": len(good)}) as sp:
+                if self.keyed_scoring:
+                    # the lead's stable id: every version of a lead stays in one A/B variant
+                    ab_keys = [
+                        f"{name}:{sk or keys[i]}"
+                        for (i, _), sk in zip(good, source_keys, strict=True)
+                    ]
+                    cols = self.scorer.score_columns([m for _, m in good], ab_keys)
+                else:
+                    cols = self.scorer.score_columns([m for _, m in good])
+                failed = dict(getattr(cols, "failed", {}) or {})
+                sp.set("junction.failed", len(failed))
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
         to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
@@ -226,7 +233,8 @@ class BatchPreparer:
                 if per_row is not None:
                     for view, (_, row_version, _) in zip(views, per_row, strict=True):
                         view["model_version"] = row_version
-            routed = self.router.targets_batch([m for _, m in good], views)
+            with tracing.span("junction.route", {"junction.records": len(good)}):
+                routed = self.router.targets_batch([m for _, m in good], views)
         for j, (i, model) in enumerate(good):
             key = keys[i]
             rid = f"{name}:{key}"

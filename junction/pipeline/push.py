@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 
 from connectors.base import RawBatch
+from junction.core import tracing
 from junction.core.errors import ConfigError
+from junction.pipeline import traces
 from junction.pipeline.runner import PipelineRunner
 from junction.store.inbound import write_pushed
 
@@ -87,19 +89,24 @@ class PushIngestor:
         carries several events (each one deduplicated on its own).  ``batch.positions`` are the
         items' indexes in the delivery, reported back per stored or quarantined record.
         """
-        with self.runner.prepare_lock:  # shared with the runner's own runs and replays
-            prepared = self.runner.preparer.prepare(batch, None)
-        routed = write_pushed(
-            self.runner.store,
-            source=source,
-            event_id=item_ids if item_ids else event_id,
-            records=prepared.records,
-            scores=prepared.scores,
-            deliveries=prepared.deliveries,
-            quarantined=prepared.quarantined,
-            heads=prepared.heads,
-            outcomes=prepared.outcomes,
-        )
+        runner = self.runner
+        # a batch pushed by an HTTP request is a child of the request's span, which continues
+        # the caller's ``traceparent`` (junction.api.middleware)
+        with traces.batch(runner.name, runner.connector.name, batch, traces.read_started()):
+            with runner.prepare_lock:  # shared with the runner's own runs and replays
+                prepared = runner.preparer.prepare(batch, None)
+            with tracing.span("junction.store", traces.stored(prepared)):
+                routed = write_pushed(
+                    runner.store,
+                    source=source,
+                    event_id=item_ids if item_ids else event_id,
+                    records=prepared.records,
+                    scores=prepared.scores,
+                    deliveries=prepared.deliveries,
+                    quarantined=prepared.quarantined,
+                    heads=prepared.heads,
+                    outcomes=prepared.outcomes,
+                )
         out = PushOutcome(event_id, duplicate=routed is None)
         if routed is None:
             return out

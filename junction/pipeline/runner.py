@@ -35,10 +35,11 @@ from queue import Empty
 from typing import Any
 
 from connectors.base import Capability, RawBatch, SourceConnector
-from junction.core import metrics
+from junction.core import metrics, tracing
 from junction.core.errors import InternalError, JunctionError, RecordError
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
+from junction.pipeline import traces
 from junction.pipeline.config import HubConfig, PipelineConfig
 from junction.pipeline.extract import build_connector
 from junction.pipeline.model_watch import ModelWatch
@@ -258,10 +259,13 @@ class PipelineRunner:
         is deduplicated by its stable ids (and by the connector's own cursor dedupe).
         """
         cursor = self.store.get_cursor(self.name, stream)
+        read_ns = traces.read_started()
         for batch in self.connector.read(stream, cursor):
-            with self.prepare_lock:
-                prepared = preparer.prepare(batch, summary.run_id)
-            self.commit(prepared, summary)
+            with traces.batch(self.name, self.connector.name, batch, read_ns):
+                with self.prepare_lock:
+                    prepared = preparer.prepare(batch, summary.run_id)
+                self.commit(prepared, summary)
+            read_ns = traces.read_started()
             if progress is not None:
                 progress(prepared.read)
 
@@ -504,14 +508,17 @@ class PipelineRunner:
         sha: str | None = (cursor or {}).get("sha256")
         rows = int((cursor or {}).get("row", 0))
         try:
+            read_ns = traces.read_started()
             for j, batch in enumerate(self.connector.read(stream, cursor)):
                 sha = batch.cursor.get("sha256", sha)
                 if j == 0 and sha and self.store.file_status(self.name, sha) == "done":
                     log.info("file already ingested; archiving", pipeline=self.name, sha256=sha)
                     break
-                with self.prepare_lock:
-                    prepared = preparer.prepare(batch, summary.run_id)
-                self.commit(prepared, summary)
+                with traces.batch(self.name, self.connector.name, batch, read_ns):
+                    with self.prepare_lock:
+                        prepared = preparer.prepare(batch, summary.run_id)
+                    self.commit(prepared, summary)
+                read_ns = traces.read_started()
                 rows = int(prepared.cursor.get("row", 0))
                 if progress is not None:
                     progress(prepared.read)
@@ -525,15 +532,18 @@ class PipelineRunner:
         self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True
     ) -> None:
         """Write one prepared batch and its cursor in one transaction."""
-        held_back, routed = self.store.write_batch(
-            records=prepared.records,
-            scores=prepared.scores,
-            deliveries=prepared.deliveries,
-            quarantined=prepared.quarantined,
-            cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
-            heads=prepared.heads,
-            outcomes=prepared.outcomes,
-        )
+        with tracing.span("junction.store", traces.stored(prepared)) as sp:
+            held_back, routed = self.store.write_batch(
+                records=prepared.records,
+                scores=prepared.scores,
+                deliveries=prepared.deliveries,
+                quarantined=prepared.quarantined,
+                cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
+                heads=prepared.heads,
+                outcomes=prepared.outcomes,
+            )
+            sp.set("junction.routed", routed)
+            sp.set("junction.held_back", held_back)
         metrics.observe_batch(
             self.name,
             prepared.read,
@@ -550,9 +560,10 @@ class PipelineRunner:
         self, batch: RawBatch, summary: RunSummary, *, commit_cursor: bool = True
     ) -> None:
         """Prepare and commit one batch inline (replays and tests)."""
-        with self.prepare_lock:
-            prepared = self.preparer.prepare(batch, summary.run_id or None)
-        self.commit(prepared, summary, with_cursor=commit_cursor)
+        with traces.batch(self.name, self.connector.name, batch, traces.read_started()):
+            with self.prepare_lock:
+                prepared = self.preparer.prepare(batch, summary.run_id or None)
+            self.commit(prepared, summary, with_cursor=commit_cursor)
 
     def _fail_file(
         self, stream: str, sha: str | None, exc: RecordError, summary: RunSummary

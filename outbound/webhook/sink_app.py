@@ -172,9 +172,13 @@ class SinkApp:
             if attempt <= faults.fail_first:
                 self.counters.injected += 1
                 return web.Response(status=500, text="injected failure")
-        return await self._store(webhook_id, doc, status or 200)
+        # the sender's trace (W3C Trace Context), kept so a receiver can continue it (ADR-0022)
+        trace = get("traceparent")
+        return await self._store(webhook_id, doc, status or 200, trace)
 
-    async def _store(self, webhook_id: str, doc: Any, status: int) -> web.Response:
+    async def _store(
+        self, webhook_id: str, doc: Any, status: int, trace: str | None = None
+    ) -> web.Response:
         if webhook_id in self._seen:
             self.counters.duplicates += 1
             return web.Response(status=status, body=_DUP, content_type="application/json")
@@ -182,10 +186,10 @@ class SinkApp:
         is_new = pending is None
         if pending is None:
             received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-            line = orjson.dumps(
-                {"webhook_id": webhook_id, "received_at": received_at, "body": doc},
-                option=orjson.OPT_APPEND_NEWLINE,
-            )
+            entry = {"webhook_id": webhook_id, "received_at": received_at, "body": doc}
+            if trace:
+                entry["traceparent"] = trace[:55]  # version-00 traceparent is 55 characters
+            line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
             pending = self.journal.append(line)
             # a concurrent retry of the same id waits on this write instead of adding a line
             self._inflight[webhook_id] = pending
