@@ -33,6 +33,7 @@ from junction.pipeline.gates import Decision, SendGate
 from junction.pipeline.hygiene import is_digest
 from junction.pipeline.outcomes import Outcome
 from junction.pipeline.suppression_gate import SuppressionGate
+from junction.store import outbox as outbox_store
 from junction.store.events import AlertPolicy
 from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
@@ -252,7 +253,14 @@ class DeliveryWorker:
             rows = await asyncio.to_thread(
                 self.store.claim_deliveries, room, self.policy.lease_s, slots=wants
             )
-            rows = [r for r in rows if r["id"] not in self._held]
+            # a row still held (its outcome not yet recorded, or recorded a moment ago in the
+            # recorder's thread while this claim ran) is not sent from this claim; give its
+            # lease back, or it would wait out the whole lease before it is due again
+            taken = [r for r in rows if r["id"] in self._held]
+            if taken:
+                leases = [(r["id"], r["lease_until"]) for r in taken]
+                await asyncio.to_thread(outbox_store.release, self.store, leases)
+                rows = [r for r in rows if r["id"] not in self._held]
             if rows and tracing.enabled():
                 await self._link_traces(rows)
             got = Counter(r["channel"] for r in rows)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 
 from junction.store import tables as t
 from junction.store.events import AlertPolicy, emit, is_alert
@@ -186,6 +186,30 @@ def _claim_channels(
     for r in rows:
         r["lease_until"] = until
     return rows
+
+
+def release(store: Store, leases: Sequence[tuple[str, float]]) -> int:
+    """Give back claims a worker will not send: each (id, lease_until it was claimed with).
+
+    A row whose lease has changed since (another claim, or its outcome recorded) is left alone.
+    Without this a claimed-but-dropped row waits out its whole lease before it is due again.
+    Returns how many leases were released.
+    """
+    if not leases:
+        return 0
+    c = t.deliveries.c
+    stmt = (
+        update(t.deliveries)
+        .where(
+            c.id == bindparam("rid"),
+            c.lease_until == bindparam("until"),
+            c.status == "pending",
+        )
+        .values(lease_until=None)
+    )
+    with store.begin() as conn:
+        result = conn.execute(stmt, [{"rid": rid, "until": until} for rid, until in leases])
+    return int(result.rowcount or 0)
 
 
 # PostgreSQL: one statement per batch (arrays unnested) instead of one pipelined row each
