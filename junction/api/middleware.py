@@ -34,6 +34,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junction.api.problems import problem_response
+from junction.core import tracing
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -177,6 +178,9 @@ class SecurityHeadersMiddleware:
 class RequestIdMiddleware:
     """Take a sane ``X-Request-ID`` from the caller or make one; echo it in the response.
 
+    With tracing on, each request runs in a ``junction.http`` span that continues the caller's
+    ``traceparent`` header (a malformed one is ignored and a new trace starts).
+
     The app inside is wrapped in ``SecurityHeadersMiddleware`` (see the module docstring).
     """
 
@@ -192,11 +196,28 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         raw = rid.encode()
 
+        status: list[int] = []
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", raw)]
+                status.append(int(message.get("status", 0)))
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=rid):
-            await self.app(scope, receive, send_with_id)
+            if not tracing.enabled():
+                await self.app(scope, receive, send_with_id)
+                return
+            # the caller's W3C traceparent, continued by the request's span: records a pushed
+            # request creates are stored under that trace (ADR-0022); method and status only,
+            # the path may hold a record id
+            given_tp = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
+            parent = given_tp.decode("latin-1") if given_tp is not None else None
+            attrs = {"http.request.method": str(scope.get("method", ""))[:16]}
+            with tracing.span("junction.http", attrs, parent=parent, server=True) as sp:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    if status:
+                        sp.set("http.response.status_code", status[0])
