@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from junction.core import tracing
+from tests.fakes.kafka_broker import kafka_broker  # noqa: F401 - the session broker fixture
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from connectors.base import RawBatch
-from junction.core import metrics
+from junction.core import metrics, tracing
 from junction.core.errors import JunctionError, RecordError
 from junction.core.registry import Registry, default_registry
 from junction.pipeline.config import HubConfig
@@ -21,6 +21,7 @@ from junction.pipeline.prepare import BatchPreparer, PreparedBatch, quarantine_r
 from junction.pipeline.runner import PipelineRunner, RunSummary
 from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows, relay_row
 from junction.pipeline.stages.topics import Item, encode, headers_of, topic_name
+from junction.pipeline.stages.traced import with_trace
 from junction.pipeline.stages.worker import require_bus
 from junction.store.repo import Store
 
@@ -67,6 +68,8 @@ class RawPreparer(BatchPreparer):
             )
         versions = batch.versions
         scope = ingest_scope(name)
+        # the batch's span (ADR-0022): the stage workers continue it from this header
+        traceparent = tracing.current_traceparent()
         for i, record in enumerate(batch.records):
             key = batch.keys[i]
             item = Item(
@@ -87,7 +90,7 @@ class RawPreparer(BatchPreparer):
                     topic,
                     item.subject,
                     value,
-                    headers_of(item, "raw"),
+                    with_trace(headers_of(item, "raw"), traceparent),
                     f"{topic}|{item.record_id}|{digest}",
                 )
             )

@@ -28,7 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from junction.core import metrics
+from junction.core import metrics, tracing
 from junction.core.errors import ConfigError, JunctionError, RecordError
 from junction.core.logging import get_logger
 from junction.core.registry import Registry, default_registry
@@ -36,6 +36,7 @@ from junction.pipeline.config import BusConfig, HubConfig
 from junction.pipeline.model_watch import ModelWatch
 from junction.pipeline.prepare import quarantine_row
 from junction.pipeline.stages import bus as kafka
+from junction.pipeline.stages import traced as traced_stage
 from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows, relay_row
 from junction.pipeline.stages.topics import (
     HEADER_PIPELINE,
@@ -283,6 +284,7 @@ class StageWorker:
         offsets: dict[tuple[str, int], int] = {}
         by_pipeline: dict[str, list[Item]] = {}
         effects = Effects()
+        traced = tracing.enabled()
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -298,6 +300,10 @@ class StageWorker:
             except RecordError as exc:
                 self._bus_quarantine(effects, m, src, exc)
                 continue
+            if traced:
+                item.extra[traced_stage.HEADER_TRACEPARENT] = kafka.header(
+                    m, traced_stage.HEADER_TRACEPARENT
+                )
             if item.pipeline not in self.stages:
                 if self._filtered and item.pipeline in self.cfg.pipelines:
                     continue  # another worker's pipeline: its own group reads it
@@ -315,14 +321,14 @@ class StageWorker:
         relay_rows: list[RelayRow] = []
         passed = 0
         for name, items in by_pipeline.items():
-            stages = self.stages[name]
-            for role in self.roles:
-                entered = len(items)
-                items = stages.run(role, items, effects)
-                metrics.observe_stage(name, _METRIC_STAGE[role], entered, len(items))
-            passed += len(items)
-            if self.out_stage is not None:
-                relay_rows.extend(self._relay_rows(name, items, self.out_stage))
+            if not traced:
+                passed += self._run_roles(name, items, effects, relay_rows, None)
+                continue
+            # one group per trace, under a span that continues it
+            for parent, group in traced_stage.groups(items):
+                with traced_stage.stage_span(name, self.roles, parent, len(group)) as sp:
+                    traced_stage.stamp(group)
+                    passed += self._run_roles(name, group, effects, relay_rows, sp.traceparent)
         store = self.store
         store.write_batch(
             records=effects.records,
@@ -347,7 +353,29 @@ class StageWorker:
         self.stats.passed += passed
         self.stats.quarantined += len(effects.quarantined)
 
-    def _relay_rows(self, name: str, items: list[Item], stage: str) -> list[RelayRow]:
+    def _run_roles(
+        self,
+        name: str,
+        items: list[Item],
+        effects: Effects,
+        relay_rows: list[RelayRow],
+        traceparent: str | None,
+    ) -> int:
+        """Run this worker's roles over one pipeline's items; add their relay rows."""
+        stages = self.stages[name]
+        for role in self.roles:
+            entered = len(items)
+            with tracing.span(traced_stage.ROLE_SPAN[role], {"junction.records": entered}) as sp:
+                items = stages.run(role, items, effects)
+                sp.set("junction.passed", len(items))
+            metrics.observe_stage(name, _METRIC_STAGE[role], entered, len(items))
+        if self.out_stage is not None:
+            relay_rows.extend(self._relay_rows(name, items, self.out_stage, traceparent))
+        return len(items)
+
+    def _relay_rows(
+        self, name: str, items: list[Item], stage: str, traceparent: str | None = None
+    ) -> list[RelayRow]:
         topic = self.out_topics[name]
         rows = []
         for it in items:
@@ -359,7 +387,7 @@ class StageWorker:
                     topic,
                     it.subject,
                     encode(it, stage),
-                    headers_of(it, stage),
+                    traced_stage.with_trace(headers_of(it, stage), traceparent),
                     f"{topic}|{src.topic}:{src.partition}:{src.offset}",
                 )
             )
