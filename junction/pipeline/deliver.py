@@ -39,6 +39,7 @@ from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
 from outbound.base import Delivery, OutboundChannel, Receipt
 from outbound.egress import EgressPolicy
+from outbound.signing_keys import SigningKeySource
 
 log = get_logger(__name__)
 
@@ -62,12 +63,15 @@ def build_channels(
     registry: Registry = default_registry,
     *,
     egress: EgressConfig | None = None,
+    signing_keys: SigningKeySource | None = None,
 ) -> dict[str, OutboundChannel]:
     """Instantiate every configured channel from the registry (kind = the name's prefix).
 
     Channels that send to user-configured URLs declare ``uses_egress = True`` and receive one
     shared ``EgressPolicy``: ``egress.allow_networks`` plus ``JUNCTION_EGRESS_ALLOW``
-    (``outbound.egress`` describes the contract).
+    (``outbound.egress`` describes the contract).  Channels that sign declare
+    ``uses_signing_keys = True`` and receive ``signing_keys``, the secrets rotated through the
+    store (``junction.store.channel_secrets.StoreSigningKeys``, ADR-0023).
     """
     policy = EgressPolicy.from_env(egress.allow_networks if egress is not None else ())
     out: dict[str, OutboundChannel] = {}
@@ -78,10 +82,12 @@ def build_channels(
         opts = {k: v for k, v in options.items() if k not in ("type", "max_in_flight")}
         try:
             config = cls.config_model.model_validate(opts)
+            kwargs: dict[str, Any] = {}
             if getattr(cls, "uses_egress", False):
-                out[name] = cls(config, egress=policy)
-            else:
-                out[name] = cls(config)
+                kwargs["egress"] = policy
+            if signing_keys is not None and getattr(cls, "uses_signing_keys", False):
+                kwargs["signing_keys"] = signing_keys
+            out[name] = cls(config, **kwargs)
         except ValueError as exc:
             raise ConfigError(f"channel {name!r} is misconfigured", details=str(exc)) from exc
     return out

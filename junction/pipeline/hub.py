@@ -20,6 +20,7 @@ from junction.pipeline.gates import SendGate, build_gates
 from junction.pipeline.hygiene_sweeps import hygiene_sweeps
 from junction.pipeline.runner import PipelineRunner, Progress, RunSummary
 from junction.pipeline.state import state_dir
+from junction.store.channel_secrets import StoreSigningKeys
 from junction.store.events import AlertPolicy
 from junction.store.repo import Store
 
@@ -90,7 +91,12 @@ class Hub:
         async def go() -> DeliveryStats:
             worker = DeliveryWorker(
                 self.store,
-                build_channels(self.cfg.channels, self.registry, egress=self.cfg.egress),
+                build_channels(
+                    self.cfg.channels,
+                    self.registry,
+                    egress=self.cfg.egress,
+                    signing_keys=StoreSigningKeys(self.store),
+                ),
                 self.cfg.delivery,
                 **self.delivery_options(),
             )

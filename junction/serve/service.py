@@ -49,6 +49,7 @@ from junction.serve.drift import DriftChecks
 from junction.serve.leases import PipelineLeases
 from junction.serve.outbox import DeliveryService, TrackedOutbox
 from junction.serve.scheduler import Scheduler
+from junction.store.channel_secrets import StoreSigningKeys
 
 log = get_logger(__name__)
 
@@ -156,7 +157,12 @@ class Service:
             outbox = TrackedOutbox(hub.store)
             deliveries = DeliveryService(
                 outbox,
-                build_channels(cfg.channels, hub.registry, egress=cfg.egress),
+                build_channels(
+                    cfg.channels,
+                    hub.registry,
+                    egress=cfg.egress,
+                    signing_keys=StoreSigningKeys(hub.store),
+                ),
                 cfg.delivery,
                 **hub.delivery_options(),
             )

@@ -391,3 +391,19 @@ Index(
     quarantine.c.record_key,
     postgresql_ops={"record_key": "varchar_pattern_ops"},
 )
+
+# migration 0010: webhook signing secrets rotated through the store (ADR-0023).  Per channel, the
+# secrets in use: the current one (``retires_at`` NULL) and the ones rotated out, which keep
+# signing until ``retires_at`` (the overlap).  ``sealed`` is the secret under the store's
+# encryption at rest (a data key of the ``jx_channel_secrets`` subject); never in clear.
+channel_secrets = Table(
+    "channel_secrets",
+    metadata,
+    Column("id", String(32), primary_key=True),  # cs_ + random hex; names a secret, not it
+    Column("channel", String(128), nullable=False),  # configured name, e.g. webhook.sales
+    Column("sealed", Text, nullable=False),  # JX1:<subject>:<base64>, bound to table, id
+    Column("origin", String(16), nullable=False),  # rotated | config (the one it replaced)
+    Column("created_at", Float, nullable=False),
+    Column("retires_at", Float),  # NULL: the current secret
+)
+Index("ix_channel_secrets_channel", channel_secrets.c.channel, channel_secrets.c.retires_at)

@@ -5,6 +5,10 @@ the delivery worker owns the retry policy.  Every attempt carries the same ``web
 delivery's idempotency key) and a fresh ``webhook-timestamp`` and signature, so receivers can dedupe
 retries.
 
+A channel given a ``SigningKeySource`` (``outbound.signing_keys``) asks it for the keys of
+the delivery's channel before each send: once a secret was rotated through the store, the store's
+secrets sign instead of the config's (ADR-0023).
+
 Every request goes through the egress policy (``outbound.egress``): the URL's shape is checked at
 construction, an IP-literal host before each send, and a host name on every resolution, so the
 connection only ever goes to an address that was checked.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import base64
 import hmac
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import aiohttp
@@ -34,6 +38,7 @@ from outbound.http_pool import (
     user_agent,
 )
 from outbound.lifecycle import ClosesOnExit
+from outbound.signing_keys import SigningKey, SigningKeySource
 from outbound.webhook.classify import ABORT_HEADER, classify_exception, classify_response
 from outbound.webhook.config import RESERVED_HEADERS, WebhookConfig, secret_key_bytes
 
@@ -46,6 +51,8 @@ class WebhookChannel(ClosesOnExit):
         clock: Returns the Unix time used for ``webhook-timestamp`` and to expire rotated-out
             secrets (tests inject one).
         egress: The egress policy (SSRF protection); None reads ``JUNCTION_EGRESS_ALLOW`` only.
+        signing_keys: Rotated keys by channel name (the store's); None, or None for a channel,
+            signs with the config's secrets.
 
     Raises:
         ConfigError: ``config`` is a mapping that does not validate.
@@ -56,6 +63,8 @@ class WebhookChannel(ClosesOnExit):
     config_model: ClassVar[type[WebhookConfig]] = WebhookConfig
     # build_channels passes the hub's egress policy to channels that declare this
     uses_egress: ClassVar[bool] = True
+    # ... and its signing-key source (secrets rotated through the store) to those that declare this
+    uses_signing_keys: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -63,6 +72,7 @@ class WebhookChannel(ClosesOnExit):
         *,
         clock: Callable[[], float] = time.time,
         egress: EgressPolicy | None = None,
+        signing_keys: SigningKeySource | None = None,
     ) -> None:
         self._egress = EgressPolicy.from_env() if egress is None else egress
         if not isinstance(config, WebhookConfig):
@@ -78,7 +88,8 @@ class WebhookChannel(ClosesOnExit):
         # the policy is immutable, so the verdict on a literal is decided once (sends refuse it)
         self._literal_ok = self._literal is None or self._egress.allows(self._literal)
         # one HMAC key per signing secret (with its expiry), decoded once here
-        self._keys = [
+        self._signing_keys = signing_keys
+        self._keys: list[SigningKey] = [
             (secret_key_bytes(secret), expires_at)
             for secret, expires_at in config.signing_secrets()
         ]
@@ -98,7 +109,9 @@ class WebhookChannel(ClosesOnExit):
     def _session(self) -> aiohttp.ClientSession | None:
         return self._pool.session
 
-    def _headers(self, delivery: Delivery, timestamp: int) -> dict[str, str]:
+    def _headers(
+        self, delivery: Delivery, timestamp: int, keys: Sequence[SigningKey] | None = None
+    ) -> dict[str, str]:
         msg_id = delivery.delivery_id
         if not msg_id or "." in msg_id or not msg_id.isprintable() or " " in msg_id:
             # the signed string is "id.timestamp.body": a '.' in the id makes it ambiguous
@@ -117,7 +130,7 @@ class WebhookChannel(ClosesOnExit):
         signed = f"{msg_id}.{timestamp}.".encode() + delivery.payload
         signature = " ".join(
             "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode("ascii")
-            for key, expires_at in self._keys
+            for key, expires_at in (self._keys if keys is None else keys)
             if expires_at is None or timestamp < expires_at
         )
         headers = self._base_headers.copy()
@@ -145,6 +158,8 @@ class WebhookChannel(ClosesOnExit):
 
         Raises:
             InternalError: The delivery id or payload cannot be signed.
+            ConfigError: The signing-key source cannot open the channel's rotated secrets (e.g.
+                the store's key-encryption key is missing); nothing was sent.
             BlockedAddressError: The egress policy refuses the address (an IP literal, or every
                 address the host name resolved to); nothing was sent.
             EndpointGoneError: 410.
@@ -157,8 +172,11 @@ class WebhookChannel(ClosesOnExit):
         if not self._literal_ok:
             assert self._literal is not None
             self._egress.check_ip(self._literal)
+        keys = None
+        if self._signing_keys is not None:
+            keys = await self._signing_keys.signing_keys(delivery.channel)
         session, slots = self._pool.open()
-        headers = self._headers(delivery, int(self._clock()))
+        headers = self._headers(delivery, int(self._clock()), keys)
         async with slots:
             started = time.perf_counter()
             try:
