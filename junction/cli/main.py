@@ -24,6 +24,7 @@ from rich.table import Table
 
 from junction.cli.api import api_app
 from junction.cli.audit import app as audit_app
+from junction.cli.channels import app as channels_app
 from junction.cli.clients import app as clients_app
 from junction.cli.deliveries import app as deliveries_app
 from junction.cli.export import export_records
@@ -53,6 +54,7 @@ app.add_typer(api_app, name="api")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(channels_app, name="channels")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")

@@ -1,9 +1,10 @@
 """Dashboard pages: the quarantine (grouped, masked, replay, bulk replay, discard), deliveries
-and channels (attempts, response codes, replay, disable and enable).
+and channels (attempts, response codes, replay, disable and enable, rotate a signing secret).
 
 Reads and actions go through the JSON API's route functions: the same masking, the same checks,
-the same audit entries.  Replay needs OPERATE and discard ADMIN, as in the API; a viewer sees no
-forms, and a form posted anyway is refused with 403 by the policy.
+the same audit entries.  Replay needs OPERATE, discard and secret rotation ADMIN, as in the API;
+a viewer sees no forms, and a form posted anyway is refused with 403 by the policy.  A rotated
+secret is shown once, in the answer to the form (``no-store``), never through a flash cookie.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from junction.api.problems import ApiProblem
 from junction.api.routes import outbox, quarantine
 from junction.api.schemas import ReasonRequest
 from junction.store import queries
+from junction.store.channel_secrets import parse_overlap
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 QId = Annotated[int, Path(ge=1, le=2**62)]
@@ -229,3 +231,16 @@ def channel_enable(
     """Send to a channel again."""
     outbox.enable_channel(request, name, principal)
     return flash_back(request, f"{PREFIX}/deliveries", "ok", f"{name} enabled.")
+
+
+@router.post("/channels/{name}/rotate-secret")
+def channel_rotate_secret(
+    request: Request,
+    name: Annotated[str, Path(max_length=128)],
+    principal: Annotated[Principal, Depends(UI_ADMIN)],
+    overlap: Annotated[str, Form(max_length=16)] = "24h",
+) -> Response:
+    """Give a webhook channel a new signing secret (admin) and show it, this once."""
+    body = outbox.RotateSecretRequest(overlap_s=parse_overlap(overlap))
+    out = outbox.rotate_channel_secret(request, Response(), name, principal, body)
+    return render(request, "secret_rotated.html", {"r": out})

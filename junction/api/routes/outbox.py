@@ -1,9 +1,11 @@
-"""Routes: deliveries (the outbox): list, show, replay; channels: list, disable, enable.
+"""Routes: deliveries (the outbox): list, show, replay; channels: list, disable, enable, rotate.
 
 Delivery payloads carry the canonical record, so its personal fields are masked unless an admin
 asks ``?reveal=true`` (audited).  Channel settings (URLs, secrets) are never returned.  Replaying
 (one delivery, or every match of a filter) needs OPERATE and is audited in the replay's own
-transaction (``junction.store.outbox_admin``).
+transaction (``junction.store.outbox_admin``).  Rotating a webhook channel's signing secret is
+for admins: the answer carries the new secret once (``no-store``); the audit entry names the
+secret's id, never the secret (``junction.store.channel_secrets``, ADR-0023).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
@@ -19,7 +21,7 @@ from junction.api.audit import audit_action
 from junction.api.context import ctx_of
 from junction.api.masking import check_reveal, mask_event
 from junction.api.paging import PAGED, CursorQuery, LimitQuery, decode_cursor, page
-from junction.api.policy import OPERATE, READ, Principal
+from junction.api.policy import ADMIN, OPERATE, READ, Principal
 from junction.api.problems import ApiProblem
 from junction.api.runtime import require_pipeline
 from junction.api.schemas import (
@@ -31,7 +33,15 @@ from junction.api.schemas import (
     Responses,
     problem,
 )
+from junction.core.errors import ConfigError
 from junction.store import queries
+from junction.store.channel_secrets import (
+    DEFAULT_OVERLAP_S,
+    MAX_OVERLAP_S,
+    RotatedSecret,
+    rotate_secret,
+    webhook_options,
+)
 from junction.store.outbox_admin import (
     DEFAULT_LIMIT,
     REPLAYABLE,
@@ -267,3 +277,93 @@ def enable_channel(
 ) -> dict[str, Any]:
     """Send to a channel again; waiting deliveries go out at once."""
     return _set_channel(request, name, False, None)
+
+
+class RotateSecretRequest(BaseModel):
+    """How long the secrets in use keep signing beside the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_s: float = Field(
+        DEFAULT_OVERLAP_S,
+        ge=0,
+        le=MAX_OVERLAP_S,
+        description="Seconds the current secret (and any still overlapping) keeps signing beside "
+        "the new one, so receivers can switch at their pace; 0 stops them at once.",
+    )
+
+
+class RetiringSecretOut(BaseModel):
+    """A secret rotated out: it signs beside the new one until ``retires_at``."""
+
+    id: str
+    origin: str = Field(description="rotated, or config (the config's secret it replaced).")
+    retires_at: float
+
+
+class RotatedSecretOut(BaseModel):
+    """A new signing secret: shown in this answer only, never again."""
+
+    channel: str
+    secret_id: str = Field(description="Names the secret in the audit log and listings.")
+    secret: str = Field(description="The new whsec_ secret. Store it now: it is not shown again.")
+    created_at: float
+    overlap_s: float
+    retiring: list[RetiringSecretOut]
+
+
+_ROTATE_ERRORS: Responses = {
+    404: problem("Unknown channel."),
+    409: problem("Not a signing channel, or the store's encryption at rest is off."),
+}
+
+
+@router.post(
+    "/channels/{name}/rotate-secret",
+    response_model=RotatedSecretOut,
+    responses=_ROTATE_ERRORS,
+    tags=["channels"],
+)
+def rotate_channel_secret(
+    request: Request,
+    response: Response,
+    name: Channel,
+    _: Annotated[Principal, Depends(ADMIN)],
+    body: RotateSecretRequest | None = None,
+) -> dict[str, Any]:
+    """Give a webhook channel a new signing secret (admin); the old one signs until overlap ends.
+
+    During the overlap every delivery carries a ``v1`` signature per active secret, so a receiver
+    holding either secret verifies.  The new secret is in this answer only; the audit entry
+    records its id.  Needs the store's encryption at rest (secrets are sealed).
+    """
+    _require_channel(request, name)
+    ctx = ctx_of(request)
+    overlap_s = (body or RotateSecretRequest()).overlap_s
+
+    def audit(conn: Connection, out: RotatedSecret) -> None:
+        detail = {
+            "secret_id": out.secret_id,
+            "overlap_s": out.overlap_s,
+            "retiring": [sid for sid, _origin, _at in out.retiring],
+        }
+        audit_action(request, "channel.rotate_secret", name, detail, conn=conn)
+
+    try:
+        config = webhook_options(ctx.cfg.channels, name)
+        out = rotate_secret(ctx.store, name, config, overlap_s=overlap_s, audit=audit)
+    except ConfigError as exc:
+        if exc.code not in ("channel_not_signed", "encryption_required"):
+            raise
+        raise ApiProblem(409, "Cannot rotate", exc.user_message, code=exc.code) from None
+    response.headers["Cache-Control"] = "no-store"
+    return {
+        "channel": out.channel,
+        "secret_id": out.secret_id,
+        "secret": out.secret,
+        "created_at": out.created_at,
+        "overlap_s": out.overlap_s,
+        "retiring": [
+            {"id": sid, "origin": origin, "retires_at": at} for sid, origin, at in out.retiring
+        ],
+    }
