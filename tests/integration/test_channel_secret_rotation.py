@@ -326,3 +326,41 @@ def test_workers_see_a_rotation_within_the_refresh_and_keep_keys_through_a_hiccu
             asyncio.run(StoreSigningKeys(store).signing_keys(CHANNEL))
     finally:
         store.close()
+
+
+def test_concurrent_rotations_leave_exactly_one_current_secret(
+    store_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    store = _sealed_store(store_url, tmp_path)
+    try:
+        config = WebhookConfig(url="http://127.0.0.1:9/hook", secret=generate_secret())
+        start = threading.Barrier(4)
+        outs = []
+        errors: list[BaseException] = []
+
+        def rotate() -> None:
+            start.wait()
+            try:
+                outs.append(rotate_secret(store, CHANNEL, config, overlap_s=HOUR))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=rotate) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
+        assert errors == []
+        secrets_ = {o.secret for o in outs}
+        assert len(secrets_) == 4
+        assert all(len(base64.b64decode(s.removeprefix("whsec_"))) >= 24 for s in secrets_)
+        rows = list_secrets(store, CHANNEL)
+        current = [r for r in rows if r.retires_at is None]
+        assert len(current) == 1
+        # the config's secret was stored once (by the first rotation), never twice
+        assert [r.origin for r in rows].count("config") == 1
+        assert len(rows) == 5
+    finally:
+        store.close()
