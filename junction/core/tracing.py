@@ -17,6 +17,7 @@ written here (it is four dash-separated hex fields), so the propagator is not ne
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
@@ -158,7 +159,8 @@ def configure(
         resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
     )
     if exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        # stdout as it is now (the SDK's default is the stdout of its import)
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     elif exporter == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

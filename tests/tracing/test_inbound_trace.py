@@ -12,6 +12,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.api.harness import ApiHarness, running_api, write_api_config
 from tests.api.test_hooks import LEAD, post, signed
+from tests.privacy_canaries import (
+    CANARY_EMAIL,
+    CANARY_FIRST,
+    CANARY_LAST,
+    CANARY_PHONE,
+    needles,
+)
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -74,3 +81,26 @@ def test_without_a_valid_traceparent_a_new_trace_starts(
     assert http.parent is None
     prov = _provenance(api, r.json()["records"][0]["record_id"])
     assert prov["trace_id"] == f"{http.context.trace_id:032x}" != CALLER_TRACE
+
+
+def test_span_attributes_hold_no_personal_data(
+    api: ApiHarness, spans: InMemorySpanExporter
+) -> None:
+    canary = {
+        **LEAD,
+        "lead_id": "L-77",
+        "email": CANARY_EMAIL,
+        "first_name": CANARY_FIRST,
+        "last_name": CANARY_LAST,
+        "phone": CANARY_PHONE,
+    }
+    # one stored, one quarantined by a rule, one failing the mapping: every path's spans
+    records = [canary, {**canary, "lead_id": "L-78", "email": ""}, {**canary, "email": 7}]
+    body = orjson.dumps({"records": records})
+    r = post(api, body, {**signed(body), "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})
+    assert r.status_code == 200, r.text
+    finished = spans.get_finished_spans()
+    assert {"junction.http", "junction.batch", "junction.map"} <= {s.name for s in finished}
+    dumped = "\n".join(s.to_json() for s in finished).lower()
+    for needle in needles():
+        assert needle.lower() not in dumped
