@@ -76,6 +76,8 @@ def test_an_admin_rotates_and_sees_the_secret_once(
             "/ui/channels/nope/rotate-secret", data={"csrf": token, "overlap": "1h"}
         )
     assert secret not in again
+    assert "secret rotated" in again
+    assert "previous signs until" in again
     assert bad.status_code == 400
     assert missing.status_code == 404
     (current, _config) = load_secrets(ui.api.ctx.store)["webhook.sales"]
@@ -127,6 +129,8 @@ def test_rotate_a_secret_in_the_browser(ui: Ui, tmp_path: Path, browser: Browser
         page.screenshot(path=str(SHOTS / "secret-rotated.png"), full_page=True)
         page.goto(f"{ui.url}/ui/deliveries")
         assert secret not in page.content()
+        assert "previous signs until" in page.content()
+        page.screenshot(path=str(SHOTS / "deliveries-after-rotation.png"), full_page=True)
     finally:
         context.close()
     assert csp_errors == []

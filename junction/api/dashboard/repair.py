@@ -9,6 +9,7 @@ secret is shown once, in the answer to the form (``no-store``), never through a 
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -26,7 +27,7 @@ from junction.api.problems import ApiProblem
 from junction.api.routes import outbox, quarantine
 from junction.api.schemas import ReasonRequest
 from junction.store import queries
-from junction.store.channel_secrets import parse_overlap
+from junction.store.channel_secrets import list_secrets, parse_overlap
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 QId = Annotated[int, Path(ge=1, le=2**62)]
@@ -158,8 +159,24 @@ def deliveries_page(
             "status": status,
             "channel": channel,
             "statuses": STATUSES,
+            "signing": _signing(request),
         },
     )
+
+
+def _signing(request: Request) -> dict[str, dict[str, Any]]:
+    """Per rotated channel: when its current secret was made, and until when older ones sign."""
+    out: dict[str, dict[str, Any]] = {}
+    now = time.time()
+    for s in list_secrets(ctx_of(request).store):
+        entry = out.setdefault(s.channel, {"rotated_at": None, "overlap_until": None})
+        if s.retires_at is None:
+            entry["rotated_at"] = s.created_at
+        elif s.retires_at > now and (
+            entry["overlap_until"] is None or s.retires_at > entry["overlap_until"]
+        ):
+            entry["overlap_until"] = s.retires_at
+    return out
 
 
 def _channels(request: Request) -> list[dict[str, Any]]:
