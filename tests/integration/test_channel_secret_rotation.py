@@ -364,3 +364,26 @@ def test_concurrent_rotations_leave_exactly_one_current_secret(
         assert len(rows) == 5
     finally:
         store.close()
+
+
+def test_a_kek_rotation_rewraps_the_channel_secrets_key(tmp_path: Path) -> None:
+    from junction.store.crypto import load_kek
+
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    store = _sealed_store(url, tmp_path)
+    try:
+        config = WebhookConfig(url="http://127.0.0.1:9/hook", secret=generate_secret())
+        out = rotate_secret(store, CHANNEL, config, overlap_s=HOUR)
+        privacy = store.privacy()
+        assert privacy is not None
+        new_source = f"file:{tmp_path / 'kek2'}"
+        with store.begin() as conn:
+            privacy.keyring.rotate(conn, load_kek(new_source), new_source=new_source)
+    finally:
+        store.close()
+    (tmp_path / "kek").unlink()  # the old KEK is gone: only the new one can open anything
+    reopened = Store.open(url)
+    try:
+        assert load_secrets(reopened)[CHANNEL][0][1] == out.secret
+    finally:
+        reopened.close()
