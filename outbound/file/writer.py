@@ -14,6 +14,7 @@ doubled, so a newline inside a cell never ends a row).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import stat
@@ -132,15 +133,28 @@ def _read_jsonl(path: Path, ids: set[str]) -> None:
 def append(state: FileState, data: bytes) -> None:
     """Write ``data`` at the end of the file and fsync it (and the folder, for a new file).
 
+    A write that fails part way (a full disk takes what fits, then refuses the rest) is cut
+    back off at once, so nobody reading the file sees half a batch; the repair at the next open
+    only has to handle a crash.
+
     Raises:
         OSError: The write or the fsync failed (disk full, I/O error, ...).
     """
     view = memoryview(data)
-    while view:
-        written = os.write(state.fd, view)
-        view = view[written:]
-    if state.regular:
-        os.fsync(state.fd)
+    start = os.lseek(state.fd, 0, os.SEEK_END) if state.regular else -1
+    try:
+        while view:
+            written = os.write(state.fd, view)
+            view = view[written:]
+        if state.regular:
+            os.fsync(state.fd)
+    except OSError:
+        if start >= 0:
+            # shrinking needs no space; if even that fails, the next open repairs the tail
+            with contextlib.suppress(OSError):
+                os.ftruncate(state.fd, start)
+                os.fsync(state.fd)
+        raise
     if state.new and state.regular:
         _fsync_folder(state.path.parent)
     state.new = False

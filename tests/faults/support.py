@@ -8,20 +8,25 @@ that is what lets every fault kind run across 50+ seeds in CI's budget.  The chi
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from junction.pipeline.hub import Hub
 from junction.store.reconcile import Reconciliation, reconcile
 from junction.store.repo import Store
 
 SEEDS = int(os.environ.get("JUNCTION_FAULT_SEEDS", "50"))
+# seeds of the kinds that mostly wait (timeouts, retries, restarts) run in this many processes
+PROCS = max(1, int(os.environ.get("JUNCTION_FAULT_PROCS", "3")))
+T = TypeVar("T")
 
 
 def run_in_child(cfg: Path, drain_wait_s: float = 0.5) -> int:
@@ -105,3 +110,15 @@ class SeedOutcome:
 def run_seeds(seeds: int, one: Callable[[int], SeedOutcome]) -> list[SeedOutcome]:
     """Run ``one(seed)`` for every seed; the caller asserts on the outcomes."""
     return [one(seed) for seed in range(seeds)]
+
+
+def map_seeds(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``fn(*args)`` for every args in ``calls``, in ``PROCS`` forked processes, in order.
+
+    Each process runs its seeds one after the other (and may fork its own children: it is a
+    single-threaded copy of the test process).  ``fn`` must be a module-level function.
+    """
+    if PROCS == 1 or len(calls) <= 1:
+        return [fn(*args) for args in calls]
+    with multiprocessing.get_context("fork").Pool(PROCS) as pool:
+        return pool.starmap(fn, calls, chunksize=1)
