@@ -201,3 +201,17 @@ def test_without_the_sdk_tracing_is_a_no_op_and_an_exporter_is_a_config_error(
 )
 def test_traceparent_parsing(value, expected) -> None:
     assert tracing.parse_traceparent(value) == expected
+
+
+def test_a_failing_stage_records_the_error_class_not_its_message(spans) -> None:
+    from junction.core.errors import RecordError
+    from tests.privacy_canaries import CANARY_EMAIL
+
+    with pytest.raises(RecordError), tracing.span("junction.map"):
+        raise RecordError(f"not an email: {CANARY_EMAIL}")
+    [span] = spans.get_finished_spans()
+    assert span.status.status_code.name == "ERROR"
+    assert span.status.description == "RecordError"
+    assert span.attributes["error.type"] == "RecordError"
+    assert span.events == ()  # no exception event (it would carry the message)
+    assert CANARY_EMAIL not in span.to_json()
