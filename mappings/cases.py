@@ -120,10 +120,14 @@ def _run_case(mapping: Any, case: _Case) -> CaseResult:
         model = mapping.apply(case.input)
     except RecordError as exc:
         if case.error is None:
-            return CaseResult(spec_id, case.name, False, f"unexpected {exc.code}: {exc}")
+            return CaseResult(
+                spec_id, case.name, False, f"unexpected {exc.code}: {exc.user_message}"
+            )
         if exc.code != case.error.code or (case.error.field not in (None, exc.field)):
             want = f"{case.error.code} on {case.error.field}"
-            return CaseResult(spec_id, case.name, False, f"wanted {want}, got {exc.code}: {exc}")
+            return CaseResult(
+                spec_id, case.name, False, f"wanted {want}, got {exc.code}: {exc.user_message}"
+            )
         return CaseResult(spec_id, case.name, True)
     if case.error is not None:
         want = f"{case.error.code} on {case.error.field}"

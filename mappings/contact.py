@@ -89,7 +89,9 @@ def _phone(params: PhoneParams, ctx: FieldContext) -> ValueFn | RecordTransform:
             if value is None:
                 return None
             if value.__class__ is not int:
-                raise ctx.fail("phone_e164", f"a {type(value).__name__} is not a phone number")
+                raise ctx.fail(
+                    "phone_e164", f"a {type(value).__name__} is not a phone number", value
+                )
             value = str(value)
         cache = caches.get(region)
         if cache is None:
@@ -107,10 +109,10 @@ def _phone(params: PhoneParams, ctx: FieldContext) -> ValueFn | RecordTransform:
             no_code = exc.error_type == NumberParseException.INVALID_COUNTRY_CODE
             if no_code and region is None and not text.startswith("+"):
                 reason = "no country code and no region for a national number"
-            raise ctx.fail("phone_e164", reason) from None
+            raise ctx.fail("phone_e164", reason, text) from None
         if not is_ok(number):
             where = f" for region {region}" if region and not text.startswith("+") else ""
-            raise ctx.fail("phone_e164", f"not a {params.check} phone number{where}")
+            raise ctx.fail("phone_e164", f"not a {params.check} phone number{where}", text)
         out: str = phonenumbers.format_number(number, _E164)
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
@@ -182,7 +184,7 @@ def _email(params: EmailParams, ctx: FieldContext) -> ValueFn:
                 address, check_deliverability=False, allow_smtputf8=smtputf8
             ).normalized
         except EmailNotValidError:
-            raise ctx.fail("email", "not a valid email address") from None
+            raise ctx.fail("email", "not a valid email address", address) from None
         return out
 
     def domain_of(domain: str) -> str | None:
@@ -201,7 +203,7 @@ def _email(params: EmailParams, ctx: FieldContext) -> ValueFn:
         if value.__class__ is not str:
             if value is None:
                 return None
-            raise ctx.fail("email", f"a {type(value).__name__} is not an email address")
+            raise ctx.fail("email", f"a {type(value).__name__} is not an email address", value)
         local, at, domain = value.rpartition("@")
         if (
             at

@@ -13,6 +13,7 @@ naming the field the model rejected); there is no half-filled record.
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from junction.core.errors import ConfigError, MappingError, RecordError, SchemaValidationError
+from junction.core.masking import field_class, mask_text, mask_value
+from junction.core.pseudonym import pii_kind
 from mappings.plan import FieldPlan, Mapper, Step, generate_mapper, run_field
 from mappings.registry import TRANSFORMS, FieldContext, RecordTransform, memoize, preview
 from mappings.selectors import compile_selector, literal_key
@@ -104,7 +107,9 @@ def compile_mapping(spec: MappingSpec | str | Path) -> CompiledMapping:
 
 def _plan(spec: MappingSpec, target: str, pii: Mapping[str, str]) -> FieldPlan:
     fs = spec.fields[target]
-    ctx = FieldContext(target, target in pii, lambda expr: compile_selector(expr).read)
+    ctx = FieldContext(
+        target, target in pii, lambda expr: compile_selector(expr).read, pii.get(target)
+    )
     if fs.const is not None:
         return FieldPlan(target, (), False, (), False, fs.required, fs.default, fs.const, True)
     if fs.key is not None:
@@ -152,11 +157,13 @@ class CompiledMapping:
         self.model = model
         self.fields = tuple(p.target for p in plans)
         self._plans = plans
-        self._pii = frozenset(model.pii_fields())
         self._nulls = frozenset(spec.null_values)
         self._map: Mapper = generate_mapper(plans, self._nulls)
         self._validate = mapped_validator(model, self.fields)
         self._key = compile_selector(spec.source_key).read if spec.source_key else None
+        # where each field is written in the spec, worked out now: errors only look it up
+        self._where = spec_locations(spec)
+        self._pii_classes = model.pii_fields()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # generated code does not pickle; worker processes recompile from the spec
@@ -209,10 +216,12 @@ class CompiledMapping:
         """
         try:
             out: CanonicalModel = self._validate(self._map(record))
+        except RecordError as exc:
+            raise self.locate(exc) from None
         except ValidationError as exc:
-            raise schema_error(exc) from None
+            raise self.locate(schema_error(exc, self._pii_classes)) from None
         except _VALUE_FAILURES as exc:
-            raise self._attribute(record, exc) from None
+            raise self.locate(self._attribute(record, exc)) from None
         return out
 
     def apply_batch(
@@ -248,12 +257,23 @@ class CompiledMapping:
             try:
                 good.append((i, validate(mapper(record))))
             except RecordError as exc:
-                bad.append((i, _detached(exc)))
+                bad.append((i, self.locate(_detached(exc))))
             except ValidationError as exc:
-                bad.append((i, schema_error(exc)))
+                bad.append((i, self.locate(schema_error(exc, self._pii_classes))))
             except _VALUE_FAILURES as exc:
-                bad.append((i, self._attribute(record, exc)))
+                bad.append((i, self.locate(self._attribute(record, exc))))
         return good, bad
+
+    def locate(self, exc: RecordError) -> RecordError:
+        """The error with the spec's file and line of its field, and how to fix it.
+
+        ``mappings/specs/csv/lead.yaml:14: field `email`: email rejected the value
+        'j***@example.com' (not a valid email address) — fix: ...``.  Runs on failures only;
+        the lines were looked up when the mapping was compiled.
+        """
+        if "spec" in exc.context or exc.field is None:  # located already, or about no field
+            return exc
+        return located(exc, self.spec_id, self._where)
 
     def _attribute(self, record: Any, exc: BaseException) -> MappingError:
         """Find the field and transform behind an unexpected exception (rare, so interpreted)."""
@@ -281,10 +301,14 @@ class CompiledMapping:
                 field=plan.target,
                 context={"transform": "selector"},
             )
-        shown = "value withheld (personal data)" if plan.target in self._pii else preview(value)
+        cls = self._pii_classes.get(plan.target)
+        if cls is None:
+            shown = f"{preview(value)} ({type(err).__name__})"
+        else:
+            masked = mask_value(cls, value, kind=pii_kind(plan.target))
+            shown = f"{preview(masked)} (personal data, masked; {type(err).__name__})"
         return MappingError(
-            f"{plan.target}: {step} failed on a {type(value).__name__} value "
-            f"({type(err).__name__}); {shown}",
+            f"{plan.target}: {step} failed on a {type(value).__name__} value {shown}",
             field=plan.target,
             context={"transform": step},
         )
@@ -340,18 +364,113 @@ def _detached(exc: RecordError) -> RecordError:
     return exc
 
 
-def schema_error(exc: ValidationError) -> SchemaValidationError:
+def schema_error(
+    exc: ValidationError, pii: Mapping[str, str] | None = None
+) -> SchemaValidationError:
     """Turn pydantic's ValidationError into a SchemaValidationError naming the first field.
 
-    The message is pydantic's, which states the rule ("should be greater than or equal to 0")
-    but not the input; the input is dropped (``from None`` at the call sites) as it may be PII.
+    Without ``pii`` the message is pydantic's, which states the rule ("should be greater than or
+    equal to 0") but not the input.  With ``pii`` (the model's ``{field: class}``) the input is
+    shown too, masked by its class when the field is personal data (``a***@example.com``), so
+    that the person fixing the data sees what was rejected.  The exception itself is dropped
+    (``from None`` at the call sites) as it holds the input in clear.
     """
-    err = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    err = exc.errors(include_url=False, include_input=pii is not None, include_context=False)[0]
     loc = err["loc"]
     field = str(loc[0]) if loc else None
     where = ".".join(str(p) for p in loc) or "record"
+    msg = f"{where}: {err['msg']}"
+    if pii is not None and field is not None and "input" in err:
+        value = err["input"]
+        cls = field_class(field, pii)
+        # a field not classified may still carry an address or a phone number in its text
+        shown = preview(
+            mask_text(value) if cls is None else mask_value(cls, value, kind=pii_kind(field))
+        )
+        msg = f"{where}: the {entity_of(exc)} schema rejected the value {shown} ({err['msg']})"
     return SchemaValidationError(
-        f"{where}: {err['msg']}",
+        msg,
         field=field,
         context={"error_type": err["type"], "errors": exc.error_count()},
     )
+
+
+def entity_of(exc: ValidationError) -> str:
+    """The canonical entity a ValidationError is about (its model's title, lower case)."""
+    return exc.title.lower()
+
+
+FIXES: dict[str, str] = {
+    "email": "correct the address in the source, or drop the `email` transform to keep it as text",
+    "phone_e164": "correct the number in the source, or give `region` / `region_from` so that "
+    "national numbers can be read",
+    "int": "correct the number in the source, or set `thousands_sep` to the source's separators",
+    "decimal": "correct the number in the source, or set `decimal_sep` / `thousands_sep` to the "
+    "source's locale",
+    "datetime": "correct the date in the source, or add its format to `formats`",
+    "date": "correct the date in the source, or add its format to `formats`",
+    "country": "correct the country in the source, or map the name with a `lookup` transform",
+    "lookup": "add the value to the `lookup` table, or give the lookup a `default`",
+    "bool": "correct the value in the source, or list it in the transform's `true` / `false`",
+}
+"""How to fix a value a transform rejected, by transform; others get the generic advice."""
+
+
+def spec_locations(spec: MappingSpec) -> dict[str | None, str]:
+    """``{field: "path:line"}`` of a spec's fields (``None``: the spec itself), for errors.
+
+    The path is relative to the working folder when the spec is under it, as people type it;
+    a built-in spec's is ``mappings/specs/...``.
+    """
+    path = spec.source
+    if path != "<spec>":
+        full = Path(path).resolve()
+        # built-in specs as the repository names them (mappings/specs/csv/lead.yaml)
+        for base in (Path.cwd(), SPECS_DIR.parent.parent):
+            if full.is_relative_to(base):
+                path = str(full.relative_to(base))
+                break
+    out: dict[str | None, str] = {None: path if path != "<spec>" else f"mapping {spec.id}"}
+    for target in spec.fields:
+        line = spec.line_of(("fields", target))
+        out[target] = f"{path}:{line}" if line and path != "<spec>" else out[None]
+    return out
+
+
+def located(exc: RecordError, spec_id: str, where: Mapping[str | None, str]) -> RecordError:
+    """A copy of ``exc`` saying where its field is in the spec and how to fix it."""
+    field = exc.field
+    at = where.get(field) or where[None]
+    body = exc.user_message
+    if field is not None:
+        body = body.removeprefix(f"{field}: ")
+        body = f"field `{field}`: {body}"
+    fix = _fix(exc, field)
+    out = copy.copy(exc)
+    out.user_message = f"{at}: {body} — fix: {fix}"
+    out.args = (out.user_message,)
+    path, _, line = at.rpartition(":")
+    ctx = {**exc.context, "spec": spec_id}
+    if line.isdigit():
+        ctx.update(spec_file=path, spec_line=int(line))
+    out.context = ctx
+    return out
+
+
+def _fix(exc: RecordError, field: str | None) -> str:
+    if isinstance(exc, SchemaValidationError):
+        return (
+            f"correct `{field}` in the source, or add a transform that turns it into what the "
+            "schema expects"
+        )
+    transform = exc.context.get("transform")
+    if transform in FIXES:
+        return FIXES[str(transform)]
+    if "required value is missing" in exc.user_message:
+        return (
+            f"fill `{field}` in the source, or drop `required: true` or give a `default` for it "
+            "in the spec"
+        )
+    if field is None:
+        return "check that the source sends the records this spec expects"
+    return f"correct `{field}` in the source, or change its transforms in the spec"

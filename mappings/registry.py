@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from junction.core.errors import ConfigError, MappingError
+from junction.core.masking import SENSITIVE, mask_value
+from junction.core.pseudonym import pii_kind
 
 Selector = Callable[[Mapping[str, Any]], Any]
 """Reads one value out of a source record."""
@@ -51,14 +53,17 @@ class FieldContext:
 
     Attributes:
         field: The canonical field the value is mapped into (named in errors).
-        pii: True when the field holds personal data: its values never appear in messages.
+        pii: True when the field holds personal data: its values appear in messages masked.
         selector: Compiles a source selector (same syntax as ``from``) for transforms that read
             another field of the record; None when no record access is possible.
+        pii_class: The field's personal-data class (``x-pii``), which picks the mask; None
+            masks the value completely.
     """
 
     field: str
     pii: bool = False
     selector: Callable[[str], Selector] | None = None
+    pii_class: str | None = None
 
     def fail(self, transform: str, reason: str, value: Any = None) -> MappingError:
         """Build the error for a value this transform cannot convert.
@@ -66,18 +71,26 @@ class FieldContext:
         Args:
             transform: The transform's name.
             reason: Why, in words that never contain the value itself.
-            value: The offending value; shown (shortened) only when the field is not personal data.
+            value: The offending value: shown shortened, or masked by its personal-data class
+                (``a***@example.com``, ``+44*******123``, initials) when the field is personal.
 
         Returns:
             The MappingError to raise (``raise ctx.fail(...) from None`` so that library
             exceptions, which may quote the value, are not chained into logs).
         """
-        msg = f"{self.field}: {transform} rejected the value ({reason})"
-        if self.pii:
-            msg += "; value withheld (personal data)"
-        elif value is not None:
-            msg += f": {preview(value)}"
+        shown = ""
+        if value is not None:
+            shown = f" {preview(masked_value(self, value) if self.pii else value)}"
+        msg = f"{self.field}: {transform} rejected the value{shown} ({reason})"
         return MappingError(msg, field=self.field, context={"transform": transform})
+
+
+def masked_value(ctx: FieldContext, value: Any) -> Any:
+    """``value`` of a personal field masked by its class (``junction.core.masking``)."""
+    cls = ctx.pii_class or SENSITIVE
+    return mask_value(
+        cls, value if value.__class__ is str else str(value), kind=pii_kind(ctx.field)
+    )
 
 
 def preview(value: Any) -> str:

@@ -305,7 +305,9 @@ def test_the_quarantine_groups_by_error_and_masks_the_payload(ui: Ui) -> None:
         entry = http.get(f"/ui/quarantine/{qid}").text
     assert "mapping_error" in page
     assert "rule_failed" in page
-    assert "external_id: required value is missing" in page
+    # the stored detail names the spec line, the field and the fix
+    assert "mappings/specs/csv/lead.yaml:11: field `external_id`: required value is missing" in page
+    assert "— fix: fill `external_id` in the source" in entry
     assert "no.key@example.com" not in entry
     assert "&lt;masked str len=18&gt;" in entry
 
