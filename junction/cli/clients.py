@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from junction.core.errors import ConfigError, JunctionError
+from junction.cli.errors import print_error
+from junction.core.errors import JunctionError
 
 if TYPE_CHECKING:
     from junction.store.repo import Store
@@ -48,10 +49,8 @@ def cli_actor() -> str:
 
 
 def fail(exc: JunctionError) -> None:
-    """Print a typed error and exit 2."""
-    err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc}", markup=True, highlight=False)
-    if isinstance(exc, ConfigError) and exc.details:
-        err_console.print(exc.details, markup=False)
+    """Print a typed error, with how to fix it, and exit 2."""
+    print_error(exc, err_console)
     raise typer.Exit(2)
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from sqlalchemy import Connection
 
 from junction.cli.clients import ConfigOpt, cli_actor, fail, open_store
+from junction.cli.progress import progress
 from junction.core.errors import ConfigError, JunctionError
 
 if TYPE_CHECKING:
@@ -89,15 +90,16 @@ def replay(
                 return
             wanted = (status or Status.dead).value
             detail = {"channel": channel, "status": wanted, "since": since, "until": until}
-            n = replay_deliveries(
-                store,
-                channel=channel,
-                status=wanted,
-                limit=limit,
-                since=bounds[0],
-                until=bounds[1],
-                audit=_audit(store, "delivery.replay_bulk", channel or "*", detail),
-            )
+            with progress(f"re-queuing {wanted} deliveries"):
+                n = replay_deliveries(
+                    store,
+                    channel=channel,
+                    status=wanted,
+                    limit=limit,
+                    since=bounds[0],
+                    until=bounds[1],
+                    audit=_audit(store, "delivery.replay_bulk", channel or "*", detail),
+                )
         except JunctionError as exc:
             fail(exc)
     console.print(f"re-queued {n} {wanted} deliveries", markup=False)

@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from junction.cli.clients import cli_actor, fail
+from junction.cli.progress import progress
 from junction.core.errors import ConfigError, JunctionError
 
 if TYPE_CHECKING:
@@ -152,9 +153,13 @@ def export_records(
         audit.append(cli_actor(), EXPORT_ACTION, f"records:{entity or '*'}", None, detail)
         sink: IO[bytes] = out.open("wb") if out is not None else sys.stdout.buffer
         try:
-            for row in _rows(store, entity, pipeline, limit):
-                sink.write(export_line(row, masked=masked))
-                count += 1
+            with progress("exporting", total=limit) as advance:
+                for row in _rows(store, entity, pipeline, limit):
+                    sink.write(export_line(row, masked=masked))
+                    count += 1
+                    if count % PAGE == 0:  # the bar moves a page at a time, not per record
+                        advance(PAGE)
+                advance(count % PAGE)
         finally:
             if out is not None:
                 sink.close()

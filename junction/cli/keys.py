@@ -16,6 +16,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from junction.cli.clients import ConfigOpt, cli_actor, fail
+from junction.cli.progress import progress
 from junction.cli.subjects import private_store
 from junction.core.errors import ConfigError, JunctionError
 
@@ -69,7 +70,7 @@ def rotate(
             new = load_kek(to)
             old_id = privacy.keyring.kek.key_id
             audit = AuditLog(store, Pseudonymizer.load(state_dir(cfg)))
-            with store.begin() as conn:
+            with progress("re-wrapping data keys"), store.begin() as conn:
                 n = privacy.keyring.rotate(conn, new, new_source=to)
                 entry = AuditEntry(
                     cli_actor(),

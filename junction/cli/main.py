@@ -12,14 +12,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.markup import escape
 from rich.table import Table
 
 from junction.cli.api import api_app
@@ -27,20 +20,24 @@ from junction.cli.audit import app as audit_app
 from junction.cli.channels import app as channels_app
 from junction.cli.clients import app as clients_app
 from junction.cli.deliveries import app as deliveries_app
+from junction.cli.errors import JunctionGroup, print_error, quarantine_examples, set_debug
 from junction.cli.export import export_records
 from junction.cli.keys import app as keys_app
 from junction.cli.model import app as model_app
 from junction.cli.pii import schemas_pii
+from junction.cli.progress import progress, progress_bar
 from junction.cli.reconcile import reconcile_command
 from junction.cli.status import status_command
 from junction.cli.subjects import app as subjects_app
 from junction.cli.suppressions import app as suppressions_app
 from junction.cli.worker import worker as worker_command
-from junction.core.errors import ConfigError, JunctionError
+from junction.core.errors import JunctionError
 from junction.core.registry import default_registry
 
 app = typer.Typer(
-    help="Junction: connect CRM/ERP systems, normalize, score and deliver.", no_args_is_help=True
+    cls=JunctionGroup,
+    help="Junction: connect CRM/ERP systems, normalize, score and deliver.",
+    no_args_is_help=True,
 )
 connectors_app = typer.Typer(help="Source connectors.", no_args_is_help=True)
 mappings_app = typer.Typer(help="Mapping specs.", no_args_is_help=True)
@@ -71,30 +68,25 @@ err_console = Console(stderr=True, soft_wrap=True)
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline configuration YAML.")]
 
 
+@app.callback()
+def junction(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (JUNCTION_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Junction: connect CRM/ERP systems, normalize, score and deliver."""
+    set_debug(debug)
+
+
 def fail(exc: JunctionError) -> None:
-    """Print a typed error for a person and exit non-zero."""
-    err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc}")
-    if isinstance(exc, ConfigError) and exc.details:
-        err_console.print(exc.details)
+    """Print a typed error for a person, with how to fix it, and exit non-zero."""
+    print_error(exc, err_console)
     raise typer.Exit(2)
 
 
 def delivery_line(stats: Any) -> str:
     """One line about what the delivery worker did."""
     return f"deliveries: {stats.delivered} delivered, {stats.retried} to retry, {stats.dead} dead"
-
-
-def progress_bar(total: int | None = None, *, transient: bool = False) -> Progress:
-    """A Rich progress bar for long work."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=transient,
-    )
 
 
 @app.command()
@@ -163,6 +155,9 @@ def run(
                         f"quarantined {s.quarantined}, "
                         f"routed {s.routed} ({s.seconds:.1f}s)"
                     )
+                    if s.quarantined:
+                        for line in quarantine_examples(hub.store, s.pipeline, s.run_id):
+                            err_console.print(f"  {line}", markup=False, highlight=False)
                 if once or busy:
                     console.print(delivery_line(stats))
                 if once and failed:
@@ -300,7 +295,8 @@ def mappings_test(
     failed = [r for r in results if not r.passed]
     for r in results:
         mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
-        console.print(f"{mark} {r.spec_id} :: {r.case}" + ("" if r.passed else f" — {r.message}"))
+        why = "" if r.passed else f" — {escape(r.message)}"
+        console.print(f"{mark} {r.spec_id} :: {r.case}{why}", soft_wrap=True)
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed or not results:
         raise typer.Exit(1)
@@ -364,8 +360,10 @@ def quarantine_replay(
     try:
         hub = Hub.from_file(config)
         try:
-            for qid in ids:
-                console.print(f"{qid}: {replay(hub, qid)}")
+            with progress("replaying", total=len(ids)) as advance:
+                for qid in ids:
+                    console.print(f"{qid}: {replay(hub, qid)}")
+                    advance(1)
             stats = hub.deliver()
             console.print(delivery_line(stats))
         finally:
@@ -379,7 +377,10 @@ def quarantine_show(config: ConfigArg, qid: Annotated[int, typer.Argument()]) ->
     """Show one quarantine entry with its original payload."""
     from junction.pipeline.hub import Hub
 
-    hub = Hub.from_file(config)
+    try:
+        hub = Hub.from_file(config)
+    except JunctionError as exc:
+        fail(exc)
     try:
         q = hub.store.get_quarantine(qid)
     finally:

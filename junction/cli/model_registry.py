@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from junction.cli.clients import cli_actor
+from junction.cli.errors import print_error
 from junction.cli.model import app
 from junction.core.errors import ConfigError, JunctionError
 from scoring import stages
@@ -49,10 +50,8 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the
 
 
 def fail(exc: JunctionError) -> NoReturn:
-    """Print a typed error (its context too, which Rich markup would swallow) and exit 2."""
-    err_console.print(f"{type(exc).__name__}: {exc}", markup=False, highlight=False, style="red")
-    if isinstance(exc, ConfigError) and exc.details:
-        err_console.print(exc.details, markup=False, highlight=False)
+    """Print a typed error (its context too, and how to fix it) and exit 2."""
+    print_error(exc, err_console)
     raise typer.Exit(2)
 
 

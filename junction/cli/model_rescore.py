@@ -23,7 +23,7 @@ def rescore_cmd(
     """Re-score a pipeline's stored records with its current model (no deliveries are sent)."""
     from sqlalchemy import func, select
 
-    from junction.cli.main import progress_bar
+    from junction.cli.progress import progress_bar
     from junction.pipeline.config import load_config
     from junction.pipeline.rescore import rescore
     from junction.store import tables as t

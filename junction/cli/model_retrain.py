@@ -21,6 +21,7 @@ import typer
 
 from junction.cli.clients import ConfigOpt, cli_actor, fail
 from junction.cli.model import app
+from junction.cli.progress import progress
 from junction.core.errors import JunctionError
 
 
@@ -43,9 +44,10 @@ def retrain_command(
         cfg = load_config(config)
         store = Store.open(cfg.store)
         try:
-            result = retrain(
-                store, cfg, pipeline, actor=cli_actor(), margin=margin, trigger="manual"
-            )
+            with progress(f"retraining {pipeline}", quiet=as_json):
+                result = retrain(
+                    store, cfg, pipeline, actor=cli_actor(), margin=margin, trigger="manual"
+                )
         finally:
             store.close()
     except JunctionError as exc:

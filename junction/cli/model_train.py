@@ -155,6 +155,7 @@ def _spinner(text: str) -> Iterator[Progress]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # no escape codes into a pipe or a log
     ) as progress:
         progress.add_task(text, total=None)
         yield progress
@@ -237,7 +238,7 @@ def _tune(
     calibration: str | None,
     fixed: dict[str, Any],
 ) -> TuneResult:
-    from junction.cli.main import progress_bar
+    from junction.cli.progress import progress_bar
     from scoring.tune import tune
 
     data = _slice(training, spec, seed, calibration)

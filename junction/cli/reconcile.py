@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from junction.cli.errors import fail
+from junction.cli.progress import tracked
 from junction.core.errors import ConfigError, JunctionError
 from junction.store.reconcile import Reconciliation
 
@@ -62,13 +64,12 @@ def reconcile_command(
                     scored=cfg.pipelines[name].scoring is not None,
                     expected=expected,
                 )
-                for name in names
+                for name in tracked(names, "reconciling", quiet=as_json)
             ]
         finally:
             store.close()
     except JunctionError as exc:
-        err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc}")
-        raise typer.Exit(2) from None
+        fail(exc, err_console)
     if as_json:
         for r in results:
             console.print_json(orjson.dumps(r.as_dict()).decode())

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from junction.cli.clients import ConfigOpt, cli_actor, fail
+from junction.cli.progress import progress
 from junction.core.errors import ConfigError, JunctionError
 
 if TYPE_CHECKING:
@@ -90,15 +91,16 @@ def erase(
         raise typer.Exit(1)
     with private_store(config) as (cfg, store):
         pseudonyms = Pseudonymizer.load(state_dir(cfg))
-        report = erase_subjects(
-            store,
-            emails=emails,
-            phones=phones,
-            actor=cli_actor(),
-            audit=AuditLog(store, pseudonyms),
-            suppressions=SuppressionList(store, pseudonyms),
-            before_commit=tombstone_hook(cfg),
-        )
+        with progress("erasing"):
+            report = erase_subjects(
+                store,
+                emails=emails,
+                phones=phones,
+                actor=cli_actor(),
+                audit=AuditLog(store, pseudonyms),
+                suppressions=SuppressionList(store, pseudonyms),
+                before_commit=tombstone_hook(cfg),
+            )
     counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in report.counts().items())
     console.print(f"erased {' '.join(report.subjects)}: {counts}", markup=False)
     console.print(f"audit entry #{report.audit_id}", markup=False)

@@ -7,6 +7,7 @@ load is reported, not fatal to the others.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -64,7 +65,9 @@ class Registry:
         eps = self._entry_points(kind)
         if name not in eps:
             known = ", ".join(sorted(eps)) or "none"
-            raise ConfigError(f"unknown {kind[:-1]} {name!r} (known: {known})")
+            close = difflib.get_close_matches(name, list(eps), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown {kind[:-1]} {name!r}{hint} (known: {known})")
         obj = eps[name].load()
         self._loaded[key] = obj
         return obj
