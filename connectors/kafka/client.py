@@ -1,12 +1,13 @@
 """The vendor side of the ``kafka`` source: confluent_kafka, and the schema registry over HTTP.
 
 ``GroupReader`` owns one group ``Consumer`` for the length of one read.  A background thread is
-the only caller of the consumer: it polls, serves rebalance callbacks, commits acknowledged
-offsets and pauses or resumes the partitions.  Because that thread polls every
-``poll_timeout_s`` whatever the pipeline is doing, ``max.poll.interval.ms`` is never exceeded by
-a slow batch; when ``max_buffered_batches`` chunks wait unread, it pauses every assigned
-partition (polls then keep the membership alive but fetch nothing) and resumes once the
-pipeline has taken one.
+the only caller of the consumer (a call from another thread waits for ``consume`` to return):
+it polls, serves rebalance callbacks, commits acknowledged offsets, pauses or resumes the
+partitions and notes the watermarks each fetch reported (``unread`` reads those).  Because that
+thread polls every ``poll_timeout_s`` whatever the pipeline is doing, ``max.poll.interval.ms`` is
+never exceeded by a slow batch; when ``max_buffered_batches`` chunks wait unread, it pauses
+every assigned partition (polls then keep the membership alive but fetch nothing) and resumes
+once the pipeline has taken one.
 
 Offsets: ``enable.auto.commit`` and ``enable.auto.offset.store`` are off.  ``ack(positions)``
 (called only after the store committed the batch) stores and commits those positions, for the
@@ -48,6 +49,7 @@ from confluent_kafka import (
 )
 
 from connectors.kafka.config import KafkaConfig
+from junction.core import metrics
 from junction.core.errors import (
     AuthError,
     ConfigError,
@@ -59,6 +61,7 @@ from junction.core.errors import (
 )
 
 _log = logging.getLogger("connectors.kafka.librdkafka")
+MARKS_EVERY_S = 0.1  # how often an idle poller notes the fetched watermarks
 _AUTH_CODES = frozenset(
     {
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
@@ -176,6 +179,8 @@ class _State:
     error: JunctionError | None = None
     committed: dict[str, int] = field(default_factory=dict)
     acked: dict[str, int] = field(default_factory=dict)
+    fetched: dict[str, int] = field(default_factory=dict)  # next offset to read, per partition
+    marks: dict[str, tuple[int, int]] = field(default_factory=dict)  # fetched (low, high)
     last_problem: JunctionError | None = None  # the latest non-fatal client error (brokers down)
     pauses: int = 0  # times the partitions were paused for back-pressure
     revokes: int = 0  # rebalances that took partitions away
@@ -199,6 +204,7 @@ class GroupReader:
         self._pending: list[Polled] = []
         self._positions: dict[str, int] = {}
         self._paused = False
+        self._marks_at = 0.0  # when the poller last noted the fetched watermarks
         self.consumer = Consumer(
             {
                 **client_settings(cfg),
@@ -243,6 +249,34 @@ class GroupReader:
         with self.state.lock:
             return self.state.last_problem
 
+    def unread(self) -> int:
+        """Messages on the owned partitions not read yet, as the last fetches saw them.
+
+        Per partition: its high watermark (from the latest fetch response, which the poller
+        notes) minus the next offset to read; published as
+        ``junction_consumer_lag{pipeline="source.<group>"}``.  A partition no fetch has
+        answered for yet counts as one unread message: it is still starting (a slow broker
+        resolving ``auto_offset_reset``), not caught up.
+        """
+        with self.state.lock:
+            owned = sorted(self.state.assigned)
+            fetched = dict(self.state.fetched)
+            marks = dict(self.state.marks)
+        total = 0
+        for key in owned:
+            low, high = marks.get(key, (-1, -1))
+            if high < 0:
+                total += 1
+                continue
+            nxt = fetched.get(key, -1)
+            if nxt < 0:  # nothing read yet: the fetch starts at the reset point
+                nxt = max(low, 0) if self.cfg.auto_offset_reset == "earliest" else high
+            lag = max(0, high - nxt)
+            topic, partition = parse_tp_key(key)
+            metrics.set_consumer_lag(f"source.{self.cfg.group_id}", topic, partition, lag)
+            total += lag
+        return total
+
     def current_epoch(self) -> int:
         """Bumped by every revoke: chunks of an older epoch are in-flight work to drop."""
         with self.state.lock:
@@ -267,6 +301,7 @@ class GroupReader:
                     num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout_s
                 )
                 self._take(msgs)
+                self._note_positions(bool(msgs))
         except JunctionError as exc:
             with self.state.lock:
                 self.state.error = exc
@@ -281,6 +316,7 @@ class GroupReader:
                 _log.warning("closing the Kafka consumer failed: %s", type(exc).__name__)
 
     def _take(self, msgs: list[Message]) -> None:
+        seen: dict[str, int] = {}
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -296,12 +332,39 @@ class GroupReader:
             if tp_key(topic, partition) not in self.state.assigned:
                 continue  # fetched before a revoke: the new owner reads it
             ts_type, ts = msg.timestamp()
+            seen[tp_key(topic, partition)] = offset + 1
             self._pending.append(
                 Polled(topic, partition, offset, msg.key(), msg.value(), ts if ts_type else None)
             )
         if msgs:
             with self.state.lock:
                 self.state.last_message_at = time.monotonic()
+                self.state.fetched.update(seen)
+
+    def _note_positions(self, read: bool) -> None:
+        """Note the client's next offsets (they step over transaction markers) and watermarks.
+
+        Local lookups of what the latest fetch responses said; at most every ``MARKS_EVERY_S``
+        unless messages were just read.
+        """
+        now = time.monotonic()
+        if not read and now < self._marks_at + MARKS_EVERY_S:
+            return
+        self._marks_at = now
+        assignment = self.consumer.assignment()
+        marks = {
+            tp_key(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, cached=True)
+            for tp in assignment
+        }
+        got = self.consumer.position(assignment)
+        with self.state.lock:
+            for key, (low, high) in marks.items():
+                if key in self.state.assigned and high >= 0:
+                    self.state.marks[key] = (low, high)
+            for tp in got:
+                key = tp_key(tp.topic, tp.partition)
+                if tp.offset > self.state.fetched.get(key, -1) and key in self.state.assigned:
+                    self.state.fetched[key] = tp.offset
 
     def _flush_pending(self) -> None:
         """Move read messages into chunks of at most ``batch_size`` while there is room."""
@@ -391,6 +454,8 @@ class GroupReader:
                     self._positions[key] = tp.offset
                 elif key in committed:
                     self._positions[key] = committed[key]
+                if key in self._positions:
+                    self.state.fetched[key] = self._positions[key]
             self.state.ever_assigned = True
             self.state.last_message_at = time.monotonic()
         consumer.assign(partitions)
@@ -407,6 +472,8 @@ class GroupReader:
             for k in keys:
                 self._positions.pop(k, None)
                 self.state.committed.pop(k, None)
+                self.state.fetched.pop(k, None)
+                self.state.marks.pop(k, None)
         # in-flight work is abandoned: the new owner reads it again from the committed offset
         self._pending = [m for m in self._pending if tp_key(m.topic, m.partition) not in keys]
         while True:

@@ -76,8 +76,9 @@ class KafkaConfig(BaseModel):
     idle_timeout_s: float = Field(
         2.0,
         gt=0,
-        description="A read ends once no new message arrived for this long (it has caught up); "
-        "the next scheduled run goes on from its cursor.",
+        description="A read ends once no new message arrived for this long and the brokers' "
+        "high watermarks show nothing left unread (it has caught up); the next scheduled run "
+        "goes on from its cursor.",
     )
     join_timeout_s: float = Field(
         30.0,

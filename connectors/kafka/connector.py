@@ -43,6 +43,10 @@ from junction.core.logging import get_logger
 
 log = get_logger(__name__)
 WAIT_S = 0.05  # how often an idle read looks at the poller's state
+LAG_EVERY_S = 5.0  # how often a read publishes its partitions' lag
+RECHECK_S = 0.25  # how often an idle read asks the brokers whether it has caught up
+GIVE_UP_FACTOR = 10.0  # an idle read waits at most this many idle_timeout_s (and at least
+# the client's timeout_s) for messages the brokers report but do not hand over
 
 
 def decode_json(polled: Polled) -> dict[str, Any]:
@@ -102,7 +106,13 @@ class KafkaSourceConnector:
         return [StreamInfo(name=self.config.stream, json_schema={"type": "object"})]
 
     def read(self, stream: str, cursor: dict[str, Any] | None) -> Generator[RawBatch, None, None]:
-        """Yield batches after ``cursor`` until the group has caught up (idle_timeout_s).
+        """Yield batches after ``cursor`` until the group has caught up.
+
+        Caught up: nothing arrived for ``idle_timeout_s`` and the brokers' high watermarks say
+        no message is left unread on this member's partitions (a partition still starting,
+        e.g. resolving ``auto_offset_reset`` on a slow broker, is not silence).  Messages that
+        stay unfetched for ``GIVE_UP_FACTOR`` idle timeouts (at least ``timeout_s``) are left to
+        the next read, with a warning.
 
         Asking for the next batch tells the connector that the previous one is committed in
         the store; only then are its offsets committed to Kafka.
@@ -122,11 +132,16 @@ class KafkaSourceConnector:
         self._close_reader()
         reader = self._reader = GroupReader(cfg, start)
         join_deadline = monotonic() + cfg.join_timeout_s
+        lag_at = monotonic() + LAG_EVERY_S
+        recheck_at = 0.0
         try:
             while True:
                 failure = reader.failure()
                 if failure is not None:
                     raise failure
+                if monotonic() >= lag_at:
+                    lag_at = monotonic() + LAG_EVERY_S
+                    reader.unread()  # publishes junction_consumer_lag
                 try:
                     chunk = reader.chunks.get(timeout=WAIT_S)
                 except Empty:
@@ -137,7 +152,18 @@ class KafkaSourceConnector:
                             raise problem from None
                         log.info("no partitions assigned within join_timeout_s; read ends")
                         return
-                    if idle is not None and idle >= cfg.idle_timeout_s:
+                    if idle is None or idle < cfg.idle_timeout_s or monotonic() < recheck_at:
+                        continue
+                    recheck_at = monotonic() + RECHECK_S
+                    unread = reader.unread()
+                    if unread == 0:
+                        return
+                    if idle >= max(cfg.idle_timeout_s * GIVE_UP_FACTOR, cfg.timeout_s):
+                        log.warning(
+                            "messages stayed unfetched; the next read continues with them",
+                            unread=unread,
+                            group=cfg.group_id,
+                        )
                         return
                     continue
                 if chunk.epoch != reader.current_epoch():

@@ -504,3 +504,27 @@ class _Nowhere:
     """A bootstrap address where nothing listens."""
 
     bootstrap = "127.0.0.1:9"
+
+
+def test_a_read_ends_on_the_watermarks_not_on_a_short_silence(kafka_broker):
+    """An idle timeout far shorter than a partition's start still reads every partition."""
+    from junction.core.metrics import REGISTRY as PROM
+
+    topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(30)])
+    conn = _conn(kafka_broker, topic, group, idle_timeout_s=0.01)
+    try:
+        keys = [k for b in conn.read(topic, None) for k in b.keys]
+    finally:
+        conn.close()
+    assert sorted(keys) == sorted({k for k in keys})
+    assert len(keys) == 30
+    # the read published its partitions' lag as it ended: nothing left unread
+    lags = [
+        PROM.get_sample_value(
+            "junction_consumer_lag",
+            {"pipeline": f"source.{group}", "topic": topic, "partition": str(p)},
+        )
+        for p in range(3)
+    ]
+    assert lags == [0.0, 0.0, 0.0]
