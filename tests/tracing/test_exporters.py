@@ -44,7 +44,7 @@ class Collector:
             return Response(status_code=200, content=b"", media_type="application/x-protobuf")
 
     def spans(self) -> list[tuple[str, str, dict]]:
-        """(service.name, span name, attributes) of every span received."""
+        """(service.name, span name, attributes, trace id) of every span received."""
         out = []
         for req in self.requests:
             for rs in req.resource_spans:
@@ -215,3 +215,23 @@ def test_a_failing_stage_records_the_error_class_not_its_message(spans) -> None:
     assert span.attributes["error.type"] == "RecordError"
     assert span.events == ()  # no exception event (it would carry the message)
     assert CANARY_EMAIL not in span.to_json()
+
+
+def test_the_sdks_otel_variables_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    collector = Collector()
+    with serve_app(collector.app) as url:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        assert tracing.configure("otlp", service_name="from-config")
+        try:
+            with tracing.span("junction.batch", {"junction.read": 1}):
+                pass
+            assert tracing.flush()
+        finally:
+            tracing.shutdown()
+    [(service, name, attrs, _trace)] = collector.spans()
+    assert (service, name, attrs) == ("from-env", "junction.batch", {"junction.read": 1})
+    [req] = collector.requests
+    resource = {a.key: a.value.string_value for a in req.resource_spans[0].resource.attributes}
+    assert resource["deployment.environment"] == "test"
