@@ -303,7 +303,7 @@ class CompiledMapping:
             )
         cls = self._pii_classes.get(plan.target)
         if cls is None:
-            shown = f"{preview(value)} ({type(err).__name__})"
+            shown = f"{preview(mask_text(value))} ({type(err).__name__})"
         else:
             masked = mask_value(cls, value, kind=pii_kind(plan.target))
             shown = f"{preview(masked)} (personal data, masked; {type(err).__name__})"
@@ -384,10 +384,12 @@ def schema_error(
         value = err["input"]
         cls = field_class(field, pii)
         # a field not classified may still carry an address or a phone number in its text
-        shown = preview(
-            mask_text(value) if cls is None else mask_value(cls, value, kind=pii_kind(field))
-        )
-        msg = f"{where}: the {entity_of(exc)} schema rejected the value {shown} ({err['msg']})"
+        if cls is None:
+            shown, why = preview(mask_text(value)), err["msg"]
+        else:
+            masked = mask_value(cls, value, kind=pii_kind(field))
+            shown, why = preview(masked), f"personal data, masked; {err['msg']}"
+        msg = f"{where}: the {entity_of(exc)} schema rejected the value {shown} ({why})"
     return SchemaValidationError(
         msg,
         field=field,

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from junction.core.errors import ConfigError, MappingError
-from junction.core.masking import SENSITIVE, mask_value
+from junction.core.masking import SENSITIVE, mask_text, mask_value
 from junction.core.pseudonym import pii_kind
 
 Selector = Callable[[Mapping[str, Any]], Any]
@@ -78,19 +78,21 @@ class FieldContext:
             The MappingError to raise (``raise ctx.fail(...) from None`` so that library
             exceptions, which may quote the value, are not chained into logs).
         """
-        shown = ""
-        if value is not None:
-            shown = f" {preview(masked_value(self, value) if self.pii else value)}"
-        msg = f"{self.field}: {transform} rejected the value{shown} ({reason})"
+        if self.pii:
+            shown = preview(masked_value(self, value))
+            msg = f"{self.field}: {transform} rejected the value {shown}"
+            msg += f" (personal data, masked; {reason})"
+        elif value is not None:
+            shown = preview(mask_text(value))  # an address or a phone in any text is masked
+            msg = f"{self.field}: {transform} rejected the value {shown} ({reason})"
+        else:
+            msg = f"{self.field}: {transform} rejected the value ({reason})"
         return MappingError(msg, field=self.field, context={"transform": transform})
 
 
 def masked_value(ctx: FieldContext, value: Any) -> Any:
     """``value`` of a personal field masked by its class (``junction.core.masking``)."""
-    cls = ctx.pii_class or SENSITIVE
-    return mask_value(
-        cls, value if value.__class__ is str else str(value), kind=pii_kind(ctx.field)
-    )
+    return mask_value(ctx.pii_class or SENSITIVE, value, kind=pii_kind(ctx.field))
 
 
 def preview(value: Any) -> str:
