@@ -28,6 +28,7 @@ console = Console()
 def status(config: ConfigOpt = Path("junction.yaml")) -> None:
     """Whether the store is encrypted, under which KEK, and how many subjects it keys."""
     from junction.store import tables as t
+    from junction.store.channel_secrets import SUBJECT as CHANNEL_SECRETS
     from junction.store.keyring import settings_row
 
     with private_store(config) as (_cfg, store), store.begin() as conn:
@@ -36,15 +37,20 @@ def status(config: ConfigOpt = Path("junction.yaml")) -> None:
             console.print("encryption at rest: off", markup=False)
             return
         c = t.data_keys.c
+        people = c.subject != CHANNEL_SECRETS  # the channel secrets' key is nobody's
         live = conn.execute(
-            select(func.count()).select_from(t.data_keys).where(c.wrapped.is_not(None))
+            select(func.count()).select_from(t.data_keys).where(c.wrapped.is_not(None), people)
+        ).scalar_one()
+        system = conn.execute(
+            select(func.count()).select_from(t.data_keys).where(~people)
         ).scalar_one()
         erased = conn.execute(
             select(func.count()).select_from(t.data_keys).where(c.wrapped.is_(None))
         ).scalar_one()
     console.print(
         f"encryption at rest: on; KEK {row['kek_id']} from {row['kek_source']}; "
-        f"{live} data keys; {erased} erased subjects",
+        f"{live} data keys; {erased} erased subjects"
+        + ("; channel secrets sealed" if system else ""),
         markup=False,
     )
 

@@ -387,3 +387,27 @@ def test_a_kek_rotation_rewraps_the_channel_secrets_key(tmp_path: Path) -> None:
         assert load_secrets(reopened)[CHANNEL][0][1] == out.secret
     finally:
         reopened.close()
+
+
+def test_keys_status_counts_people_not_the_channel_secrets_key(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from junction.cli.keys import app as keys_cli
+
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    store = _sealed_store(url, tmp_path)
+    try:
+        config = WebhookConfig(url="http://127.0.0.1:9/h", secret=generate_secret())
+        rotate_secret(store, CHANNEL, config, overlap_s=0)
+    finally:
+        store.close()
+    cfg = tmp_path / "junction.yaml"
+    cfg.write_text(
+        f'store: "{url}"\nmodels_dir: {tmp_path / "models"}\n'
+        f"privacy:\n  kek: file:{tmp_path / 'kek'}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(keys_cli, ["status", "-c", str(cfg)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "0 data keys; 0 erased subjects; channel secrets sealed" in text
