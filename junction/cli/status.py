@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from junction.cli.errors import fail
 from junction.core.errors import ConfigError, JunctionError
 
 console = Console()
@@ -74,8 +75,7 @@ def status_command(
             store.close()
         service = _ready(url) if url else None
     except JunctionError as exc:
-        err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc}")
-        raise typer.Exit(2) from None
+        fail(exc, err_console)
     attention: list[str] = []
     for name in cfg.pipelines:
         run = runs.get(name)

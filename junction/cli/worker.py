@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from junction.cli.errors import fail
 from junction.core.errors import JunctionError
 
 err_console = Console(stderr=True, soft_wrap=True)
@@ -91,5 +92,4 @@ def worker(
         finally:
             hub.close()
     except JunctionError as exc:
-        err_console.print(f"[bold red]{type(exc).__name__}[/]: {exc}")
-        raise typer.Exit(2) from None
+        fail(exc, err_console)
