@@ -63,6 +63,13 @@ FIXES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         ),
     ),
     (
+        re.compile(r"^invalid configuration$"),
+        lambda _m: (
+            "correct the lines listed below; `junction check CONFIG` checks the file "
+            "again without running anything"
+        ),
+    ),
+    (
         re.compile(r"environment variable (?P<var>\S+) is not set"),
         lambda m: (
             f"export {m.group('var')}=... before running the command "

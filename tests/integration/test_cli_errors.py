@@ -246,3 +246,12 @@ def test_a_typed_error_no_command_caught_is_still_one_line(
     assert result.output.strip() == (
         "ConfigError: cannot write the schema files — fix: make the folder writable"
     )
+
+
+def test_an_invalid_configuration_lists_its_lines_under_the_fix(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "store: sqlite:///x.db\n" + PIPELINE + "    batch_size: nope\n")
+    result = invoke("check", str(cfg))
+    assert result.exit_code == 2
+    first, *details = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert first.startswith("ConfigError: invalid configuration — fix: correct the lines listed")
+    assert any(ln.startswith(f"{cfg}:6: pipelines.leads.batch_size") for ln in details)
