@@ -588,7 +588,8 @@ class DeliveryWorker:
         delay = 0.2
         for attempt in range(RECORD_TRIES):
             try:
-                disabled = await asyncio.to_thread(self._record_sync, batch)
+                # a retry rechecks: the failed try may have committed all the same
+                disabled = await asyncio.to_thread(self._record_sync, batch, attempt > 0)
                 break
             except RetryableError:
                 if attempt == RECORD_TRIES - 1:
@@ -611,7 +612,7 @@ class DeliveryWorker:
             if soonest is not None and soonest < self._sleep_until:
                 self._wake.set()
 
-    def _record_sync(self, batch: list[_Item]) -> set[str]:
+    def _record_sync(self, batch: list[_Item], recheck: bool = False) -> set[str]:
         for item in batch:
             rejected = item.note.rejected if item.note is not None else None
             if rejected is not None:
@@ -623,6 +624,7 @@ class DeliveryWorker:
             [i.outcome for i in batch],
             [i.quarantined for i in batch if i.quarantined is not None],
             health=self.health,
+            recheck=recheck,
         )
         now = time.time()
         for item in batch:

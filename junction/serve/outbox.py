@@ -62,9 +62,10 @@ class TrackedOutbox(Store):
         quarantined: Sequence[Row],
         *,
         health: HealthPolicy | None = None,
+        recheck: bool = False,
     ) -> set[str]:
         """Record attempts, as the store does; their leases are no longer held."""
-        disabled = super().record_attempts(outcomes, quarantined, health=health)
+        disabled = super().record_attempts(outcomes, quarantined, health=health, recheck=recheck)
         with self._lock:
             for o in outcomes:
                 self._held.pop(o["delivery_id"], None)

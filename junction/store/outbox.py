@@ -277,6 +277,33 @@ _HEALTH_SQL = {
 }
 
 
+def _not_yet_recorded(
+    store: Store, outcomes: Sequence[Mapping[str, Any]], quarantined: Sequence[Row]
+) -> tuple[list[Mapping[str, Any]], list[Row]]:
+    """The outcomes (and their quarantine rows) whose attempt row is not stored yet."""
+    from junction.store.repo import QUARANTINE_COLS
+
+    ids = sorted({o["delivery_id"] for o in outcomes if o.get("attempt", True)})
+    if not ids:
+        return list(outcomes), list(quarantined)
+    a = t.attempts.c
+    with store.begin() as conn:
+        stored = {
+            (d, n)
+            for d, n in conn.execute(
+                select(a.delivery_id, a.attempt_no).where(a.delivery_id.in_(ids))
+            ).all()
+        }
+    keep = [
+        o
+        for o in outcomes
+        if not (o.get("attempt", True) and (o["delivery_id"], o["attempt_no"]) in stored)
+    ]
+    dropped = {o["delivery_id"] for o in outcomes} - {o["delivery_id"] for o in keep}
+    at = QUARANTINE_COLS.index("record_key")
+    return keep, [q for q in quarantined if q[at] not in dropped]
+
+
 def record(
     store: Store,
     outcomes: Sequence[Mapping[str, Any]],
@@ -284,8 +311,13 @@ def record(
     *,
     health: HealthPolicy | None = None,
     now: float | None = None,
+    recheck: bool = False,
 ) -> set[str]:
     """Write finished attempts and their effects in ONE transaction; return disabled channels.
+
+    ``recheck``: this batch was tried before and the try failed, perhaps at the commit whose
+    answer never came (the server restarted) although the commit took place; outcomes whose
+    attempt row is stored already are left out, so a retried recording adds no second attempt.
 
     Each outcome has ``delivery_id``, ``channel``, ``attempt_no`` (the delivery's attempt count
     after it), ``started_at``, ``duration_ms``, ``status_code``, ``outcome`` (the attempt row's),
@@ -297,6 +329,8 @@ def record(
 
     now = time.time() if now is None else now
     policy = health or HealthPolicy()
+    if recheck:
+        outcomes, quarantined = _not_yet_recorded(store, outcomes, quarantined)
     updates = [
         (
             o["new_status"],

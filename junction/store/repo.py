@@ -573,14 +573,16 @@ class Store:
         quarantined: Sequence[Row],
         *,
         health: HealthPolicy | None = None,
+        recheck: bool = False,
     ) -> set[str]:
         """Write attempts, delivery states, endpoint health and events in one transaction.
 
-        Returns the channels this disabled.  See ``junction.store.outbox.record``.
+        Returns the channels this disabled.  ``recheck`` after a failed try of the same batch.
+        See ``junction.store.outbox.record``.
         """
         from junction.store import outbox
 
-        return outbox.record(self, outcomes, quarantined, health=health)
+        return outbox.record(self, outcomes, quarantined, health=health, recheck=recheck)
 
     def next_due_at(self, channels: Sequence[str] | None = None) -> float | None:
         """When the earliest pending delivery to an enabled channel (of ``channels``) is due."""

@@ -122,3 +122,40 @@ def map_seeds(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]
         return [fn(*args) for args in calls]
     with multiprocessing.get_context("fork").Pool(PROCS) as pool:
         return pool.starmap(fn, calls, chunksize=1)
+
+
+def start_typed_child(cfg: Path, drain_wait_s: float = 0.5) -> tuple[int, int]:
+    """Fork a child that runs the hub once and delivers; return (pid, read end of its report).
+
+    The child exits 0 when it finished, 3 when it failed with a typed ``JunctionError`` and 4
+    with anything else; it writes the error's class and safe message to the pipe.
+    """
+    from junction.core.errors import JunctionError
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read)
+        code, what = 0, ""
+        try:
+            hub = Hub.from_file(cfg)
+            try:
+                hub.run_once()
+                hub.deliver(drain_wait_s=drain_wait_s)
+            finally:
+                hub.close()
+        except JunctionError as exc:
+            code, what = 3, f"{type(exc).__name__}: {exc.user_message}"
+        except BaseException as exc:
+            code, what = 4, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"
+        os.write(write, what.encode()[:4000])
+        os._exit(code)
+    os.close(write)
+    return pid, read
+
+
+def finish_typed_child(pid: int, read: int, timeout_s: float = 120.0) -> tuple[int, str]:
+    """Wait for a ``start_typed_child`` child; return (exit code, its report)."""
+    code = wait_child(pid, timeout_s)
+    with os.fdopen(read, "rb") as pipe:
+        return code, pipe.read().decode(errors="replace")
