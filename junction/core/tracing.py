@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -34,6 +35,25 @@ _ZERO_SPAN = "0" * 16
 # the live tracer (an opentelemetry.sdk Tracer) and its provider; None while tracing is off
 _tracer: Any = None
 _provider: Any = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this process's tracing was configured, for another process to do the same.
+
+    A worker process (spawned: it starts with tracing off) calls :func:`configure_from` with
+    the settings of the process that hands it work.  ``exporter="none"`` is tracing on with no
+    exporter of its own (the parent exports to one that cannot cross processes, e.g. an
+    in-memory one): the child's spans go nowhere, but its records still store their trace.
+    """
+
+    exporter: Exporter = "none"
+    endpoint: str | None = None
+    service_name: str = "junction"
+    sample_ratio: float = 1.0
+
+
+_settings: Settings | None = None
 
 
 class _NoSpan:
@@ -137,7 +157,34 @@ def configure(
     shutdown()
     if exporter == "none" and span_exporter is None:
         return False
-    global _tracer, _provider
+    return _start(Settings(exporter, endpoint, service_name, sample_ratio), span_exporter)
+
+
+def configure_from(settings: Settings | None) -> bool:
+    """Configure tracing as another process did (:func:`settings`); ``None`` turns it off.
+
+    A no-op when this process is configured so already.  Returns whether tracing is on.
+
+    Raises:
+        ConfigError: An exporter is asked for but the ``tracing`` extra is not installed.
+    """
+    if settings == _settings:
+        return _tracer is not None
+    shutdown()
+    if settings is None:
+        return False
+    return _start(settings, None)
+
+
+def settings() -> Settings | None:
+    """The settings tracing was configured with, or ``None`` while it is off."""
+    return _settings
+
+
+def _start(settings: Settings, span_exporter: Any) -> bool:
+    global _tracer, _provider, _settings
+    exporter, endpoint = settings.exporter, settings.endpoint
+    service_name, sample_ratio = settings.service_name, settings.sample_ratio
     try:
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -173,14 +220,14 @@ def configure(
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     if span_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(span_exporter))
-    _provider, _tracer = provider, provider.get_tracer("junction")
+    _provider, _tracer, _settings = provider, provider.get_tracer("junction"), settings
     return True
 
 
 def shutdown() -> None:
     """Flush and stop the exporters; tracing is off afterwards."""
-    global _tracer, _provider
-    provider, _provider, _tracer = _provider, None, None
+    global _tracer, _provider, _settings
+    provider, _provider, _tracer, _settings = _provider, None, None, None
     if provider is not None:
         provider.shutdown()
 

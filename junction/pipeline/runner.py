@@ -295,6 +295,7 @@ class PipelineRunner:
                     str(self.model_dir) if self.model_dir else None,
                     os.getpid(),
                     self._queue,
+                    tracing.settings(),
                 ),
             )
             self._pool_size = workers
@@ -449,7 +450,7 @@ class PipelineRunner:
             model_dir=str(model_dir) if model_dir is not None else None,
         )
         try:
-            dispatch.run()
+            self._dispatch(dispatch, summary, workers)
         except BaseException as exc:
             # stop handing out work; running shares finish and their stale reports are ignored
             if self._pool is not None:
@@ -488,6 +489,28 @@ class PipelineRunner:
         rows = int((last or {}).get("row", 0))
         self.store.finish_file(self.name, stream, sha or "", stream, "done", rows)
         self._archive(stream, self.cfg.archive.processed)
+
+    def _dispatch(self, dispatch: Dispatcher, summary: RunSummary, workers: int) -> None:
+        """Run the shares; with tracing on, in the file's ``junction.file`` span (ADR-0022)."""
+        if not tracing.enabled():
+            dispatch.run()
+            return
+        attrs: dict[str, tracing.AttrValue] = {
+            "junction.pipeline": self.name,
+            "junction.connector": self.connector.name,
+            "junction.workers": workers,
+            "junction.shares": len(dispatch.shares),
+        }
+        before = summary.read, summary.stored, summary.quarantined
+        with tracing.span("junction.file", attrs) as sp:
+            dispatch.tracing_settings = tracing.settings()
+            dispatch.traceparent = sp.traceparent
+            try:
+                dispatch.run()
+            finally:
+                sp.set("junction.read", summary.read - before[0])
+                sp.set("junction.records", summary.stored - before[1])
+                sp.set("junction.quarantined", summary.quarantined - before[2])
 
     def _run_stream(
         self,

@@ -40,7 +40,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from connectors.base import RawBatch, SourceConnector
+from junction.core import tracing
 from junction.core.errors import InternalError, JunctionError
+from junction.pipeline import traces
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.extract import build_connector
 from junction.pipeline.prepare import BatchPreparer, PreparedBatch
@@ -305,10 +307,17 @@ def init_worker(
     model_dir: str | None,
     parent_pid: int,
     queue: Queue[Any],
+    tracing_settings: tracing.Settings | None = None,
 ) -> None:
-    """Process initializer: compile the pipeline and open the store once per worker."""
+    """Process initializer: compile the pipeline and open the store once per worker.
+
+    A spawned worker starts with tracing off: ``tracing_settings`` (the runner's
+    :func:`junction.core.tracing.settings`) configures it as the runner's process is, and the
+    SDK's provider flushes its exporter when the worker exits (ADR-0022).
+    """
     global _STATE, _QUEUE, _CFG, _MODEL_DIR
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    tracing.configure_from(tracing_settings)
     scorer = load_scorer(Path(model_dir), cfg.scoring) if model_dir and cfg.scoring else None
     connector = build_connector(name, cfg)
     preparer = BatchPreparer(name, cfg, connector.name, scorer)
@@ -358,16 +367,32 @@ def process_share(
     run_id: int,
     token: str,
     model_dir: str | None = None,
+    tracing_settings: tracing.Settings | None = None,
+    traceparent: str | None = None,
 ) -> None:
-    """Worker task: run one share with the model in ``model_dir`` and report over the queue."""
+    """Worker task: run one share with the model in ``model_dir`` and report over the queue.
+
+    Tracing is configured as the runner's process has it now (``tracing_settings``: a no-op
+    when unchanged since the last share), and the share's span continues ``traceparent`` (the
+    file's span).  With tracing on, the spans are flushed when the share ends, so they reach
+    the exporter before the runner reports the run.
+    """
     if _STATE is None or _QUEUE is None:  # pragma: no cover - the initializer always ran
         raise InternalError("worker process was not initialized")
     try:
         use_model(model_dir)
+        tracing.configure_from(tracing_settings)
     except JunctionError as exc:  # the run verified this folder; it changed on disk since
         _QUEUE.put(ShareEnd(token, share.task, share.part, 0, error=exc))
         return
-    run_share(_STATE, _QUEUE.put, stream, cursor, share, plan, run_id, token)
+    try:
+        run_share(
+            _STATE, _QUEUE.put, stream, cursor, share, plan, run_id, token,
+            traceparent=traceparent,
+        )  # fmt: skip
+    finally:
+        if tracing.enabled():
+            tracing.flush()
 
 
 def run_share(
@@ -380,6 +405,8 @@ def run_share(
     run_id: int,
     token: str,
     between: Callable[[], None] | None = None,
+    *,
+    traceparent: str | None = None,
 ) -> None:
     """Prepare and commit the batches of one share of ``stream`` after ``cursor``.
 
@@ -391,7 +418,45 @@ def run_share(
     With a :class:`WriteTurn` (SQLite), a prepared batch is written when no other process is
     writing; otherwise this process prepares the next batch first and then waits its turn,
     so it never sleeps in SQLite's busy handler while it has work (:data:`WRITE_BACKLOG`).
+
+    With tracing on, the share runs in a ``junction.share`` span, child of ``traceparent`` (the
+    file's span, ADR-0022); each batch is a ``junction.batch`` span under it (read, map, score,
+    route), whose records store its ids, and its write a ``junction.store`` span child of the
+    batch's (the write may wait its turn after the batch span ended).
     """
+    if not tracing.enabled():
+        _run_share(ctx, report, stream, cursor, share, plan, run_id, token, between)
+        return
+    attrs: dict[str, tracing.AttrValue] = {
+        "junction.pipeline": ctx.name,
+        "junction.connector": ctx.connector.name,
+        "junction.part": share.part,
+    }
+    if share.stride is not None:
+        attrs["junction.stride"] = share.stride[1]
+    with tracing.span("junction.share", attrs, parent=traceparent) as sp:
+
+        def traced(msg: BatchDone | ShareEnd) -> None:
+            if isinstance(msg, ShareEnd):
+                sp.set("junction.batches", msg.batches)
+                if msg.error is not None:  # the class only: a message may quote a value
+                    sp.set("error.type", type(msg.error).__name__)
+            report(msg)
+
+        _run_share(ctx, traced, stream, cursor, share, plan, run_id, token, between)
+
+
+def _run_share(
+    ctx: ShareContext,
+    report: Callable[[BatchDone | ShareEnd], None],
+    stream: str,
+    cursor: dict[str, Any] | None,
+    share: Share,
+    plan: Any,
+    run_id: int,
+    token: str,
+    between: Callable[[], None] | None,
+) -> None:
     task, part, stride = share.task, share.part, share.stride
     turn = ctx.turn
     seen = 0
@@ -404,12 +469,14 @@ def run_share(
     except JunctionError as exc:
         report(ShareEnd(token, task, part, 0, error=exc))
         return
-    backlog: list[tuple[PreparedBatch, BatchDone, Presealed | None]] = []
+    # each prepared batch waits with its done report, its sealed rows and its span's traceparent
+    backlog: list[tuple[PreparedBatch, BatchDone, Presealed | None, str | None]] = []
     end = False
     while not end:
         committed: list[BatchDone] = []
         error: JunctionError | None = None
         try:
+            read_ns = traces.read_started()
             item = next(batches, None)
             if item is None:
                 end = True
@@ -422,17 +489,20 @@ def run_share(
                         report(ShareEnd(token, task, part, 0, already_done_sha=sha))
                         return
                 if stride is None or j % stride[1] == stride[0]:
-                    prepared = ctx.preparer.prepare(batch, run_id)
-                    del batch, item  # free the raw batch before the rows are written
-                    # encryption at rest: sealed now, so the write turn is not spent on it
-                    sealed = ctx.store.preseal(prepared.records, prepared.deliveries)
-                    backlog.append((prepared, _done(token, part, j, prepared), sealed))
+                    with traces.batch(ctx.name, ctx.connector.name, batch, read_ns) as bsp:
+                        prepared = ctx.preparer.prepare(batch, run_id)
+                        del batch, item  # free the raw batch before the rows are written
+                        # encryption at rest: sealed now, so the write turn is not spent on it
+                        sealed = ctx.store.preseal(prepared.records, prepared.deliveries)
+                    done = _done(token, part, j, prepared)
+                    backlog.append((prepared, done, sealed, bsp.traceparent))
                     del prepared, sealed
             if backlog and _my_turn(turn, wait=end or len(backlog) >= WRITE_BACKLOG):
                 try:
                     while backlog:
-                        prepared, done, sealed = backlog[0]
-                        _write(ctx.store, prepared, sealed)
+                        prepared, done, sealed, parent = backlog[0]
+                        with tracing.span("junction.store", traces.stored(prepared), parent=parent):
+                            _write(ctx.store, prepared, sealed)
                         del backlog[0], prepared, sealed
                         committed.append(done)
                         if turn is not None:
@@ -575,6 +645,10 @@ class Dispatcher:
     on_ready: Callable[[int], None] = lambda pid: None
     # the version folder every share of this run scores with (None: the workers keep theirs)
     model_dir: str | None = None
+    # the runner's tracing, for the workers to configure theirs, and the file's span: every
+    # share's span is its child, so one file's run is one trace (ADR-0022)
+    tracing_settings: tracing.Settings | None = None
+    traceparent: str | None = None
     ends: list[ShareEnd] = field(default_factory=list)
     futures: list[Future[None]] = field(default_factory=list)
     _pending: deque[Share] = field(default_factory=deque)
@@ -615,6 +689,7 @@ class Dispatcher:
                     self.run_id,
                     self.token,
                     self.poll,
+                    traceparent=self.traceparent,
                 )
                 continue
             try:
@@ -681,6 +756,8 @@ class Dispatcher:
                     self.run_id,
                     self.token,
                     self.model_dir,
+                    self.tracing_settings,
+                    self.traceparent,
                 )
             )
 
