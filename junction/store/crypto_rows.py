@@ -41,7 +41,7 @@ from junction.store.crypto import (
     split_bytes,
     split_text,
 )
-from junction.store.keyring import Keyring
+from junction.store.keyring import DEFAULT_KEY_CACHE, Keyring
 from schemas import ENTITY_MODELS
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ class StorePrivacy:
         by_record = {row[_R_ID]: subject for row, _, _, subject in staged}
         d_subjects = [by_record.get(r[_D_RECORD]) for r in deliveries]
         wanted = set(by_record.values()) | {x for x in d_subjects if x is not None}
-        provisional, drafts = self.keyring.draft(wanted)
-        pre = Presealed(provisional, drafts, by_record)
+        provisional, drafts, held = self.keyring.draft(wanted)
+        pre = Presealed(provisional, drafts, held, by_record)
         nonces = _nonces(len(staged) + len(deliveries))
         for i, (row, obj, pii_json, subject) in enumerate(staged):
             pre.records.append(
@@ -167,7 +167,7 @@ class StorePrivacy:
         are sealed again under the stored key; outbox rows of records outside the batch are
         sealed here (their subject is read from the store).
         """
-        final = self.keyring.settle(conn, pre.provisional, pre.drafts)
+        final = self.keyring.settle(conn, pre.provisional, pre.drafts, pre.held)
         changed = {s for s, aead in pre.provisional.items() if final.get(s) is not aead}
         records: list[Row] = []
         dropped: set[str] = set()
@@ -375,7 +375,8 @@ class Presealed:
     """A batch sealed with drafted keys, waiting for ``StorePrivacy.finish``."""
 
     provisional: dict[str, AESGCM]
-    drafts: dict[str, bytes]
+    drafts: dict[str, tuple[bytes, bytes]]  # new subjects: (key, wrapped key)
+    held: dict[str, tuple[bytes, bytes]]  # subjects whose key was cached: (key, wrapped key)
     subjects: dict[str, str]  # record id -> subject
     # (original row, payload without personal members, their JSON, subject, sealed row)
     records: list[tuple[Row, dict[str, Any], bytes, str, Row]] = field(default_factory=list)
@@ -448,7 +449,7 @@ def _quarantine_key(row: Any) -> str:
     return f"{pipeline}\x1f{stage}\x1f{key}"
 
 
-def enable_privacy(store: Store, *, kek: str, key_cache: int = 100_000) -> StorePrivacy:
+def enable_privacy(store: Store, *, kek: str, key_cache: int = DEFAULT_KEY_CACHE) -> StorePrivacy:
     """Turn encryption at rest on for ``store`` under the KEK ``kek`` names, and use it.
 
     ``kek`` is ``env:NAME``, ``file:/path`` (made once when absent) or ``plugin:NAME``.  On a

@@ -24,6 +24,7 @@ from junction.core.errors import ConfigError, DecryptionError
 from junction.core.logging import get_logger
 from junction.store import tables as t
 from junction.store.audit import AuditEntry, AuditLog
+from junction.store.keyring import evict_everywhere
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 
@@ -151,6 +152,9 @@ def erase(
             {"subjects": subjects, **report.counts()},
         )
         report.audit_id = audit.append_in(conn, [entry])[0].id
+    # shred() evicted the keys before the commit; a reader of this process may have cached
+    # one again from the rows it still saw: evict once more, now that they are gone
+    evict_everywhere(subjects)
     log.info("subject erased", subjects=len(subjects), records=report.records)
     return report
 

@@ -1,0 +1,178 @@
+"""The per-process data-key cache: bounded, re-read after eviction, emptied by an erasure."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlalchemy import Table, func, select
+
+from junction.core.errors import SubjectErasedError
+from junction.core.pseudonym import Pseudonymizer
+from junction.store import tables as t
+from junction.store.audit import AuditLog
+from junction.store.crypto_rows import enable_privacy
+from junction.store.erasure import erase
+from junction.store.keyring import KeyCache
+from junction.store.repo import Store
+from junction.store.suppressions import SuppressionList
+from tests.privacy.conftest import CANARIES, dump, record_row
+
+ANN: dict[str, str | None] = CANARIES[0]  # type: ignore[assignment]
+
+
+def _person(i: int) -> dict[str, str | None]:
+    return {
+        "first_name": f"Keyholder{i}",
+        "last_name": "Cachewood",
+        "email": f"keyholder{i}@cache-test.example",
+        "phone": None,
+    }
+
+
+def _write(store: Store, people: range) -> None:
+    store.write_batch(
+        records=[record_row(i, _person(i)) for i in people],
+        scores=[],
+        deliveries=[],
+        quarantined=[],
+        cursor=None,
+    )
+
+
+def _email(store: Store, i: int) -> object:
+    row = store.fetch_record(f"leads:f00d:{i}")
+    assert row is not None
+    return orjson.loads(row["payload"])["email"]
+
+
+def _count(store: Store, table: Table) -> int:
+    with store.begin() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_the_cache_keeps_at_most_key_cache_keys_and_evicted_keys_are_read_again(
+    store_url: str, kek: str
+) -> None:
+    store = Store.open(store_url)
+    try:
+        keyring = enable_privacy(store, kek=kek, key_cache=8).keyring
+        assert keyring.cache_size == 8
+        _write(store, range(150))  # more than two 64-row key statements, and a remainder
+        assert keyring.cached == 8
+        _write(store, range(150, 170))
+        assert keyring.cached == 8
+        assert _count(store, t.data_keys) == 170
+        # every key but the last eight was evicted: reads unwrap them again, correctly
+        for i in range(170):
+            assert _email(store, i) == f"keyholder{i}@cache-test.example"
+        assert keyring.cached == 8
+        # a rewrite of evicted people finds their stored keys: still one key per person
+        _write(store, range(20))
+        assert _count(store, t.data_keys) == 170
+        assert _email(store, 3) == "keyholder3@cache-test.example"
+    finally:
+        store.close()
+    assert "cache-test.example" not in dump(store_url)
+
+
+def test_no_cache_at_all_still_reads_and_writes(store_url: str, kek: str) -> None:
+    store = Store.open(store_url)
+    try:
+        keyring = enable_privacy(store, kek=kek, key_cache=0).keyring
+        _write(store, range(70))
+        _write(store, range(60, 80))
+        assert keyring.cached == 0
+        assert _count(store, t.data_keys) == 80
+        assert [_email(store, i) for i in (0, 65, 79)] == [
+            f"keyholder{i}@cache-test.example" for i in (0, 65, 79)
+        ]
+    finally:
+        store.close()
+
+
+def test_keys_another_writer_stored_first_win_in_a_multi_row_key_insert(
+    store_url: str, kek: str
+) -> None:
+    store = Store.open(store_url)
+    other = Store.open(store_url)  # a second writer process with its own keys
+    try:
+        enable_privacy(store, kek=kek)
+        early = [record_row(i, _person(i), pipeline="other") for i in range(70)]
+        mine = [record_row(i, _person(i)) for i in range(150)]
+        sealed = store.preseal(mine, [])  # 150 new keys drafted here, none stored yet
+        other.write_batch(records=early, scores=[], deliveries=[], quarantined=[], cursor=None)
+        store.write_batch(
+            records=mine, scores=[], deliveries=[], quarantined=[], cursor=None, presealed=sealed
+        )
+        assert _count(store, t.data_keys) == 150  # the first 70 people kept the other's key
+        for reader in (store, other):
+            for i in (0, 69, 70, 149):
+                assert _email(reader, i) == f"keyholder{i}@cache-test.example"
+                row = reader.fetch_record(f"other:f00d:{i}")
+                if i < 70:
+                    assert row is not None
+                    assert orjson.loads(row["payload"])["email"] == _person(i)["email"]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_erasure_evicts_the_key_from_every_cache_in_the_process(store_url: str, kek: str) -> None:
+    store = Store.open(store_url)
+    reader = Store.open(store_url)  # another part of the process with its own keyring
+    try:
+        privacy = enable_privacy(store, kek=kek)
+        store.write_batch(
+            records=[record_row(1, ANN)], scores=[], deliveries=[], quarantined=[], cursor=None
+        )
+        assert reader.fetch_record("leads:f00d:1") is not None  # caches Ann's key there
+        other = reader.privacy()
+        assert other is not None
+        subject = privacy.subject_of(email=ANN["email"])[0]
+        assert privacy.keyring.holds(subject)
+        assert other.keyring.holds(subject)
+        with store.begin() as conn:  # a copy of the sealed row, as a backup would keep it
+            copy = dict(
+                conn.execute(select(t.records).where(t.records.c.id == "leads:f00d:1"))
+                .mappings()
+                .one()
+            )
+        ps = Pseudonymizer(b"p" * 32)
+        erase(
+            store,
+            emails=[str(ANN["email"])],
+            phones=[],
+            actor="cli:dpo",
+            audit=AuditLog(store, ps),
+            suppressions=SuppressionList(store, ps),
+        )
+        assert not privacy.keyring.holds(subject)
+        assert not other.keyring.holds(subject)
+        assert reader.fetch_record("leads:f00d:1") is None
+        # the copy does not open in either keyring: the key is gone from the store and memory
+        for p in (privacy, other):
+            with reader.begin() as conn, pytest.raises(SubjectErasedError):
+                p.open_records(conn, [copy])
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_the_key_cache_evicts_the_least_recently_used_key() -> None:
+    cache = KeyCache(3)
+    key = bytes(32)
+    for s in ("a", "b", "c"):
+        cache.put(s, key, s.encode())
+    assert cache.get("a") == (key, b"a")  # a is now the most recent
+    cache.put("d", key, b"d")
+    assert "b" not in cache
+    assert [s for s in ("a", "c", "d") if s in cache] == ["a", "c", "d"]
+    cache.put_many([("e", key, b"e"), ("f", key, b"f"), ("g", key, b"g"), ("h", key, b"h")])
+    assert len(cache) == 3
+    assert [s for s in "abcdefgh" if s in cache] == ["f", "g", "h"]
+    cache.discard(["g", "zz"])
+    assert len(cache) == 2
+    assert KeyCache(0).get("a") is None
+    empty = KeyCache(0)
+    empty.put("a", key, b"a")
+    assert len(empty) == 0
