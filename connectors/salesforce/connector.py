@@ -24,7 +24,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -77,20 +78,52 @@ def soql_datetime(version: str) -> str:
     return version[:19] + "Z"
 
 
+def clock_stamp(now: float) -> str:
+    """A Unix time as a normalized stamp (the form versions are compared in)."""
+    return normalize_stamp(datetime.fromtimestamp(now, UTC).isoformat())
+
+
 class Window:
-    """The incremental state: the watermark plus the (id, version) pairs read near it."""
+    """The incremental state: the watermark plus the (id, version) pairs read near it.
+
+    The window's floor (where the next query starts, and below which ``seen`` is forgotten)
+    is the watermark minus the overlap, with two guards against clocks that jump:
+
+    * it is taken from our clock (``clock``, when the cursor is saved) when the watermark is
+      ahead of it: a source whose clock ran ahead stamps records in the future, and once its
+      clock is set right its new records carry older stamps than the watermark; the floor stays
+      within the overlap of our now, so they are still read (before, they fell below the floor
+      and were skipped for good);
+    * it never moves back (the cursor keeps it): our own clock stepping back must not reopen
+      stamps whose ``seen`` entries were already forgotten (they would be read twice).
+    """
 
     def __init__(
-        self, watermark: str | None, seen: dict[str, str], *, overlap_s: float, max_seen: int
+        self,
+        watermark: str | None,
+        seen: dict[str, str],
+        *,
+        overlap_s: float,
+        max_seen: int,
+        floor: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.watermark = watermark
         self.seen = dict(seen)
         self.overlap_s = overlap_s
         self.max_seen = max_seen
+        self.floor = floor
+        self.clock = clock
+        self.position: str | None = None  # the newest stamp this read went through
 
     @classmethod
     def from_cursor(
-        cls, cursor: dict[str, Any] | None, *, overlap_s: float, max_seen: int
+        cls,
+        cursor: dict[str, Any] | None,
+        *,
+        overlap_s: float,
+        max_seen: int,
+        clock: Callable[[], float] = time.time,
     ) -> Window:
         """Rebuild the state a batch's cursor describes (None: a first read).
 
@@ -98,23 +131,48 @@ class Window:
             ConfigError: the cursor was not written by this connector's cursor version.
         """
         if not cursor:
-            return cls(None, {}, overlap_s=overlap_s, max_seen=max_seen)
+            return cls(None, {}, overlap_s=overlap_s, max_seen=max_seen, clock=clock)
         if cursor.get("v") != CURSOR_VERSION:
             raise ConfigError("the saved Salesforce cursor has an unknown format")
         watermark = cursor.get("watermark")
         seen = cursor.get("seen") or {}
+        floor = cursor.get("floor")  # absent from cursors written before the guard
         if watermark is not None and not isinstance(watermark, str):
+            raise ConfigError("the saved Salesforce cursor has an unknown format")
+        if floor is not None and not isinstance(floor, str):
             raise ConfigError("the saved Salesforce cursor has an unknown format")
         if not isinstance(seen, dict):
             raise ConfigError("the saved Salesforce cursor has an unknown format")
-        return cls(watermark, seen, overlap_s=overlap_s, max_seen=max_seen)
+        return cls(
+            watermark, seen, overlap_s=overlap_s, max_seen=max_seen, floor=floor, clock=clock
+        )
+
+    def _floor(self) -> str | None:
+        """The floor as of now: what the cursor saves (and the next read starts from).
+
+        It never passes this read's position (the last stamp it went through, pages being in
+        stamp order): the rest of the read may still hold older stamps the floor would forget.
+        """
+        if self.watermark is None or self.position is None:
+            if self.floor is None and self.watermark is not None:
+                return window_floor(self.watermark, self.overlap_s)
+            return self.floor
+        anchor = min(self.position, clock_stamp(self.clock()))
+        floor = window_floor(anchor, self.overlap_s)
+        return floor if self.floor is None or floor > self.floor else self.floor
 
     def lower_bound(self) -> str | None:
-        """Where the next query starts: the watermark minus the overlap."""
+        """Where the next query starts: the floor the cursor saved (taken when it was saved,
+        so what committed since, stamped up to ``overlap_s`` before that, is read), or for a
+        cursor without one the watermark minus the overlap."""
+        if self.floor is not None:
+            return self.floor
         return None if self.watermark is None else window_floor(self.watermark, self.overlap_s)
 
     def accept(self, record_id: str, version: str) -> bool:
         """Remember (id, version); False when this exact version was already read."""
+        if self.position is None or version > self.position:
+            self.position = version
         if self.seen.get(record_id) == version:
             return False
         self.seen[record_id] = version
@@ -124,14 +182,22 @@ class Window:
 
     def to_cursor(self) -> dict[str, Any]:
         """The cursor to resume after everything accepted so far."""
-        if self.watermark is not None:
-            floor = window_floor(self.watermark, self.overlap_s)
+        floor = self._floor()
+        if floor is not None:
+            self.floor = floor
             self.seen = {k: v for k, v in self.seen.items() if v >= floor}
         if len(self.seen) > self.max_seen:
             # forget the oldest: they may be read again (at-least-once), never lost
             keep = sorted(self.seen.items(), key=lambda kv: kv[1])[-self.max_seen :]
             self.seen = dict(keep)
-        return {"v": CURSOR_VERSION, "watermark": self.watermark, "seen": dict(self.seen)}
+        cursor: dict[str, Any] = {
+            "v": CURSOR_VERSION,
+            "watermark": self.watermark,
+            "seen": dict(self.seen),
+        }
+        if self.floor is not None:
+            cursor["floor"] = self.floor
+        return cursor
 
 
 class SalesforceConnector:
@@ -151,6 +217,7 @@ class SalesforceConnector:
 
     def __init__(self, config: SalesforceConfig) -> None:
         self.config = config
+        self.clock: Callable[[], float] = time.time  # the window's now (a seam for tests)
         self.client = SalesforceClient(config, max_api_usage=config.max_api_usage)
         self._describes: dict[str, dict[str, Any]] = {}
 
@@ -201,7 +268,9 @@ class SalesforceConnector:
 
     def _plan(self, stream: str, cursor: dict[str, Any] | None) -> Iterator[RawBatch]:
         cfg = self.config
-        window = Window.from_cursor(cursor, overlap_s=cfg.overlap_s, max_seen=cfg.max_seen_ids)
+        window = Window.from_cursor(
+            cursor, overlap_s=cfg.overlap_s, max_seen=cfg.max_seen_ids, clock=self.clock
+        )
         fields = self._fields(stream)
         bulk = (cursor or {}).get("bulk")
         if isinstance(bulk, dict):
