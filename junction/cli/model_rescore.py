@@ -24,7 +24,9 @@ def rescore_cmd(
     from sqlalchemy import func, select
 
     from junction.cli.progress import progress_bar
+    from junction.core import tracing
     from junction.pipeline.config import load_config
+    from junction.pipeline.hub import configure_tracing
     from junction.pipeline.rescore import rescore
     from junction.store import tables as t
     from junction.store.repo import Store
@@ -32,6 +34,7 @@ def rescore_cmd(
     try:
         hub = load_config(config)
         store = Store.open(hub.store)
+        configure_tracing(hub.tracing)  # a refresh is one trace (ADR-0022)
     except JunctionError as exc:
         fail(exc)
     try:
@@ -46,6 +49,7 @@ def rescore_cmd(
         fail(exc)
     finally:
         store.close()
+        tracing.shutdown()  # its spans are exported before the command returns
     console.print(
         f"{summary.pipeline}: {summary.scored} of {summary.read} records scored by "
         f"{summary.model} v{summary.model_version}; {summary.failed} could not be scored",

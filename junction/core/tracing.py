@@ -75,6 +75,9 @@ class _NoSpan:
     def set(self, key: str, value: AttrValue) -> None:
         """Do nothing (tracing is off)."""
 
+    def link(self, traceparent: str | None) -> None:
+        """Do nothing (tracing is off)."""
+
     @property
     def traceparent(self) -> str | None:
         """No span, no header."""
@@ -119,6 +122,15 @@ class _Span:
     def set(self, key: str, value: AttrValue) -> None:
         """Set one attribute: a count or a name, never a payload value."""
         self._otel.set_attribute(key, value)
+
+    def link(self, traceparent: str | None) -> None:
+        """Link this span to another trace's span (a ``traceparent``; an invalid one is ignored).
+
+        For work that gathers the results of several traces (a digest of many records' alerts).
+        """
+        remote = _remote(traceparent)
+        if remote is not None:
+            self._otel.add_link(remote)
 
     @property
     def traceparent(self) -> str | None:
@@ -270,15 +282,8 @@ def span(
 
     context = None
     if parent is not None:
-        parsed = parse_traceparent(parent)
-        if parsed is not None:
-            trace_id, span_id, sampled = parsed
-            remote = trace.SpanContext(
-                int(trace_id, 16),
-                int(span_id, 16),
-                is_remote=True,
-                trace_flags=trace.TraceFlags(1 if sampled else 0),
-            )
+        remote = _remote(parent)
+        if remote is not None:
             context = trace.set_span_in_context(trace.NonRecordingSpan(remote))
     kind = trace.SpanKind.SERVER if server else trace.SpanKind.INTERNAL
     otel = tracer.start_span(
@@ -340,6 +345,22 @@ def parse_traceparent(value: str | bytes | None) -> tuple[str, str, bool] | None
     if m is None or m.group(1) == _ZERO_TRACE or m.group(2) == _ZERO_SPAN:
         return None
     return m.group(1), m.group(2), bool(int(m.group(3), 16) & 1)
+
+
+def _remote(value: str | None) -> Any:
+    """The remote ``SpanContext`` a ``traceparent`` names, or ``None`` (invalid, or none)."""
+    parsed = parse_traceparent(value)
+    if parsed is None:
+        return None
+    from opentelemetry import trace
+
+    trace_id, span_id, sampled = parsed
+    return trace.SpanContext(
+        int(trace_id, 16),
+        int(span_id, 16),
+        is_remote=True,
+        trace_flags=trace.TraceFlags(1 if sampled else 0),
+    )
 
 
 def _format(trace_id: int, span_id: int, sampled: bool) -> str:

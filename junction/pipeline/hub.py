@@ -9,7 +9,7 @@ from typing import Any
 from junction.core import tracing
 from junction.core.errors import AuthError, ConfigError, RetryableError
 from junction.core.registry import Registry, default_registry
-from junction.pipeline.config import HubConfig, load_config
+from junction.pipeline.config import HubConfig, TracingConfig, load_config
 from junction.pipeline.deliver import (
     DeliveryStats,
     DeliveryWorker,
@@ -25,6 +25,25 @@ from junction.store.events import AlertPolicy
 from junction.store.repo import Store
 
 
+def configure_tracing(t: TracingConfig) -> bool:
+    """Configure this process's tracing from a ``tracing:`` section; return whether it is on.
+
+    ``exporter: none`` leaves tracing as the process has it (a host or a test may have
+    configured it).
+
+    Raises:
+        ConfigError: An exporter is asked for but the ``tracing`` extra is not installed.
+    """
+    if t.exporter != "none":
+        tracing.configure(
+            t.exporter,
+            endpoint=t.endpoint,
+            service_name=t.service_name,
+            sample_ratio=t.sample_ratio,
+        )
+    return tracing.enabled()
+
+
 class Hub:
     """Everything one configuration file describes, ready to run."""
 
@@ -37,14 +56,7 @@ class Hub:
             from junction.store.crypto_rows import enable_privacy
 
             enable_privacy(self.store, kek=cfg.privacy.kek, key_cache=cfg.privacy.key_cache)
-        if cfg.tracing.exporter != "none":  # "none" leaves tracing as the process has it
-            t = cfg.tracing
-            tracing.configure(
-                t.exporter,
-                endpoint=t.endpoint,
-                service_name=t.service_name,
-                sample_ratio=t.sample_ratio,
-            )
+        configure_tracing(cfg.tracing)
         self._runners: dict[str, PipelineRunner] = {}
         self._gates: list[SendGate] | None = None
 

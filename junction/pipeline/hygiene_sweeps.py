@@ -13,6 +13,10 @@ The delivery worker calls each sweep with the current time, at most once a secon
   hygiene gate sets it).  When that passes without an acknowledgement anywhere in its chain,
   ``<root id>:esc<n>`` goes to ``escalate.to[n-1]`` (``group_id`` = the root, the same event
   with ``escalated_from``), and that delivery escalates in turn when it is delivered.
+
+With tracing on (ADR-0022), a digest written is a ``junction.digest`` span (a trace of its own,
+linked to the traces of its items' records), and an escalation a ``junction.escalate`` span,
+child of its record's batch span; a sweep that finds nothing due makes no span.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from junction.core import tracing
+from junction.pipeline import trace_links
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.hygiene import (
     DIGEST_PREFIX,
@@ -98,15 +104,22 @@ class HygieneSweeps:
                 continue
             window, most = rules.digest.window_s, rules.digest.max_items
             while count >= most or (count > 0 and oldest <= now - window):
-                taken, oldest = self._flush_one(rules, channel, now)
+                with tracing.span("junction.digest", _attrs(rules.pipeline, channel)) as sp:
+                    taken, oldest = self._flush_one(rules, channel, now, sp)
                 if not taken:
                     break
                 made += 1
                 count -= taken
         return made
 
-    def _flush_one(self, rules: RouteRules, channel: str, now: float) -> tuple[int, float]:
-        """Write one digest of up to ``max_items`` held items; (items taken, next oldest)."""
+    def _flush_one(
+        self, rules: RouteRules, channel: str, now: float, sp: Any = tracing.NO_SPAN
+    ) -> tuple[int, float]:
+        """Write one digest of up to ``max_items`` held items; (items taken, next oldest).
+
+        ``sp`` (the digest's span, with tracing on) gets the item count and a link to the trace
+        of each item's record.
+        """
         assert rules.digest is not None
         c = t.deliveries.c
         q = (
@@ -166,6 +179,11 @@ class HygieneSweeps:
                 .where(c.id.in_([r.id for r in items]), c.status == "held")
                 .values(status="digested", group_id=did)
             )
+        if tracing.enabled():
+            sp.set("junction.items", len(items))
+            linked = trace_links.parents(self.store, [r.record_id for r in items])
+            for parent in sorted(set(linked.values())):  # one link per batch span
+                sp.link(parent)
         rest = rows[len(items) :]
         return len(items), float(rest[0].created_at) if rest else now
 
@@ -205,8 +223,22 @@ class HygieneSweeps:
             # payloads opened (encryption at rest)
             due = [SimpleNamespace(**r) for r in self.store.open_delivery_rows(conn, found)]
         made = 0
+        if not tracing.enabled():
+            for row in due:
+                made += self._escalate(row, now)
+            return made
+        # each escalation continues its record's trace (one lookup for the sweep's rows)
+        parents = trace_links.parents(self.store, [r.record_id for r in due])
         for row in due:
-            made += self._escalate(row, now)
+            step = escalation_step(row.id)
+            rules = self.routes.get(row.pipeline, row.route)
+            targets = rules.escalate.to if rules is not None and rules.escalate else []
+            attrs = _attrs(row.pipeline, targets[step] if step < len(targets) else None)
+            attrs["junction.step"] = step + 1
+            with tracing.span("junction.escalate", attrs, parent=parents.get(row.record_id)) as sp:
+                written = self._escalate(row, now)
+                sp.set("junction.escalated", written)
+            made += written
         return made
 
     def _escalate(self, row: Any, now: float) -> int:
@@ -291,3 +323,13 @@ def acknowledge(
 
 
 __all__ = ["HygieneSweeps", "Sweep", "acknowledge", "digest_id", "hygiene_sweeps"]
+
+
+def _attrs(pipeline: str, channel: str | None) -> dict[str, tracing.AttrValue]:
+    """A sweep span's names (the pipeline's, the channel's): never a payload value."""
+    if not tracing.enabled():
+        return {}
+    attrs: dict[str, tracing.AttrValue] = {"junction.pipeline": pipeline}
+    if channel is not None:
+        attrs["junction.channel"] = channel
+    return attrs

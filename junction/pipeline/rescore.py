@@ -10,6 +10,10 @@ rows beside the old ones: history is kept, and reading the latest score by time 
 A refresh does not route: nothing is re-sent because a stored score was recomputed.  Records
 that cannot be scored any more (e.g. a declared spec now refuses a value) are counted, not
 quarantined: they are stored records, not new input.
+
+With tracing on (ADR-0022) a refresh is one trace: a ``junction.rescore`` span (pipeline, model
+name and version, and the counts at its end) with a ``junction.score`` and a ``junction.store``
+span per page.  Score rows have no provenance: the trace is in the spans only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import select
 
+from junction.core import tracing
 from junction.core.errors import ConfigError
 from junction.pipeline.config import HubConfig
 from junction.pipeline.score import load_scorer, resolve_model_dir
@@ -67,6 +72,32 @@ def rescore(
     if scorer is None:
         scorer = load_scorer(resolve_model_dir(hub.models_dir, cfg.scoring), cfg.scoring)
     summary = RescoreSummary(pipeline, scorer.name, scorer.version)
+    if not tracing.enabled():
+        _rescore(store, pipeline, scorer, summary, page, progress)
+        return summary
+    attrs: dict[str, tracing.AttrValue] = {
+        "junction.pipeline": pipeline,
+        "junction.model": scorer.name,
+        "junction.model_version": scorer.version,
+    }
+    with tracing.span("junction.rescore", attrs) as sp:
+        try:
+            _rescore(store, pipeline, scorer, summary, page, progress)
+        finally:
+            sp.set("junction.read", summary.read)
+            sp.set("junction.scores", summary.scored)
+            sp.set("junction.failed", summary.failed)
+    return summary
+
+
+def _rescore(
+    store: Store,
+    pipeline: str,
+    scorer: Scorer,
+    summary: RescoreSummary,
+    page: int,
+    progress: Callable[[int], None] | None,
+) -> None:
     rc = t.records.c
     last = ""
     while True:
@@ -84,15 +115,17 @@ def rescore(
             opened = store.open_record_rows(conn, found)  # personal fields opened (encryption)
         rows = [(r["id"], r["source_key"], r["payload"]) for r in opened]
         if not rows:
-            return summary
+            return
         last = rows[-1][0]
         ids = [r[0] for r in rows]
         payloads = [orjson.loads(r[2]) for r in rows]
         # the A/B key is the lead's, as in the pipeline: a lead keeps its variant across versions
-        cols = scorer.score_columns(
-            payloads, keys=[record_lead(pipeline, r[0], r[1]) for r in rows]
-        )
-        failed = getattr(cols, "failed", None) or {}
+        with tracing.span("junction.score", {"junction.records": len(rows)}) as sp:
+            cols = scorer.score_columns(
+                payloads, keys=[record_lead(pipeline, r[0], r[1]) for r in rows]
+            )
+            failed = getattr(cols, "failed", None) or {}
+            sp.set("junction.failed", len(failed))
         variants = getattr(cols, "variants", None) or [cols.variant] * len(ids)
         versions = getattr(cols, "model_versions", None) or [cols.model_version] * len(ids)
         now = time.time()
@@ -110,7 +143,7 @@ def rescore(
             for i, rid in enumerate(ids)
             if i not in failed
         ]
-        with store.begin() as conn:
+        with tracing.span("junction.store", {"junction.scores": len(out)}), store.begin() as conn:
             store.insert_many(conn, t.scores, SCORE_COLS, out)
         summary.read += len(ids)
         summary.scored += len(out)
