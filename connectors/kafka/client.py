@@ -203,6 +203,7 @@ class GroupReader:
         self._stop = threading.Event()
         self._pending: list[Polled] = []
         self._positions: dict[str, int] = {}
+        self._unchecked: dict[str, int] = {}  # cursor starts not yet checked against the log end
         self._paused = False
         self._marks_at = 0.0  # when the poller last noted the fetched watermarks
         self.consumer = Consumer(
@@ -361,6 +362,9 @@ class GroupReader:
             for key, (low, high) in marks.items():
                 if key in self.state.assigned and high >= 0:
                     self.state.marks[key] = (low, high)
+                    start = self._unchecked.pop(key, None)
+                    if start is not None and start > high:
+                        self.state.error = self.state.error or _past_log_end(key, start, high)
             for tp in got:
                 key = tp_key(tp.topic, tp.partition)
                 if tp.offset > self.state.fetched.get(key, -1) and key in self.state.assigned:
@@ -434,6 +438,7 @@ class GroupReader:
             start = self._start.pop(key, None)
             if start is not None:
                 tp.offset = start
+                self._unchecked[key] = start  # against the first fetch's high watermark
             else:
                 tp.offset = OFFSET_INVALID  # the group's committed offset, else the reset
         committed = {
@@ -492,6 +497,25 @@ class GroupReader:
             else:
                 self.state.last_problem = problem
         _log.warning("Kafka client error %s", err.name())
+
+
+def _past_log_end(key: str, start: int, high: int) -> FatalError:
+    """The store's position is past the end of the partition's log: stop the read.
+
+    The topic was deleted and made again, or the broker lost its data: the offsets start over,
+    so the new messages sit *below* the saved position.  Left alone, the client would apply
+    ``auto.offset.reset`` (``latest`` skips them; ``earliest`` reads them under offsets, hence
+    record keys, the store already holds, and they are dropped as duplicates).  Both lose them
+    without a word, so the read fails instead, naming the fix.  Found by the fault suite.
+    """
+    topic, partition = parse_tp_key(key)
+    return FatalError(
+        f"the saved position of {topic}[{partition}] ({start}) is past the end of its log "
+        f"({high}): the topic was made again or the broker lost its data; reset this "
+        "pipeline's cursor for the topic to read it again",
+        code="cursor_past_log_end",
+        context={"topic": topic, "partition": partition, "position": start, "end": high},
+    )
 
 
 class DeadLetters:
