@@ -374,8 +374,8 @@ def process_share(
 
     Tracing is configured as the runner's process has it now (``tracing_settings``: a no-op
     when unchanged since the last share), and the share's span continues ``traceparent`` (the
-    file's span).  With tracing on, the spans are flushed when the share ends, so they reach
-    the exporter before the runner reports the run.
+    file's span).  The spans go out on the exporter's schedule and when the worker exits, not
+    at the end of each share: a slow or unreachable collector must not hold the shares up.
     """
     if _STATE is None or _QUEUE is None:  # pragma: no cover - the initializer always ran
         raise InternalError("worker process was not initialized")
@@ -385,14 +385,9 @@ def process_share(
     except JunctionError as exc:  # the run verified this folder; it changed on disk since
         _QUEUE.put(ShareEnd(token, share.task, share.part, 0, error=exc))
         return
-    try:
-        run_share(
-            _STATE, _QUEUE.put, stream, cursor, share, plan, run_id, token,
-            traceparent=traceparent,
-        )  # fmt: skip
-    finally:
-        if tracing.enabled():
-            tracing.flush()
+    run_share(
+        _STATE, _QUEUE.put, stream, cursor, share, plan, run_id, token, traceparent=traceparent
+    )
 
 
 def run_share(

@@ -64,7 +64,7 @@ def _ingest(root: Path, store_url: str, models: Path, tracing_yaml: str, share: 
         runner.shares_work = share  # False: every share runs in a spawned worker process
         [summary] = hub.run_once()
     finally:
-        hub.close()  # stops the workers: each flushed its spans after every share
+        hub.close()  # stops the workers, waiting for them: their exit flushes their spans
         tracing.shutdown()  # flushes this process's
     assert summary.read == ROWS
     assert summary.stored > 0
@@ -155,3 +155,17 @@ def test_settings_travel_to_another_process_and_configure_it_once() -> None:
         assert not tracing.enabled()
     finally:
         tracing.shutdown()
+
+
+def test_a_split_file_the_sampler_leaves_out_stores_no_trace(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    collector = Collector()
+    store_url = f"sqlite:///{tmp_path / 'j.db'}"
+    with serve_app(collector.app) as url:
+        yaml = f"tracing:\n  exporter: otlp\n  endpoint: {url}/v1/traces\n  sample_ratio: 0\n"
+        _ingest(tmp_path, store_url, models_dir, yaml, share=False)
+    assert _spans(collector.requests) == []
+    provenance = _provenance(store_url)
+    assert provenance
+    assert not any("trace_id" in p for p in provenance)  # ids of a trace no backend holds
