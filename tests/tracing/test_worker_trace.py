@@ -11,6 +11,7 @@ cross processes); every record a worker writes stores the file's trace id and it
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,22 @@ def _spans(requests: list[ExportTraceServiceRequest]) -> list[dict[str, Any]]:
     return out
 
 
-def _ingest(root: Path, store_url: str, models: Path, tracing_yaml: str, share: bool) -> Any:
+def _ingest(
+    root: Path, store_url: str, models: Path, tracing_yaml: str, share: bool, quoted: bool = False
+) -> Any:
     cfg = write_config(
         root, store=store_url, url="http://127.0.0.1:9", secret=SECRET, models=models,
         batch=150, workers=2,
     )  # fmt: skip
     with cfg.open("a", encoding="utf-8") as f:
         f.write(tracing_yaml)
-    write_lead_csv(root / "inbox" / "leads.csv", ROWS, seed=31, messy=True)
+    path = root / "inbox" / "leads.csv"
+    write_lead_csv(path, ROWS, seed=31, messy=True)
+    if quoted:  # quoted fields from the first row on: not cut into parts, read in strides
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        for i in range(1, len(lines), 7):
+            lines[i] = re.sub(r",(\w[^,]*(?:Inc\.|GmbH|Ltd)),", r',"\1",', lines[i], count=1)
+        path.write_text("".join(lines), encoding="utf-8")
     hub = Hub.from_file(cfg)
     try:
         runner = hub.runner("leads")
@@ -169,3 +178,24 @@ def test_a_split_file_the_sampler_leaves_out_stores_no_trace(
     provenance = _provenance(store_url)
     assert provenance
     assert not any("trace_id" in p for p in provenance)  # ids of a trace no backend holds
+
+
+def test_a_file_read_in_strides_is_one_trace_too(tmp_path: Path, models_dir: Path) -> None:
+    collector = Collector()
+    store_url = f"sqlite:///{tmp_path / 'j.db'}"
+    with serve_app(collector.app) as url:
+        yaml = f"tracing:\n  exporter: otlp\n  endpoint: {url}/v1/traces\n"
+        _ingest(tmp_path, store_url, models_dir, yaml, share=False, quoted=True)
+    spans = _spans(collector.requests)
+    [file_span] = [s for s in spans if s["name"] == "junction.file"]
+    shares = [s for s in spans if s["name"] == "junction.share"]
+    # two striding shares, each reading the whole file and keeping every other batch
+    assert len(shares) == 2
+    assert all(s["attrs"]["junction.stride"] == 2 for s in shares)
+    assert {s["parent"] for s in shares} == {file_span["span"]}
+    batches = [s for s in spans if s["name"] == "junction.batch"]
+    assert {b["parent"] for b in batches} == {s["span"] for s in shares}
+    assert sum(b["attrs"]["junction.read"] for b in batches) == ROWS
+    provenance = _provenance(store_url)
+    assert {p.get("trace_id") for p in provenance} == {file_span["trace"]}
+    assert {p["span_id"] for p in provenance} <= {b["span"] for b in batches}
