@@ -67,17 +67,7 @@ def rotate_secret(
             store, channel, options, overlap_s=overlap_s, audit=audit
         )
     if as_json:
-        doc = {
-            "channel": out.channel,
-            "secret_id": out.secret_id,
-            "secret": out.secret,
-            "created_at": out.created_at,
-            "overlap_s": out.overlap_s,
-            "retiring": [
-                {"id": sid, "origin": origin, "retires_at": at} for sid, origin, at in out.retiring
-            ],
-        }
-        typer.echo(orjson.dumps(doc).decode())
+        typer.echo(orjson.dumps(out.answer()).decode())
         return
     typer.echo(out.secret)
     until = max((at for _sid, _origin, at in out.retiring), default=None)

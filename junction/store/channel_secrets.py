@@ -73,6 +73,19 @@ class RotatedSecret:
     # the secrets that keep signing until their retirement: (id, origin, retires_at)
     retiring: tuple[tuple[str, str, float], ...] = ()
 
+    def answer(self) -> dict[str, Any]:
+        """The one answer that shows the secret (the API's body, the CLI's ``--json``)."""
+        return {
+            "channel": self.channel,
+            "secret_id": self.secret_id,
+            "secret": self.secret,
+            "created_at": self.created_at,
+            "overlap_s": self.overlap_s,
+            "retiring": [
+                {"id": sid, "origin": origin, "retires_at": at} for sid, origin, at in self.retiring
+            ],
+        }
+
 
 @dataclass(frozen=True)
 class SecretInfo:

@@ -357,13 +357,4 @@ def rotate_channel_secret(
             raise
         raise ApiProblem(409, "Cannot rotate", exc.user_message, code=exc.code) from None
     response.headers["Cache-Control"] = "no-store"
-    return {
-        "channel": out.channel,
-        "secret_id": out.secret_id,
-        "secret": out.secret,
-        "created_at": out.created_at,
-        "overlap_s": out.overlap_s,
-        "retiring": [
-            {"id": sid, "origin": origin, "retires_at": at} for sid, origin, at in out.retiring
-        ],
-    }
+    return out.answer()
