@@ -1,7 +1,8 @@
 """``python -m bench <name>``: run a benchmark.
 
 Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``,
-``dashboard``; ``all`` runs every one and writes one Markdown report (``bench/all.py``).
+``dashboard``, ``soak`` (mixed traffic and faults, reconciled); ``all`` runs every one and
+writes one Markdown report (``bench/all.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.dashboard import add_parser as add_dashboard
 
     add_dashboard(sub)
+    from bench.soak import add_parser as add_soak
+
+    add_soak(sub)
     every = sub.add_parser("all", help="every benchmark, one Markdown report")
     every.add_argument("--out", default="docs/bench-report.md", help="the report's path")
     size = every.add_mutually_exclusive_group()
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         mode = "quick" if args.quick else "full" if args.full else "default"
         only = args.only.split(",") if args.only else None
         return run_all(mode=mode, out=Path(args.out), only=only)
+    if args.name == "soak":
+        from bench.soak import run_args as run_soak
+
+        return run_soak(args)
     if args.name == "kafka":
         from bench.kafka import run_args
 

@@ -41,6 +41,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "crm": {"records": 20_000},
         "erp": {"products": 20_000, "rows": 200_000},
         "kafka": {"records": 20_000},
+        "soak": {"minutes": 1.0},  # issue 11's soak, short (`python -m bench soak` runs 15)
     },
     "quick": {
         "e2e": {"rows": 5_000},
@@ -51,6 +52,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "crm": {"records": 500},
         "erp": {"products": 1_000, "rows": 5_000},
         "kafka": {"records": 1_000},
+        "soak": {"minutes": 0.5},
     },
     "full": {
         "e2e": {"rows": 1_000_000},
@@ -61,10 +63,11 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "crm": {"records": 100_000},
         "erp": {"products": 200_000, "rows": 1_000_000},
         "kafka": {"records": 100_000},
+        "soak": {"minutes": 15.0},
     },
 }
 
-BENCHES = ("e2e", "dlt", "api", "score", "deliver", "crm", "erp", "kafka")
+BENCHES = ("e2e", "dlt", "api", "score", "deliver", "crm", "erp", "kafka", "soak")
 
 
 def _run_e2e(size: dict[str, Any], figures: Figures) -> int:
@@ -202,6 +205,12 @@ def _run_dlt(size: dict[str, Any], figures: Figures) -> int:
     return 0
 
 
+def _run_soak(size: dict[str, Any], figures: Figures) -> int:
+    from bench.soak import run
+
+    return run(minutes=size["minutes"], figures=figures)
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Figures], int]] = {
     "e2e": _run_e2e,
     "dlt": _run_dlt,
@@ -211,6 +220,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Figures], int]] = {
     "crm": _run_crm,
     "erp": _run_erp,
     "kafka": _run_kafka,
+    "soak": _run_soak,
 }
 
 
@@ -630,6 +640,14 @@ def _sections(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[Goal]
             note="reported",
         )
     )
+    # soak (issue 11): the section and its goals come from bench/soak_report.py ---------------
+    f = head("soak", "Soak: mixed traffic and periodic faults against `junction serve`")
+    from bench.soak_report import goals as soak_goals
+    from bench.soak_report import markdown as soak_markdown
+
+    if f.get("sources"):
+        out.extend(soak_markdown(f, heading="##"))
+    goals.extend(Goal(*g) for g in soak_goals(f))
     return out, goals
 
 

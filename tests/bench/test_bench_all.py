@@ -27,6 +27,7 @@ SECTIONS = [
     "## CRM initial sync",
     "## ERP and database reads",
     "## Kafka stages",
+    "## Soak",
 ]
 
 # (goal text, issue, whether this test runs its bench)
@@ -106,4 +107,5 @@ def test_bench_all_writes_one_report_with_every_section_and_goal(tmp_path: Path)
     assert "## Peer: dlt" in report
     dlt = report.split("## Peer: dlt", 1)[1].split("\n## ", 1)[0]
     assert "skipped: dlt is not installed" in dlt or re.search(r"\| dlt [\d.]+ rows/s", dlt)
-    assert report.count("not run in this report (`--only`)") == 4  # api, score, crm, kafka
+    # api, score, crm, kafka, soak
+    assert report.count("not run in this report (`--only`)") == 5
