@@ -162,6 +162,10 @@ class DeliveryWorker:
         self._buffer: dict[str, deque[_Ready]] = {ch: deque() for ch in self.channels}
         self._buffered = 0
         self._held: set[str] = set()
+        # ids recorded (and so let go of) since the dispatcher's current claim began, with the
+        # recording's number: a claim that ran alongside may hold a stale "pending" copy
+        self._just_recorded: dict[str, int] = {}
+        self._recordings = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._hungry: set[str] = set()
         self._sleep_until = 0.0
@@ -256,17 +260,22 @@ class DeliveryWorker:
                 await self._sleep(1.0)
                 continue
             self._wake.clear()
+            began = self._recordings
             rows = await asyncio.to_thread(
                 self.store.claim_deliveries, room, self.policy.lease_s, slots=wants
             )
-            # a row still held (its outcome not yet recorded, or recorded a moment ago in the
-            # recorder's thread while this claim ran) is not sent from this claim; give its
-            # lease back, or it would wait out the whole lease before it is due again
-            taken = [r for r in rows if r["id"] in self._held]
+            # not sent from this claim: a row still held (its outcome not recorded yet), and a
+            # row recorded while the claim ran (the claim may have read it still pending: its
+            # outcome, even "delivered", was committed after).  Decided before any await, then
+            # their leases are given back, or they would wait out the whole lease
+            stale = {d for d, n in self._just_recorded.items() if n > began}
+            self._just_recorded.clear()
+            taken = [r for r in rows if r["id"] in self._held or r["id"] in stale]
             if taken:
+                skip = {r["id"] for r in taken}
+                rows = [r for r in rows if r["id"] not in skip]
                 leases = [(r["id"], r["lease_until"]) for r in taken]
                 await asyncio.to_thread(outbox_store.release, self.store, leases)
-                rows = [r for r in rows if r["id"] not in self._held]
             if rows and tracing.enabled():
                 await self._link_traces(rows)
             got = Counter(r["channel"] for r in rows)
@@ -598,8 +607,10 @@ class DeliveryWorker:
                 await asyncio.sleep(delay)
                 delay *= 2
         self.stats.disabled_channels |= disabled
+        self._recordings += 1
         for item in batch:  # recorded: a later claim may take these up again (retries)
             self._held.discard(item.outcome["delivery_id"])
+            self._just_recorded[item.outcome["delivery_id"]] = self._recordings
         if self._sleep_until:
             soonest = min(
                 (

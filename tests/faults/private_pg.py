@@ -108,7 +108,7 @@ def start_servers(root: Path, count: int) -> list[PrivatePg]:
     _owner(seed_dir)
     initdb = [str(bin_ / "initdb"), "-D", str(seed_dir / "data"), "-A", "trust", "-U", "postgres"]
     _run([*_as_server_user(), *initdb, "-E", "UTF8", "--no-sync"])
-    servers = []
+    servers: list[PrivatePg] = []
     for k in range(count):
         home = root / f"pg{k}"
         home.mkdir()
