@@ -274,8 +274,13 @@ class DeliveryWorker:
             if taken:
                 skip = {r["id"] for r in taken}
                 rows = [r for r in rows if r["id"] not in skip]
-                leases = [(r["id"], r["lease_until"]) for r in taken]
-                await asyncio.to_thread(outbox_store.release, self.store, leases)
+                # in id order (one lock order with other writers); best effort: a release the
+                # store refuses (a deadlock, an outage) only leaves the lease to run out
+                leases = sorted((r["id"], r["lease_until"]) for r in taken)
+                try:
+                    await asyncio.to_thread(outbox_store.release, self.store, leases)
+                except RetryableError as exc:
+                    log.warning("could not give claimed leases back", error=type(exc).__name__)
             if rows and tracing.enabled():
                 await self._link_traces(rows)
             got = Counter(r["channel"] for r in rows)
