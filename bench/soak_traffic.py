@@ -79,6 +79,15 @@ class Sender(threading.Thread):
         self.seq = 0
         self.error: BaseException | None = None
 
+    def accepted(self, status: int, answer: bytes) -> bool:
+        """Whether an answer accepted the post; counts a refusal that a retry will not change."""
+        if 200 <= status < 300:
+            return True
+        if status not in _RETRY:
+            self.stats.rejected += 1
+        self.stats.last_error = f"{status} {answer[:200]!r}"
+        return False
+
     def lead(self) -> dict[str, str]:
         """The next event's lead (a pool row with a fresh lead_id)."""
         self.seq += 1
@@ -201,13 +210,7 @@ class ApiPoster(Sender):
         }
 
         def attempt() -> bool:
-            status, answer = _post(self.url, body, headers)
-            if 200 <= status < 300:
-                return True
-            if status not in _RETRY:
-                self.stats.rejected += 1
-            self.stats.last_error = f"{status} {answer[:200]!r}"
-            return False
+            return self.accepted(*_post(self.url, body, headers))
 
         if self.until_accepted(attempt, self.give_up_at):
             ev = derived_id(self.client_id, "api", key)
@@ -245,13 +248,7 @@ class HookPoster(Sender):
                 "webhook-timestamp": str(int(now.timestamp())),
                 "webhook-signature": self.signer.sign(msg_id, now, payload),
             }
-            status, answer = _post(self.url, payload.encode(), headers)
-            if 200 <= status < 300:
-                return True
-            if status not in _RETRY:
-                self.stats.rejected += 1
-            self.stats.last_error = f"{status} {answer[:200]!r}"
-            return False
+            return self.accepted(*_post(self.url, payload.encode(), headers))
 
         if self.until_accepted(attempt, self.give_up_at):
             self.stats.add(
