@@ -20,7 +20,12 @@ dev: $(STAMP) ## create .venv and install Junction with its dev tools
 demo: $(STAMP) ## run the end-to-end demo on the embedded default (SQLite, files, local sink)
 	$(BIN)/junction demo
 
+# byte-code of Junction's own packages (an editable install leaves them uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set every spawned process would compile ~160 modules again)
+PACKAGES := junction connectors mappings scoring outbound schemas bench tests
+
 test: $(STAMP) ## run the test suite (PostgreSQL tests need JUNCTION_TEST_PG_URL or the local server)
+	$(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff, mypy, import layers, committed schemas, mapping cases

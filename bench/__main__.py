@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--full", action="store_true", help="each bench's own default size")
     every.add_argument("--only", default=None, help="comma-separated benches (default: all)")
     args = parser.parse_args(argv)
+    from bench.procs import precompile
+
+    precompile()  # the spawned processes start as a deployed hub's do
     if args.name == "dashboard":
         from bench.dashboard import run_args as run_dashboard
 
