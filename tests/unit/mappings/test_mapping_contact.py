@@ -77,6 +77,108 @@ def test_phone_region_from_reads_the_country_column_by_name_or_code():
         norm("0301234567", {"country": "US"})
 
 
+def _phone_library(text: str, region: str | None) -> str:
+    """What phonenumbers itself answers: the E.164 form, or ERROR."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return "ERROR"
+    if not phonenumbers.is_valid_number(number):
+        return "ERROR"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _spelled(rng: random.Random, digits: str) -> str:
+    """``digits`` written with random spaces, dashes, dots and parentheses between them."""
+    out = []
+    for d in digits:
+        if rng.random() < 0.3:
+            out.append(rng.choice([" ", "-", ".", "(", ")", " (", ") ", "  "]))
+        out.append(d)
+    return "".join(out)
+
+
+def test_phone_shape_cache_agrees_with_the_library_on_spelled_variants():
+    """A number seen once answers its other spellings from the shape cache: each spelling
+    must get exactly what phonenumbers answers for it (E.164 or an error), in any order."""
+    rng = random.Random(2026)
+    bases = [
+        ("+1", "3125550188", None),
+        ("+44", "2079460958", None),
+        ("+44", "02079460958", None),  # the trunk 0 written after the country code
+        ("+7", "89161234567", None),
+        ("+39", "0612345678", None),  # Italian leading zero
+        ("+49", "301234567", None),
+        ("+33", "465711460", None),
+        ("+61", "755507000", None),
+        ("", "4155550132", "US"),
+        ("", "14155550132", "US"),
+        ("", "0301234567", "DE"),
+        ("", "0301234567", "US"),  # valid in one region, not in the other
+        ("", "89161234567", "RU"),
+        ("", "0117946095", "GB"),
+        ("", "00442079460958", "DE"),  # the international prefix, then the number
+        ("", "011442079460958", "US"),
+        ("", "5550100", "US"),  # too short to be valid
+        ("+", "99912345678", None),  # no such country code
+        ("+1", "555", None),
+    ]
+    for round_ in range(3):
+        built = phone({"region_from": "country"})
+        assert isinstance(built, RecordTransform)
+        norm = built.fn
+        cases = [
+            (plus + _spelled(rng, digits), region)
+            for plus, digits, region in bases
+            for _ in range(15)
+        ]
+        cases += [(plus + digits, region) for plus, digits, region in bases]
+        rng.shuffle(cases)
+        for text, region in cases:
+            try:
+                got = norm(text, {"country": region} if region else {})
+            except MappingError:
+                got = "ERROR"
+            assert got == _phone_library(text.strip(), region), (round_, text, region)
+
+
+def test_phone_shape_cache_agrees_with_the_library_in_every_region():
+    """Every region's example numbers (and a digit changed), international and national,
+    spelled two ways, in a shuffled order: the shape cache never answers differently."""
+    import phonenumbers
+
+    from mappings.countries import resolve_country
+
+    rng = random.Random(11)
+    regions = [r for r in sorted(phonenumbers.SUPPORTED_REGIONS) if resolve_country(r) == r]
+    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
+    bases: list[tuple[str, str | None]] = []
+    for region in regions:
+        for kind in kinds:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            national = phonenumbers.national_significant_number(example)
+            changed = e164[:-1] + str(rng.randrange(10))
+            bases += [(e164, None), (changed, None), ("00" + e164[1:], rng.choice(regions))]
+            bases += [(national, region), ("0" + national, rng.choice(regions))]
+    assert len(bases) > 1000
+    built = phone({"region_from": "country"})
+    assert isinstance(built, RecordTransform)
+    cases = [("+" + _spelled(rng, t[1:]) if t[0] == "+" else _spelled(rng, t), r) for t, r in bases]
+    cases += [(t, r) for t, r in bases]
+    rng.shuffle(cases)
+    for text, region in cases:
+        try:
+            got = built.fn(text, {"country": region} if region else {})
+        except MappingError:
+            got = "ERROR"
+        assert got == _phone_library(text.strip(), region), (text, region)
+
+
 def test_phone_region_from_needs_record_access():
     with pytest.raises(ConfigError, match="region_from needs access"):
         compile_transform("phone_e164", {"region_from": "country"}, FieldContext("phone"))
