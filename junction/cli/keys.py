@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import func, select
 
 from junction.cli.clients import ConfigOpt, cli_actor, fail
 from junction.cli.progress import progress
@@ -27,30 +26,19 @@ console = Console()
 @app.command("status")
 def status(config: ConfigOpt = Path("junction.yaml")) -> None:
     """Whether the store is encrypted, under which KEK, and how many subjects it keys."""
-    from junction.store import tables as t
     from junction.store.channel_secrets import SUBJECT as CHANNEL_SECRETS
-    from junction.store.keyring import settings_row
+    from junction.store.keyring import key_counts, settings_row
 
     with private_store(config) as (_cfg, store), store.begin() as conn:
         row = settings_row(conn)
         if row is None:
             console.print("encryption at rest: off", markup=False)
             return
-        c = t.data_keys.c
-        people = c.subject != CHANNEL_SECRETS  # the channel secrets' key is nobody's
-        live = conn.execute(
-            select(func.count()).select_from(t.data_keys).where(c.wrapped.is_not(None), people)
-        ).scalar_one()
-        system = conn.execute(
-            select(func.count()).select_from(t.data_keys).where(~people)
-        ).scalar_one()
-        erased = conn.execute(
-            select(func.count()).select_from(t.data_keys).where(c.wrapped.is_(None))
-        ).scalar_one()
+        n = key_counts(conn, system=[CHANNEL_SECRETS])  # the channel secrets' key is nobody's
     console.print(
         f"encryption at rest: on; KEK {row['kek_id']} from {row['kek_source']}; "
-        f"{live} data keys; {erased} erased subjects"
-        + ("; channel secrets sealed" if system else ""),
+        f"{n['people']} people; {n['keys']} data keys; {n['erased']} erased subjects"
+        + ("; channel secrets sealed" if n["system"] else ""),
         markup=False,
     )
 

@@ -1,11 +1,13 @@
 """AES-256-GCM sealing for the store, and the key-encryption keys (KEKs) that wrap data keys.
 
-A sealed value is ``JX1:<subject>:<nonce (12 bytes) + ciphertext + tag (16 bytes)>``, as text
-(base64, for JSON and text columns) or as bytes (binary columns).  The subject (a keyed
-pseudonym, not personal data) names the data key; the associated data binds the ciphertext to
-the table, the row's id and the subject, so a ciphertext copied to another row, a flipped bit
-in the nonce, ciphertext or tag, or a wrong key all fail with :class:`DecryptionError`, never
-with garbage (cryptography's ``InvalidTag``; NIST SP 800-38D).
+A sealed value is ``JX2:<subject>:<key id>:<nonce (12 bytes) + ciphertext + tag (16 bytes)>``,
+as text (base64, for JSON and text columns) or as bytes (binary columns).  The subject (a keyed
+pseudonym, not personal data) and the key id (decimal) name the data key (``subject_keys``,
+ADR-0024); values sealed before migration 0011 (and the channel secrets) are
+``JX1:<subject>:<...>`` and find their key by subject (``data_keys``).  The associated data
+binds the ciphertext to the table, the row's id and the subject, so a ciphertext copied to
+another row, a flipped bit in the nonce, ciphertext or tag, or a wrong key all fail with
+:class:`DecryptionError`, never with garbage (cryptography's ``InvalidTag``; NIST SP 800-38D).
 
 KEKs come from the environment (``env:NAME``), a key file (``file:/path``, made once, 0600) or
 a plugin (``plugin:NAME``, an entry point in the ``junction.kek_providers`` group returning an
@@ -39,6 +41,8 @@ TAG_BYTES = 16
 KEY_BYTES = 32
 TEXT_PREFIX = "JX1:"
 BYTES_PREFIX = b"JX1:"
+TEXT_PREFIX_ID = "JX2:"
+BYTES_PREFIX_ID = b"JX2:"
 PLUGIN_GROUP = "junction.kek_providers"
 
 
@@ -210,6 +214,78 @@ def split_bytes(sealed: bytes) -> tuple[str, bytes]:
         return subject.decode("ascii"), blob
     except UnicodeDecodeError:
         raise DecryptionError("a sealed value is malformed (subject)") from None
+
+
+def is_sealed_text(value: str) -> bool:
+    """Whether ``value`` looks like a sealed text value (either form)."""
+    return value.startswith((TEXT_PREFIX_ID, TEXT_PREFIX))
+
+
+def is_sealed_bytes(value: bytes) -> bool:
+    """Whether ``value`` looks like a sealed binary value (either form)."""
+    return value.startswith((BYTES_PREFIX_ID, BYTES_PREFIX))
+
+
+def seal_text_id(
+    aead: AESGCM, subject: str, key_id: int, nonce: bytes, plaintext: bytes, aad: bytes
+) -> str:
+    """``JX2:<subject>:<key id>:<base64(nonce + ciphertext + tag)>``."""
+    blob = nonce + aead.encrypt(nonce, plaintext, aad)
+    body = binascii.b2a_base64(blob, newline=False).decode("ascii")
+    return f"{TEXT_PREFIX_ID}{subject}:{key_id}:{body}"
+
+
+def seal_bytes_id(
+    aead: AESGCM, subject: str, key_id: int, nonce: bytes, plaintext: bytes, aad: bytes
+) -> bytes:
+    """``JX2:<subject>:<key id>:`` + nonce + ciphertext + tag."""
+    head = f"{TEXT_PREFIX_ID}{subject}:{key_id}:".encode("ascii")
+    return head + nonce + aead.encrypt(nonce, plaintext, aad)
+
+
+def _key_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 19:
+        raise DecryptionError("a sealed value is malformed (key id)")
+    return int(text)
+
+
+def parse_text(sealed: str) -> tuple[str, int | None, bytes]:
+    """The subject, the key id (None: a value sealed before key ids) and the raw
+    ``nonce + ciphertext + tag`` of a sealed text value."""
+    if sealed.startswith(TEXT_PREFIX):
+        subject, blob = split_text(sealed)
+        return subject, None, blob
+    if not sealed.startswith(TEXT_PREFIX_ID):
+        raise DecryptionError("a sealed value is malformed (no JX prefix)")
+    subject, sep, rest = sealed[len(TEXT_PREFIX_ID) :].partition(":")
+    kid, sep2, body = rest.partition(":")
+    if not sep or not sep2 or not subject:
+        raise DecryptionError("a sealed value is malformed (truncated)")
+    try:
+        blob = binascii.a2b_base64(body.encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise DecryptionError("a sealed value is malformed (bad base64)") from None
+    if len(blob) < NONCE_BYTES + TAG_BYTES:
+        raise DecryptionError("a sealed value is malformed (truncated)")
+    return subject, _key_id(kid), blob
+
+
+def parse_bytes(sealed: bytes) -> tuple[str, int | None, bytes]:
+    """``parse_text`` for a sealed binary value."""
+    if sealed.startswith(BYTES_PREFIX):
+        subject, blob = split_bytes(sealed)
+        return subject, None, blob
+    if not sealed.startswith(BYTES_PREFIX_ID):
+        raise DecryptionError("a sealed value is malformed (no JX prefix)")
+    subject_b, sep, rest = sealed[len(BYTES_PREFIX_ID) :].partition(b":")
+    kid_b, sep2, blob = rest.partition(b":")
+    if not sep or not sep2 or not subject_b or len(blob) < NONCE_BYTES + TAG_BYTES:
+        raise DecryptionError("a sealed value is malformed (truncated)")
+    try:
+        subject, kid = subject_b.decode("ascii"), kid_b.decode("ascii")
+    except UnicodeDecodeError:
+        raise DecryptionError("a sealed value is malformed (subject)") from None
+    return subject, _key_id(kid), blob
 
 
 def open_blob(aead: AESGCM, blob: bytes, aad: bytes, *, table: str) -> bytes:

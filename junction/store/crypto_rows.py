@@ -8,7 +8,9 @@
 * **quarantine**: the whole payload (the original source bytes) is sealed; associated data: the
   pipeline, stage and record key the row is unique by.
 
-Every row also gets its ``subject`` column, so erasure finds a person's rows without
+A sealed value names its subject and its data key's id (``JX2:<subject>:<key id>:...``,
+ADR-0024; values sealed before migration 0011 are ``JX1:<subject>:...``).  Every row also gets
+its ``subject`` column, so erasure finds a person's rows without
 decrypting anything.  Rows of an erased subject are dropped on write (a later sync of the
 person stores nothing).  A row whose ``subject`` is NULL was written before encryption was
 turned on and is read as it is.
@@ -31,17 +33,18 @@ from junction.core.errors import DecryptionError
 from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
 from junction.store.crypto import (
-    BYTES_PREFIX,
     NONCE_BYTES,
-    TEXT_PREFIX,
+    TEXT_PREFIX_ID,
     associated,
+    is_sealed_bytes,
+    is_sealed_text,
     load_kek,
     open_blob,
-    seal_bytes,
-    split_bytes,
-    split_text,
+    parse_bytes,
+    parse_text,
+    seal_bytes_id,
 )
-from junction.store.keyring import DEFAULT_KEY_CACHE, Keyring
+from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyRef, Keyring
 from schemas import ENTITY_MODELS
 
 if TYPE_CHECKING:
@@ -168,18 +171,18 @@ class StorePrivacy:
         sealed here (their subject is read from the store).
         """
         final = self.keyring.settle(conn, pre.provisional, pre.drafts, pre.held)
-        changed = {s for s, aead in pre.provisional.items() if final.get(s) is not aead}
+        changed = {s for s, ref in pre.provisional.items() if final.get(s) is not ref}
         records: list[Row] = []
         dropped: set[str] = set()
         renonce = iter(_nonces(len(pre.records) + len(pre.deliveries))) if changed else None
         for row, obj, pii_json, subject, sealed in pre.records:
             if subject in changed:
-                aead = final[subject]
-                if aead is None:
+                ref = final[subject]
+                if ref is None:
                     dropped.add(row[_R_ID])
                     continue
                 assert renonce is not None
-                sealed = _seal_record(aead, row, obj, pii_json, subject, next(renonce))
+                sealed = _seal_record(ref, row, obj, pii_json, subject, next(renonce))
             records.append(sealed)
         deliveries: list[Row] = []
         later: list[Row] = []
@@ -188,11 +191,11 @@ class StorePrivacy:
                 later.append(row)
                 continue
             if d_subject in changed:
-                aead = final[d_subject]
-                if aead is None:
+                ref = final[d_subject]
+                if ref is None:
                     continue
                 assert renonce is not None
-                sealed_d = _seal_delivery(aead, row, d_subject, next(renonce))
+                sealed_d = _seal_delivery(ref, row, d_subject, next(renonce))
             deliveries.append(sealed_d)
         if later:
             deliveries.extend(self.seal_deliveries(conn, later))
@@ -212,7 +215,7 @@ class StorePrivacy:
         conn: Connection,
         rows: Sequence[Row],
         subjects: Mapping[str, str] | None = None,
-        keys: Mapping[str, AESGCM | None] | None = None,
+        keys: Mapping[str, KeyRef | None] | None = None,
     ) -> list[Row]:
         """Seal outbox payloads under their record's subject; drop erased subjects' rows.
 
@@ -232,38 +235,33 @@ class StorePrivacy:
         have = dict(keys or {})
         need = set(per_row) - have.keys()
         if need:
-            have.update(keyring.keys(conn, need, create=True))
+            have.update(keyring.seal_keys(conn, need))
         nonces = _nonces(len(rows))
         out: list[Row] = []
         for i, row in enumerate(rows):
             subject = per_row[i]
-            aead = have[subject]
-            if aead is None:
+            ref = have[subject]
+            if ref is None:
                 continue
-            aad = f"deliveries\x1f{row[_D_ID]}\x1f{row[_D_RECORD]}\x1f{subject}".encode()
-            payload = row[_D_PAYLOAD]
-            data = payload.encode() if isinstance(payload, str) else bytes(payload)
-            nonce = nonces[i]
-            blob = nonce + aead.encrypt(nonce, data, aad)
-            sealed = f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}"
-            out.append((*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject))
+            out.append(_seal_delivery(ref, row, subject, nonces[i]))
         return out
 
     def seal_quarantine(self, conn: Connection, rows: Sequence[Row]) -> list[Row]:
         """Seal quarantined source bytes under the subject they name; drop erased subjects'."""
         per_row = [self._quarantine_subject(r) for r in rows]
-        keys = self.keyring.keys(conn, set(per_row), create=True)
+        keys = self.keyring.seal_keys(conn, set(per_row))
         nonces = _nonces(len(rows))
         out: list[Row] = []
         for i, row in enumerate(rows):
             subject = per_row[i]
-            aead = keys[subject]
-            if aead is None:
+            ref = keys[subject]
+            if ref is None:
                 continue
             payload = row[_Q_PAYLOAD]
             if payload is not None:
                 aad = associated("quarantine", _quarantine_key(row), subject)
-                payload = seal_bytes(aead, subject, nonces[i], bytes(payload), aad)
+                aead, kid = ref
+                payload = seal_bytes_id(aead, subject, kid, nonces[i], bytes(payload), aad)
             out.append((*row[:_Q_PAYLOAD], payload, *row[_Q_PAYLOAD + 1 :], subject))
         return out
 
@@ -300,19 +298,22 @@ class StorePrivacy:
     ) -> list[dict[str, Any]]:
         """Copies of record rows (``id``, ``entity``, ``payload``...) with payloads opened."""
         sealed = [_sealed_record(r) for r in rows]
-        keys = self.keyring.require(conn, {s[0] for s in sealed if s is not None})
+        keys = self.keyring.open_refs(conn, {(s[0], s[1]) for s in sealed if s is not None})
         out = []
         for row, s in zip(rows, sealed, strict=True):
             d = dict(row)
             if s is not None:
-                d["payload"] = self._open_record(d, s, keys[s[0]])
+                d["payload"] = self._open_record(d, s, keys[(s[0], s[1])])
             out.append(d)
         return out
 
     def _open_record(
-        self, row: Mapping[str, Any], sealed: tuple[str, bytes, dict[str, Any]], aead: AESGCM
+        self,
+        row: Mapping[str, Any],
+        sealed: tuple[str, int | None, bytes, dict[str, Any]],
+        aead: AESGCM,
     ) -> str:
-        subject, blob, obj = sealed
+        subject, _, blob, obj = sealed
         stored = row.get("subject")
         if stored is not None and stored != subject:
             raise DecryptionError("a record's subject column does not match its sealed data")
@@ -329,7 +330,7 @@ class StorePrivacy:
     ) -> list[dict[str, Any]]:
         """Copies of outbox rows (``id``, ``record_id``, ``payload``) with payloads opened."""
         split = [_sealed_text(r["payload"]) for r in rows]
-        keys = self.keyring.require(conn, {s[0] for s in split if s is not None})
+        keys = self.keyring.open_refs(conn, {(s[0], s[1]) for s in split if s is not None})
         out = []
         for row, s in zip(rows, split, strict=True):
             d = dict(row)
@@ -337,9 +338,11 @@ class StorePrivacy:
                 if d.get("subject") is not None:
                     raise DecryptionError("an outbox payload lost its seal")
             else:
-                subject, blob = s
+                subject, kid, blob = s
                 aad = associated("deliveries", f"{d['id']}\x1f{d['record_id']}", subject)
-                d["payload"] = open_blob(keys[subject], blob, aad, table="deliveries").decode()
+                d["payload"] = open_blob(
+                    keys[(subject, kid)], blob, aad, table="deliveries"
+                ).decode()
             out.append(d)
         return out
 
@@ -347,25 +350,25 @@ class StorePrivacy:
         self, conn: Connection, rows: Sequence[Mapping[Any, Any]]
     ) -> list[dict[str, Any]]:
         """Copies of quarantine rows with their original bytes opened."""
-        split: list[tuple[str, bytes] | None] = []
+        split: list[tuple[str, int | None, bytes] | None] = []
         for r in rows:
             payload = r.get("payload")
             if payload is not None and r.get("subject") is not None:
-                split.append(split_bytes(bytes(payload)))
-            elif payload is not None and bytes(payload).startswith(BYTES_PREFIX):
+                split.append(parse_bytes(bytes(payload)))
+            elif payload is not None and is_sealed_bytes(bytes(payload)):
                 raise DecryptionError("a quarantined payload is sealed but names no subject")
             else:
                 split.append(None)
-        keys = self.keyring.require(conn, {s[0] for s in split if s is not None})
+        keys = self.keyring.open_refs(conn, {(s[0], s[1]) for s in split if s is not None})
         out = []
         for row, s in zip(rows, split, strict=True):
             d = dict(row)
             if s is not None:
-                subject, blob = s
+                subject, kid, blob = s
                 if subject != d["subject"]:
                     raise DecryptionError("a quarantine row's subject does not match its data")
                 aad = associated("quarantine", _quarantine_key(d), subject)
-                d["payload"] = open_blob(keys[subject], blob, aad, table="quarantine")
+                d["payload"] = open_blob(keys[(subject, kid)], blob, aad, table="quarantine")
             out.append(d)
         return out
 
@@ -374,9 +377,9 @@ class StorePrivacy:
 class Presealed:
     """A batch sealed with drafted keys, waiting for ``StorePrivacy.finish``."""
 
-    provisional: dict[str, AESGCM]
-    drafts: dict[str, tuple[bytes, bytes]]  # new subjects: (key, wrapped key)
-    held: dict[str, tuple[bytes, bytes]]  # subjects whose key was cached: (key, wrapped key)
+    provisional: dict[str, KeyRef]
+    drafts: dict[str, Draft]  # new subjects: (key, key id, wrapped key)
+    held: dict[str, tuple[bytes, int]]  # subjects whose key was cached: (key, key id)
     subjects: dict[str, str]  # record id -> subject
     # (original row, payload without personal members, their JSON, subject, sealed row)
     records: list[tuple[Row, dict[str, Any], bytes, str, Row]] = field(default_factory=list)
@@ -385,23 +388,24 @@ class Presealed:
 
 
 def _seal_record(
-    aead: AESGCM, row: Row, obj: dict[str, Any], pii_json: bytes, subject: str, nonce: bytes
+    ref: KeyRef, row: Row, obj: dict[str, Any], pii_json: bytes, subject: str, nonce: bytes
 ) -> Row:
+    aead, kid = ref
     rid = row[_R_ID]
     blob = nonce + aead.encrypt(nonce, pii_json, f"records\x1f{rid}\x1f{subject}".encode())
-    sealed = {
-        **obj,
-        SEALED_KEY: f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}",
-    }
-    return (*row[:_R_PAYLOAD], orjson.dumps(sealed).decode(), *row[_R_PAYLOAD + 1 :], subject)
+    obj[SEALED_KEY] = f"{TEXT_PREFIX_ID}{subject}:{kid}:{b2a_base64(blob, newline=False).decode()}"
+    sealed = orjson.dumps(obj).decode()
+    del obj[SEALED_KEY]  # obj is kept: a row whose key changes in settle is sealed again
+    return (*row[:_R_PAYLOAD], sealed, *row[_R_PAYLOAD + 1 :], subject)
 
 
-def _seal_delivery(aead: AESGCM, row: Row, subject: str, nonce: bytes) -> Row:
+def _seal_delivery(ref: KeyRef, row: Row, subject: str, nonce: bytes) -> Row:
+    aead, kid = ref
     aad = f"deliveries\x1f{row[_D_ID]}\x1f{row[_D_RECORD]}\x1f{subject}".encode()
     payload = row[_D_PAYLOAD]
     data = payload.encode() if isinstance(payload, str) else bytes(payload)
     blob = nonce + aead.encrypt(nonce, data, aad)
-    sealed = f"{TEXT_PREFIX}{subject}:{b2a_base64(blob, newline=False).decode()}"
+    sealed = f"{TEXT_PREFIX_ID}{subject}:{kid}:{b2a_base64(blob, newline=False).decode()}"
     return (*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject)
 
 
@@ -410,7 +414,7 @@ def _nonces(n: int) -> list[bytes]:
     return [rnd[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
 
 
-def _sealed_record(row: Mapping[str, Any]) -> tuple[str, bytes, dict[str, Any]] | None:
+def _sealed_record(row: Mapping[str, Any]) -> tuple[str, int | None, bytes, dict[str, Any]] | None:
     payload = row["payload"]
     if SEALED_KEY not in payload:  # cheap test first: plaintext rows pay one substring search
         if row.get("subject") is not None:
@@ -427,13 +431,13 @@ def _sealed_record(row: Mapping[str, Any]) -> tuple[str, bytes, dict[str, Any]] 
         return None
     if not isinstance(sealed, str):
         raise DecryptionError("a record's sealed personal data is malformed")
-    subject, blob = split_text(sealed)
-    return subject, blob, obj
+    subject, kid, blob = parse_text(sealed)
+    return subject, kid, blob, obj
 
 
-def _sealed_text(payload: Any) -> tuple[str, bytes] | None:
+def _sealed_text(payload: Any) -> tuple[str, int | None, bytes] | None:
     text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8", "replace")
-    return split_text(text) if text.startswith(TEXT_PREFIX) else None
+    return parse_text(text) if is_sealed_text(text) else None
 
 
 def _quarantine_key(row: Any) -> str:

@@ -6,22 +6,37 @@ for subjects is the store's own (random, wrapped by the KEK in ``privacy_setting
 process that holds the KEK computes the same subject ids, and a dump of the database without
 the KEK cannot test a guessed email against them.
 
-Each subject has one AES-256 data key in ``data_keys``, wrapped by the KEK.  Keys for a write
-batch's new subjects are drawn from one ``os.urandom`` call, wrapped and inserted in one
-statement; unwrapped keys are cached per process (the key bytes, not ``AESGCM`` objects: one
-of those holds ~2.4 KB of cipher state; at most ``cache_size`` keys, least recently used out
-first).  Erasing a subject sets ``wrapped`` to NULL: the key is gone (crypto-shredding
-every copy of the subject's ciphertext, also in backups and topics), and the row stays as a
-tombstone that makes later writes of that subject drop it.
+Each person's AES-256 data keys are rows of ``subject_keys`` (ADR-0024), wrapped by the KEK
+(the subject and the key id as associated data), found by a time-ordered integer ``id`` that
+every sealed value names (``JX2:<subject>:<id>:...``): a write batch appends its new keys at
+the end of the table's B-tree instead of dirtying every page of a subject-ordered one.  Keys
+for a batch's new subjects are drawn from one ``os.urandom`` call, wrapped and inserted in one
+statement; unwrapped keys are cached per process by subject (the key bytes and id, not
+``AESGCM`` objects: one of those holds ~2.4 KB of cipher state; at most ``cache_size`` keys,
+least recently used out first), so a person's next record is sealed under the key their last
+one used.  A process that meets a person with a cold cache gives them a new key (there is no
+subject index to search: it would cost every batch the random page writes this design
+removes); erasure destroys every key of the subject (a scan, as for records).
 
-``rotate`` re-wraps every data key and the subject key under a new KEK in one transaction; the
-data itself is not re-encrypted.  Afterwards the old KEK opens nothing in the store.
+Erasing a subject sets ``wrapped`` to NULL in every key row of the subject (the key is gone:
+crypto-shredding every copy of the subject's ciphertext, also in backups and topics) and adds
+the subject to ``erased_subjects``, the small table every write checks: later writes of that
+subject drop it.
+
+``data_keys`` (one key per subject, found by subject) keeps the keys made before migration 0011
+(values sealed as ``JX1:<subject>:...``) and the keys of system subjects (the channel secrets,
+``keys``/``require``).
+
+``rotate`` re-wraps every data key of both tables and the subject key under a new KEK in one
+transaction; the data itself is not re-encrypted.  Afterwards the old KEK opens nothing in the
+store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import threading
 import time
 import weakref
@@ -30,7 +45,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from junction.core.errors import DecryptionError, KeyUnavailableError, SubjectErasedError
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
@@ -39,24 +54,35 @@ from junction.store.crypto import KEY_BYTES, NONCE_BYTES, KekProvider, LocalKek
 
 SETTINGS_ID = 1
 _SHA256_BLOCK = 64
-_CHUNK = 500  # subjects per IN (...) lookup
+_CHUNK = 500  # subjects or ids per IN (...) lookup
 _SUBJECT_CONTEXT = b"junction subject key"
-DEFAULT_KEY_CACHE = 100_000  # keys per process: ~190 B each (subject, key, wrapped key)
-_GROUP = 64  # data-key rows per multi-row INSERT on SQLite
+DEFAULT_KEY_CACHE = 100_000  # keys per process: ~110 B each (subject, key, id)
+_GROUP = 64  # key rows per multi-row INSERT on SQLite
 _INSERT_KEYS_GROUPED = (  # constant text (no value is spliced in); the values are bound
-    "INSERT OR IGNORE INTO data_keys (subject, wrapped, kek_id, created_at) VALUES "  # noqa: S608
-    + ", ".join(["(?, ?, ?, ?)"] * _GROUP)
+    "INSERT OR IGNORE INTO subject_keys (id, subject, wrapped, kek_id, created_at) VALUES "  # noqa: S608
+    + ", ".join(["(?, ?, ?, ?, ?)"] * _GROUP)
 )
+_KEY_COLS = ("id", "subject", "wrapped", "kek_id", "created_at")
+_EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC: key ids are (ms since then) << _ID_LOW_BITS | n
+_ID_LOW_BITS = 22
+_ID_BYTES = 8
+LEGACY = 0  # the key id of a cached ``data_keys`` key (found by subject)
+
+# a key to seal with: the AES-GCM of the data key and its id in ``subject_keys``
+KeyRef = tuple[AESGCM, int]
+# a drafted key, not stored yet: (key bytes, id, wrapped key)
+Draft = tuple[bytes, int, bytes]
 
 
 class KeyCache:
     """Unwrapped data keys by subject: at most ``size``, least recently used out first.
 
-    An entry is one ``bytes``: the 32-byte key, then the wrapped key as stored (so a key row
-    that changed under us, e.g. re-wrapped, is told from the one we hold).  ``AESGCM`` objects
-    are made from it when a batch needs them; caching those instead costs ~2.4 KB a key (1M
-    subjects: 2.4 GB).  Every cache in the process is registered, so an erasure evicts the
-    subject from all of them (``evict_everywhere``).
+    An entry is one ``bytes``: the 32-byte key, its id (8 bytes; ``LEGACY`` for a ``data_keys``
+    key), then, for a ``data_keys`` key, the wrapped key as stored (so a key row that changed
+    under us is told from the one we hold).  ``AESGCM`` objects are made from it when a batch
+    needs them; caching those instead costs ~2.4 KB a key (1M subjects: 2.4 GB).  Every cache
+    in the process is registered, so an erasure evicts the subject from all of them
+    (``evict_everywhere``).
     """
 
     __slots__ = ("__weakref__", "_d", "_lock", "size")
@@ -74,33 +100,45 @@ class KeyCache:
     def __contains__(self, subject: object) -> bool:
         return subject in self._d
 
-    def get(self, subject: str) -> tuple[bytes, bytes] | None:
-        """``(key, wrapped)`` of ``subject``, now the most recently used; None when absent."""
+    def get(self, subject: str) -> tuple[bytes, int, bytes] | None:
+        """``(key, id, wrapped)`` of ``subject``, now the most recently used; None when absent.
+
+        ``wrapped`` is empty for a ``subject_keys`` key."""
         d = self._d
         with self._lock:
             entry = d.pop(subject, None)
             if entry is None:
                 return None
             d[subject] = entry  # re-inserted: the end of the dict is the most recent
-        return entry[:KEY_BYTES], entry[KEY_BYTES:]
+        return (
+            entry[:KEY_BYTES],
+            int.from_bytes(entry[KEY_BYTES : KEY_BYTES + _ID_BYTES]),
+            entry[KEY_BYTES + _ID_BYTES :],
+        )
 
-    def put(self, subject: str, key: bytes, wrapped: bytes) -> None:
-        """Remember ``subject``'s key (and its stored wrapped form); evict past ``size``."""
-        self.put_many([(subject, key, wrapped)])
+    def put(self, subject: str, key: bytes, key_id: int, wrapped: bytes = b"") -> None:
+        """Remember ``subject``'s key; evict past ``size``."""
+        self.put_many([(subject, key, key_id, wrapped)])
 
-    def put_many(self, entries: Iterable[tuple[str, bytes, bytes]]) -> None:
+    def put_many(self, entries: Iterable[tuple[str, bytes, int, bytes]]) -> None:
         """``put`` for a batch of keys."""
         if self.size <= 0:
             return
         d = self._d
         with self._lock:
-            for subject, key, wrapped in entries:
+            for subject, key, key_id, wrapped in entries:
                 d.pop(subject, None)
-                d[subject] = key + wrapped
+                d[subject] = key + key_id.to_bytes(_ID_BYTES) + wrapped
             over = len(d) - self.size
             if over > 0:
                 for old in list(_first(d, over)):
                     del d[old]
+
+    def put_if_absent(self, subject: str, key: bytes, key_id: int, wrapped: bytes = b"") -> None:
+        """``put`` unless ``subject`` has an entry (a reader's key does not displace a
+        writer's current one)."""
+        if subject not in self._d:
+            self.put(subject, key, key_id, wrapped)
 
     def discard(self, subjects: Iterable[str]) -> None:
         """Forget ``subjects`` (erased, or their key row is not what we hold)."""
@@ -116,6 +154,8 @@ class KeyCache:
 
 
 _CACHES: weakref.WeakSet[KeyCache] = weakref.WeakSet()
+_IDS_LOCK = threading.Lock()
+_last_id = 0
 
 
 def _first(d: dict[str, bytes], n: int) -> Iterator[str]:
@@ -128,6 +168,30 @@ def evict_everywhere(subjects: Collection[str]) -> None:
     """Forget ``subjects``' keys in every key cache of this process (an erasure)."""
     for cache in list(_CACHES):
         cache.discard(subjects)
+
+
+def new_key_ids(n: int) -> list[int]:
+    """``n`` fresh key ids: time-ordered, increasing within the process.
+
+    The high bits are milliseconds since 2020, the low ``_ID_LOW_BITS`` start at a random point
+    (two processes drawing in the same millisecond rarely overlap; an id another writer took
+    is detected at insert and the key drawn again).
+    """
+    global _last_id
+    ms = int(time.time() * 1000) - _EPOCH_MS
+    base = (ms << _ID_LOW_BITS) | secrets.randbits(_ID_LOW_BITS - 1)
+    with _IDS_LOCK:
+        base = max(base, _last_id + 1)
+        _last_id = base + n - 1
+    return list(range(base, base + n))
+
+
+def key_context(subject: str, key_id: int) -> bytes:
+    """The associated data a ``subject_keys`` key is wrapped with: its subject and id."""
+    return f"{subject}\x1f{key_id}".encode("ascii")
+
+
+_LEGACY_COLS = ("subject", "wrapped", "kek_id", "created_at")
 
 
 class Keyring:
@@ -251,127 +315,146 @@ class Keyring:
         mac = outer.digest()
         return PREFIX + urlsafe_b64encode(mac[:TOKEN_BYTES]).decode("ascii").rstrip("=")
 
-    # data keys
-
-    def keys(
-        self, conn: Connection, subjects: Collection[str], *, create: bool
-    ) -> dict[str, AESGCM | None]:
-        """The data key (as an ``AESGCM``) of each subject; None for an erased subject.
-
-        With ``create``, subjects without a key get one (``draft`` then ``settle``).  Without
-        it, cached keys are used as they are and subjects without a key row are left out.
-        """
-        if create:
-            provisional, drafts, held = self.draft(subjects)
-            return self.settle(conn, provisional, drafts, held)
-        out: dict[str, AESGCM | None] = {}
-        ask = []
-        get = self._cache.get
-        for s in subjects:
-            hit = get(s)
-            if hit is None:
-                ask.append(s)
-            else:
-                out[s] = AESGCM(hit[0])
-        out.update(self._lookup(conn, ask, lock=False))
-        return out
+    # data keys of people (subject_keys)
 
     def draft(
         self, subjects: Collection[str]
-    ) -> tuple[dict[str, AESGCM], dict[str, tuple[bytes, bytes]], dict[str, tuple[bytes, bytes]]]:
+    ) -> tuple[dict[str, KeyRef], dict[str, Draft], dict[str, tuple[bytes, int]]]:
         """Keys to seal with before the transaction: cached ones, and new ones (not stored).
 
-        Returns the key of every subject, ``(key, wrapped)`` of the new ones and of the cached
-        ones; ``settle`` stores the new ones and says which keys the store has instead (another
-        writer's, or None for an erased subject).  Costs no query: a batch is sealed outside
-        the store's write lock.
+        Returns the key of every subject, the new ones as ``(key, id, wrapped)`` and the cached
+        ones as ``(key, id)``; ``settle`` stores the new ones and says which subjects are erased.
+        Costs no query: a batch is sealed outside the store's write lock.
         """
         get = self._cache.get
-        provisional: dict[str, AESGCM] = {}
-        held: dict[str, tuple[bytes, bytes]] = {}
+        provisional: dict[str, KeyRef] = {}
+        held: dict[str, tuple[bytes, int]] = {}
         new = []
         for s in subjects:
             hit = get(s)
-            if hit is None:
+            if hit is None or hit[1] == LEGACY:
                 new.append(s)
             else:
-                provisional[s] = AESGCM(hit[0])
-                held[s] = hit
-        drafts: dict[str, tuple[bytes, bytes]] = {}
-        if new:
-            per = KEY_BYTES + NONCE_BYTES
-            rnd = os.urandom(per * len(new))
-            keys = [rnd[i : i + KEY_BYTES] for i in range(0, per * len(new), per)]
-            contexts = [s.encode("ascii") for s in new]
-            kek = self.kek
-            if isinstance(kek, LocalKek):
-                nonces = [rnd[i + KEY_BYTES : i + per] for i in range(0, per * len(new), per)]
-                wrapped_keys = kek.wrap_many(keys, contexts, nonces)
-            else:
-                wrapped_keys = [kek.wrap(k, c) for k, c in zip(keys, contexts, strict=True)]
-            for s, key, wrapped in zip(new, keys, wrapped_keys, strict=True):
-                provisional[s] = AESGCM(key)
-                drafts[s] = (key, wrapped)
+                provisional[s] = (AESGCM(hit[0]), hit[1])
+                held[s] = (hit[0], hit[1])
+        drafts = self._new_keys(new)
+        for s, (key, kid, _) in drafts.items():
+            provisional[s] = (AESGCM(key), kid)
         return provisional, drafts, held
+
+    def _new_keys(self, subjects: list[str]) -> dict[str, Draft]:
+        if not subjects:
+            return {}
+        n = len(subjects)
+        per = KEY_BYTES + NONCE_BYTES
+        rnd = os.urandom(per * n)
+        keys = [rnd[i : i + KEY_BYTES] for i in range(0, per * n, per)]
+        ids = new_key_ids(n)
+        contexts = [key_context(s, kid) for s, kid in zip(subjects, ids, strict=True)]
+        kek = self.kek
+        if isinstance(kek, LocalKek):
+            nonces = [rnd[i + KEY_BYTES : i + per] for i in range(0, per * n, per)]
+            wrapped_keys = kek.wrap_many(keys, contexts, nonces)
+        else:
+            wrapped_keys = [kek.wrap(k, c) for k, c in zip(keys, contexts, strict=True)]
+        return {
+            s: (key, kid, wrapped)
+            for s, key, kid, wrapped in zip(subjects, keys, ids, wrapped_keys, strict=True)
+        }
+
+    def seal_keys(self, conn: Connection, subjects: Collection[str]) -> dict[str, KeyRef | None]:
+        """``draft`` then ``settle`` in the transaction: the key to seal with per subject."""
+        provisional, drafts, held = self.draft(subjects)
+        return self.settle(conn, provisional, drafts, held)
 
     def settle(
         self,
         conn: Connection,
-        provisional: dict[str, AESGCM],
-        drafts: dict[str, tuple[bytes, bytes]],
-        held: dict[str, tuple[bytes, bytes]],
-    ) -> dict[str, AESGCM | None]:
+        provisional: dict[str, KeyRef],
+        drafts: dict[str, Draft],
+        held: dict[str, tuple[bytes, int]],
+    ) -> dict[str, KeyRef | None]:
         """Store the drafted keys and check the cached ones, in the write transaction.
 
-        ``drafts`` and ``held`` are ``(key, wrapped)`` of the new and the cached subjects (from
-        ``draft``).  Returns the key to use per subject: the provisional one when it stands,
-        the stored one when another writer stored a key first, None when the subject is erased.
+        Returns the key to use per subject: the provisional one when it stands, None when the
+        subject is erased, a new one when another writer took a drafted key's id first.
         """
-        out: dict[str, AESGCM | None] = dict(provisional)
+        out: dict[str, KeyRef | None] = dict(provisional)
+        erased = self._erased(conn, list(provisional))
+        if erased:
+            for s in erased:
+                out[s] = None
+            drafts = {s: d for s, d in drafts.items() if s not in erased}
+            held = {s: h for s, h in held.items() if s not in erased}
+            self._cache.discard(erased)
         if held:
-            # an erasure elsewhere shows here; a cached key whose row is missing (its writer
-            # rolled back) is stored again
-            found = self._lookup(conn, list(held), lock=True, rows=True)
-            erased = []
-            for s, entry in held.items():
-                row = found.get(s)
+            # a cached key whose row is missing (its writer rolled back) is stored again
+            by_id = {kid: s for s, (_, kid) in held.items()}
+            found = self._rows_by_id(conn, list(by_id))
+            gone = []
+            for kid, s in by_id.items():
+                row = found.get(kid)
                 if row is None:
-                    drafts = {**drafts, s: entry}
-                elif row[0] is None:
+                    key = held[s][0]
+                    drafts = {**drafts, s: (key, kid, self.kek.wrap(key, key_context(s, kid)))}
+                elif row[1] is None:  # erased since (erased_subjects says so too)
                     out[s] = None
-                    erased.append(s)
-            if erased:
-                self._cache.discard(erased)
-        if drafts:
+                    gone.append(s)
+            self._cache.discard(gone)
+        stored: list[tuple[str, bytes, int, bytes]] = []
+        while drafts:
             inserted = self._insert(conn, drafts)
+            taken: list[str] = []
             if inserted != len(drafts):
-                # another writer (or an erasure) stored some of these first: theirs stand
-                stored = self._lookup(conn, list(drafts), lock=False, rows=True)
-                for s, (wrapped, kek_id_) in stored.items():
-                    if wrapped is None:
-                        out[s] = None
-                    elif bytes(wrapped) != drafts[s][1]:
-                        out[s] = self._open(s, wrapped, kek_id_)
-            self._cache.put_many(
-                (s, key, wrapped)
-                for s, (key, wrapped) in drafts.items()
-                if out[s] is not None and out[s] is provisional.get(s)
-            )
+                rows = self._rows_by_id(conn, [kid for _, kid, _ in drafts.values()])
+                for s, (_, kid, wrapped) in drafts.items():
+                    row = rows.get(kid)
+                    if row is None or row[0] != s or bytes(row[1] or b"") != wrapped:
+                        taken.append(s)  # another writer's key has this id
+            stored.extend((s, d[0], d[1], b"") for s, d in drafts.items() if s not in taken)
+            drafts = self._new_keys(taken)
+            for s, (key, kid, _) in drafts.items():
+                out[s] = (AESGCM(key), kid)
+        self._cache.put_many(stored)
         return out
 
-    def _insert(self, conn: Connection, drafts: dict[str, tuple[bytes, bytes]]) -> int:
-        """Insert key rows (existing subjects are left as they are); return how many went in.
+    def _erased(self, conn: Connection, subjects: list[str]) -> set[str]:
+        """Which of ``subjects`` are erased.  On PostgreSQL, waits for an erasure in flight
+        (it holds ``erased_subjects`` exclusively until its commit) and keeps the next one
+        waiting until this transaction ends."""
+        if conn.dialect.name == "postgresql":
+            # its own statement: the next ones take a snapshot after the wait (READ COMMITTED)
+            conn.exec_driver_sql("LOCK TABLE erased_subjects IN ROW SHARE MODE")
+        e = t.erased_subjects.c
+        if not subjects or conn.execute(select(e.subject).limit(1)).first() is None:
+            return set()
+        out: set[str] = set()
+        for at in range(0, len(subjects), _CHUNK):
+            q = select(e.subject).where(e.subject.in_(subjects[at : at + _CHUNK]))
+            out.update(conn.execute(q).scalars())
+        return out
 
-        In subject order: the primary key's B-tree is walked from left to right once instead
-        of at random (random pseudonyms), which keeps its pages in cache.  On SQLite, in
-        multi-row statements of ``_GROUP`` rows.
+    def _rows_by_id(self, conn: Connection, ids: list[int]) -> dict[int, tuple[str, Any, Any]]:
+        """``(subject, wrapped, kek_id)`` of the ``subject_keys`` rows with these ids."""
+        c = t.subject_keys.c
+        out: dict[int, tuple[str, Any, Any]] = {}
+        for at in range(0, len(ids), _CHUNK):
+            q = select(c.id, c.subject, c.wrapped, c.kek_id).where(c.id.in_(ids[at : at + _CHUNK]))
+            for kid, subject, wrapped, kek_id in conn.execute(q):
+                out[int(kid)] = (subject, wrapped, kek_id)
+        return out
+
+    def _insert(self, conn: Connection, drafts: dict[str, Draft]) -> int:
+        """Insert key rows (an id already taken is left as it is); return how many went in.
+
+        In id order, which is time order: the rows go to the end of the primary key's B-tree.
+        On SQLite, in multi-row statements of ``_GROUP`` rows.
         """
         from junction.store.repo import insert_ignore_sql
 
         now = time.time()
         kek_id = self.kek.key_id
-        rows = [(s, drafts[s][1], kek_id, now) for s in sorted(drafts)]
-        cols = ("subject", "wrapped", "kek_id", "created_at")
+        rows = sorted((kid, s, wrapped, kek_id, now) for s, (_, kid, wrapped) in drafts.items())
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
@@ -387,55 +470,134 @@ class Keyring:
                     inserted += cur.rowcount
             if done < len(rows):
                 cur.executemany(
-                    insert_ignore_sql(conn.dialect.name, t.data_keys, cols), rows[done:]
+                    insert_ignore_sql(conn.dialect.name, t.subject_keys, _KEY_COLS), rows[done:]
                 )
                 inserted += cur.rowcount
         finally:
             cur.close()
         return inserted
 
-    def _lookup(
-        self, conn: Connection, subjects: list[str], *, lock: bool, rows: bool = False
-    ) -> dict[str, Any]:
-        """Key rows of ``subjects``: opened keys (None: erased), or raw (wrapped, kek_id)."""
-        out: dict[str, Any] = {}
-        c = t.data_keys.c
-        for at in range(0, len(subjects), _CHUNK):
-            q = select(c.subject, c.wrapped, c.kek_id).where(
-                c.subject.in_(subjects[at : at + _CHUNK])
-            )
-            if lock and conn.dialect.name == "postgresql":
-                q = q.with_for_update(read=True)  # an erasure in flight: wait for it, see it
-            for subject, wrapped, kek_id in conn.execute(q):
-                if rows:
-                    out[subject] = (wrapped, kek_id)
-                else:
-                    out[subject] = None if wrapped is None else self._open(subject, wrapped, kek_id)
+    def open_refs(
+        self, conn: Connection, refs: Collection[tuple[str, int | None]]
+    ) -> dict[tuple[str, int | None], AESGCM]:
+        """The keys that sealed values name, for reading: ``(subject, key id)`` -> key.
+
+        A key id of None is a value sealed before key ids (its key is found by subject).
+
+        Raises:
+            SubjectErasedError: A key is destroyed (its subject was erased).
+            DecryptionError: A value names a key that does not exist, or another subject's.
+        """
+        out: dict[tuple[str, int | None], AESGCM] = {}
+        legacy = [s for s, kid in refs if kid is None]
+        if legacy:
+            for s, aead in self.require(conn, legacy).items():
+                out[(s, None)] = aead
+        get = self._cache.get
+        ask: dict[int, str] = {}
+        for s, kid in refs:
+            if kid is None:
+                continue
+            hit = get(s)
+            if hit is not None and hit[1] == kid:
+                out[(s, kid)] = AESGCM(hit[0])
+            else:
+                ask[kid] = s
+        if ask:
+            rows = self._rows_by_id(conn, list(ask))
+            for kid, s in ask.items():
+                row = rows.get(kid)
+                if row is None:
+                    raise DecryptionError(
+                        "stored personal data names a data key that is not stored"
+                    )
+                subject, wrapped, kek_id = row
+                if subject != s:
+                    raise DecryptionError("stored personal data names another subject's data key")
+                if wrapped is None:
+                    raise SubjectErasedError(
+                        "this data belongs to an erased subject; its key is destroyed"
+                    )
+                key = self._unwrap(key_context(s, kid), wrapped, kek_id)
+                self._cache.put_if_absent(s, key, kid)
+                out[(s, kid)] = AESGCM(key)
         return out
 
-    def _open(self, subject: str, wrapped: bytes, kek_id: str | None) -> AESGCM:
-        wrapped = bytes(wrapped)
-        hit = self._cache.get(subject)
-        if hit is not None and hit[1] == wrapped:
-            return AESGCM(hit[0])
+    def _unwrap(self, context: bytes, wrapped: Any, kek_id: str | None) -> bytes:
         if kek_id != self.kek.key_id:
             raise KeyUnavailableError(
                 f"a data key is wrapped by another key-encryption key (id {kek_id}); "
                 "finish `junction keys rotate` or configure the KEK it names"
             )
         try:
-            key = self.kek.unwrap(wrapped, subject.encode("ascii"))
-            aead = AESGCM(key)
+            key = self.kek.unwrap(bytes(wrapped), context)
         except KeyUnavailableError:
             # the row names our KEK, yet it does not open: the key row was altered
             raise DecryptionError("a data key failed its integrity check") from None
-        except ValueError:
-            raise DecryptionError("a data key has the wrong length") from None
-        self._cache.put(subject, key, wrapped)
-        return aead
+        if len(key) != KEY_BYTES:
+            raise DecryptionError("a data key has the wrong length")
+        return key
+
+    # data keys found by subject (data_keys: before migration 0011, and system subjects)
+
+    def keys(
+        self, conn: Connection, subjects: Collection[str], *, create: bool
+    ) -> dict[str, AESGCM | None]:
+        """The ``data_keys`` key (as an ``AESGCM``) of each subject; None for an erased one.
+
+        With ``create``, subjects without a key get one.  Without it, subjects without a key
+        row are left out.
+        """
+        out: dict[str, AESGCM | None] = {}
+        ask = []
+        get = self._cache.get
+        for s in subjects:
+            hit = get(s)
+            if hit is None or hit[1] != LEGACY:
+                ask.append(s)
+            else:
+                out[s] = AESGCM(hit[0])
+        out.update(self._lookup(conn, ask))
+        missing = [s for s in subjects if s not in out]
+        if create and missing:
+            erased = self._erased(conn, missing)
+            for s in erased:
+                out[s] = None
+            new = [s for s in missing if s not in erased]
+            if new:
+                from junction.store.repo import insert_ignore_sql
+
+                sql = insert_ignore_sql(conn.dialect.name, t.data_keys, _LEGACY_COLS)
+                now = time.time()
+                for s in new:
+                    wrapped = self.kek.wrap(os.urandom(KEY_BYTES), s.encode("ascii"))
+                    conn.exec_driver_sql(sql, (s, wrapped, self.kek.key_id, now))
+                out.update(self._lookup(conn, new))  # another writer's key, if it was first
+        return out
+
+    def _lookup(self, conn: Connection, subjects: list[str]) -> dict[str, AESGCM | None]:
+        """Opened ``data_keys`` keys of ``subjects`` (None: erased)."""
+        out: dict[str, AESGCM | None] = {}
+        c = t.data_keys.c
+        for at in range(0, len(subjects), _CHUNK):
+            q = select(c.subject, c.wrapped, c.kek_id).where(
+                c.subject.in_(subjects[at : at + _CHUNK])
+            )
+            for subject, wrapped, kek_id in conn.execute(q):
+                out[subject] = None if wrapped is None else self._open(subject, wrapped, kek_id)
+        return out
+
+    def _open(self, subject: str, wrapped: bytes, kek_id: str | None) -> AESGCM:
+        wrapped = bytes(wrapped)
+        hit = self._cache.get(subject)
+        if hit is not None and hit[1] == LEGACY and hit[2] == wrapped:
+            return AESGCM(hit[0])
+        key = self._unwrap(subject.encode("ascii"), wrapped, kek_id)
+        self._cache.put_if_absent(subject, key, LEGACY, wrapped)
+        return AESGCM(key)
 
     def require(self, conn: Connection, subjects: Collection[str]) -> dict[str, AESGCM]:
-        """The keys of ``subjects`` for reading; an erased or unknown subject raises."""
+        """The ``data_keys`` keys of ``subjects`` for reading; an erased or unknown one raises."""
         found = self.keys(conn, subjects, create=False)
         out: dict[str, AESGCM] = {}
         for s in subjects:
@@ -449,12 +611,20 @@ class Keyring:
             out[s] = aead
         return out
 
-    def mark(self, conn: Connection, subjects: Collection[str], now: float) -> None:
-        """Start erasing ``subjects``: lock their key rows; tombstone subjects without one.
+    # erasure and rotation
 
-        Writers of the same subjects wait for the erasure's commit (the row lock on
-        PostgreSQL, the write lock on SQLite) and then find them erased.
+    def mark(self, conn: Connection, subjects: Collection[str], now: float) -> None:
+        """Start erasing ``subjects``: list them in ``erased_subjects``.
+
+        On PostgreSQL this first takes ``erased_subjects`` exclusively: it waits for the write
+        transactions in flight (their rows of the subjects are then visible to the erasure) and
+        writers wait for the erasure's commit, then find the subjects erased.  On SQLite the
+        write lock orders them.
         """
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE erased_subjects IN EXCLUSIVE MODE")
+        from junction.store.repo import insert_ignore_sql
+
         c = t.data_keys.c
         subjects = list(subjects)
         for at in range(0, len(subjects), _CHUNK):
@@ -463,26 +633,24 @@ class Keyring:
                 .where(c.subject.in_(subjects[at : at + _CHUNK]))
                 .values(erased_at=now)
             )
-        from junction.store.repo import insert_ignore_sql
-
-        cols = ("subject", "wrapped", "kek_id", "created_at", "erased_at")
-        sql = insert_ignore_sql(conn.dialect.name, t.data_keys, cols)
+        sql = insert_ignore_sql(conn.dialect.name, t.erased_subjects, ("subject", "erased_at"))
         for s in subjects:
-            conn.exec_driver_sql(sql, (s, None, None, now, now))
+            conn.exec_driver_sql(sql, (s, now))
 
     def shred(self, conn: Connection, subjects: Collection[str]) -> int:
-        """Destroy the data keys of ``subjects`` (tombstones stay); return how many."""
+        """Destroy every data key of ``subjects``; return how many."""
         now = time.time()
         self.mark(conn, subjects, now)
-        c = t.data_keys.c
         subjects = list(subjects)
         n = 0
-        for at in range(0, len(subjects), _CHUNK):
-            n += conn.execute(
-                update(t.data_keys)
-                .where(c.subject.in_(subjects[at : at + _CHUNK]), c.wrapped.is_not(None))
-                .values(wrapped=None, kek_id=None, erased_at=now)
-            ).rowcount
+        for table in (t.data_keys, t.subject_keys):
+            c = table.c
+            for at in range(0, len(subjects), _CHUNK):
+                n += conn.execute(
+                    update(table)
+                    .where(c.subject.in_(subjects[at : at + _CHUNK]), c.wrapped.is_not(None))
+                    .values(wrapped=None, kek_id=None, erased_at=now)
+                ).rowcount
         evict_everywhere(subjects)  # every keyring of this process; erase() again after commit
         return n
 
@@ -500,35 +668,8 @@ class Keyring:
             .where(settings.id == SETTINGS_ID)
             .values(updated_at=time.time())
         )
-        c = t.data_keys.c
-        after = ""
-        done = 0
-        upd = (
-            update(t.data_keys)
-            .where(c.subject == bindparam("s"))
-            .values(wrapped=bindparam("w"), kek_id=bindparam("k"))
-        )
-        while True:
-            rows = conn.execute(
-                select(c.subject, c.wrapped, c.kek_id)
-                .where(c.subject > after, c.wrapped.is_not(None))
-                .order_by(c.subject)
-                .limit(2000)
-            ).all()
-            if not rows:
-                break
-            params = []
-            for subject, wrapped, kek_id in rows:
-                if kek_id != self.kek.key_id:
-                    raise KeyUnavailableError(
-                        f"a data key is wrapped by an unknown key-encryption key (id {kek_id})"
-                    )
-                ctx = subject.encode("ascii")
-                key = self.kek.unwrap(bytes(wrapped), ctx)
-                params.append({"s": subject, "w": new_kek.wrap(key, ctx), "k": new_kek.key_id})
-            conn.execute(upd, params)
-            done += len(rows)
-            after = rows[-1][0]
+        done = self._rewrap(conn, new_kek, t.data_keys.c.subject, lambda s, _: s.encode("ascii"))
+        done += self._rewrap(conn, new_kek, t.subject_keys.c.id, key_context)
         conn.execute(
             update(t.privacy_settings)
             .where(settings.id == SETTINGS_ID)
@@ -544,6 +685,37 @@ class Keyring:
         self._cache.clear()
         return done
 
+    def _rewrap(self, conn: Connection, new_kek: KekProvider, by: Any, context: Any) -> int:
+        """Re-wrap the live keys of ``by``'s table, in ``by`` order, 2,000 at a time."""
+        table = by.table
+        c = table.c
+        after: Any = None
+        done = 0
+        upd = (
+            update(table)
+            .where(by == bindparam("b"))
+            .values(wrapped=bindparam("w"), kek_id=bindparam("k"))
+        )
+        while True:
+            q = select(by, c.subject, c.wrapped, c.kek_id).where(c.wrapped.is_not(None))
+            if after is not None:
+                q = q.where(by > after)
+            rows = conn.execute(q.order_by(by).limit(2000)).all()
+            if not rows:
+                return done
+            params = []
+            for b, subject, wrapped, kek_id in rows:
+                if kek_id != self.kek.key_id:
+                    raise KeyUnavailableError(
+                        f"a data key is wrapped by an unknown key-encryption key (id {kek_id})"
+                    )
+                ctx = context(subject, b)
+                key = self.kek.unwrap(bytes(wrapped), ctx)
+                params.append({"b": b, "w": new_kek.wrap(key, ctx), "k": new_kek.key_id})
+            conn.execute(upd, params)
+            done += len(rows)
+            after = rows[-1][0]
+
 
 def _settings(conn: Connection) -> Any | None:
     return (
@@ -551,6 +723,27 @@ def _settings(conn: Connection) -> Any | None:
         .mappings()
         .first()
     )
+
+
+def key_counts(conn: Connection, *, system: Collection[str] = ()) -> dict[str, int]:
+    """How many people hold live keys, how many live keys, erased subjects, system keys."""
+    live: set[str] = set()
+    keys = 0
+    for table in (t.data_keys, t.subject_keys):
+        c = table.c
+        q = select(c.subject, func.count()).where(c.wrapped.is_not(None)).group_by(c.subject)
+        for subject, n in conn.execute(q):
+            live.add(subject)
+            keys += int(n)
+    sys_live = live & set(system)
+    sys_keys = len(sys_live)
+    erased = conn.execute(select(func.count()).select_from(t.erased_subjects)).scalar_one()
+    return {
+        "people": len(live - sys_live),
+        "keys": keys - sys_keys,
+        "erased": int(erased),
+        "system": sys_keys,
+    }
 
 
 def settings_row(conn: Connection) -> dict[str, Any] | None:

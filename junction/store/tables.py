@@ -9,6 +9,7 @@ keeps B-tree inserts append-mostly.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -358,6 +359,36 @@ data_keys = Table(
     Column("kek_id", String(32)),  # which key-encryption key wrapped it
     Column("created_at", Float, nullable=False),
     Column("erased_at", Float),
+)
+
+# migration 0011: the append-only data keys (ADR-0024).  Keys made since are found by ``id``,
+# which the sealed value names (``JX2:<subject>:<id>:...``): ids are time-ordered (milliseconds
+# since 2020 in the high bits), so each batch appends its keys at the end of the B-tree instead of
+# dirtying every page of a subject-ordered one.  ``subject`` is not indexed: a writer finds the
+# key of a person it wrote before in its key cache, and an erasure scans (as it does records).
+# A person may hold several keys (one per process that met them with a cold cache); erasure
+# destroys them all.  ``data_keys`` above keeps the keys made before 0011 (values sealed as
+# ``JX1:<subject>:...`` find their key by subject) and the system subjects (channel secrets).
+subject_keys = Table(
+    "subject_keys",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("subject", String(32), nullable=False),  # keyed pseudonym; not indexed
+    Column("wrapped", LargeBinary),  # nonce + AES-GCM(KEK, data key); NULL once erased
+    Column("kek_id", String(32)),
+    Column("created_at", Float, nullable=False),
+    Column("erased_at", Float),
+)
+
+# migration 0011: erased people (the tombstones writers check; small, so its random inserts are
+# cheap).  A later write of a subject listed here stores nothing.
+erased_subjects = Table(
+    "erased_subjects",
+    metadata,
+    Column("subject", String(32), primary_key=True),
+    Column("erased_at", Float, nullable=False),
 )
 
 # one row (id 1): encryption is on for this store, under which KEK, and the subject-id key

@@ -77,7 +77,7 @@ def test_a_dump_holds_no_personal_data_and_reads_open_it(
         assert obj["company"] == "Acme Widgets"
         assert "email" not in obj
         assert "first_name" not in obj
-        assert obj[SEALED_KEY].startswith(f"JX1:{subject}:")
+        assert obj[SEALED_KEY].startswith(f"JX2:{subject}:")
 
 
 def test_a_second_process_reads_and_writes_sealed_without_being_told(
@@ -114,11 +114,11 @@ def test_subjects_are_the_pseudonym_of_email_else_phone_else_source_key(
 
 
 def _flip(sealed: str, where: str) -> str:
-    prefix, subject, body = sealed.split(":", 2)
+    head, body = sealed.rsplit(":", 1)  # JX2:<subject>:<key id>:<base64>
     blob = bytearray(base64.b64decode(body))
     at = {"nonce": 3, "ciphertext": 14, "tag": len(blob) - 2}[where]
     blob[at] ^= 0x01
-    return f"{prefix}:{subject}:{base64.b64encode(bytes(blob)).decode()}"
+    return f"{head}:{base64.b64encode(bytes(blob)).decode()}"
 
 
 @pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
@@ -206,14 +206,11 @@ def test_a_damaged_data_key_fails_loudly(
     store, _ = sealed_store
     _write(store)
     with store.begin() as conn:
-        subject, wrapped = conn.execute(
-            select(t.data_keys.c.subject, t.data_keys.c.wrapped)
-        ).first()  # type: ignore[misc]
+        k = t.subject_keys.c
+        kid, subject, wrapped = conn.execute(select(k.id, k.subject, k.wrapped)).first()  # type: ignore[misc]
         bad = bytearray(wrapped)
         bad[20] ^= 0x04
-        conn.execute(
-            update(t.data_keys).where(t.data_keys.c.subject == subject).values(wrapped=bytes(bad))
-        )
+        conn.execute(update(t.subject_keys).where(k.id == kid).values(wrapped=bytes(bad)))
         rid = conn.execute(select(t.records.c.id).where(t.records.c.subject == subject)).scalar()
     fresh = Store.open(store_url)
     try:
@@ -269,7 +266,7 @@ def test_rotation_rewraps_keys_keeps_data_readable_and_retires_the_old_kek(
         n = privacy.keyring.rotate(conn, new, new_source="env:JUNCTION_TEST_KEK_NEW")
         after = dict(conn.execute(select(t.records.c.id, t.records.c.payload)).all())
         settings = settings_row(conn)
-        kek_ids = set(conn.execute(select(t.data_keys.c.kek_id)).scalars())
+        kek_ids = set(conn.execute(select(t.subject_keys.c.kek_id)).scalars())
     # 3 people, and the phone number a quarantined row names (its person is keyed by email)
     assert n == 4
     assert after == before  # data is not re-encrypted
@@ -308,7 +305,7 @@ def test_rewriting_a_batch_is_idempotent_and_one_person_has_one_key(
     store.write_batch(records=rows, scores=[], deliveries=[], quarantined=[], cursor=None)
     with store.begin() as conn:
         assert conn.execute(select(t.records.c.id)).all().__len__() == 43
-        assert conn.execute(select(t.data_keys.c.subject)).all().__len__() == 4
+        assert conn.execute(select(t.subject_keys.c.subject)).all().__len__() == 4
     for i in range(40):
         row = store.fetch_record(f"leads:f00d:{10 + i}")
         assert row is not None

@@ -273,7 +273,8 @@ def test_sealing_before_the_write_lock_settles_races_in_the_transaction(
             cursor=None,
             presealed=pre_theirs,
         )
-        # their key was stored first: this writer's rows are sealed again under it
+        # each writer stored its own key for her (ids are time-ordered, found without a subject
+        # index); both open, from either side, and an erasure destroys both
         store.write_batch(
             records=mine,
             scores=[],
@@ -282,7 +283,8 @@ def test_sealing_before_the_write_lock_settles_races_in_the_transaction(
             cursor=None,
             presealed=pre_mine,
         )
-        assert _count(store, t.data_keys) == 1
+        assert _count(store, t.subject_keys) == 2
+        assert _count(store, t.data_keys) == 0
         for rid in ("leads:f00d:1", "leads:f00d:2"):
             for reader in (store, other):
                 row = reader.fetch_record(rid)

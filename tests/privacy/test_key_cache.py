@@ -12,7 +12,7 @@ from junction.store import tables as t
 from junction.store.audit import AuditLog
 from junction.store.crypto_rows import enable_privacy
 from junction.store.erasure import erase
-from junction.store.keyring import KeyCache
+from junction.store.keyring import KeyCache, key_counts
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 from tests.privacy.conftest import CANARIES, dump, record_row
@@ -61,15 +61,28 @@ def test_the_cache_keeps_at_most_key_cache_keys_and_evicted_keys_are_read_again(
         assert keyring.cached == 8
         _write(store, range(150, 170))
         assert keyring.cached == 8
-        assert _count(store, t.data_keys) == 170
+        assert _count(store, t.subject_keys) == 170
+        assert _count(store, t.data_keys) == 0
         # every key but the last eight was evicted: reads unwrap them again, correctly
         for i in range(170):
             assert _email(store, i) == f"keyholder{i}@cache-test.example"
         assert keyring.cached == 8
-        # a rewrite of evicted people finds their stored keys: still one key per person
-        _write(store, range(20))
-        assert _count(store, t.data_keys) == 170
-        assert _email(store, 3) == "keyholder3@cache-test.example"
+        # new records of people whose key was evicted: sealed under a new key of theirs (no
+        # subject index to find the old one by); old and new records open
+        store.write_batch(
+            records=[record_row(i, _person(i), pipeline="again") for i in range(20)],
+            scores=[],
+            deliveries=[],
+            quarantined=[],
+            cursor=None,
+        )
+        assert _count(store, t.subject_keys) == 190
+        with store.begin() as conn:
+            assert key_counts(conn)["people"] == 170
+        for rid in ("leads:f00d:3", "again:f00d:3"):
+            row = store.fetch_record(rid)
+            assert row is not None
+            assert orjson.loads(row["payload"])["email"] == "keyholder3@cache-test.example"
     finally:
         store.close()
     assert "cache-test.example" not in dump(store_url)
@@ -82,7 +95,7 @@ def test_no_cache_at_all_still_reads_and_writes(store_url: str, kek: str) -> Non
         _write(store, range(70))
         _write(store, range(60, 80))
         assert keyring.cached == 0
-        assert _count(store, t.data_keys) == 80
+        assert _count(store, t.subject_keys) == 90  # people 60-69 again: new keys
         assert [_email(store, i) for i in (0, 65, 79)] == [
             f"keyholder{i}@cache-test.example" for i in (0, 65, 79)
         ]
@@ -90,7 +103,7 @@ def test_no_cache_at_all_still_reads_and_writes(store_url: str, kek: str) -> Non
         store.close()
 
 
-def test_keys_another_writer_stored_first_win_in_a_multi_row_key_insert(
+def test_two_writers_meeting_the_same_people_each_store_their_own_keys(
     store_url: str, kek: str
 ) -> None:
     store = Store.open(store_url)
@@ -104,7 +117,9 @@ def test_keys_another_writer_stored_first_win_in_a_multi_row_key_insert(
         store.write_batch(
             records=mine, scores=[], deliveries=[], quarantined=[], cursor=None, presealed=sealed
         )
-        assert _count(store, t.data_keys) == 150  # the first 70 people kept the other's key
+        assert _count(store, t.subject_keys) == 220  # the first 70 people hold two keys
+        with store.begin() as conn:
+            assert key_counts(conn)["people"] == 150
         for reader in (store, other):
             for i in (0, 69, 70, 149):
                 assert _email(reader, i) == f"keyholder{i}@cache-test.example"
@@ -161,18 +176,19 @@ def test_erasure_evicts_the_key_from_every_cache_in_the_process(store_url: str, 
 def test_the_key_cache_evicts_the_least_recently_used_key() -> None:
     cache = KeyCache(3)
     key = bytes(32)
-    for s in ("a", "b", "c"):
-        cache.put(s, key, s.encode())
-    assert cache.get("a") == (key, b"a")  # a is now the most recent
-    cache.put("d", key, b"d")
+    for i, s in enumerate(("a", "b", "c")):
+        cache.put(s, key, i + 1)
+    assert cache.get("a") == (key, 1, b"")  # a is now the most recent
+    cache.put("d", key, 0, b"wrapped")  # a data_keys key (found by subject): its wrapped form
+    assert cache.get("d") == (key, 0, b"wrapped")
     assert "b" not in cache
     assert [s for s in ("a", "c", "d") if s in cache] == ["a", "c", "d"]
-    cache.put_many([("e", key, b"e"), ("f", key, b"f"), ("g", key, b"g"), ("h", key, b"h")])
+    cache.put_many([(s, key, 9, b"") for s in "efgh"])
     assert len(cache) == 3
     assert [s for s in "abcdefgh" if s in cache] == ["f", "g", "h"]
     cache.discard(["g", "zz"])
     assert len(cache) == 2
     assert KeyCache(0).get("a") is None
     empty = KeyCache(0)
-    empty.put("a", key, b"a")
+    empty.put("a", key, 1)
     assert len(empty) == 0

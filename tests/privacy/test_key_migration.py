@@ -1,0 +1,237 @@
+"""Migration 0011 on a store that already holds data keys (ADR-0024), on both backends.
+
+A 0010 store's values are sealed as ``JX1:<subject>:...`` under ``data_keys`` keys found by
+subject, and its erased people are ``data_keys`` rows whose key is gone.  After the upgrade those
+values still open, the erased people stay erased, new values go to ``subject_keys``, and erasure
+and rotation cover both tables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from base64 import b64encode
+
+import orjson
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select, text
+
+from junction.core.errors import SubjectErasedError
+from junction.core.pseudonym import Pseudonymizer
+from junction.store import tables as t
+from junction.store.audit import AuditLog
+from junction.store.crypto import associated, env_kek
+from junction.store.crypto_rows import SEALED_KEY, enable_privacy
+from junction.store.engine import _INI, _sqlite_migration_engine, make_engine
+from junction.store.erasure import erase
+from junction.store.keyring import Keyring, key_counts
+from junction.store.repo import RECORD_COLS, Store
+from tests.privacy.conftest import CANARIES, KEK_ENV, assert_no_canary, dump, record_row
+
+ANN = CANARIES[0]
+OTTO = CANARIES[1]
+GONE = "ps_erasedBefore0011xxxxx"
+
+
+def _upgrade(url: str, revision: str) -> None:
+    engine = make_engine(url)
+    target = _sqlite_migration_engine(engine) if engine.dialect.name == "sqlite" else engine
+    try:
+        with target.begin() as conn:
+            cfg = Config(str(_INI))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        if target is not engine:
+            target.dispose()
+        engine.dispose()
+
+
+def _old_store(url: str, kek: str) -> None:
+    """A 0010 store as the code before 0011 wrote it: two people sealed as JX1, one erased."""
+    _upgrade(url, "0010")
+    provider = env_kek(KEK_ENV)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            ring = Keyring.enable(conn, provider, kek_source=kek)
+            now = time.time()
+            for i, person in enumerate((ANN, OTTO)):
+                subject = ring.subject("email", person["email"])
+                key = os.urandom(32)
+                conn.execute(
+                    t.data_keys.insert().values(
+                        subject=subject,
+                        wrapped=provider.wrap(key, subject.encode("ascii")),
+                        kek_id=provider.key_id,
+                        created_at=now,
+                    )
+                )
+                row = record_row(i, person)
+                obj = orjson.loads(row[6])
+                pii = {k: obj.pop(k) for k in ("first_name", "last_name", "email", "phone")}
+                nonce = os.urandom(12)
+                from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+                blob = nonce + AESGCM(key).encrypt(
+                    nonce, orjson.dumps(pii), associated("records", row[0], subject)
+                )
+                obj[SEALED_KEY] = f"JX1:{subject}:{b64encode(blob).decode()}"
+                values = dict(zip(RECORD_COLS, row, strict=True))
+                values.update(payload=orjson.dumps(obj).decode(), subject=subject)
+                conn.execute(t.records.insert().values(**values))
+            conn.execute(  # erased before the upgrade: the key is gone, the row a tombstone
+                t.data_keys.insert().values(
+                    subject=GONE, wrapped=None, kek_id=None, created_at=now, erased_at=now
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_an_upgraded_store_opens_old_values_and_keys_new_ones_by_id(
+    store_url: str, kek: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _old_store(store_url, kek)
+    store = Store.open(store_url)  # migrates to head
+    try:
+        privacy = enable_privacy(store, kek=kek)
+        with store.begin() as conn:
+            gone = conn.execute(select(t.erased_subjects.c.subject)).scalars().all()
+            assert gone == [GONE]
+            assert key_counts(conn) == {"people": 2, "keys": 2, "erased": 1, "system": 0}
+        for i, person in enumerate((ANN, OTTO)):
+            row = store.fetch_record(f"leads:f00d:{i}")
+            assert row is not None
+            assert orjson.loads(row["payload"])["email"] == person["email"]
+        # Ann's next record: a subject_keys key, named by id in the sealed value
+        store.write_batch(
+            records=[record_row(5, ANN)], scores=[], deliveries=[], quarantined=[], cursor=None
+        )
+        ann = privacy.keyring.subject("email", ANN["email"])
+        with store.begin() as conn:
+            payload = conn.execute(
+                select(t.records.c.payload).where(t.records.c.id == "leads:f00d:5")
+            ).scalar_one()
+            kid = conn.execute(select(t.subject_keys.c.id)).scalar_one()
+        assert orjson.loads(payload)[SEALED_KEY].startswith(f"JX2:{ann}:{kid}:")
+
+        # rotation re-wraps the keys of both tables
+        monkeypatch.setenv("JUNCTION_TEST_KEK_NEW", secrets.token_urlsafe(48))
+        with store.begin() as conn:
+            n = privacy.keyring.rotate(
+                conn, env_kek("JUNCTION_TEST_KEK_NEW"), new_source="env:JUNCTION_TEST_KEK_NEW"
+            )
+            kek_ids = {
+                *conn.execute(
+                    select(t.data_keys.c.kek_id).where(t.data_keys.c.wrapped.is_not(None))
+                ).scalars(),
+                *conn.execute(select(t.subject_keys.c.kek_id)).scalars(),
+            }
+        assert n == 3
+        assert kek_ids == {env_kek("JUNCTION_TEST_KEK_NEW").key_id}
+        fresh = Store.open(store_url)
+        try:
+            for rid in ("leads:f00d:0", "leads:f00d:5"):
+                row = fresh.fetch_record(rid)
+                assert row is not None
+                assert orjson.loads(row["payload"])["email"] == ANN["email"]
+        finally:
+            fresh.close()
+
+        # erasing Ann destroys her old and her new key; her values no longer open anywhere
+        audit = AuditLog(store, Pseudonymizer(b"p" * 32))
+        report = erase(store, emails=[ANN["email"]], actor="test", audit=audit)  # type: ignore[list-item]
+        assert report.keys_destroyed == 2
+        with store.begin() as conn:
+            for table in (t.data_keys, t.subject_keys):
+                live = conn.execute(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.c.subject == ann, table.c.wrapped.is_not(None))
+                ).scalar_one()
+                assert live == 0
+            assert key_counts(conn) == {"people": 1, "keys": 1, "erased": 2, "system": 0}
+        # a later sync of Ann, or of the person erased before the upgrade, stores nothing
+        store.write_batch(
+            records=[record_row(7, ANN)], scores=[], deliveries=[], quarantined=[], cursor=None
+        )
+        assert store.fetch_record("leads:f00d:7") is None
+        with store.begin() as conn:
+            assert privacy.keyring.seal_keys(conn, [GONE]) == {GONE: None}
+        assert store.fetch_record("leads:f00d:1") is not None  # Ottoline is untouched
+    finally:
+        store.close()
+    assert_no_canary(dump(store_url))
+
+
+def test_a_value_naming_another_subjects_key_fails_loudly(store_url: str, kek: str) -> None:
+    store = Store.open(store_url)
+    try:
+        enable_privacy(store, kek=kek)
+        store.write_batch(
+            records=[record_row(0, ANN), record_row(1, OTTO)],
+            scores=[],
+            deliveries=[],
+            quarantined=[],
+            cursor=None,
+        )
+        with store.begin() as conn:
+            rows = dict(conn.execute(select(t.records.c.id, t.records.c.payload)).all())
+            ids = dict(conn.execute(select(t.subject_keys.c.subject, t.subject_keys.c.id)).all())
+        obj = orjson.loads(rows["leads:f00d:0"])
+        subject, kid, body = obj[SEALED_KEY][4:].split(":", 2)
+        other = next(v for s, v in ids.items() if s != subject)
+        for bad_id in (other, int(kid) + 10**6):  # another person's key; no key at all
+            obj[SEALED_KEY] = f"JX2:{subject}:{bad_id}:{body}"
+            with store.begin() as conn:
+                conn.execute(
+                    t.records.update()
+                    .where(t.records.c.id == "leads:f00d:0")
+                    .values(payload=orjson.dumps(obj).decode())
+                )
+            fresh = Store.open(store_url)
+            try:
+                from junction.core.errors import DecryptionError
+
+                with pytest.raises(DecryptionError):
+                    fresh.fetch_record("leads:f00d:0")
+            finally:
+                fresh.close()
+    finally:
+        store.close()
+
+
+def test_reading_an_erased_persons_old_value_says_so(store_url: str, kek: str) -> None:
+    store = Store.open(store_url)
+    try:
+        enable_privacy(store, kek=kek)
+        store.write_batch(
+            records=[record_row(0, ANN)], scores=[], deliveries=[], quarantined=[], cursor=None
+        )
+        with store.begin() as conn:
+            copy = (
+                conn.execute(select(t.records).where(t.records.c.id == "leads:f00d:0"))
+                .mappings()
+                .one()
+            )
+        erase(
+            store,
+            emails=[ANN["email"]],  # type: ignore[list-item]
+            actor="test",
+            audit=AuditLog(store, Pseudonymizer(b"p" * 32)),
+        )
+        with store.begin() as conn:  # a backup's copy of the row comes back
+            conn.execute(t.records.insert().values(**dict(copy)))
+            assert conn.execute(text("SELECT count(*) FROM erased_subjects")).scalar_one() == 1
+        fresh = Store.open(store_url)
+        try:
+            with pytest.raises(SubjectErasedError):
+                fresh.fetch_record("leads:f00d:0")
+        finally:
+            fresh.close()
+    finally:
+        store.close()
