@@ -113,6 +113,21 @@ def write_config(
     return path
 
 
+def log_digest(path: Path, lines: int = 80) -> str:
+    """The last ``lines`` lines of serve's log that are not librdkafka's own, for a failed soak.
+
+    The hub's own events (runs, schedule fires, failed joins, client errors) say what went
+    wrong; librdkafka's own lines repeat a refused connection many times a second while a
+    broker is away and would push them out.
+    """
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line[:400] for line in text.splitlines() if line.strip() and "[thrd:" not in line]
+    return "\n".join(kept[-lines:])
+
+
 def rss_bytes(pid: int) -> int | None:
     """Resident set size of ``pid`` (None once it is gone)."""
     try:

@@ -33,21 +33,24 @@ def test_mixed_traffic_with_faults_is_delivered_exactly_once_and_reconciles() ->
 
     figures: dict[str, Any] = {}
     code = run(minutes=SOAK_S / 60, figures=figures)
-    assert "sources" in figures, f"the soak did not complete: {figures.get('problems')}"
+    # a failed soak printed its report and the serve log's last lines (captured stdout below);
+    # every assertion names the soak's own list of problems too
+    problems = figures.get("problems")
+    assert "sources" in figures, f"the soak did not complete: {problems}"
     # every kind of traffic flowed and every fault was injected
     for name, source in figures["sources"].items():
         assert source["accepted"] > 0, f"no {name} traffic was accepted"
     # (a short soak may run out of time for the last one)
     kinds = {f["kind"] for f in figures["faults"]}
-    assert "serve SIGKILL" in kinds, kinds
-    assert len(kinds & {"receiver 503", "receiver hang", "broker restart"}) >= 2, kinds
+    assert "serve SIGKILL" in kinds, (kinds, problems)
+    assert len(kinds & {"receiver 503", "receiver hang", "broker restart"}) >= 2, (kinds, problems)
     # the reconciliation is clean, pipeline by pipeline
     for name, r in figures["reconcile"].items():
-        assert r.get("clean"), f"{name}: {r}"
-        assert r.get("exit_code") == 0, f"{name}: {r}"
+        assert r.get("clean"), f"{name}: {r}; {problems}"
+        assert r.get("exit_code") == 0, f"{name}: {r}; {problems}"
     # every accepted event delivered exactly once
     once = figures["exactly_once"]
-    assert once["missing"] == 0, once
+    assert once["missing"] == 0, (once, problems)
     assert once["unknown"] == 0, once
     assert once["duplicate_effects"] == 0, once
     assert figures["total"]["delivered"] == figures["total"]["accepted"]
