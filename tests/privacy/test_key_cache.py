@@ -192,3 +192,62 @@ def test_the_key_cache_evicts_the_least_recently_used_key() -> None:
     empty = KeyCache(0)
     empty.put("a", key, 1)
     assert len(empty) == 0
+
+
+def test_a_key_id_another_writer_took_first_gets_a_new_key_and_the_rows_are_sealed_again(
+    store_url: str, kek: str
+) -> None:
+    store = Store.open(store_url)
+    try:
+        enable_privacy(store, kek=kek)
+        mine = [record_row(i, _person(i)) for i in range(3)]
+        sealed = store.preseal(mine, [])
+        assert sealed is not None
+        taken = sealed.drafts[sealed.subjects["leads:f00d:1"]][1]
+        with store.begin() as conn:  # another process drew the same id in the same millisecond
+            conn.execute(
+                t.subject_keys.insert().values(
+                    id=taken,
+                    subject="ps_someoneElseEntirely000",
+                    wrapped=b"x" * 60,
+                    kek_id="other",
+                    created_at=0.0,
+                )
+            )
+        store.write_batch(
+            records=mine, scores=[], deliveries=[], quarantined=[], cursor=None, presealed=sealed
+        )
+        assert _count(store, t.subject_keys) == 4
+    finally:
+        store.close()
+    fresh = Store.open(store_url)  # nothing cached: every key comes from the store
+    try:
+        assert [_email(fresh, i) for i in range(3)] == [_person(i)["email"] for i in range(3)]
+    finally:
+        fresh.close()
+
+
+def test_a_cached_key_whose_row_is_missing_is_stored_again(store_url: str, kek: str) -> None:
+    store = Store.open(store_url)
+    try:
+        enable_privacy(store, kek=kek)
+        _write(store, range(1))
+        with store.begin() as conn:  # as if the transaction that stored it had rolled back
+            conn.execute(t.subject_keys.delete())
+        store.write_batch(
+            records=[record_row(1, _person(0), pipeline="again")],
+            scores=[],
+            deliveries=[],
+            quarantined=[],
+            cursor=None,
+        )
+        assert _count(store, t.subject_keys) == 1
+    finally:
+        store.close()
+    fresh = Store.open(store_url)
+    try:
+        row = fresh.fetch_record("again:f00d:1")
+        assert row is not None
+        assert orjson.loads(row["payload"])["email"] == _person(0)["email"]
+    finally:
+        fresh.close()
