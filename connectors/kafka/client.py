@@ -174,6 +174,9 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     assigned: set[str] = field(default_factory=set)
     ever_assigned: bool = False
+    # since when the member holds no assignment: joining at the start, or rejoining after a
+    # rebalance took its partitions (None while it holds one, even an empty one)
+    joining_since: float | None = field(default_factory=time.monotonic)
     last_message_at: float = 0.0
     epoch: int = 0
     error: JunctionError | None = None
@@ -236,14 +239,25 @@ class GroupReader:
             return self.state.error
 
     def idle_for(self) -> float | None:
-        """Seconds since the last message while nothing waits unread; None before assignment."""
+        """Seconds since the last message while nothing waits unread; None while joining.
+
+        Joining: before the first assignment, and after a rebalance took the partitions away
+        until the group assigns again (a member between the two owns nothing, which is not
+        having caught up).
+        """
         with self.state.lock:
-            if not self.state.ever_assigned:
+            if self.state.joining_since is not None:
                 return None
             last = self.state.last_message_at
         if self._paused or self._pending or not self.chunks.empty():
             return 0.0
         return time.monotonic() - last
+
+    def joining_for(self) -> float | None:
+        """Seconds the member has been (re)joining the group; None while it holds an assignment."""
+        with self.state.lock:
+            since = self.state.joining_since
+        return None if since is None else time.monotonic() - since
 
     def last_problem(self) -> JunctionError | None:
         """The latest non-fatal client error (e.g. all brokers down), if any."""
@@ -462,6 +476,7 @@ class GroupReader:
                 if key in self._positions:
                     self.state.fetched[key] = self._positions[key]
             self.state.ever_assigned = True
+            self.state.joining_since = None
             self.state.last_message_at = time.monotonic()
         consumer.assign(partitions)
         self._paused = False
@@ -474,6 +489,7 @@ class GroupReader:
             self.state.assigned -= keys
             self.state.epoch += 1
             self.state.revokes += 1
+            self.state.joining_since = time.monotonic()  # until the group assigns again
             for k in keys:
                 self._positions.pop(k, None)
                 self.state.committed.pop(k, None)

@@ -83,8 +83,9 @@ class KafkaConfig(BaseModel):
     join_timeout_s: float = Field(
         30.0,
         gt=0,
-        description="A read that got no partitions within this long ends empty (more members "
-        "than partitions, or the brokers are away).",
+        description="A read whose member holds no partitions for this long, at its start or "
+        "after a rebalance took them, ends (more members than partitions, or the brokers are "
+        "away).",
     )
     max_buffered_batches: int = Field(
         4,

@@ -110,9 +110,12 @@ class KafkaSourceConnector:
 
         Caught up: nothing arrived for ``idle_timeout_s`` and the brokers' high watermarks say
         no message is left unread on this member's partitions (a partition still starting,
-        e.g. resolving ``auto_offset_reset`` on a slow broker, is not silence).  Messages that
-        stay unfetched for ``GIVE_UP_FACTOR`` idle timeouts (at least ``timeout_s``) are left to
-        the next read, with a warning.
+        e.g. resolving ``auto_offset_reset`` on a slow broker, is not silence), nor is there an
+        error those watermarks revealed (a saved position past the log's end).  A member whose
+        partitions a rebalance took (a lost session) owns nothing until the group assigns
+        again: that is joining, not having caught up, and the read waits for the assignment
+        (up to ``join_timeout_s``).  Messages that stay unfetched for ``GIVE_UP_FACTOR`` idle
+        timeouts (at least ``timeout_s``) are left to the next read, with a warning.
 
         Asking for the next batch tells the connector that the previous one is committed in
         the store; only then are its offsets committed to Kafka.
@@ -120,8 +123,8 @@ class KafkaSourceConnector:
         Raises:
             ConfigError: Another stream, or a cursor this connector did not write.
             AuthError | UnavailableError | FatalError: The brokers refused, or were away for
-                the whole ``join_timeout_s`` (a read with no partitions and no client error
-                ends empty instead: more members than partitions).
+                a whole ``join_timeout_s`` of joining (a read left without partitions and
+                without a client error that long ends instead: more members than partitions).
         """
         cfg = self.config
         if stream != cfg.stream:
@@ -131,7 +134,6 @@ class KafkaSourceConnector:
         start = self._start_positions(cursor)
         self._close_reader()
         reader = self._reader = GroupReader(cfg, start)
-        join_deadline = monotonic() + cfg.join_timeout_s
         lag_at = monotonic() + LAG_EVERY_S
         recheck_at = 0.0
         try:
@@ -146,16 +148,24 @@ class KafkaSourceConnector:
                     chunk = reader.chunks.get(timeout=WAIT_S)
                 except Empty:
                     idle = reader.idle_for()
-                    if idle is None and monotonic() > join_deadline:
+                    if idle is None:  # joining: at the start, or after a rebalance
+                        joining = reader.joining_for()
+                        if joining is None or joining <= cfg.join_timeout_s:
+                            continue
                         problem = reader.last_problem()
                         if problem is not None:  # e.g. every broker is down
                             raise problem from None
                         log.info("no partitions assigned within join_timeout_s; read ends")
                         return
-                    if idle is None or idle < cfg.idle_timeout_s or monotonic() < recheck_at:
+                    if idle < cfg.idle_timeout_s or monotonic() < recheck_at:
                         continue
                     recheck_at = monotonic() + RECHECK_S
                     unread = reader.unread()
+                    # the watermarks unread() just saw may have come with an error (a saved
+                    # position past the log's end): caught up on them is no success
+                    failure = reader.failure()
+                    if failure is not None:
+                        raise failure from None
                     if unread == 0:
                         return
                     if idle >= max(cfg.idle_timeout_s * GIVE_UP_FACTOR, cfg.timeout_s):

@@ -25,7 +25,7 @@ from junction.core.errors import ConfigError, FatalError, UnavailableError
 from junction.core.registry import Registry
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
-from tests.fakes.kafka_broker import kafka_broker
+from tests.fakes.kafka_broker import KafkaBroker, kafka_broker
 from tests.fakes.server import serve_app
 from tests.integration.helpers import scalar
 
@@ -527,3 +527,50 @@ def test_a_read_ends_on_the_watermarks_not_on_a_short_silence(kafka_broker):
         for p in range(3)
     ]
     assert lags == [0.0, 0.0, 0.0]
+
+
+def test_a_cursor_past_the_log_end_fails_the_read_even_once_it_is_idle(kafka_broker):
+    """The first fetch's watermarks show the cursor past the end; the read was idle already.
+
+    It ended as caught up (nothing unread on those watermarks) before it looked at the error
+    they came with: the next run reported success and the new messages waited unread.  Found
+    by the fault suite (a broker restarted empty), with a 0.5 s idle timeout: tansu answers the
+    first fetch about 0.5 s after the assignment (``fetch.wait.max.ms``).
+    """
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(3)])
+    for _ in range(3):
+        conn = _conn(kafka_broker, topic, group, idle_timeout_s=0.05)
+        try:
+            with pytest.raises(FatalError) as err:
+                list(conn.read(topic, {f"{topic}/0": 10}))
+        finally:
+            conn.close()
+        assert err.value.code == "cursor_past_log_end"
+
+
+def test_a_member_between_a_lost_session_and_its_next_assignment_waits_for_it():
+    """A frozen broker outlasts the session: the partitions are lost, the member rejoins.
+
+    While it rejoined it owned nothing, and the read ended as caught up although messages
+    waited (a run that ends early; and on tansu a consumer closed mid-rejoin leaves the group
+    waiting for a leader that never syncs, so the next runs got no partitions at all).
+    """
+    with KafkaBroker() as broker:
+        topic, group = _topic(broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+        _produce(broker, topic, [_lead(i) for i in range(5)])
+        conn = _conn(broker, topic, group, session_timeout_ms=1000, idle_timeout_s=0.3)
+        keys: list[str] = []
+        try:
+            read = conn.read(topic, None)
+            keys += next(read).keys
+            broker.pause()
+            time.sleep(1.8)  # the client declares the session lost after 1 s: a revoke
+            broker.resume()
+            _produce(broker, topic, [_lead(i) for i in range(5, 10)])
+            keys += [k for batch in read for k in batch.keys]
+        finally:
+            conn.close()
+        # the first batch was never committed (its partition was gone): read again, with the rest
+        assert {k.split("@")[0] for k in keys} == {f"L{i}" for i in range(10)}
+        assert conn.revokes >= 2  # the lost session, then the close
