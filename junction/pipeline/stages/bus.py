@@ -24,7 +24,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connectors.kafka.client import classify
-from junction.core.errors import InternalError, JunctionError
+from junction.core.errors import InternalError, JunctionError, RetryableError
 from junction.pipeline.config import BusConfig
 
 _log = logging.getLogger("junction.stages.librdkafka")
@@ -108,12 +108,26 @@ def ensure_topics(bus: BusConfig, topics: Iterable[str], *, timeout_s: float = 1
                 raise classify(err, what="create topic") from exc
 
 
+# the group moved on while a batch was processed (a member died or joined): the commit is
+# refused, the partitions have or will have a new owner, who reads the batch again from the
+# last committed offset
+_REBALANCED = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._ASSIGNMENT_LOST,
+    }
+)
+
+
 def commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
     """Commit ``{(topic, partition): next offset}`` synchronously.
 
     Raises:
-        JunctionError: the commit failed (the batch is read again by whoever owns it next;
-            its effects are idempotent).
+        RetryableError: code ``rebalanced``: the group rebalanced under the batch; it is read
+            again by whoever owns its partitions next (its effects are idempotent).
+        JunctionError: the commit failed otherwise (the batch is read again likewise).
     """
     if not offsets:
         return
@@ -121,7 +135,15 @@ def commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
     try:
         consumer.commit(offsets=tps, asynchronous=False)
     except KafkaException as exc:
-        raise classify(exc.args[0], what="offset commit") from exc
+        err: KafkaError = exc.args[0]
+        if err.code() in _REBALANCED:
+            raise RetryableError(
+                "the consumer group rebalanced before the batch's offsets were committed; "
+                "its partitions' next owner reads it again",
+                code="rebalanced",
+                context={"kafka_error": err.name()},
+            ) from exc
+        raise classify(err, what="offset commit") from exc
 
 
 def consumer_error(err: KafkaError) -> JunctionError | None:

@@ -1,0 +1,295 @@
+"""Issue 11 fault suite: SIGKILL a Kafka stage worker at random points, across many seeds.
+
+The file-drop hub's kill points are ``test_kill_points.py``; this is the same fault for the
+stage chain of ADR-0018: a ``normalize,score`` worker consumes raw lead messages, writes
+records, scores and ``stage_relay`` rows in one transaction, publishes the relay rows to the
+scored topic, then commits its offsets.  Per seed the worker (a forked copy of this process, so
+a seed costs the group's join, not an interpreter start) is killed after a random delay: before
+it joined, mid-batch, between the store's commit and the publish, between the publish and the
+offset commit, or after it finished.  A second worker then takes the partitions over and runs
+until idle.  Then:
+
+- every raw message is a record (scored) or in quarantine, never both, never neither; one
+  record, one score and one relay row per record (a second would be a duplicated effect);
+- the scored topic holds every record that went on; it repeats at most what the killed worker
+  had published but not yet marked (the relay's one allowed duplicate, harmless downstream as
+  every consumer writes effects keyed by record id), and nothing is left unpublished;
+- each lead's versions leave in the order they came in, on one partition;
+- ``junction reconcile`` of the pipeline is clean.
+
+Seeds alternate between a SQLite store and a PostgreSQL schema of their own, and run in
+forked processes with one tansu broker each (``tests/fakes/kafka_broker.py``), so a seed's
+fault never reaches another's broker.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from junction.store.repo import Store
+from tests.fakes.kafka_broker import KafkaBroker
+from tests.faults.support import SEEDS, map_seeds, reconciled
+from tests.stages.support import produce, raw_messages, read_topic, write_config
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(900)]
+
+SUBJECTS = 100
+VERSIONS = 4
+PARTITIONS = 3
+SESSION_MS = 2000  # a dead member's partitions move after this (and the join waits ~half)
+EARLY_S = 2.0  # an early kill lands within this long of the start: before or while it joins
+PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# seeds mostly wait (joins, session timeouts): more processes than the other kinds use
+PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
+
+_broker: KafkaBroker | None = None
+
+
+def _process_broker() -> KafkaBroker:
+    """This process's own broker, started on first use (it dies with the process)."""
+    global _broker
+    if _broker is None:
+        _broker = KafkaBroker()
+        _broker.start()
+    return _broker
+
+
+def _run_worker(cfg: Path, idle_exit_s: float) -> None:  # pragma: no cover - runs in a child
+    """The body of ``junction worker CFG --role normalize,score`` in a forked child."""
+    code = 0
+    try:
+        from junction.pipeline.hub import Hub
+        from junction.serve.stage_worker import run_stage_worker
+
+        hub = Hub.from_file(cfg)
+        try:
+            roles = ("normalize", "score")
+            run_stage_worker(hub, roles, threading.Event(), idle_exit_s=idle_exit_s)
+        finally:
+            hub.close()
+    except BaseException:  # the exit code tells the parent, the file what
+        import traceback
+
+        (cfg.parent / f"worker-{os.getpid()}.err").write_text(traceback.format_exc())
+        code = 4
+    os._exit(code)
+
+
+def _fork_worker(cfg: Path, idle_exit_s: float) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        _run_worker(cfg, idle_exit_s)
+    return pid
+
+
+def _wait(pid: int, timeout_s: float) -> int:
+    """The child's exit status (negative: killed by that signal); killed after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _store_url(root: Path, seed: int) -> tuple[str, str | None]:
+    """A fresh store for the seed: SQLite for even seeds, a new PostgreSQL schema for odd."""
+    if seed % 2 == 0:
+        return f"sqlite:///{root / 'j.db'}", None
+    schema = f"stage_kill_{seed}_{uuid.uuid4().hex[:6]}"
+    eng = create_engine(PG_URL)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    finally:
+        eng.dispose()
+    return f"{PG_URL}?options=-csearch_path%3D{schema}", schema
+
+
+def _drop_schema(schema: str) -> None:
+    eng = create_engine(PG_URL)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        eng.dispose()
+
+
+def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    eng = create_engine(url)
+    try:
+        with eng.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql)).all()]
+    finally:
+        eng.dispose()
+
+
+def _seed(root: Path, models: Path, seed: int) -> tuple[str | None, int, float]:
+    """One seed: (problem or None, the killed worker's exit status, when it was killed)."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    broker = _process_broker()
+    prefix = f"sk{seed}x{uuid.uuid4().hex[:6]}"
+    batch = rng.choice([10, 25, 60])
+    url, schema = _store_url(root, seed)
+    try:
+        cfg = write_config(
+            root,
+            store=url,
+            bootstrap=broker.bootstrap,
+            models=models,
+            prefix=prefix,
+            partitions=PARTITIONS,
+            batch=batch,
+        )
+        cfg.write_text(
+            cfg.read_text().replace(
+                "  poll_timeout_s: 0.2\n",
+                f"  poll_timeout_s: 0.2\n  options: {{session.timeout.ms: {SESSION_MS}}}\n",
+            )
+        )
+        Store.open(url).close()  # migrated before the workers start, as a deployment does
+        raw_topic = f"{prefix}.raw.lead.v1"
+        broker.create_topic(raw_topic, PARTITIONS)
+        messages = raw_messages(SUBJECTS, VERSIONS, seed=seed)
+        if produce(broker.bootstrap, raw_topic, messages) != len(messages):
+            return "the input was not all produced", 0, 0.0
+
+        first = _fork_worker(cfg, idle_exit_s=1.0)
+        killed_at, status = _kill_at_random_point(rng, first, url, len(messages))
+        # the partitions move to the next worker once the dead member's session ran out; a
+        # worker that idled out before the group gave it every partition is followed by another
+        for _ in range(3):
+            if (code := _wait(_fork_worker(cfg, idle_exit_s=1.0), 120)) != 0:
+                errors = [p.read_text()[-600:] for p in root.glob("worker-*.err")]
+                return f"a later worker exited with {code}: {errors}", status, killed_at
+            if _count(url, _STORED) >= len(messages):
+                break
+        return _check(url, broker, prefix, messages, batch), status, killed_at
+    finally:
+        if schema is not None:
+            _drop_schema(schema)
+
+
+_STORED = (
+    "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM quarantine"
+    " WHERE pipeline = 'leads')"
+)
+
+
+def _count(url: str, sql: str) -> int:
+    return int(_rows(url, sql)[0][0] or 0)
+
+
+def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) -> tuple[float, int]:
+    """SIGKILL ``pid`` early (1 seed in 5) or once a random share of the messages is stored
+    (as records or in quarantine), plus a jitter of up to a few batches, so kills land anywhere
+    in a batch's transaction, publish and offset commit.  Return the seconds from the start to
+    the kill and the worker's exit status (``-SIGKILL``, or 0 when it had finished)."""
+    started = time.monotonic()
+    status: int | None = None
+    if rng.random() < 0.2:
+        time.sleep(rng.uniform(0.0, EARLY_S))
+    else:
+        target = rng.randint(0, total)
+        eng = create_engine(url)
+        try:
+            deadline = started + 60
+            while time.monotonic() < deadline:
+                with eng.connect() as conn:
+                    stored = conn.execute(text(_STORED)).scalar() or 0
+                done, raw = os.waitpid(pid, os.WNOHANG)
+                if done:  # it finished before the target: a kill after the end
+                    status = os.waitstatus_to_exitcode(raw)
+                    break
+                if stored >= target:
+                    break
+                time.sleep(0.003)
+        finally:
+            eng.dispose()
+        time.sleep(rng.uniform(0.0, 0.05))
+    killed_at = time.monotonic() - started
+    if status is None:
+        os.kill(pid, signal.SIGKILL)  # a zombie that exited meanwhile takes it harmlessly
+        status = _wait(pid, 30)
+    return killed_at, status
+
+
+def _check(
+    url: str, broker: KafkaBroker, prefix: str, messages: list[tuple[str, bytes]], batch: int
+) -> str | None:
+    import orjson
+
+    inputs = {orjson.loads(v)["record_id"] for _, v in messages}
+    quarantined = {
+        f"leads:{k.removeprefix('leads:')}"
+        for (k,) in _rows(url, "SELECT record_key FROM quarantine WHERE pipeline = 'leads'")
+    }
+    records = [r[0] for r in _rows(url, "SELECT id FROM records")]
+    good = inputs - quarantined
+    if set(records) != good or len(records) != len(good):
+        return (
+            f"{len(records)} records for {len(good)} good inputs "
+            f"(missing {len(good - set(records))}, unexpected {len(set(records) - good)})"
+        )
+    scores = _rows(url, "SELECT record_id FROM scores")
+    if len(scores) != len(good) or {s[0] for s in scores} != good:
+        return f"{len(scores)} scores for {len(good)} records"
+    relay = _rows(url, "SELECT count(*), count(published_at) FROM stage_relay")[0]
+    if relay != (len(good), len(good)):
+        return f"stage_relay rows (all, published) {relay} for {len(good)} records"
+    out = read_topic(broker.bootstrap, f"{prefix}.scored.lead.v1", expect=len(good), timeout_s=60)
+    out_ids = [v["record_id"] for _, _, _, v in out]
+    if set(out_ids) != good:
+        return f"the scored topic misses {len(good - set(out_ids))} records"
+    if len(out_ids) - len(good) > batch * PARTITIONS:
+        return f"{len(out_ids) - len(good)} messages sent twice (batch {batch})"
+    seen: set[str] = set()
+    versions: dict[str, list[str]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for part, _, key, value in out:
+        partitions[key].add(part)
+        if value["record_id"] not in seen:
+            seen.add(value["record_id"])
+            versions[key].append(value["version"])
+    if any(len(p) > 1 for p in partitions.values()):
+        return "a lead's versions left on two partitions"
+    if any(vs != sorted(vs) for vs in versions.values()):
+        return "a lead's versions left out of order"
+    r = reconciled(url)
+    if not r.clean:
+        return f"reconciliation not clean: {r}"
+    return None
+
+
+def test_sigkill_a_stage_worker_at_random_points(tmp_path: Path, models_dir: Path) -> None:
+    calls = [(tmp_path / f"s{seed}", models_dir, seed) for seed in range(SEEDS)]
+    with_procs = map_seeds_in(PROCS, _seed, calls)
+    problems = [f"seed {s}: {p}" for s, (p, _st, _at) in enumerate(with_procs) if p]
+    assert not problems, "\n".join(problems)
+    # the kills landed: most seeds' first worker died of the SIGKILL, not of old age
+    killed = sum(st == -signal.SIGKILL for _p, st, _at in with_procs)
+    assert killed >= SEEDS // 2, [(st, round(at, 2)) for _p, st, at in with_procs]
+
+
+def map_seeds_in(procs: int, fn: Any, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """``map_seeds`` with this kind's own process count."""
+    import multiprocessing
+
+    if procs <= 1:
+        return map_seeds(fn, calls)
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        return pool.starmap(fn, calls, chunksize=1)
