@@ -114,6 +114,15 @@ def classify(err: KafkaError, *, what: str) -> JunctionError:
     return FatalError(f"Kafka rejected the request ({what}: {name})", details=details, context=ctx)
 
 
+def leave_grace_s(cfg: KafkaConfig) -> float:
+    """How long a closing member waits for a join in progress before it leaves the group.
+
+    A join takes about half the session on tansu, and a dead member's partitions move after the
+    session plus a rebalance (~18 s with the default 10 s session): twice the session, plus 5 s.
+    """
+    return 2 * cfg.session_timeout_ms / 1000 + 5
+
+
 def tp_key(topic: str, partition: int) -> str:
     """The cursor key of one partition: ``<topic>/<partition>``."""
     return f"{topic}/{partition}"
@@ -302,7 +311,7 @@ class GroupReader:
         if self._stop.is_set():
             return
         self._stop.set()
-        self._thread.join(timeout=self.cfg.timeout_s + 30)
+        self._thread.join(timeout=leave_grace_s(self.cfg) + self.cfg.timeout_s + 30)
 
     # --- the poller thread ------------------------------------------------------------------
 
@@ -326,9 +335,30 @@ class GroupReader:
         finally:
             try:
                 self._commit_acks()
+                self._settle_join()
                 self.consumer.close()  # revokes, which commits what was acknowledged
             except (KafkaException, RuntimeError) as exc:
                 _log.warning("closing the Kafka consumer failed: %s", type(exc).__name__)
+
+    def _settle_join(self) -> None:
+        """Before leaving the group, let a join in progress finish (at most ``leave_grace_s``).
+
+        On tansu 0.6 a member that leaves while its JoinGroup is pending wedges the group: the
+        next members' JoinGroup is answered and their SyncGroup never is, for good (neither the
+        session nor the rebalance timeout clears it).  A read that gave up joining
+        (``join_timeout_s``), or ended while its member rejoined after a broker restart (the
+        soak, before reads waited for a rejoin), closed it exactly then.  So a member that is
+        (re)joining and known to the coordinator (it has a member id) polls
+        on until the group assigns; what it fetches meanwhile is dropped (only acknowledged
+        offsets are ever committed).  A member no coordinator knows (brokers away) leaves at
+        once.
+        """
+        deadline = time.monotonic() + leave_grace_s(self.cfg)
+        while self.joining_for() is not None and self.consumer.memberid():
+            if time.monotonic() >= deadline:
+                _log.warning("left the group while a join was still in progress")
+                return
+            self.consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout_s)
 
     def _take(self, msgs: list[Message]) -> None:
         seen: dict[str, int] = {}
