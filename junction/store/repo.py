@@ -15,7 +15,6 @@ from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 
@@ -143,6 +142,13 @@ class Store:
         self._grouped: dict[tuple[str, tuple[str, ...], tuple[int, ...]], str] = {}
         self._privacy = privacy
         self._privacy_checked = float("inf") if privacy is not None else float("-inf")
+        # the driver's own errors (insert_many's raw cursor); psycopg only for PostgreSQL, so a
+        # SQLite store's processes never load it (~9 MB each)
+        self._driver_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+        if self.dialect == "postgresql":
+            import psycopg
+
+            self._driver_errors += (psycopg.OperationalError,)
 
     @classmethod
     def open(cls, url: str, privacy: StorePrivacy | None = None) -> Store:
@@ -195,7 +201,7 @@ class Store:
             raise UnavailableError(
                 "the store is unavailable", details=f"{type(exc).__name__}: {exc.orig}"
             ) from exc
-        except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+        except self._driver_errors as exc:
             # raised by the raw DB-API cursor of insert_many, outside SQLAlchemy's wrapping
             raise UnavailableError(
                 "the store is unavailable", details=f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -45,3 +47,41 @@ def test_replicas_migrating_an_empty_postgresql_at_once_do_not_collide(pg_url: s
     finally:
         eng.dispose()
     assert len(heads) == 1
+
+
+def test_the_head_revision_read_from_the_file_names_is_alembics() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from junction.store.engine import _INI, head_revision
+
+    scripts = ScriptDirectory.from_config(Config(str(_INI)))
+    assert scripts.get_heads() == [head_revision()]  # one line of revisions, this its end
+    # every file is named after its revision, so the names order the line
+    for script in scripts.walk_revisions():
+        assert script.path is not None
+        assert Path(script.path).name.startswith(f"{script.revision}_")
+
+
+def test_a_current_store_opens_without_loading_alembic(store_url: str) -> None:
+    """Every process opens the store; only the first after an upgrade needs Alembic (and a
+    SQLite store's processes never need the PostgreSQL driver)."""
+    import subprocess
+    import sys
+
+    open_store_engine(store_url).dispose()  # now at head
+    probe = (
+        "import sys\n"
+        "from junction.store.repo import Store\n"
+        "Store.open(sys.argv[1]).close()\n"
+        "print(sorted(m for m in ('alembic', 'mako', 'psycopg') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, store_url], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    loaded = out.stdout.strip()
+    if store_url.startswith("sqlite"):
+        assert loaded == "[]"
+    else:
+        assert loaded == "['psycopg']"
