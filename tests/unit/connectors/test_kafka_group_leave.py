@@ -62,3 +62,59 @@ def test_a_read_that_gives_up_joining_leaves_the_group_joinable() -> None:
         finally:
             second.close()
         assert sorted(k.split("@")[0] for k in keys) == [f"L{i}" for i in range(5)]
+
+
+_MEMBER = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
+              "session.timeout.ms": 6000, "enable.auto.commit": False})
+c.subscribe([sys.argv[3]])
+while not c.assignment():
+    c.poll(0.1)
+print("assigned", flush=True)
+while True:
+    c.poll(0.1)
+"""
+
+
+def test_scheduled_reads_after_a_member_died_get_its_partitions() -> None:
+    """Serve's runs after a SIGKILL: the dead member holds the partition past ``join_timeout_s``.
+
+    Like a restarted ``junction serve`` reading on its schedule: the first read gives up while
+    the group waits out the dead member's session, and its close waits for that join (the
+    takeover) before leaving; the next read must get the partition.  (This order did not wedge
+    tansu before either; it guards the close's wait on that path.)
+    """
+    import signal
+    import subprocess
+    import sys
+
+    with KafkaBroker() as broker:
+        topic, group = f"leads.{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+        broker.create_topic(topic, 1)
+        _produce(broker, topic, 5)
+        member = subprocess.Popen(
+            [sys.executable, "-c", _MEMBER, broker.bootstrap, group, topic],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert member.stdout is not None
+            assert member.stdout.readline().strip() == b"assigned"
+        finally:
+            member.send_signal(signal.SIGKILL)
+            member.wait(timeout=10)
+        got: list[str] = []
+        empty_reads = 0
+        for _ in range(3):  # scheduled runs, each a read of its own on one connector
+            conn = _conn(broker, topic, group, join_timeout_s=5.0)
+            try:
+                keys = [k for batch in conn.read(topic, None) for k in batch.keys]
+            finally:
+                conn.close()
+            empty_reads += not keys
+            got += keys
+            if got:
+                break
+        assert sorted(k.split("@")[0] for k in got) == [f"L{i}" for i in range(5)]
+        assert empty_reads <= 1, empty_reads
