@@ -112,15 +112,20 @@ def run_seeds(seeds: int, one: Callable[[int], SeedOutcome]) -> list[SeedOutcome
     return [one(seed) for seed in range(seeds)]
 
 
-def map_seeds(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
-    """``fn(*args)`` for every args in ``calls``, in ``PROCS`` forked processes, in order.
+def map_seeds(
+    fn: Callable[..., T], calls: Sequence[tuple[Any, ...]], procs: int | None = None
+) -> list[T]:
+    """``fn(*args)`` for every args in ``calls``, in ``procs`` forked processes, in order.
 
-    Each process runs its seeds one after the other (and may fork its own children: it is a
+    ``procs`` defaults to ``PROCS``; kinds whose seeds mostly wait (joins, session timeouts)
+    ask for more.  ``JUNCTION_FAULT_PROCS=1`` runs every kind in the test process.  Each
+    process runs its seeds one after the other (and may fork its own children: it is a
     single-threaded copy of the test process).  ``fn`` must be a module-level function.
     """
-    if PROCS == 1 or len(calls) <= 1:
+    procs = 1 if PROCS == 1 else (procs or PROCS)
+    if procs == 1 or len(calls) <= 1:
         return [fn(*args) for args in calls]
-    with multiprocessing.get_context("fork").Pool(PROCS) as pool:
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
         return pool.starmap(fn, calls, chunksize=1)
 
 

@@ -43,14 +43,11 @@ partition.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
 import time
 import traceback
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -66,12 +63,12 @@ from junction.store.operations import reset_cursor
 from junction.store.reconcile import Reconciliation, reconcile
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
-from tests.faults.support import PROCS, SEEDS, wait_child
+from tests.faults.support import PROCS, SEEDS, map_seeds, wait_child
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 REGISTRY = Registry(extra={"connectors": {"kafka": KafkaSourceConnector}})
 # a seed mostly waits (on the broker, the group, the timeouts): more processes than the others
-KAFKA_PROCS = 1 if PROCS == 1 else max(8, 2 * PROCS)
+KAFKA_PROCS = max(8, 2 * PROCS)
 MESSAGES = 60
 LATER = 20  # produced after the broker loss
 PARTITIONS = 3
@@ -295,17 +292,10 @@ def _seed_on(root: Path, broker: KafkaBroker, seed: int) -> tuple[str | None, fl
     return None, paused
 
 
-def _map(calls: Sequence[tuple[Any, ...]]) -> list[tuple[str | None, float]]:
-    """``_seed(*args)`` for every args, in ``KAFKA_PROCS`` forked processes, in order."""
-    if KAFKA_PROCS == 1 or len(calls) <= 1:
-        return [_seed(*args) for args in calls]
-    with multiprocessing.get_context("fork").Pool(KAFKA_PROCS) as pool:
-        return pool.starmap(_seed, calls, chunksize=1)
-
-
 def test_a_frozen_or_lost_broker_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     started = time.monotonic()
-    results = _map([(tmp_path / f"s{seed}", seed) for seed in range(SEEDS)])
+    calls = [(tmp_path / f"s{seed}", seed) for seed in range(SEEDS)]
+    results = map_seeds(_seed, calls, KAFKA_PROCS)
     problems = [f"seed {seed}: {p}" for seed, (p, _) in enumerate(results) if p]
     assert not problems, "\n".join(problems)
     # the freeze bit: a good share of the pauses outlasted the group's session

@@ -51,7 +51,7 @@ SESSION_MS = 2000  # a dead member's partitions move after this (and the join wa
 EARLY_S = 2.0  # an early kill lands within this long of the start: before or while it joins
 PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # seeds mostly wait (joins, session timeouts): more processes than the other kinds use
-PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
+STAGE_PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
 
 _broker: KafkaBroker | None = None
 
@@ -277,19 +277,9 @@ def _check(
 
 def test_sigkill_a_stage_worker_at_random_points(tmp_path: Path, models_dir: Path) -> None:
     calls = [(tmp_path / f"s{seed}", models_dir, seed) for seed in range(SEEDS)]
-    with_procs = map_seeds_in(PROCS, _seed, calls)
+    with_procs = map_seeds(_seed, calls, STAGE_PROCS)
     problems = [f"seed {s}: {p}" for s, (p, _st, _at) in enumerate(with_procs) if p]
     assert not problems, "\n".join(problems)
     # the kills landed: most seeds' first worker died of the SIGKILL, not of old age
     killed = sum(st == -signal.SIGKILL for _p, st, _at in with_procs)
     assert killed >= SEEDS // 2, [(st, round(at, 2)) for _p, st, at in with_procs]
-
-
-def map_seeds_in(procs: int, fn: Any, calls: list[tuple[Any, ...]]) -> list[Any]:
-    """``map_seeds`` with this kind's own process count."""
-    import multiprocessing
-
-    if procs <= 1:
-        return map_seeds(fn, calls)
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
-        return pool.starmap(fn, calls, chunksize=1)
