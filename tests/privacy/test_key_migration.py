@@ -235,3 +235,59 @@ def test_reading_an_erased_persons_old_value_says_so(store_url: str, kek: str) -
             fresh.close()
     finally:
         store.close()
+
+
+def test_an_erasure_waits_for_a_write_in_flight_and_erases_what_it_wrote(
+    store_url: str, kek: str
+) -> None:
+    """A write transaction that stored Ann's key and record but has not committed: the erasure
+    (another connection) waits for it on PostgreSQL (SQLite's write lock does the same), then
+    finds and destroys what it wrote; the writer committed normally."""
+    import threading
+
+    from junction.store.repo import RECORD_COLS as COLS
+
+    store = Store.open(store_url)
+    eraser = Store.open(store_url)
+    try:
+        privacy = enable_privacy(store, kek=kek)
+        done: list[object] = []
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                done.append(
+                    erase(
+                        eraser,
+                        emails=[ANN["email"]],  # type: ignore[list-item]
+                        actor="test",
+                        audit=AuditLog(eraser, Pseudonymizer(b"p" * 32)),
+                    )
+                )
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        worker = threading.Thread(target=run)
+        with store.begin() as conn:
+            sealed, dropped, _ = privacy.seal_records(conn, [record_row(0, ANN)])
+            assert not dropped
+            store._insert_rows(conn, t.records, (*COLS, "subject"), sealed)
+            worker.start()
+            worker.join(timeout=1.0)
+            assert worker.is_alive()  # waiting for this transaction
+        worker.join(timeout=30)
+        assert not errors, errors
+        assert done
+        assert done[0].records == 1  # type: ignore[attr-defined]
+        assert done[0].keys_destroyed == 1  # type: ignore[attr-defined]
+        assert store.fetch_record("leads:f00d:0") is None
+        with store.begin() as conn:
+            live = conn.execute(
+                select(func.count())
+                .select_from(t.subject_keys)
+                .where(t.subject_keys.c.wrapped.is_not(None))
+            ).scalar_one()
+        assert live == 0
+    finally:
+        eraser.close()
+        store.close()
