@@ -1,4 +1,5 @@
-"""Migration 0011 on a store that already holds data keys (ADR-0024), on both backends.
+"""Migration 0011 on a store that already holds data keys, keys named by id, and erasure
+against a write in flight (ADR-0024), on both backends.
 
 A 0010 store's values are sealed as ``JX1:<subject>:...`` under ``data_keys`` keys found by
 subject, and its erased people are ``data_keys`` rows whose key is gone.  After the upgrade those
