@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     e2e.add_argument(
         "--encrypt", action="store_true", help="also run with encryption at rest; print both"
     )
+    e2e.add_argument(
+        "--repeat", type=int, default=1, help="runs per kind, alternating; medians reported"
+    )
     api = sub.add_parser("api", help="POST /score-lead vs a naive sklearn endpoint (open loop)")
     api.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     api.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
@@ -123,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "e2e":
         from bench.e2e import run
 
-        return run(rows=args.rows, store=args.store, keep=args.keep, encrypt=args.encrypt)
+        return run(
+            rows=args.rows,
+            store=args.store,
+            keep=args.keep,
+            encrypt=args.encrypt,
+            repeat=args.repeat,
+        )
     return 2
 
 

@@ -33,7 +33,7 @@ Figures = dict[str, Any]
 # few seconds a bench (the test); --full is each bench's own default
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "default": {
-        "e2e": {"rows": 200_000},
+        "e2e": {"rows": 200_000, "repeat": 2},
         "dlt": {"rows": 200_000},
         "api": {"seconds": 3.0, "concurrency": 32, "repeat": 3},
         "score": {"rows": 20_000, "batch": 10_000, "single": 2_000, "repeat": 5},
@@ -73,7 +73,14 @@ BENCHES = ("e2e", "dlt", "api", "score", "deliver", "crm", "erp", "kafka", "soak
 def _run_e2e(size: dict[str, Any], figures: Figures) -> int:
     from bench.e2e import run
 
-    return run(rows=size["rows"], store=None, keep=False, encrypt=True, figures=figures)
+    return run(
+        rows=size["rows"],
+        store=None,
+        keep=False,
+        encrypt=True,
+        repeat=size.get("repeat", 1),
+        figures=figures,
+    )
 
 
 def _run_api(size: dict[str, Any], figures: Figures) -> int:
