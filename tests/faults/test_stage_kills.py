@@ -32,14 +32,14 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
-from tests.faults.support import SEEDS, map_seeds, reconciled
+from tests.faults.support import SEEDS, map_seeds, reconciled, wait_child
+from tests.integration.helpers import rows_of, scalar
 from tests.stages.support import produce, raw_messages, read_topic, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -93,46 +93,20 @@ def _fork_worker(cfg: Path, idle_exit_s: float) -> int:
     return pid
 
 
-def _wait(pid: int, timeout_s: float) -> int:
-    """The child's exit status (negative: killed by that signal); killed after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
 def _store_url(root: Path, seed: int) -> tuple[str, str | None]:
     """A fresh store for the seed: SQLite for even seeds, a new PostgreSQL schema for odd."""
     if seed % 2 == 0:
         return f"sqlite:///{root / 'j.db'}", None
     schema = f"stage_kill_{seed}_{uuid.uuid4().hex[:6]}"
-    eng = create_engine(PG_URL)
-    try:
-        with eng.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    finally:
-        eng.dispose()
+    _on_pg(f'CREATE SCHEMA "{schema}"')
     return f"{PG_URL}?options=-csearch_path%3D{schema}", schema
 
 
-def _drop_schema(schema: str) -> None:
+def _on_pg(ddl: str) -> None:
     eng = create_engine(PG_URL)
     try:
         with eng.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        eng.dispose()
-
-
-def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    eng = create_engine(url)
-    try:
-        with eng.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql)).all()]
+            conn.execute(text(ddl))
     finally:
         eng.dispose()
 
@@ -173,25 +147,25 @@ def _seed(root: Path, models: Path, seed: int) -> tuple[str | None, int, float]:
         # the partitions move to the next worker once the dead member's session ran out; a
         # worker that idled out before the group gave it every partition is followed by another
         for _ in range(3):
-            if (code := _wait(_fork_worker(cfg, idle_exit_s=1.0), 120)) != 0:
+            try:
+                code = wait_child(_fork_worker(cfg, idle_exit_s=1.0), 120)
+            except TimeoutError:
+                return "a later worker did not finish in 120 s", status, killed_at
+            if code != 0:
                 errors = [p.read_text()[-600:] for p in root.glob("worker-*.err")]
                 return f"a later worker exited with {code}: {errors}", status, killed_at
-            if _count(url, _STORED) >= len(messages):
+            if scalar(url, _STORED) >= len(messages):
                 break
         return _check(url, broker, prefix, messages, batch), status, killed_at
     finally:
         if schema is not None:
-            _drop_schema(schema)
+            _on_pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 _STORED = (
     "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM quarantine"
     " WHERE pipeline = 'leads')"
 )
-
-
-def _count(url: str, sql: str) -> int:
-    return int(_rows(url, sql)[0][0] or 0)
 
 
 def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) -> tuple[float, int]:
@@ -224,7 +198,7 @@ def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) ->
     killed_at = time.monotonic() - started
     if status is None:
         os.kill(pid, signal.SIGKILL)  # a zombie that exited meanwhile takes it harmlessly
-        status = _wait(pid, 30)
+        status = wait_child(pid, 30)
     return killed_at, status
 
 
@@ -236,19 +210,19 @@ def _check(
     inputs = {orjson.loads(v)["record_id"] for _, v in messages}
     quarantined = {
         f"leads:{k.removeprefix('leads:')}"
-        for (k,) in _rows(url, "SELECT record_key FROM quarantine WHERE pipeline = 'leads'")
+        for (k,) in rows_of(url, "SELECT record_key FROM quarantine WHERE pipeline = 'leads'")
     }
-    records = [r[0] for r in _rows(url, "SELECT id FROM records")]
+    records = [r[0] for r in rows_of(url, "SELECT id FROM records")]
     good = inputs - quarantined
     if set(records) != good or len(records) != len(good):
         return (
             f"{len(records)} records for {len(good)} good inputs "
             f"(missing {len(good - set(records))}, unexpected {len(set(records) - good)})"
         )
-    scores = _rows(url, "SELECT record_id FROM scores")
+    scores = rows_of(url, "SELECT record_id FROM scores")
     if len(scores) != len(good) or {s[0] for s in scores} != good:
         return f"{len(scores)} scores for {len(good)} records"
-    relay = _rows(url, "SELECT count(*), count(published_at) FROM stage_relay")[0]
+    relay = rows_of(url, "SELECT count(*), count(published_at) FROM stage_relay")[0]
     if relay != (len(good), len(good)):
         return f"stage_relay rows (all, published) {relay} for {len(good)} records"
     out = read_topic(broker.bootstrap, f"{prefix}.scored.lead.v1", expect=len(good), timeout_s=60)
