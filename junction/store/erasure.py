@@ -203,9 +203,14 @@ def _delete(conn: Connection, found: Found, subjects: list[str], report: Erasure
     _delete_in(conn, t.record_heads, t.record_heads.c.record_id, record_ids)
     report.records = _delete_in(conn, t.records, t.records.c.id, record_ids)
     report.quarantine = _delete_in(conn, t.quarantine, t.quarantine.c.subject, subjects)
-    # the stage relay keys messages by "<pipeline>:<source key without @version>"
-    # (junction.pipeline.stages.topics.subject_key): unsent copies go, sent ones lose their value
-    keys = list({f"{x.pipeline}:{x.source_key.split('@', 1)[0]}" for x in found.records})
+    # the stage relay keys messages by "<pipeline>:<connector key without @version>"
+    # (junction.pipeline.stages.topics.subject_key); the record id is "<pipeline>:<connector
+    # key>", and a mapping may name another source key (a CSV row's lead id), so both forms are
+    # looked for: unsent copies go, sent ones lose their value
+    keys = list(
+        {f"{x.pipeline}:{x.source_key.split('@', 1)[0]}" for x in found.records}
+        | {x.id.split("@", 1)[0] for x in found.records if x.id.startswith(f"{x.pipeline}:")}
+    )
     s = t.stage_relay.c
     for at in range(0, len(keys), _CHUNK):
         chunk = keys[at : at + _CHUNK]
