@@ -11,22 +11,43 @@ committed but did not send; the rows it reads again insert nothing (``dedupe``).
 The one duplicate this allows: a worker killed after the broker acknowledged a row but before
 it marked it published sends it again.  Stage messages carry the record id, and every consumer
 of them writes effects keyed by it, so a resent message has no second effect.
+
+When the store's encryption at rest is on (ADR-0021), a row's ``value`` (the whole stage
+message: names, emails, phones) is sealed before the insert, with AES-256-GCM under the data key
+of the ``jx_stage_relay`` subject (a store-level key in ``data_keys``, wrapped by the KEK like
+the channel secrets' key, so ``junction keys rotate`` re-wraps it), bound to the table and the
+row's ``dedupe`` key; ``publish`` opens it just before producing.  A sealed value that was
+altered or moved to another row raises :class:`DecryptionError` and nothing of the chunk is
+sent or marked (the worker's batch fails; never a garbled or skipped message).  The Kafka
+message itself stays in clear (encrypting topics is the broker's business).  ``headers`` (the
+pipeline, the record id, the stage, a trace id) and ``key`` stay in clear like the record ids of
+the other tables; erasure finds rows by ``key``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, delete, select, update
 
 from connectors.kafka.client import classify
-from junction.core.errors import UnavailableError
+from junction.core.errors import DecryptionError, UnavailableError
 from junction.store import tables as t
+from junction.store.crypto import (
+    BYTES_PREFIX,
+    NONCE_BYTES,
+    associated,
+    open_blob,
+    seal_bytes,
+    split_bytes,
+)
 from junction.store.repo import Store
 
 RELAY_COLS = ("scope", "topic", "key", "value", "headers", "dedupe", "created_at")
@@ -35,6 +56,11 @@ PUBLISH_CHUNK = 5000
 RETENTION_S = 24 * 3600.0
 
 RelayRow = tuple[str, str, str, bytes, str | None, str, float]
+
+# the store-level data key that seals relay values (``data_keys``; nobody's personal key)
+SUBJECT = "jx_stage_relay"
+TABLE = "stage_relay"
+_SEALED = BYTES_PREFIX + SUBJECT.encode("ascii") + b":"
 
 
 def relay_row(
@@ -45,8 +71,61 @@ def relay_row(
 
 
 def insert_rows(store: Store, conn: Connection, rows: Sequence[RelayRow]) -> None:
-    """Insert relay rows in the caller's transaction, skipping ones already there."""
+    """Insert relay rows in the caller's transaction, skipping ones already there.
+
+    With the store's encryption at rest on, each value is sealed first (``seal_rows``).
+
+    Raises:
+        KeyUnavailableError: Encryption is on but the store's KEK is missing.
+    """
+    privacy = store.privacy(conn)
+    if privacy is not None and rows:
+        rows = seal_rows(_relay_key(privacy, conn), rows)
     store.insert_many(conn, t.stage_relay, RELAY_COLS, rows)
+
+
+def _relay_key(privacy: Any, conn: Connection) -> AESGCM:
+    aead = privacy.keyring.keys(conn, [SUBJECT], create=True).get(SUBJECT)
+    if aead is None:  # never erased: erasure destroys people's subjects only
+        raise DecryptionError("the stage relay's data key is destroyed")
+    return cast(AESGCM, aead)
+
+
+def seal_rows(aead: AESGCM, rows: Sequence[RelayRow]) -> list[RelayRow]:
+    """``rows`` with their values sealed under ``aead``, each bound to its ``dedupe`` key."""
+    nonces = os.urandom(NONCE_BYTES * len(rows))
+    out = []
+    for i, (scope, topic, key, value, headers, dedupe, at) in enumerate(rows):
+        nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+        sealed = seal_bytes(aead, SUBJECT, nonce, value, _aad(dedupe))
+        out.append((scope, topic, key, sealed, headers, dedupe, at))
+    return out
+
+
+def open_value(aead: AESGCM | None, value: bytes, dedupe: str) -> bytes:
+    """The stage message of a sealed relay value (a value written in clear, as it was).
+
+    A value written before encryption was turned on is a JSON object (``{...}``) and is sent
+    as it is; anything else must open under the relay's key.
+
+    Raises:
+        DecryptionError: The value was altered, moved to another row, or is malformed.
+    """
+    if value.startswith(_SEALED):
+        if aead is None:
+            raise DecryptionError("a stage relay value is sealed but the relay has no data key")
+        _subject, blob = split_bytes(value)
+        return open_blob(aead, blob, _aad(dedupe), table=TABLE)
+    if value.startswith(b"{"):
+        return value
+    raise DecryptionError(
+        "a stage relay value is neither sealed nor a stage message (damaged); nothing was sent",
+        context={"table": TABLE},
+    )
+
+
+def _aad(dedupe: str) -> bytes:
+    return associated(TABLE, dedupe, SUBJECT)
 
 
 class Relay:
@@ -80,6 +159,9 @@ class Relay:
             UnavailableError: the broker did not acknowledge a row in time (nothing is marked;
                 the next call sends the scope's rows again, in order).
             AuthError / FatalError: the broker refused a row.
+            DecryptionError: a sealed value was altered or moved to another row (nothing of
+                its chunk is sent or marked; the rows before it in earlier chunks were).
+            KeyUnavailableError: encryption is on but the store's KEK is missing.
         """
         scopes = sorted(set(scopes))
         if not scopes:
@@ -88,23 +170,27 @@ class Relay:
         with self._lock:
             while True:
                 with self.store.begin() as conn:
-                    rows = conn.execute(
-                        select(
-                            t.stage_relay.c.id,
-                            t.stage_relay.c.topic,
-                            t.stage_relay.c.key,
-                            t.stage_relay.c.value,
-                            t.stage_relay.c.headers,
-                        )
-                        .where(
-                            t.stage_relay.c.scope.in_(scopes),
-                            t.stage_relay.c.published_at.is_(None),
-                        )
-                        .order_by(t.stage_relay.c.id)
+                    privacy = self.store.privacy(conn)
+                    c = t.stage_relay.c
+                    cols = [c.id, c.topic, c.key, c.value, c.headers]
+                    if privacy is not None:
+                        cols.append(c.dedupe)
+                    rows: Sequence[Any] = conn.execute(
+                        select(*cols)
+                        .where(c.scope.in_(scopes), c.published_at.is_(None))
+                        .order_by(c.id)
                         .limit(PUBLISH_CHUNK)
                     ).all()
+                    if rows and privacy is not None:
+                        aead = privacy.keyring.keys(conn, [SUBJECT], create=False).get(SUBJECT)
                 if not rows:
                     return sent
+                if privacy is not None:
+                    # open every value before sending any: a damaged one sends nothing
+                    rows = [
+                        (i, topic, key, open_value(aead, bytes(value), dedupe), headers)
+                        for i, topic, key, value, headers, dedupe in rows
+                    ]
                 self._send(rows)
                 self._mark([r[0] for r in rows])
                 sent += len(rows)

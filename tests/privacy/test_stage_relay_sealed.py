@@ -1,0 +1,306 @@
+"""The stage relay under encryption at rest: sealed in the store, clear on the topics.
+
+- ingest → normalize → score with ``privacy:`` on: every relay row's value is sealed (a dump of
+  the store holds no canary), while the scored topic carries the opened records downstream;
+  erasure still deletes or blanks the subject's relay rows;
+- a flipped bit, a damaged prefix or a value moved to another row fails the publish with
+  ``DecryptionError`` and sends and marks nothing;
+- without encryption the relay values stay as they were (plain stage messages);
+- a KEK rotation re-wraps the relay's key: a new process opens the rows under the new KEK.
+"""
+
+from __future__ import annotations
+
+import csv
+import secrets
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from sqlalchemy import select, update
+
+from junction.core.errors import DecryptionError
+from junction.core.pseudonym import Pseudonymizer
+from junction.pipeline.config import load_config
+from junction.pipeline.hub import Hub
+from junction.pipeline.stages.relay import SUBJECT, Relay, insert_rows, relay_row
+from junction.pipeline.stages.worker import StageWorker
+from junction.serve.stage_worker import run_ingest, run_stage_worker
+from junction.store import tables as t
+from junction.store.audit import AuditLog
+from junction.store.crypto import env_kek
+from junction.store.crypto_rows import StorePrivacy, enable_privacy
+from junction.store.erasure import erase
+from junction.store.repo import Store
+from junction.store.suppressions import SuppressionList
+from scoring.synthetic import CSV_HEADER, generate_lead_csv_rows
+from tests.fakes.kafka_broker import KafkaBroker, kafka_broker  # noqa: F401 - the broker fixture
+from tests.privacy.conftest import CANARIES, assert_no_canary, dump
+from tests.stages.support import read_topic, write_config
+
+pytestmark = pytest.mark.timeout(240)
+SEALED = b"JX1:" + SUBJECT.encode() + b":"
+
+
+def _drop(path: Path, filler: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_HEADER)
+        writer.writeheader()
+        for i, person in enumerate(CANARIES):
+            row = dict.fromkeys(CSV_HEADER, "")
+            row.update({k: v or "" for k, v in person.items()})
+            row.update(
+                lead_id=f"C{i}",
+                company="Canary Works",
+                country="US",
+                employees="40",
+                created_at="2026-01-05T10:00:00Z",
+            )
+            writer.writerow(row)
+        writer.writerows(generate_lead_csv_rows(filler, 5, False))
+
+
+def _relay_values(store: Store) -> list[tuple[str, bytes, float | None]]:
+    c = t.stage_relay.c
+    with store.begin() as conn:
+        return [
+            (str(k), bytes(v), p)
+            for k, v, p in conn.execute(select(c.key, c.value, c.published_at).order_by(c.id))
+        ]
+
+
+def test_stage_chain_seals_relay_rows_and_topics_stay_clear(
+    tmp_path: Path,
+    store_url: str,
+    models_dir: Path,
+    kek: str,
+    kafka_broker: KafkaBroker,  # noqa: F811
+) -> None:
+    prefix = f"seal{tmp_path.name[-6:]}"
+    cfg = write_config(
+        tmp_path,
+        store=store_url,
+        bootstrap=kafka_broker.bootstrap,
+        models=models_dir,
+        prefix=prefix,
+        partitions=2,
+    )
+    cfg.write_text(cfg.read_text() + f"privacy:\n  kek: {kek}\n")
+    setup = Store.open(store_url)
+    try:
+        enable_privacy(setup, kek=kek)
+    finally:
+        setup.close()
+    _drop(tmp_path / "inbox" / "leads.csv", filler=20)
+    hub = Hub(load_config(cfg))
+    try:
+        ingest = run_ingest(hub, threading.Event(), once=True)
+        assert ingest.read == 23
+        normalize = StageWorker(hub.cfg, hub.store, ("normalize",))
+        try:
+            normalize.run(threading.Event(), idle_exit_s=2.0)
+        finally:
+            normalize.close()
+        scored = run_stage_worker(hub, ("score",), threading.Event(), idle_exit_s=2.0)
+        assert scored.consumed > 0
+        rows = _relay_values(hub.store)
+    finally:
+        hub.close()
+    # raw, canonical and scored messages went through the relay, every one sealed and sent
+    assert len(rows) >= 3 * 21
+    assert all(v.startswith(SEALED) and p is not None for _k, v, p in rows)
+    assert_no_canary(dump(store_url))
+    # downstream, the scored topic carries the records opened, personal fields and all
+    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=scored.passed)
+    emails = {m[3]["record"].get("email") for m in out}
+    assert {CANARIES[0]["email"], CANARIES[1]["email"]} <= emails
+    raw = read_topic(kafka_broker.bootstrap, f"{prefix}.raw.lead.v1", expect=23)
+    assert any(m[3]["record"]["phone"] == CANARIES[2]["phone"] for m in raw)
+
+    # erasure: the subject's (published) relay rows lose their value
+    store = Store.open(store_url)
+    ps = Pseudonymizer(b"p" * 32)
+    try:
+        report = erase(
+            store,
+            emails=[CANARIES[0]["email"]],  # type: ignore[list-item]
+            actor="cli:dpo",
+            audit=AuditLog(store, ps),
+            suppressions=SuppressionList(store, ps),
+        )
+        after = _relay_values(store)
+    finally:
+        store.close()
+    assert report.records == 1
+    assert report.relay >= 3
+    assert report.relay == 3  # its raw, canonical and scored messages (all sent)
+    blanked = {k for k, v, _p in after if v == b""}
+    assert len(blanked) == 1
+    assert sum(v == b"" for _k, v, _p in after) == 3
+    assert all(v.startswith(SEALED) for k, v, _p in after if k not in blanked)
+
+
+def _rows(topic: str) -> list[tuple[str, str, str, bytes, str | None, str, float]]:
+    out = []
+    for i, person in enumerate(CANARIES[:2]):
+        value = orjson.dumps({"pipeline": "leads", "record_id": f"leads:C{i}", "record": person})
+        out.append(
+            relay_row(
+                "scope-1", topic, f"leads:C{i}", value, {"pipeline": "leads"}, f"{topic}|d{i}"
+            )
+        )
+    return out
+
+
+def _set_value(store: Store, dedupe: str, value: bytes) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            update(t.stage_relay).where(t.stage_relay.c.dedupe == dedupe).values(value=value)
+        )
+
+
+def _producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+
+
+def test_a_damaged_or_moved_relay_value_fails_the_publish_loudly(
+    tmp_path: Path,
+    sealed_store: tuple[Store, StorePrivacy],
+    kafka_broker: KafkaBroker,  # noqa: F811
+) -> None:
+    store, _privacy = sealed_store
+    topic = f"tamper{tmp_path.name[-6:]}"
+    kafka_broker.create_topic(topic, 1)
+    rows = _rows(topic)
+    with store.begin() as conn:
+        insert_rows(store, conn, rows)
+    stored = {k: v for k, v, _p in _relay_values(store)}
+    sealed = [stored["leads:C0"], stored["leads:C1"]]
+    assert all(v.startswith(SEALED) for v in sealed)
+    assert_no_canary(repr(sealed))
+    relay = Relay(store, _producer(kafka_broker.bootstrap), timeout_s=30)
+    d0, d1 = rows[0][5], rows[1][5]
+    flipped = bytearray(sealed[1])
+    flipped[-3] ^= 0x01
+    prefix_hit = bytearray(sealed[0])
+    prefix_hit[0] ^= 0x01
+    for damage in (
+        [(d1, bytes(flipped))],  # a flipped bit in the ciphertext
+        [(d0, bytes(prefix_hit))],  # a flipped bit in the prefix: not sent as it is
+        [(d0, sealed[1]), (d1, sealed[0])],  # values swapped between rows
+        [(d0, sealed[0][:-20])],  # truncated
+    ):
+        for dedupe, value in damage:
+            _set_value(store, dedupe, value)
+        with pytest.raises(DecryptionError):
+            relay.publish(["scope-1"])
+        assert [p for _k, _v, p in _relay_values(store)] == [None, None]  # nothing marked
+        _set_value(store, d0, sealed[0])
+        _set_value(store, d1, sealed[1])
+    assert read_topic(kafka_broker.bootstrap, topic, expect=0, timeout_s=5) == []
+    # repaired, the rows go out opened, in order
+    assert relay.publish(["scope-1"]) == 2
+    out = read_topic(kafka_broker.bootstrap, topic, expect=2)
+    assert [orjson.dumps(m[3]) for m in out] == [r[3] for r in rows]
+
+
+def test_without_encryption_relay_values_stay_plain(
+    tmp_path: Path,
+    store_url: str,
+    kafka_broker: KafkaBroker,  # noqa: F811
+) -> None:
+    store = Store.open(store_url)
+    try:
+        topic = f"plain{tmp_path.name[-6:]}"
+        kafka_broker.create_topic(topic, 1)
+        rows = _rows(topic)
+        with store.begin() as conn:
+            insert_rows(store, conn, rows)
+        assert [v for _k, v, _p in _relay_values(store)] == [r[3] for r in rows]
+        relay = Relay(store, _producer(kafka_broker.bootstrap), timeout_s=30)
+        assert relay.publish(["scope-1"]) == 2
+    finally:
+        store.close()
+    out = read_topic(kafka_broker.bootstrap, topic, expect=2)
+    assert [orjson.dumps(m[3]) for m in out] == [r[3] for r in rows]
+
+
+def test_kek_rotation_rewraps_the_relay_key_and_a_new_process_publishes(
+    tmp_path: Path,
+    store_url: str,
+    sealed_store: tuple[Store, StorePrivacy],
+    kafka_broker: KafkaBroker,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, privacy = sealed_store
+    topic = f"rot{tmp_path.name[-6:]}"
+    kafka_broker.create_topic(topic, 1)
+    rows = _rows(topic)
+    with store.begin() as conn:
+        insert_rows(store, conn, rows)
+    monkeypatch.setenv("JUNCTION_TEST_KEK_NEW", secrets.token_urlsafe(48))
+    new = env_kek("JUNCTION_TEST_KEK_NEW")
+    with store.begin() as conn:
+        privacy.keyring.rotate(conn, new, new_source="env:JUNCTION_TEST_KEK_NEW")
+        kek_ids = set(
+            conn.execute(
+                select(t.data_keys.c.kek_id).where(t.data_keys.c.subject == SUBJECT)
+            ).scalars()
+        )
+    assert kek_ids == {new.key_id}
+    # a new process finds the new KEK through the store's settings and opens the rows
+    fresh = Store.open(store_url)
+    try:
+        relay = Relay(fresh, _producer(kafka_broker.bootstrap), timeout_s=30)
+        assert relay.publish(["scope-1"]) == 2
+    finally:
+        fresh.close()
+    out = read_topic(kafka_broker.bootstrap, topic, expect=2)
+    assert [orjson.dumps(m[3]) for m in out] == [r[3] for r in rows]
+
+
+def test_a_stage_worker_stops_with_the_typed_error_on_a_damaged_relay_row(
+    tmp_path: Path,
+    models_dir: Path,
+    kek: str,
+    kafka_broker: KafkaBroker,  # noqa: F811
+) -> None:
+    prefix = f"stop{tmp_path.name[-6:]}"
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path,
+        store=url,
+        bootstrap=kafka_broker.bootstrap,
+        models=models_dir,
+        prefix=prefix,
+        partitions=1,
+    )
+    cfg.write_text(cfg.read_text() + f"privacy:\n  kek: {kek}\n")
+    raw = f"{prefix}.raw.lead.v1"
+    kafka_broker.create_topic(raw, 1)
+    kafka_broker.create_topic(f"{prefix}.canonical.lead.v1", 1)
+    setup = Store.open(url)
+    try:
+        enable_privacy(setup, kek=kek)
+        # what a dead normalize worker committed for partition 0 but did not send
+        rows = [(f"{raw}:0", *r[1:]) for r in _rows(f"{prefix}.canonical.lead.v1")]
+        with setup.begin() as conn:
+            insert_rows(setup, conn, rows)
+        flipped = bytearray(_relay_values(setup)[0][1])
+        flipped[-1] ^= 0x80
+        _set_value(setup, rows[0][5], bytes(flipped))
+    finally:
+        setup.close()
+    hub = Hub(load_config(cfg))
+    try:
+        worker = StageWorker(hub.cfg, hub.store, ("normalize",))
+        try:
+            with pytest.raises(DecryptionError):
+                worker.run(threading.Event(), idle_exit_s=10.0)
+        finally:
+            worker.close()
+        assert [p for _k, _v, p in _relay_values(hub.store)] == [None, None]
+    finally:
+        hub.close()
