@@ -26,6 +26,7 @@ console = Console()
 @app.command("status")
 def status(config: ConfigOpt = Path("junction.yaml")) -> None:
     """Whether the store is encrypted, under which KEK, and how many subjects it keys."""
+    from junction.pipeline.stages.relay import SUBJECT as STAGE_RELAY
     from junction.store.channel_secrets import SUBJECT as CHANNEL_SECRETS
     from junction.store.keyring import key_counts, settings_row
 
@@ -34,7 +35,8 @@ def status(config: ConfigOpt = Path("junction.yaml")) -> None:
         if row is None:
             console.print("encryption at rest: off", markup=False)
             return
-        n = key_counts(conn, system=[CHANNEL_SECRETS])  # the channel secrets' key is nobody's
+        # the channel secrets' and the stage relay's keys are nobody's
+        n = key_counts(conn, system=[CHANNEL_SECRETS, STAGE_RELAY])
     console.print(
         f"encryption at rest: on; KEK {row['kek_id']} from {row['kek_source']}; "
         f"{n['people']} people; {n['keys']} data keys; {n['erased']} erased subjects"

@@ -203,14 +203,8 @@ def _delete(conn: Connection, found: Found, subjects: list[str], report: Erasure
     _delete_in(conn, t.record_heads, t.record_heads.c.record_id, record_ids)
     report.records = _delete_in(conn, t.records, t.records.c.id, record_ids)
     report.quarantine = _delete_in(conn, t.quarantine, t.quarantine.c.subject, subjects)
-    # the stage relay keys messages by "<pipeline>:<connector key without @version>"
-    # (junction.pipeline.stages.topics.subject_key); the record id is "<pipeline>:<connector
-    # key>", and a mapping may name another source key (a CSV row's lead id), so both forms are
-    # looked for: unsent copies go, sent ones lose their value
-    keys = list(
-        {f"{x.pipeline}:{x.source_key.split('@', 1)[0]}" for x in found.records}
-        | {x.id.split("@", 1)[0] for x in found.records if x.id.startswith(f"{x.pipeline}:")}
-    )
+    # unsent copies go, sent ones lose their value
+    keys = list(stage_keys(found))
     s = t.stage_relay.c
     for at in range(0, len(keys), _CHUNK):
         chunk = keys[at : at + _CHUNK]
@@ -220,6 +214,24 @@ def _delete(conn: Connection, found: Found, subjects: list[str], report: Erasure
         report.relay += conn.execute(
             update(t.stage_relay).where(s.key.in_(chunk)).values(value=b"")
         ).rowcount
+
+
+def stage_keys(found: Found) -> set[str]:
+    """The stage message keys (relay rows, stage topics) of the records ``found`` holds."""
+    return {key for r in found.records for key in record_stage_keys(r.pipeline, r.id, r.source_key)}
+
+
+def record_stage_keys(pipeline: str, record_id: str, source_key: str) -> set[str]:
+    """The keys one record's stage messages may have.
+
+    The stage chain keys messages by "<pipeline>:<connector key without @version>"
+    (``junction.pipeline.stages.topics.subject_key``); the record id is "<pipeline>:<connector
+    key>", and a mapping may name another source key (a CSV row's lead id), so both forms count.
+    """
+    keys = {f"{pipeline}:{source_key.split('@', 1)[0]}"}
+    if record_id.startswith(f"{pipeline}:"):
+        keys.add(record_id.split("@", 1)[0])
+    return keys
 
 
 def _delete_in(conn: Connection, table: Any, column: Any, values: Sequence[str]) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from junction.store.erasure import Found
+from junction.store.erasure import Found, record_stage_keys
 from outbound.kafka.client import ProducerClient
 from outbound.kafka.config import MAX_TOPIC_LEN, TOPIC_CHARS, KafkaConfig
 
@@ -73,12 +73,12 @@ def plan(
         if targets:
             out.append(Cluster(config.librdkafka(), config.delivery_timeout_s, frozenset(targets)))
     if bus is not None and found.records:
+        # every key form a record's stage messages may have (a mapping's source key, or the
+        # connector's), on every stage topic of its entity
         targets = {
-            (
-                f"{bus.topic_prefix}.{stage}.{r.entity}.v1",
-                f"{r.pipeline}:{r.source_key.split('@', 1)[0]}".encode(),
-            )
+            (f"{bus.topic_prefix}.{stage}.{r.entity}.v1", key.encode())
             for r in found.records
+            for key in record_stage_keys(r.pipeline, r.id, r.source_key)
             for stage in STAGES
         }
         conf = {

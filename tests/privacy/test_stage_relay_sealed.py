@@ -30,9 +30,11 @@ from junction.pipeline.stages.worker import StageWorker
 from junction.serve.stage_worker import run_ingest, run_stage_worker
 from junction.store import tables as t
 from junction.store.audit import AuditLog
+from junction.store.channel_secrets import SUBJECT as CHANNEL_SECRETS
 from junction.store.crypto import env_kek
 from junction.store.crypto_rows import StorePrivacy, enable_privacy
 from junction.store.erasure import erase
+from junction.store.keyring import key_counts
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 from scoring.synthetic import CSV_HEADER, generate_lead_csv_rows
@@ -106,8 +108,14 @@ def test_stage_chain_seals_relay_rows_and_topics_stay_clear(
         scored = run_stage_worker(hub, ("score",), threading.Event(), idle_exit_s=2.0)
         assert scored.consumed > 0
         rows = _relay_values(hub.store)
+        with hub.store.begin() as conn:
+            people = key_counts(conn, system=[CHANNEL_SECRETS, SUBJECT])
+            everyone = key_counts(conn)
     finally:
         hub.close()
+    # `keys status` counts people: the relay's store-level key is nobody's
+    assert everyone["people"] == people["people"] + 1
+    assert people["system"] == 1
     # raw, canonical and scored messages went through the relay, every one sealed and sent
     assert len(rows) >= 3 * 21
     assert all(v.startswith(SEALED) and p is not None for _k, v, p in rows)
