@@ -40,7 +40,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "deliver": {"deliveries": 20_000},
         "crm": {"records": 20_000},
         "erp": {"products": 20_000, "rows": 200_000},
-        "kafka": {"records": 20_000},
+        "kafka": {"records": 100_000},  # at 20,000 start-up and the join dominate both rates
         "soak": {"minutes": 1.0},  # issue 11's soak, short (`python -m bench soak` runs 15)
     },
     "quick": {
@@ -630,12 +630,23 @@ def _sections(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[Goal]
             out.append(
                 f"\nAt {f.get('records', 0):,} records the raw run's steady rate is "
                 f"{steady / wall:.0f}x its wall rate: start-up and the group join dominate the "
-                "wall figures (the goal's measure), so the wall ratio flatters the hub; "
-                "`--full` (100,000 records) weighs them less."
+                "wall figures (the goal's measure), so the wall ratio flatters the hub; the "
+                "steady ratio below it is the stricter reading."
             )
     k_ratio = _ratio(one.get("rate"), best_raw["rate"]) if one else None
     goals.append(
         Goal("kafka hub (1 process) ≥ 0.25 of raw, wall", "8", _r(k_ratio), _ge(k_ratio, 0.25))
+    )
+    # the same goal read on the steady rates (after the first output), where start-up and the
+    # group join weigh nothing: the stricter reading, shown beside the bench's own measure
+    k_steady = _ratio(one.get("steady_rate"), best_raw["steady_rate"]) if one else None
+    goals.append(
+        Goal(
+            "kafka hub (1 process) ≥ 0.25 of raw, steady (after the first output)",
+            "8",
+            _r(k_steady),
+            _ge(k_steady, 0.25),
+        )
     )
     scaling = _ratio(two.get("rate"), one.get("rate")) if one and two else None
     goals.append(
