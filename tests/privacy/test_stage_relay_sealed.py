@@ -73,6 +73,29 @@ def _relay_values(store: Store) -> list[tuple[str, bytes, float | None]]:
         ]
 
 
+def _sealed_config(
+    root: Path,
+    store_url: str,
+    broker: KafkaBroker,
+    models: Path,
+    kek: str,
+    prefix: str,
+    *,
+    partitions: int,
+) -> Path:
+    """The stage tests' hub config on ``broker``, with encryption at rest under ``kek``."""
+    cfg = write_config(
+        root,
+        store=store_url,
+        bootstrap=broker.bootstrap,
+        models=models,
+        prefix=prefix,
+        partitions=partitions,
+    )
+    cfg.write_text(cfg.read_text() + f"privacy:\n  kek: {kek}\n")
+    return cfg
+
+
 def test_stage_chain_seals_relay_rows_and_topics_stay_clear(
     tmp_path: Path,
     store_url: str,
@@ -81,15 +104,7 @@ def test_stage_chain_seals_relay_rows_and_topics_stay_clear(
     kafka_broker: KafkaBroker,  # noqa: F811
 ) -> None:
     prefix = f"seal{tmp_path.name[-6:]}"
-    cfg = write_config(
-        tmp_path,
-        store=store_url,
-        bootstrap=kafka_broker.bootstrap,
-        models=models_dir,
-        prefix=prefix,
-        partitions=2,
-    )
-    cfg.write_text(cfg.read_text() + f"privacy:\n  kek: {kek}\n")
+    cfg = _sealed_config(tmp_path, store_url, kafka_broker, models_dir, kek, prefix, partitions=2)
     setup = Store.open(store_url)
     try:
         enable_privacy(setup, kek=kek)
@@ -277,15 +292,7 @@ def test_a_stage_worker_stops_with_the_typed_error_on_a_damaged_relay_row(
 ) -> None:
     prefix = f"stop{tmp_path.name[-6:]}"
     url = f"sqlite:///{tmp_path / 'j.db'}"
-    cfg = write_config(
-        tmp_path,
-        store=url,
-        bootstrap=kafka_broker.bootstrap,
-        models=models_dir,
-        prefix=prefix,
-        partitions=1,
-    )
-    cfg.write_text(cfg.read_text() + f"privacy:\n  kek: {kek}\n")
+    cfg = _sealed_config(tmp_path, url, kafka_broker, models_dir, kek, prefix, partitions=1)
     raw = f"{prefix}.raw.lead.v1"
     kafka_broker.create_topic(raw, 1)
     kafka_broker.create_topic(f"{prefix}.canonical.lead.v1", 1)
