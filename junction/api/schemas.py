@@ -362,6 +362,17 @@ class DiscardOut(BaseModel):
     reason: str
 
 
+class SigningSecretOut(BaseModel):
+    """A stored signing secret of a webhook channel, never its value."""
+
+    id: str
+    origin: str = Field(description="rotated, or config (the config's secret it replaced).")
+    created_at: float
+    retires_at: float | None = Field(
+        None, description="Stops signing at this time (a rotation's overlap); None: current."
+    )
+
+
 class ChannelOut(BaseModel):
     """A configured channel, whether it is disabled, and its deliveries by status."""
 
@@ -371,6 +382,11 @@ class ChannelOut(BaseModel):
     reason: str | None = None
     updated_at: float | None = None
     deliveries: dict[str, int] = Field(default_factory=dict)
+    signing_secrets: list[SigningSecretOut] = Field(
+        default_factory=list,
+        description="Rotated secrets that still sign (current first); empty: the config's "
+        "secret signs alone.",
+    )
 
 
 class SavedCursor(BaseModel):

@@ -274,6 +274,20 @@ def list_secrets(store: Store, channel: str | None = None) -> list[SecretInfo]:
         return [SecretInfo(*row) for row in conn.execute(q)]
 
 
+def signing_secrets(store: Store, now: float | None = None) -> dict[str, list[SecretInfo]]:
+    """Per channel, the stored secrets that still sign at ``now``: current first, then the
+    ones a rotation's overlap keeps (latest retirement first).  A channel never rotated is
+    absent: its config's secret signs alone."""
+    at = time.time() if now is None else now
+    out: dict[str, list[SecretInfo]] = {}
+    for s in list_secrets(store):
+        if s.retires_at is None or s.retires_at > at:
+            out.setdefault(s.channel, []).append(s)
+    for found in out.values():
+        found.sort(key=lambda s: (s.retires_at is not None, -(s.retires_at or s.created_at)))
+    return out
+
+
 def load_secrets(store: Store) -> dict[str, list[tuple[str, str, float | None]]]:
     """Every stored secret, opened: channel → [(id, secret, retires_at)], current first.
 

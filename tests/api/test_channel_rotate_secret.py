@@ -82,6 +82,18 @@ def test_an_admin_rotates_and_sees_the_secret_once(
     assert [s["origin"] for s in body["retiring"]] == ["config"]
     assert missing.status_code == 404
     assert secret not in listed.text
+    # the listing shows the rotation: the new secret current, the config's still signing
+    (hook,) = [c for c in listed.json()["items"] if c["name"] == CHANNEL]
+    signing = hook["signing_secrets"]
+    assert [(s["id"], s["origin"], s["retires_at"]) for s in signing][0] == (
+        body["secret_id"],
+        "rotated",
+        None,
+    )
+    assert [(s["id"], s["origin"]) for s in signing[1:]] == [
+        (r["id"], "config") for r in body["retiring"]
+    ]
+    assert signing[1]["retires_at"] == body["retiring"][0]["retires_at"]
     stored = list_secrets(api.ctx.store, CHANNEL)
     assert [(s.id, s.retires_at) for s in stored if s.origin == "rotated"] == [
         (body["secret_id"], None)

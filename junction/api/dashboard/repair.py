@@ -9,7 +9,6 @@ secret is shown once, in the answer to the form (``no-store``), never through a 
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -27,7 +26,7 @@ from junction.api.problems import ApiProblem
 from junction.api.routes import outbox, quarantine
 from junction.api.schemas import ReasonRequest
 from junction.store import queries
-from junction.store.channel_secrets import list_secrets, parse_overlap
+from junction.store.channel_secrets import parse_overlap, signing_secrets
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 QId = Annotated[int, Path(ge=1, le=2**62)]
@@ -167,15 +166,13 @@ def deliveries_page(
 def _signing(request: Request) -> dict[str, dict[str, Any]]:
     """Per rotated channel: when its current secret was made, and until when older ones sign."""
     out: dict[str, dict[str, Any]] = {}
-    now = time.time()
-    for s in list_secrets(ctx_of(request).store):
-        entry = out.setdefault(s.channel, {"rotated_at": None, "overlap_until": None})
-        if s.retires_at is None:
-            entry["rotated_at"] = s.created_at
-        elif s.retires_at > now and (
-            entry["overlap_until"] is None or s.retires_at > entry["overlap_until"]
-        ):
-            entry["overlap_until"] = s.retires_at
+    for channel, found in signing_secrets(ctx_of(request).store).items():
+        current = [s.created_at for s in found if s.retires_at is None]
+        overlap = [s.retires_at for s in found if s.retires_at is not None]
+        out[channel] = {
+            "rotated_at": current[0] if current else None,
+            "overlap_until": max(overlap) if overlap else None,
+        }
     return out
 
 

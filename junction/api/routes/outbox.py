@@ -40,6 +40,7 @@ from junction.store.channel_secrets import (
     MAX_OVERLAP_S,
     RotatedSecret,
     rotate_secret,
+    signing_secrets,
     webhook_options,
 )
 from junction.store.outbox_admin import (
@@ -49,6 +50,7 @@ from junction.store.outbox_admin import (
     delivery_status,
     replay_deliveries,
 )
+from junction.store.repo import Store
 
 router = APIRouter(tags=["deliveries"])
 Channel = Annotated[str, Path(max_length=128, description="Channel name, e.g. webhook.sales.")]
@@ -225,7 +227,12 @@ def _require_channel(request: Request, name: str) -> None:
         raise ApiProblem(404, "Not found", "no such channel", code="channel_not_found")
 
 
-def _channel(name: str, state: dict[str, Any] | None, counts: dict[str, int]) -> dict[str, Any]:
+def _channel(
+    name: str,
+    state: dict[str, Any] | None,
+    counts: dict[str, int],
+    signing: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "name": name,
         "kind": name.split(".", 1)[0],
@@ -233,16 +240,33 @@ def _channel(name: str, state: dict[str, Any] | None, counts: dict[str, int]) ->
         "reason": state["reason"] if state else None,
         "updated_at": state["updated_at"] if state else None,
         "deliveries": counts,
+        "signing_secrets": signing or [],
+    }
+
+
+def _signing_secrets(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """Per channel, the rotated secrets that still sign (ids and times only), current first."""
+    return {
+        channel: [
+            {"id": s.id, "origin": s.origin, "created_at": s.created_at, "retires_at": s.retires_at}
+            for s in found
+        ]
+        for channel, found in signing_secrets(store).items()
     }
 
 
 @router.get("/channels", response_model=Page[ChannelOut], tags=["channels"])
 def list_channels(request: Request, _: Annotated[Principal, Depends(READ)]) -> dict[str, Any]:
-    """Configured channels, whether each is disabled (and why), and deliveries by status."""
+    """Configured channels, whether each is disabled (and why), deliveries by status, and the
+    rotated signing secrets still in use (ids and times, never the secrets)."""
     ctx = ctx_of(request)
     states = queries.endpoint_states(ctx.store)
     counts = queries.channel_counts(ctx.store)
-    items = [_channel(n, states.get(n), counts.get(n, {})) for n in sorted(ctx.cfg.channels)]
+    signing = _signing_secrets(ctx.store)
+    items = [
+        _channel(n, states.get(n), counts.get(n, {}), signing.get(n))
+        for n in sorted(ctx.cfg.channels)
+    ]
     return page("channels", items, None)
 
 
