@@ -85,7 +85,8 @@ def test_an_admin_rotates_and_sees_the_secret_once(
     # the listing shows the rotation: the new secret current, the config's still signing
     (hook,) = [c for c in listed.json()["items"] if c["name"] == CHANNEL]
     signing = hook["signing_secrets"]
-    assert [(s["id"], s["origin"], s["retires_at"]) for s in signing][0] == (
+    current = signing[0]
+    assert (current["id"], current["origin"], current["retires_at"]) == (
         body["secret_id"],
         "rotated",
         None,
