@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
 from junction.store.crypto import (
     NONCE_BYTES,
-    TEXT_PREFIX_ID,
     associated,
     is_sealed_bytes,
     is_sealed_text,
@@ -43,6 +41,7 @@ from junction.store.crypto import (
     parse_bytes,
     parse_text,
     seal_bytes_id,
+    seal_text_id,
 )
 from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyRef, Keyring
 from schemas import ENTITY_MODELS
@@ -391,9 +390,8 @@ def _seal_record(
     ref: KeyRef, row: Row, obj: dict[str, Any], pii_json: bytes, subject: str, nonce: bytes
 ) -> Row:
     aead, kid = ref
-    rid = row[_R_ID]
-    blob = nonce + aead.encrypt(nonce, pii_json, f"records\x1f{rid}\x1f{subject}".encode())
-    obj[SEALED_KEY] = f"{TEXT_PREFIX_ID}{subject}:{kid}:{b2a_base64(blob, newline=False).decode()}"
+    aad = f"records\x1f{row[_R_ID]}\x1f{subject}".encode()
+    obj[SEALED_KEY] = seal_text_id(aead, subject, kid, nonce, pii_json, aad)
     sealed = orjson.dumps(obj).decode()
     del obj[SEALED_KEY]  # obj is kept: a row whose key changes in settle is sealed again
     return (*row[:_R_PAYLOAD], sealed, *row[_R_PAYLOAD + 1 :], subject)
@@ -404,8 +402,7 @@ def _seal_delivery(ref: KeyRef, row: Row, subject: str, nonce: bytes) -> Row:
     aad = f"deliveries\x1f{row[_D_ID]}\x1f{row[_D_RECORD]}\x1f{subject}".encode()
     payload = row[_D_PAYLOAD]
     data = payload.encode() if isinstance(payload, str) else bytes(payload)
-    blob = nonce + aead.encrypt(nonce, data, aad)
-    sealed = f"{TEXT_PREFIX_ID}{subject}:{kid}:{b2a_base64(blob, newline=False).decode()}"
+    sealed = seal_text_id(aead, subject, kid, nonce, data, aad)
     return (*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject)
 
 
