@@ -182,7 +182,6 @@ class _State:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     assigned: set[str] = field(default_factory=set)
-    ever_assigned: bool = False
     # since when the member holds no assignment: joining at the start, or rejoining after a
     # rebalance took its partitions (None while it holds one, even an empty one)
     joining_since: float | None = field(default_factory=time.monotonic)
@@ -505,7 +504,6 @@ class GroupReader:
                     self._positions[key] = committed[key]
                 if key in self._positions:
                     self.state.fetched[key] = self._positions[key]
-            self.state.ever_assigned = True
             self.state.joining_since = None
             self.state.last_message_at = time.monotonic()
         consumer.assign(partitions)
