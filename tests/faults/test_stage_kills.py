@@ -17,6 +17,13 @@ until idle.  Then:
 - each lead's versions leave in the order they came in, on one partition;
 - ``junction reconcile`` of the pipeline is clean.
 
+A second, smaller kind runs the same seeds with encryption at rest on (``privacy: {kek: ...}``,
+the KEK from the environment or a file, alternately): the same checks hold, every stored record
+and quarantined message opens to what was fed in, every scored message carries its lead's email
+(relay values opened, none garbled or skipped), and no email or phone fed in is readable in
+clear anywhere in the database (a dump of it: records, deliveries, quarantine, stage_relay and
+the rest), even where a kill left a batch half-done.
+
 Seeds alternate between a SQLite store and a PostgreSQL schema of their own, and run in
 forked processes with one tansu broker each (``tests/fakes/kafka_broker.py``), so a seed's
 fault never reaches another's broker.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import signal
 import threading
 import time
@@ -33,13 +41,17 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+import orjson
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from junction.store import tables as t
+from junction.store.crypto_rows import enable_privacy
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
 from tests.faults.support import SEEDS, map_seeds, reconciled, wait_child
 from tests.integration.helpers import rows_of, scalar
+from tests.privacy.conftest import dump
 from tests.stages.support import produce, raw_messages, read_topic, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -52,6 +64,10 @@ EARLY_S = 2.0  # an early kill lands within this long of the start: before or wh
 PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # seeds mostly wait (joins, session timeouts): more processes than the other kinds use
 STAGE_PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
+# the encrypted kind: fewer seeds (numbered from SEALED_BASE, so their kills differ)
+SEALED_SEEDS = int(os.environ.get("JUNCTION_FAULT_SEALED_SEEDS", str(max(2, SEEDS // 5))))
+SEALED_BASE = 1000
+KEK_ENV = "JUNCTION_TEST_STAGE_KILL_KEK"
 
 _broker: KafkaBroker | None = None
 
@@ -111,8 +127,14 @@ def _on_pg(ddl: str) -> None:
         eng.dispose()
 
 
-def _seed(root: Path, models: Path, seed: int) -> tuple[str | None, int, float]:
-    """One seed: (problem or None, the killed worker's exit status, when it was killed)."""
+def _seed(
+    root: Path, models: Path, seed: int, sealed: bool = False
+) -> tuple[str | None, int, float]:
+    """One seed: (problem or None, the killed worker's exit status, when it was killed).
+
+    ``sealed``: with encryption at rest on, under a KEK from the environment (``KEK_ENV``, set
+    by the test) for every other pair of seeds, else from a file of the seed's own.
+    """
     rng = random.Random(seed)
     root.mkdir(parents=True)
     broker = _process_broker()
@@ -129,13 +151,21 @@ def _seed(root: Path, models: Path, seed: int) -> tuple[str | None, int, float]:
             partitions=PARTITIONS,
             batch=batch,
         )
+        kek = (f"env:{KEK_ENV}" if seed // 2 % 2 else f"file:{root / 'kek'}") if sealed else None
         cfg.write_text(
             cfg.read_text().replace(
                 "  poll_timeout_s: 0.2\n",
                 f"  poll_timeout_s: 0.2\n  options: {{session.timeout.ms: {SESSION_MS}}}\n",
             )
+            + (f"privacy:\n  kek: {kek}\n" if kek else "")
         )
-        Store.open(url).close()  # migrated before the workers start, as a deployment does
+        # migrated (and encryption turned on) before the workers start, as a deployment does
+        setup = Store.open(url)
+        try:
+            if kek is not None:
+                enable_privacy(setup, kek=kek)
+        finally:
+            setup.close()
         raw_topic = f"{prefix}.raw.lead.v1"
         broker.create_topic(raw_topic, PARTITIONS)
         messages = raw_messages(SUBJECTS, VERSIONS, seed=seed)
@@ -156,7 +186,10 @@ def _seed(root: Path, models: Path, seed: int) -> tuple[str | None, int, float]:
                 return f"a later worker exited with {code}: {errors}", status, killed_at
             if scalar(url, _STORED) >= len(messages):
                 break
-        return _check(url, broker, prefix, messages, batch), status, killed_at
+        problem = _check(url, broker, prefix, messages, batch)
+        if problem is None and sealed:
+            problem = _check_sealed(url, broker, prefix, messages)
+        return problem, status, killed_at
     finally:
         if schema is not None:
             _on_pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -205,8 +238,6 @@ def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) ->
 def _check(
     url: str, broker: KafkaBroker, prefix: str, messages: list[tuple[str, bytes]], batch: int
 ) -> str | None:
-    import orjson
-
     inputs = {orjson.loads(v)["record_id"] for _, v in messages}
     quarantined = {
         f"leads:{k.removeprefix('leads:')}"
@@ -249,6 +280,72 @@ def _check(
     return None
 
 
+def _personal(messages: list[tuple[str, bytes]]) -> dict[str, tuple[str | None, set[str]]]:
+    """Per input record id: its email as fed in (None without one), and its email and phone
+    as fed in (the forms that must not be readable in the store; ``_check_sealed`` adds the
+    normalized forms the records hold)."""
+    out: dict[str, tuple[str | None, set[str]]] = {}
+    for _, value in messages:
+        msg = orjson.loads(value)
+        email = (msg["record"].get("email") or "").strip()
+        phone = (msg["record"].get("phone") or "").strip()
+        forms = {email} if "@" in email else set()
+        if sum(ch.isdigit() for ch in phone) >= 7:
+            forms.add(phone)
+        out[msg["record_id"]] = (email if "@" in email else None, forms)
+    return out
+
+
+def _check_sealed(
+    url: str, broker: KafkaBroker, prefix: str, messages: list[tuple[str, bytes]]
+) -> str | None:
+    """The encrypted kind's further checks (after ``_check`` passed)."""
+    fed = _personal(messages)
+    raw = {orjson.loads(v)["record_id"]: v for _, v in messages}
+    store = Store.open(url)  # finds the KEK through the store's settings, as a new process does
+    try:
+        if store.privacy() is None:
+            return "encryption at rest is not on in the store"
+        with store.begin() as conn:
+            records = store.open_record_rows(conn, conn.execute(select(t.records)).mappings().all())
+            quarantined = store.open_quarantine_rows(
+                conn,
+                conn.execute(select(t.quarantine).where(t.quarantine.c.pipeline == "leads"))
+                .mappings()
+                .all(),
+            )
+    finally:
+        store.close()
+    for rec in records:
+        email, forms = fed[rec["id"]]
+        opened = orjson.loads(rec["payload"])
+        if rec["subject"] is None or (email or "").lower() != (opened.get("email") or "").lower():
+            return f"record {rec['id']} opened to another email than its input's (or unsealed)"
+        forms.update(v for v in (opened.get("email"), opened.get("phone")) if v)
+    for q in quarantined:
+        rid = f"leads:{q['record_key'].removeprefix('leads:')}"
+        if q["subject"] is None or bytes(q["payload"]) != raw.get(rid):
+            return f"quarantined {rid} opened to other bytes than its message (or unsealed)"
+    out = read_topic(broker.bootstrap, f"{prefix}.scored.lead.v1", expect=len(records))
+    for _, _, _, value in out:
+        email = fed[value["record_id"]][0]
+        if (email or "").lower() != (value["record"].get("email") or "").lower():
+            return f"the scored message of {value['record_id']} carries another email"
+    # text in any letter case; binary columns dump as hex (X'..' on SQLite, \\x.. on PostgreSQL)
+    text_dump = dump(url).lower()
+    leaked = sorted(
+        {
+            f
+            for _, forms in fed.values()
+            for f in forms
+            if any(g in text_dump for g in (f.lower(), f.encode().hex(), f.lower().encode().hex()))
+        }
+    )
+    if leaked:
+        return f"{len(leaked)} emails or phones fed in readable in clear in the store"
+    return None
+
+
 def test_sigkill_a_stage_worker_at_random_points(tmp_path: Path, models_dir: Path) -> None:
     calls = [(tmp_path / f"s{seed}", models_dir, seed) for seed in range(SEEDS)]
     with_procs = map_seeds(_seed, calls, STAGE_PROCS)
@@ -257,3 +354,17 @@ def test_sigkill_a_stage_worker_at_random_points(tmp_path: Path, models_dir: Pat
     # the kills landed: most seeds' first worker died of the SIGKILL, not of old age
     killed = sum(st == -signal.SIGKILL for _p, st, _at in with_procs)
     assert killed >= SEEDS // 2, [(st, round(at, 2)) for _p, st, at in with_procs]
+
+
+def test_sigkill_a_stage_worker_with_encryption_at_rest(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same kills with ``privacy:`` on; the seed processes inherit the KEK's variable."""
+    monkeypatch.setenv(KEK_ENV, secrets.token_urlsafe(48))
+    seeds = range(SEALED_BASE, SEALED_BASE + SEALED_SEEDS)
+    calls = [(tmp_path / f"s{seed}", models_dir, seed, True) for seed in seeds]
+    with_procs = map_seeds(_seed, calls, STAGE_PROCS)
+    problems = [f"seed {s}: {p}" for s, (p, _st, _at) in zip(seeds, with_procs, strict=True) if p]
+    assert not problems, "\n".join(problems)
+    killed = sum(st == -signal.SIGKILL for _p, st, _at in with_procs)
+    assert killed >= SEALED_SEEDS // 2, [(st, round(at, 2)) for _p, st, at in with_procs]
