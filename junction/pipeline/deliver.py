@@ -278,7 +278,7 @@ class DeliveryWorker:
                 # store refuses (a deadlock, an outage) only leaves the lease to run out
                 leases = sorted((r["id"], r["lease_until"]) for r in taken)
                 try:
-                    await asyncio.to_thread(outbox_store.release, self.store, leases)
+                    await asyncio.to_thread(self._give_back, leases)
                 except RetryableError as exc:
                     log.warning("could not give claimed leases back", error=type(exc).__name__)
             if rows and tracing.enabled():
@@ -320,6 +320,15 @@ class DeliveryWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._sleep_until = 0.0
+
+    def _give_back(self, leases: list[tuple[str, float]]) -> None:
+        """Release claims not sent; a store that remembers its leases (``release_claims``, the
+        service's ``TrackedOutbox``) forgets them too."""
+        release_claims = getattr(self.store, "release_claims", None)
+        if release_claims is not None:
+            release_claims(leases)
+        else:
+            outbox_store.release(self.store, leases)
 
     def _check_recorder(self) -> None:
         rec = self._recorder

@@ -5,6 +5,12 @@ the leases it holds released on shutdown.
 never recorded (the process stops mid-send) would hold its deliveries back until it expires, so
 the service's store remembers which leases it holds and gives them back when it stops.  Giving back
 a lease of a delivery that was in fact sent is safe: the retry carries the same idempotency key.
+
+A lease is forgotten when it ends: its outcome recorded (sent, retried, dead, or a gate's
+deferral, skip, hold or suppression), the worker giving the claim back (``release_claims``), or
+its expiry (a row the worker dropped, a recording that failed; another worker may lease the row
+then, and an API retry or an erasure may have changed it meanwhile).  Giving back on shutdown
+touches only rows whose ``lease_until`` is still the value this process set.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from junction.core.errors import JunctionError
 from junction.core.logging import get_logger
 from junction.pipeline.config import DeliveryConfig
 from junction.pipeline.deliver import DeliveryWorker
+from junction.store import outbox as outbox_store
 from junction.store import tables as t
 from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
@@ -48,12 +55,12 @@ class TrackedOutbox(Store):
         now: float | None = None,
         slots: Mapping[str, int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Lease due deliveries, as the store does, and remember each lease."""
-        now = time.time() if now is None else now
+        """Lease due deliveries, as the store does, and remember each lease (its expiry)."""
         rows = super().claim_deliveries(limit, lease_s, now=now, slots=slots)
         with self._lock:
+            self._prune(time.time())
             for r in rows:
-                self._held[r["id"]] = now + lease_s
+                self._held[r["id"]] = float(r["lease_until"])
         return rows
 
     def record_attempts(
@@ -71,19 +78,43 @@ class TrackedOutbox(Store):
                 self._held.pop(o["delivery_id"], None)
         return disabled
 
+    def release_claims(self, leases: Sequence[tuple[str, float]]) -> int:
+        """Give back claims the worker will not send (``junction.store.outbox.release``: each
+        (id, lease_until it was claimed with), a changed lease left alone); forget them."""
+        released = outbox_store.release(self, leases)
+        with self._lock:
+            for delivery_id, until in leases:
+                if self._held.get(delivery_id) == until:
+                    del self._held[delivery_id]
+        return released
+
+    def _prune(self, now: float) -> None:
+        """Forget leases that have run out (the caller holds the lock)."""
+        expired = [d for d, until in self._held.items() if until < now]
+        for delivery_id in expired:
+            del self._held[delivery_id]
+
     @property
     def held(self) -> int:
-        """How many leases are held now."""
+        """How many leases are held now (unexpired ones)."""
         with self._lock:
+            self._prune(time.time())
             return len(self._held)
 
     def release_held(self) -> int:
-        """Give back every lease still held (pending deliveries only); return how many."""
+        """Give back every lease still held (pending deliveries only); return how many.
+
+        A row is touched only while its ``lease_until`` is the value this process's claim set:
+        a lease that ended meanwhile (recorded elsewhere, retried by hand, or run out and taken
+        by another worker) is left alone.
+        """
+        now = time.time()
         with self._lock:
             held, self._held = self._held, {}
         by_until: dict[float, list[str]] = defaultdict(list)
         for delivery_id, until in held.items():
-            by_until[until].append(delivery_id)
+            if until >= now:
+                by_until[until].append(delivery_id)
         released = 0
         with self.begin() as conn:
             for until, ids in by_until.items():
