@@ -17,6 +17,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import select
+
 from junction.core import metrics, tracing
 from junction.core.errors import (
     ConfigError,
@@ -34,6 +36,7 @@ from junction.pipeline.hygiene import is_digest
 from junction.pipeline.outcomes import Outcome
 from junction.pipeline.suppression_gate import SuppressionGate
 from junction.store import outbox as outbox_store
+from junction.store import tables as t
 from junction.store.events import AlertPolicy
 from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
@@ -176,6 +179,8 @@ class DeliveryWorker:
         self._recorder: asyncio.Task[None] | None = None
         # delivery id → its record's traceparent, while tracing is on (ADR-0022)
         self._parents: dict[str, str] = {}
+        # digest id → the traceparents of its items' records (its span links) and its item count
+        self._links: dict[str, tuple[list[str], int]] = {}
 
     async def run(
         self, *, stop: asyncio.Event | None = None, drain_wait_s: float | None = None
@@ -339,14 +344,21 @@ class DeliveryWorker:
             raise InternalError("the delivery recorder stopped")
 
     async def _link_traces(self, rows: list[dict[str, Any]]) -> None:
-        """Find the trace each claimed row's record was stored under (one query)."""
-        by_record = await asyncio.to_thread(
-            trace_links.parents, self.store, [r.get("record_id") or "" for r in rows]
-        )
-        for r in rows:
-            parent = by_record.get(r.get("record_id") or "")
-            if parent is not None:
-                self._parents[r["id"]] = parent
+        """Find the trace each claimed row's record was stored under (one query).
+
+        A digest has no record of its own: its send is a trace of its own, linked to the traces
+        of its items' records (found by the items' ``group_id``, one more query per digest).
+        """
+        parents, links = await asyncio.to_thread(_trace_links, self.store, rows)
+        self._parents.update(parents)
+        self._links.update(links)
+
+    def _forget_trace(self, delivery_id: str) -> None:
+        """A claimed row that will not be sent from this claim: its trace lookups go."""
+        if self._parents:
+            self._parents.pop(delivery_id, None)
+        if self._links:
+            self._links.pop(delivery_id, None)
 
     def _admit(self, rows: list[dict[str, Any]]) -> None:
         """Buffer claimed rows (after their gates, decided in one thread hop) and start sends."""
@@ -379,6 +391,7 @@ class DeliveryWorker:
             if time.time() > ready.row["lease_until"] - margin:
                 # it waited too long for a slot: leave it to a later claim once its lease ends
                 self._held.discard(ready.row["id"])
+                self._forget_trace(ready.row["id"])
                 continue
             self._inflight[name] += 1
             self._total += 1
@@ -396,6 +409,7 @@ class DeliveryWorker:
         for buf in self._buffer.values():
             for ready in buf:
                 self._held.discard(ready.row["id"])
+                self._forget_trace(ready.row["id"])
             buf.clear()
         self._buffered = 0
 
@@ -464,11 +478,12 @@ class DeliveryWorker:
             quarantined = None
             note: _Note | None = None
             parent = self._parents.pop(row["id"], None) if self._parents else None
+            links = self._links.pop(row["id"], None) if self._links else None
             try:
-                if parent is None:
+                if parent is None and links is None:
                     receipt = await channel.send(delivery)
                 else:
-                    receipt = await self._traced_send(channel, delivery, parent)
+                    receipt = await self._traced_send(channel, delivery, parent, links)
             except JunctionError as exc:
                 outcome, quarantined = outcomes.failed(row, exc, self.policy, started)
                 if isinstance(exc, RecipientRejectedError):
@@ -488,14 +503,24 @@ class DeliveryWorker:
             self._release(row, recorded_later=queued)
 
     async def _traced_send(
-        self, channel: OutboundChannel, delivery: Delivery, parent: str
+        self,
+        channel: OutboundChannel,
+        delivery: Delivery,
+        parent: str | None,
+        links: tuple[list[str], int] | None = None,
     ) -> Receipt:
-        """Send under a ``junction.deliver`` span of the record's trace, carrying its header."""
+        """Send under a ``junction.deliver`` span, carrying its header: a child of the record's
+        batch span (``parent``), or for a digest (``links``) a trace of its own linked to its
+        items' batch spans."""
         attrs: dict[str, tracing.AttrValue] = {
             "junction.channel": delivery.channel,
             "junction.attempt": delivery.attempt,
         }
+        if links is not None:
+            attrs["junction.items"] = links[1]
         with tracing.span("junction.deliver", attrs, parent=parent) as sp:
+            for link in links[0] if links is not None else ():
+                sp.link(link)
             header = sp.traceparent
             if header is not None:
                 delivery = replace(delivery, headers={**delivery.headers, "traceparent": header})
@@ -513,6 +538,7 @@ class DeliveryWorker:
             for ready, decision in zip(items, decisions, strict=True):
                 row = ready.row
                 if isinstance(decision, JunctionError):
+                    self._forget_trace(row["id"])
                     outcome, quarantined = outcomes.failed(row, decision, self.policy, now)
                     self._count(row, outcome, quarantined)
                     await self._queue.put(_Item(outcome, quarantined, None))  # held till recorded
@@ -525,6 +551,7 @@ class DeliveryWorker:
                     self._buffered += 1
                     passed += 1
                 else:
+                    self._forget_trace(row["id"])
                     outcome = outcomes.gated(row, decision, now)
                     self._count(row, outcome, None)
                     await self._queue.put(_Item(outcome, None, None))  # held till recorded
@@ -738,6 +765,36 @@ def _decide_all(items: Sequence[_Ready], now: float) -> list[Decision | Junction
             verdict = Decision("send", exclude=exclude)
         out.append(verdict)
     return out
+
+
+def _trace_links(
+    store: Store, rows: Sequence[dict[str, Any]]
+) -> tuple[dict[str, str], dict[str, tuple[list[str], int]]]:
+    """The parent ``traceparent`` of each claimed row (its record's batch span), and each claimed
+    digest's links (its items' records' batch spans, one per span) with its item count."""
+    digests = [r for r in rows if is_digest(r["id"])]
+    items: dict[str, list[str]] = {r["id"]: [] for r in digests}
+    if digests:
+        c = t.deliveries.c
+        with store.begin() as conn:
+            for r in digests:  # its items: digested, of its channel (the channel's index)
+                q = select(c.record_id).where(
+                    c.channel == r["channel"], c.status == "digested", c.group_id == r["id"]
+                )
+                items[r["id"]] = [rid for (rid,) in conn.execute(q)]
+    wanted = [r.get("record_id") or "" for r in rows if r["id"] not in items]
+    wanted += [rid for rids in items.values() for rid in rids]
+    by_record = trace_links.parents(store, wanted)
+    parents = {
+        r["id"]: by_record[rid]
+        for r in rows
+        if r["id"] not in items and (rid := r.get("record_id") or "") in by_record
+    }
+    links = {
+        did: (sorted({by_record[rid] for rid in rids if rid in by_record}), len(rids))
+        for did, rids in items.items()
+    }
+    return parents, links
 
 
 def _preferred_cap(channel: OutboundChannel, policy: DeliveryConfig) -> int:
