@@ -19,7 +19,10 @@ except ImportError:  # the `tracing` extra is not installed
     ]
 
 from junction.core import tracing
+from outbound.webhook.config import generate_secret
+from outbound.webhook.sink import WebhookSink
 from tests.fakes.kafka_broker import kafka_broker  # noqa: F401 - the session broker fixture
+from tests.integration.test_alert_hygiene import Sink
 
 
 @pytest.fixture
@@ -39,3 +42,11 @@ def no_tracing() -> Iterator[None]:
     tracing.shutdown()
     yield
     tracing.shutdown()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[Sink]:
+    """A local webhook receiver that verifies signatures and journals every request."""
+    secret = generate_secret()
+    with WebhookSink(secret, tmp_path / "sink.jsonl") as s:
+        yield Sink(s.url, secret, tmp_path / "sink.jsonl")

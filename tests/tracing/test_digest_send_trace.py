@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link
 
 from junction.core import tracing
-from outbound.webhook.config import generate_secret
-from outbound.webhook.sink import WebhookSink, read_sink_file
+from outbound.webhook.sink import read_sink_file
 from tests.integration.helpers import rows_of
 from tests.integration.test_alert_hygiene import Setup, Sink, hot_route
 
 DIGEST = hot_route("digest: {window_s: 3600, max_items: 10, template: hot_digest}")
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[Sink]:
-    secret = generate_secret()
-    with WebhookSink(secret, tmp_path / "sink.jsonl") as s:
-        yield Sink(s.url, secret, tmp_path / "sink.jsonl")
 
 
 def _named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

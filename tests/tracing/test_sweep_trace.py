@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typer.testing import CliRunner
@@ -23,17 +21,9 @@ from junction.core import tracing
 from junction.pipeline.hub import Hub
 from junction.pipeline.rescore import rescore
 from outbound.webhook.config import generate_secret
-from outbound.webhook.sink import WebhookSink
 from scoring.synthetic import write_lead_csv
 from tests.integration.helpers import rows_of, write_config
 from tests.integration.test_alert_hygiene import AGE, ESCALATING, Setup, Sink, execute, hot_route
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[Sink]:
-    secret = generate_secret()
-    with WebhookSink(secret, tmp_path / "sink.jsonl") as s:
-        yield Sink(s.url, secret, tmp_path / "sink.jsonl")
 
 
 def _named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
