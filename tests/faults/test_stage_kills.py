@@ -17,12 +17,16 @@ until idle.  Then:
 - each lead's versions leave in the order they came in, on one partition;
 - ``junction reconcile`` of the pipeline is clean.
 
-A second, smaller kind runs the same seeds with encryption at rest on (``privacy: {kek: ...}``,
-the KEK from the environment or a file, alternately): the same checks hold, every stored record
-and quarantined message opens to what was fed in, every scored message carries its lead's email
-(relay values opened, none garbled or skipped), and no email or phone fed in is readable in
-clear anywhere in the database (a dump of it: records, deliveries, quarantine, stage_relay and
-the rest), even where a kill left a batch half-done.
+A second, smaller kind runs the same faults with encryption at rest on (``privacy: {kek: ...}``,
+the KEK from the environment or a file, turned on before the workers start or by the first
+one): the same checks hold; then a ``deliver`` worker, SIGKILLed after a random delay and
+followed by another, routes the scored topic into the outbox (one delivery per lead: a lead's
+versions carry the same content; the sink is unreachable, so some dead-letter into quarantine).
+Every stored record, outbox row and quarantined message opens to what was fed in, every scored
+message carries its lead's email (relay values opened, none garbled or skipped), and no email or
+phone fed in (as fed, or as normalized) is readable in clear anywhere in the database (a dump:
+records, deliveries, quarantine, stage_relay and the rest), even where a kill left a batch
+half-done.
 
 Seeds alternate between a SQLite store and a PostgreSQL schema of their own, and run in
 forked processes with one tansu broker each (``tests/fakes/kafka_broker.py``), so a seed's
@@ -64,8 +68,9 @@ EARLY_S = 2.0  # an early kill lands within this long of the start: before or wh
 PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # seeds mostly wait (joins, session timeouts): more processes than the other kinds use
 STAGE_PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
-# the encrypted kind: fewer seeds (numbered from SEALED_BASE, so their kills differ)
-SEALED_SEEDS = int(os.environ.get("JUNCTION_FAULT_SEALED_SEEDS", str(max(2, SEEDS // 5))))
+# the encrypted kind: fewer seeds (numbered from SEALED_BASE, so their kills differ); 8 seeds
+# run each of store (SQLite, PostgreSQL) x KEK (file, env) x turned on (setup, first worker) once
+SEALED_SEEDS = int(os.environ.get("JUNCTION_FAULT_SEALED_SEEDS", str(max(2, SEEDS // 6))))
 SEALED_BASE = 1000
 KEK_ENV = "JUNCTION_TEST_STAGE_KILL_KEK"
 
@@ -81,8 +86,13 @@ def _process_broker() -> KafkaBroker:
     return _broker
 
 
-def _run_worker(cfg: Path, idle_exit_s: float) -> None:  # pragma: no cover - runs in a child
-    """The body of ``junction worker CFG --role normalize,score`` in a forked child."""
+ROLES = ("normalize", "score")
+
+
+def _run_worker(
+    cfg: Path, idle_exit_s: float, roles: tuple[str, ...]
+) -> None:  # pragma: no cover - runs in a child
+    """The body of ``junction worker CFG --role normalize,score`` (``roles``) in a forked child."""
     code = 0
     try:
         from junction.pipeline.hub import Hub
@@ -90,7 +100,6 @@ def _run_worker(cfg: Path, idle_exit_s: float) -> None:  # pragma: no cover - ru
 
         hub = Hub.from_file(cfg)
         try:
-            roles = ("normalize", "score")
             run_stage_worker(hub, roles, threading.Event(), idle_exit_s=idle_exit_s)
         finally:
             hub.close()
@@ -102,10 +111,10 @@ def _run_worker(cfg: Path, idle_exit_s: float) -> None:  # pragma: no cover - ru
     os._exit(code)
 
 
-def _fork_worker(cfg: Path, idle_exit_s: float) -> int:
+def _fork_worker(cfg: Path, idle_exit_s: float, roles: tuple[str, ...] = ROLES) -> int:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        _run_worker(cfg, idle_exit_s)
+        _run_worker(cfg, idle_exit_s, roles)
     return pid
 
 
@@ -133,7 +142,9 @@ def _seed(
     """One seed: (problem or None, the killed worker's exit status, when it was killed).
 
     ``sealed``: with encryption at rest on, under a KEK from the environment (``KEK_ENV``, set
-    by the test) for every other pair of seeds, else from a file of the seed's own.
+    by the test) for every other pair of seeds, else from a file of the seed's own; turned on
+    before the workers start for every other four seeds, else by the first worker's start (from
+    its config), so an early kill can land in it.
     """
     rng = random.Random(seed)
     root.mkdir(parents=True)
@@ -162,7 +173,7 @@ def _seed(
         # migrated (and encryption turned on) before the workers start, as a deployment does
         setup = Store.open(url)
         try:
-            if kek is not None:
+            if kek is not None and seed // 4 % 2 == 0:
                 enable_privacy(setup, kek=kek)
         finally:
             setup.close()
@@ -188,11 +199,41 @@ def _seed(
                 break
         problem = _check(url, broker, prefix, messages, batch)
         if problem is None and sealed:
-            problem = _check_sealed(url, broker, prefix, messages)
+            problem = _deliver(cfg, rng, url) or _check_sealed(url, broker, prefix, messages)
         return problem, status, killed_at
     finally:
         if schema is not None:
             _on_pg(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _deliver(cfg: Path, rng: random.Random, url: str) -> str | None:
+    """The encrypted kind's last stage: a ``deliver`` worker routes the scored topic into the
+    outbox (and sends it to the unreachable sink: some dead-letter) and is SIGKILLed after a
+    random delay (while it joins or mid-batch), a second one runs until idle.  Every lead with
+    records then has exactly one delivery (its versions carry the same content, so later ones
+    are held back) of one of its own records."""
+    leads = {r[0].split("@")[0] for r in rows_of(url, "SELECT id FROM records")}
+    first = _fork_worker(cfg, idle_exit_s=1.0, roles=("deliver",))
+    time.sleep(rng.uniform(0.0, EARLY_S))
+    os.kill(first, signal.SIGKILL)  # a zombie that exited meanwhile takes it harmlessly
+    code = wait_child(first, 30)
+    for _ in range(3):
+        if code not in (0, -signal.SIGKILL):
+            errors = [p.read_text()[-600:] for p in cfg.parent.glob("worker-*.err")]
+            return f"a deliver worker exited with {code}: {errors}"
+        try:
+            code = wait_child(_fork_worker(cfg, idle_exit_s=1.0, roles=("deliver",)), 120)
+        except TimeoutError:
+            return "a deliver worker did not finish in 120 s"
+        if code == 0 and scalar(url, "SELECT count(*) FROM record_heads") >= len(leads):
+            break
+    delivered = [r[0].split("@")[0] for r in rows_of(url, "SELECT record_id FROM deliveries")]
+    if sorted(delivered) != sorted(leads):
+        return (
+            f"{len(delivered)} deliveries for {len(leads)} leads (distinct {len(set(delivered))},"
+            f" of no lead {len(set(delivered) - leads)})"
+        )
+    return None
 
 
 _STORED = (
@@ -308,6 +349,9 @@ def _check_sealed(
             return "encryption at rest is not on in the store"
         with store.begin() as conn:
             records = store.open_record_rows(conn, conn.execute(select(t.records)).mappings().all())
+            deliveries = store.open_delivery_rows(
+                conn, conn.execute(select(t.deliveries)).mappings().all()
+            )
             quarantined = store.open_quarantine_rows(
                 conn,
                 conn.execute(select(t.quarantine).where(t.quarantine.c.pipeline == "leads"))
@@ -322,10 +366,19 @@ def _check_sealed(
         if rec["subject"] is None or (email or "").lower() != (opened.get("email") or "").lower():
             return f"record {rec['id']} opened to another email than its input's (or unsealed)"
         forms.update(v for v in (opened.get("email"), opened.get("phone")) if v)
+    # outbox rows, and the dead letters of those the unreachable sink refused, carry the event
+    dead = [(q["record_key"], q["payload"]) for q in quarantined if q["stage"] == "deliver"]
+    for did, payload in [(d["id"], d["payload"]) for d in deliveries] + dead:
+        record = orjson.loads(payload)["record"]
+        email = fed[did.rsplit(":", 1)[0]][0]
+        if (email or "").lower() != (record.get("email") or "").lower():
+            return f"the outbox event {did} opened to another email than its record's"
+    if any(r["subject"] is None for r in [*deliveries, *quarantined]):
+        return "an outbox or quarantine row was stored unsealed"
     for q in quarantined:
         rid = f"leads:{q['record_key'].removeprefix('leads:')}"
-        if q["subject"] is None or bytes(q["payload"]) != raw.get(rid):
-            return f"quarantined {rid} opened to other bytes than its message (or unsealed)"
+        if q["stage"] != "deliver" and bytes(q["payload"]) != raw.get(rid):
+            return f"quarantined {rid} opened to other bytes than its message"
     out = read_topic(broker.bootstrap, f"{prefix}.scored.lead.v1", expect=len(records))
     for _, _, _, value in out:
         email = fed[value["record_id"]][0]
