@@ -17,8 +17,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
-
 from junction.core import metrics, tracing
 from junction.core.errors import (
     ConfigError,
@@ -36,7 +34,6 @@ from junction.pipeline.hygiene import is_digest
 from junction.pipeline.outcomes import Outcome
 from junction.pipeline.suppression_gate import SuppressionGate
 from junction.store import outbox as outbox_store
-from junction.store import tables as t
 from junction.store.events import AlertPolicy
 from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
@@ -349,7 +346,7 @@ class DeliveryWorker:
         A digest has no record of its own: its send is a trace of its own, linked to the traces
         of its items' records (found by the items' ``group_id``, one more query per digest).
         """
-        parents, links = await asyncio.to_thread(_trace_links, self.store, rows)
+        parents, links = await asyncio.to_thread(trace_links.of_claimed, self.store, rows)
         self._parents.update(parents)
         self._links.update(links)
 
@@ -765,36 +762,6 @@ def _decide_all(items: Sequence[_Ready], now: float) -> list[Decision | Junction
             verdict = Decision("send", exclude=exclude)
         out.append(verdict)
     return out
-
-
-def _trace_links(
-    store: Store, rows: Sequence[dict[str, Any]]
-) -> tuple[dict[str, str], dict[str, tuple[list[str], int]]]:
-    """The parent ``traceparent`` of each claimed row (its record's batch span), and each claimed
-    digest's links (its items' records' batch spans, one per span) with its item count."""
-    digests = [r for r in rows if is_digest(r["id"])]
-    items: dict[str, list[str]] = {r["id"]: [] for r in digests}
-    if digests:
-        c = t.deliveries.c
-        with store.begin() as conn:
-            for r in digests:  # its items: digested, of its channel (the channel's index)
-                q = select(c.record_id).where(
-                    c.channel == r["channel"], c.status == "digested", c.group_id == r["id"]
-                )
-                items[r["id"]] = [rid for (rid,) in conn.execute(q)]
-    wanted = [r.get("record_id") or "" for r in rows if r["id"] not in items]
-    wanted += [rid for rids in items.values() for rid in rids]
-    by_record = trace_links.parents(store, wanted)
-    parents = {
-        r["id"]: by_record[rid]
-        for r in rows
-        if r["id"] not in items and (rid := r.get("record_id") or "") in by_record
-    }
-    links = {
-        did: (sorted({by_record[rid] for rid in rids if rid in by_record}), len(rids))
-        for did, rids in items.items()
-    }
-    return parents, links
 
 
 def _preferred_cap(channel: OutboundChannel, policy: DeliveryConfig) -> int:

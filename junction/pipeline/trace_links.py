@@ -3,8 +3,9 @@
 A stored record keeps its batch's ``trace_id`` and ``span_id`` in its provenance JSON.  When
 tracing is on, the delivery worker looks them up once per claimed set of rows (one query by
 primary key) and sends each delivery under a ``junction.deliver`` span, child of the batch span,
-whose ``traceparent`` header lets the receiver continue the same trace.  With tracing off,
-nothing here runs.
+whose ``traceparent`` header lets the receiver continue the same trace.  A digest has no record
+of its own: its send is a trace of its own, linked to its items' batch spans (``of_claimed``).
+With tracing off, nothing here runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 from sqlalchemy import select
 
 from junction.core import tracing
+from junction.pipeline.hygiene import is_digest
 from junction.store import tables as t
 from junction.store.repo import Store
 
@@ -57,3 +59,33 @@ def traceparent_of(provenance: str | dict[str, Any] | None) -> str | None:
     if not isinstance(trace_id, str) or not isinstance(span_id, str):
         return None
     return tracing.traceparent(trace_id, span_id)
+
+
+def of_claimed(
+    store: Store, rows: Sequence[dict[str, Any]]
+) -> tuple[dict[str, str], dict[str, tuple[list[str], int]]]:
+    """The parent ``traceparent`` of each claimed row (its record's batch span), and each claimed
+    digest's links (its items' records' batch spans, one per span) with its item count."""
+    digests = [r for r in rows if is_digest(r["id"])]
+    items: dict[str, list[str]] = {r["id"]: [] for r in digests}
+    if digests:
+        c = t.deliveries.c
+        with store.begin() as conn:
+            for r in digests:  # its items: digested, of its channel (the channel's index)
+                q = select(c.record_id).where(
+                    c.channel == r["channel"], c.status == "digested", c.group_id == r["id"]
+                )
+                items[r["id"]] = [rid for (rid,) in conn.execute(q)]
+    wanted = [r.get("record_id") or "" for r in rows if r["id"] not in items]
+    wanted += [rid for rids in items.values() for rid in rids]
+    by_record = parents(store, wanted)
+    of_rows = {
+        r["id"]: by_record[rid]
+        for r in rows
+        if r["id"] not in items and (rid := r.get("record_id") or "") in by_record
+    }
+    links = {
+        did: (sorted({by_record[rid] for rid in rids if rid in by_record}), len(rids))
+        for did, rids in items.items()
+    }
+    return of_rows, links
