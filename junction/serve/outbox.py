@@ -42,8 +42,8 @@ class TrackedOutbox(Store):
     """The hub's store (same engine), remembering the delivery leases this process holds."""
 
     def __init__(self, store: Store) -> None:
-        """Share ``store``'s engine."""
-        super().__init__(store.engine)
+        """Share ``store``'s engine, and its privacy (one key cache, its configured size)."""
+        super().__init__(store.engine, store.privacy_in_use())
         self._held: dict[str, float] = {}
         self._lock = threading.Lock()
 

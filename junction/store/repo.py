@@ -162,6 +162,10 @@ class Store:
         self._privacy = privacy
         self._privacy_checked = float("inf") if privacy is not None else float("-inf")
 
+    def privacy_in_use(self) -> StorePrivacy | None:
+        """The privacy this store seals with now, without asking the store's settings."""
+        return self._privacy
+
     def privacy(self, conn: Connection | None = None) -> StorePrivacy | None:
         """How this store seals rows, or None when its encryption is off.
 

@@ -272,3 +272,25 @@ def test_a_service_stopped_with_sends_buffered_gives_their_leases_back(
     assert outbox.release_held() == len(leased)
     assert set(_leases(store_url).values()) == {None}
     assert outbox._held == {}
+
+
+def test_the_tracked_outbox_seals_and_opens_with_the_hubs_privacy(
+    store: Store, store_url: str, tmp_path: Any
+) -> None:
+    """One key cache per process: the service's outbox uses the hub's privacy (its configured
+    ``key_cache``), not a second one loaded from the store's settings; it opens what the hub
+    sealed."""
+    from junction.store.crypto_rows import enable_privacy
+
+    assert TrackedOutbox(store).privacy_in_use() is None  # encryption off: nothing to share
+    privacy = enable_privacy(store, kek=f"file:{tmp_path / 'kek'}", key_cache=7)
+    outbox = TrackedOutbox(store)
+    assert outbox.privacy_in_use() is privacy
+    assert outbox.privacy() is privacy
+    canary = {"type": "lead.scored", "record_id": "r", "email": "canary.outbox@example.com"}
+    enqueue(store, "webhook.sales", ["d-sealed"], payload=canary)
+    stored = rows_of(store_url, "SELECT payload FROM deliveries")
+    assert stored
+    assert "canary.outbox@example.com" not in str(stored)
+    [claimed] = outbox.claim_deliveries(10, 30.0)
+    assert "canary.outbox@example.com" in str(claimed["payload"])
