@@ -258,7 +258,9 @@ def test_refused_credentials_give_an_auth_error_without_the_password(caplog, cap
             channel = _channel(
                 broker.bootstrap,
                 _topic(),
-                delivery_timeout_s=1.5,
+                # the SCRAM handshake's failure must be seen before the record times out: 1.5 s
+                # was not enough on a loaded CI machine (the record timed out first)
+                delivery_timeout_s=8.0,
                 security_protocol="SASL_PLAINTEXT",
                 sasl_mechanism="SCRAM-SHA-512",
                 sasl_username="junction",
