@@ -64,7 +64,11 @@ def test_run_now_pause_and_resume(tmp_path: Path, store_url: str, models_dir: Pa
             )
             assert scalar(store_url, "SELECT count(*) FROM records") == 200
         finally:
-            assert await scheduler.stop(30) == (0, 0)  # a bound, not a timing: loaded CI is slow
+            # a bound, not a timing: nothing may be left running.  A run can still be closing
+            # (its bookkeeping after the archive) when stop comes: stopped cleanly, it counts 1
+            stopped, still_running = await scheduler.stop(30)
+            assert still_running == 0
+            assert stopped <= 1
             assert not control.ready()
             scheduler.close()
             hub.close()
