@@ -33,7 +33,6 @@ from junction.pipeline.gates import Decision, SendGate
 from junction.pipeline.hygiene import is_digest
 from junction.pipeline.outcomes import Outcome
 from junction.pipeline.suppression_gate import SuppressionGate
-from junction.store import outbox as outbox_store
 from junction.store.events import AlertPolicy
 from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
@@ -280,7 +279,7 @@ class DeliveryWorker:
                 # store refuses (a deadlock, an outage) only leaves the lease to run out
                 leases = sorted((r["id"], r["lease_until"]) for r in taken)
                 try:
-                    await asyncio.to_thread(self._give_back, leases)
+                    await asyncio.to_thread(self.store.release_claims, leases)
                 except RetryableError as exc:
                     log.warning("could not give claimed leases back", error=type(exc).__name__)
             if rows and tracing.enabled():
@@ -322,15 +321,6 @@ class DeliveryWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._sleep_until = 0.0
-
-    def _give_back(self, leases: list[tuple[str, float]]) -> None:
-        """Release claims not sent; a store that remembers its leases (``release_claims``, the
-        service's ``TrackedOutbox``) forgets them too."""
-        release_claims = getattr(self.store, "release_claims", None)
-        if release_claims is not None:
-            release_claims(leases)
-        else:
-            outbox_store.release(self.store, leases)
 
     def _check_recorder(self) -> None:
         rec = self._recorder

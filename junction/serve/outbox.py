@@ -29,7 +29,6 @@ from junction.core.errors import JunctionError
 from junction.core.logging import get_logger
 from junction.pipeline.config import DeliveryConfig
 from junction.pipeline.deliver import DeliveryWorker
-from junction.store import outbox as outbox_store
 from junction.store import tables as t
 from junction.store.outbox import HealthPolicy
 from junction.store.repo import Row, Store
@@ -79,9 +78,8 @@ class TrackedOutbox(Store):
         return disabled
 
     def release_claims(self, leases: Sequence[tuple[str, float]]) -> int:
-        """Give back claims the worker will not send (``junction.store.outbox.release``: each
-        (id, lease_until it was claimed with), a changed lease left alone); forget them."""
-        released = outbox_store.release(self, leases)
+        """Give back claims the worker will not send, as the store does; forget them."""
+        released = super().release_claims(leases)
         with self._lock:
             for delivery_id, until in leases:
                 if self._held.get(delivery_id) == until:

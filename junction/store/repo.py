@@ -577,6 +577,15 @@ class Store:
                 return self.open_delivery_rows(conn, rows)
         return rows
 
+    def release_claims(self, leases: Sequence[tuple[str, float]]) -> int:
+        """Give back claims a worker will not send: each (id, lease_until it was claimed with).
+
+        See ``junction.store.outbox.release``.
+        """
+        from junction.store import outbox
+
+        return outbox.release(self, leases)
+
     def record_attempts(
         self,
         outcomes: Sequence[dict[str, Any]],
