@@ -220,19 +220,19 @@ class Store:
 
     def insert_many(
         self, conn: Connection, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
-    ) -> None:
+    ) -> int:
         """Insert rows, ignoring ones whose key already exists (idempotent re-runs).
 
         Records, outbox and quarantine rows are sealed first when encryption is on (rows of
-        erased subjects are dropped).
+        erased subjects are dropped).  Returns how many rows went in (the others were there).
         """
         if not rows:
-            return
+            return 0
         if table.name in _SEALED and "subject" not in cols:
             privacy = self.privacy(conn)
             if privacy is not None:
                 cols, rows = self._seal(conn, privacy, table, cols, rows)
-        self._insert_rows(conn, table, cols, rows)
+        return self._insert_rows(conn, table, cols, rows)
 
     def _seal(
         self,
@@ -255,23 +255,32 @@ class Store:
 
     def _insert_rows(
         self, conn: Connection, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
-    ) -> None:
+    ) -> int:
+        """Insert ``rows`` (those whose key exists are skipped); return how many went in."""
         if not rows:
-            return
+            return 0
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
         try:
-            done = self._insert_grouped(cur, table, cols, rows) if self.dialect == "sqlite" else 0
+            done, inserted = (
+                self._insert_grouped(cur, table, cols, rows) if self.dialect == "sqlite" else (0, 0)
+            )
             if done < len(rows):
                 cur.executemany(self._insert_ignore(table, cols), rows[done:])
+                # both drivers sum the rows each statement of executemany changed
+                inserted += max(cur.rowcount, 0)
         finally:
             cur.close()
+        return inserted
 
     def _insert_grouped(
         self, cur: Any, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
-    ) -> int:
-        """Insert whole groups of rows with multi-row statements; return how many went in.
+    ) -> tuple[int, int]:
+        """Insert whole groups of rows with multi-row statements.
+
+        Returns how many rows the groups held, and how many of them went in (the others'
+        keys existed).
 
         SQLite copies every bound text value, and ``executemany`` steps one statement per row:
         a statement of ``_GROUP`` rows whose shared values (the batch's pipeline, run, time...)
@@ -280,7 +289,7 @@ class Store:
         """
         full = len(rows) // _GROUP * _GROUP
         if not full:
-            return 0
+            return 0, 0
         first = rows[0]
         shared = tuple(
             i
@@ -290,13 +299,15 @@ class Store:
         )
         own = tuple(i for i in range(len(cols)) if i not in shared)
         if not own:
-            return 0
+            return 0, 0
         sql = self._grouped_sql(table, cols, shared)
         head = [first[i] for i in shared]
         pick = itemgetter(*own) if len(own) > 1 else (lambda row: (row[own[0]],))
+        inserted = 0
         for at in range(0, full, _GROUP):
             cur.execute(sql, head + list(chain.from_iterable(map(pick, rows[at : at + _GROUP]))))
-        return full
+            inserted += cur.rowcount
+        return full, inserted
 
     def _grouped_sql(self, table: Table, cols: tuple[str, ...], shared: tuple[int, ...]) -> str:
         key = (table.name, cols, shared)
@@ -331,7 +342,7 @@ class Store:
         cursor: tuple[str, str, dict[str, Any]] | None,
         heads: Sequence[Row] = (),
         outcomes: Sequence[Row] = (),
-        also: Callable[[Connection], None] | None = None,
+        also: Callable[[Connection], object] | None = None,
         presealed: Presealed | None = None,
     ) -> tuple[int, int]:
         """Write one batch's effects and its cursor in ONE transaction.

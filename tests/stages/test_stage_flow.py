@@ -215,3 +215,83 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
     for _, _, key, v in out:
         versions.setdefault(key, []).append(v["version"])
     assert all(vs == sorted(vs) for vs in versions.values())
+
+
+def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_once(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    """The fast path: once a worker has sent everything its partition held, the next batch's
+    rows go from memory (no read-back) and are marked in the batch after; when such a send
+    fails, the batch read again finds its rows already written and the read-back sends them."""
+    prefix = f"mem{tmp_path.name[-4:]}"
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path,
+        store=url,
+        bootstrap=kafka_broker.bootstrap,
+        models=models_dir,
+        prefix=prefix,
+        batch=100,
+    )
+    topic = f"{prefix}.raw.lead.v1"
+    kafka_broker.create_topic(topic, 1)
+    messages = raw_messages(150, 2)  # 300 messages: L0..L149 v1, then v2
+    produce(kafka_broker.bootstrap, topic, messages)
+    hub = Hub(load_config(cfg))
+    try:
+        worker = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
+        relay = worker.relay
+        assert relay is not None
+        real_send, real_written = relay._send, relay.send_written
+        from_memory: list[int] = []
+
+        def counted(rows: object) -> int:
+            n = real_written(rows)  # type: ignore[arg-type]
+            from_memory.append(n)
+            return n
+
+        relay.send_written = counted  # type: ignore[method-assign]
+
+        def batch() -> list[object]:
+            msgs: list[object] = []
+            while not msgs:
+                msgs = worker.consumer.consume(100, 1.0)
+            return msgs
+
+        first = batch()
+        worker.process(first)  # a partition just received: read back (nothing was there)
+        assert from_memory == []
+        unsent = rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")
+        assert unsent[0][0] == 0
+
+        def broker_gone(_rows: object) -> None:
+            raise UnavailableError("injected: the broker went away")
+
+        relay._send = broker_gone  # type: ignore[method-assign]
+        second = batch()
+        with pytest.raises(UnavailableError):
+            worker.process(second)  # its rows are written; the send from memory fails
+        assert from_memory == []
+        assert not relay.clean  # so the next try reads the scope back
+        relay._send = real_send  # type: ignore[method-assign]
+        worker._rewind(second)  # type: ignore[arg-type]
+        worker.process(batch())  # read back: every unsent row, in id order
+        worker.process(batch())  # clean again: from memory
+        assert len(from_memory) == 1
+        assert from_memory[0] > 0
+        stats = worker.run(threading.Event(), idle_exit_s=2.0)
+        worker.close()
+    finally:
+        hub.close()
+    assert stats.consumed == len(messages)  # the failed try counts once, when it went through
+    records = rows_of(url, "SELECT count(*) FROM records")[0][0]
+    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
+    # an idle worker marks what it sent: nothing is left to send twice
+    assert rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")[0][0] == 0
+    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
+    ids = [v["record_id"] for *_, v in out]
+    assert len(ids) == len(set(ids)) == records  # nothing sent twice, nothing missing
+    versions: dict[str, list[str]] = {}
+    for _, _, key, v in out:
+        versions.setdefault(key, []).append(v["version"])
+    assert all(vs == sorted(vs) for vs in versions.values())

@@ -8,8 +8,16 @@ pipeline), and only its owner publishes it, so each subject's messages leave in 
 inputs arrived.  After a crash the partition's next owner first publishes what the dead worker
 committed but did not send; the rows it reads again insert nothing (``dedupe``).
 
+In the steady state a worker skips the read-back: once it has sent every unpublished row of a
+scope (the scope is *clean*), the rows its next batch writes there, when every one of them is new,
+are all the scope holds unsent, so ``send_written`` sends them from memory and the next batch's
+write transaction marks them (``mark_in``; an idle worker, a revoked scope and ``close`` mark
+them at once).  A row that was already there (the batch read again, or a former owner wrote it)
+or a failed send sends the worker back to the read-back path.
+
 The one duplicate this allows: a worker killed after the broker acknowledged a row but before
-it marked it published sends it again.  Stage messages carry the record id, and every consumer
+it marked it published (at most its last batch of each scope) makes the scope's next owner send
+it again.  Stage messages carry the record id, and every consumer
 of them writes effects keyed by it, so a resent message has no second effect.
 
 When the store's encryption at rest is on (ADR-0021), a row's ``value`` (the whole stage
@@ -70,10 +78,11 @@ def relay_row(
     return (scope, topic, key, value, orjson.dumps(headers).decode(), dedupe, time.time())
 
 
-def insert_rows(store: Store, conn: Connection, rows: Sequence[RelayRow]) -> None:
+def insert_rows(store: Store, conn: Connection, rows: Sequence[RelayRow]) -> bool:
     """Insert relay rows in the caller's transaction, skipping ones already there.
 
     With the store's encryption at rest on, each value is sealed first (``seal_rows``).
+    Returns whether every row was new (none was there from an earlier read of its input).
 
     Raises:
         KeyUnavailableError: Encryption is on but the store's KEK is missing.
@@ -81,7 +90,7 @@ def insert_rows(store: Store, conn: Connection, rows: Sequence[RelayRow]) -> Non
     privacy = store.privacy(conn)
     if privacy is not None and rows:
         rows = seal_rows(_relay_key(privacy, conn), rows)
-    store.insert_many(conn, t.stage_relay, RELAY_COLS, rows)
+    return store.insert_many(conn, t.stage_relay, RELAY_COLS, rows) == len(rows)
 
 
 def _relay_key(privacy: Any, conn: Connection) -> AESGCM:
@@ -137,6 +146,11 @@ class Relay:
         self.producer = producer
         self.timeout_s = timeout_s
         self.published = 0
+        # scopes whose unpublished rows this worker has all sent: the rows it inserts next in
+        # them (every one new) are all there is to send, and can go from memory
+        self.clean: set[str] = set()
+        # dedupe keys of rows sent and acknowledged but not yet marked published
+        self._unmarked: list[str] = []
         self._lock = threading.Lock()
 
     def pending(self, scopes: Iterable[str]) -> int:
@@ -166,37 +180,121 @@ class Relay:
         scopes = sorted(set(scopes))
         if not scopes:
             return 0
-        sent = 0
         with self._lock:
-            while True:
-                with self.store.begin() as conn:
-                    privacy = self.store.privacy(conn)
-                    c = t.stage_relay.c
-                    cols = [c.id, c.topic, c.key, c.value, c.headers]
-                    if privacy is not None:
-                        cols.append(c.dedupe)
-                    rows: Sequence[Any] = conn.execute(
-                        select(*cols)
-                        .where(c.scope.in_(scopes), c.published_at.is_(None))
-                        .order_by(c.id)
-                        .limit(PUBLISH_CHUNK)
-                    ).all()
-                    if rows and privacy is not None:
-                        aead = privacy.keyring.keys(conn, [SUBJECT], create=False).get(SUBJECT)
-                if not rows:
-                    return sent
+            self._flush_marks()  # rows sent but unmarked would be read back and sent again
+            try:
+                sent = self._publish(scopes)
+            except BaseException:
+                self.clean.difference_update(scopes)
+                raise
+            self.clean.update(scopes)
+            return sent
+
+    def _publish(self, scopes: list[str]) -> int:
+        sent = 0
+        while True:
+            with self.store.begin() as conn:
+                privacy = self.store.privacy(conn)
+                c = t.stage_relay.c
+                cols = [c.id, c.topic, c.key, c.value, c.headers]
                 if privacy is not None:
-                    # open every value before sending any: a damaged one sends nothing
-                    rows = [
-                        (i, topic, key, open_value(aead, bytes(value), dedupe), headers)
-                        for i, topic, key, value, headers, dedupe in rows
-                    ]
-                self._send(rows)
-                self._mark([r[0] for r in rows])
-                sent += len(rows)
-                self.published += len(rows)
-                if len(rows) < PUBLISH_CHUNK:
-                    return sent
+                    cols.append(c.dedupe)
+                rows: Sequence[Any] = conn.execute(
+                    select(*cols)
+                    .where(c.scope.in_(scopes), c.published_at.is_(None))
+                    .order_by(c.id)
+                    .limit(PUBLISH_CHUNK)
+                ).all()
+                if rows and privacy is not None:
+                    aead = privacy.keyring.keys(conn, [SUBJECT], create=False).get(SUBJECT)
+            if not rows:
+                return sent
+            if privacy is not None:
+                # open every value before sending any: a damaged one sends nothing
+                rows = [
+                    (i, topic, key, open_value(aead, bytes(value), dedupe), headers)
+                    for i, topic, key, value, headers, dedupe in rows
+                ]
+            self._send(rows)
+            self._mark([r[0] for r in rows])
+            sent += len(rows)
+            self.published += len(rows)
+            if len(rows) < PUBLISH_CHUNK:
+                return sent
+
+    def send_written(self, rows: Sequence[RelayRow]) -> int:
+        """Send rows this worker has just inserted, from memory; return how many.
+
+        Only for rows that were all new (``insert_rows`` said so) in ``clean`` scopes: they
+        are then exactly their scopes' unpublished rows, in id order, so nothing is read back
+        (or opened, when sealed).  They are marked published in the worker's next write
+        (``mark_in``), or by ``flush_marks``.  On failure their scopes are no longer clean: the
+        next ``publish`` reads them back and sends them, in order.
+
+        Raises:
+            UnavailableError / AuthError / FatalError: as ``publish``.
+        """
+        if not rows:
+            return 0
+        with self._lock:
+            try:
+                self._send([(None, r[1], r[2], r[3], r[4]) for r in rows])
+            except BaseException:
+                self.clean.difference_update({r[0] for r in rows})
+                raise
+            self._unmarked.extend(r[5] for r in rows)
+            self.published += len(rows)
+        return len(rows)
+
+    def unmarked(self) -> list[str]:
+        """The dedupe keys of rows sent but not marked yet (for ``mark_in``)."""
+        return list(self._unmarked)
+
+    def mark_in(self, conn: Connection, dedupes: Sequence[str]) -> None:
+        """Mark the rows of ``dedupes`` published, in the caller's transaction.
+
+        After it commits, call ``marked(len(dedupes))``.
+        """
+        now = time.time()
+        for i in range(0, len(dedupes), 1000):
+            conn.execute(
+                update(t.stage_relay)
+                .where(t.stage_relay.c.dedupe.in_(dedupes[i : i + 1000]))
+                .values(published_at=now)
+            )
+
+    def marked(self, n: int) -> None:
+        """The first ``n`` unmarked rows were marked by a committed ``mark_in``."""
+        with self._lock:
+            del self._unmarked[:n]
+
+    def flush_marks(self) -> None:
+        """Mark every sent row published now, in a transaction of its own.
+
+        Raises:
+            UnavailableError: the store is away (the rows stay to be marked later; if this
+                worker dies first, the scope's next owner sends them again).
+        """
+        with self._lock:
+            self._flush_marks()
+
+    def _flush_marks(self) -> None:
+        if not self._unmarked:
+            return
+        n = len(self._unmarked)
+        with self.store.begin() as conn:
+            self.mark_in(conn, self._unmarked[:n])
+        del self._unmarked[:n]
+
+    def forget(self, scopes: Iterable[str]) -> None:
+        """``scopes`` went to another worker: no longer clean, and every sent row is marked.
+
+        Raises:
+            UnavailableError: as ``flush_marks``.
+        """
+        with self._lock:
+            self.clean.difference_update(scopes)
+            self._flush_marks()
 
     def _send(self, rows: Sequence[Any]) -> None:
         errors: list[KafkaError] = []

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
+from sqlalchemy import Connection
 
 from junction.core import metrics, tracing
 from junction.core.errors import ConfigError, JunctionError, RecordError
@@ -186,6 +187,11 @@ class StageWorker:
         scopes = {f"{tp.topic}:{tp.partition}" for tp in partitions}
         self.stats.assigned -= scopes
         self._recover -= scopes
+        if self.relay is not None:
+            try:
+                self.relay.forget(scopes)
+            except JunctionError as exc:  # the new owner sends the unmarked rows again
+                log.warning("could not mark the sent stage messages", error=type(exc).__name__)
         for tp in partitions:  # their new owner reports their lag now
             metrics.clear_consumer_lag(self.lag_label, tp.topic, tp.partition)
         log.info("partitions revoked", group=self.group, partitions=len(partitions))
@@ -220,6 +226,8 @@ class StageWorker:
                     idle_since = time.monotonic()
                     if on_batch is not None:
                         on_batch(self.stats)
+                elif self.relay is not None:
+                    self.relay.flush_marks()  # an idle worker leaves no sent row unmarked
                 attempt = 0
             except JunctionError as exc:
                 if not exc.retryable:
@@ -329,7 +337,17 @@ class StageWorker:
                 with traced_stage.stage_span(name, self.roles, parent, len(group)) as sp:
                     traced_stage.stamp(group)
                     passed += self._run_roles(name, group, effects, relay_rows, sp.traceparent)
-        store = self.store
+        store, relay = self.store, self.relay
+        marks = relay.unmarked() if relay is not None else []
+        all_new = True
+
+        def write_relay(conn: Connection) -> None:
+            nonlocal all_new
+            all_new = insert_rows(store, conn, relay_rows)
+            if marks:  # the rows the previous batch sent from memory
+                assert relay is not None
+                relay.mark_in(conn, marks)
+
         store.write_batch(
             records=effects.records,
             scores=effects.scores,
@@ -338,11 +356,16 @@ class StageWorker:
             cursor=None,
             heads=effects.heads,
             outcomes=effects.outcomes,
-            also=(lambda conn: insert_rows(store, conn, relay_rows)) if relay_rows else None,
+            also=write_relay if relay_rows or marks else None,
         )
-        if self.relay is not None:
+        if relay is not None:
+            relay.marked(len(marks))
             scopes = {f"{t}:{p}" for t, p in offsets} | self._recover
-            self.stats.published += self.relay.publish(scopes)
+            if all_new and not self._recover and scopes <= relay.clean:
+                # the rows just written are all the scopes hold unsent: no read-back
+                self.stats.published += relay.send_written(relay_rows)
+            else:
+                self.stats.published += relay.publish(scopes)
             self._recover.clear()
         kafka.commit(self.consumer, offsets)
         for q in effects.quarantined:
@@ -409,8 +432,13 @@ class StageWorker:
         )
 
     def close(self) -> None:
-        """Leave the group (its partitions move at once) and flush the producer."""
+        """Mark what was sent, leave the group (its partitions move at once), flush the producer."""
         try:
+            if self.relay is not None:
+                try:
+                    self.relay.flush_marks()
+                except JunctionError as exc:  # the next owner sends the unmarked rows again
+                    log.warning("could not mark the sent stage messages", error=type(exc).__name__)
             self.consumer.close()
         finally:
             if self.relay is not None:
