@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -37,7 +36,6 @@ from queue import Empty
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from connectors.base import RawBatch, SourceConnector
 from junction.core import tracing
@@ -50,6 +48,7 @@ from junction.pipeline.score import load_scorer
 from junction.store.crypto_rows import Presealed
 from junction.store.engine import make_engine
 from junction.store.repo import Store
+from junction.store.wal import BackgroundCheckpoints, sqlite_file_of
 
 # SQLite page cache of a worker's connection (KiB).  Another process commits between any two
 # of this worker's transactions, so SQLite empties the cache at each one anyway: a batch's
@@ -148,13 +147,10 @@ class WriteTurn:
     every other writer (the runner's cursor, an API) keeps ignoring.  The kernel releases the
     lock of a process that dies.
 
-    **Checkpoints.**  A commit that finds the WAL over ``wal_autocheckpoint`` pages copies it
-    into the database and syncs both before it returns: measured here, 200-350 ms of blocked
-    I/O every ~13 batches, in the middle of a turn.  Share connections checkpoint only as a
-    last resort (:data:`SHARE_AUTOCHECKPOINT`); instead, every :data:`CHECKPOINT_EVERY`
-    committed batches this process asks a background thread, on its own connection, for a
-    ``PASSIVE`` checkpoint, which waits for no reader or writer and releases the GIL while it
-    copies and syncs.  What a commit makes durable is unchanged (``synchronous=NORMAL``).
+    **Checkpoints.**  Share connections checkpoint only as a last resort
+    (:data:`SHARE_AUTOCHECKPOINT`); every :data:`CHECKPOINT_EVERY` committed batches this process
+    asks a background thread for a ``PASSIVE`` checkpoint instead
+    (:class:`~junction.store.wal.BackgroundCheckpoints`).
     """
 
     def __init__(self, db: str) -> None:
@@ -162,21 +158,12 @@ class WriteTurn:
         self.db = db
         self.path = f"{db}-shares.lock"
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._since = 0  # batches committed since the last checkpoint was asked for
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._checkpoints = BackgroundCheckpoints(db, CHECKPOINT_EVERY)
 
     @staticmethod
     def database_of(store_url: str) -> str | None:
         """The database file of a SQLite file store, else None (PostgreSQL, memory, URI)."""
-        url = make_url(store_url)
-        db = url.database
-        if url.get_backend_name() != "sqlite" or not db or db == ":memory:" or "?" in db:
-            return None
-        return db
+        return sqlite_file_of(store_url)
 
     @classmethod
     def for_store(cls, store_url: str) -> WriteTurn | None:
@@ -202,49 +189,15 @@ class WriteTurn:
 
     def committed(self) -> None:
         """Count a committed batch; every :data:`CHECKPOINT_EVERY`, checkpoint in background."""
-        self._since += 1
-        if self._since < CHECKPOINT_EVERY or not self._idle.is_set():
-            return  # a checkpoint still running covers these too
-        self._since = 0
-        self._idle.clear()
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._checkpoints, name="junction-wal-checkpoint", daemon=True
-            )
-            self._thread.start()
-        self._wake.set()
+        self._checkpoints.committed()
 
     def wait_checkpoint(self, timeout: float | None = None) -> bool:
         """Wait until no background checkpoint runs; return whether none does."""
-        return self._idle.wait(timeout)
-
-    def _checkpoints(self) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._closed:
-                    return
-                try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.db, timeout=0, check_same_thread=False)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    pass  # busy or failing: the next one, or a commit's own, checkpoints
-                finally:
-                    self._idle.set()
-        finally:
-            if conn is not None:
-                conn.close()
+        return self._checkpoints.wait(timeout)
 
     def close(self) -> None:
         """Close the lock file (giving up the turn) and end the checkpoint thread."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._checkpoints.close()
         os.close(self._fd)
 
 

@@ -22,6 +22,7 @@ from junction.core.errors import UnavailableError
 from junction.core.metrics import REGISTRY
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
+from junction.pipeline.stages import worker as worker_module
 from junction.pipeline.stages.worker import StageWorker
 from junction.serve.stage_worker import run_ingest, run_stage_worker
 from scoring.synthetic import write_lead_csv
@@ -218,11 +219,13 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
 
 
 def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_once(
-    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fast path: once a worker has sent everything its partition held, the next batch's
     rows go from memory (no read-back) and are marked in the batch after; when such a send
-    fails, the batch read again finds its rows already written and the read-back sends them."""
+    fails, the batch read again finds its rows already written and the read-back sends them.
+    On SQLite the worker checkpoints the WAL in the background (here after every batch)."""
+    monkeypatch.setattr(worker_module, "CHECKPOINT_EVERY", 1)
     prefix = f"mem{tmp_path.name[-4:]}"
     url = f"sqlite:///{tmp_path / 'j.db'}"
     cfg = write_config(
@@ -258,9 +261,14 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
                 msgs = worker.consumer.consume(100, 1.0)
             return msgs
 
+        db = tmp_path / "j.db"
+        assert worker._wal is not None
+        empty = db.stat().st_size
         first = batch()
         worker.process(first)  # a partition just received: read back (nothing was there)
         assert from_memory == []
+        assert worker._wal.wait(30)
+        assert db.stat().st_size > empty  # the batch's pages were copied from the WAL
         unsent = rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")
         assert unsent[0][0] == 0
 

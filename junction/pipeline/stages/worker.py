@@ -52,11 +52,13 @@ from junction.pipeline.stages.topics import (
 )
 from junction.pipeline.stages.transforms import Effects, PipelineStages
 from junction.store.repo import Store
+from junction.store.wal import BackgroundCheckpoints, sqlite_file_of
 
 log = get_logger(__name__)
 # the metrics' stage label of each role
 _METRIC_STAGE = {"normalize": "normalize", "score": "score", "deliver": "route"}
 MODEL_CHECK_S = 1.0
+CHECKPOINT_EVERY = 8  # committed batches between background WAL checkpoints (SQLite file)
 PRUNE_EVERY_S = 600.0
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 LAG_EVERY_S = 5.0
@@ -142,6 +144,9 @@ class StageWorker:
                 store, kafka.make_producer(self.bus), timeout_s=self.bus.publish_timeout_s
             )
         self.stats = WorkerStats()
+        # on a SQLite file, the WAL is copied into the database off the batch loop
+        db = sqlite_file_of(store.engine.url.render_as_string(hide_password=False))
+        self._wal = BackgroundCheckpoints(db, CHECKPOINT_EVERY) if db is not None else None
         self._recover: set[str] = set()
         self._model_check_at = time.monotonic() + MODEL_CHECK_S
         self._pruned_at = time.monotonic()
@@ -358,6 +363,8 @@ class StageWorker:
             outcomes=effects.outcomes,
             also=write_relay if relay_rows or marks else None,
         )
+        if self._wal is not None:
+            self._wal.committed()
         if relay is not None:
             relay.marked(len(marks))
             scopes = {f"{t}:{p}" for t, p in offsets} | self._recover
@@ -443,3 +450,5 @@ class StageWorker:
         finally:
             if self.relay is not None:
                 self.relay.producer.flush(5.0)
+            if self._wal is not None:
+                self._wal.close()
