@@ -68,6 +68,38 @@ def _lag(prefix: str) -> dict[tuple[str, str], float]:
     }
 
 
+def _one_partition(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker, prefix: str
+) -> tuple[str, Hub, list[tuple[str, bytes]]]:
+    """A SQLite hub whose raw topic (one partition) holds 300 messages: L0..L149 v1, then v2."""
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path,
+        store=url,
+        bootstrap=kafka_broker.bootstrap,
+        models=models_dir,
+        prefix=prefix,
+        batch=100,
+    )
+    kafka_broker.create_topic(f"{prefix}.raw.lead.v1", 1)
+    messages = raw_messages(150, 2)
+    produce(kafka_broker.bootstrap, f"{prefix}.raw.lead.v1", messages)
+    return url, Hub(load_config(cfg)), messages
+
+
+def _sent_once_in_order(url: str, kafka_broker: KafkaBroker, prefix: str) -> None:
+    """One relay row per stored record, each sent once, each subject's versions in order."""
+    records = rows_of(url, "SELECT count(*) FROM records")[0][0]
+    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
+    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
+    ids = [v["record_id"] for *_, v in out]
+    assert len(ids) == len(set(ids)) == records  # nothing sent twice, nothing missing
+    versions: dict[str, list[str]] = {}
+    for _, _, key, v in out:
+        versions.setdefault(key, []).append(v["version"])
+    assert all(vs == sorted(vs) for vs in versions.values())
+
+
 def test_roles_in_turn_store_what_one_process_stores(
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
 ) -> None:
@@ -169,20 +201,7 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
 ) -> None:
     prefix = f"rel{tmp_path.name[-4:]}"
-    url = f"sqlite:///{tmp_path / 'j.db'}"
-    cfg = write_config(
-        tmp_path,
-        store=url,
-        bootstrap=kafka_broker.bootstrap,
-        models=models_dir,
-        prefix=prefix,
-        batch=100,
-    )
-    topic = f"{prefix}.raw.lead.v1"
-    kafka_broker.create_topic(topic, 1)
-    messages = raw_messages(150, 2)  # 300 messages: L0..L149 v1, then v2
-    produce(kafka_broker.bootstrap, topic, messages)
-    hub = Hub(load_config(cfg))
+    url, hub, messages = _one_partition(tmp_path, models_dir, kafka_broker, prefix)
     try:
         first = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
         assert first.relay is not None
@@ -207,15 +226,7 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
     finally:
         hub.close()
     assert stats.consumed == len(messages)
-    records = rows_of(url, "SELECT count(*) FROM records")[0][0]
-    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
-    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
-    ids = [v["record_id"] for *_, v in out]
-    assert len(ids) == len(set(ids)) == records  # nothing sent twice, nothing missing
-    versions: dict[str, list[str]] = {}
-    for _, _, key, v in out:
-        versions.setdefault(key, []).append(v["version"])
-    assert all(vs == sorted(vs) for vs in versions.values())
+    _sent_once_in_order(url, kafka_broker, prefix)
 
 
 def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_once(
@@ -227,20 +238,7 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
     On SQLite the worker checkpoints the WAL in the background (here after every batch)."""
     monkeypatch.setattr(worker_module, "CHECKPOINT_EVERY", 1)
     prefix = f"mem{tmp_path.name[-4:]}"
-    url = f"sqlite:///{tmp_path / 'j.db'}"
-    cfg = write_config(
-        tmp_path,
-        store=url,
-        bootstrap=kafka_broker.bootstrap,
-        models=models_dir,
-        prefix=prefix,
-        batch=100,
-    )
-    topic = f"{prefix}.raw.lead.v1"
-    kafka_broker.create_topic(topic, 1)
-    messages = raw_messages(150, 2)  # 300 messages: L0..L149 v1, then v2
-    produce(kafka_broker.bootstrap, topic, messages)
-    hub = Hub(load_config(cfg))
+    url, hub, messages = _one_partition(tmp_path, models_dir, kafka_broker, prefix)
     try:
         worker = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
         relay = worker.relay
@@ -292,14 +290,6 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
     finally:
         hub.close()
     assert stats.consumed == len(messages)  # the failed try counts once, when it went through
-    records = rows_of(url, "SELECT count(*) FROM records")[0][0]
-    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
     # an idle worker marks what it sent: nothing is left to send twice
     assert rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")[0][0] == 0
-    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
-    ids = [v["record_id"] for *_, v in out]
-    assert len(ids) == len(set(ids)) == records  # nothing sent twice, nothing missing
-    versions: dict[str, list[str]] = {}
-    for _, _, key, v in out:
-        versions.setdefault(key, []).append(v["version"])
-    assert all(vs == sorted(vs) for vs in versions.values())
+    _sent_once_in_order(url, kafka_broker, prefix)
