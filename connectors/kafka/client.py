@@ -1,6 +1,8 @@
 """The vendor side of the ``kafka`` source: confluent_kafka, and the schema registry over HTTP.
 
-``GroupReader`` owns one group ``Consumer`` for the length of one read.  A background thread is
+``GroupReader`` owns one group ``Consumer``, for one read or, when the connector keeps its member
+between reads (``keep_member``), for as long as the cursor it reads from is the one its own
+acknowledgements left (``resumes``).  A background thread is
 the only caller of the consumer (a call from another thread waits for ``consume`` to return):
 it polls, serves rebalance callbacks, commits acknowledged offsets, pauses or resumes the
 partitions and notes the watermarks each fetch reported (``unread`` reads those).  Because that
@@ -13,7 +15,8 @@ Offsets: ``enable.auto.commit`` and ``enable.auto.offset.store`` are off.  ``ack
 (called only after the store committed the batch) stores and commits those positions, for the
 partitions this member still owns.  A partition's start on assignment is the read's saved cursor
 the first time this read sees it, else the group's committed offset (which only ever holds
-stored work), else ``auto.offset.reset``.  On revoke: acknowledged offsets are committed and
+stored work), else ``auto.offset.reset`` (a kept member is given each read's cursor for the
+partitions it does not own: ``set_start``).  On revoke: acknowledged offsets are committed and
 read-ahead chunks are dropped (in-flight work is abandoned and read again by the new owner).
 
 ``DeadLetters`` produces poison messages with an idempotent producer and waits for the broker's
@@ -197,8 +200,14 @@ class _State:
     revokes: int = 0  # rebalances that took partitions away
 
 
+@dataclass
+class _Confirm:
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+
+
 class GroupReader:
-    """One consumer-group member for the length of one read (see the module docstring).
+    """One consumer-group member, for one read or, kept by the connector, for many.
 
     Args:
         cfg: The connector's config.
@@ -210,7 +219,12 @@ class GroupReader:
         self._start = dict(start)
         self.state = _State()
         self.chunks: queue.Queue[Chunk] = queue.Queue(maxsize=cfg.max_buffered_batches)
-        self._acks: queue.SimpleQueue[dict[str, int]] = queue.SimpleQueue()
+        # acknowledged positions, and events a caller waits on until those before are committed
+        self._acks: queue.SimpleQueue[dict[str, int] | threading.Event] = queue.SimpleQueue()
+        # per partition, the store's next offset as far as this member knows it (the cursor it
+        # started at, then its acknowledgements; kept across a revoke); guarded by ``state.lock``
+        self._resume: dict[str, int] = {}
+        self._confirms: queue.SimpleQueue[_Confirm] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._pending: list[Polled] = []
         self._positions: dict[str, int] = {}
@@ -239,7 +253,57 @@ class GroupReader:
 
     def ack(self, positions: dict[str, int]) -> None:
         """Say that everything before ``positions`` is committed in the store."""
+        with self.state.lock:
+            for key, offset in positions.items():
+                if key in self.state.assigned:
+                    self._resume[key] = offset
         self._acks.put(dict(positions))
+
+    def sync(self, timeout: float) -> bool:
+        """Wait until every acknowledgement so far is committed to Kafka; return whether it is."""
+        if not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        self._acks.put(done)
+        return done.wait(timeout)
+
+    def resumes(self, start: dict[str, int]) -> bool:
+        """Whether a read from the store's cursor ``start`` can go on with this member.
+
+        It can while the member is healthy and, for every partition it owns, ``start`` names
+        the offset the member knows the store to have (the next read after this member's own
+        reads); a cursor moved by anything else (a replay, a reset) needs a new member.
+        """
+        if self._stop.is_set() or not self._thread.is_alive():
+            return False
+        with self.state.lock:
+            if self.state.error is not None:
+                return False
+            return all(self._resume.get(k) == start.get(k) for k in self.state.assigned)
+
+    def confirm(self, timeout: float) -> bool:
+        """Whether the group still holds, for every partition this member owns, the offset it
+        committed there (a broker that lost its data, or a group reset, holds none or others).
+        """
+        if not self._thread.is_alive():
+            return False
+        request = _Confirm()
+        self._confirms.put(request)
+        return request.done.wait(timeout) and request.ok
+
+    def resume_read(self) -> None:
+        """A kept member starts another read: idle counts from now, as after an assignment.
+
+        Its last fetch responses may predate messages produced since; the read waits
+        ``idle_timeout_s`` of fetching before it trusts the watermarks, as a new member's does.
+        """
+        with self.state.lock:
+            self.state.last_message_at = time.monotonic()
+
+    def set_start(self, start: dict[str, int]) -> None:
+        """Where partitions the group assigns from now on start (the store's cursor)."""
+        with self.state.lock:
+            self._start = {k: v for k, v in start.items() if k not in self.state.assigned}
 
     def failure(self) -> JunctionError | None:
         """The error that stopped the poller, if any."""
@@ -318,6 +382,7 @@ class GroupReader:
         try:
             while not self._stop.is_set():
                 self._commit_acks()
+                self._answer_confirms()
                 self._flush_pending()
                 self._pace()
                 msgs = self.consumer.consume(
@@ -375,8 +440,15 @@ class GroupReader:
                 continue
             if tp_key(topic, partition) not in self.state.assigned:
                 continue  # fetched before a revoke: the new owner reads it
+            key = tp_key(topic, partition)
+            floor = self._resume.get(key)
+            if floor is not None and offset < floor:
+                # below where the store is (every start is there): the log started over (a
+                # broker that lost its data, a topic made again) and the client's reset went
+                # back to offsets, hence record keys, the store already has
+                raise _past_log_end(key, floor, offset)
             ts_type, ts = msg.timestamp()
-            seen[tp_key(topic, partition)] = offset + 1
+            seen[key] = offset + 1
             self._pending.append(
                 Polled(topic, partition, offset, msg.key(), msg.value(), ts if ts_type else None)
             )
@@ -413,6 +485,31 @@ class GroupReader:
                 if tp.offset > self.state.fetched.get(key, -1) and key in self.state.assigned:
                     self.state.fetched[key] = tp.offset
 
+    def _answer_confirms(self) -> None:
+        """Serve ``confirm``: the group's committed offsets against this member's own."""
+        asked: list[_Confirm] = []
+        while True:
+            try:
+                asked.append(self._confirms.get_nowait())
+            except queue.Empty:
+                break
+        if not asked:
+            return
+        with self.state.lock:
+            mine = {k: self.state.committed.get(k) for k in self.state.assigned}
+        try:
+            got = self.consumer.committed(
+                [TopicPartition(*parse_tp_key(k)) for k in sorted(mine)], timeout=self.cfg.timeout_s
+            )
+            theirs = {tp_key(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+            ok = all(theirs.get(k) == v for k, v in mine.items())
+        except KafkaException as exc:
+            _log.warning("reading the group's committed offsets failed: %s", exc.args[0].name())
+            ok = False
+        for request in asked:
+            request.ok = ok
+            request.done.set()
+
     def _flush_pending(self) -> None:
         """Move read messages into chunks of at most ``batch_size`` while there is room."""
         while self._pending and not self.chunks.full():
@@ -444,15 +541,22 @@ class GroupReader:
 
     def _commit_acks(self) -> None:
         latest: dict[str, int] = {}
+        waiting: list[threading.Event] = []
         while True:
             try:
-                latest.update(self._acks.get_nowait())
+                item = self._acks.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(item, threading.Event):
+                waiting.append(item)
+            else:
+                latest.update(item)
         if latest:
             with self.state.lock:
                 self.state.acked.update(latest)
             self._commit(set(latest))
+        for done in waiting:
+            done.set()
 
     def _commit(self, keys: set[str]) -> None:
         """Store and commit the acknowledged offsets of ``keys`` that this member owns."""
@@ -478,7 +582,14 @@ class GroupReader:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             key = tp_key(tp.topic, tp.partition)
-            start = self._start.pop(key, None)
+            with self.state.lock:
+                # the read's cursor, else where this member knows the store to be (it owned the
+                # partition before): the group's committed offset may lag behind the store
+                start = self._start.pop(key, None)
+                if start is None:
+                    start = self._resume.get(key)
+                if start is not None:
+                    self._resume[key] = start
             if start is not None:
                 tp.offset = start
                 self._unchecked[key] = start  # against the first fetch's high watermark
@@ -518,7 +629,7 @@ class GroupReader:
             self.state.epoch += 1
             self.state.revokes += 1
             self.state.joining_since = time.monotonic()  # until the group assigns again
-            for k in keys:
+            for k in keys:  # (``_resume`` keeps where the store is, for a later assignment)
                 self._positions.pop(k, None)
                 self.state.committed.pop(k, None)
                 self.state.fetched.pop(k, None)

@@ -87,6 +87,12 @@ class KafkaConfig(BaseModel):
         "after a rebalance took them, ends (more members than partitions, or the brokers are "
         "away).",
     )
+    keep_member: bool = Field(
+        True,
+        description="Stay in the consumer group between reads (scheduled runs of one hub): the "
+        "next read goes on at once, with no group join, while the store's cursor is the one "
+        "this member's reads left. False: join at the start of every read and leave at its end.",
+    )
     max_buffered_batches: int = Field(
         4,
         ge=1,

@@ -81,14 +81,26 @@ class KafkaSourceConnector:
     )
 
     def __init__(self, config: KafkaConfig) -> None:
-        """Keep the config; clients are created per read."""
+        """Keep the config; the group member is created by the first read."""
         self.config = config
         self._decode: JsonSchemaDecoder | None = None
         self._dead = DeadLetters(config)
         self._reader: GroupReader | None = None
         self.dead_lettered = 0  # poison messages produced to the dead-letter topic so far
-        self.pauses = 0  # back-pressure pauses so far
-        self.revokes = 0  # rebalances that took partitions away (the final close included)
+        self._pauses = 0  # of the members closed so far
+        self._revokes = 0
+
+    @property
+    def pauses(self) -> int:
+        """Back-pressure pauses so far."""
+        reader = self._reader
+        return self._pauses + (reader.state.pauses if reader is not None else 0)
+
+    @property
+    def revokes(self) -> int:
+        """Rebalances that took partitions away so far (a member's final close included)."""
+        reader = self._reader
+        return self._revokes + (reader.state.revokes if reader is not None else 0)
 
     def check(self) -> CheckResult:
         """Whether the brokers answer and every configured topic exists."""
@@ -132,10 +144,21 @@ class KafkaSourceConnector:
         if cfg.format != "json" and self._decode is None:
             self._decode = registry_decoder(cfg)
         start = self._start_positions(cursor)
-        self._close_reader()
-        reader = self._reader = GroupReader(cfg, start)
+        reader = self._reader
+        if (
+            reader is not None
+            and cfg.keep_member
+            and reader.resumes(start)
+            and reader.confirm(cfg.timeout_s)  # the group still is as this member left it
+        ):
+            reader.set_start(start)  # the member goes on: no join
+            reader.resume_read()
+        else:
+            self._close_reader()
+            reader = self._reader = GroupReader(cfg, start)
         lag_at = monotonic() + LAG_EVERY_S
         recheck_at = 0.0
+        caught_up = False
         try:
             while True:
                 failure = reader.failure()
@@ -167,6 +190,7 @@ class KafkaSourceConnector:
                     if failure is not None:
                         raise failure from None
                     if unread == 0:
+                        caught_up = True
                         return
                     if idle >= max(cfg.idle_timeout_s * GIVE_UP_FACTOR, cfg.timeout_s):
                         log.warning(
@@ -183,7 +207,10 @@ class KafkaSourceConnector:
                 # the runner asked for more: the batch and its cursor are in the store
                 reader.ack(chunk.positions)
         finally:
-            self._close_reader()
+            # a member that caught up is kept for the next read (once Kafka holds the read's
+            # offsets, as a closed one would); any other end leaves the group
+            if not (caught_up and cfg.keep_member and reader.sync(cfg.timeout_s)):
+                self._close_reader()
 
     def _start_positions(self, cursor: dict[str, Any] | None) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -255,8 +282,8 @@ class KafkaSourceConnector:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
-            self.pauses += reader.state.pauses
-            self.revokes += reader.state.revokes
+            self._pauses += reader.state.pauses
+            self._revokes += reader.state.revokes
 
     def close(self) -> None:
         """Leave the group (committing acknowledged offsets) and flush the dead-letter producer."""

@@ -574,3 +574,70 @@ def test_a_member_between_a_lost_session_and_its_next_assignment_waits_for_it():
         # the first batch was never committed (its partition was gone): read again, with the rest
         assert {k.split("@")[0] for k in keys} == {f"L{i}" for i in range(10)}
         assert conn.revokes >= 2  # the lost session, then the close
+
+
+def test_a_caught_up_member_is_kept_for_the_next_read_until_the_cursor_moves_elsewhere(
+    kafka_broker,
+):
+    """Scheduled reads of one hub: the next read goes on with the same member (no join, no
+    rebalance) and gets only what arrived since; a cursor this member did not leave (a replay)
+    gets a new member that starts there; ``keep_member: false`` leaves the group every read."""
+    topic, group = _topic(kafka_broker), f"g-{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(10)])
+    conn = _conn(kafka_broker, topic, group)
+    try:
+        first = list(conn.read(topic, None))
+        cursor = first[-1].cursor
+        member = conn._reader
+        assert member is not None  # kept
+        assert sum(cursor.values()) == 10
+        # Kafka holds the read's offsets when it returns, as when the member left
+        assert _committed(kafka_broker, group, topic) == cursor
+
+        _produce(kafka_broker, topic, [_lead(i) for i in range(10, 15)])
+        second = list(conn.read(topic, cursor))
+        assert conn._reader is member
+        assert conn.revokes == 0  # it never left the group: no rebalance, no join
+        assert {k.split("@")[0] for b in second for k in b.keys} == {f"L{i}" for i in range(10, 15)}
+        after = second[-1].cursor
+        assert list(conn.read(topic, after)) == []  # nothing new: caught up at once
+        assert conn._reader is member
+
+        # a replay from the first cursor is not where this member stands: a new one starts there
+        replay = [k for b in conn.read(topic, cursor) for k in b.keys]
+        assert conn._reader is not member
+        assert conn.revokes == 1  # the kept member left (its close)
+        assert {k.split("@")[0] for k in replay} == {f"L{i}" for i in range(10, 15)}
+    finally:
+        conn.close()
+    assert conn._reader is None
+
+    other = _conn(kafka_broker, topic, f"g-{uuid.uuid4().hex[:8]}", keep_member=False)
+    try:
+        assert sum(len(b.keys) for b in other.read(topic, None)) == 15
+        assert other._reader is None  # left at the read's end
+        assert other.revokes == 1
+    finally:
+        other.close()
+
+
+def test_a_kept_member_whose_broker_lost_its_data_fails_the_next_read_not_silently():
+    """The broker comes back empty while a member is kept between reads: the new messages sit
+    below the store's cursor.  The next read fails with ``cursor_past_log_end`` (as a new
+    member's does), never reads offsets, hence record keys, the store already holds."""
+    with KafkaBroker() as broker:
+        topic, group = _topic(broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+        _produce(broker, topic, [_lead(i) for i in range(8)])
+        conn = _conn(broker, topic, group)
+        try:
+            cursor = list(conn.read(topic, None))[-1].cursor
+            assert cursor == {f"{topic}/0": 8}
+            assert conn._reader is not None  # kept
+            broker.restart()
+            broker.create_topic(topic, 1)
+            _produce(broker, topic, [_lead(i) for i in range(100, 103)])  # offsets 0..2
+            with pytest.raises(FatalError) as caught:
+                list(conn.read(topic, cursor))
+            assert caught.value.code == "cursor_past_log_end"
+        finally:
+            conn.close()
