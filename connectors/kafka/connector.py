@@ -86,6 +86,7 @@ class KafkaSourceConnector:
         self._decode: JsonSchemaDecoder | None = None
         self._dead = DeadLetters(config)
         self._reader: GroupReader | None = None
+        self._kept_epoch = -1  # the kept member's rebalance count when its last read ended
         self.dead_lettered = 0  # poison messages produced to the dead-letter topic so far
         self._pauses = 0  # of the members closed so far
         self._revokes = 0
@@ -150,6 +151,10 @@ class KafkaSourceConnector:
             and cfg.keep_member
             and reader.resumes(start)
             and reader.confirm(cfg.timeout_s)  # the group still is as this member left it
+            # no rebalance since the last read: a member that lost and regained its partitions
+            # meanwhile (a broker that came back empty, say) may trust watermarks cached before
+            and reader.current_epoch() == self._kept_epoch
+            and reader.joining_for() is None
         ):
             reader.set_start(start)  # the member goes on: no join
             reader.resume_read()
@@ -209,7 +214,9 @@ class KafkaSourceConnector:
         finally:
             # a member that caught up is kept for the next read (once Kafka holds the read's
             # offsets, as a closed one would); any other end leaves the group
-            if not (caught_up and cfg.keep_member and reader.sync(cfg.timeout_s)):
+            if caught_up and cfg.keep_member and reader.sync(cfg.timeout_s):
+                self._kept_epoch = reader.current_epoch()
+            else:
                 self._close_reader()
 
     def _start_positions(self, cursor: dict[str, Any] | None) -> dict[str, int]:
