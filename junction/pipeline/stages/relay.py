@@ -133,6 +133,15 @@ def open_value(aead: AESGCM | None, value: bytes, dedupe: str) -> bytes:
     )
 
 
+def _set_published(conn: Connection, column: Any, values: Sequence[Any]) -> None:
+    """Mark published now the relay rows whose ``column`` is in ``values`` (1,000 a statement)."""
+    now = time.time()
+    for i in range(0, len(values), 1000):
+        conn.execute(
+            update(t.stage_relay).where(column.in_(values[i : i + 1000])).values(published_at=now)
+        )
+
+
 def _aad(dedupe: str) -> bytes:
     return associated(TABLE, dedupe, SUBJECT)
 
@@ -255,13 +264,7 @@ class Relay:
 
         After it commits, call ``marked(len(dedupes))``.
         """
-        now = time.time()
-        for i in range(0, len(dedupes), 1000):
-            conn.execute(
-                update(t.stage_relay)
-                .where(t.stage_relay.c.dedupe.in_(dedupes[i : i + 1000]))
-                .values(published_at=now)
-            )
+        _set_published(conn, t.stage_relay.c.dedupe, dedupes)
 
     def marked(self, n: int) -> None:
         """The first ``n`` unmarked rows were marked by a committed ``mark_in``."""
@@ -329,14 +332,8 @@ class Relay:
             )
 
     def _mark(self, ids: list[int]) -> None:
-        now = time.time()
         with self.store.begin() as conn:
-            for i in range(0, len(ids), 1000):
-                conn.execute(
-                    update(t.stage_relay)
-                    .where(t.stage_relay.c.id.in_(ids[i : i + 1000]))
-                    .values(published_at=now)
-                )
+            _set_published(conn, t.stage_relay.c.id, ids)
 
     def prune(self, older_than_s: float = RETENTION_S) -> int:
         """Delete rows published more than ``older_than_s`` ago; return how many."""
