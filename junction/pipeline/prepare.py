@@ -20,6 +20,7 @@ from junction.core.errors import JunctionError, RecordError
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.labels import OutcomeRules
 from junction.pipeline.normalize import Normalizer
+from junction.pipeline.personal import PersonalSplit
 from junction.pipeline.route import Router, Target, delivery_id
 from scoring.ab import ABScorer
 from scoring.base import Scorer
@@ -47,6 +48,10 @@ class PreparedBatch:
     # (lead id, kind, label, observed_at, source, recorded_at): what the records say became of
     # their leads (``scoring.outcome``; ``junction.store.outcomes``)
     outcomes: list[Row] = field(default_factory=list)
+    # with ``prepare(split_personal=True)``: each record's personal members (by the schema's
+    # ``x-pii`` marks), parallel to ``records``, whose payloads then hold only the other
+    # members: encryption at rest seals these without parsing the payload (``Store.preseal``)
+    personal: list[dict[str, Any]] | None = None
 
 
 def quarantine_row(
@@ -108,10 +113,20 @@ class BatchPreparer:
             else None
         )
         self.event_type = f"{self.entity}.scored" if scorer else f"{self.entity}.received"
+        self._split = PersonalSplit(self.normalizer.mapping.model)
 
-    def prepare(self, batch: RawBatch, run_id: int | None) -> PreparedBatch:
-        """Turn a raw batch into the rows to write; bad records become quarantine rows."""
+    def prepare(
+        self, batch: RawBatch, run_id: int | None, *, split_personal: bool = False
+    ) -> PreparedBatch:
+        """Turn a raw batch into the rows to write; bad records become quarantine rows.
+
+        With ``split_personal`` (the store encrypts personal data at rest), each record's
+        payload leaves out its personal members and ``PreparedBatch.personal`` holds them:
+        ``Store.preseal`` seals them as they are, where it would otherwise parse the payload.
+        """
         out = PreparedBatch(batch.stream, batch.cursor, len(batch) + len(batch.errors))
+        if split_personal:
+            out.personal = []
         now = time.time()
         name = self.name
         # per-record provenance stays small: the file-level facts (encoding, delimiter) are
@@ -189,6 +204,8 @@ class BatchPreparer:
         route = not self.router.empty
         records, scores, deliveries = out.records, out.scores, out.deliveries
         to_json = self.normalizer.mapping.model.__pydantic_serializer__.to_json
+        personal = out.personal
+        split = self._split if personal is not None else None
         event_type = self.event_type
         held = self.held_routes
         # per-row variant and model version (an A/B test): (variant, version, score tail) by row
@@ -250,7 +267,13 @@ class BatchPreparer:
                     quarantine("route", key, found, orjson.dumps(raw[i]), positions[i])
                     continue
                 targets = found
-            body = to_json(model, exclude_none=True).decode()
+            if split is None:
+                body = stored = to_json(model, exclude_none=True).decode()
+            else:
+                stored = to_json(model, exclude=split.members, exclude_none=True).decode()
+                personal.append(split.of(model))  # type: ignore[union-attr]
+                # the whole record only for the events that carry it (the outbox seals them)
+                body = to_json(model, exclude_none=True).decode() if targets else ""
             score_json = "null"
             if values is not None:
                 value, grade = values[j], grades[j]  # type: ignore[index]
@@ -307,7 +330,7 @@ class BatchPreparer:
                     system,
                     source_key,
                     model.schema_version,
-                    body,
+                    stored,
                     f"{prov_prefix}{positions[i]}}}",
                     run_id,
                     now,

@@ -263,7 +263,7 @@ class PipelineRunner:
         for batch in self.connector.read(stream, cursor):
             with traces.batch(self.name, self.connector.name, batch, read_ns):
                 with self.prepare_lock:
-                    prepared = preparer.prepare(batch, summary.run_id)
+                    prepared = preparer.prepare(batch, summary.run_id, split_personal=self.seals())
                 self.commit(prepared, summary)
             read_ns = traces.read_started()
             if progress is not None:
@@ -539,7 +539,9 @@ class PipelineRunner:
                     break
                 with traces.batch(self.name, self.connector.name, batch, read_ns):
                     with self.prepare_lock:
-                        prepared = preparer.prepare(batch, summary.run_id)
+                        prepared = preparer.prepare(
+                            batch, summary.run_id, split_personal=self.seals()
+                        )
                     self.commit(prepared, summary)
                 read_ns = traces.read_started()
                 rows = int(prepared.cursor.get("row", 0))
@@ -550,6 +552,10 @@ class PipelineRunner:
             return
         self.store.finish_file(self.name, stream, sha or "", stream, "done", rows)
         self._archive(stream, self.cfg.archive.processed)
+
+    def seals(self) -> bool:
+        """Whether the store encrypts personal data (then batches are prepared split for it)."""
+        return self.store.privacy() is not None
 
     def commit(
         self, prepared: PreparedBatch, summary: RunSummary, *, with_cursor: bool = True
@@ -564,6 +570,7 @@ class PipelineRunner:
                 cursor=(self.name, prepared.stream, prepared.cursor) if with_cursor else None,
                 heads=prepared.heads,
                 outcomes=prepared.outcomes,
+                personal=prepared.personal,
             )
             sp.set("junction.routed", routed)
             sp.set("junction.held_back", held_back)
@@ -585,7 +592,9 @@ class PipelineRunner:
         """Prepare and commit one batch inline (replays and tests)."""
         with traces.batch(self.name, self.connector.name, batch, traces.read_started()):
             with self.prepare_lock:
-                prepared = self.preparer.prepare(batch, summary.run_id or None)
+                prepared = self.preparer.prepare(
+                    batch, summary.run_id or None, split_personal=self.seals()
+                )
             self.commit(prepared, summary, with_cursor=commit_cursor)
 
     def _fail_file(

@@ -438,10 +438,15 @@ def _run_share(
                         return
                 if stride is None or j % stride[1] == stride[0]:
                     with traces.batch(ctx.name, ctx.connector.name, batch, read_ns) as bsp:
-                        prepared = ctx.preparer.prepare(batch, run_id)
+                        # encryption at rest: the preparer hands the personal members over
+                        # apart, and they are sealed now, so the write turn is not spent on it
+                        prepared = ctx.preparer.prepare(
+                            batch, run_id, split_personal=ctx.store.privacy() is not None
+                        )
                         del batch, item  # free the raw batch before the rows are written
-                        # encryption at rest: sealed now, so the write turn is not spent on it
-                        sealed = ctx.store.preseal(prepared.records, prepared.deliveries)
+                        sealed = ctx.store.preseal(
+                            prepared.records, prepared.deliveries, prepared.personal
+                        )
                     done = _done(token, part, j, prepared)
                     backlog.append((prepared, done, sealed, bsp.traceparent))
                     del prepared, sealed

@@ -28,7 +28,7 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, select
 
-from junction.core.errors import DecryptionError
+from junction.core.errors import DecryptionError, InternalError
 from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
 from junction.store.crypto import (
@@ -118,40 +118,49 @@ class StorePrivacy:
 
     # writes
 
-    def preseal(self, records: Sequence[Row], deliveries: Sequence[Row]) -> Presealed:
+    def preseal(
+        self,
+        records: Sequence[Row],
+        deliveries: Sequence[Row],
+        personal: Sequence[dict[str, Any]] | None = None,
+    ) -> Presealed:
         """Seal a batch's records and outbox rows with drafted keys, without the store.
 
-        The costly part of sealing (parsing, subject MACs, new keys, AES-GCM) runs here, so a
-        writer can do it before it takes the store's write lock; ``finish`` then settles the
-        keys in the transaction and re-seals the few rows whose key turned out otherwise.
+        The costly part of sealing (subject MACs, new keys, AES-GCM) runs here, so a writer
+        can do it before it takes the store's write lock; ``finish`` then settles the keys in
+        the transaction and re-seals the few rows whose key turned out otherwise.
+
+        ``personal`` (parallel to ``records``): each record's personal members, taken out of
+        its payload already (``BatchPreparer.prepare(split_personal=True)``); without it the
+        payloads are parsed and split here.
         """
-        loads, dumps = orjson.loads, orjson.dumps
         entity = self._entity
         subject_of = self._record_subject
-        staged: list[tuple[Row, dict[str, Any], bytes, str]] = []
-        for row in records:
-            obj = loads(row[_R_PAYLOAD])
-            fields = entity(row[_R_ENTITY])
-            personal = fields.personal or tuple(k for k in obj if pii_kind(k))
-            pii = {k: obj.pop(k) for k in personal if k in obj}
-            staged.append((row, obj, dumps(pii), subject_of(fields, pii, row[_R_SOURCE_KEY])))
-        by_record = {row[_R_ID]: subject for row, _, _, subject in staged}
+        if personal is None:
+            personal, clear = self._split(records)
+        else:
+            if len(personal) != len(records):
+                raise InternalError("a batch's personal members do not match its records")
+            clear = [row[_R_PAYLOAD] for row in records]
+        dumps = orjson.dumps
+        pii_json = [dumps(p) for p in personal]
+        subjects = [
+            subject_of(entity(row[_R_ENTITY]), pii, row[_R_SOURCE_KEY])
+            for row, pii in zip(records, personal, strict=True)
+        ]
+        by_record = {row[_R_ID]: s for row, s in zip(records, subjects, strict=True)}
         d_subjects = [by_record.get(r[_D_RECORD]) for r in deliveries]
-        wanted = set(by_record.values()) | {x for x in d_subjects if x is not None}
+        wanted = set(subjects) | {x for x in d_subjects if x is not None}
         provisional, drafts, held = self.keyring.draft(wanted)
         pre = Presealed(provisional, drafts, held, by_record)
-        nonces = _nonces(len(staged) + len(deliveries))
-        for i, (row, obj, pii_json, subject) in enumerate(staged):
-            pre.records.append(
-                (
-                    row,
-                    obj,
-                    pii_json,
-                    subject,
-                    _seal_record(provisional[subject], row, obj, pii_json, subject, nonces[i]),
-                )
+        nonces = _nonces(len(records) + len(deliveries))
+        pre.records = [
+            (row, text, pj, subject, _seal_record(provisional[subject], row, text, pj, subject, n))
+            for row, text, pj, subject, n in zip(
+                records, clear, pii_json, subjects, nonces, strict=False
             )
-        at = len(staged)
+        ]
+        at = len(records)
         for i, row in enumerate(deliveries):
             d_subject = d_subjects[i]
             sealed = (
@@ -161,6 +170,19 @@ class StorePrivacy:
             )
             pre.deliveries.append((row, d_subject, sealed))
         return pre
+
+    def _split(self, records: Sequence[Row]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Each record's personal members, and its payload without them (JSON)."""
+        loads, dumps = orjson.loads, orjson.dumps
+        entity = self._entity
+        personal: list[dict[str, Any]] = []
+        clear: list[str] = []
+        for row in records:
+            obj = loads(row[_R_PAYLOAD])
+            fields = entity(row[_R_ENTITY]).personal or tuple(k for k in obj if pii_kind(k))
+            personal.append({k: obj.pop(k) for k in fields if k in obj})
+            clear.append(dumps(obj).decode())
+        return personal, clear
 
     def finish(self, conn: Connection, pre: Presealed) -> tuple[list[Row], set[str], list[Row]]:
         """Settle a presealed batch's keys; return record rows, dropped record ids, outbox rows.
@@ -174,14 +196,14 @@ class StorePrivacy:
         records: list[Row] = []
         dropped: set[str] = set()
         renonce = iter(_nonces(len(pre.records) + len(pre.deliveries))) if changed else None
-        for row, obj, pii_json, subject, sealed in pre.records:
+        for row, clear, pii_json, subject, sealed in pre.records:
             if subject in changed:
                 ref = final[subject]
                 if ref is None:
                     dropped.add(row[_R_ID])
                     continue
                 assert renonce is not None
-                sealed = _seal_record(ref, row, obj, pii_json, subject, next(renonce))
+                sealed = _seal_record(ref, row, clear, pii_json, subject, next(renonce))
             records.append(sealed)
         deliveries: list[Row] = []
         later: list[Row] = []
@@ -380,21 +402,30 @@ class Presealed:
     drafts: dict[str, Draft]  # new subjects: (key, key id, wrapped key)
     held: dict[str, tuple[bytes, int]]  # subjects whose key was cached: (key, key id)
     subjects: dict[str, str]  # record id -> subject
-    # (original row, payload without personal members, their JSON, subject, sealed row)
-    records: list[tuple[Row, dict[str, Any], bytes, str, Row]] = field(default_factory=list)
+    # (original row, payload without personal members (JSON), their JSON, subject, sealed row)
+    records: list[tuple[Row, str, bytes, str, Row]] = field(default_factory=list)
     # (original row, subject or None when its record is not in the batch, sealed row or None)
     deliveries: list[tuple[Row, str | None, Row | None]] = field(default_factory=list)
 
 
 def _seal_record(
-    ref: KeyRef, row: Row, obj: dict[str, Any], pii_json: bytes, subject: str, nonce: bytes
+    ref: KeyRef, row: Row, clear: str, pii_json: bytes, subject: str, nonce: bytes
 ) -> Row:
+    """The record row with ``"_pii": <sealed personal members>`` as the payload's last member.
+
+    ``clear`` is the payload's JSON object without its personal members.  The sealed text is
+    base64, digits, ``:`` and a base64url subject: nothing in it needs a JSON escape, so it is
+    appended to the text as it is (what ``orjson.dumps`` of the object would write).
+    """
     aead, kid = ref
     aad = f"records\x1f{row[_R_ID]}\x1f{subject}".encode()
-    obj[SEALED_KEY] = seal_text_id(aead, subject, kid, nonce, pii_json, aad)
-    sealed = orjson.dumps(obj).decode()
-    del obj[SEALED_KEY]  # obj is kept: a row whose key changes in settle is sealed again
-    return (*row[:_R_PAYLOAD], sealed, *row[_R_PAYLOAD + 1 :], subject)
+    sealed = seal_text_id(aead, subject, kid, nonce, pii_json, aad)
+    payload = (
+        f'{clear[:-1]},"{SEALED_KEY}":"{sealed}"}}'
+        if clear != "{}"
+        else f'{{"{SEALED_KEY}":"{sealed}"}}'
+    )
+    return (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
 
 
 def _seal_delivery(ref: KeyRef, row: Row, subject: str, nonce: bytes) -> Row:

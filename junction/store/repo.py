@@ -344,6 +344,7 @@ class Store:
         outcomes: Sequence[Row] = (),
         also: Callable[[Connection], object] | None = None,
         presealed: Presealed | None = None,
+        personal: Sequence[dict[str, Any]] | None = None,
     ) -> tuple[int, int]:
         """Write one batch's effects and its cursor in ONE transaction.
 
@@ -354,7 +355,11 @@ class Store:
         many versions were stored without routing, and how many deliveries were written.
         ``also`` writes more in the same transaction (a stage worker's relay rows).
         ``presealed`` is ``preseal(records, deliveries)`` of these same rows, made before the
-        caller took its write lock (encryption at rest).
+        caller took its write lock (encryption at rest).  ``personal``: the records' personal
+        members, taken out of their payloads by the preparer (``preseal``).
+
+        Raises:
+            InternalError: ``personal`` was given and the store does not encrypt.
         """
         with self.begin() as conn:
             if also is not None:
@@ -364,6 +369,11 @@ class Store:
                 if records or deliveries or quarantined or presealed is not None
                 else None
             )
+            if privacy is None and personal is not None:
+                raise InternalError(
+                    "a batch split for encryption at rest reached a store without it; "
+                    "nothing was written"
+                )
             if privacy is None:
                 deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
                 self._insert_rows(conn, t.records, RECORD_COLS, records)
@@ -374,7 +384,7 @@ class Store:
                 self._insert_rows(conn, t.quarantine, QUARANTINE_COLS, quarantined)
             else:
                 if presealed is None:
-                    presealed = privacy.preseal(records, deliveries)
+                    presealed = privacy.preseal(records, deliveries, personal)
                 deliveries, held_back = self._write_sealed(
                     conn, privacy, presealed, scores, quarantined, heads, outcomes
                 )
@@ -414,15 +424,33 @@ class Store:
             )
         return kept, held_back
 
-    def preseal(self, records: Sequence[Row], deliveries: Sequence[Row]) -> Presealed | None:
+    def preseal(
+        self,
+        records: Sequence[Row],
+        deliveries: Sequence[Row],
+        personal: Sequence[dict[str, Any]] | None = None,
+    ) -> Presealed | None:
         """Seal a batch's records and outbox rows before its write (None: encryption is off).
 
         The costly part of sealing runs here, outside any transaction: a writer that takes a
         write lock (``WriteTurn`` on SQLite) calls this before it and passes the result to
         ``write_batch(presealed=...)``, so the other writers do not wait on its AES-GCM.
+        ``personal``: the records' personal members, already taken out of their payloads
+        (``StorePrivacy.preseal``).
+
+        Raises:
+            InternalError: ``personal`` was given to a store without encryption (the payloads
+                lack those members: writing them would lose them).
         """
         privacy = self.privacy()
-        return None if privacy is None else privacy.preseal(records, deliveries)
+        if privacy is None:
+            if personal is not None:
+                raise InternalError(
+                    "a batch split for encryption at rest reached a store without it; "
+                    "nothing was written"
+                )
+            return None
+        return privacy.preseal(records, deliveries, personal)
 
     # cursors and the file ledger
 

@@ -42,8 +42,13 @@ class RawPreparer(BatchPreparer):
 
     topic: str
 
-    def prepare(self, batch: RawBatch, run_id: int | None) -> PreparedBatch:
-        """Relay rows for the batch's records; quarantine rows for the ones it could not read."""
+    def prepare(
+        self, batch: RawBatch, run_id: int | None, *, split_personal: bool = False
+    ) -> PreparedBatch:
+        """Relay rows for the batch's records; quarantine rows for the ones it could not read.
+
+        No record rows are written here, so ``split_personal`` has nothing to split.
+        """
         out = RelayBatch(batch.stream, batch.cursor, len(batch) + len(batch.errors))
         out.relay = []
         name, topic = self.name, self.topic

@@ -65,8 +65,13 @@ class _Store:
         self.written.append(records[0][0])
         return 0, 0
 
-    def preseal(self, records: Any, deliveries: Any) -> None:
-        """No encryption at rest in this store: nothing to seal ahead of the write turn."""
+    def privacy(self) -> None:
+        """No encryption at rest in this store."""
+        return None
+
+    def preseal(self, records: Any, deliveries: Any, personal: Any = None) -> None:
+        """Nothing to seal ahead of the write turn."""
+        assert personal is None  # nothing was split for a store that does not encrypt
         return None
 
 
@@ -77,7 +82,8 @@ class _Preparer:
         self.store, self.other = store, other
         self.written_when_prepared: list[list[int]] = []
 
-    def prepare(self, batch: RawBatch, run_id: int) -> PreparedBatch:
+    def prepare(self, batch: RawBatch, run_id: int, *, split_personal: bool) -> PreparedBatch:
+        assert not split_personal
         n = batch.records[0]["n"]
         self.written_when_prepared.append(list(self.store.written))
         if n == WRITE_BACKLOG - 1:
