@@ -105,16 +105,26 @@ class StorePrivacy:
             out.append(self.keyring.subject("phone", phone))
         return out
 
-    def _record_subject(self, fields: _EntityFields, pii: Mapping[str, Any], key: str) -> str:
-        for name in fields.emails:
-            v = pii.get(name)
-            if v:
-                return self.keyring.subject("email", v)
-        for name in fields.phones:
-            v = pii.get(name)
-            if v:
-                return self.keyring.subject("phone", v)
-        return self.keyring.subject("source_key", key)
+    def _record_subjects(
+        self, records: Sequence[Row], personal: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Each record's subject: its email's pseudonym, else its phone's, else its key's."""
+        entity = self._entity
+        pairs: list[tuple[str, object]] = []
+        for row, pii in zip(records, personal, strict=True):
+            fields = entity(row[_R_ENTITY])
+            pair: tuple[str, object] | None = None
+            for name in fields.emails:
+                if v := pii.get(name):
+                    pair = ("email", v)
+                    break
+            else:
+                for name in fields.phones:
+                    if v := pii.get(name):
+                        pair = ("phone", v)
+                        break
+            pairs.append(pair or ("source_key", row[_R_SOURCE_KEY]))
+        return self.keyring.subjects(pairs)
 
     # writes
 
@@ -134,8 +144,6 @@ class StorePrivacy:
         its payload already (``BatchPreparer.prepare(split_personal=True)``); without it the
         payloads are parsed and split here.
         """
-        entity = self._entity
-        subject_of = self._record_subject
         if personal is None:
             personal, clear = self._split(records)
         else:
@@ -144,10 +152,7 @@ class StorePrivacy:
             clear = [row[_R_PAYLOAD] for row in records]
         dumps = orjson.dumps
         pii_json = [dumps(p) for p in personal]
-        subjects = [
-            subject_of(entity(row[_R_ENTITY]), pii, row[_R_SOURCE_KEY])
-            for row, pii in zip(records, personal, strict=True)
-        ]
+        subjects = self._record_subjects(records, personal)
         by_record = {row[_R_ID]: s for row, s in zip(records, subjects, strict=True)}
         d_subjects = [by_record.get(r[_D_RECORD]) for r in deliveries]
         wanted = set(subjects) | {x for x in d_subjects if x is not None}

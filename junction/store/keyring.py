@@ -40,7 +40,7 @@ import secrets
 import threading
 import time
 import weakref
-from base64 import urlsafe_b64encode
+from binascii import b2a_base64
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
@@ -67,6 +67,8 @@ _EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC: key ids are (ms since then) << 
 _ID_LOW_BITS = 22
 _ID_BYTES = 8
 LEGACY = 0  # the key id of a cached ``data_keys`` key (found by subject)
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_TOKEN_CHARS = (TOKEN_BYTES * 4 + 2) // 3  # base64 characters of a token, padding left out
 
 # a key to seal with: the AES-GCM of the data key and its id in ``subject_keys``
 KeyRef = tuple[AESGCM, int]
@@ -307,13 +309,22 @@ class Keyring:
         from precomputed pad states: this runs once per stored record, and the one-shot
         ``hmac.digest`` costs twice as much per call).
         """
-        text = normalize(kind, value if isinstance(value, str) else str(value))
-        inner = self._inner.copy()
-        inner.update(f"{kind}\x1f{text}".encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        mac = outer.digest()
-        return PREFIX + urlsafe_b64encode(mac[:TOKEN_BYTES]).decode("ascii").rstrip("=")
+        return self.subjects([(kind, value)])[0]
+
+    def subjects(self, pairs: Iterable[tuple[str, object]]) -> list[str]:
+        """``subject(kind, value)`` of every ``(kind, value)`` pair (a batch's records)."""
+        inner, outer = self._inner, self._outer
+        out = []
+        for kind, value in pairs:
+            text = normalize(kind, value if value.__class__ is str else str(value))
+            h = inner.copy()
+            h.update(f"{kind}\x1f{text}".encode())
+            o = outer.copy()
+            o.update(h.digest())
+            # base64url of the first TOKEN_BYTES, without its padding
+            token = b2a_base64(o.digest()[:TOKEN_BYTES], newline=False)[:_TOKEN_CHARS]
+            out.append(PREFIX + token.translate(_URLSAFE).decode("ascii"))
+        return out
 
     # data keys of people (subject_keys)
 
