@@ -1,8 +1,8 @@
 """``python -m bench <name>``: run a benchmark.
 
-Benchmarks: ``e2e``, ``api``, ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``,
-``dashboard``, ``soak`` (mixed traffic and faults, reconciled); ``all`` runs every one and
-writes one Markdown report (``bench/all.py``).
+Benchmarks: ``e2e`` (and ``instructions``: its instruction counts, by callgrind), ``api``,
+``crm``, ``erp``, ``deliver``, ``score``, ``kafka``, ``dashboard``, ``soak`` (mixed traffic and
+faults, reconciled); ``all`` runs every one and writes one Markdown report (``bench/all.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     e2e.add_argument(
         "--repeat", type=int, default=1, help="runs per kind, alternating; medians reported"
     )
+    ins = sub.add_parser(
+        "instructions", help="instructions per row of e2e (callgrind): raw, plain, encrypted"
+    )
+    ins.add_argument("--rows", type=int, default=20_000)
+    ins.add_argument("--encrypt", action="store_true", help="also count the encrypted hub")
+    ins.add_argument("--keep", action="store_true", help="keep the work folder")
     api = sub.add_parser("api", help="POST /score-lead vs a naive sklearn endpoint (open loop)")
     api.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     api.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
@@ -123,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_api(
             seconds=args.seconds, concurrency=args.concurrency, repeat=args.repeat, keep=args.keep
         )
+    if args.name == "instructions":
+        from bench.instructions import run as run_instructions
+
+        return run_instructions(rows=args.rows, encrypt=args.encrypt, keep=args.keep)
     if args.name == "e2e":
         from bench.e2e import run
 
