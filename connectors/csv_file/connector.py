@@ -441,7 +441,7 @@ def _split_lines(chunk: bytes, quote: bytes, codec: str, delimiter: str) -> list
     """
     if chunk.find(quote) >= 0:
         return None
-    crs = chunk.count(b"\r")
+    crs = chunk.count(b"\r") if b"\r" in chunk else 0  # a memchr first: most files have none
     text = chunk.decode(codec)  # strict; the scan proved the file decodes
     if crs:
         lines = text.split("\r\n")

@@ -169,7 +169,9 @@ class _Counter:
         """Return ``(lines, blank lines)`` of ``piece``; raise ``_Irregular`` when it cannot."""
         if piece.find(self.quote) >= 0:
             raise _Irregular
-        crs = piece.count(b"\r")
+        # ``in`` is a memchr; ``count`` reads every byte (~7 instructions each): most files
+        # have no CR at all
+        crs = piece.count(b"\r") if b"\r" in piece else 0
         if crs and piece.count(b"\r\n") != crs:
             raise _Irregular  # a CR that does not end a CRLF: csv splits lines there too
         if (
@@ -177,7 +179,9 @@ class _Counter:
             and not piece.startswith(b"\n")
             and (not crs or (b"\n\r\n" not in piece and not piece.startswith(b"\r\n")))
         ):
-            return piece.count(b"\n"), 0  # no blank line: counted in C, no arrays
+            # no blank line: numpy compares 32 bytes at a time where ``count`` takes one
+            a = self.np.frombuffer(piece, dtype=self.np.uint8)
+            return int(self.np.count_nonzero(a == _LF)), 0
         return self.with_arrays(piece, crs)
 
     def with_arrays(self, piece: bytes, crs: int) -> tuple[int, int]:
@@ -221,8 +225,9 @@ def _plain(region: bytes, quote: bytes) -> bool:
     """No quote, and every CR ends a CRLF: each line of ``region`` is one record."""
     if region.find(quote) >= 0:
         return False
-    crs = region.count(b"\r")
-    return not crs or region.count(b"\r\n") == crs
+    if b"\r" not in region:
+        return True
+    return region.count(b"\r\n") == region.count(b"\r")
 
 
 def plan_cuts(
