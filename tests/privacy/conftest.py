@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import secrets
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -13,6 +15,7 @@ import pytest
 
 from junction.store.crypto_rows import StorePrivacy, enable_privacy
 from junction.store.repo import Store
+from scoring.synthetic import CSV_HEADER, generate_lead_csv_rows
 
 KEK_ENV = "JUNCTION_TEST_KEK"
 
@@ -55,6 +58,30 @@ def sealed_store(store_url: str, kek: str) -> Iterator[tuple[Store, StorePrivacy
         yield store, enable_privacy(store, kek=kek)
     finally:
         store.close()
+
+
+def drop_people_csv(
+    path: Path,
+    people: list[dict[str, str | None]],
+    *,
+    ids: str,
+    filler: int,
+    seed: int,
+    messy: bool = False,
+    created_at: str | None = "2026-01-05T10:00:00Z",
+) -> None:
+    """A lead CSV naming ``people`` (ids ``<ids><n>``), then ``filler`` synthetic leads."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_HEADER)
+        writer.writeheader()
+        for i, person in enumerate(people):
+            row = dict.fromkeys(CSV_HEADER, "")
+            row.update({k: v or "" for k, v in person.items()})
+            row.update(lead_id=f"{ids}{i}", company="Canary Works", country="US", employees="40")
+            if created_at is not None:
+                row["created_at"] = created_at
+            writer.writerow(row)
+        writer.writerows(generate_lead_csv_rows(filler, seed, messy))
 
 
 def lead_payload(i: int, person: dict[str, str | None]) -> str:

@@ -3,7 +3,6 @@ wire, erased on request, and not brought back by the next sync of the same perso
 
 from __future__ import annotations
 
-import csv
 import itertools
 from pathlib import Path
 
@@ -19,29 +18,10 @@ from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 from outbound.webhook.config import generate_secret
 from outbound.webhook.sink import WebhookSink, read_sink_file
-from scoring.synthetic import CSV_HEADER, generate_lead_csv_rows
 from tests.integration.helpers import scalar, write_config
-from tests.privacy.conftest import CANARIES, assert_no_canary, dump
+from tests.privacy.conftest import CANARIES, assert_no_canary, drop_people_csv, dump
 
 ANN = CANARIES[0]
-
-
-def _drop(path: Path, people: list[dict[str, str | None]], *, seed: int, filler: int) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_HEADER)
-        writer.writeheader()
-        for i, person in enumerate(people):
-            row = dict.fromkeys(CSV_HEADER, "")
-            row.update({k: v or "" for k, v in person.items()})
-            row.update(
-                lead_id=f"C{seed}-{i}",
-                company="Canary Works",
-                country="US",
-                employees="40",
-                created_at="2026-01-05T10:00:00Z",
-            )
-            writer.writerow(row)
-        writer.writerows(generate_lead_csv_rows(filler, seed, False))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -69,7 +49,7 @@ def test_sealed_at_rest_plain_on_the_wire_erased_and_not_resynced(
             privacy = enable_privacy(setup, kek=kek)
         finally:
             setup.close()
-        _drop(tmp_path / "inbox" / "first.csv", CANARIES, seed=3, filler=40)
+        drop_people_csv(tmp_path / "inbox" / "first.csv", CANARIES, ids="C3-", seed=3, filler=40)
         hub = Hub.from_file(cfg)
         try:
             [summary] = hub.run_once()
@@ -109,7 +89,9 @@ def test_sealed_at_rest_plain_on_the_wire_erased_and_not_resynced(
             "email": "nova@late.example",
             "phone": None,
         }
-        _drop(tmp_path / "inbox" / "second.csv", [ANN, newcomer], seed=4, filler=0)
+        drop_people_csv(
+            tmp_path / "inbox" / "second.csv", [ANN, newcomer], ids="C4-", seed=4, filler=0
+        )
         before = len(read_sink_file(tmp_path / "sink.jsonl"))
         hub = Hub.from_file(cfg)
         try:

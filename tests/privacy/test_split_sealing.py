@@ -8,7 +8,6 @@ parsing path gives, on every path that writes records.
 
 from __future__ import annotations
 
-import csv
 from datetime import date
 from pathlib import Path
 
@@ -26,23 +25,16 @@ from junction.store.repo import Store
 from outbound.webhook.config import generate_secret
 from schemas import ENTITY_MODELS
 from schemas.base import CanonicalModel
-from scoring.synthetic import CSV_HEADER, generate_lead_csv_rows
 from tests.integration.helpers import write_config
-from tests.privacy.conftest import CANARIES, assert_no_canary, dump, record_row
+from tests.privacy.conftest import (
+    CANARIES,
+    assert_no_canary,
+    drop_people_csv,
+    dump,
+    record_row,
+)
 
 Lead = ENTITY_MODELS["lead"]
-
-
-def _drop(path: Path) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_HEADER)
-        writer.writeheader()
-        for i, person in enumerate(CANARIES):
-            row = dict.fromkeys(CSV_HEADER, "")
-            row.update({k: v or "" for k, v in person.items()})
-            row.update(lead_id=f"S-{i}", company="Canary Works", country="US", employees="40")
-            writer.writerow(row)
-        writer.writerows(generate_lead_csv_rows(60, 11, True))  # messy: some quarantined
 
 
 def _run(root: Path, store: str, models: Path, workers: int, kek: str | None) -> None:
@@ -57,7 +49,10 @@ def _run(root: Path, store: str, models: Path, workers: int, kek: str | None) ->
     )
     if kek is not None:
         cfg.write_text(cfg.read_text() + f"privacy:\n  kek: {kek}\n")
-    _drop(root / "inbox" / "leads.csv")
+    # a messy filler: some of its rows are quarantined
+    drop_people_csv(
+        root / "inbox" / "leads.csv", CANARIES, ids="S-", filler=60, seed=11, messy=True
+    )
     hub = Hub.from_file(cfg)
     try:
         hub.run_once()

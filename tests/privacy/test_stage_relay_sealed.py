@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import csv
 import secrets
 import threading
 from pathlib import Path
@@ -37,31 +36,12 @@ from junction.store.erasure import erase
 from junction.store.keyring import key_counts
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
-from scoring.synthetic import CSV_HEADER, generate_lead_csv_rows
 from tests.fakes.kafka_broker import KafkaBroker, kafka_broker  # noqa: F401 - the broker fixture
-from tests.privacy.conftest import CANARIES, assert_no_canary, dump
+from tests.privacy.conftest import CANARIES, assert_no_canary, drop_people_csv, dump
 from tests.stages.support import read_topic, write_config
 
 pytestmark = pytest.mark.timeout(240)
 SEALED = b"JX1:" + SUBJECT.encode() + b":"
-
-
-def _drop(path: Path, filler: int) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_HEADER)
-        writer.writeheader()
-        for i, person in enumerate(CANARIES):
-            row = dict.fromkeys(CSV_HEADER, "")
-            row.update({k: v or "" for k, v in person.items()})
-            row.update(
-                lead_id=f"C{i}",
-                company="Canary Works",
-                country="US",
-                employees="40",
-                created_at="2026-01-05T10:00:00Z",
-            )
-            writer.writerow(row)
-        writer.writerows(generate_lead_csv_rows(filler, 5, False))
 
 
 def _relay_values(store: Store) -> list[tuple[str, bytes, float | None]]:
@@ -110,7 +90,7 @@ def test_stage_chain_seals_relay_rows_and_topics_stay_clear(
         enable_privacy(setup, kek=kek)
     finally:
         setup.close()
-    _drop(tmp_path / "inbox" / "leads.csv", filler=20)
+    drop_people_csv(tmp_path / "inbox" / "leads.csv", CANARIES, ids="C", filler=20, seed=5)
     hub = Hub(load_config(cfg))
     try:
         ingest = run_ingest(hub, threading.Event(), once=True)
