@@ -13,14 +13,13 @@ sync's wall time spent in Junction (this process's CPU time) versus waiting on t
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import crm_fakes
+from bench.procs import work_folder
 
 HUBSPOT_PROPS = [
     "email",
@@ -272,16 +271,10 @@ def run(
     when given, receives each system's figures by name."""
     from scoring.registry import ensure_default_model
 
-    work = Path(tempfile.mkdtemp(prefix="junction-bench-crm-"))
-    try:
+    with work_folder("junction-bench-crm-", keep=keep) as work:
         ensure_default_model(work / "models", name="lead-score")
         for system in systems:
             fig = _bench(system, records, work)
             if figures is not None:
                 figures[system] = fig
-    finally:
-        if keep:
-            print(f"work folder kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -11,13 +11,14 @@ import multiprocessing as mp
 import resource
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from bench.procs import work_folder
 
 CONFIG = """\
 store: "{store}"
@@ -219,8 +220,7 @@ def run(
         print(f"generated {source} in {time.perf_counter() - t0:.1f}s")
     size_mb = source.stat().st_size / 1e6
 
-    work = Path(tempfile.mkdtemp(prefix="junction-bench-"))
-    try:
+    with work_folder("junction-bench-", keep=keep) as work:
         ensure_default_model(work / "models", name="lead-score")
         config = CONFIG.replace("{secret}", generate_secret())
         runs = [("plain", config, store)]
@@ -257,9 +257,4 @@ def run(
                 label: {**result, "hub_rows_s": result["read"] / result["seconds"]}
                 for label, _url, result in results
             }
-    finally:
-        if keep:
-            print(f"work folder kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0

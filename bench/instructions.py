@@ -26,10 +26,10 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from bench.e2e import CONFIG, DATA
+from bench.procs import work_folder
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -110,8 +110,7 @@ def run(*, rows: int, encrypt: bool, keep: bool) -> int:
     source = DATA / f"leads-{rows}.csv"
     if not source.exists():
         write_lead_csv(source, rows, seed=2026, messy=True)
-    work = Path(tempfile.mkdtemp(prefix="junction-instr-"))
-    try:
+    with work_folder("junction-instr-", keep=keep) as work:
         ensure_default_model(work / "models", name="lead-score")
         base = CONFIG.replace("{secret}", generate_secret()).replace(
             "    batch_size: 2000\n", "    batch_size: 2000\n    workers: 1\n"
@@ -143,11 +142,6 @@ def run(*, rows: int, encrypt: bool, keep: bool) -> int:
                 f"{'plain / encrypted':<18} : {per_row['plain'] / per_row['encrypted']:.3f}  "
                 "(the encryption overhead by instructions; goal >= 0.8 on the timed ratio)"
             )
-    finally:
-        if keep:
-            print(f"work folder kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -5,14 +5,31 @@ from __future__ import annotations
 
 import compileall
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Junction's own packages (an editable install: pip compiled its dependencies, not these)
 PACKAGES = ("junction", "connectors", "mappings", "scoring", "outbound", "schemas", "bench")
+
+
+@contextmanager
+def work_folder(prefix: str, *, keep: bool) -> Iterator[Path]:
+    """A fresh temporary folder for one bench run: removed after it, or kept and named."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def free_port() -> int:
