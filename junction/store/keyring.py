@@ -316,7 +316,7 @@ class Keyring:
         inner, outer = self._inner, self._outer
         out = []
         for kind, value in pairs:
-            text = normalize(kind, value if value.__class__ is str else str(value))
+            text = normalize(kind, value if isinstance(value, str) else str(value))
             h = inner.copy()
             h.update(f"{kind}\x1f{text}".encode())
             o = outer.copy()
