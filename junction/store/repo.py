@@ -114,6 +114,15 @@ _SEALED = frozenset({"records", "deliveries", "quarantine"})
 _PRIVACY_RECHECK_S = 30.0
 
 
+def _refuse_split_without_privacy(privacy: StorePrivacy | None, personal: object) -> None:
+    """Personal members taken out of the payloads are only for a store that seals them:
+    writing the payloads anywhere else would lose those members."""
+    if privacy is None and personal is not None:
+        raise InternalError(
+            "a batch split for encryption at rest reached a store without it; nothing was written"
+        )
+
+
 def insert_ignore_sql(dialect: str, table: Table, cols: tuple[str, ...]) -> str:
     """``INSERT`` of one row that does nothing when its key exists (DB-API paramstyle)."""
     names = ", ".join(cols)
@@ -369,11 +378,7 @@ class Store:
                 if records or deliveries or quarantined or presealed is not None
                 else None
             )
-            if privacy is None and personal is not None:
-                raise InternalError(
-                    "a batch split for encryption at rest reached a store without it; "
-                    "nothing was written"
-                )
+            _refuse_split_without_privacy(privacy, personal)
             if privacy is None:
                 deliveries, held_back = routed_only(conn, self.dialect, heads, deliveries)
                 self._insert_rows(conn, t.records, RECORD_COLS, records)
@@ -443,14 +448,8 @@ class Store:
                 lack those members: writing them would lose them).
         """
         privacy = self.privacy()
-        if privacy is None:
-            if personal is not None:
-                raise InternalError(
-                    "a batch split for encryption at rest reached a store without it; "
-                    "nothing was written"
-                )
-            return None
-        return privacy.preseal(records, deliveries, personal)
+        _refuse_split_without_privacy(privacy, personal)
+        return None if privacy is None else privacy.preseal(records, deliveries, personal)
 
     # cursors and the file ledger
 
