@@ -13,7 +13,8 @@ and plain ÷ encrypted (the encryption overhead).  A few thousand rows already g
 per row, but the per-value caches of the mapping are colder than over a long file: compare
 counts of the same row count only.
 
-Needs valgrind (``apt-get install valgrind``); a dev tool, not run in CI.
+Needs valgrind (``apt-get install valgrind``); CI runs it only tiny, in its test, to keep it
+working.
 """
 
 from __future__ import annotations
