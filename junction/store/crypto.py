@@ -35,6 +35,7 @@ from junction.core.errors import (
     KeyUnavailableError,
 )
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
+from junction.store.batch_seal import encrypt_many
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -44,6 +45,7 @@ BYTES_PREFIX = b"JX1:"
 TEXT_PREFIX_ID = "JX2:"
 BYTES_PREFIX_ID = b"JX2:"
 PLUGIN_GROUP = "junction.kek_providers"
+_DEK_AAD = b"junction dek\x1f"  # a wrapped data key's associated data: this, then its context
 
 
 @runtime_checkable
@@ -78,6 +80,7 @@ class LocalKek:
                 f"the key-encryption key from {source} must be at least {MIN_KEY_BYTES} bytes"
             )
         key = HKDF(SHA256(), KEY_BYTES, salt=None, info=b"junction kek v1").derive(secret)
+        self._key = key
         self._aead = AESGCM(key)
         self.source = source
         self._id = hmac.digest(key, b"junction kek id", hashlib.sha256)[:8].hex()
@@ -93,27 +96,19 @@ class LocalKek:
     def wrap(self, key: bytes, context: bytes) -> bytes:
         """``nonce + AES-GCM(key)``, bound to ``context``."""
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, key, b"junction dek\x1f" + context)
+        return nonce + self._aead.encrypt(nonce, key, _DEK_AAD + context)
 
-    def wrap_with(self, key: bytes, context: bytes, nonce: bytes) -> bytes:
-        """``wrap`` with a caller-drawn random nonce (batches draw their randomness at once)."""
-        return nonce + self._aead.encrypt(nonce, key, b"junction dek\x1f" + context)
-
-    def wrap_many(
-        self, keys: list[bytes], contexts: list[bytes], nonces: list[bytes]
-    ) -> list[bytes]:
-        """``wrap_with`` for a batch of keys (one call: a write transaction's new keys)."""
-        encrypt = self._aead.encrypt
-        return [
-            n + encrypt(n, k, b"junction dek\x1f" + c)
-            for k, c, n in zip(keys, contexts, nonces, strict=True)
-        ]
+    def wrap_many(self, keys: list[bytes], contexts: list[bytes], nonces: bytes) -> list[bytes]:
+        """``wrap`` for a batch of keys in one call, with caller-drawn random nonces (12 bytes
+        per key, concatenated): a write transaction's new keys (``batch_seal.encrypt_many``)."""
+        aads = [_DEK_AAD + c for c in contexts]
+        return encrypt_many(self._key, nonces, keys, aads)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         """Open a wrapped key; a wrong KEK or a tampered key raises KeyUnavailableError."""
         try:
             return self._aead.decrypt(
-                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], b"junction dek\x1f" + context
+                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _DEK_AAD + context
             )
         except (InvalidTag, ValueError):
             raise KeyUnavailableError(

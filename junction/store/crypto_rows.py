@@ -31,6 +31,7 @@ from sqlalchemy import Connection, select
 from junction.core.errors import DecryptionError, InternalError
 from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
+from junction.store.batch_seal import seal_payloads
 from junction.store.crypto import (
     NONCE_BYTES,
     associated,
@@ -43,7 +44,7 @@ from junction.store.crypto import (
     seal_bytes_id,
     seal_text_id,
 )
-from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyRef, Keyring
+from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyBytes, KeyRef, Keyring
 from schemas import ENTITY_MODELS
 
 if TYPE_CHECKING:
@@ -158,20 +159,21 @@ class StorePrivacy:
         wanted = set(subjects) | {x for x in d_subjects if x is not None}
         provisional, drafts, held = self.keyring.draft(wanted)
         pre = Presealed(provisional, drafts, held, by_record)
-        nonces = _nonces(len(records) + len(deliveries))
+        payloads = _seal_payloads(provisional, records, clear, pii_json, subjects)
         pre.records = [
-            (row, text, pj, subject, _seal_record(provisional[subject], row, text, pj, subject, n))
-            for row, text, pj, subject, n in zip(
-                records, clear, pii_json, subjects, nonces, strict=False
+            (row, text, pj, subject, (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject))
+            for row, text, pj, subject, payload in zip(
+                records, clear, pii_json, subjects, payloads, strict=True
             )
         ]
-        at = len(records)
+        refs: dict[str, KeyRef] = {}  # AES-GCM objects for the routed rows' subjects only
+        nonces = _nonces(len(deliveries))
         for i, row in enumerate(deliveries):
             d_subject = d_subjects[i]
             sealed = (
                 None
                 if d_subject is None
-                else _seal_delivery(provisional[d_subject], row, d_subject, nonces[at + i])
+                else _seal_delivery(_ref(refs, provisional, d_subject), row, d_subject, nonces[i])
             )
             pre.deliveries.append((row, d_subject, sealed))
         return pre
@@ -197,30 +199,46 @@ class StorePrivacy:
         sealed here (their subject is read from the store).
         """
         final = self.keyring.settle(conn, pre.provisional, pre.drafts, pre.held)
-        changed = {s for s, ref in pre.provisional.items() if final.get(s) is not ref}
+        # subjects now erased (None), or whose drafted key id another writer took first
+        changed = {
+            s
+            for s, (_, kid) in pre.provisional.items()
+            if (f := final.get(s)) is None or f[1] != kid
+        }
+        keys = {s: k for s in changed if (k := final[s]) is not None}
         records: list[Row] = []
         dropped: set[str] = set()
-        renonce = iter(_nonces(len(pre.records) + len(pre.deliveries))) if changed else None
-        for row, clear, pii_json, subject, sealed in pre.records:
+        again = [item for item in pre.records if item[3] in keys]
+        resealed = iter(
+            _seal_payloads(
+                keys,
+                [item[0] for item in again],
+                [item[1] for item in again],
+                [item[2] for item in again],
+                [item[3] for item in again],
+            )
+        )
+        for row, _, _, subject, sealed in pre.records:
             if subject in changed:
-                ref = final[subject]
-                if ref is None:
+                if subject not in keys:
                     dropped.add(row[_R_ID])
                     continue
-                assert renonce is not None
-                sealed = _seal_record(ref, row, clear, pii_json, subject, next(renonce))
+                payload = next(resealed)
+                sealed = (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
             records.append(sealed)
         deliveries: list[Row] = []
         later: list[Row] = []
+        refs: dict[str, KeyRef] = {}
+        renonce = iter(_nonces(len(pre.deliveries))) if changed else None
         for row, d_subject, sealed_d in pre.deliveries:
             if d_subject is None or sealed_d is None:
                 later.append(row)
                 continue
             if d_subject in changed:
-                ref = final[d_subject]
-                if ref is None:
+                if d_subject not in keys:
                     continue
                 assert renonce is not None
+                ref = _ref(refs, keys, d_subject)
                 sealed_d = _seal_delivery(ref, row, d_subject, next(renonce))
             deliveries.append(sealed_d)
         if later:
@@ -403,9 +421,9 @@ class StorePrivacy:
 class Presealed:
     """A batch sealed with drafted keys, waiting for ``StorePrivacy.finish``."""
 
-    provisional: dict[str, KeyRef]
+    provisional: dict[str, KeyBytes]  # every subject's key and its id
     drafts: dict[str, Draft]  # new subjects: (key, key id, wrapped key)
-    held: dict[str, tuple[bytes, int]]  # subjects whose key was cached: (key, key id)
+    held: dict[str, KeyBytes]  # subjects whose key was cached: (key, key id)
     subjects: dict[str, str]  # record id -> subject
     # (original row, payload without personal members (JSON), their JSON, subject, sealed row)
     records: list[tuple[Row, str, bytes, str, Row]] = field(default_factory=list)
@@ -413,24 +431,40 @@ class Presealed:
     deliveries: list[tuple[Row, str | None, Row | None]] = field(default_factory=list)
 
 
-def _seal_record(
-    ref: KeyRef, row: Row, clear: str, pii_json: bytes, subject: str, nonce: bytes
-) -> Row:
-    """The record row with ``"_pii": <sealed personal members>`` as the payload's last member.
+def _seal_payloads(
+    keys: Mapping[str, KeyBytes],
+    rows: Sequence[Row],
+    clears: list[str],
+    pii_json: list[bytes],
+    subjects: list[str],
+) -> list[str]:
+    """Each record's payload with ``"_pii": <its sealed personal members>`` as the last member,
+    under its subject's data key, in one call (``batch_seal.seal_payloads``).
 
-    ``clear`` is the payload's JSON object without its personal members.  The sealed text is
-    base64, digits, ``:`` and a base64url subject: nothing in it needs a JSON escape, so it is
-    appended to the text as it is (what ``orjson.dumps`` of the object would write).
+    ``clears[i]`` is the payload's JSON object without its personal members, ``pii_json[i]``
+    those members' JSON; associated data: ``records``, the record id, the subject.
     """
-    aead, kid = ref
-    aad = f"records\x1f{row[_R_ID]}\x1f{subject}".encode()
-    sealed = seal_text_id(aead, subject, kid, nonce, pii_json, aad)
-    payload = (
-        f'{clear[:-1]},"{SEALED_KEY}":"{sealed}"}}'
-        if clear != "{}"
-        else f'{{"{SEALED_KEY}":"{sealed}"}}'
+    if not rows:
+        return []
+    refs = [keys[s] for s in subjects]
+    return seal_payloads(
+        [k for k, _ in refs],
+        [kid for _, kid in refs],
+        subjects,
+        [row[_R_ID] for row in rows],
+        clears,
+        pii_json,
+        os.urandom(NONCE_BYTES * len(rows)),
     )
-    return (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
+
+
+def _ref(refs: dict[str, KeyRef], keys: Mapping[str, KeyBytes], subject: str) -> KeyRef:
+    """The AES-GCM object and key id of ``subject``'s key, made once per batch."""
+    ref = refs.get(subject)
+    if ref is None:
+        key, kid = keys[subject]
+        ref = refs[subject] = (AESGCM(key), kid)
+    return ref
 
 
 def _seal_delivery(ref: KeyRef, row: Row, subject: str, nonce: bytes) -> Row:

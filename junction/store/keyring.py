@@ -34,13 +34,11 @@ store.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import threading
 import time
 import weakref
-from binascii import b2a_base64
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
@@ -50,10 +48,10 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from junction.core.errors import DecryptionError, KeyUnavailableError, SubjectErasedError
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
 from junction.store import tables as t
+from junction.store.batch_seal import hmac_tokens
 from junction.store.crypto import KEY_BYTES, NONCE_BYTES, KekProvider, LocalKek
 
 SETTINGS_ID = 1
-_SHA256_BLOCK = 64
 _CHUNK = 500  # subjects or ids per IN (...) lookup
 _SUBJECT_CONTEXT = b"junction subject key"
 DEFAULT_KEY_CACHE = 100_000  # keys per process: ~110 B each (subject, key, id)
@@ -67,13 +65,13 @@ _EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC: key ids are (ms since then) << 
 _ID_LOW_BITS = 22
 _ID_BYTES = 8
 LEGACY = 0  # the key id of a cached ``data_keys`` key (found by subject)
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_TOKEN_CHARS = (TOKEN_BYTES * 4 + 2) // 3  # base64 characters of a token, padding left out
 
 # a key to seal with: the AES-GCM of the data key and its id in ``subject_keys``
 KeyRef = tuple[AESGCM, int]
 # a drafted key, not stored yet: (key bytes, id, wrapped key)
 Draft = tuple[bytes, int, bytes]
+# a data key as bytes and its id (what the batch sealer takes)
+KeyBytes = tuple[bytes, int]
 
 
 class KeyCache:
@@ -211,9 +209,6 @@ class Keyring:
         self.kek = kek
         self.kek_source = kek_source
         self._subject_key = subject_key
-        block = subject_key.ljust(_SHA256_BLOCK, b"\0")  # keys <= one block, as HMAC pads them
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._cache = KeyCache(cache_size)
 
     @property
@@ -305,67 +300,57 @@ class Keyring:
     def subject(self, kind: str, value: object) -> str:
         """The subject id of ``value`` as personal data of ``kind`` (email, phone, source_key).
 
-        The same token as ``Pseudonymizer(subject_key).of(kind, value)`` (RFC 2104 HMAC-SHA256
-        from precomputed pad states: this runs once per stored record, and the one-shot
-        ``hmac.digest`` costs twice as much per call).
+        The same token as ``Pseudonymizer(subject_key).of(kind, value)`` (RFC 2104
+        HMAC-SHA256, base64url of its first ``TOKEN_BYTES``).
         """
         return self.subjects([(kind, value)])[0]
 
     def subjects(self, pairs: Iterable[tuple[str, object]]) -> list[str]:
-        """``subject(kind, value)`` of every ``(kind, value)`` pair (a batch's records)."""
-        inner, outer = self._inner, self._outer
-        out = []
-        for kind, value in pairs:
-            text = normalize(kind, value if isinstance(value, str) else str(value))
-            h = inner.copy()
-            h.update(f"{kind}\x1f{text}".encode())
-            o = outer.copy()
-            o.update(h.digest())
-            # base64url of the first TOKEN_BYTES, without its padding
-            token = b2a_base64(o.digest()[:TOKEN_BYTES], newline=False)[:_TOKEN_CHARS]
-            out.append(PREFIX + token.translate(_URLSAFE).decode("ascii"))
-        return out
+        """``subject(kind, value)`` of every ``(kind, value)`` pair (a batch's records), with
+        one HMAC call for the batch (``batch_seal.hmac_tokens``)."""
+        messages = [
+            f"{kind}\x1f{normalize(kind, value if isinstance(value, str) else str(value))}".encode()
+            for kind, value in pairs
+        ]
+        return hmac_tokens(self._subject_key, messages, PREFIX, TOKEN_BYTES)
 
     # data keys of people (subject_keys)
 
     def draft(
         self, subjects: Collection[str]
-    ) -> tuple[dict[str, KeyRef], dict[str, Draft], dict[str, tuple[bytes, int]]]:
+    ) -> tuple[dict[str, KeyBytes], dict[str, Draft], dict[str, KeyBytes]]:
         """Keys to seal with before the transaction: cached ones, and new ones (not stored).
 
-        Returns the key of every subject, the new ones as ``(key, id, wrapped)`` and the cached
-        ones as ``(key, id)``; ``settle`` stores the new ones and says which subjects are erased.
-        Costs no query: a batch is sealed outside the store's write lock.
+        Returns the key of every subject as ``(key, id)``, the new ones as ``(key, id,
+        wrapped)`` and the cached ones; ``settle`` stores the new ones and says which subjects
+        are erased.  Costs no query: a batch is sealed outside the store's write lock.
         """
         get = self._cache.get
-        provisional: dict[str, KeyRef] = {}
-        held: dict[str, tuple[bytes, int]] = {}
+        provisional: dict[str, KeyBytes] = {}
+        held: dict[str, KeyBytes] = {}
         new = []
         for s in subjects:
             hit = get(s)
             if hit is None or hit[1] == LEGACY:
                 new.append(s)
             else:
-                provisional[s] = (AESGCM(hit[0]), hit[1])
-                held[s] = (hit[0], hit[1])
+                provisional[s] = held[s] = (hit[0], hit[1])
         drafts = self._new_keys(new)
         for s, (key, kid, _) in drafts.items():
-            provisional[s] = (AESGCM(key), kid)
+            provisional[s] = (key, kid)
         return provisional, drafts, held
 
     def _new_keys(self, subjects: list[str]) -> dict[str, Draft]:
         if not subjects:
             return {}
         n = len(subjects)
-        per = KEY_BYTES + NONCE_BYTES
-        rnd = os.urandom(per * n)
-        keys = [rnd[i : i + KEY_BYTES] for i in range(0, per * n, per)]
+        rnd = os.urandom(KEY_BYTES * n)
+        keys = [rnd[i : i + KEY_BYTES] for i in range(0, KEY_BYTES * n, KEY_BYTES)]
         ids = new_key_ids(n)
         contexts = [key_context(s, kid) for s, kid in zip(subjects, ids, strict=True)]
         kek = self.kek
         if isinstance(kek, LocalKek):
-            nonces = [rnd[i + KEY_BYTES : i + per] for i in range(0, per * n, per)]
-            wrapped_keys = kek.wrap_many(keys, contexts, nonces)
+            wrapped_keys = kek.wrap_many(keys, contexts, os.urandom(NONCE_BYTES * n))
         else:
             wrapped_keys = [kek.wrap(k, c) for k, c in zip(keys, contexts, strict=True)]
         return {
@@ -376,21 +361,23 @@ class Keyring:
     def seal_keys(self, conn: Connection, subjects: Collection[str]) -> dict[str, KeyRef | None]:
         """``draft`` then ``settle`` in the transaction: the key to seal with per subject."""
         provisional, drafts, held = self.draft(subjects)
-        return self.settle(conn, provisional, drafts, held)
+        final = self.settle(conn, provisional, drafts, held)
+        return {s: None if k is None else (AESGCM(k[0]), k[1]) for s, k in final.items()}
 
     def settle(
         self,
         conn: Connection,
-        provisional: dict[str, KeyRef],
+        provisional: dict[str, KeyBytes],
         drafts: dict[str, Draft],
-        held: dict[str, tuple[bytes, int]],
-    ) -> dict[str, KeyRef | None]:
+        held: dict[str, KeyBytes],
+    ) -> dict[str, KeyBytes | None]:
         """Store the drafted keys and check the cached ones, in the write transaction.
 
         Returns the key to use per subject: the provisional one when it stands, None when the
-        subject is erased, a new one when another writer took a drafted key's id first.
+        subject is erased, a new one (another id) when another writer took a drafted key's id
+        first.
         """
-        out: dict[str, KeyRef | None] = dict(provisional)
+        out: dict[str, KeyBytes | None] = dict(provisional)
         erased = self._erased(conn, list(provisional))
         if erased:
             for s in erased:
@@ -425,7 +412,7 @@ class Keyring:
             stored.extend((s, d[0], d[1], b"") for s, d in drafts.items() if s not in taken)
             drafts = self._new_keys(taken)
             for s, (key, kid, _) in drafts.items():
-                out[s] = (AESGCM(key), kid)
+                out[s] = (key, kid)
         self._cache.put_many(stored)
         return out
 
