@@ -43,6 +43,22 @@ b64(const unsigned char *in, Py_ssize_t n, char *out)
     return (Py_ssize_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
 }
 
+/* the decimal digits of v (not negative) into out (at least 20 bytes); returns their count */
+static int
+decimal(long long v, char *out)
+{
+    char rev[20];
+    int n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (int i = 0; i < n; i++) {
+        out[i] = rev[n - 1 - i];
+    }
+    return n;
+}
+
 static Py_ssize_t
 b64_len(Py_ssize_t n)
 {
@@ -308,7 +324,7 @@ seal_payloads(PyObject *self, PyObject *args)
         }
         /* ,"_pii":"JX2:<subject>:<kid>:<base64>"} -- the comma only after other members */
         char kid_text[24];
-        int kid_n = snprintf(kid_text, sizeof kid_text, "%lld", kid);
+        int kid_n = decimal(kid, kid_text);
         Py_ssize_t tail_n = 1 + (Py_ssize_t)(sizeof head - 1) + subject_n + 1 + kid_n + 1
                             + b64_len(blob_n) + 2 + 1;
         if (tail_n > text_cap) {

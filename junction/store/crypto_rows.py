@@ -111,6 +111,21 @@ class StorePrivacy:
     ) -> list[str]:
         """Each record's subject: its email's pseudonym, else its phone's, else its key's."""
         entity = self._entity
+        kinds = {row[_R_ENTITY] for row in records}
+        if len(kinds) == 1:  # a batch of one entity: its fields are known once
+            fields = entity(next(iter(kinds)))
+            if len(fields.emails) == 1 and len(fields.phones) <= 1:
+                email, phone = fields.emails[0], (fields.phones or ("",))[0]
+                return self.keyring.subjects(
+                    [
+                        ("email", v)
+                        if (v := pii.get(email))
+                        else ("phone", w)
+                        if (w := pii.get(phone))
+                        else ("source_key", row[_R_SOURCE_KEY])
+                        for row, pii in zip(records, personal, strict=True)
+                    ]
+                )
         pairs: list[tuple[str, object]] = []
         for row, pii in zip(records, personal, strict=True):
             fields = entity(row[_R_ENTITY])
@@ -158,13 +173,11 @@ class StorePrivacy:
         d_subjects = [by_record.get(r[_D_RECORD]) for r in deliveries]
         wanted = set(subjects) | {x for x in d_subjects if x is not None}
         provisional, drafts, held = self.keyring.draft(wanted)
-        pre = Presealed(provisional, drafts, held, by_record)
+        pre = Presealed(provisional, drafts, held, by_record, records, clear, pii_json, subjects)
         payloads = _seal_payloads(provisional, records, clear, pii_json, subjects)
-        pre.records = [
-            (row, text, pj, subject, (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject))
-            for row, text, pj, subject, payload in zip(
-                records, clear, pii_json, subjects, payloads, strict=True
-            )
+        pre.sealed = [
+            (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
+            for row, subject, payload in zip(records, subjects, payloads, strict=True)
         ]
         refs: dict[str, KeyRef] = {}  # AES-GCM objects for the routed rows' subjects only
         nonces = _nonces(len(deliveries))
@@ -198,34 +211,10 @@ class StorePrivacy:
         are sealed again under the stored key; outbox rows of records outside the batch are
         sealed here (their subject is read from the store).
         """
-        final = self.keyring.settle(conn, pre.provisional, pre.drafts, pre.held)
-        # subjects now erased (None), or whose drafted key id another writer took first
-        changed = {
-            s
-            for s, (_, kid) in pre.provisional.items()
-            if (f := final.get(s)) is None or f[1] != kid
-        }
+        final, changed = self.keyring.settle(conn, pre.provisional, pre.drafts, pre.held)
         keys = {s: k for s in changed if (k := final[s]) is not None}
-        records: list[Row] = []
         dropped: set[str] = set()
-        again = [item for item in pre.records if item[3] in keys]
-        resealed = iter(
-            _seal_payloads(
-                keys,
-                [item[0] for item in again],
-                [item[1] for item in again],
-                [item[2] for item in again],
-                [item[3] for item in again],
-            )
-        )
-        for row, _, _, subject, sealed in pre.records:
-            if subject in changed:
-                if subject not in keys:
-                    dropped.add(row[_R_ID])
-                    continue
-                payload = next(resealed)
-                sealed = (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
-            records.append(sealed)
+        records = pre.sealed if not changed else self._reseal(pre, changed, keys, dropped)
         deliveries: list[Row] = []
         later: list[Row] = []
         refs: dict[str, KeyRef] = {}
@@ -244,6 +233,32 @@ class StorePrivacy:
         if later:
             deliveries.extend(self.seal_deliveries(conn, later))
         return records, dropped, deliveries
+
+    def _reseal(
+        self, pre: Presealed, changed: set[str], keys: dict[str, KeyBytes], dropped: set[str]
+    ) -> list[Row]:
+        """The batch's record rows after ``settle`` changed some subjects' keys: rows of
+        erased subjects dropped (their ids added to ``dropped``), the others sealed again."""
+        again = [i for i, s in enumerate(pre.subjects_of) if s in keys]
+        resealed = iter(
+            _seal_payloads(
+                keys,
+                [pre.rows[i] for i in again],
+                [pre.clears[i] for i in again],
+                [pre.pii_json[i] for i in again],
+                [pre.subjects_of[i] for i in again],
+            )
+        )
+        records: list[Row] = []
+        for row, subject, sealed in zip(pre.rows, pre.subjects_of, pre.sealed, strict=True):
+            if subject in changed:
+                if subject not in keys:
+                    dropped.add(row[_R_ID])
+                    continue
+                payload = next(resealed)
+                sealed = (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
+            records.append(sealed)
+        return records
 
     def seal_records(
         self, conn: Connection, rows: Sequence[Row]
@@ -425,8 +440,13 @@ class Presealed:
     drafts: dict[str, Draft]  # new subjects: (key, key id, wrapped key)
     held: dict[str, KeyBytes]  # subjects whose key was cached: (key, key id)
     subjects: dict[str, str]  # record id -> subject
-    # (original row, payload without personal members (JSON), their JSON, subject, sealed row)
-    records: list[tuple[Row, str, bytes, str, Row]] = field(default_factory=list)
+    # the records, in parallel: the original rows, their payloads without the personal
+    # members (JSON), those members' JSON, each record's subject, and the sealed rows
+    rows: Sequence[Row]
+    clears: list[str]
+    pii_json: list[bytes]
+    subjects_of: list[str]
+    sealed: list[Row] = field(default_factory=list)
     # (original row, subject or None when its record is not in the batch, sealed row or None)
     deliveries: list[tuple[Row, str | None, Row | None]] = field(default_factory=list)
 

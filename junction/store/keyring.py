@@ -116,6 +116,21 @@ class KeyCache:
             entry[KEY_BYTES + _ID_BYTES :],
         )
 
+    def get_many(self, subjects: Iterable[str]) -> dict[str, tuple[bytes, int, bytes]]:
+        """``get`` of each of ``subjects`` that is held (a batch's lookups, one lock)."""
+        d = self._d
+        with self._lock:
+            hits = [(s, e) for s in subjects if (e := d.pop(s, None)) is not None]
+            d.update(hits)  # re-inserted: the most recently used
+        return {
+            s: (
+                e[:KEY_BYTES],
+                int.from_bytes(e[KEY_BYTES : KEY_BYTES + _ID_BYTES]),
+                e[KEY_BYTES + _ID_BYTES :],
+            )
+            for s, e in hits
+        }
+
     def put(self, subject: str, key: bytes, key_id: int, wrapped: bytes = b"") -> None:
         """Remember ``subject``'s key; evict past ``size``."""
         self.put_many([(subject, key, key_id, wrapped)])
@@ -325,17 +340,10 @@ class Keyring:
         wrapped)`` and the cached ones; ``settle`` stores the new ones and says which subjects
         are erased.  Costs no query: a batch is sealed outside the store's write lock.
         """
-        get = self._cache.get
-        provisional: dict[str, KeyBytes] = {}
-        held: dict[str, KeyBytes] = {}
-        new = []
-        for s in subjects:
-            hit = get(s)
-            if hit is None or hit[1] == LEGACY:
-                new.append(s)
-            else:
-                provisional[s] = held[s] = (hit[0], hit[1])
-        drafts = self._new_keys(new)
+        hits = self._cache.get_many(subjects)
+        held = {s: (h[0], h[1]) for s, h in hits.items() if h[1] != LEGACY}
+        provisional = dict(held)
+        drafts = self._new_keys([s for s in subjects if s not in held])
         for s, (key, kid, _) in drafts.items():
             provisional[s] = (key, kid)
         return provisional, drafts, held
@@ -347,7 +355,7 @@ class Keyring:
         rnd = os.urandom(KEY_BYTES * n)
         keys = [rnd[i : i + KEY_BYTES] for i in range(0, KEY_BYTES * n, KEY_BYTES)]
         ids = new_key_ids(n)
-        contexts = [key_context(s, kid) for s, kid in zip(subjects, ids, strict=True)]
+        contexts = [f"{s}\x1f{kid}".encode() for s, kid in zip(subjects, ids, strict=True)]
         kek = self.kek
         if isinstance(kek, LocalKek):
             wrapped_keys = kek.wrap_many(keys, contexts, os.urandom(NONCE_BYTES * n))
@@ -361,7 +369,7 @@ class Keyring:
     def seal_keys(self, conn: Connection, subjects: Collection[str]) -> dict[str, KeyRef | None]:
         """``draft`` then ``settle`` in the transaction: the key to seal with per subject."""
         provisional, drafts, held = self.draft(subjects)
-        final = self.settle(conn, provisional, drafts, held)
+        final, _ = self.settle(conn, provisional, drafts, held)
         return {s: None if k is None else (AESGCM(k[0]), k[1]) for s, k in final.items()}
 
     def settle(
@@ -370,15 +378,16 @@ class Keyring:
         provisional: dict[str, KeyBytes],
         drafts: dict[str, Draft],
         held: dict[str, KeyBytes],
-    ) -> dict[str, KeyBytes | None]:
+    ) -> tuple[dict[str, KeyBytes | None], set[str]]:
         """Store the drafted keys and check the cached ones, in the write transaction.
 
-        Returns the key to use per subject: the provisional one when it stands, None when the
-        subject is erased, a new one (another id) when another writer took a drafted key's id
-        first.
+        Returns the key to use per subject (the provisional one when it stands, None when the
+        subject is erased, a new one with another id when another writer took a drafted key's
+        id first) and the subjects whose key is not the provisional one.
         """
         out: dict[str, KeyBytes | None] = dict(provisional)
         erased = self._erased(conn, list(provisional))
+        changed = set(erased)
         if erased:
             for s in erased:
                 out[s] = None
@@ -398,6 +407,7 @@ class Keyring:
                 elif row[1] is None:  # erased since (erased_subjects says so too)
                     out[s] = None
                     gone.append(s)
+                    changed.add(s)
             self._cache.discard(gone)
         stored: list[tuple[str, bytes, int, bytes]] = []
         while drafts:
@@ -409,12 +419,14 @@ class Keyring:
                     row = rows.get(kid)
                     if row is None or row[0] != s or bytes(row[1] or b"") != wrapped:
                         taken.append(s)  # another writer's key has this id
-            stored.extend((s, d[0], d[1], b"") for s, d in drafts.items() if s not in taken)
+            skip = set(taken)
+            stored.extend((s, d[0], d[1], b"") for s, d in drafts.items() if s not in skip)
+            changed.update(taken)
             drafts = self._new_keys(taken)
             for s, (key, kid, _) in drafts.items():
                 out[s] = (key, kid)
         self._cache.put_many(stored)
-        return out
+        return out, changed
 
     def _erased(self, conn: Connection, subjects: list[str]) -> set[str]:
         """Which of ``subjects`` are erased.  On PostgreSQL, waits for an erasure in flight
