@@ -75,7 +75,8 @@ _SUFFIXES = (("_email", "email"), ("_phone", "phone"), ("_mobile", "phone"))
 
 def normalize(kind: str, value: str) -> str:
     """The form of ``value`` that is hashed: equal for the same person however it was typed."""
-    text = unicodedata.normalize("NFKC", value).strip()
+    # ASCII text is its own NFKC form (the check is a flag on the string)
+    text = (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip()
     if kind == "email":
         return text.lower()
     if kind == "phone":

@@ -39,7 +39,8 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
+from itertools import chain, islice
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -61,6 +62,7 @@ _INSERT_KEYS_GROUPED = (  # constant text (no value is spliced in); the values a
     + ", ".join(["(?, ?, ?, ?, ?)"] * _GROUP)
 )
 _KEY_COLS = ("id", "subject", "wrapped", "kek_id", "created_at")
+_ANY_ERASED = "SELECT 1 FROM erased_subjects LIMIT 1"
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC: key ids are (ms since then) << _ID_LOW_BITS | n
 _ID_LOW_BITS = 22
 _ID_BYTES = 8
@@ -140,13 +142,15 @@ class KeyCache:
         if self.size <= 0:
             return
         d = self._d
+        new = [(s, key + kid.to_bytes(_ID_BYTES) + wrapped) for s, key, kid, wrapped in entries]
         with self._lock:
-            for subject, key, key_id, wrapped in entries:
-                d.pop(subject, None)
-                d[subject] = key + key_id.to_bytes(_ID_BYTES) + wrapped
+            for s, _ in new:
+                if s in d:
+                    del d[s]  # put again at the end: the most recently used
+            d.update(new)
             over = len(d) - self.size
             if over > 0:
-                for old in list(_first(d, over)):
+                for old in list(islice(d, over)):
                     del d[old]
 
     def put_if_absent(self, subject: str, key: bytes, key_id: int, wrapped: bytes = b"") -> None:
@@ -171,12 +175,6 @@ class KeyCache:
 _CACHES: weakref.WeakSet[KeyCache] = weakref.WeakSet()
 _IDS_LOCK = threading.Lock()
 _last_id = 0
-
-
-def _first(d: dict[str, bytes], n: int) -> Iterator[str]:
-    it = iter(d)
-    for _ in range(n):
-        yield next(it)
 
 
 def evict_everywhere(subjects: Collection[str]) -> None:
@@ -436,7 +434,9 @@ class Keyring:
             # its own statement: the next ones take a snapshot after the wait (READ COMMITTED)
             conn.exec_driver_sql("LOCK TABLE erased_subjects IN ROW SHARE MODE")
         e = t.erased_subjects.c
-        if not subjects or conn.execute(select(e.subject).limit(1)).first() is None:
+        # every write batch asks; the statement is constant text, run without SQLAlchemy's
+        # compile step (most stores have erased nobody: the table is empty)
+        if not subjects or conn.exec_driver_sql(_ANY_ERASED).first() is None:
             return set()
         out: set[str] = set()
         for at in range(0, len(subjects), _CHUNK):
@@ -464,7 +464,9 @@ class Keyring:
 
         now = time.time()
         kek_id = self.kek.key_id
-        rows = sorted((kid, s, wrapped, kek_id, now) for s, (_, kid, wrapped) in drafts.items())
+        rows = [(kid, s, wrapped, kek_id, now) for s, (_, kid, wrapped) in drafts.items()]
+        if any(rows[i][0] > rows[i + 1][0] for i in range(len(rows) - 1)):
+            rows.sort()  # drafts are made in id order; keys stored again join them out of it
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
@@ -473,10 +475,10 @@ class Keyring:
             done = 0
             if conn.dialect.name == "sqlite" and len(rows) >= _GROUP:
                 done = len(rows) // _GROUP * _GROUP
-                for at in range(0, done, _GROUP):
-                    cur.execute(
-                        _INSERT_KEYS_GROUPED, [v for row in rows[at : at + _GROUP] for v in row]
-                    )
+                flat = list(chain.from_iterable(rows[:done]))
+                width = _GROUP * len(_KEY_COLS)
+                for at in range(0, len(flat), width):
+                    cur.execute(_INSERT_KEYS_GROUPED, flat[at : at + width])
                     inserted += cur.rowcount
             if done < len(rows):
                 cur.executemany(
