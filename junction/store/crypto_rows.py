@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,9 +32,10 @@ from sqlalchemy import Connection, select
 from junction.core.errors import DecryptionError, InternalError
 from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
-from junction.store.batch_seal import seal_payloads
+from junction.store.batch_seal import encrypt_many, seal_payloads
 from junction.store.crypto import (
     NONCE_BYTES,
+    TEXT_PREFIX_ID,
     associated,
     is_sealed_bytes,
     is_sealed_text,
@@ -42,9 +44,8 @@ from junction.store.crypto import (
     parse_bytes,
     parse_text,
     seal_bytes_id,
-    seal_text_id,
 )
-from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyBytes, KeyRef, Keyring
+from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyBytes, Keyring
 from schemas import ENTITY_MODELS
 
 if TYPE_CHECKING:
@@ -179,16 +180,12 @@ class StorePrivacy:
             (*row[:_R_PAYLOAD], payload, *row[_R_PAYLOAD + 1 :], subject)
             for row, subject, payload in zip(records, subjects, payloads, strict=True)
         ]
-        refs: dict[str, KeyRef] = {}  # AES-GCM objects for the routed rows' subjects only
-        nonces = _nonces(len(deliveries))
-        for i, row in enumerate(deliveries):
-            d_subject = d_subjects[i]
-            sealed = (
-                None
-                if d_subject is None
-                else _seal_delivery(_ref(refs, provisional, d_subject), row, d_subject, nonces[i])
-            )
-            pre.deliveries.append((row, d_subject, sealed))
+        mine = [(row, s) for row, s in zip(deliveries, d_subjects, strict=True) if s is not None]
+        sealed_d = iter(_seal_outbox(provisional, [r for r, _ in mine], [s for _, s in mine]))
+        pre.deliveries = [
+            (row, s, None if s is None else next(sealed_d))
+            for row, s in zip(deliveries, d_subjects, strict=True)
+        ]
         return pre
 
     def _split(self, records: Sequence[Row]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -217,19 +214,16 @@ class StorePrivacy:
         records = pre.sealed if not changed else self._reseal(pre, changed, keys, dropped)
         deliveries: list[Row] = []
         later: list[Row] = []
-        refs: dict[str, KeyRef] = {}
-        renonce = iter(_nonces(len(pre.deliveries))) if changed else None
+        again: list[tuple[Row, str]] = []
         for row, d_subject, sealed_d in pre.deliveries:
             if d_subject is None or sealed_d is None:
                 later.append(row)
-                continue
-            if d_subject in changed:
-                if d_subject not in keys:
-                    continue
-                assert renonce is not None
-                ref = _ref(refs, keys, d_subject)
-                sealed_d = _seal_delivery(ref, row, d_subject, next(renonce))
-            deliveries.append(sealed_d)
+            elif d_subject not in changed:
+                deliveries.append(sealed_d)
+            elif d_subject in keys:  # else erased: dropped
+                again.append((row, d_subject))
+        if again:
+            deliveries.extend(_seal_outbox(keys, [r for r, _ in again], [s for _, s in again]))
         if later:
             deliveries.extend(self.seal_deliveries(conn, later))
         return records, dropped, deliveries
@@ -274,11 +268,10 @@ class StorePrivacy:
         conn: Connection,
         rows: Sequence[Row],
         subjects: Mapping[str, str] | None = None,
-        keys: Mapping[str, KeyRef | None] | None = None,
     ) -> list[Row]:
         """Seal outbox payloads under their record's subject; drop erased subjects' rows.
 
-        ``subjects`` (record id -> subject) and ``keys`` come from ``seal_records`` of the same
+        ``subjects`` (record id -> subject) comes from ``seal_records`` of the same
         transaction; other records' subjects are read from the store.
         """
         known = dict(subjects or {})
@@ -291,18 +284,13 @@ class StorePrivacy:
         per_row = [
             known.get(r[_D_RECORD]) or keyring.subject("source_key", r[_D_RECORD]) for r in rows
         ]
-        have = dict(keys or {})
-        need = set(per_row) - have.keys()
-        if need:
-            have.update(keyring.seal_keys(conn, need))
-        nonces = _nonces(len(rows))
-        out: list[Row] = []
-        for i, row in enumerate(rows):
-            subject = per_row[i]
-            ref = have[subject]
-            if ref is None:
-                continue
-            out.append(_seal_delivery(ref, row, subject, nonces[i]))
+        have = keyring.settled_keys(conn, set(per_row))
+        live = [i for i, s in enumerate(per_row) if have[s] is not None]
+        out = _seal_outbox(
+            {s: k for s, k in have.items() if k is not None},
+            [rows[i] for i in live],
+            [per_row[i] for i in live],
+        )
         return out
 
     def seal_quarantine(self, conn: Connection, rows: Sequence[Row]) -> list[Row]:
@@ -478,22 +466,30 @@ def _seal_payloads(
     )
 
 
-def _ref(refs: dict[str, KeyRef], keys: Mapping[str, KeyBytes], subject: str) -> KeyRef:
-    """The AES-GCM object and key id of ``subject``'s key, made once per batch."""
-    ref = refs.get(subject)
-    if ref is None:
-        key, kid = keys[subject]
-        ref = refs[subject] = (AESGCM(key), kid)
-    return ref
-
-
-def _seal_delivery(ref: KeyRef, row: Row, subject: str, nonce: bytes) -> Row:
-    aead, kid = ref
-    aad = f"deliveries\x1f{row[_D_ID]}\x1f{row[_D_RECORD]}\x1f{subject}".encode()
-    payload = row[_D_PAYLOAD]
-    data = payload.encode() if isinstance(payload, str) else bytes(payload)
-    sealed = seal_text_id(aead, subject, kid, nonce, data, aad)
-    return (*row[:_D_PAYLOAD], sealed, *row[_D_PAYLOAD + 1 :], subject)
+def _seal_outbox(
+    keys: Mapping[str, KeyBytes], rows: Sequence[Row], subjects: list[str]
+) -> list[Row]:
+    """Outbox rows with their payload (the event sent) sealed whole under each subject's key,
+    ``subject`` appended; associated data: ``deliveries``, the delivery id, the record id, the
+    subject.  One call for the batch (``batch_seal.encrypt_many``)."""
+    if not rows:
+        return []
+    refs = [keys[s] for s in subjects]
+    data = [p.encode() if isinstance(p, str) else bytes(p) for p in (r[_D_PAYLOAD] for r in rows)]
+    aads = [
+        f"deliveries\x1f{r[_D_ID]}\x1f{r[_D_RECORD]}\x1f{s}".encode()
+        for r, s in zip(rows, subjects, strict=True)
+    ]
+    blobs = encrypt_many([k for k, _ in refs], os.urandom(NONCE_BYTES * len(rows)), data, aads)
+    return [
+        (
+            *row[:_D_PAYLOAD],
+            f"{TEXT_PREFIX_ID}{s}:{kid}:{b2a_base64(blob, newline=False).decode('ascii')}",
+            *row[_D_PAYLOAD + 1 :],
+            s,
+        )
+        for row, s, (_, kid), blob in zip(rows, subjects, refs, blobs, strict=True)
+    ]
 
 
 def _nonces(n: int) -> list[bytes]:

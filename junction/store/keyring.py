@@ -364,10 +364,17 @@ class Keyring:
             for s, key, kid, wrapped in zip(subjects, keys, ids, wrapped_keys, strict=True)
         }
 
-    def seal_keys(self, conn: Connection, subjects: Collection[str]) -> dict[str, KeyRef | None]:
-        """``draft`` then ``settle`` in the transaction: the key to seal with per subject."""
+    def settled_keys(
+        self, conn: Connection, subjects: Collection[str]
+    ) -> dict[str, KeyBytes | None]:
+        """``draft`` then ``settle`` in the transaction: the key to seal with per subject
+        (None: the subject is erased)."""
         provisional, drafts, held = self.draft(subjects)
-        final, _ = self.settle(conn, provisional, drafts, held)
+        return self.settle(conn, provisional, drafts, held)[0]
+
+    def seal_keys(self, conn: Connection, subjects: Collection[str]) -> dict[str, KeyRef | None]:
+        """``settled_keys`` as AES-GCM objects."""
+        final = self.settled_keys(conn, subjects)
         return {s: None if k is None else (AESGCM(k[0]), k[1]) for s, k in final.items()}
 
     def settle(
