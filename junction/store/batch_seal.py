@@ -96,10 +96,14 @@ def py_seal_payloads(
         clear = clears[i]
         if not clear.endswith("}") or len(clear) < 2:
             raise ValueError("each clear payload must be a JSON object")
-        body = binascii.b2a_base64(blobs[i], newline=False).decode("ascii")
-        sealed = f'"_pii":"JX2:{subjects[i]}:{key_ids[i]}:{body}"}}'
+        sealed = f'"_pii":"{sealed_text(subjects[i], key_ids[i], blobs[i])}"}}'
         out.append(f"{clear[:-1]},{sealed}" if clear != "{}" else f"{{{sealed}")
     return out
+
+
+def sealed_text(subject: str, key_id: int, blob: bytes) -> str:
+    """A sealed text value: ``JX2:<subject>:<key id>:<base64(nonce + ciphertext + tag)>``."""
+    return f"JX2:{subject}:{key_id}:{binascii.b2a_base64(blob, newline=False).decode('ascii')}"
 
 
 def py_hmac_tokens(key: bytes, messages: list[bytes], prefix: str, size: int) -> list[str]:

@@ -221,15 +221,6 @@ def is_sealed_bytes(value: bytes) -> bool:
     return value.startswith((BYTES_PREFIX_ID, BYTES_PREFIX))
 
 
-def seal_text_id(
-    aead: AESGCM, subject: str, key_id: int, nonce: bytes, plaintext: bytes, aad: bytes
-) -> str:
-    """``JX2:<subject>:<key id>:<base64(nonce + ciphertext + tag)>``."""
-    blob = nonce + aead.encrypt(nonce, plaintext, aad)
-    body = binascii.b2a_base64(blob, newline=False).decode("ascii")
-    return f"{TEXT_PREFIX_ID}{subject}:{key_id}:{body}"
-
-
 def seal_bytes_id(
     aead: AESGCM, subject: str, key_id: int, nonce: bytes, plaintext: bytes, aad: bytes
 ) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,10 +31,9 @@ from sqlalchemy import Connection, select
 from junction.core.errors import DecryptionError, InternalError
 from junction.core.pseudonym import pii_kind
 from junction.store import tables as t
-from junction.store.batch_seal import encrypt_many, seal_payloads
+from junction.store.batch_seal import encrypt_many, seal_payloads, sealed_text
 from junction.store.crypto import (
     NONCE_BYTES,
-    TEXT_PREFIX_ID,
     associated,
     is_sealed_bytes,
     is_sealed_text,
@@ -484,7 +482,7 @@ def _seal_outbox(
     return [
         (
             *row[:_D_PAYLOAD],
-            f"{TEXT_PREFIX_ID}{s}:{kid}:{b2a_base64(blob, newline=False).decode('ascii')}",
+            sealed_text(s, kid, blob),
             *row[_D_PAYLOAD + 1 :],
             s,
         )

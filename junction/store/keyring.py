@@ -353,7 +353,7 @@ class Keyring:
         rnd = os.urandom(KEY_BYTES * n)
         keys = [rnd[i : i + KEY_BYTES] for i in range(0, KEY_BYTES * n, KEY_BYTES)]
         ids = new_key_ids(n)
-        contexts = [f"{s}\x1f{kid}".encode() for s, kid in zip(subjects, ids, strict=True)]
+        contexts = [key_context(s, kid) for s, kid in zip(subjects, ids, strict=True)]
         kek = self.kek
         if isinstance(kek, LocalKek):
             wrapped_keys = kek.wrap_many(keys, contexts, os.urandom(NONCE_BYTES * n))
