@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -196,9 +197,14 @@ encrypt_many(PyObject *self, PyObject *args)
                 goto fail;
             }
         }
-        data = exact_bytes(PyList_GET_ITEM(plaintexts, i), -1, "each plaintext", &data_n);
-        aad = exact_bytes(PyList_GET_ITEM(aads, i), -1, "each associated data", &aad_n);
-        if (data == NULL || aad == NULL) {
+        if ((data = exact_bytes(PyList_GET_ITEM(plaintexts, i), -1, "each plaintext", &data_n))
+                == NULL
+            || (aad = exact_bytes(PyList_GET_ITEM(aads, i), -1, "each associated data", &aad_n))
+                   == NULL) {
+            goto fail;
+        }
+        if (data_n > INT_MAX / 2 || aad_n > INT_MAX / 2) {
+            PyErr_SetString(PyExc_ValueError, "a message is too large to seal");
             goto fail;
         }
         PyObject *blob = PyBytes_FromStringAndSize(NULL, NONCE_BYTES + data_n + TAG_BYTES);
@@ -237,7 +243,7 @@ PyDoc_STRVAR(seal_payloads_doc,
 "Each record's payload with its personal members sealed as its last member: ``clear``\n"
 "(the JSON object without them) + ``\"_pii\":\"JX2:<subject>:<key id>:<base64>\"``, the\n"
 "AES-256-GCM of ``plaintext`` under the record's data key with associated data\n"
-"``records\\x1f<record id>\\x1f<subject>`` (what crypto_rows._seal_record makes).");
+"``records\\x1f<record id>\\x1f<subject>`` (what batch_seal.py_seal_payloads makes).");
 
 static PyObject *
 seal_payloads(PyObject *self, PyObject *args)
@@ -297,13 +303,13 @@ seal_payloads(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "key ids must not be negative");
             goto fail;
         }
-        Py_ssize_t aad_n = 8 + rid_n + 1 + subject_n;
-        Py_ssize_t blob_n = NONCE_BYTES + data_n + TAG_BYTES;
-        if (data_n > PY_SSIZE_T_MAX / 2 - 256 || rid_n > PY_SSIZE_T_MAX / 4
-            || subject_n > 1024) {
+        /* EVP takes int lengths: keep every size well inside them */
+        if (data_n > INT_MAX / 2 || rid_n > INT_MAX / 4 || subject_n > 1024) {
             PyErr_SetString(PyExc_ValueError, "a record is too large to seal");
             goto fail;
         }
+        Py_ssize_t aad_n = 8 + rid_n + 1 + subject_n;
+        Py_ssize_t blob_n = NONCE_BYTES + data_n + TAG_BYTES;
         if (aad_n + blob_n > buf_cap) {
             buf_cap = (aad_n + blob_n) * 2;
             PyMem_Free(buf);
