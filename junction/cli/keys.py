@@ -27,6 +27,7 @@ console = Console()
 def status(config: ConfigOpt = Path("junction.yaml")) -> None:
     """Whether the store is encrypted, under which KEK, and how many subjects it keys."""
     from junction.pipeline.stages.relay import SUBJECT as STAGE_RELAY
+    from junction.store.batch_seal import SEALER
     from junction.store.channel_secrets import SUBJECT as CHANNEL_SECRETS
     from junction.store.keyring import key_counts, settings_row
 
@@ -43,6 +44,7 @@ def status(config: ConfigOpt = Path("junction.yaml")) -> None:
         + ("; channel secrets sealed" if n["system"] else ""),
         markup=False,
     )
+    console.print(f"write batches sealed by: {SEALER}", markup=False)
 
 
 @app.command("rotate")

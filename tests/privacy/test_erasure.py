@@ -16,6 +16,7 @@ from junction.core.errors import SubjectErasedError
 from junction.core.pseudonym import Pseudonymizer
 from junction.store import tables as t
 from junction.store.audit import AuditLog
+from junction.store.batch_seal import SEALER
 from junction.store.crypto_rows import StorePrivacy
 from junction.store.erasure import erase
 from junction.store.repo import Store
@@ -211,6 +212,7 @@ def test_the_cli_erases_rotates_and_never_prints_the_person(
     status = runner.invoke(keys_cli, ["status", "-c", str(cfg)], catch_exceptions=False)
     assert status.exit_code == 0, status.output
     assert "on; KEK" in status.output  # the privacy section turned it on
+    assert f"write batches sealed by: {SEALER}" in status.output
     store = Store.open(store_url)
     try:
         _write(store)
