@@ -247,9 +247,11 @@ def run(
         for label, url, result in results:
             ratios[label] = _report(f"{label} ({url.split(':')[0]})", result, raw_rate, rows)
         if encrypt:
+            from junction.store.batch_seal import SEALER
+
             print(
                 f"encrypted / plain ratio   : {ratios['encrypted'] / ratios['plain']:.3f}  "
-                "(goal >= 0.8)"
+                f"(goal >= 0.8; sealed by {SEALER})"
             )
         if figures is not None:
             figures.update(rows=rows, raw_rows_s=raw_rate, ratios=ratios)
