@@ -49,8 +49,24 @@ def _write(store: Store) -> None:
     )
 
 
+@pytest.fixture(params=["in-use", "python"])
+def sealer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The batch sealer in use (native where built), and the Python one it falls back to."""
+    if request.param == "python":
+        from junction.store import batch_seal, crypto, crypto_rows, keyring
+
+        for module, name, python in [
+            (crypto_rows, "seal_payloads", batch_seal.py_seal_payloads),
+            (crypto_rows, "encrypt_many", batch_seal.py_encrypt_many),
+            (crypto, "encrypt_many", batch_seal.py_encrypt_many),
+            (keyring, "hmac_tokens", batch_seal.py_hmac_tokens),
+        ]:
+            monkeypatch.setattr(module, name, python)
+    return str(request.param)
+
+
 def test_a_dump_holds_no_personal_data_and_reads_open_it(
-    sealed_store: tuple[Store, StorePrivacy], store_url: str
+    sealed_store: tuple[Store, StorePrivacy], store_url: str, sealer: str
 ) -> None:
     store, _ = sealed_store
     _write(store)
@@ -78,41 +94,6 @@ def test_a_dump_holds_no_personal_data_and_reads_open_it(
         assert "email" not in obj
         assert "first_name" not in obj
         assert obj[SEALED_KEY].startswith(f"JX2:{subject}:")
-
-
-def test_the_python_sealer_writes_what_the_native_one_does(
-    sealed_store: tuple[Store, StorePrivacy], store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Where the native sealer was not built, the store seals the same way in Python."""
-    from junction.store import batch_seal, crypto, crypto_rows, keyring
-
-    for module, name, python in [
-        (crypto_rows, "seal_payloads", batch_seal.py_seal_payloads),
-        (crypto_rows, "encrypt_many", batch_seal.py_encrypt_many),
-        (crypto, "encrypt_many", batch_seal.py_encrypt_many),
-        (keyring, "hmac_tokens", batch_seal.py_hmac_tokens),
-    ]:
-        monkeypatch.setattr(module, name, python)
-    store, privacy = sealed_store
-    _write(store)
-    assert_no_canary(dump(store_url))
-    for i, person in enumerate(CANARIES):
-        row = store.fetch_record(f"leads:f00d:{i}")
-        assert row is not None
-        assert orjson.loads(row["payload"]) == orjson.loads(lead_payload(i, person))
-    claimed = store.claim_deliveries(10, 30)
-    assert len(claimed) == len(CANARIES)
-    # the subjects are the same pseudonyms either way
-    monkeypatch.undo()
-    assert (
-        privacy.keyring.subject("email", CANARIES[0]["email"])
-        == batch_seal.py_hmac_tokens(
-            privacy.keyring._subject_key,
-            [f"email\x1f{CANARIES[0]['email'].lower()}".encode()],
-            "ps_",
-            16,
-        )[0]
-    )
 
 
 def test_a_second_process_reads_and_writes_sealed_without_being_told(
