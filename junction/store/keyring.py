@@ -6,16 +6,16 @@ for subjects is the store's own (random, wrapped by the KEK in ``privacy_setting
 process that holds the KEK computes the same subject ids, and a dump of the database without
 the KEK cannot test a guessed email against them.
 
-Each person's AES-256 data keys are rows of ``subject_keys`` (ADR-0024), wrapped by the KEK
-(the subject and the key id as associated data), found by a time-ordered integer ``id`` that
-every sealed value names (``JX2:<subject>:<id>:...``): a write batch appends its new keys at
-the end of the table's B-tree instead of dirtying every page of a subject-ordered one.  Keys
-for a batch's new subjects are drawn from one ``os.urandom`` call, wrapped and inserted in one
-statement; unwrapped keys are cached per process by subject (the key bytes and id, not
-``AESGCM`` objects: one of those holds ~2.4 KB of cipher state; at most ``cache_size`` keys,
-least recently used out first), so a person's next record is sealed under the key their last
-one used.  A process that meets a person with a cold cache gives them a new key (there is no
-subject index to search: it would cost every batch the random page writes this design
+Each person's AES-256 data keys are rows of ``subject_keys`` (ADR-0024), wrapped by the KEK (the
+subject and the key id as associated data), found by a time-ordered integer ``id`` that every
+sealed value names (``JX2:<subject>:<id>:...``): a write batch appends its new keys at the end of
+the table's B-tree instead of dirtying every page of a subject-ordered one.  Keys for a batch's new
+subjects are drawn from ``os.urandom`` at once, wrapped in one call (``batch_seal.encrypt_many``,
+ADR-0025) and inserted in multi-row statements; unwrapped keys are cached per process by subject
+(the key bytes and id, not ``AESGCM`` objects: one of those holds ~2.4 KB of cipher state; at most
+``cache_size`` keys, least recently used out first), so a person's next record is sealed under the
+key their last one used.  A process that meets a person with a cold cache gives them a new key
+(there is no subject index to search: it would cost every batch the random page writes this design
 removes); erasure destroys every key of the subject (a scan, as for records).
 
 Erasing a subject sets ``wrapped`` to NULL in every key row of the subject (the key is gone:
