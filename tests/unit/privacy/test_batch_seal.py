@@ -51,8 +51,12 @@ keys32 = st.binary(min_size=32, max_size=32)
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40)
 
 
+# read at import: the suite's autouse fixture clears JUNCTION_* variables before each test
+REQUIRE_NATIVE = os.environ.get("JUNCTION_REQUIRE_NATIVE_SEALER") == "1"
+
+
 def test_the_native_sealer_is_built_where_ci_requires_it() -> None:
-    if os.environ.get("JUNCTION_REQUIRE_NATIVE_SEALER") != "1":
+    if not REQUIRE_NATIVE:
         pytest.skip("only CI requires the native sealer (JUNCTION_REQUIRE_NATIVE_SEALER=1)")
     assert native is not None, "junction.store._sealer was not built: is libssl-dev installed?"
     assert batch_seal.NATIVE
