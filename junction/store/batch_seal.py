@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import hmac
 import os
-from collections.abc import Callable
 from types import ModuleType
 from typing import Final
 
@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 KEY_BYTES = 32  # AES-256
-_SHA256_BLOCK = 64
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
@@ -40,7 +39,7 @@ def _load_native() -> ModuleType | None:
 
 
 def py_encrypt_many(
-    keys: bytes | list[bytes], nonces: bytes, plaintexts: list[bytes], aads: list[bytes]
+    keys: bytes | list[bytes], nonces: bytes, plaintexts: list[bytes], aads: list[bytes], /
 ) -> list[bytes]:
     """``nonce + AES-GCM(key, nonce, plaintext, aad)`` of each message (one key, or one each)."""
     n = len(plaintexts)
@@ -72,6 +71,7 @@ def py_seal_payloads(
     clears: list[str],
     plaintexts: list[bytes],
     nonces: bytes,
+    /,
 ) -> list[str]:
     """Each record's payload JSON with ``"_pii": "JX2:<subject>:<key id>:<base64>"`` last.
 
@@ -106,23 +106,17 @@ def sealed_text(subject: str, key_id: int, blob: bytes) -> str:
     return f"JX2:{subject}:{key_id}:{binascii.b2a_base64(blob, newline=False).decode('ascii')}"
 
 
-def py_hmac_tokens(key: bytes, messages: list[bytes], prefix: str, size: int) -> list[str]:
+def py_hmac_tokens(key: bytes, messages: list[bytes], prefix: str, size: int, /) -> list[str]:
     """``prefix`` + base64url (unpadded) of HMAC-SHA256(key, message)[:size], per message."""
     if not 1 <= size <= 32:
         raise ValueError("size must be 1 to 32 bytes")
-    if len(key) > _SHA256_BLOCK:
-        key = hashlib.sha256(key).digest()
-    block = key.ljust(_SHA256_BLOCK, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    keyed = hmac.new(key, digestmod=hashlib.sha256)  # the key's pads once, copied per message
     chars = (size * 4 + 2) // 3
     out = []
     for message in messages:
-        h = inner.copy()
+        h = keyed.copy()
         h.update(message)
-        o = outer.copy()
-        o.update(h.digest())
-        token = binascii.b2a_base64(o.digest()[:size], newline=False)[:chars]
+        token = binascii.b2a_base64(h.digest()[:size], newline=False)[:chars]
         out.append(prefix + token.translate(_URLSAFE).decode("ascii"))
     return out
 
@@ -141,20 +135,16 @@ def _check(n: int, nonces: bytes, *lists: object) -> None:
         raise ValueError("nonces must be 12 bytes per message, as bytes")
 
 
+# the functions the store calls (as ``batch_seal.<name>``): the native ones where built, with
+# the Python ones' signatures (``_sealer.pyi`` says the same of the native ones)
+encrypt_many = py_encrypt_many
+seal_payloads = py_seal_payloads
+hmac_tokens = py_hmac_tokens
 _native = _load_native()
-encrypt_many: Callable[[bytes | list[bytes], bytes, list[bytes], list[bytes]], list[bytes]]
-seal_payloads: Callable[
-    [list[bytes], list[int], list[str], list[str], list[str], list[bytes], bytes], list[str]
-]
-hmac_tokens: Callable[[bytes, list[bytes], str, int], list[str]]
 if _native is not None:
     encrypt_many = _native.encrypt_many
     seal_payloads = _native.seal_payloads
     hmac_tokens = _native.hmac_tokens
-else:
-    encrypt_many = py_encrypt_many
-    seal_payloads = py_seal_payloads
-    hmac_tokens = py_hmac_tokens
 NATIVE: Final = _native is not None
 SEALER: Final = (
     f"native ({_native.OPENSSL_VERSION})" if _native is not None else "python (cryptography)"

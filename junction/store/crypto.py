@@ -35,11 +35,11 @@ from junction.core.errors import (
     KeyUnavailableError,
 )
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
-from junction.store.batch_seal import encrypt_many
+from junction.store import batch_seal
+from junction.store.batch_seal import KEY_BYTES as KEY_BYTES  # re-exported: the formats
+from junction.store.batch_seal import NONCE_BYTES as NONCE_BYTES
 
-NONCE_BYTES = 12
 TAG_BYTES = 16
-KEY_BYTES = 32
 TEXT_PREFIX = "JX1:"
 BYTES_PREFIX = b"JX1:"
 TEXT_PREFIX_ID = "JX2:"
@@ -102,7 +102,7 @@ class LocalKek:
         """``wrap`` for a batch of keys in one call, with caller-drawn random nonces (12 bytes
         per key, concatenated): a write transaction's new keys (``batch_seal.encrypt_many``)."""
         aads = [_DEK_AAD + c for c in contexts]
-        return encrypt_many(self._key, nonces, keys, aads)
+        return batch_seal.encrypt_many(self._key, nonces, keys, aads)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         """Open a wrapped key; a wrong KEK or a tampered key raises KeyUnavailableError."""

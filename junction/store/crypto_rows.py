@@ -30,8 +30,9 @@ from sqlalchemy import Connection, select
 
 from junction.core.errors import DecryptionError, InternalError
 from junction.core.pseudonym import pii_kind
+from junction.store import batch_seal
 from junction.store import tables as t
-from junction.store.batch_seal import encrypt_many, seal_payloads, sealed_text
+from junction.store.batch_seal import sealed_text
 from junction.store.crypto import (
     NONCE_BYTES,
     associated,
@@ -110,21 +111,6 @@ class StorePrivacy:
     ) -> list[str]:
         """Each record's subject: its email's pseudonym, else its phone's, else its key's."""
         entity = self._entity
-        kinds = {row[_R_ENTITY] for row in records}
-        if len(kinds) == 1:  # a batch of one entity: its fields are known once
-            fields = entity(next(iter(kinds)))
-            if len(fields.emails) == 1 and len(fields.phones) <= 1:
-                email, phone = fields.emails[0], (fields.phones or ("",))[0]
-                return self.keyring.subjects(
-                    [
-                        ("email", v)
-                        if (v := pii.get(email))
-                        else ("phone", w)
-                        if (w := pii.get(phone))
-                        else ("source_key", row[_R_SOURCE_KEY])
-                        for row, pii in zip(records, personal, strict=True)
-                    ]
-                )
         pairs: list[tuple[str, object]] = []
         for row, pii in zip(records, personal, strict=True):
             fields = entity(row[_R_ENTITY])
@@ -453,7 +439,7 @@ def _seal_payloads(
     if not rows:
         return []
     refs = [keys[s] for s in subjects]
-    return seal_payloads(
+    return batch_seal.seal_payloads(
         [k for k, _ in refs],
         [kid for _, kid in refs],
         subjects,
@@ -478,7 +464,9 @@ def _seal_outbox(
         f"deliveries\x1f{r[_D_ID]}\x1f{r[_D_RECORD]}\x1f{s}".encode()
         for r, s in zip(rows, subjects, strict=True)
     ]
-    blobs = encrypt_many([k for k, _ in refs], os.urandom(NONCE_BYTES * len(rows)), data, aads)
+    blobs = batch_seal.encrypt_many(
+        [k for k, _ in refs], os.urandom(NONCE_BYTES * len(rows)), data, aads
+    )
     return [
         (
             *row[:_D_PAYLOAD],

@@ -48,8 +48,8 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from junction.core.errors import DecryptionError, KeyUnavailableError, SubjectErasedError
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
+from junction.store import batch_seal
 from junction.store import tables as t
-from junction.store.batch_seal import hmac_tokens
 from junction.store.crypto import KEY_BYTES, NONCE_BYTES, KekProvider, LocalKek
 
 SETTINGS_ID = 1
@@ -325,7 +325,7 @@ class Keyring:
             f"{kind}\x1f{normalize(kind, value if isinstance(value, str) else str(value))}".encode()
             for kind, value in pairs
         ]
-        return hmac_tokens(self._subject_key, messages, PREFIX, TOKEN_BYTES)
+        return batch_seal.hmac_tokens(self._subject_key, messages, PREFIX, TOKEN_BYTES)
 
     # data keys of people (subject_keys)
 

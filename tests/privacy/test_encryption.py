@@ -53,15 +53,10 @@ def _write(store: Store) -> None:
 def sealer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The batch sealer in use (native where built), and the Python one it falls back to."""
     if request.param == "python":
-        from junction.store import batch_seal, crypto, crypto_rows, keyring
+        from junction.store import batch_seal
 
-        for module, name, python in [
-            (crypto_rows, "seal_payloads", batch_seal.py_seal_payloads),
-            (crypto_rows, "encrypt_many", batch_seal.py_encrypt_many),
-            (crypto, "encrypt_many", batch_seal.py_encrypt_many),
-            (keyring, "hmac_tokens", batch_seal.py_hmac_tokens),
-        ]:
-            monkeypatch.setattr(module, name, python)
+        for name in ("encrypt_many", "seal_payloads", "hmac_tokens"):
+            monkeypatch.setattr(batch_seal, name, getattr(batch_seal, f"py_{name}"))
     return str(request.param)
 
 

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,14 +35,10 @@ _IMPLS = [pytest.param(batch_seal, id="in-use")] + (
 )
 _IMPLS.append(
     pytest.param(
-        type(
-            "PythonSealer",
-            (),
-            {
-                "encrypt_many": staticmethod(batch_seal.py_encrypt_many),
-                "seal_payloads": staticmethod(batch_seal.py_seal_payloads),
-                "hmac_tokens": staticmethod(batch_seal.py_hmac_tokens),
-            },
+        SimpleNamespace(
+            encrypt_many=batch_seal.py_encrypt_many,
+            seal_payloads=batch_seal.py_seal_payloads,
+            hmac_tokens=batch_seal.py_hmac_tokens,
         ),
         id="python",
     )
