@@ -46,10 +46,15 @@ def make_consumer(
     on_revoke: Callable[[Any, list[TopicPartition]], None],
     topics: list[str],
 ) -> Consumer:
-    """A group member subscribed to ``topics`` that commits only when told to."""
+    """A group member subscribed to ``topics`` that commits only when told to.
+
+    The heartbeat follows the session timeout in effect: a quarter of it, whether it is the
+    default or one set in ``bus.options`` (a heartbeat slower than the session would let the
+    coordinator drop a live member), unless the options set the heartbeat too.
+    """
     conf = {
         "session.timeout.ms": SESSION_TIMEOUT_MS,
-        "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
+        "heartbeat.interval.ms": _heartbeat_ms(bus.options.get("session.timeout.ms")),
         "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
         **settings(bus),
         "group.id": group,
@@ -62,6 +67,15 @@ def make_consumer(
     consumer = Consumer(conf)
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
     return consumer
+
+
+def _heartbeat_ms(session: object) -> int:
+    """A quarter of the session timeout in effect (librdkafka rejects a malformed one itself)."""
+    try:
+        session_ms = SESSION_TIMEOUT_MS if session is None else int(str(session))
+    except ValueError:
+        session_ms = SESSION_TIMEOUT_MS
+    return max(100, session_ms // 4)
 
 
 def make_producer(bus: BusConfig) -> Producer:
