@@ -35,6 +35,7 @@ fault never reaches another's broker.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import secrets
@@ -64,6 +65,10 @@ SUBJECTS = 100
 VERSIONS = 4
 PARTITIONS = 3
 SESSION_MS = 2000  # a dead member's partitions move after this (and the join waits ~half)
+# the rebalance timeout: a join that waits on a member killed mid-join gives up on it after
+# this (librdkafka's default 300 s, the workers' 120 s, would outlast the wait below)
+REBALANCE_MS = 20_000
+WORKER_WAIT_S = 120  # how long a later worker may take to drain what is left
 EARLY_S = 2.0  # an early kill lands within this long of the start: before or while it joins
 PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # seeds mostly wait (joins, session timeouts): more processes than the other kinds use
@@ -94,6 +99,9 @@ def _run_worker(
 ) -> None:  # pragma: no cover - runs in a child
     """The body of ``junction worker CFG --role normalize,score`` (``roles``) in a forked child."""
     code = 0
+    # a worker still running when the parent gives up on it leaves its threads' stacks behind
+    stacks = (cfg.parent / f"worker-{os.getpid()}.stack").open("w")
+    faulthandler.dump_traceback_later(WORKER_WAIT_S - 5, file=stacks)
     try:
         from junction.pipeline.hub import Hub
         from junction.serve.stage_worker import run_stage_worker
@@ -166,7 +174,8 @@ def _seed(
         cfg.write_text(
             cfg.read_text().replace(
                 "  poll_timeout_s: 0.2\n",
-                f"  poll_timeout_s: 0.2\n  options: {{session.timeout.ms: {SESSION_MS}}}\n",
+                f"  poll_timeout_s: 0.2\n  options: {{session.timeout.ms: {SESSION_MS},"
+                f" max.poll.interval.ms: {REBALANCE_MS}}}\n",
             )
             + (f"privacy:\n  kek: {kek}\n" if kek else "")
         )
@@ -189,9 +198,11 @@ def _seed(
         # worker that idled out before the group gave it every partition is followed by another
         for _ in range(3):
             try:
-                code = wait_child(_fork_worker(cfg, idle_exit_s=1.0), 120)
+                code = wait_child(_fork_worker(cfg, idle_exit_s=1.0), WORKER_WAIT_S)
             except TimeoutError:
-                return "a later worker did not finish in 120 s", status, killed_at
+                stacks = [p.read_text()[-1500:] for p in root.glob("worker-*.stack")]
+                late = f"a later worker did not finish in {WORKER_WAIT_S} s"
+                return f"{late}; its stacks: {[s for s in stacks if s]}", status, killed_at
             if code != 0:
                 errors = [p.read_text()[-600:] for p in root.glob("worker-*.err")]
                 return f"a later worker exited with {code}: {errors}", status, killed_at
@@ -222,9 +233,11 @@ def _deliver(cfg: Path, rng: random.Random, url: str) -> str | None:
             errors = [p.read_text()[-600:] for p in cfg.parent.glob("worker-*.err")]
             return f"a deliver worker exited with {code}: {errors}"
         try:
-            code = wait_child(_fork_worker(cfg, idle_exit_s=1.0, roles=("deliver",)), 120)
+            code = wait_child(_fork_worker(cfg, idle_exit_s=1.0, roles=("deliver",)), WORKER_WAIT_S)
         except TimeoutError:
-            return "a deliver worker did not finish in 120 s"
+            stacks = [p.read_text()[-1500:] for p in cfg.parent.glob("worker-*.stack")]
+            late = f"a deliver worker did not finish in {WORKER_WAIT_S} s"
+            return f"{late}; its stacks: {[s for s in stacks if s]}"
         if code == 0 and scalar(url, "SELECT count(*) FROM record_heads") >= len(leads):
             break
     delivered = [r[0].split("@")[0] for r in rows_of(url, "SELECT record_id FROM deliveries")]
