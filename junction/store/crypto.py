@@ -2,12 +2,13 @@
 
 A sealed value is ``JX2:<subject>:<key id>:<nonce (12 bytes) + ciphertext + tag (16 bytes)>``,
 as text (base64, for JSON and text columns) or as bytes (binary columns).  The subject (a keyed
-pseudonym, not personal data) and the key id (decimal) name the data key (``subject_keys``,
-ADR-0024); values sealed before migration 0011 (and the channel secrets) are
-``JX1:<subject>:<...>`` and find their key by subject (``data_keys``).  The associated data
-binds the ciphertext to the table, the row's id and the subject, so a ciphertext copied to
-another row, a flipped bit in the nonce, ciphertext or tag, or a wrong key all fail with
-:class:`DecryptionError`, never with garbage (cryptography's ``InvalidTag``; NIST SP 800-38D).
+pseudonym, not personal data) and the key id (decimal) name the data key (a slot of a key
+page, ADR-0026, or a ``subject_keys`` row, ADR-0024); values sealed before migration 0011 (and
+the channel secrets) are ``JX1:<subject>:<...>`` and find their key by subject (``data_keys``).
+The associated data binds the ciphertext to the table, the row's id and the subject, so a
+ciphertext copied to another row, a flipped bit in the nonce, ciphertext or tag, or a wrong key
+all fail with :class:`DecryptionError`, never with garbage (cryptography's ``InvalidTag``;
+NIST SP 800-38D).
 
 KEKs come from the environment (``env:NAME``), a key file (``file:/path``, made once, 0600) or
 a plugin (``plugin:NAME``, an entry point in the ``junction.kek_providers`` group returning an
@@ -35,7 +36,6 @@ from junction.core.errors import (
     KeyUnavailableError,
 )
 from junction.core.keyfile import MIN_KEY_BYTES, read_or_create_key
-from junction.store import batch_seal
 from junction.store.batch_seal import KEY_BYTES as KEY_BYTES  # re-exported: the formats
 from junction.store.batch_seal import NONCE_BYTES as NONCE_BYTES
 
@@ -97,12 +97,6 @@ class LocalKek:
         """``nonce + AES-GCM(key)``, bound to ``context``."""
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, key, _DEK_AAD + context)
-
-    def wrap_many(self, keys: list[bytes], contexts: list[bytes], nonces: bytes) -> list[bytes]:
-        """``wrap`` for a batch of keys in one call, with caller-drawn random nonces (12 bytes
-        per key, concatenated): a write transaction's new keys (``batch_seal.encrypt_many``)."""
-        aads = [_DEK_AAD + c for c in contexts]
-        return batch_seal.encrypt_many(self._key, nonces, keys, aads)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         """Open a wrapped key; a wrong KEK or a tampered key raises KeyUnavailableError."""

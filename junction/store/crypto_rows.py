@@ -44,7 +44,7 @@ from junction.store.crypto import (
     parse_text,
     seal_bytes_id,
 )
-from junction.store.keyring import DEFAULT_KEY_CACHE, Draft, KeyBytes, Keyring
+from junction.store.keyring import DEFAULT_KEY_CACHE, KeyBytes, Keyring, NewKeys
 from schemas import ENTITY_MODELS
 
 if TYPE_CHECKING:
@@ -409,7 +409,7 @@ class Presealed:
     """A batch sealed with drafted keys, waiting for ``StorePrivacy.finish``."""
 
     provisional: dict[str, KeyBytes]  # every subject's key and its id
-    drafts: dict[str, Draft]  # new subjects: (key, key id, wrapped key)
+    drafts: NewKeys  # new subjects' keys and ids, in pages wrapped by the KEK
     held: dict[str, KeyBytes]  # subjects whose key was cached: (key, key id)
     subjects: dict[str, str]  # record id -> subject
     # the records, in parallel: the original rows, their payloads without the personal

@@ -6,20 +6,23 @@ for subjects is the store's own (random, wrapped by the KEK in ``privacy_setting
 process that holds the KEK computes the same subject ids, and a dump of the database without
 the KEK cannot test a guessed email against them.
 
-Each person's AES-256 data keys are rows of ``subject_keys`` (ADR-0024), wrapped by the KEK (the
-subject and the key id as associated data), found by a time-ordered integer ``id`` that every
-sealed value names (``JX2:<subject>:<id>:...``): a write batch appends its new keys at the end of
-the table's B-tree instead of dirtying every page of a subject-ordered one.  Keys for a batch's new
-subjects are drawn from ``os.urandom`` at once, wrapped in one call (``batch_seal.encrypt_many``,
-ADR-0025) and inserted in multi-row statements; unwrapped keys are cached per process by subject
-(the key bytes and id, not ``AESGCM`` objects: one of those holds ~2.4 KB of cipher state; at most
+Each person's AES-256 data keys are found by a time-ordered integer id that every sealed value
+names (``JX2:<subject>:<id>:...``; ADR-0024).  Keys made since migration 0012 live in *key pages*
+(ADR-0026): the new people of one write batch share one ``key_pages`` row whose id is a multiple of
+``PAGE_SLOTS`` (a key's id is the page id plus its slot), listing the slots' subjects and holding
+their keys end to end, wrapped by the KEK in one call (the page id and the subjects as associated
+data).  A batch appends one row instead of one per person.  Keys are drawn from ``os.urandom`` and
+paged before the write transaction; unwrapped keys are cached per process by subject (the key
+bytes and id, not ``AESGCM`` objects: one of those holds ~2.4 KB of cipher state; at most
 ``cache_size`` keys, least recently used out first), so a person's next record is sealed under the
 key their last one used.  A process that meets a person with a cold cache gives them a new key
 (there is no subject index to search: it would cost every batch the random page writes this design
-removes); erasure destroys every key of the subject (a scan, as for records).
+removes); erasure destroys every key of the subject (a scan, as for records).  The keys made
+between migrations 0011 and 0012 stay rows of ``subject_keys`` (found by id as well).
 
-Erasing a subject sets ``wrapped`` to NULL in every key row of the subject (the key is gone:
-crypto-shredding every copy of the subject's ciphertext, also in backups and topics) and adds
+Erasing a subject sets ``wrapped`` to NULL in every key row of the subject and empties its slots
+in every key page (zeroed, the page wrapped again): the key is gone, crypto-shredding every copy
+of the subject's ciphertext, also in backups and topics.  It also adds
 the subject to ``erased_subjects``, the small table every write checks: later writes of that
 subject drop it.
 
@@ -27,7 +30,7 @@ subject drop it.
 (values sealed as ``JX1:<subject>:...``) and the keys of system subjects (the channel secrets,
 ``keys``/``require``).
 
-``rotate`` re-wraps every data key of both tables and the subject key under a new KEK in one
+``rotate`` re-wraps every data key (rows and pages) and the subject key under a new KEK in one
 transaction; the data itself is not re-encrypted.  Afterwards the old KEK opens nothing in the
 store.
 """
@@ -40,28 +43,33 @@ import threading
 import time
 import weakref
 from collections.abc import Collection, Iterable
-from itertools import chain, islice
+from itertools import islice
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from junction.core.errors import DecryptionError, KeyUnavailableError, SubjectErasedError
+from junction.core.errors import (
+    DecryptionError,
+    InternalError,
+    KeyUnavailableError,
+    SubjectErasedError,
+)
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
 from junction.store import batch_seal
 from junction.store import tables as t
-from junction.store.crypto import KEY_BYTES, NONCE_BYTES, KekProvider, LocalKek
+from junction.store.crypto import KEY_BYTES, KekProvider
 
 SETTINGS_ID = 1
 _CHUNK = 500  # subjects or ids per IN (...) lookup
+_SCAN = 200  # key pages per read of an erasure's scan
 _SUBJECT_CONTEXT = b"junction subject key"
 DEFAULT_KEY_CACHE = 100_000  # keys per process: ~110 B each (subject, key, id)
-_GROUP = 64  # key rows per multi-row INSERT on SQLite
-_INSERT_KEYS_GROUPED = (  # constant text (no value is spliced in); the values are bound
-    "INSERT OR IGNORE INTO subject_keys (id, subject, wrapped, kek_id, created_at) VALUES "  # noqa: S608
-    + ", ".join(["(?, ?, ?, ?, ?)"] * _GROUP)
-)
-_KEY_COLS = ("id", "subject", "wrapped", "kek_id", "created_at")
+_PAGE_COLS = ("id", "subjects", "wrapped", "kek_id", "created_at")
+_PAGE_BITS = 12
+PAGE_SLOTS = 1 << _PAGE_BITS  # keys per page at most; a page's id is a multiple of this
+_SLOT_MASK = PAGE_SLOTS - 1
+_PAGE_CONTEXT = b"junction key page"
 _ANY_ERASED = "SELECT 1 FROM erased_subjects LIMIT 1"
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC: key ids are (ms since then) << _ID_LOW_BITS | n
 _ID_LOW_BITS = 22
@@ -70,10 +78,73 @@ LEGACY = 0  # the key id of a cached ``data_keys`` key (found by subject)
 
 # a key to seal with: the AES-GCM of the data key and its id in ``subject_keys``
 KeyRef = tuple[AESGCM, int]
-# a drafted key, not stored yet: (key bytes, id, wrapped key)
-Draft = tuple[bytes, int, bytes]
 # a data key as bytes and its id (what the batch sealer takes)
 KeyBytes = tuple[bytes, int]
+
+
+class Page:
+    """A page of data keys: a ``key_pages`` row, drafted before the write transaction or read.
+
+    Slot ``i`` holds the key of ``subjects[i]`` (its id is ``id + i``); an empty subject is an
+    erased slot, whose key bytes are zeros.
+    """
+
+    __slots__ = ("blob", "id", "subjects", "text", "wrapped")
+
+    def __init__(self, page_id: int, subjects: list[str], blob: bytes, wrapped: bytes) -> None:
+        """The page ``page_id``: its slots' subjects and keys (``blob``), and ``wrapped``."""
+        self.id = page_id
+        self.subjects = subjects
+        self.blob = blob
+        self.text = ",".join(subjects)
+        self.wrapped = wrapped
+        if len(blob) != KEY_BYTES * len(subjects) or self.text.count(",") != len(subjects) - 1:
+            raise InternalError("a key page's subjects and keys do not match")
+
+    @classmethod
+    def sealed(cls, page_id: int, subjects: list[str], blob: bytes, kek: KekProvider) -> Page:
+        """A new page, ``blob`` (the slots' keys end to end) wrapped under ``kek``."""
+        text = ",".join(subjects)
+        return cls(page_id, subjects, blob, kek.wrap(blob, page_context(page_id, text)))
+
+    def __repr__(self) -> str:
+        return f"Page(id={self.id}, slots={len(self.subjects)})"
+
+    def key(self, slot: int) -> bytes:
+        """The data key in ``slot``."""
+        return self.blob[slot * KEY_BYTES : (slot + 1) * KEY_BYTES]
+
+    def without(
+        self, subjects: Collection[str], kek: KekProvider, *, keep_empty: bool = False
+    ) -> Page | None:
+        """This page with ``subjects``' slots emptied and their keys zeroed, wrapped again
+        (None when no slot is left, unless ``keep_empty``)."""
+        subs = [("" if s in subjects else s) for s in self.subjects]
+        if not keep_empty and not any(subs):
+            return None
+        blob = b"".join(
+            bytes(KEY_BYTES) if s in subjects else self.key(i) for i, s in enumerate(self.subjects)
+        )
+        return Page.sealed(self.id, subs, blob, kek)
+
+
+class NewKeys:
+    """A batch's drafted keys: each new subject's ``(key, id)`` and the pages holding them."""
+
+    __slots__ = ("keys", "pages")
+
+    def __init__(self, keys: dict[str, KeyBytes], pages: list[Page]) -> None:
+        """Hold ``keys`` and their ``pages``."""
+        self.keys = keys
+        self.pages = pages
+
+    def __repr__(self) -> str:
+        return f"NewKeys(keys={len(self.keys)}, pages={len(self.pages)})"
+
+
+def page_context(page_id: int, subjects: str) -> bytes:
+    """The associated data a key page is wrapped with: its id and its slots' subjects."""
+    return b"%b\x1f%d\x1f%b" % (_PAGE_CONTEXT, page_id, subjects.encode("ascii"))
 
 
 class KeyCache:
@@ -183,20 +254,22 @@ def evict_everywhere(subjects: Collection[str]) -> None:
         cache.discard(subjects)
 
 
-def new_key_ids(n: int) -> list[int]:
-    """``n`` fresh key ids: time-ordered, increasing within the process.
+def new_page_ids(n: int) -> list[int]:
+    """``n`` fresh key page ids: time-ordered, increasing within the process, multiples of
+    ``PAGE_SLOTS`` (a page's keys are numbered ``id + slot``).
 
-    The high bits are milliseconds since 2020, the low ``_ID_LOW_BITS`` start at a random point
-    (two processes drawing in the same millisecond rarely overlap; an id another writer took
-    is detected at insert and the key drawn again).
+    The high bits are milliseconds since 2020; below them a random page number (two processes
+    drawing in the same millisecond rarely meet; a page id another writer took is detected at
+    insert and the page's keys drawn again).
     """
     global _last_id
     ms = int(time.time() * 1000) - _EPOCH_MS
-    base = (ms << _ID_LOW_BITS) | secrets.randbits(_ID_LOW_BITS - 1)
+    spread = secrets.randbits(_ID_LOW_BITS - 1 - _PAGE_BITS) << _PAGE_BITS
+    base = (ms << _ID_LOW_BITS) | spread
     with _IDS_LOCK:
-        base = max(base, _last_id + 1)
-        _last_id = base + n - 1
-    return list(range(base, base + n))
+        base = max(base, (_last_id | _SLOT_MASK) + 1)
+        _last_id = base + n * PAGE_SLOTS - 1
+    return [base + i * PAGE_SLOTS for i in range(n)]
 
 
 def key_context(subject: str, key_id: int) -> bytes:
@@ -331,46 +404,42 @@ class Keyring:
 
     def draft(
         self, subjects: Collection[str]
-    ) -> tuple[dict[str, KeyBytes], dict[str, Draft], dict[str, KeyBytes]]:
+    ) -> tuple[dict[str, KeyBytes], NewKeys, dict[str, KeyBytes]]:
         """Keys to seal with before the transaction: cached ones, and new ones (not stored).
 
-        Returns the key of every subject as ``(key, id)``, the new ones as ``(key, id,
-        wrapped)`` and the cached ones; ``settle`` stores the new ones and says which subjects
-        are erased.  Costs no query: a batch is sealed outside the store's write lock.
+        Returns the key of every subject as ``(key, id)``, the new ones (in pages, wrapped) and
+        the cached ones; ``settle`` stores the new ones and says which subjects are erased.
+        Costs no query: a batch is sealed outside the store's write lock.
         """
         hits = self._cache.get_many(subjects)
         held = {s: (h[0], h[1]) for s, h in hits.items() if h[1] != LEGACY}
-        provisional = dict(held)
-        drafts = self._new_keys([s for s in subjects if s not in held])
-        for s, (key, kid, _) in drafts.items():
-            provisional[s] = (key, kid)
-        return provisional, drafts, held
+        new = self._new_keys([s for s in subjects if s not in held])
+        provisional = {**held, **new.keys}
+        return provisional, new, held
 
-    def _new_keys(self, subjects: list[str]) -> dict[str, Draft]:
+    def _new_keys(self, subjects: list[str]) -> NewKeys:
+        """Fresh keys for ``subjects``, ``PAGE_SLOTS`` to a page, each page wrapped once."""
         if not subjects:
-            return {}
-        n = len(subjects)
-        rnd = os.urandom(KEY_BYTES * n)
-        keys = [rnd[i : i + KEY_BYTES] for i in range(0, KEY_BYTES * n, KEY_BYTES)]
-        ids = new_key_ids(n)
-        contexts = [key_context(s, kid) for s, kid in zip(subjects, ids, strict=True)]
-        kek = self.kek
-        if isinstance(kek, LocalKek):
-            wrapped_keys = kek.wrap_many(keys, contexts, os.urandom(NONCE_BYTES * n))
-        else:
-            wrapped_keys = [kek.wrap(k, c) for k, c in zip(keys, contexts, strict=True)]
-        return {
-            s: (key, kid, wrapped)
-            for s, key, kid, wrapped in zip(subjects, keys, ids, wrapped_keys, strict=True)
-        }
+            return NewKeys({}, [])
+        rnd = os.urandom(KEY_BYTES * len(subjects))
+        keys: dict[str, KeyBytes] = {}
+        pages: list[Page] = []
+        for n, page_id in enumerate(new_page_ids(-(-len(subjects) // PAGE_SLOTS))):
+            lo = n * PAGE_SLOTS
+            subs = subjects[lo : lo + PAGE_SLOTS]
+            blob = rnd[lo * KEY_BYTES : (lo + len(subs)) * KEY_BYTES]
+            for slot, s in enumerate(subs):
+                keys[s] = (blob[slot * KEY_BYTES : (slot + 1) * KEY_BYTES], page_id + slot)
+            pages.append(Page.sealed(page_id, subs, blob, self.kek))
+        return NewKeys(keys, pages)
 
     def settled_keys(
         self, conn: Connection, subjects: Collection[str]
     ) -> dict[str, KeyBytes | None]:
         """``draft`` then ``settle`` in the transaction: the key to seal with per subject
         (None: the subject is erased)."""
-        provisional, drafts, held = self.draft(subjects)
-        return self.settle(conn, provisional, drafts, held)[0]
+        provisional, new, held = self.draft(subjects)
+        return self.settle(conn, provisional, new, held)[0]
 
     def seal_keys(self, conn: Connection, subjects: Collection[str]) -> dict[str, KeyRef | None]:
         """``settled_keys`` as AES-GCM objects."""
@@ -381,57 +450,113 @@ class Keyring:
         self,
         conn: Connection,
         provisional: dict[str, KeyBytes],
-        drafts: dict[str, Draft],
+        new: NewKeys,
         held: dict[str, KeyBytes],
     ) -> tuple[dict[str, KeyBytes | None], set[str]]:
         """Store the drafted keys and check the cached ones, in the write transaction.
 
         Returns the key to use per subject (the provisional one when it stands, None when the
-        subject is erased, a new one with another id when another writer took a drafted key's
-        id first) and the subjects whose key is not the provisional one.
+        subject is erased, a new one with another id when another writer took a drafted page's
+        id first or a cached key is stored nowhere) and the subjects whose key is not the
+        provisional one.
         """
         out: dict[str, KeyBytes | None] = dict(provisional)
         erased = self._erased(conn, list(provisional))
         changed = set(erased)
+        pages = new.pages
         if erased:
             for s in erased:
                 out[s] = None
-            drafts = {s: d for s, d in drafts.items() if s not in erased}
+            pages = [q for p in pages if (q := p.without(erased, self.kek)) is not None]
             held = {s: h for s, h in held.items() if s not in erased}
             self._cache.discard(erased)
         if held:
-            # a cached key whose row is missing (its writer rolled back) is stored again
-            by_id = {kid: s for s, (_, kid) in held.items()}
-            found = self._rows_by_id(conn, list(by_id))
-            gone = []
-            for kid, s in by_id.items():
-                row = found.get(kid)
-                if row is None:
-                    key = held[s][0]
-                    drafts = {**drafts, s: (key, kid, self.kek.wrap(key, key_context(s, kid)))}
-                elif row[1] is None:  # erased since (erased_subjects says so too)
-                    out[s] = None
-                    gone.append(s)
-                    changed.add(s)
+            gone, lost = self._check_held(conn, held)
+            for s in gone:  # erased since (erased_subjects says so too)
+                out[s] = None
             self._cache.discard(gone)
+            # a cached key stored nowhere (the batch that drafted it rolled back, so no stored
+            # value uses it): the subject gets a new one
+            again = self._new_keys(lost)
+            out.update(again.keys)
+            pages = [*pages, *again.pages]
+            changed.update(gone, lost)
         stored: list[tuple[str, bytes, int, bytes]] = []
-        while drafts:
-            inserted = self._insert(conn, drafts)
-            taken: list[str] = []
-            if inserted != len(drafts):
-                rows = self._rows_by_id(conn, [kid for _, kid, _ in drafts.values()])
-                for s, (_, kid, wrapped) in drafts.items():
-                    row = rows.get(kid)
-                    if row is None or row[0] != s or bytes(row[1] or b"") != wrapped:
-                        taken.append(s)  # another writer's key has this id
-            skip = set(taken)
-            stored.extend((s, d[0], d[1], b"") for s, d in drafts.items() if s not in skip)
-            changed.update(taken)
-            drafts = self._new_keys(taken)
-            for s, (key, kid, _) in drafts.items():
-                out[s] = (key, kid)
+        while pages:
+            taken = self._insert_pages(conn, pages)
+            for p in pages:
+                if p.id not in taken:
+                    stored.extend(
+                        (s, p.key(i), p.id + i, b"") for i, s in enumerate(p.subjects) if s
+                    )
+            lost = [s for p in pages if p.id in taken for s in p.subjects if s]
+            changed.update(lost)
+            again = self._new_keys(lost)
+            out.update(again.keys)
+            pages = again.pages
         self._cache.put_many(stored)
         return out, changed
+
+    def _check_held(
+        self, conn: Connection, held: dict[str, KeyBytes]
+    ) -> tuple[list[str], list[str]]:
+        """Which cached keys are destroyed (their subject erased) and which are stored nowhere.
+
+        A key is stored when its page is (pages are written whole and never deleted; an erased
+        subject is also in ``erased_subjects``, which ``settle`` checks first), else when its
+        ``subject_keys`` row is.
+        """
+        pages = self._page_ids(conn, {kid & ~_SLOT_MASK for _, kid in held.values()})
+        rest = {kid: s for s, (_, kid) in held.items() if kid & ~_SLOT_MASK not in pages}
+        if not rest:
+            return [], []
+        rows = self._rows_by_id(conn, list(rest))
+        gone, lost = [], []
+        for kid, s in rest.items():
+            row = rows.get(kid)
+            if row is None or row[0] != s:
+                lost.append(s)
+            elif row[1] is None:
+                gone.append(s)
+        return gone, lost
+
+    def _page_ids(self, conn: Connection, ids: Collection[int]) -> set[int]:
+        """Which of ``ids`` are stored key pages."""
+        c = t.key_pages.c
+        found: set[int] = set()
+        listed = list(ids)
+        for at in range(0, len(listed), _CHUNK):
+            found.update(
+                conn.execute(select(c.id).where(c.id.in_(listed[at : at + _CHUNK]))).scalars()
+            )
+        return found
+
+    def _insert_pages(self, conn: Connection, pages: list[Page]) -> set[int]:
+        """Insert key pages (an id already taken is left as it is); return the ids of the
+        pages another writer had stored first (theirs, not ours)."""
+        from junction.store.repo import insert_ignore_sql
+
+        now = time.time()
+        kek_id = self.kek.key_id
+        rows = [(p.id, p.text, p.wrapped, kek_id, now) for p in pages]
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.executemany(insert_ignore_sql(conn.dialect.name, t.key_pages, _PAGE_COLS), rows)
+            inserted = cur.rowcount
+        finally:
+            cur.close()
+        if inserted == len(pages):
+            return set()
+        c = t.key_pages.c
+        mine = {p.id: (p.text, p.wrapped) for p in pages}
+        q = select(c.id, c.subjects, c.wrapped).where(c.id.in_(list(mine)))
+        return {
+            int(pid)
+            for pid, text, wrapped in conn.execute(q)
+            if (text, bytes(wrapped)) != mine[int(pid)]
+        }
 
     def _erased(self, conn: Connection, subjects: list[str]) -> set[str]:
         """Which of ``subjects`` are erased.  On PostgreSQL, waits for an erasure in flight
@@ -461,41 +586,6 @@ class Keyring:
                 out[int(kid)] = (subject, wrapped, kek_id)
         return out
 
-    def _insert(self, conn: Connection, drafts: dict[str, Draft]) -> int:
-        """Insert key rows (an id already taken is left as it is); return how many went in.
-
-        In id order, which is time order: the rows go to the end of the primary key's B-tree.
-        On SQLite, in multi-row statements of ``_GROUP`` rows.
-        """
-        from junction.store.repo import insert_ignore_sql
-
-        now = time.time()
-        kek_id = self.kek.key_id
-        rows = [(kid, s, wrapped, kek_id, now) for s, (_, kid, wrapped) in drafts.items()]
-        if any(rows[i][0] > rows[i + 1][0] for i in range(len(rows) - 1)):
-            rows.sort()  # drafts are made in id order; keys stored again join them out of it
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        inserted = 0
-        try:
-            done = 0
-            if conn.dialect.name == "sqlite" and len(rows) >= _GROUP:
-                done = len(rows) // _GROUP * _GROUP
-                flat = list(chain.from_iterable(rows[:done]))
-                width = _GROUP * len(_KEY_COLS)
-                for at in range(0, len(flat), width):
-                    cur.execute(_INSERT_KEYS_GROUPED, flat[at : at + width])
-                    inserted += cur.rowcount
-            if done < len(rows):
-                cur.executemany(
-                    insert_ignore_sql(conn.dialect.name, t.subject_keys, _KEY_COLS), rows[done:]
-                )
-                inserted += cur.rowcount
-        finally:
-            cur.close()
-        return inserted
-
     def open_refs(
         self, conn: Connection, refs: Collection[tuple[str, int | None]]
     ) -> dict[tuple[str, int | None], AESGCM]:
@@ -513,7 +603,7 @@ class Keyring:
             for s, aead in self.require(conn, legacy).items():
                 out[(s, None)] = aead
         get = self._cache.get
-        ask: dict[int, str] = {}
+        ask: set[tuple[str, int]] = set()
         for s, kid in refs:
             if kid is None:
                 continue
@@ -521,28 +611,70 @@ class Keyring:
             if hit is not None and hit[1] == kid:
                 out[(s, kid)] = AESGCM(hit[0])
             else:
-                ask[kid] = s
-        if ask:
-            rows = self._rows_by_id(conn, list(ask))
-            for kid, s in ask.items():
-                row = rows.get(kid)
-                if row is None:
-                    raise DecryptionError(
-                        "stored personal data names a data key that is not stored"
-                    )
-                subject, wrapped, kek_id = row
-                if subject != s:
+                ask.add((s, kid))
+        if not ask:
+            return out
+        rows = self._rows_by_id(conn, list({kid for _, kid in ask}))
+        paged: list[tuple[str, int]] = []
+        for s, kid in ask:
+            row = rows.get(kid)
+            if row is None or row[0] != s:
+                paged.append((s, kid))  # not a key row of this subject: a page's key, if any
+                continue
+            _, wrapped, kek_id = row
+            if wrapped is None:
+                raise SubjectErasedError(
+                    "this data belongs to an erased subject; its key is destroyed"
+                )
+            key = self._unwrap(key_context(s, kid), wrapped, kek_id)
+            self._cache.put_if_absent(s, key, kid)
+            out[(s, kid)] = AESGCM(key)
+        if paged:
+            for ref, key in self._paged_keys(conn, paged).items():
+                self._cache.put_if_absent(ref[0], key, ref[1])
+                out[ref] = AESGCM(key)
+        return out
+
+    def _paged_keys(
+        self, conn: Connection, refs: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], bytes]:
+        """The page keys ``refs`` name, each page opened once."""
+        by_page: dict[int, list[tuple[str, int]]] = {}
+        for s, kid in refs:
+            by_page.setdefault(kid & ~_SLOT_MASK, []).append((s, kid))
+        c = t.key_pages.c
+        listed = list(by_page)
+        found: dict[int, tuple[str, Any, Any]] = {}
+        for at in range(0, len(listed), _CHUNK):
+            q = select(c.id, c.subjects, c.wrapped, c.kek_id).where(
+                c.id.in_(listed[at : at + _CHUNK])
+            )
+            for pid, text, wrapped, kek_id in conn.execute(q):
+                found[int(pid)] = (text, wrapped, kek_id)
+        out: dict[tuple[str, int], bytes] = {}
+        for pid, wanted in by_page.items():
+            page = found.get(pid)
+            if page is None:
+                raise DecryptionError("stored personal data names a data key that is not stored")
+            text, wrapped, kek_id = page
+            blob = self._unwrap(page_context(pid, text), wrapped, kek_id, size=None)
+            subjects = text.split(",")
+            if len(blob) != KEY_BYTES * len(subjects):
+                raise DecryptionError("a data key page has the wrong length")
+            for s, kid in wanted:
+                slot = kid - pid
+                if slot >= len(subjects) or subjects[slot] not in (s, ""):
                     raise DecryptionError("stored personal data names another subject's data key")
-                if wrapped is None:
+                if not subjects[slot]:
                     raise SubjectErasedError(
                         "this data belongs to an erased subject; its key is destroyed"
                     )
-                key = self._unwrap(key_context(s, kid), wrapped, kek_id)
-                self._cache.put_if_absent(s, key, kid)
-                out[(s, kid)] = AESGCM(key)
+                out[(s, kid)] = blob[slot * KEY_BYTES : (slot + 1) * KEY_BYTES]
         return out
 
-    def _unwrap(self, context: bytes, wrapped: Any, kek_id: str | None) -> bytes:
+    def _unwrap(
+        self, context: bytes, wrapped: Any, kek_id: str | None, *, size: int | None = KEY_BYTES
+    ) -> bytes:
         if kek_id != self.kek.key_id:
             raise KeyUnavailableError(
                 f"a data key is wrapped by another key-encryption key (id {kek_id}); "
@@ -553,7 +685,7 @@ class Keyring:
         except KeyUnavailableError:
             # the row names our KEK, yet it does not open: the key row was altered
             raise DecryptionError("a data key failed its integrity check") from None
-        if len(key) != KEY_BYTES:
+        if size is not None and len(key) != size:
             raise DecryptionError("a data key has the wrong length")
         return key
 
@@ -670,8 +802,44 @@ class Keyring:
                     .where(c.subject.in_(subjects[at : at + _CHUNK]), c.wrapped.is_not(None))
                     .values(wrapped=None, kek_id=None, erased_at=now)
                 ).rowcount
+        n += self._shred_pages(conn, set(subjects))
         evict_everywhere(subjects)  # every keyring of this process; erase() again after commit
         return n
+
+    def _shred_pages(self, conn: Connection, subjects: set[str]) -> int:
+        """Empty ``subjects``' slots in every key page (their keys zeroed, the page wrapped
+        again); return how many slots.  A scan of the pages (one per write batch of new
+        people).  Takes the settings row first, as ``rotate`` does: a rotation and an erasure
+        do not re-wrap the same page under two KEKs."""
+        c = t.key_pages.c
+        after = -1
+        n = 0
+        locked = False
+        while True:
+            q = select(c.id, c.subjects).where(c.id > after).order_by(c.id).limit(_SCAN)
+            rows = conn.execute(q).all()
+            if not rows:
+                return n
+            after = rows[-1][0]
+            for pid, text in rows:
+                if subjects.isdisjoint(text.split(",")):
+                    continue
+                if not locked:
+                    _touch_settings(conn)
+                    locked = True
+                page = conn.execute(
+                    select(c.subjects, c.wrapped, c.kek_id).where(c.id == pid)
+                ).one()
+                blob = self._unwrap(page_context(pid, page[0]), page[1], page[2], size=None)
+                old = Page(int(pid), str(page[0]).split(","), blob, bytes(page[1]))
+                emptied = old.without(subjects, self.kek, keep_empty=True)
+                assert emptied is not None
+                n += sum(1 for s in old.subjects if s in subjects)
+                conn.execute(
+                    update(t.key_pages)
+                    .where(c.id == pid)
+                    .values(subjects=emptied.text, wrapped=emptied.wrapped)
+                )
 
     def rotate(self, conn: Connection, new_kek: KekProvider, *, new_source: str) -> int:
         """Re-wrap every data key and the subject key under ``new_kek``; return how many keys.
@@ -681,14 +849,19 @@ class Keyring:
         if new_kek.key_id == self.kek.key_id:
             raise KeyUnavailableError("the new key-encryption key is the current one")
         settings = t.privacy_settings.c
-        # take the settings row first: two rotations (or an enable) do not interleave
-        conn.execute(
-            update(t.privacy_settings)
-            .where(settings.id == SETTINGS_ID)
-            .values(updated_at=time.time())
-        )
+        # take the settings row first: two rotations (or an enable, or an erasure's page
+        # re-wraps) do not interleave
+        _touch_settings(conn)
         done = self._rewrap(conn, new_kek, t.data_keys.c.subject, lambda s, _: s.encode("ascii"))
         done += self._rewrap(conn, new_kek, t.subject_keys.c.id, key_context)
+        done += self._rewrap(
+            conn,
+            new_kek,
+            t.key_pages.c.id,
+            lambda text, pid: page_context(pid, text),
+            subject=t.key_pages.c.subjects,
+            keys=lambda text: sum(1 for s in text.split(",") if s),
+        )
         conn.execute(
             update(t.privacy_settings)
             .where(settings.id == SETTINGS_ID)
@@ -704,10 +877,21 @@ class Keyring:
         self._cache.clear()
         return done
 
-    def _rewrap(self, conn: Connection, new_kek: KekProvider, by: Any, context: Any) -> int:
-        """Re-wrap the live keys of ``by``'s table, in ``by`` order, 2,000 at a time."""
+    def _rewrap(
+        self,
+        conn: Connection,
+        new_kek: KekProvider,
+        by: Any,
+        context: Any,
+        *,
+        subject: Any = None,
+        keys: Any = None,
+    ) -> int:
+        """Re-wrap the live keys of ``by``'s table, in ``by`` order, 2,000 rows at a time;
+        return how many keys (``keys(subject)`` per row, else one)."""
         table = by.table
         c = table.c
+        subject = c.subject if subject is None else subject
         after: Any = None
         done = 0
         upd = (
@@ -716,24 +900,34 @@ class Keyring:
             .values(wrapped=bindparam("w"), kek_id=bindparam("k"))
         )
         while True:
-            q = select(by, c.subject, c.wrapped, c.kek_id).where(c.wrapped.is_not(None))
+            q = select(by, subject, c.wrapped, c.kek_id).where(c.wrapped.is_not(None))
             if after is not None:
                 q = q.where(by > after)
             rows = conn.execute(q.order_by(by).limit(2000)).all()
             if not rows:
                 return done
             params = []
-            for b, subject, wrapped, kek_id in rows:
+            for b, subj, wrapped, kek_id in rows:
                 if kek_id != self.kek.key_id:
                     raise KeyUnavailableError(
                         f"a data key is wrapped by an unknown key-encryption key (id {kek_id})"
                     )
-                ctx = context(subject, b)
+                ctx = context(subj, b)
                 key = self.kek.unwrap(bytes(wrapped), ctx)
                 params.append({"b": b, "w": new_kek.wrap(key, ctx), "k": new_kek.key_id})
+                done += 1 if keys is None else keys(subj)
             conn.execute(upd, params)
-            done += len(rows)
             after = rows[-1][0]
+
+
+def _touch_settings(conn: Connection) -> None:
+    """Take the settings row (until the transaction ends): rotations, and erasures that
+    re-wrap key pages, run one at a time."""
+    conn.execute(
+        update(t.privacy_settings)
+        .where(t.privacy_settings.c.id == SETTINGS_ID)
+        .values(updated_at=time.time())
+    )
 
 
 def _settings(conn: Connection) -> Any | None:
@@ -754,6 +948,10 @@ def key_counts(conn: Connection, *, system: Collection[str] = ()) -> dict[str, i
         for subject, n in conn.execute(q):
             live.add(subject)
             keys += int(n)
+    for (text,) in conn.execute(select(t.key_pages.c.subjects)):
+        slots = [s for s in text.split(",") if s]
+        live.update(slots)
+        keys += len(slots)
     sys_live = live & set(system)
     sys_keys = len(sys_live)
     erased = conn.execute(select(func.count()).select_from(t.erased_subjects)).scalar_one()

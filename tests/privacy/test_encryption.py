@@ -15,7 +15,7 @@ from junction.core.pseudonym import Pseudonymizer
 from junction.store import tables as t
 from junction.store.crypto import env_kek
 from junction.store.crypto_rows import SEALED_KEY, StorePrivacy, enable_privacy
-from junction.store.keyring import settings_row
+from junction.store.keyring import key_counts, settings_row
 from junction.store.repo import Store
 from tests.privacy.conftest import (
     CANARIES,
@@ -211,18 +211,37 @@ def test_tampered_outbox_and_quarantine_payloads_fail_loudly(
     assert orjson.loads(row["payload"])["email"] == CANARIES[1]["email"]
 
 
+@pytest.mark.parametrize("damage", ["bit", "subjects", "slot"])
 def test_a_damaged_data_key_fails_loudly(
-    sealed_store: tuple[Store, StorePrivacy], store_url: str
+    sealed_store: tuple[Store, StorePrivacy], store_url: str, damage: str
 ) -> None:
+    """A flipped bit in a key page, its subjects listed otherwise (two slots swapped), or a
+    sealed value pointed at another slot of its page: the read raises, never opens."""
     store, _ = sealed_store
     _write(store)
     with store.begin() as conn:
-        k = t.subject_keys.c
-        kid, subject, wrapped = conn.execute(select(k.id, k.subject, k.wrapped)).first()  # type: ignore[misc]
-        bad = bytearray(wrapped)
-        bad[20] ^= 0x04
-        conn.execute(update(t.subject_keys).where(k.id == kid).values(wrapped=bytes(bad)))
-        rid = conn.execute(select(t.records.c.id).where(t.records.c.subject == subject)).scalar()
+        p = t.key_pages.c
+        pages = conn.execute(select(p.id, p.subjects, p.wrapped)).all()
+        pid, text, wrapped = max(pages, key=lambda page: len(page[1]))  # the records' page
+        subjects = text.split(",")
+        assert len(subjects) == 3
+        rid = conn.execute(
+            select(t.records.c.id).where(t.records.c.subject == subjects[0])
+        ).scalar()
+        if damage == "bit":
+            bad = bytearray(wrapped)
+            bad[20] ^= 0x04
+            conn.execute(update(t.key_pages).where(p.id == pid).values(wrapped=bytes(bad)))
+        elif damage == "subjects":
+            swapped = ",".join([subjects[1], subjects[0], *subjects[2:]])
+            conn.execute(update(t.key_pages).where(p.id == pid).values(subjects=swapped))
+        else:
+            r = t.records.c
+            payload = conn.execute(select(r.payload).where(r.id == rid)).scalar_one()
+            named = f"{subjects[0]}:{pid}:"
+            assert named in payload
+            moved = payload.replace(named, f"{subjects[0]}:{pid + 1}:")
+            conn.execute(update(t.records).where(r.id == rid).values(payload=moved))
     fresh = Store.open(store_url)
     try:
         with pytest.raises(DecryptionError):
@@ -277,7 +296,7 @@ def test_rotation_rewraps_keys_keeps_data_readable_and_retires_the_old_kek(
         n = privacy.keyring.rotate(conn, new, new_source="env:JUNCTION_TEST_KEK_NEW")
         after = dict(conn.execute(select(t.records.c.id, t.records.c.payload)).all())
         settings = settings_row(conn)
-        kek_ids = set(conn.execute(select(t.subject_keys.c.kek_id)).scalars())
+        kek_ids = set(conn.execute(select(t.key_pages.c.kek_id)).scalars())
     # 3 people, and the phone number a quarantined row names (its person is keyed by email)
     assert n == 4
     assert after == before  # data is not re-encrypted
@@ -316,7 +335,7 @@ def test_rewriting_a_batch_is_idempotent_and_one_person_has_one_key(
     store.write_batch(records=rows, scores=[], deliveries=[], quarantined=[], cursor=None)
     with store.begin() as conn:
         assert conn.execute(select(t.records.c.id)).all().__len__() == 43
-        assert conn.execute(select(t.subject_keys.c.subject)).all().__len__() == 4
+        assert key_counts(conn)["keys"] == 4
     for i in range(40):
         row = store.fetch_record(f"leads:f00d:{10 + i}")
         assert row is not None

@@ -19,6 +19,7 @@ from junction.store.audit import AuditLog
 from junction.store.batch_seal import SEALER
 from junction.store.crypto_rows import StorePrivacy
 from junction.store.erasure import erase
+from junction.store.keyring import key_counts
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 from tests.privacy.conftest import (
@@ -71,6 +72,11 @@ def _count(store: Store, table: t.Table, *where: object) -> int:
         if where:
             q = q.where(*where)  # type: ignore[arg-type]
         return int(conn.execute(q).scalar_one())
+
+
+def _live_keys(store: Store) -> dict[str, int]:
+    with store.begin() as conn:
+        return key_counts(conn)
 
 
 def _erase_ann(store: Store) -> object:
@@ -285,7 +291,7 @@ def test_sealing_before_the_write_lock_settles_races_in_the_transaction(
             cursor=None,
             presealed=pre_mine,
         )
-        assert _count(store, t.subject_keys) == 2
+        assert _live_keys(store) == {"people": 1, "keys": 2, "erased": 0, "system": 0}
         assert _count(store, t.data_keys) == 0
         for rid in ("leads:f00d:1", "leads:f00d:2"):
             for reader in (store, other):
@@ -306,5 +312,7 @@ def test_sealing_before_the_write_lock_settles_races_in_the_transaction(
         )
         assert _count(store, t.records) == 0
         assert _count(store, t.deliveries) == 0
+        # both keys destroyed: their pages keep no slot of hers
+        assert _live_keys(store) == {"people": 0, "keys": 0, "erased": 2, "system": 0}
     finally:
         other.close()

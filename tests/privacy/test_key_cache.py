@@ -12,7 +12,7 @@ from junction.store import tables as t
 from junction.store.audit import AuditLog
 from junction.store.crypto_rows import enable_privacy
 from junction.store.erasure import erase
-from junction.store.keyring import KeyCache, key_counts
+from junction.store.keyring import PAGE_SLOTS, KeyCache, key_counts
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 from tests.privacy.conftest import CANARIES, dump, record_row
@@ -50,6 +50,12 @@ def _count(store: Store, table: Table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+def _keys(store: Store) -> int:
+    """Live data keys of people (key rows and key page slots)."""
+    with store.begin() as conn:
+        return key_counts(conn)["keys"]
+
+
 def test_the_cache_keeps_at_most_key_cache_keys_and_evicted_keys_are_read_again(
     store_url: str, kek: str
 ) -> None:
@@ -57,11 +63,12 @@ def test_the_cache_keeps_at_most_key_cache_keys_and_evicted_keys_are_read_again(
     try:
         keyring = enable_privacy(store, kek=kek, key_cache=8).keyring
         assert keyring.cache_size == 8
-        _write(store, range(150))  # more than two 64-row key statements, and a remainder
+        _write(store, range(150))
         assert keyring.cached == 8
         _write(store, range(150, 170))
         assert keyring.cached == 8
-        assert _count(store, t.subject_keys) == 170
+        assert _keys(store) == 170
+        assert _count(store, t.key_pages) == 2  # one page of keys per write batch
         assert _count(store, t.data_keys) == 0
         # every key but the last eight was evicted: reads unwrap them again, correctly
         for i in range(170):
@@ -76,7 +83,7 @@ def test_the_cache_keeps_at_most_key_cache_keys_and_evicted_keys_are_read_again(
             quarantined=[],
             cursor=None,
         )
-        assert _count(store, t.subject_keys) == 190
+        assert _keys(store) == 190
         with store.begin() as conn:
             assert key_counts(conn)["people"] == 170
         for rid in ("leads:f00d:3", "again:f00d:3"):
@@ -95,7 +102,7 @@ def test_no_cache_at_all_still_reads_and_writes(store_url: str, kek: str) -> Non
         _write(store, range(70))
         _write(store, range(60, 80))
         assert keyring.cached == 0
-        assert _count(store, t.subject_keys) == 90  # people 60-69 again: new keys
+        assert _keys(store) == 90  # people 60-69 again: new keys
         assert [_email(store, i) for i in (0, 65, 79)] == [
             f"keyholder{i}@cache-test.example" for i in (0, 65, 79)
         ]
@@ -117,7 +124,7 @@ def test_two_writers_meeting_the_same_people_each_store_their_own_keys(
         store.write_batch(
             records=mine, scores=[], deliveries=[], quarantined=[], cursor=None, presealed=sealed
         )
-        assert _count(store, t.subject_keys) == 220  # the first 70 people hold two keys
+        assert _keys(store) == 220  # the first 70 people hold two keys
         with store.begin() as conn:
             assert key_counts(conn)["people"] == 150
         for reader in (store, other):
@@ -194,7 +201,7 @@ def test_the_key_cache_evicts_the_least_recently_used_key() -> None:
     assert len(empty) == 0
 
 
-def test_a_key_id_another_writer_took_first_gets_a_new_key_and_the_rows_are_sealed_again(
+def test_a_page_id_another_writer_took_first_gets_new_keys_and_the_rows_are_sealed_again(
     store_url: str, kek: str
 ) -> None:
     store = Store.open(store_url)
@@ -203,12 +210,13 @@ def test_a_key_id_another_writer_took_first_gets_a_new_key_and_the_rows_are_seal
         mine = [record_row(i, _person(i)) for i in range(3)]
         sealed = store.preseal(mine, [])
         assert sealed is not None
-        taken = sealed.drafts[sealed.subjects["leads:f00d:1"]][1]
+        [page] = sealed.drafts.pages
+        assert page.id <= sealed.drafts.keys[sealed.subjects["leads:f00d:1"]][1] < page.id + 3
         with store.begin() as conn:  # another process drew the same id in the same millisecond
             conn.execute(
-                t.subject_keys.insert().values(
-                    id=taken,
-                    subject="ps_someoneElseEntirely000",
+                t.key_pages.insert().values(
+                    id=page.id,
+                    subjects="ps_someoneElseEntirely000",
                     wrapped=b"x" * 60,
                     kek_id="other",
                     created_at=0.0,
@@ -217,7 +225,8 @@ def test_a_key_id_another_writer_took_first_gets_a_new_key_and_the_rows_are_seal
         store.write_batch(
             records=mine, scores=[], deliveries=[], quarantined=[], cursor=None, presealed=sealed
         )
-        assert _count(store, t.subject_keys) == 4
+        assert _keys(store) == 4  # theirs, and our three in a page of another id
+        assert _count(store, t.key_pages) == 2
     finally:
         store.close()
     fresh = Store.open(store_url)  # nothing cached: every key comes from the store
@@ -227,13 +236,16 @@ def test_a_key_id_another_writer_took_first_gets_a_new_key_and_the_rows_are_seal
         fresh.close()
 
 
-def test_a_cached_key_whose_row_is_missing_is_stored_again(store_url: str, kek: str) -> None:
+def test_a_cached_key_stored_nowhere_is_replaced_by_a_new_one(store_url: str, kek: str) -> None:
     store = Store.open(store_url)
     try:
-        enable_privacy(store, kek=kek)
+        privacy = enable_privacy(store, kek=kek)
         _write(store, range(1))
+        subject = privacy.subject_of(email=_person(0)["email"])[0]
+        assert privacy.keyring.holds(subject)
         with store.begin() as conn:  # as if the transaction that stored it had rolled back
-            conn.execute(t.subject_keys.delete())
+            conn.execute(t.key_pages.delete())
+            conn.execute(t.records.delete())
         store.write_batch(
             records=[record_row(1, _person(0), pipeline="again")],
             scores=[],
@@ -241,7 +253,8 @@ def test_a_cached_key_whose_row_is_missing_is_stored_again(store_url: str, kek: 
             quarantined=[],
             cursor=None,
         )
-        assert _count(store, t.subject_keys) == 1
+        assert _keys(store) == 1
+        assert _count(store, t.key_pages) == 1
     finally:
         store.close()
     fresh = Store.open(store_url)
@@ -249,5 +262,25 @@ def test_a_cached_key_whose_row_is_missing_is_stored_again(store_url: str, kek: 
         row = fresh.fetch_record("again:f00d:1")
         assert row is not None
         assert orjson.loads(row["payload"])["email"] == _person(0)["email"]
+    finally:
+        fresh.close()
+
+
+def test_a_batch_of_more_people_than_a_page_holds_fills_two_pages(store_url: str, kek: str) -> None:
+    store = Store.open(store_url)
+    try:
+        enable_privacy(store, kek=kek, key_cache=16)
+        _write(store, range(PAGE_SLOTS + 5))
+        with store.begin() as conn:
+            pages = conn.execute(select(t.key_pages.c.id, t.key_pages.c.subjects)).all()
+        assert sorted(len(text.split(",")) for _, text in pages) == [5, PAGE_SLOTS]
+        assert all(pid % PAGE_SLOTS == 0 for pid, _ in pages)
+        assert _keys(store) == PAGE_SLOTS + 5
+    finally:
+        store.close()
+    fresh = Store.open(store_url)  # nothing cached: each key is read from its page
+    try:
+        for i in (0, PAGE_SLOTS - 1, PAGE_SLOTS, PAGE_SLOTS + 4):
+            assert _email(fresh, i) == f"keyholder{i}@cache-test.example"
     finally:
         fresh.close()

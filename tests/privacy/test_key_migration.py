@@ -1,10 +1,11 @@
-"""Migration 0011 on a store that already holds data keys, keys named by id, and erasure
-against a write in flight (ADR-0024), on both backends.
+"""Migrations 0011 and 0012 on a store that already holds data keys, keys named by id, and
+erasure against a write in flight (ADR-0024, ADR-0026), on both backends.
 
 A 0010 store's values are sealed as ``JX1:<subject>:...`` under ``data_keys`` keys found by
 subject, and its erased people are ``data_keys`` rows whose key is gone.  After the upgrade those
-values still open, the erased people stay erased, new values go to ``subject_keys``, and erasure
-and rotation cover both tables.
+values still open, the erased people stay erased, new values go to key pages, and erasure and
+rotation cover every key table.  A 0011 store's ``subject_keys`` rows keep opening their values
+after 0012 and are erased and rotated beside the pages.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def test_an_upgraded_store_opens_old_values_and_keys_new_ones_by_id(
             row = store.fetch_record(f"leads:f00d:{i}")
             assert row is not None
             assert orjson.loads(row["payload"])["email"] == person["email"]
-        # Ann's next record: a subject_keys key, named by id in the sealed value
+        # Ann's next record: a key in a key page, named by id in the sealed value
         store.write_batch(
             records=[record_row(5, ANN)], scores=[], deliveries=[], quarantined=[], cursor=None
         )
@@ -117,8 +118,8 @@ def test_an_upgraded_store_opens_old_values_and_keys_new_ones_by_id(
             payload = conn.execute(
                 select(t.records.c.payload).where(t.records.c.id == "leads:f00d:5")
             ).scalar_one()
-            kid = conn.execute(select(t.subject_keys.c.id)).scalar_one()
-        assert orjson.loads(payload)[SEALED_KEY].startswith(f"JX2:{ann}:{kid}:")
+            page = conn.execute(select(t.key_pages.c.id)).scalar_one()
+        assert orjson.loads(payload)[SEALED_KEY].startswith(f"JX2:{ann}:{page}:")  # slot 0
 
         # rotation re-wraps the keys of both tables
         monkeypatch.setenv("JUNCTION_TEST_KEK_NEW", secrets.token_urlsafe(48))
@@ -130,7 +131,7 @@ def test_an_upgraded_store_opens_old_values_and_keys_new_ones_by_id(
                 *conn.execute(
                     select(t.data_keys.c.kek_id).where(t.data_keys.c.wrapped.is_not(None))
                 ).scalars(),
-                *conn.execute(select(t.subject_keys.c.kek_id)).scalars(),
+                *conn.execute(select(t.key_pages.c.kek_id)).scalars(),
             }
         assert n == 3
         assert kek_ids == {env_kek("JUNCTION_TEST_KEK_NEW").key_id}
@@ -148,13 +149,13 @@ def test_an_upgraded_store_opens_old_values_and_keys_new_ones_by_id(
         report = erase(store, emails=[ANN["email"]], actor="test", audit=audit)  # type: ignore[list-item]
         assert report.keys_destroyed == 2
         with store.begin() as conn:
-            for table in (t.data_keys, t.subject_keys):
-                live = conn.execute(
-                    select(func.count())
-                    .select_from(table)
-                    .where(table.c.subject == ann, table.c.wrapped.is_not(None))
-                ).scalar_one()
-                assert live == 0
+            live = conn.execute(
+                select(func.count())
+                .select_from(t.data_keys)
+                .where(t.data_keys.c.subject == ann, t.data_keys.c.wrapped.is_not(None))
+            ).scalar_one()
+            assert live == 0
+            assert ann not in conn.execute(select(t.key_pages.c.subjects)).scalar_one()
             assert key_counts(conn) == {"people": 1, "keys": 1, "erased": 2, "system": 0}
         # a later sync of Ann, or of the person erased before the upgrade, stores nothing
         store.write_batch(
@@ -182,7 +183,8 @@ def test_a_value_naming_another_subjects_key_fails_loudly(store_url: str, kek: s
         )
         with store.begin() as conn:
             rows = dict(conn.execute(select(t.records.c.id, t.records.c.payload)).all())
-            ids = dict(conn.execute(select(t.subject_keys.c.subject, t.subject_keys.c.id)).all())
+            pid, text_ = conn.execute(select(t.key_pages.c.id, t.key_pages.c.subjects)).one()
+            ids = {s: pid + slot for slot, s in enumerate(text_.split(","))}
         obj = orjson.loads(rows["leads:f00d:0"])
         subject, kid, body = obj[SEALED_KEY][4:].split(":", 2)
         other = next(v for s, v in ids.items() if s != subject)
@@ -283,12 +285,80 @@ def test_an_erasure_waits_for_a_write_in_flight_and_erases_what_it_wrote(
         assert done[0].keys_destroyed == 1  # type: ignore[attr-defined]
         assert store.fetch_record("leads:f00d:0") is None
         with store.begin() as conn:
-            live = conn.execute(
-                select(func.count())
-                .select_from(t.subject_keys)
-                .where(t.subject_keys.c.wrapped.is_not(None))
-            ).scalar_one()
-        assert live == 0
+            assert key_counts(conn)["keys"] == 0
     finally:
         eraser.close()
         store.close()
+
+
+def test_a_0011_store_keeps_its_key_rows_beside_the_new_key_pages(
+    store_url: str, kek: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ann's value sealed under a ``subject_keys`` row (as 0011 wrote it) opens after 0012; her
+    next record gets a page key; rotation re-wraps both; erasure destroys both."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from junction.store.keyring import key_context
+
+    _upgrade(store_url, "0011")
+    provider = env_kek(KEK_ENV)
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            ring = Keyring.enable(conn, provider, kek_source=kek)
+            ann = ring.subject("email", ANN["email"])
+            key, kid = os.urandom(32), 916_000_000_000_000_123
+            conn.execute(
+                t.subject_keys.insert().values(
+                    id=kid,
+                    subject=ann,
+                    wrapped=provider.wrap(key, key_context(ann, kid)),
+                    kek_id=provider.key_id,
+                    created_at=time.time(),
+                )
+            )
+            row = record_row(0, ANN)
+            obj = orjson.loads(row[6])
+            pii = {k: obj.pop(k) for k in ("first_name", "last_name", "email", "phone")}
+            nonce = os.urandom(12)
+            blob = nonce + AESGCM(key).encrypt(
+                nonce, orjson.dumps(pii), associated("records", row[0], ann)
+            )
+            obj[SEALED_KEY] = f"JX2:{ann}:{kid}:{b64encode(blob).decode()}"
+            values = dict(zip(RECORD_COLS, row, strict=True))
+            values.update(payload=orjson.dumps(obj).decode(), subject=ann)
+            conn.execute(t.records.insert().values(**values))
+    finally:
+        engine.dispose()
+    store = Store.open(store_url)  # migrates to head
+    try:
+        privacy = enable_privacy(store, kek=kek)
+        row = store.fetch_record("leads:f00d:0")
+        assert row is not None
+        assert orjson.loads(row["payload"])["email"] == ANN["email"]
+        privacy.keyring._cache.clear()  # another process, meeting Ann with a cold cache
+        store.write_batch(
+            records=[record_row(1, ANN)], scores=[], deliveries=[], quarantined=[], cursor=None
+        )
+        with store.begin() as conn:
+            assert key_counts(conn) == {"people": 1, "keys": 2, "erased": 0, "system": 0}
+        monkeypatch.setenv("JUNCTION_TEST_KEK_NEW", secrets.token_urlsafe(48))
+        new = env_kek("JUNCTION_TEST_KEK_NEW")
+        with store.begin() as conn:
+            assert privacy.keyring.rotate(conn, new, new_source="env:JUNCTION_TEST_KEK_NEW") == 2
+        fresh = Store.open(store_url)
+        try:
+            for rid in ("leads:f00d:0", "leads:f00d:1"):
+                got = fresh.fetch_record(rid)
+                assert got is not None
+                assert orjson.loads(got["payload"])["email"] == ANN["email"]
+        finally:
+            fresh.close()
+        audit = AuditLog(store, Pseudonymizer(b"p" * 32))
+        report = erase(store, emails=[ANN["email"]], actor="test", audit=audit)  # type: ignore[list-item]
+        assert report.keys_destroyed == 2
+        with store.begin() as conn:
+            assert key_counts(conn) == {"people": 0, "keys": 0, "erased": 1, "system": 0}
+    finally:
+        store.close()
+    assert_no_canary(dump(store_url))

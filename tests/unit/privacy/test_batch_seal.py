@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from junction.core.pseudonym import PREFIX, TOKEN_BYTES, Pseudonymizer, normalize
 from junction.store import batch_seal
-from junction.store.crypto import LocalKek, open_blob, parse_text
+from junction.store.crypto import open_blob, parse_text
 
 try:
     from junction.store import _sealer as native
@@ -163,12 +163,3 @@ def test_bad_batches_are_refused_before_anything_is_sealed(impl: object) -> None
         seal([k], [1], ["ps_é"], ["r"], ["{}"], [b"{}"], bytes(12))
     with pytest.raises(ValueError, match="1 to 32"):
         impl.hmac_tokens(k, [b""], "", 33)  # type: ignore[attr-defined]
-
-
-def test_local_kek_wraps_a_batch_as_it_wraps_one_key() -> None:
-    kek = LocalKek(os.urandom(48), "test")
-    keys = [os.urandom(32) for _ in range(5)]
-    contexts = [f"ps_s{i}\x1f{i}".encode() for i in range(5)]
-    wrapped = kek.wrap_many(keys, contexts, os.urandom(60))
-    assert [kek.unwrap(w, c) for w, c in zip(wrapped, contexts, strict=True)] == keys
-    assert len(set(wrapped)) == 5
