@@ -270,7 +270,7 @@ class BatchPreparer:
             if split is None:
                 body = stored = to_json(model, exclude_none=True).decode()
             else:
-                stored = to_json(model, exclude=split.members, exclude_none=True).decode()
+                stored = split.clear_json(model).decode()
                 personal.append(split.of(model))  # type: ignore[union-attr]
                 # the whole record only for the events that carry it (the outbox seals them)
                 body = to_json(model, exclude_none=True).decode() if targets else ""

@@ -44,7 +44,14 @@ from junction.store.crypto import (
     parse_text,
     seal_bytes_id,
 )
-from junction.store.keyring import DEFAULT_KEY_CACHE, KeyBytes, Keyring, NewKeys
+from junction.store.keyring import (
+    DEFAULT_KEY_CACHE,
+    KeyBytes,
+    Keyring,
+    NewKeys,
+    email_message,
+    subject_message,
+)
 from schemas import ENTITY_MODELS
 
 if TYPE_CHECKING:
@@ -111,21 +118,27 @@ class StorePrivacy:
     ) -> list[str]:
         """Each record's subject: its email's pseudonym, else its phone's, else its key's."""
         entity = self._entity
-        pairs: list[tuple[str, object]] = []
+        messages: list[bytes] = []
+        add = messages.append
+        last: Any = None
+        fields = emails = None
         for row, pii in zip(records, personal, strict=True):
-            fields = entity(row[_R_ENTITY])
-            pair: tuple[str, object] | None = None
-            for name in fields.emails:
+            if row[_R_ENTITY] is not last:  # a batch is mostly of one entity
+                last = row[_R_ENTITY]
+                fields = entity(last)
+                emails = fields.emails
+            for name in emails:  # type: ignore[union-attr]
                 if v := pii.get(name):
-                    pair = ("email", v)
+                    add(email_message(v) if v.__class__ is str else subject_message("email", v))
                     break
             else:
-                for name in fields.phones:
+                for name in fields.phones:  # type: ignore[union-attr]
                     if v := pii.get(name):
-                        pair = ("phone", v)
+                        add(subject_message("phone", v))
                         break
-            pairs.append(pair or ("source_key", row[_R_SOURCE_KEY]))
-        return self.keyring.subjects(pairs)
+                else:
+                    add(subject_message("source_key", row[_R_SOURCE_KEY]))
+        return self.keyring.tokens(messages)
 
     # writes
 

@@ -210,10 +210,16 @@ class KeyCache:
 
     def put_many(self, entries: Iterable[tuple[str, bytes, int, bytes]]) -> None:
         """``put`` for a batch of keys."""
-        if self.size <= 0:
-            return
+        if self.size > 0:
+            self._put([(s, k + i.to_bytes(_ID_BYTES) + w) for s, k, i, w in entries])
+
+    def put_keys(self, keys: Iterable[tuple[str, KeyBytes]]) -> None:
+        """``put`` for a batch of key ids' keys (``(subject, (key, id))``)."""
+        if self.size > 0:
+            self._put([(s, k + i.to_bytes(_ID_BYTES)) for s, (k, i) in keys])
+
+    def _put(self, new: list[tuple[str, bytes]]) -> None:
         d = self._d
-        new = [(s, key + kid.to_bytes(_ID_BYTES) + wrapped) for s, key, kid, wrapped in entries]
         with self._lock:
             for s, _ in new:
                 if s in d:
@@ -270,6 +276,19 @@ def new_page_ids(n: int) -> list[int]:
         base = max(base, (_last_id | _SLOT_MASK) + 1)
         _last_id = base + n * PAGE_SLOTS - 1
     return [base + i * PAGE_SLOTS for i in range(n)]
+
+
+def subject_message(kind: str, value: object) -> bytes:
+    """What the subject id of ``value`` as personal data of ``kind`` is the HMAC of."""
+    text = value if isinstance(value, str) else str(value)
+    return f"{kind}\x1f{normalize(kind, text)}".encode()
+
+
+def email_message(value: str) -> bytes:
+    """``subject_message("email", value)``, with the common case (an ASCII address) inline."""
+    if value.isascii():
+        return b"email\x1f" + value.strip().lower().encode()
+    return subject_message("email", value)
 
 
 def key_context(subject: str, key_id: int) -> bytes:
@@ -394,10 +413,10 @@ class Keyring:
     def subjects(self, pairs: Iterable[tuple[str, object]]) -> list[str]:
         """``subject(kind, value)`` of every ``(kind, value)`` pair (a batch's records), with
         one HMAC call for the batch (``batch_seal.hmac_tokens``)."""
-        messages = [
-            f"{kind}\x1f{normalize(kind, value if isinstance(value, str) else str(value))}".encode()
-            for kind, value in pairs
-        ]
+        return self.tokens([subject_message(kind, value) for kind, value in pairs])
+
+    def tokens(self, messages: list[bytes]) -> list[str]:
+        """The subject ids of ``subject_message``s, with one HMAC call for the batch."""
         return batch_seal.hmac_tokens(self._subject_key, messages, PREFIX, TOKEN_BYTES)
 
     # data keys of people (subject_keys)
@@ -481,20 +500,24 @@ class Keyring:
             out.update(again.keys)
             pages = [*pages, *again.pages]
             changed.update(gone, lost)
-        stored: list[tuple[str, bytes, int, bytes]] = []
+        as_drafted = pages is new.pages
+        stored: list[Page] = []
         while pages:
             taken = self._insert_pages(conn, pages)
-            for p in pages:
-                if p.id not in taken:
-                    stored.extend(
-                        (s, p.key(i), p.id + i, b"") for i, s in enumerate(p.subjects) if s
-                    )
+            if taken:
+                as_drafted = False
+                stored.extend(p for p in pages if p.id not in taken)
+            else:
+                stored.extend(pages)
             lost = [s for p in pages if p.id in taken for s in p.subjects if s]
             changed.update(lost)
             again = self._new_keys(lost)
             out.update(again.keys)
             pages = again.pages
-        self._cache.put_many(stored)
+        if as_drafted:  # the common case: every drafted key went in as it was
+            self._cache.put_keys(new.keys.items())
+        else:
+            self._cache.put_keys((s, k) for p in stored for s in p.subjects if (k := out.get(s)))
         return out, changed
 
     def _check_held(
