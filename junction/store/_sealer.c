@@ -17,9 +17,13 @@
 #include <stdarg.h>
 #include <string.h>
 
+/* SHA256_Init/Update/Final: OpenSSL 3 keeps them (deprecated in favour of EVP, whose per-call
+ * provider dispatch costs ~2,300 instructions a digest: most of a short message's HMAC) */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#include <openssl/sha.h>
 
 #define KEY_BYTES 32
 #define NONCE_BYTES 12
@@ -37,11 +41,46 @@ openssl_error(const char *what)
     return NULL;
 }
 
-/* base64 (RFC 4648 section 4, with padding) of n bytes into out; returns the length written */
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static char b64_pairs[4096][2]; /* every 12 bits of input as its two characters */
+
+static void
+b64_init(void)
+{
+    for (int i = 0; i < 4096; i++) {
+        b64_pairs[i][0] = B64[i >> 6];
+        b64_pairs[i][1] = B64[i & 63];
+    }
+}
+
+/* base64 (RFC 4648 section 4, with padding) of n bytes into out; returns the length written
+ * (what EVP_EncodeBlock writes, without its terminating NUL; a table of character pairs) */
 static Py_ssize_t
 b64(const unsigned char *in, Py_ssize_t n, char *out)
 {
-    return (Py_ssize_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    char *w = out;
+    Py_ssize_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        unsigned int v = (unsigned int)in[i] << 16 | (unsigned int)in[i + 1] << 8 | in[i + 2];
+        memcpy(w, b64_pairs[v >> 12], 2);
+        memcpy(w + 2, b64_pairs[v & 4095], 2);
+        w += 4;
+    }
+    if (n - i == 1) {
+        unsigned int v = (unsigned int)in[i] << 16;
+        memcpy(w, b64_pairs[v >> 12], 2);
+        w[2] = '=';
+        w[3] = '=';
+        w += 4;
+    }
+    else if (n - i == 2) {
+        unsigned int v = (unsigned int)in[i] << 16 | (unsigned int)in[i + 1] << 8;
+        memcpy(w, b64_pairs[v >> 12], 2);
+        w[2] = B64[(v >> 6) & 63];
+        w[3] = '=';
+        w += 4;
+    }
+    return w - out;
 }
 
 /* the decimal digits of v (not negative) into out (at least 20 bytes); returns their count */
@@ -414,7 +453,7 @@ hmac_tokens(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *out = NULL;
-    EVP_MD_CTX *inner = EVP_MD_CTX_new(), *outer = EVP_MD_CTX_new(), *work = EVP_MD_CTX_new();
+    SHA256_CTX inner, outer, work;
     unsigned char pad[SHA256_BLOCK], mac[MAC_BYTES];
     const char *pre;
     Py_ssize_t pre_n;
@@ -425,10 +464,6 @@ hmac_tokens(PyObject *self, PyObject *args)
     if (!PyUnicode_IS_ASCII(prefix) || (pre = PyUnicode_AsUTF8AndSize(prefix, &pre_n)) == NULL
         || pre_n > 64) {
         PyErr_SetString(PyExc_ValueError, "the prefix must be short ASCII");
-        goto done;
-    }
-    if (inner == NULL || outer == NULL || work == NULL) {
-        openssl_error("make a digest context");
         goto done;
     }
     /* the pads' states, computed once: each message then costs its own blocks only */
@@ -449,11 +484,11 @@ hmac_tokens(PyObject *self, PyObject *args)
     for (int i = 0; i < SHA256_BLOCK; i++) {
         pad[i] = k[i] ^ 0x36;
     }
-    ok &= EVP_DigestInit_ex(inner, sha256, NULL) == 1 && EVP_DigestUpdate(inner, pad, sizeof pad);
+    ok &= SHA256_Init(&inner) == 1 && SHA256_Update(&inner, pad, sizeof pad) == 1;
     for (int i = 0; i < SHA256_BLOCK; i++) {
         pad[i] = k[i] ^ 0x5c;
     }
-    ok &= EVP_DigestInit_ex(outer, sha256, NULL) == 1 && EVP_DigestUpdate(outer, pad, sizeof pad);
+    ok &= SHA256_Init(&outer) == 1 && SHA256_Update(&outer, pad, sizeof pad) == 1;
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(pad, sizeof pad);
     if (!ok) {
@@ -475,11 +510,14 @@ hmac_tokens(PyObject *self, PyObject *args)
             Py_CLEAR(out);
             goto done;
         }
-        unsigned int got = 0;
-        if (EVP_MD_CTX_copy_ex(work, inner) != 1 || EVP_DigestUpdate(work, msg, msg_n) != 1
-            || EVP_DigestFinal_ex(work, mac, &got) != 1 || EVP_MD_CTX_copy_ex(work, outer) != 1
-            || EVP_DigestUpdate(work, mac, MAC_BYTES) != 1
-            || EVP_DigestFinal_ex(work, mac, &got) != 1) {
+        work = inner; /* a plain struct: the pad's state copied */
+        if (SHA256_Update(&work, msg, (size_t)msg_n) != 1 || SHA256_Final(mac, &work) != 1) {
+            Py_CLEAR(out);
+            openssl_error("compute an HMAC");
+            goto done;
+        }
+        work = outer;
+        if (SHA256_Update(&work, mac, MAC_BYTES) != 1 || SHA256_Final(mac, &work) != 1) {
             Py_CLEAR(out);
             openssl_error("compute an HMAC");
             goto done;
@@ -507,9 +545,9 @@ hmac_tokens(PyObject *self, PyObject *args)
     }
 done:
     OPENSSL_cleanse(mac, sizeof mac);
-    EVP_MD_CTX_free(inner);
-    EVP_MD_CTX_free(outer);
-    EVP_MD_CTX_free(work);
+    OPENSSL_cleanse(&inner, sizeof inner); /* the key's pad states */
+    OPENSSL_cleanse(&outer, sizeof outer);
+    OPENSSL_cleanse(&work, sizeof work);
     PyBuffer_Release(&key);
     return out;
 }
@@ -543,6 +581,7 @@ PyInit__sealer(void)
         PyErr_SetString(PyExc_ImportError, "OpenSSL has no AES-256-GCM or SHA-256");
         return NULL;
     }
+    b64_init();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;
