@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from base64 import b64encode
+from typing import Any
 
 import orjson
 import pytest
@@ -52,6 +53,43 @@ def _upgrade(url: str, revision: str) -> None:
         engine.dispose()
 
 
+def _insert_sealed(
+    conn: Any, i: int, person: dict[str, Any], subject: str, key: bytes, name: str
+) -> None:
+    """Record ``i`` of ``person`` as the code of its time sealed it: ``name`` is the value's
+    head (``JX1:<subject>`` or ``JX2:<subject>:<key id>``)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    row = record_row(i, person)
+    obj = orjson.loads(row[6])
+    pii = {k: obj.pop(k) for k in ("first_name", "last_name", "email", "phone")}
+    nonce = os.urandom(12)
+    blob = nonce + AESGCM(key).encrypt(
+        nonce, orjson.dumps(pii), associated("records", row[0], subject)
+    )
+    obj[SEALED_KEY] = f"{name}:{b64encode(blob).decode()}"
+    values = dict(zip(RECORD_COLS, row, strict=True))
+    values.update(payload=orjson.dumps(obj).decode(), subject=subject)
+    conn.execute(t.records.insert().values(**values))
+
+
+def _fresh_reads_ann(url: str, rids: tuple[str, ...]) -> None:
+    """A new process (nothing cached) opens each of ``rids`` to Ann's email."""
+    fresh = Store.open(url)
+    try:
+        for rid in rids:
+            row = fresh.fetch_record(rid)
+            assert row is not None
+            assert orjson.loads(row["payload"])["email"] == ANN["email"]
+    finally:
+        fresh.close()
+
+
+def _erase_ann(store: Store) -> Any:
+    audit = AuditLog(store, Pseudonymizer(b"p" * 32))
+    return erase(store, emails=[ANN["email"]], actor="test", audit=audit)  # type: ignore[list-item]
+
+
 def _old_store(url: str, kek: str) -> None:
     """A 0010 store as the code before 0011 wrote it: two people sealed as JX1, one erased."""
     _upgrade(url, "0010")
@@ -72,19 +110,7 @@ def _old_store(url: str, kek: str) -> None:
                         created_at=now,
                     )
                 )
-                row = record_row(i, person)
-                obj = orjson.loads(row[6])
-                pii = {k: obj.pop(k) for k in ("first_name", "last_name", "email", "phone")}
-                nonce = os.urandom(12)
-                from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-                blob = nonce + AESGCM(key).encrypt(
-                    nonce, orjson.dumps(pii), associated("records", row[0], subject)
-                )
-                obj[SEALED_KEY] = f"JX1:{subject}:{b64encode(blob).decode()}"
-                values = dict(zip(RECORD_COLS, row, strict=True))
-                values.update(payload=orjson.dumps(obj).decode(), subject=subject)
-                conn.execute(t.records.insert().values(**values))
+                _insert_sealed(conn, i, person, subject, key, f"JX1:{subject}")
             conn.execute(  # erased before the upgrade: the key is gone, the row a tombstone
                 t.data_keys.insert().values(
                     subject=GONE, wrapped=None, kek_id=None, created_at=now, erased_at=now
@@ -135,19 +161,10 @@ def test_an_upgraded_store_opens_old_values_and_keys_new_ones_by_id(
             }
         assert n == 3
         assert kek_ids == {env_kek("JUNCTION_TEST_KEK_NEW").key_id}
-        fresh = Store.open(store_url)
-        try:
-            for rid in ("leads:f00d:0", "leads:f00d:5"):
-                row = fresh.fetch_record(rid)
-                assert row is not None
-                assert orjson.loads(row["payload"])["email"] == ANN["email"]
-        finally:
-            fresh.close()
+        _fresh_reads_ann(store_url, ("leads:f00d:0", "leads:f00d:5"))
 
         # erasing Ann destroys her old and her new key; her values no longer open anywhere
-        audit = AuditLog(store, Pseudonymizer(b"p" * 32))
-        report = erase(store, emails=[ANN["email"]], actor="test", audit=audit)  # type: ignore[list-item]
-        assert report.keys_destroyed == 2
+        assert _erase_ann(store).keys_destroyed == 2
         with store.begin() as conn:
             live = conn.execute(
                 select(func.count())
@@ -296,8 +313,6 @@ def test_a_0011_store_keeps_its_key_rows_beside_the_new_key_pages(
 ) -> None:
     """Ann's value sealed under a ``subject_keys`` row (as 0011 wrote it) opens after 0012; her
     next record gets a page key; rotation re-wraps both; erasure destroys both."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     from junction.store.keyring import key_context
 
     _upgrade(store_url, "0011")
@@ -317,17 +332,7 @@ def test_a_0011_store_keeps_its_key_rows_beside_the_new_key_pages(
                     created_at=time.time(),
                 )
             )
-            row = record_row(0, ANN)
-            obj = orjson.loads(row[6])
-            pii = {k: obj.pop(k) for k in ("first_name", "last_name", "email", "phone")}
-            nonce = os.urandom(12)
-            blob = nonce + AESGCM(key).encrypt(
-                nonce, orjson.dumps(pii), associated("records", row[0], ann)
-            )
-            obj[SEALED_KEY] = f"JX2:{ann}:{kid}:{b64encode(blob).decode()}"
-            values = dict(zip(RECORD_COLS, row, strict=True))
-            values.update(payload=orjson.dumps(obj).decode(), subject=ann)
-            conn.execute(t.records.insert().values(**values))
+            _insert_sealed(conn, 0, ANN, ann, key, f"JX2:{ann}:{kid}")
     finally:
         engine.dispose()
     store = Store.open(store_url)  # migrates to head
@@ -346,17 +351,8 @@ def test_a_0011_store_keeps_its_key_rows_beside_the_new_key_pages(
         new = env_kek("JUNCTION_TEST_KEK_NEW")
         with store.begin() as conn:
             assert privacy.keyring.rotate(conn, new, new_source="env:JUNCTION_TEST_KEK_NEW") == 2
-        fresh = Store.open(store_url)
-        try:
-            for rid in ("leads:f00d:0", "leads:f00d:1"):
-                got = fresh.fetch_record(rid)
-                assert got is not None
-                assert orjson.loads(got["payload"])["email"] == ANN["email"]
-        finally:
-            fresh.close()
-        audit = AuditLog(store, Pseudonymizer(b"p" * 32))
-        report = erase(store, emails=[ANN["email"]], actor="test", audit=audit)  # type: ignore[list-item]
-        assert report.keys_destroyed == 2
+        _fresh_reads_ann(store_url, ("leads:f00d:0", "leads:f00d:1"))
+        assert _erase_ann(store).keys_destroyed == 2
         with store.begin() as conn:
             assert key_counts(conn) == {"people": 0, "keys": 0, "erased": 1, "system": 0}
     finally:
