@@ -435,6 +435,80 @@ fail:
     return NULL;
 }
 
+/* ---- sealed text values ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(sealed_texts_doc,
+"sealed_texts(subjects, key_ids, blobs, /) -> list[str]\n\n"
+"``JX2:<subject>:<key id>:<base64(blob)>`` for each value (what batch_seal.sealed_text\n"
+"makes of one).");
+
+static PyObject *
+sealed_texts(PyObject *self, PyObject *args)
+{
+    PyObject *subjects, *key_ids, *blobs;
+    if (!PyArg_ParseTuple(args, "O!O!O!:sealed_texts", &PyList_Type, &subjects, &PyList_Type,
+                          &key_ids, &PyList_Type, &blobs)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(subjects);
+    if (PyList_GET_SIZE(key_ids) != n || PyList_GET_SIZE(blobs) != n) {
+        PyErr_SetString(PyExc_ValueError, "the lists of a batch must have the same length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t subject_n, blob_n;
+        const char *subject;
+        const unsigned char *blob;
+        PyObject *item = PyList_GET_ITEM(subjects, i);
+        if ((subject = utf8_of(item, "each subject", &subject_n)) == NULL
+            || (blob = exact_bytes(PyList_GET_ITEM(blobs, i), -1, "each blob", &blob_n))
+                   == NULL) {
+            goto fail;
+        }
+        if (!PyUnicode_IS_ASCII(item) || subject_n > 1024) {
+            PyErr_SetString(PyExc_ValueError, "subjects must be short ASCII");
+            goto fail;
+        }
+        long long kid = PyLong_AsLongLong(PyList_GET_ITEM(key_ids, i));
+        if (kid == -1 && PyErr_Occurred()) {
+            goto fail;
+        }
+        if (kid < 0) {
+            PyErr_SetString(PyExc_ValueError, "key ids must not be negative");
+            goto fail;
+        }
+        if (blob_n > PY_SSIZE_T_MAX / 2) {
+            PyErr_SetString(PyExc_ValueError, "a value is too large");
+            goto fail;
+        }
+        char kid_text[24];
+        int kid_n = decimal(kid, kid_text);
+        PyObject *text = PyUnicode_New(4 + subject_n + 1 + kid_n + 1 + b64_len(blob_n), 127);
+        if (text == NULL) {
+            goto fail;
+        }
+        char *w = (char *)PyUnicode_DATA(text);
+        memcpy(w, "JX2:", 4);
+        w += 4;
+        memcpy(w, subject, subject_n);
+        w += subject_n;
+        *w++ = ':';
+        memcpy(w, kid_text, kid_n);
+        w += kid_n;
+        *w++ = ':';
+        b64(blob, blob_n, w);
+        PyList_SET_ITEM(out, i, text);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* ---- HMAC-SHA256 tokens ------------------------------------------------------------------ */
 
 PyDoc_STRVAR(hmac_tokens_doc,
@@ -558,6 +632,7 @@ static PyMethodDef methods[] = {
     {"encrypt_many", encrypt_many, METH_VARARGS, encrypt_many_doc},
     {"seal_payloads", seal_payloads, METH_VARARGS, seal_payloads_doc},
     {"hmac_tokens", hmac_tokens, METH_VARARGS, hmac_tokens_doc},
+    {"sealed_texts", sealed_texts, METH_VARARGS, sealed_texts_doc},
     {NULL, NULL, 0, NULL},
 };
 

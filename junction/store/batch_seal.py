@@ -106,6 +106,17 @@ def sealed_text(subject: str, key_id: int, blob: bytes) -> str:
     return f"JX2:{subject}:{key_id}:{binascii.b2a_base64(blob, newline=False).decode('ascii')}"
 
 
+def py_sealed_texts(subjects: list[str], key_ids: list[int], blobs: list[bytes], /) -> list[str]:
+    """``sealed_text`` of each value (a batch's outbox rows)."""
+    if not len(subjects) == len(key_ids) == len(blobs):
+        raise ValueError("the lists of a batch must have the same length")
+    if not all(s.isascii() and len(s) <= 1024 for s in subjects):
+        raise ValueError("subjects must be short ASCII")
+    if any(k < 0 for k in key_ids):
+        raise ValueError("key ids must not be negative")
+    return [sealed_text(s, k, b) for s, k, b in zip(subjects, key_ids, blobs, strict=True)]
+
+
 def py_hmac_tokens(key: bytes, messages: list[bytes], prefix: str, size: int, /) -> list[str]:
     """``prefix`` + base64url (unpadded) of HMAC-SHA256(key, message)[:size], per message."""
     if not 1 <= size <= 32:
@@ -140,11 +151,13 @@ def _check(n: int, nonces: bytes, *lists: object) -> None:
 encrypt_many = py_encrypt_many
 seal_payloads = py_seal_payloads
 hmac_tokens = py_hmac_tokens
+sealed_texts = py_sealed_texts
 _native = _load_native()
 if _native is not None:
     encrypt_many = _native.encrypt_many
     seal_payloads = _native.seal_payloads
     hmac_tokens = _native.hmac_tokens
+    sealed_texts = _native.sealed_texts
 NATIVE: Final = _native is not None
 SEALER: Final = (
     f"native ({_native.OPENSSL_VERSION})" if _native is not None else "python (cryptography)"

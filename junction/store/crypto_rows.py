@@ -32,7 +32,6 @@ from junction.core.errors import DecryptionError, InternalError
 from junction.core.pseudonym import pii_kind
 from junction.store import batch_seal
 from junction.store import tables as t
-from junction.store.batch_seal import sealed_text
 from junction.store.crypto import (
     NONCE_BYTES,
     associated,
@@ -480,14 +479,10 @@ def _seal_outbox(
     blobs = batch_seal.encrypt_many(
         [k for k, _ in refs], os.urandom(NONCE_BYTES * len(rows)), data, aads
     )
+    texts = batch_seal.sealed_texts(subjects, [kid for _, kid in refs], blobs)
     return [
-        (
-            *row[:_D_PAYLOAD],
-            sealed_text(s, kid, blob),
-            *row[_D_PAYLOAD + 1 :],
-            s,
-        )
-        for row, s, (_, kid), blob in zip(rows, subjects, refs, blobs, strict=True)
+        (*row[:_D_PAYLOAD], text, *row[_D_PAYLOAD + 1 :], s)
+        for row, s, text in zip(rows, subjects, texts, strict=True)
     ]
 
 

@@ -39,6 +39,7 @@ _IMPLS.append(
             encrypt_many=batch_seal.py_encrypt_many,
             seal_payloads=batch_seal.py_seal_payloads,
             hmac_tokens=batch_seal.py_hmac_tokens,
+            sealed_texts=batch_seal.py_sealed_texts,
         ),
         id="python",
     )
@@ -163,3 +164,32 @@ def test_bad_batches_are_refused_before_anything_is_sealed(impl: object) -> None
         seal([k], [1], ["ps_é"], ["r"], ["{}"], [b"{}"], bytes(12))
     with pytest.raises(ValueError, match="1 to 32"):
         impl.hmac_tokens(k, [b""], "", 33)  # type: ignore[attr-defined]
+    texts_of = impl.sealed_texts  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="same length"):
+        texts_of(["ps_x"], [1, 2], [b""])
+    with pytest.raises(ValueError, match="ASCII"):
+        texts_of(["ps_é"], [1], [b""])
+    with pytest.raises(ValueError, match="not be negative"):
+        texts_of(["ps_x"], [-1], [b""])
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC_-0123456789", min_size=1, max_size=30),
+            st.integers(min_value=0, max_value=2**63 - 1),
+            st.binary(min_size=28, max_size=300),
+        ),
+        max_size=20,
+    )
+)
+def test_native_sealed_texts_are_the_python_ones(values: list[tuple[str, int, bytes]]) -> None:
+    subjects = [s for s, _, _ in values]
+    kids = [k for _, k, _ in values]
+    blobs = [b for _, _, b in values]
+    texts = native.sealed_texts(subjects, kids, blobs)  # type: ignore[union-attr]
+    assert texts == batch_seal.py_sealed_texts(subjects, kids, blobs)
+    for text, value in zip(texts, values, strict=True):
+        assert parse_text(text) == value  # what the readers parse it back to
