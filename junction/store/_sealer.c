@@ -105,6 +105,26 @@ b64_len(Py_ssize_t n)
     return (n + 2) / 3 * 4;
 }
 
+/* the key id a sealed value names, and the check that its subject is ASCII (both name a key
+ * in the value's text); 0, or -1 with an exception set */
+static int
+value_name(PyObject *subject, PyObject *key_id, long long *kid)
+{
+    if (!PyUnicode_IS_ASCII(subject)) {
+        PyErr_SetString(PyExc_ValueError, "subjects must be ASCII");
+        return -1;
+    }
+    *kid = PyLong_AsLongLong(key_id);
+    if (*kid == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*kid < 0) {
+        PyErr_SetString(PyExc_ValueError, "key ids must not be negative");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- AES-256-GCM ------------------------------------------------------------------------ */
 
 /* nonce + ciphertext + tag of one message into out (NONCE_BYTES + n + TAG_BYTES bytes).
@@ -330,16 +350,8 @@ seal_payloads(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "each clear payload must be a JSON object");
             goto fail;
         }
-        if (!PyUnicode_IS_ASCII(PyList_GET_ITEM(subjects, i))) {
-            PyErr_SetString(PyExc_ValueError, "subjects must be ASCII");
-            goto fail;
-        }
-        long long kid = PyLong_AsLongLong(PyList_GET_ITEM(key_ids, i));
-        if (kid == -1 && PyErr_Occurred()) {
-            goto fail;
-        }
-        if (kid < 0) {
-            PyErr_SetString(PyExc_ValueError, "key ids must not be negative");
+        long long kid;
+        if (value_name(PyList_GET_ITEM(subjects, i), PyList_GET_ITEM(key_ids, i), &kid) < 0) {
             goto fail;
         }
         /* EVP takes int lengths: keep every size well inside them */
@@ -469,19 +481,11 @@ sealed_texts(PyObject *self, PyObject *args)
                    == NULL) {
             goto fail;
         }
-        if (!PyUnicode_IS_ASCII(item) || subject_n > 1024) {
-            PyErr_SetString(PyExc_ValueError, "subjects must be short ASCII");
+        long long kid;
+        if (value_name(item, PyList_GET_ITEM(key_ids, i), &kid) < 0) {
             goto fail;
         }
-        long long kid = PyLong_AsLongLong(PyList_GET_ITEM(key_ids, i));
-        if (kid == -1 && PyErr_Occurred()) {
-            goto fail;
-        }
-        if (kid < 0) {
-            PyErr_SetString(PyExc_ValueError, "key ids must not be negative");
-            goto fail;
-        }
-        if (blob_n > PY_SSIZE_T_MAX / 2) {
+        if (subject_n > 1024 || blob_n > PY_SSIZE_T_MAX / 2) {
             PyErr_SetString(PyExc_ValueError, "a value is too large");
             goto fail;
         }

@@ -110,10 +110,12 @@ def py_sealed_texts(subjects: list[str], key_ids: list[int], blobs: list[bytes],
     """``sealed_text`` of each value (a batch's outbox rows)."""
     if not len(subjects) == len(key_ids) == len(blobs):
         raise ValueError("the lists of a batch must have the same length")
-    if not all(s.isascii() and len(s) <= 1024 for s in subjects):
-        raise ValueError("subjects must be short ASCII")
+    if not all(s.isascii() for s in subjects):
+        raise ValueError("subjects must be ASCII")
     if any(k < 0 for k in key_ids):
         raise ValueError("key ids must not be negative")
+    if any(len(s) > 1024 for s in subjects):
+        raise ValueError("a value is too large")
     return [sealed_text(s, k, b) for s, k, b in zip(subjects, key_ids, blobs, strict=True)]
 
 
