@@ -815,6 +815,9 @@ class Keyring:
         """Destroy every data key of ``subjects``; return how many."""
         now = time.time()
         self.mark(conn, subjects, now)
+        # the settings row, as ``rotate`` takes it first: an erasure and a rotation run one after
+        # the other (no page re-wrapped under two KEKs, no two orders of key-row locks)
+        _touch_settings(conn)
         subjects = list(subjects)
         n = 0
         for table in (t.data_keys, t.subject_keys):
@@ -832,12 +835,10 @@ class Keyring:
     def _shred_pages(self, conn: Connection, subjects: set[str]) -> int:
         """Empty ``subjects``' slots in every key page (their keys zeroed, the page wrapped
         again); return how many slots.  A scan of the pages (one per write batch of new
-        people).  Takes the settings row first, as ``rotate`` does: a rotation and an erasure
-        do not re-wrap the same page under two KEKs."""
+        people)."""
         c = t.key_pages.c
         after = -1
         n = 0
-        locked = False
         while True:
             q = select(c.id, c.subjects).where(c.id > after).order_by(c.id).limit(_SCAN)
             rows = conn.execute(q).all()
@@ -847,9 +848,6 @@ class Keyring:
             for pid, text in rows:
                 if subjects.isdisjoint(text.split(",")):
                     continue
-                if not locked:
-                    _touch_settings(conn)
-                    locked = True
                 page = conn.execute(
                     select(c.subjects, c.wrapped, c.kek_id).where(c.id == pid)
                 ).one()
@@ -944,8 +942,8 @@ class Keyring:
 
 
 def _touch_settings(conn: Connection) -> None:
-    """Take the settings row (until the transaction ends): rotations, and erasures that
-    re-wrap key pages, run one at a time."""
+    """Take the settings row (until the transaction ends): rotations and erasures run one at
+    a time."""
     conn.execute(
         update(t.privacy_settings)
         .where(t.privacy_settings.c.id == SETTINGS_ID)
