@@ -104,8 +104,9 @@ class Page:
     @classmethod
     def sealed(cls, page_id: int, subjects: list[str], blob: bytes, kek: KekProvider) -> Page:
         """A new page, ``blob`` (the slots' keys end to end) wrapped under ``kek``."""
-        text = ",".join(subjects)
-        return cls(page_id, subjects, blob, kek.wrap(blob, page_context(page_id, text)))
+        page = cls(page_id, subjects, blob, b"")
+        page.wrapped = kek.wrap(blob, page_context(page_id, page.text))
+        return page
 
     def __repr__(self) -> str:
         return f"Page(id={self.id}, slots={len(self.subjects)})"
@@ -545,14 +546,7 @@ class Keyring:
 
     def _page_ids(self, conn: Connection, ids: Collection[int]) -> set[int]:
         """Which of ``ids`` are stored key pages."""
-        c = t.key_pages.c
-        found: set[int] = set()
-        listed = list(ids)
-        for at in range(0, len(listed), _CHUNK):
-            found.update(
-                conn.execute(select(c.id).where(c.id.in_(listed[at : at + _CHUNK]))).scalars()
-            )
-        return found
+        return set(_by_ids(conn, t.key_pages.c.id, (), ids))
 
     def _insert_pages(self, conn: Connection, pages: list[Page]) -> set[int]:
         """Insert key pages (an id already taken is left as it is); return the ids of the
@@ -602,12 +596,7 @@ class Keyring:
     def _rows_by_id(self, conn: Connection, ids: list[int]) -> dict[int, tuple[str, Any, Any]]:
         """``(subject, wrapped, kek_id)`` of the ``subject_keys`` rows with these ids."""
         c = t.subject_keys.c
-        out: dict[int, tuple[str, Any, Any]] = {}
-        for at in range(0, len(ids), _CHUNK):
-            q = select(c.id, c.subject, c.wrapped, c.kek_id).where(c.id.in_(ids[at : at + _CHUNK]))
-            for kid, subject, wrapped, kek_id in conn.execute(q):
-                out[int(kid)] = (subject, wrapped, kek_id)
-        return out
+        return _by_ids(conn, c.id, (c.subject, c.wrapped, c.kek_id), ids)
 
     def open_refs(
         self, conn: Connection, refs: Collection[tuple[str, int | None]]
@@ -666,34 +655,31 @@ class Keyring:
         for s, kid in refs:
             by_page.setdefault(kid & ~_SLOT_MASK, []).append((s, kid))
         c = t.key_pages.c
-        listed = list(by_page)
-        found: dict[int, tuple[str, Any, Any]] = {}
-        for at in range(0, len(listed), _CHUNK):
-            q = select(c.id, c.subjects, c.wrapped, c.kek_id).where(
-                c.id.in_(listed[at : at + _CHUNK])
-            )
-            for pid, text, wrapped, kek_id in conn.execute(q):
-                found[int(pid)] = (text, wrapped, kek_id)
+        found = _by_ids(conn, c.id, (c.subjects, c.wrapped, c.kek_id), by_page)
         out: dict[tuple[str, int], bytes] = {}
         for pid, wanted in by_page.items():
-            page = found.get(pid)
-            if page is None:
+            row = found.get(pid)
+            if row is None:
                 raise DecryptionError("stored personal data names a data key that is not stored")
-            text, wrapped, kek_id = page
-            blob = self._unwrap(page_context(pid, text), wrapped, kek_id, size=None)
-            subjects = text.split(",")
-            if len(blob) != KEY_BYTES * len(subjects):
-                raise DecryptionError("a data key page has the wrong length")
+            page = self._open_page(pid, *row)
             for s, kid in wanted:
                 slot = kid - pid
-                if slot >= len(subjects) or subjects[slot] not in (s, ""):
+                if slot >= len(page.subjects) or page.subjects[slot] not in (s, ""):
                     raise DecryptionError("stored personal data names another subject's data key")
-                if not subjects[slot]:
+                if not page.subjects[slot]:
                     raise SubjectErasedError(
                         "this data belongs to an erased subject; its key is destroyed"
                     )
-                out[(s, kid)] = blob[slot * KEY_BYTES : (slot + 1) * KEY_BYTES]
+                out[(s, kid)] = page.key(slot)
         return out
+
+    def _open_page(self, page_id: int, text: str, wrapped: Any, kek_id: str | None) -> Page:
+        """A stored key page, unwrapped (which checks its id and subjects list too)."""
+        blob = self._unwrap(page_context(page_id, text), wrapped, kek_id, size=None)
+        subjects = text.split(",")
+        if len(blob) != KEY_BYTES * len(subjects):
+            raise DecryptionError("a data key page has the wrong length")
+        return Page(page_id, subjects, blob, bytes(wrapped))
 
     def _unwrap(
         self, context: bytes, wrapped: Any, kek_id: str | None, *, size: int | None = KEY_BYTES
@@ -848,11 +834,8 @@ class Keyring:
             for pid, text in rows:
                 if subjects.isdisjoint(text.split(",")):
                     continue
-                page = conn.execute(
-                    select(c.subjects, c.wrapped, c.kek_id).where(c.id == pid)
-                ).one()
-                blob = self._unwrap(page_context(pid, page[0]), page[1], page[2], size=None)
-                old = Page(int(pid), str(page[0]).split(","), blob, bytes(page[1]))
+                row = conn.execute(select(c.subjects, c.wrapped, c.kek_id).where(c.id == pid)).one()
+                old = self._open_page(int(pid), *row)
                 emptied = old.without(subjects, self.kek, keep_empty=True)
                 assert emptied is not None
                 n += sum(1 for s in old.subjects if s in subjects)
@@ -939,6 +922,19 @@ class Keyring:
                 done += 1 if keys is None else keys(subj)
             conn.execute(upd, params)
             after = rows[-1][0]
+
+
+def _by_ids(
+    conn: Connection, id_col: Any, cols: tuple[Any, ...], ids: Collection[int]
+) -> dict[int, tuple[Any, ...]]:
+    """``cols`` of the rows whose ``id_col`` is one of ``ids``, by id (``_CHUNK`` ids a query)."""
+    listed = list(ids)
+    out: dict[int, tuple[Any, ...]] = {}
+    for at in range(0, len(listed), _CHUNK):
+        q = select(id_col, *cols).where(id_col.in_(listed[at : at + _CHUNK]))
+        for row in conn.execute(q):
+            out[int(row[0])] = tuple(row[1:])
+    return out
 
 
 def _touch_settings(conn: Connection) -> None:
