@@ -70,7 +70,7 @@ class RawBatch:
     """
 
     stream: str
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]  # a list, or junction.core.rows.HeaderRows
     keys: list[str]
     positions: list[int]
     cursor: dict[str, Any]

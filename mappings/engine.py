@@ -25,9 +25,10 @@ from pydantic import ValidationError
 from junction.core.errors import ConfigError, MappingError, RecordError, SchemaValidationError
 from junction.core.masking import field_class, mask_text, mask_value
 from junction.core.pseudonym import pii_kind
+from junction.core.rows import HeaderRows
 from mappings.plan import FieldPlan, Mapper, Step, generate_mapper, run_field
 from mappings.registry import TRANSFORMS, FieldContext, RecordTransform, memoize, preview
-from mappings.selectors import compile_selector, literal_key
+from mappings.selectors import CompiledSelector, compile_selector, literal_key
 from mappings.spec import MappingSpec, parse_spec, spec_error
 from schemas import ENTITY_MODELS, CanonicalModel
 
@@ -107,9 +108,14 @@ def compile_mapping(spec: MappingSpec | str | Path) -> CompiledMapping:
 
 def _plan(spec: MappingSpec, target: str, pii: Mapping[str, str]) -> FieldPlan:
     fs = spec.fields[target]
-    ctx = FieldContext(
-        target, target in pii, lambda expr: compile_selector(expr).read, pii.get(target)
-    )
+    selected: list[CompiledSelector] = []  # what the transforms built so far read the record by
+
+    def selector(expr: str) -> Callable[[Mapping[str, Any]], Any]:
+        sel = compile_selector(expr)
+        selected.append(sel)
+        return sel.read
+
+    ctx = FieldContext(target, target in pii, selector, pii.get(target))
     if fs.const is not None:
         return FieldPlan(target, (), False, (), False, fs.required, fs.default, fs.const, True)
     if fs.key is not None:
@@ -121,12 +127,14 @@ def _plan(spec: MappingSpec, target: str, pii: Mapping[str, str]) -> FieldPlan:
     steps = []
     for i, call in enumerate(fs.transforms):
         tdef = TRANSFORMS[call.name]
+        selected.clear()
         try:
             built = tdef.build(call.params, ctx)
         except ConfigError as exc:
             raise spec_error(spec, ("fields", target, "transforms", i), exc.user_message) from None
         if isinstance(built, RecordTransform):
-            steps.append(Step(call.name, built.fn, True))
+            by_get = all(sel.by_get for sel in selected)
+            steps.append(Step(call.name, built.fn, True, record_by_get=by_get))
         else:
             memo = memoize(built, tdef.cache, tdef.cache_max_len) if tdef.cache else None
             steps.append(Step(call.name, built, False, tdef.inline, memo))
@@ -160,7 +168,10 @@ class CompiledMapping:
         self._nulls = frozenset(spec.null_values)
         self._map: Mapper = generate_mapper(plans, self._nulls)
         self._validate = mapped_validator(model, self.fields)
-        self._key = compile_selector(spec.source_key).read if spec.source_key else None
+        key = compile_selector(spec.source_key) if spec.source_key else None
+        self._key = key.read if key is not None else None
+        self._key_name = key.key if key is not None else None
+        self._row_mappers: dict[tuple[str, ...], Mapper] = {}  # by header
         # where each field is written in the spec, worked out now: errors only look it up
         self._where = spec_locations(spec)
         self._pii_classes = model.pii_fields()
@@ -194,6 +205,20 @@ class CompiledMapping:
             if value.__class__ is str
             else str(value)
             for value in map(read, records)
+        ]
+
+    def keys_at(self, records: Sequence[Mapping[str, Any]], at: Sequence[int]) -> list[str | None]:
+        """:meth:`key_of` of ``records[i]`` for each ``i`` in ``at``; rows are read by column."""
+        if records.__class__ is not HeaderRows or self._key_name is None:
+            return self.keys_of([records[i] for i in at])
+        rows: HeaderRows = records
+        column = rows.columns().get(self._key_name)
+        if column is None:
+            return [None] * len(at)
+        nulls, table = self._nulls, rows.rows
+        return [
+            None if value in nulls or not value else value.strip()
+            for value in (table[i][column] for i in at)
         ]
 
     def map_values(self, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,16 +278,30 @@ class CompiledMapping:
         good: list[tuple[int, CanonicalModel]] = []
         bad: list[tuple[int, RecordError]] = []
         mapper, validate = self._map, self._validate
-        for i, record in enumerate(records):
+        items: Sequence[Any] = records
+        if records.__class__ is HeaderRows:
+            # the rows themselves, read by column index: no dict per record
+            rows: HeaderRows = records
+            mapper, items = self._row_mapper(rows.header), rows.rows
+        for i, item in enumerate(items):
             try:
-                good.append((i, validate(mapper(record))))
+                good.append((i, validate(mapper(item))))
             except RecordError as exc:
                 bad.append((i, self.locate(_detached(exc))))
             except ValidationError as exc:
                 bad.append((i, self.locate(schema_error(exc, self._pii_classes))))
             except _VALUE_FAILURES as exc:
-                bad.append((i, self.locate(self._attribute(record, exc))))
+                bad.append((i, self.locate(self._attribute(records[i], exc))))
         return good, bad
+
+    def _row_mapper(self, header: tuple[str, ...]) -> Mapper:
+        """The generated mapper of rows under ``header`` (one per header, kept)."""
+        mapper = self._row_mappers.get(header)
+        if mapper is None:
+            if len(self._row_mappers) >= 16:
+                self._row_mappers.clear()
+            mapper = self._row_mappers[header] = generate_mapper(self._plans, self._nulls, header)
+        return mapper
 
     def locate(self, exc: RecordError) -> RecordError:
         """The error with the spec's file and line of its field, and how to fix it.

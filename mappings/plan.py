@@ -22,13 +22,15 @@ transform behind an unexpected exception, and tests use it as the reference.
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from junction.core.errors import MappingError
+from junction.core.rows import RowRecord
 from mappings.registry import Memo
 from mappings.selectors import CompiledSelector
 
@@ -49,7 +51,8 @@ them fuses into ``v.strip().lower() or None``.
 
 _SAFE_NAME = re.compile(r"[A-Z]+[0-9]+(?:_[0-9]+)?")
 _FIXED_NAMES = frozenset(
-    {"N", "NULLS", "MISSING", "STR", "MISS", "DICT", "MAP", "IG", "KEYS", "MISSKEY"}
+    {"N", "NULLS", "MISSING", "STR", "MISS", "DICT", "MAP", "IG", "KEYS", "MISSKEY", "VIEW"}
+    | {"DICTOF"}
 )
 # what the generated code knows of `v` at a point of a field's string branch
 _STR, _STR_OR_NONE, _ANY = "str", "str|None", "any"
@@ -63,6 +66,8 @@ class Step:
         name: The transform's name.
         fn: The plain closure: ``fn(value)``, or ``fn(value, record)`` when ``takes_record``.
         takes_record: The transform reads other fields of the record.
+        record_by_get: Such a transform reads the record only through selectors that call its
+            ``get`` (:attr:`CompiledSelector.by_get`), so a row's view can stand in for it.
         inline: The generator writes it in place (its name is in :data:`TEXT_OPS`).
         memo: The closure memoized per input string, when the transform declares a cache.
     """
@@ -72,6 +77,7 @@ class Step:
     takes_record: bool
     inline: bool = False
     memo: Memo | None = None
+    record_by_get: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +117,33 @@ def run_field(plan: FieldPlan, record: Mapping[str, Any], nulls: frozenset[str])
     return value
 
 
-def generate_mapper(plans: list[FieldPlan], nulls: frozenset[str]) -> Mapper:
-    """Generate ``record -> dict of mapped values`` (fields that end up None are left out)."""
+def generate_mapper(
+    plans: list[FieldPlan], nulls: frozenset[str], header: Sequence[str] | None = None
+) -> Mapper:
+    """Generate ``record -> dict of mapped values`` (fields that end up None are left out).
+
+    With ``header``, the function takes a row instead (a list of that header's values, what
+    ``junction.core.rows.HeaderRows`` holds) and gives what the record ``dict(zip(header,
+    row))`` would: plain keys are read by column index; the rare readers of a whole record (a
+    JMESPath selector, a transform reading other fields) get that dict, or a
+    :class:`~junction.core.rows.RowRecord` view where they only call its ``get``.
+    """
     env: dict[str, Any] = {"NULLS": nulls, "MISSING": missing_error, "STR": str, "MISS": _MISS}
     env.update(DICT=dict, MAP=map, MISSKEY=KeyError)
 
     def null(value: Any) -> Any:
         return None if value.__class__ is str and value in nulls else value
 
-    body = _prologue(plans, env)
+    if header is None:
+        records = _Records("r", "r")
+        body = _prologue(plans, env)
+    else:
+        columns = {name: i for i, name in enumerate(header)}
+        names = tuple(header)
+        env["VIEW"] = functools.partial(RowRecord, columns)
+        env["DICTOF"] = lambda row: dict(zip(names, row, strict=True))
+        records = _Records("VIEW(r)", "DICTOF(r)")
+        body = _row_prologue(plans, env, columns)
     for i, plan in enumerate(plans):
         env[f"F{i}"] = plan.target
         if plan.is_const:
@@ -127,15 +151,15 @@ def generate_mapper(plans: list[FieldPlan], nulls: frozenset[str]) -> Mapper:
                 env[f"C{i}"] = plan.const
                 body.append(f"d[F{i}] = C{i}")
             continue
-        body.extend(_field_lines(i, plan, env))
+        body.extend(_field_lines(i, plan, env, records))
     if "N" in env:
         env["N"] = null
-    names = sorted(env)
-    if not all(_SAFE_NAME.fullmatch(n) for n in names if n not in _FIXED_NAMES):
+    names_used = sorted(env)
+    if not all(_SAFE_NAME.fullmatch(n) for n in names_used if n not in _FIXED_NAMES):
         raise AssertionError("generated identifiers only")  # pragma: no cover - invariant
     inner = "\n".join("        " + line for line in body)
     source = (
-        f"def _factory({', '.join(names)}):\n"
+        f"def _factory({', '.join(names_used)}):\n"
         "    def mapper(r):\n"
         f"{inner}\n"
         "        return d\n"
@@ -146,6 +170,14 @@ def generate_mapper(plans: list[FieldPlan], nulls: frozenset[str]) -> Mapper:
     exec(compile(source, "<junction-mapping>", "exec"), scope)  # noqa: S102
     mapper: Mapper = scope["_factory"](**env)
     return mapper
+
+
+@dataclass(frozen=True, slots=True)
+class _Records:
+    """How the generated code passes the record to a reader of the whole record."""
+
+    by_get: str  # for readers that only call its ``get``
+    any: str  # for any other reader
 
 
 # the cache-miss marker of the generated code (None is a valid cached result)
@@ -186,29 +218,51 @@ def _prologue(plans: list[FieldPlan], env: dict[str, Any]) -> list[str]:
     ]
 
 
-def _field_lines(i: int, plan: FieldPlan, env: dict[str, Any]) -> list[str]:
+def _row_prologue(
+    plans: list[FieldPlan], env: dict[str, Any], columns: dict[str, int]
+) -> list[str]:
+    """A row's plain-key sources by column index: ``X0, X3 = IG(r)``; absent columns are None."""
+    direct = [
+        i
+        for i, p in enumerate(plans)
+        if not (p.is_const or p.many) and p.sources and p.sources[0].key is not None
+    ]
+    lines = ["d = {}"]
+    found = [i for i in direct if plans[i].sources[0].key in columns]
+    lines += [f"X{i} = None" for i in direct if plans[i].sources[0].key not in columns]
+    if len(found) == 1:
+        env[f"K{found[0]}"] = columns[plans[found[0]].sources[0].key]  # type: ignore[index]
+        lines.append(f"X{found[0]} = r[K{found[0]}]")
+    elif found:
+        env["IG"] = operator.itemgetter(*(columns[plans[i].sources[0].key] for i in found))  # type: ignore[index]
+        lines.append(f"{', '.join(f'X{i}' for i in found)} = IG(r)")
+    return lines
+
+
+def _field_lines(i: int, plan: FieldPlan, env: dict[str, Any], records: _Records) -> list[str]:
     if plan.many:
         reads = []
         for j, sel in enumerate(plan.sources):
             env[f"R{i}_{j}"] = sel.read
-            reads.append(f"R{i}_{j}(r)")
+            reads.append(f"R{i}_{j}({records.by_get if sel.by_get else records.any})")
         lines = [f"v = ({', '.join(f'N({read})' for read in reads)},)"]
         env.setdefault("N", None)
     elif plan.sources[0].key is not None:
         lines = [f"v = X{i}"]
     else:
-        env[f"R{i}"] = plan.sources[0].read
-        lines = [f"v = R{i}(r)"]
+        sel = plan.sources[0]
+        env[f"R{i}"] = sel.read
+        lines = [f"v = R{i}({records.by_get if sel.by_get else records.any})"]
     if plan.many or plan.on_missing:
         # rare shapes (list sources, `default`): every step runs, on missing values too
         if not plan.many:
             lines += ["if v.__class__ is STR and v in NULLS:", "    v = None"]
-        lines.append(f"v = {_nested_calls(i, plan.steps, range(len(plan.steps)), env)}")
+        lines.append(f"v = {_nested_calls(i, plan.steps, range(len(plan.steps)), env, records)}")
     elif not plan.steps:
         lines += ["if v.__class__ is STR and v in NULLS:", "    v = None"]
     else:
-        text = _text_branch(i, plan.steps, env)
-        nested = _nested_calls(i, plan.steps, range(len(plan.steps)), env)
+        text = _text_branch(i, plan.steps, env, records)
+        nested = _nested_calls(i, plan.steps, range(len(plan.steps)), env, records)
         lines += ["if v.__class__ is STR:", "    if v in NULLS:", "        v = None", "    else:"]
         lines += ["        " + line for line in text]
         lines += ["elif v is not None:", f"    v = {nested}"]
@@ -221,17 +275,24 @@ def _field_lines(i: int, plan: FieldPlan, env: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _nested_calls(i: int, steps: tuple[Step, ...], which: range, env: dict[str, Any]) -> str:
+def _nested_calls(
+    i: int, steps: tuple[Step, ...], which: range, env: dict[str, Any], records: _Records
+) -> str:
     """``T_2(T_1(v))`` for the given steps, with the memoized closures where there are any."""
     call = "v"
     for j in which:
         step = steps[j]
         env[f"T{i}_{j}"] = step.memo.cached if step.memo is not None else step.fn
-        call = f"T{i}_{j}({call}, r)" if step.takes_record else f"T{i}_{j}({call})"
+        if step.takes_record:
+            call = f"T{i}_{j}({call}, {records.by_get if step.record_by_get else records.any})"
+        else:
+            call = f"T{i}_{j}({call})"
     return call
 
 
-def _text_branch(i: int, steps: tuple[Step, ...], env: dict[str, Any]) -> list[str]:
+def _text_branch(
+    i: int, steps: tuple[Step, ...], env: dict[str, Any], records: _Records
+) -> list[str]:
     """The steps' code for a value known to be an exact, non-null ``str``."""
     lines: list[str] = []
     state = _STR
@@ -269,7 +330,7 @@ def _text_branch(i: int, steps: tuple[Step, ...], env: dict[str, Any]) -> list[s
             run = j + 1
             while run < len(steps) and not (_inlined(steps[run]) or _memoized(steps[run])):
                 run += 1
-            lines.append(f"v = {_nested_calls(i, steps, range(j, run), env)}")
+            lines.append(f"v = {_nested_calls(i, steps, range(j, run), env, records)}")
             state = _ANY
             j = run
     return lines

@@ -33,11 +33,15 @@ class CompiledSelector:
         expr: The selector as written.
         key: The literal key, when the selector is a single key (the engine inlines a dict get).
         read: ``record -> value`` for any selector.
+        by_get: ``read`` only calls the record's ``get`` (a key or a chain of keys), so any
+            mapping with dict's ``get`` answers it as a dict would; JMESPath's search may
+            also test the record's type.
     """
 
     expr: str
     key: str | None
     read: Callable[[Mapping[str, Any]], Any]
+    by_get: bool = True
 
 
 def literal_key(key: str) -> CompiledSelector:
@@ -63,7 +67,7 @@ def compile_selector(expr: str) -> CompiledSelector:
     except JMESPathError as exc:
         reason = str(exc).splitlines()[0]
         raise ValueError(f"invalid JMESPath selector {expr!r}: {reason}") from None
-    return CompiledSelector(expr, None, search)
+    return CompiledSelector(expr, None, search, by_get=False)
 
 
 def _nested(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:

@@ -22,7 +22,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice, repeat
 from typing import Any, BinaryIO, ClassVar
 
@@ -32,6 +32,7 @@ from connectors.csv_file.parts import MIN_PART_BYTES, CsvPart, CsvPlan, RangeRea
 from connectors.files import FileConnectorBase, resume_row
 from connectors.text_scan import TextScan, scan_text_file
 from junction.core.errors import FieldTooLargeError, ParseError, UnavailableError
+from junction.core.rows import HeaderRows
 
 # an Excel dialect hint on the first line, e.g. ``sep=;``
 _SEP_LINE = re.compile(r'"?sep=([^\r\n])"?(?:\r\n|\r|\n|$)', re.IGNORECASE)
@@ -457,7 +458,7 @@ def _split_lines(chunk: bytes, quote: bytes, codec: str, delimiter: str) -> list
     return rows
 
 
-_Chunk = tuple[list[dict[str, Any]], list[str], list[int], list[RowError], int]
+_Chunk = tuple[Sequence[dict[str, Any]], list[str], list[int], list[RowError], int]
 
 
 class _Rows:
@@ -517,7 +518,7 @@ class _Rows:
                 first = n + 1
                 if first <= skip:
                     rows, first = rows[skip - n :], skip + 1
-                records = list(map(dict, map(zip, repeat(header), rows)))
+                records = HeaderRows(header, rows)
                 positions = list(range(first, end + 1))
                 chunk = (records, [f"{prefix}{i}" for i in positions], positions, [], end)
             n, mark = chunk[4], now

@@ -21,7 +21,7 @@ class Normalizer:
         self.rules = check_rules_compile(rules, self.entity, self.fields)
 
     def apply(
-        self, records: list[dict[str, Any]]
+        self, records: Sequence[dict[str, Any]]
     ) -> tuple[list[tuple[int, Any]], list[tuple[int, RecordError]]]:
         """Return (index, model) for good records and (index, error) for the rest."""
         good, bad = self.mapping.apply_batch(records)

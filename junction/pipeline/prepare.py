@@ -187,7 +187,7 @@ class BatchPreparer:
         failed: dict[int, RecordError] = {}
         keys, raw, positions = batch.keys, batch.records, batch.positions
         # the record's key in its source system (e.g. the CRM id) when the mapping names one
-        source_keys = self.normalizer.mapping.keys_of([raw[i] for i, _ in good])
+        source_keys = self.normalizer.mapping.keys_at(raw, [i for i, _ in good])
         if self.scorer is not None and good:
             with tracing.span("junction.score", {"junction.records": len(good)}) as sp:
                 if self.keyed_scoring:

@@ -12,6 +12,7 @@ transaction.  The source's answer (a SOAP Ack, or the hub's JSON) is sent only a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from connectors.base import Capability, FetchById, PushAck, PushItem, PushParser, RawBatch
 from junction.core.errors import ConfigError
@@ -69,9 +70,10 @@ def _batch_of(
     ingestor: PushIngestor, items: list[PushItem], source: str, provenance: dict[str, object]
 ) -> RawBatch:
     """One batch of the items' records, fetched where the items only name them."""
+    records: list[dict[str, Any]] = []
     batch = RawBatch(
         stream=f"push:{source}",
-        records=[],
+        records=records,
         keys=[],
         positions=[],
         cursor={},
@@ -82,7 +84,7 @@ def _batch_of(
     to_fetch: dict[str, dict[str, int]] = {}  # stream -> record id -> first item index
     for index, item in enumerate(items):
         if item.record is not None:
-            batch.records.append(item.record)
+            records.append(item.record)
             batch.keys.append(item.key or f"{item.stream}/{item.event_id}")
             batch.positions.append(index)
             versions.append(item.version)
@@ -98,7 +100,7 @@ def _batch_of(
             order = list(ids.values())  # item index of each requested id, in request order
             fetched = connector.fetch(stream, list(ids))
             for j, record in enumerate(fetched.records):
-                batch.records.append(record)
+                records.append(record)
                 batch.keys.append(fetched.keys[j])
                 at = fetched.positions[j] if j < len(fetched.positions) else 0
                 batch.positions.append(order[at] if 0 <= at < len(order) else order[0])
