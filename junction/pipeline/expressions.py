@@ -12,9 +12,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-import cel
-
 from junction.core.errors import ConfigError, RuleError
+from junction.pipeline import cel_runtime
 from junction.pipeline.cel_fast import Defer, compile_checker, compile_fast
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -41,7 +40,7 @@ class Expression:
         self.source = source
         self.name = name
         try:
-            self.program = cel.compile(source)
+            self.program = cel_runtime.compile(source)
         except ValueError as exc:
             raise ConfigError(
                 f"expression {name!r} does not compile", details=str(exc).splitlines()[0]

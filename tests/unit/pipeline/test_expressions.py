@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -154,3 +156,25 @@ def test_one_rule_batch_matches_failed_rule(expr: str) -> None:
             expected_bad.append((i, err.to_dict()))
     assert good == expected_good
     assert [(i, e.to_dict()) for i, e in bad] == expected_bad
+
+
+def test_the_runtime_loads_without_the_cel_shell():
+    """``cel``'s REPL (prompt_toolkit, typer) stays out of a process that compiles rules (RSS),
+    and is still there for whoever imports it afterwards."""
+    code = (
+        "import sys\n"
+        "from junction.pipeline.expressions import Expression\n"
+        "e = Expression('lead.email != null', name='r', variables={'lead': 'record'})\n"
+        "assert e.evaluate({'lead': {'email': 'a@b.c'}}) is True\n"
+        "assert e.program.execute({'lead': {'email': None}}) is False\n"
+        "assert not {'prompt_toolkit', 'typer'} & set(sys.modules), sorted(sys.modules)\n"
+        "assert 'cel.cli' not in sys.modules\n"
+        "import cel.cli\n"
+        "assert cel.cli.__file__.endswith('cli.py')  # the real one, not the placeholder\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
