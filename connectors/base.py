@@ -1,8 +1,9 @@
 """The source connector interface (ADR-0003).
 
 Connectors are synchronous (the vendor SDKs are blocking); the engine runs them in worker threads.
-A connector yields raw dicts plus provenance in batches; each batch carries the cursor to resume
-*after* it.  Normalization belongs in ``mappings/``, never in a connector.
+A connector yields raw dicts (or rows under a header that read as dicts, ADR-0027) plus
+provenance in batches; each batch carries the cursor to resume *after* it.  Normalization belongs
+in ``mappings/``, never in a connector.
 
 Every connector's config model accepts ``batch_size`` (records per batch): the pipeline passes
 its own ``batch_size`` to every connector (``junction.pipeline.extract.build_connector``), and a
