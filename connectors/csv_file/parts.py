@@ -20,7 +20,7 @@ import io
 import os
 import sys
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from connectors.text_scan import TextScan
 
@@ -166,29 +166,31 @@ class _Counter:
         self.quote = quote
 
     def feed(self, piece: bytes) -> tuple[int, int]:
-        """Return ``(lines, blank lines)`` of ``piece``; raise ``_Irregular`` when it cannot."""
+        """Return ``(lines, blank lines)`` of ``piece``; raise ``_Irregular`` when it cannot.
+
+        numpy compares 32 bytes at a time: the line ends' and CRs' offsets give the count, the
+        blank lines and the CRLF check at ~0.3 ns a byte, where ``bytes.count`` takes ~1 ns and
+        looking for ``b"\n\n"`` ~3 ns (CPython's search of a two-byte needle whose first byte
+        is common).
+        """
         if piece.find(self.quote) >= 0:
             raise _Irregular
-        # ``in`` is a memchr; ``count`` reads every byte (~7 instructions each): most files
-        # have no CR at all
-        crs = piece.count(b"\r") if b"\r" in piece else 0
-        if crs and piece.count(b"\r\n") != crs:
-            raise _Irregular  # a CR that does not end a CRLF: csv splits lines there too
-        if (
-            b"\n\n" not in piece
-            and not piece.startswith(b"\n")
-            and (not crs or (b"\n\r\n" not in piece and not piece.startswith(b"\r\n")))
-        ):
-            # no blank line: numpy compares 32 bytes at a time where ``count`` takes one
-            a = self.np.frombuffer(piece, dtype=self.np.uint8)
-            return int(self.np.count_nonzero(a == _LF)), 0
-        return self.with_arrays(piece, crs)
-
-    def with_arrays(self, piece: bytes, crs: int) -> tuple[int, int]:
-        """``feed``'s count for a checked piece with ``crs`` CRs, blank lines and all."""
         np = self.np
         a = np.frombuffer(piece, dtype=np.uint8)
+        crs = 0
+        if b"\r" in piece:  # a memchr: most files have no CR at all
+            after = np.flatnonzero(a == _CR) + 1
+            if after[-1] >= len(a) or not bool((a[after] == _LF).all()):
+                raise _Irregular  # a CR that does not end a CRLF: csv splits lines there too
+            crs = len(after)
+        return self.with_arrays(a, crs)
+
+    def with_arrays(self, a: Any, crs: int) -> tuple[int, int]:
+        """``feed``'s count for a checked piece (as a uint8 array) with ``crs`` CRs."""
+        np = self.np
         nl = np.flatnonzero(a == _LF)
+        if not len(nl):
+            return 0, 0
         starts = np.empty_like(nl)
         starts[0:1] = 0
         starts[1:] = nl[:-1] + 1
