@@ -52,7 +52,7 @@ them fuses into ``v.strip().lower() or None``.
 _SAFE_NAME = re.compile(r"[A-Z]+[0-9]+(?:_[0-9]+)?")
 _FIXED_NAMES = frozenset(
     {"N", "NULLS", "MISSING", "STR", "MISS", "DICT", "MAP", "IG", "KEYS", "MISSKEY", "VIEW"}
-    | {"DICTOF"}
+    | {"DICTOF", "LEN"}
 )
 # what the generated code knows of `v` at a point of a field's string branch
 _STR, _STR_OR_NONE, _ANY = "str", "str|None", "any"
@@ -316,13 +316,24 @@ def _text_branch(
                 state = _STR_OR_NONE
             j = run
         elif step.memo is not None and _memoized(step):
-            # None and exact str are safe keys (None is never cached); others take the closure
+            # None and exact str are safe keys (None is never cached); others take the closure.
+            # ``store`` runs the transform and keeps only what the cache may hold, so a miss,
+            # a long text and a non-str value all take it
             env[f"G{i}_{j}"] = step.memo.cache.get
             env[f"S{i}_{j}"] = step.memo.store
-            if state == _ANY:
-                lines.append(f"h = G{i}_{j}(v, MISS) if v.__class__ is STR else MISS")
+            limit = step.memo.max_len
+            if limit is None:
+                guard = "" if state != _ANY else " if v.__class__ is STR else MISS"
             else:
-                lines.append(f"h = G{i}_{j}(v, MISS)")
+                # a length-limited cache: long text (full time stamps) is not hashed in vain
+                env[f"L{i}_{j}"], env["LEN"] = limit, len
+                fits = f"LEN(v) <= L{i}_{j}"
+                guard = (
+                    f" if {fits} else MISS"
+                    if state == _STR
+                    else (f" if v.__class__ is STR and {fits} else MISS")
+                )
+            lines.append(f"h = G{i}_{j}(v, MISS){guard}")
             lines.append(f"v = S{i}_{j}(v) if h is MISS else h")
             state = _ANY
             j += 1
@@ -341,5 +352,4 @@ def _inlined(step: Step) -> bool:
 
 
 def _memoized(step: Step) -> bool:
-    # a length-limited cache is read by its own closure, which skips hashing long text
-    return step.memo is not None and step.memo.max_len is None and not step.takes_record
+    return step.memo is not None and not step.takes_record
