@@ -19,6 +19,7 @@ import codecs
 import io
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -223,6 +224,14 @@ def _count_region(raw: BinaryIO, start: int, end: int, counter: _Counter) -> tup
     return lines, blank
 
 
+def _counted(raw: BinaryIO, start: int, end: int, counter: _Counter) -> tuple[int, int] | None:
+    """:func:`_count_region`, or None where the region is irregular."""
+    try:
+        return _count_region(raw, start, end, counter)
+    except _Irregular:
+        return None
+
+
 def _plain(region: bytes, quote: bytes) -> bool:
     """No quote, and every CR ends a CRLF: each line of ``region`` is one record."""
     if region.find(quote) >= 0:
@@ -281,14 +290,17 @@ def plan_cuts(
         if not cuts:
             return whole
         counter = _Counter(quote_bytes)
+        regions = list(zip([data_start, *cuts[:-1]], cuts, strict=True))
+        # two threads: pread and numpy's compares release the GIL (~0.27 -> ~0.15 s for 226 MB)
+        with ThreadPoolExecutor(2, thread_name_prefix="junction-csv-plan") as pool:
+            counts = list(pool.map(lambda r: _counted(raw, r[0], r[1], counter), regions))
         out: list[CsvPart] = []
         start, rows, lines = data_start, 0, lines_before_data
-        try:
-            for cut in cuts:
-                n, blank = _count_region(raw, start, cut, counter)
-                out.append(CsvPart(start, cut, rows, lines))
-                start, rows, lines = cut, rows + n - blank, lines + n
-        except _Irregular:
-            pass  # the parts so far are exact; the rest is read as one part, from `start`
+        for (_, cut), count in zip(regions, counts, strict=True):
+            if count is None:
+                break  # the parts so far are exact; the rest is read as one part, from `start`
+            n, blank = count
+            out.append(CsvPart(start, cut, rows, lines))
+            start, rows, lines = cut, rows + n - blank, lines + n
         out.append(CsvPart(start, size, rows, lines))
     return tuple(out)
