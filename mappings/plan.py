@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from junction.core.errors import MappingError
-from junction.core.rows import RowRecord
+from junction.core.rows import RowRecord, column_index
 from mappings.registry import Memo
 from mappings.selectors import CompiledSelector
 
@@ -138,7 +138,7 @@ def generate_mapper(
         records = _Records("r", "r")
         body = _prologue(plans, env)
     else:
-        columns = {name: i for i, name in enumerate(header)}
+        columns = column_index(header)
         names = tuple(header)
         env["VIEW"] = functools.partial(RowRecord, columns)
         env["DICTOF"] = lambda row: dict(zip(names, row, strict=True))
@@ -191,19 +191,16 @@ def _prologue(plans: list[FieldPlan], env: dict[str, Any]) -> list[str]:
     KeyError when a key is absent (then the ``get``s run) and is used on exact dicts only, as
     it would call ``__missing__`` on a ``defaultdict``.
     """
-    direct = [
-        i
-        for i, p in enumerate(plans)
-        if not (p.is_const or p.many) and p.sources and p.sources[0].key is not None
-    ]
+    direct = _direct_keys(plans)
     lines = ["d = {}"]
     if not direct:
         # a record that is no mapping still fails here (AttributeError), as with any key
         return ["get = r.get", *lines]
     if len(direct) == 1:
-        env[f"K{direct[0]}"] = plans[direct[0]].sources[0].key
-        return [*lines, f"X{direct[0]} = r.get(K{direct[0]})"]
-    env["KEYS"] = tuple(plans[i].sources[0].key for i in direct)
+        [(i, key)] = direct.items()
+        env[f"K{i}"] = key
+        return [*lines, f"X{i} = r.get(K{i})"]
+    env["KEYS"] = tuple(direct.values())
     env["IG"] = operator.itemgetter(*env["KEYS"])
     names = ", ".join(f"X{i}" for i in direct)
     return [
@@ -222,21 +219,27 @@ def _row_prologue(
     plans: list[FieldPlan], env: dict[str, Any], columns: dict[str, int]
 ) -> list[str]:
     """A row's plain-key sources by column index: ``X0, X3 = IG(r)``; absent columns are None."""
-    direct = [
-        i
-        for i, p in enumerate(plans)
-        if not (p.is_const or p.many) and p.sources and p.sources[0].key is not None
-    ]
+    direct = _direct_keys(plans)
     lines = ["d = {}"]
-    found = [i for i in direct if plans[i].sources[0].key in columns]
-    lines += [f"X{i} = None" for i in direct if plans[i].sources[0].key not in columns]
+    lines += [f"X{i} = None" for i, key in direct.items() if key not in columns]
+    found = {i: columns[key] for i, key in direct.items() if key in columns}
     if len(found) == 1:
-        env[f"K{found[0]}"] = columns[plans[found[0]].sources[0].key]  # type: ignore[index]
-        lines.append(f"X{found[0]} = r[K{found[0]}]")
+        [(i, column)] = found.items()
+        env[f"K{i}"] = column
+        lines.append(f"X{i} = r[K{i}]")
     elif found:
-        env["IG"] = operator.itemgetter(*(columns[plans[i].sources[0].key] for i in found))  # type: ignore[index]
+        env["IG"] = operator.itemgetter(*found.values())
         lines.append(f"{', '.join(f'X{i}' for i in found)} = IG(r)")
     return lines
+
+
+def _direct_keys(plans: list[FieldPlan]) -> dict[int, str]:
+    """The fields read from one plain key of the record: field index -> key."""
+    return {
+        i: key
+        for i, p in enumerate(plans)
+        if not (p.is_const or p.many) and p.sources and (key := p.sources[0].key) is not None
+    }
 
 
 def _field_lines(i: int, plan: FieldPlan, env: dict[str, Any], records: _Records) -> list[str]:

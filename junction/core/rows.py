@@ -7,6 +7,11 @@ from itertools import repeat
 from typing import Any, overload
 
 
+def column_index(header: Sequence[str]) -> dict[str, int]:
+    """Each column name's index in a row (the last, for a repeated name: as ``dict(zip())``)."""
+    return {name: i for i, name in enumerate(header)}
+
+
 class HeaderRows(Sequence[dict[str, Any]]):
     """Records of a tabular source as its rows under one header, without a dict per row.
 
@@ -26,7 +31,7 @@ class HeaderRows(Sequence[dict[str, Any]]):
 
     def columns(self) -> dict[str, int]:
         """Each column name's index in a row (the last, for a repeated name)."""
-        return {name: i for i, name in enumerate(self.header)}
+        return column_index(self.header)
 
     def __repr__(self) -> str:
         return f"HeaderRows({len(self.header)} columns, {len(self.rows)} rows)"
