@@ -257,6 +257,31 @@ def hash_file(path: str, *, max_file_bytes: int) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def probe_text_file(path: str, encoding: str, *, max_file_bytes: int) -> TextScan:
+    """What a text file's head says before its scan: its size and encoding, not its hash.
+
+    The result has ``sha256 = ""`` and claims no NUL and no short lines; what only the whole
+    file can prove (strict decoding, the hash) is :func:`scan_text_file`'s, which starts with
+    this same probe.
+
+    Raises:
+        FileTooLargeError: the file is larger than ``max_file_bytes``.
+        EncodingError: the head names no usable encoding (context: file).
+    """
+    size = os.stat(path).st_size
+    _checked_size(path, size, max_file_bytes)
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    try:
+        enc = resolve_encoding(encoding, head, complete=len(head) >= size)
+    except EncodingError as exc:
+        exc.context.setdefault("file", path)
+        raise
+    return TextScan(
+        path=path, size=size, sha256="", encoding=enc, head=head, has_nul=False, short_lines=False
+    )
+
+
 def scan_text_file(
     path: str, encoding: str, *, max_file_bytes: int, max_field_bytes: int
 ) -> TextScan:
@@ -272,15 +297,8 @@ def scan_text_file(
         FileTooLargeError: the file is larger than ``max_file_bytes``.
         EncodingError: a byte does not decode (context: file, byte_offset, line, encoding).
     """
-    size = os.stat(path).st_size
-    _checked_size(path, size, max_file_bytes)
-    with open(path, "rb") as f:
-        head = f.read(HEAD_BYTES)
-    try:
-        enc = resolve_encoding(encoding, head, complete=len(head) >= size)
-    except EncodingError as exc:
-        exc.context.setdefault("file", path)
-        raise
+    probe = probe_text_file(path, encoding, max_file_bytes=max_file_bytes)
+    head, enc = probe.head, probe.encoding
     try:
         return _scan(path, head, enc, max_file_bytes, max_field_bytes)
     except _DecodeFailure as failure:

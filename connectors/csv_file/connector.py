@@ -23,6 +23,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, islice, repeat
 from typing import Any, BinaryIO, ClassVar
 
@@ -30,8 +31,13 @@ from connectors.base import RawBatch, RowError
 from connectors.csv_file.config import DELIMITER_CANDIDATES, CsvFileConfig
 from connectors.csv_file.parts import MIN_PART_BYTES, CsvPart, CsvPlan, RangeReader, plan_cuts
 from connectors.files import FileConnectorBase, resume_row
-from connectors.text_scan import TextScan, scan_text_file
-from junction.core.errors import FieldTooLargeError, ParseError, UnavailableError
+from connectors.text_scan import TextEncoding, TextScan, probe_text_file, scan_text_file
+from junction.core.errors import (
+    FieldTooLargeError,
+    JunctionError,
+    ParseError,
+    UnavailableError,
+)
 from junction.core.rows import HeaderRows
 
 # an Excel dialect hint on the first line, e.g. ``sep=;``
@@ -184,33 +190,70 @@ class CsvFileConnector(FileConnectorBase):
     def _plan(self, stream: str, *, parts: int, min_part_bytes: int) -> CsvPlan:
         path = self._resolve_stream(stream)
         cfg = self.config
-        scan = scan_text_file(
-            path,
-            cfg.encoding,
-            max_file_bytes=cfg.max_file_bytes,
-            max_field_bytes=cfg.max_field_bytes,
-        )
+        # the scan (SHA-256 + strict decoding) and the cutting (line counts) each read the
+        # whole file; the cutting needs only the encoding the head names, so it runs beside
+        # the scan and is kept when the scan settles on that same encoding, size and head
+        with ThreadPoolExecutor(1, thread_name_prefix="junction-csv-scan") as pool:
+            scanning = pool.submit(
+                scan_text_file,
+                path,
+                cfg.encoding,
+                max_file_bytes=cfg.max_file_bytes,
+                max_field_bytes=cfg.max_field_bytes,
+            )
+            early = self._early_cut(path, parts, min_part_bytes)
+            scan = scanning.result()
         st = os.stat(path)
         whole = CsvPlan(stream, scan, st.st_size, st.st_mtime_ns, "", (), ())
         if scan.size <= scan.encoding.bom_len:
             return whole
+        if early is not None and early[0] == (scan.encoding, scan.size, scan.head):
+            cut = early[1]
+        else:
+            cut = self._cut(scan, parts, min_part_bytes)
+        if cut is None:
+            return whole
+        delimiter, header, ranges = cut
+        return CsvPlan(stream, scan, st.st_size, st.st_mtime_ns, delimiter, tuple(header), ranges)
+
+    def _cut(self, scan: TextScan, parts: int, min_part_bytes: int) -> _Cut | None:
+        """The file's dialect, header and parts; None when only a whole read can tell."""
+        cfg = self.config
         raise_csv_field_limit(max(4 * cfg.max_field_bytes, CSV_HARD_LIMIT))
         try:
             head = self._preamble_of(scan)
         except (_Restart, ParseError):
-            return whole  # the csv read of the whole file reports it
+            return None  # the csv read of the whole file reports it
         if head is None:
-            return whole
+            return None
         delimiter, header, lines = head
         ranges = plan_cuts(
-            path,
+            scan.path,
             scan,
             lines_before_data=lines,
             quote=cfg.quotechar,
             parts=parts,
             min_part_bytes=min_part_bytes,
         )
-        return CsvPlan(stream, scan, st.st_size, st.st_mtime_ns, delimiter, tuple(header), ranges)
+        return delimiter, header, ranges
+
+    def _early_cut(
+        self, path: str, parts: int, min_part_bytes: int
+    ) -> tuple[tuple[TextEncoding, int, bytes], _Cut | None] | None:
+        """``((encoding, size, head), cut)`` from the head alone, made while the scan runs.
+
+        None when it cannot be made: whatever stopped it (a size, an encoding, a byte that
+        does not decode) the scan meets and reports itself, or the cut is made again after it.
+        """
+        try:
+            probe = probe_text_file(
+                path, self.config.encoding, max_file_bytes=self.config.max_file_bytes
+            )
+            if probe.size <= probe.encoding.bom_len:
+                return None
+            return (probe.encoding, probe.size, probe.head), self._cut(probe, parts, min_part_bytes)
+        except (JunctionError, OSError, ValueError, csv.Error):
+            return None
 
     def _read_plan(self, plan: CsvPlan, part: int, skip: int) -> Iterator[RawBatch]:
         scan = plan.scan
@@ -457,6 +500,9 @@ def _split_lines(chunk: bytes, quote: bytes, codec: str, delimiter: str) -> list
         rows = [row if line else [] for row, line in zip(rows, lines, strict=True)]
     return rows
 
+
+# a file's dialect (delimiter), header and parts
+_Cut = tuple[str, list[str], tuple[CsvPart, ...]]
 
 _Chunk = tuple[Sequence[dict[str, Any]], list[str], list[int], list[RowError], int]
 

@@ -225,3 +225,57 @@ def test_the_array_count_matches_the_lines_csv_sees() -> None:
         blanks += blank > 0
     assert regular > 5000
     assert blanks > 1000
+
+
+def test_the_cut_made_beside_the_scan_is_the_cut_made_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cut from the head's encoding runs while the scan hashes the file; it is kept only
+    # when the scan settles on that encoding, and it equals the cut made after the scan
+    text = sample(random.Random(7), "\n", n=3000)
+    stream = drop(tmp_path, text.encode())
+    conn = connector(tmp_path)
+    cuts: list[str] = []
+    real_cut = CsvFileConnector._cut
+    monkeypatch.setattr(
+        CsvFileConnector,
+        "_cut",
+        lambda self, scan, *a: cuts.append(scan.sha256) or real_cut(self, scan, *a),
+    )
+    plan = conn.plan_parts(stream, None, 5, min_part_bytes=512)
+    assert cuts == [""]  # one cut, from the probe (no hash yet), and it was kept
+    monkeypatch.setattr(CsvFileConnector, "_early_cut", lambda *a: None)
+    after = conn.plan_parts(stream, None, 5, min_part_bytes=512)
+    assert cuts == ["", plan.sha256]
+    assert (plan.ranges, plan.header, plan.delimiter, plan.scan) == (
+        after.ranges,
+        after.header,
+        after.delimiter,
+        after.scan,
+    )
+
+
+def test_a_cut_from_a_head_the_scan_overrules_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an ASCII head reads as UTF-8; the scan meets cp1251 further on and settles on it: the
+    # early cut (made as UTF-8) is dropped, and the parts read as cp1251, like a whole read
+    head = "id,name,city\n" + "".join(f"{i},Ann,Oslo\n" for i in range(8000))
+    words = ["Жанна", "Москва", "Дмитрий", "Екатеринбург", "Ольга", "Новосибирск", "Сергей"]
+    tail = "".join(f"{i},{words[i % 7]},{words[(i + 3) % 7]}\n" for i in range(8000, 8600))
+    stream = drop(tmp_path, (head + tail).encode("cp1251"))
+    conn = connector(tmp_path)
+    cuts: list[str] = []
+    real_cut = CsvFileConnector._cut
+    monkeypatch.setattr(
+        CsvFileConnector,
+        "_cut",
+        lambda self, scan, *a: cuts.append(scan.encoding.codec) or real_cut(self, scan, *a),
+    )
+    plan = conn.plan_parts(stream, None, 4, min_part_bytes=512)
+    assert plan.scan.encoding.codec == "cp1251"
+    assert cuts == ["utf-8", "cp1251"]
+    assert plan.parts == 4
+    parts = rows_of(read_parts(conn, plan, None))
+    assert parts == rows_of(list(conn.read(stream, None)))
+    assert parts[-1][3] == (("id", "8599"), ("name", "Екатеринбург"), ("city", "Сергей"))
