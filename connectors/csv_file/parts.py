@@ -28,6 +28,8 @@ from connectors.text_scan import TextScan
 # parts smaller than this are not worth a task of their own
 MIN_PART_BYTES = 1 << 16
 _PIECE = 1 << 20
+# one part in this many, at the end of a file, is a short one (see part_targets)
+TAIL_SHARE = 8
 _LF, _CR = 10, 13
 
 
@@ -241,6 +243,24 @@ def _plain(region: bytes, quote: bytes) -> bool:
     return region.count(b"\r\n") == region.count(b"\r")
 
 
+def part_targets(start: int, end: int, parts: int) -> list[int]:
+    """Where ``parts`` parts of ``[start, end)`` should end (before moving to a line start).
+
+    The last ``parts // TAIL_SHARE`` parts are a quarter of the others' size: readers that
+    take the next part whenever they are free then finish within a short part of each other,
+    rather than one reader working through a whole last part while the others wait.
+    """
+    tail = parts // TAIL_SHARE
+    units = 4 * (parts - tail) + tail  # a part is 4 units, a tail part 1
+    span = end - start
+    targets: list[int] = []
+    done = 0
+    for k in range(1, parts):
+        done += 4 if k <= parts - tail else 1
+        targets.append(start + span * done // units)
+    return targets
+
+
 def plan_cuts(
     path: str,
     scan: TextScan,
@@ -282,9 +302,8 @@ def plan_cuts(
         if parts < 2:
             return whole
         cuts: list[int] = []
-        span = size - data_start
-        for k in range(1, parts):
-            at = _next_line_start(raw, data_start + span * k // parts, size)
+        for target in part_targets(data_start, size, parts):
+            at = _next_line_start(raw, target, size)
             if at < size and at > (cuts[-1] if cuts else data_start):
                 cuts.append(at)
         if not cuts:

@@ -17,7 +17,14 @@ import pytest
 import connectors.csv_file.connector as csv_connector
 from connectors.base import RawBatch
 from connectors.csv_file import CsvFileConfig, CsvFileConnector
-from connectors.csv_file.parts import CsvPlan, _Counter, _Irregular, line_safe_codec
+from connectors.csv_file.parts import (
+    TAIL_SHARE,
+    CsvPlan,
+    _Counter,
+    _Irregular,
+    line_safe_codec,
+    part_targets,
+)
 from junction.core.errors import JunctionError, UnavailableError
 
 
@@ -279,3 +286,18 @@ def test_a_cut_from_a_head_the_scan_overrules_is_made_again(
     parts = rows_of(read_parts(conn, plan, None))
     assert parts == rows_of(list(conn.read(stream, None)))
     assert parts[-1][3] == (("id", "8599"), ("name", "Екатеринбург"), ("city", "Сергей"))
+
+
+@pytest.mark.parametrize("parts", [1, 2, 7, 8, 56, 128])
+def test_the_last_parts_are_short_ones(parts: int) -> None:
+    # readers that each take the next part when free then end within a short part of each
+    # other: one part in TAIL_SHARE, at the end, is a quarter of the others
+    start, end = 1000, 1000 + 4_000_000
+    targets = part_targets(start, end, parts)
+    sizes = [b - a for a, b in zip([start, *targets], [*targets, end], strict=True)]
+    assert len(sizes) == parts
+    assert sum(sizes) == end - start
+    tail = parts // TAIL_SHARE
+    full, short = sizes[: parts - tail], sizes[parts - tail :]
+    assert max(full) - min(full) <= 1
+    assert all(abs(4 * s - full[0]) <= 4 for s in short)
