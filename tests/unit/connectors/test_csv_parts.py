@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from connectors.csv_file.parts import (
     line_safe_codec,
     part_targets,
 )
+from connectors.text_scan import TextScan
 from junction.core.errors import JunctionError, UnavailableError
 
 
@@ -234,6 +236,19 @@ def test_the_array_count_matches_the_lines_csv_sees() -> None:
     assert blanks > 1000
 
 
+def spy_cuts(monkeypatch: pytest.MonkeyPatch, what: Callable[[TextScan], str]) -> list[str]:
+    """Record ``what`` of the scan every cut of a file is made from (the cut itself runs)."""
+    seen: list[str] = []
+    real_cut = CsvFileConnector._cut
+
+    def cut(self: CsvFileConnector, scan: TextScan, *args: Any) -> Any:
+        seen.append(what(scan))
+        return real_cut(self, scan, *args)
+
+    monkeypatch.setattr(CsvFileConnector, "_cut", cut)
+    return seen
+
+
 def test_the_cut_made_beside_the_scan_is_the_cut_made_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -242,13 +257,7 @@ def test_the_cut_made_beside_the_scan_is_the_cut_made_after_it(
     text = sample(random.Random(7), "\n", n=3000)
     stream = drop(tmp_path, text.encode())
     conn = connector(tmp_path)
-    cuts: list[str] = []
-    real_cut = CsvFileConnector._cut
-    monkeypatch.setattr(
-        CsvFileConnector,
-        "_cut",
-        lambda self, scan, *a: cuts.append(scan.sha256) or real_cut(self, scan, *a),
-    )
+    cuts = spy_cuts(monkeypatch, lambda scan: scan.sha256)
     plan = conn.plan_parts(stream, None, 5, min_part_bytes=512)
     assert cuts == [""]  # one cut, from the probe (no hash yet), and it was kept
     monkeypatch.setattr(CsvFileConnector, "_early_cut", lambda *a: None)
@@ -272,13 +281,7 @@ def test_a_cut_from_a_head_the_scan_overrules_is_made_again(
     tail = "".join(f"{i},{words[i % 7]},{words[(i + 3) % 7]}\n" for i in range(8000, 8600))
     stream = drop(tmp_path, (head + tail).encode("cp1251"))
     conn = connector(tmp_path)
-    cuts: list[str] = []
-    real_cut = CsvFileConnector._cut
-    monkeypatch.setattr(
-        CsvFileConnector,
-        "_cut",
-        lambda self, scan, *a: cuts.append(scan.encoding.codec) or real_cut(self, scan, *a),
-    )
+    cuts = spy_cuts(monkeypatch, lambda scan: scan.encoding.codec)
     plan = conn.plan_parts(stream, None, 4, min_part_bytes=512)
     assert plan.scan.encoding.codec == "cp1251"
     assert cuts == ["utf-8", "cp1251"]
