@@ -283,7 +283,12 @@ def probe_text_file(path: str, encoding: str, *, max_file_bytes: int) -> TextSca
 
 
 def scan_text_file(
-    path: str, encoding: str, *, max_file_bytes: int, max_field_bytes: int
+    path: str,
+    encoding: str,
+    *,
+    max_file_bytes: int,
+    max_field_bytes: int,
+    probe: TextScan | None = None,
 ) -> TextScan:
     """Hash a text file and prove it decodes strictly, in one streaming pass, before any row.
 
@@ -292,12 +297,15 @@ def scan_text_file(
         encoding: ``"auto"`` or a codec name.
         max_file_bytes: size limit of the file.
         max_field_bytes: size limit of one value (decides ``TextScan.short_lines``).
+        probe: this file's :func:`probe_text_file` with the same ``encoding``, when the caller
+            has it already (else the scan makes it).
 
     Raises:
         FileTooLargeError: the file is larger than ``max_file_bytes``.
         EncodingError: a byte does not decode (context: file, byte_offset, line, encoding).
     """
-    probe = probe_text_file(path, encoding, max_file_bytes=max_file_bytes)
+    if probe is None:
+        probe = probe_text_file(path, encoding, max_file_bytes=max_file_bytes)
     head, enc = probe.head, probe.encoding
     try:
         return _scan(path, head, enc, max_file_bytes, max_field_bytes)

@@ -31,7 +31,7 @@ from connectors.base import RawBatch, RowError
 from connectors.csv_file.config import DELIMITER_CANDIDATES, CsvFileConfig
 from connectors.csv_file.parts import MIN_PART_BYTES, CsvPart, CsvPlan, RangeReader, plan_cuts
 from connectors.files import FileConnectorBase, resume_row
-from connectors.text_scan import TextEncoding, TextScan, probe_text_file, scan_text_file
+from connectors.text_scan import TextScan, probe_text_file, scan_text_file
 from junction.core.errors import (
     FieldTooLargeError,
     JunctionError,
@@ -190,9 +190,10 @@ class CsvFileConnector(FileConnectorBase):
     def _plan(self, stream: str, *, parts: int, min_part_bytes: int) -> CsvPlan:
         path = self._resolve_stream(stream)
         cfg = self.config
+        probe = probe_text_file(path, cfg.encoding, max_file_bytes=cfg.max_file_bytes)
         # the scan (SHA-256 + strict decoding) and the cutting (line counts) each read the
         # whole file; the cutting needs only the encoding the head names, so it runs beside
-        # the scan and is kept when the scan settles on that same encoding, size and head
+        # the scan and is kept when the scan settles on that same encoding and size
         with ThreadPoolExecutor(1, thread_name_prefix="junction-csv-scan") as pool:
             scanning = pool.submit(
                 scan_text_file,
@@ -200,15 +201,17 @@ class CsvFileConnector(FileConnectorBase):
                 cfg.encoding,
                 max_file_bytes=cfg.max_file_bytes,
                 max_field_bytes=cfg.max_field_bytes,
+                probe=probe,
             )
-            early = self._early_cut(path, parts, min_part_bytes)
+            early = self._early_cut(probe, parts, min_part_bytes)
             scan = scanning.result()
         st = os.stat(path)
         whole = CsvPlan(stream, scan, st.st_size, st.st_mtime_ns, "", (), ())
         if scan.size <= scan.encoding.bom_len:
             return whole
-        if early is not None and early[0] == (scan.encoding, scan.size, scan.head):
-            cut = early[1]
+        cut: _Cut | None
+        if early is not None and (probe.encoding, probe.size) == (scan.encoding, scan.size):
+            [cut] = early  # a file the head shows cannot be cut (None) is not tried again
         else:
             cut = self._cut(scan, parts, min_part_bytes)
         if cut is None:
@@ -238,20 +241,17 @@ class CsvFileConnector(FileConnectorBase):
         return delimiter, header, ranges
 
     def _early_cut(
-        self, path: str, parts: int, min_part_bytes: int
-    ) -> tuple[tuple[TextEncoding, int, bytes], _Cut | None] | None:
-        """``((encoding, size, head), cut)`` from the head alone, made while the scan runs.
+        self, probe: TextScan, parts: int, min_part_bytes: int
+    ) -> tuple[_Cut | None] | None:
+        """``(cut,)`` made from the head alone, while the scan runs; None when it cannot be made.
 
-        None when it cannot be made: whatever stopped it (a size, an encoding, a byte that
-        does not decode) the scan meets and reports itself, or the cut is made again after it.
+        Whatever stops it (a byte that does not decode past the head, a header the csv module
+        refuses) the scan meets and reports itself, or the cut is made again after the scan.
         """
+        if probe.size <= probe.encoding.bom_len:
+            return None
         try:
-            probe = probe_text_file(
-                path, self.config.encoding, max_file_bytes=self.config.max_file_bytes
-            )
-            if probe.size <= probe.encoding.bom_len:
-                return None
-            return (probe.encoding, probe.size, probe.head), self._cut(probe, parts, min_part_bytes)
+            return (self._cut(probe, parts, min_part_bytes),)
         except (JunctionError, OSError, ValueError, csv.Error):
             return None
 
