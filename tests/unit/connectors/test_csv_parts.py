@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 import connectors.csv_file.connector as csv_connector
+import connectors.csv_file.parts as parts_module
 from connectors.base import RawBatch
 from connectors.csv_file import CsvFileConfig, CsvFileConnector
 from connectors.csv_file.parts import (
@@ -304,3 +306,30 @@ def test_the_last_parts_are_short_ones(parts: int) -> None:
     full, short = sizes[: parts - tail], sizes[parts - tail :]
     assert max(full) - min(full) <= 1
     assert all(abs(4 * s - full[0]) <= 4 for s in short)
+
+
+def test_the_regions_after_an_irregular_one_are_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a quote early in a file ends the exact parts there: the rest is one part, and counting
+    # its regions would be work for nothing
+    rows = "".join(f"{i},v\n" for i in range(4000))
+    stream = drop(tmp_path, f'id,v\n1,"q"\n{rows}'.encode())
+    counted: list[int] = []
+    real_count = parts_module._count_region
+    first_done = threading.Event()
+
+    def count_region(raw: Any, start: int, end: int, counter: Any) -> tuple[int, int]:
+        counted.append(start)
+        if start != len(b"id,v\n"):  # not the first region: not before that one is known
+            first_done.wait(10)
+            return real_count(raw, start, end, counter)
+        try:
+            return real_count(raw, start, end, counter)
+        finally:
+            first_done.set()
+
+    monkeypatch.setattr(parts_module, "_count_region", count_region)
+    plan = connector(tmp_path).plan_parts(stream, None, 16, min_part_bytes=512)
+    assert plan.parts == 1
+    assert len(counted) <= 2  # the irregular first region, and at most one already started
