@@ -1,7 +1,12 @@
 """Authentication: OAuth2 client-credentials JWTs (PyJWT) and API keys, checked against the store.
 
 The algorithm is fixed server-side (HS256); a token's header cannot choose it, so ``alg: none`` and
-key-confusion tokens fail.  ``exp``, ``iat``, ``iss``, ``aud`` and ``sub`` are required.  Every
+key-confusion tokens fail, and no key is ever taken or fetched from a header (``jku``, ``x5u``,
+``jwk``, ``kid`` are ignored).  Tokens are typed as access tokens (RFC 9068 §2.1: ``typ:
+at+jwt``) and a token of another type (an ID token's ``JWT``, or none) is refused, so a JWT
+minted for another purpose with the same key is never taken for one (RFC 8725 §3.11).
+``exp``, ``iat``, ``iss``, ``aud`` and ``sub`` are required, with a clock leeway of
+:data:`LEEWAY_S` (at most 60 s).  Every
 request re-checks that the client still exists and is not revoked, and takes its roles from the
 store (cached for ``CACHE_S``), so a revoke takes effect within seconds, not at token expiry.
 """
@@ -30,6 +35,10 @@ from junction.store.clients import ApiClient, ClientStore, split_api_key
 ALGORITHM = "HS256"
 CACHE_S = 2.0  # how long a client's status is trusted before the store is asked again
 LEEWAY_S = 5
+# the JOSE type of our access tokens (RFC 9068 §2.1), and the forms a verifier accepts (§4):
+# media types compare case-insensitively, and "application/" may be left out (RFC 7515 §4.1.9)
+JOSE_TYPE = "at+jwt"
+_ACCEPTED_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # a token we issue is ~400 bytes; anything far larger is refused before it is parsed
 MAX_TOKEN_CHARS = 4096
 SIGNING_KEY_FILE = "api-signing.key"
@@ -73,7 +82,8 @@ class TokenIssuer:
             "exp": iat + self.ttl_s,
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(claims, self.key, algorithm=ALGORITHM), self.ttl_s
+        token = jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"typ": JOSE_TYPE})
+        return token, self.ttl_s
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims; AuthError for anything not issued by us and still valid."""
@@ -81,7 +91,7 @@ class TokenIssuer:
         if hit is not None and hit[0] is self and time.time() < hit[1]["exp"] + LEEWAY_S:
             return hit[1]  # verified before by this issuer and not expired since
         try:
-            claims: dict[str, Any] = jwt.decode(
+            decoded = jwt.decode_complete(
                 token,
                 self.key,
                 algorithms=[ALGORITHM],
@@ -96,6 +106,13 @@ class TokenIssuer:
             raise AuthError(
                 "the access token is not valid", details=type(exc).__name__, code="invalid_token"
             ) from exc
+        typ = decoded["header"].get("typ")
+        if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYPES:
+            # signed with our key but not an access token (an ID token, or untyped)
+            raise AuthError(
+                "the access token is not valid", details="token type", code="invalid_token"
+            )
+        claims: dict[str, Any] = decoded["payload"]
         if len(_VERIFIED) >= VERIFIED_CACHE_SIZE:
             _VERIFIED.clear()
         _VERIFIED[token] = (self, claims)

@@ -98,6 +98,17 @@ def status_of(exc: JunctionError) -> int:
     return 500
 
 
+# AuthError codes that mean "a bearer token was presented and refused" (RFC 6750 §3.1)
+_TOKEN_REFUSED = frozenset({"invalid_token", "token_expired"})
+
+
+def bearer_challenge(code: str | None) -> str:
+    """The ``WWW-Authenticate`` value of a 401: ``error="invalid_token"`` when a presented bearer
+    token was refused (expired, forged, of another type); a bare ``Bearer`` when none was
+    presented (RFC 6750 §3.1: then no error code)."""
+    return 'Bearer error="invalid_token"' if code in _TOKEN_REFUSED else "Bearer"
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -125,7 +136,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         if status in (429, 503) and retry_after:
             headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
         if status == 401:
-            headers["WWW-Authenticate"] = "Bearer"
+            headers["WWW-Authenticate"] = bearer_challenge(exc.code)
         if status >= 500:
             log.error("request failed", error=type(exc).__name__, code=exc.code)
         return problem_response(

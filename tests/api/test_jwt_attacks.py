@@ -1,7 +1,9 @@
 """Forged, stale, misdirected and malformed credentials: every one is a 401 problem+json.
 
-A correctly forged token (right key, every claim) is the positive control: it proves the forgery
-helpers work, so each attack fails for the reason it names and not for a typo in the test.
+A correctly forged token (right key, every claim, typed ``at+jwt``) is the positive control: it
+proves the forgery helpers work, so each attack fails for the reason it names and not for a typo
+in the test.  A refused bearer token is challenged with ``Bearer error="invalid_token"`` (RFC
+6750 §3.1); a request with no credentials with a bare ``Bearer``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
+from junction.api.auth import LEEWAY_S
 from junction.store.tables import api_clients
 from tests.api.harness import SIGNING_KEY, ApiHarness
 
@@ -56,17 +62,24 @@ def claims(api: ApiHarness, client_id: str, /, **changes: Any) -> dict[str, Any]
     return {k: v for k, v in base.items() if v is not DROP}
 
 
-def hs256(payload: dict[str, Any], key: str | bytes = SIGNING_KEY) -> str:
-    return jwt.encode(payload, key, algorithm="HS256")
+AT_JWT = {"typ": "at+jwt"}  # an access token's JOSE type (RFC 9068 §2.1)
+
+
+def hs256(
+    payload: dict[str, Any], key: str | bytes = SIGNING_KEY, header: dict[str, Any] | None = None
+) -> str:
+    return jwt.encode(payload, key, algorithm="HS256", headers=AT_JWT if header is None else header)
 
 
 def assert_rejected(r: httpx.Response) -> None:
     assert r.status_code == 401, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.headers["www-authenticate"].startswith("Bearer")
     body = r.json()
     assert body["status"] == 401
     assert body["code"] in AUTH_CODES
+    refused_token = body["code"] in ("invalid_token", "token_expired")
+    challenge = 'Bearer error="invalid_token"' if refused_token else "Bearer"
+    assert r.headers["www-authenticate"] == challenge
     for word in LEAKS:
         assert word.lower() not in r.text.lower(), f"{word!r} leaked: {r.text}"
     assert SIGNING_KEY not in r.text
@@ -92,6 +105,21 @@ def test_a_correctly_forged_token_is_accepted_positive_control(
 ) -> None:
     r = call(api_sqlite, bearer(hs256(claims(api_sqlite, admin_id))))
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT"])
+def test_every_spelling_of_the_access_token_type_is_accepted(
+    api_sqlite: ApiHarness, admin_id: str, typ: str
+) -> None:
+    # RFC 9068 §4: "at+jwt" or "application/at+jwt"; media types compare case-insensitively
+    token = hs256(claims(api_sqlite, admin_id), header={"typ": typ})
+    assert call(api_sqlite, bearer(token)).status_code == 200
+
+
+def test_tokens_the_api_issues_are_typed_as_access_tokens(api_sqlite: ApiHarness) -> None:
+    token = api_sqlite.token("viewer")
+    assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    assert call(api_sqlite, bearer(token)).status_code == 403  # valid: a viewer on an admin route
 
 
 def _rsa() -> rsa.RSAPrivateKey:
@@ -135,6 +163,16 @@ def _attacks() -> dict[str, Any]:
         )
         signer = lambda msg: hmac.new(public, msg, hashlib.sha256).digest()  # noqa: E731
         return "Bearer " + craft({"alg": "HS256", "typ": "JWT"}, claims(api, sub), signer)
+
+    def id_token_typed_jwt(api: ApiHarness, sub: str) -> str:
+        # right key, every claim, but typed as a plain JWT (what an ID token carries)
+        return "Bearer " + hs256(claims(api, sub), header={"typ": "JWT"})
+
+    def untyped(api: ApiHarness, sub: str) -> str:
+        return "Bearer " + hs256(claims(api, sub), header={})
+
+    def typ_not_a_string(api: ApiHarness, sub: str) -> str:
+        return "Bearer " + hs256(claims(api, sub), header={"typ": ["at+jwt"]})
 
     def expired(api: ApiHarness, sub: str) -> str:
         now = int(time.time())
@@ -211,6 +249,92 @@ def test_attack_is_rejected_with_401_problem(
 ) -> None:
     value = ATTACKS[attack](api_sqlite, admin_id)
     assert_rejected(call(api_sqlite, {"Authorization": value}))
+
+
+@pytest.mark.parametrize("ago", [LEEWAY_S + 1, 59, 61, 3600])
+def test_an_expired_token_is_refused_past_the_leeway(
+    api_sqlite: ApiHarness, admin_id: str, ago: int
+) -> None:
+    now = int(time.time())
+    token = hs256(claims(api_sqlite, admin_id, iat=now - 7200, nbf=now - 7200, exp=now - ago))
+    r = call(api_sqlite, bearer(token))
+    assert_rejected(r)
+    assert r.json()["code"] == "token_expired"
+
+
+def test_the_leeway_absorbs_a_little_clock_skew_and_no_more_than_a_minute(
+    api_sqlite: ApiHarness, admin_id: str
+) -> None:
+    assert 0 < LEEWAY_S <= 60  # RFC 8725 §3.10 leaves it to us; a minute at the most
+    now = int(time.time())
+    # expired a second ago, not valid for another second: both within the leeway
+    for changes in ({"exp": now - 1}, {"nbf": now + 1}):
+        token = hs256(claims(api_sqlite, admin_id, **changes))
+        assert call(api_sqlite, bearer(token)).status_code == 200, changes
+    late = hs256(claims(api_sqlite, admin_id, nbf=now + LEEWAY_S + 60, exp=now + 3600))
+    assert_rejected(call(api_sqlite, bearer(late)))
+
+
+@pytest.fixture
+def sinkhole() -> Iterator[tuple[str, list[bytes]]]:
+    """A TCP listener on 127.0.0.1 that records the first bytes of every connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    seen.append(conn.recv(1024))
+                except OSError:
+                    seen.append(b"")
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", seen
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_keys_named_in_the_header_are_never_fetched_or_used(
+    api_sqlite: ApiHarness, admin_id: str, sinkhole: tuple[str, list[bytes]]
+) -> None:
+    url, seen = sinkhole
+    attacker = _rsa()
+    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key()))
+    secret = b"attacker-chosen-hmac-secret-0123456789abcdef"
+    oct_jwk = {"kty": "oct", "k": b64(secret)}
+    payload = claims(api_sqlite, admin_id)
+    forged = {
+        "jku": jwt.encode(payload, attacker, "RS256", {**AT_JWT, "jku": f"{url}/jwks.json"}),
+        "x5u": jwt.encode(payload, attacker, "RS256", {**AT_JWT, "x5u": f"{url}/cert.pem"}),
+        "jwk rsa": jwt.encode(payload, attacker, "RS256", {**AT_JWT, "jwk": public_jwk}),
+        "jwk oct": hs256(payload, secret, {**AT_JWT, "jwk": oct_jwk}),
+        # signed with the "key" an attacker points kid at: /dev/null's bytes (PyJWT refuses an
+        # empty key, so the HMAC is made by hand)
+        "kid path": craft(
+            {"alg": "HS256", **AT_JWT, "kid": "../../../../dev/null"},
+            payload,
+            lambda msg: hmac.new(b"", msg, hashlib.sha256).digest(),
+        ),
+        "jku hs256": hs256(payload, secret, {**AT_JWT, "jku": f"{url}/jwks.json"}),
+    }
+    for name, token in forged.items():
+        r = call(api_sqlite, bearer(token))
+        assert r.status_code == 401, name
+        assert_rejected(r)
+    time.sleep(0.3)  # a fetch the server started would have connected by now
+    assert seen == [], "the server fetched a key from a URL in a token's header"
 
 
 def test_a_tampered_payload_is_rejected(api_sqlite: ApiHarness) -> None:
