@@ -103,6 +103,38 @@ def test_retries_follow_the_schedule_with_the_same_id(store: Store, store_url: s
         assert rows[k + 1][1] - rows[k][1] >= 0.9 * base
 
 
+def test_retries_of_one_outage_are_spread_by_jitter_not_synchronized(
+    store: Store, store_url: str
+) -> None:
+    """RELIABILITY case 17: 400 deliveries fail in the same second of an outage; their next
+    attempts, an hour later, are spread over the schedule's ±10 % window instead of all hitting
+    the recovering endpoint at one instant."""
+    base, n = 3600.0, 400
+    with receiver(generate_secret()) as rx:
+        rx.behaviours["out"] = Behaviour(status=lambda k, wid: 503)
+        enqueue(store, "webhook.out", [f"o-{k}" for k in range(n)])
+        policy = DeliveryConfig(schedule_s=[base, base], disable_after_s=None)
+        worker = run_worker(store, rx.channels(["out"]), policy, drain_wait_s=0)
+    assert worker.stats.delivered == 0
+    rows = rows_of(
+        store_url,
+        "SELECT d.next_attempt_at, a.started_at FROM deliveries d "
+        "JOIN attempts a ON a.delivery_id = d.id WHERE d.status = 'pending'",
+    )
+    assert len(rows) == n  # one failed attempt each, every one waiting for its retry
+    delays = [float(next_at) - float(started) for next_at, started in rows]
+    assert all(0.9 * base - 1 <= d <= 1.1 * base + 1 for d in delays)
+    due = sorted(float(next_at) for next_at, _ in rows)
+    # uniform over the 720 s window: the whole window is used, and no 10 s slice takes more
+    # than a few times its share (~5.6 retries); a synchronized schedule puts all 400 in one
+    assert due[-1] - due[0] >= 0.15 * base
+    slices: dict[int, int] = {}
+    for t in due:
+        slices[int(t // 10)] = slices.get(int(t // 10), 0) + 1
+    assert max(slices.values()) <= 25
+    assert len(slices) >= 50
+
+
 def test_retry_after_is_honoured(store: Store, store_url: str) -> None:
     with receiver(generate_secret()) as rx:
         rx.behaviours["t"] = Behaviour(
