@@ -161,6 +161,16 @@ def test_timestamp_outside_the_window_is_stale(offset_ms, reason):
     assert info.value.reason == reason
 
 
+def test_a_timestamp_in_seconds_is_refused_not_read_as_milliseconds_or_accepted():
+    # correctly signed over the seconds value: read as HubSpot's milliseconds it is January
+    # 1970, so the request is stale, whatever the window (RELIABILITY case 35)
+    ts = str(int(NOW))
+    with pytest.raises(SignatureError) as info:
+        _verifier(tolerance_s=86_400).verify(_v3_request(ts=ts), now=NOW)
+    assert info.value.stale
+    assert info.value.reason == "too_old"
+
+
 def test_the_hook_tolerance_sets_the_window():
     ts = str(int(NOW * 1000) - 100_000)  # 100 s old
     assert _verifier(tolerance_s=120).verify(_v3_request(ts=ts), now=NOW)
