@@ -18,6 +18,7 @@ claim does not make the work itself exactly-once: callers derive the work's own 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -115,7 +116,7 @@ class IdempotencyKeys:
                     if conn.execute(update(k).where(same).values(**fresh)).rowcount == 1:
                         return Claim("new", token=now)
                     continue
-                if row["body_hash"] != digest:
+                if not hmac.compare_digest(str(row["body_hash"]), digest):
                     return Claim("mismatch")
                 if row["state"] == "done":
                     return Claim(
