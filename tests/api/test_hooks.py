@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from standardwebhooks import Webhook
 
 from junction.api.routes.hooks import HOOK, check_hooks
 from junction.core.errors import ConfigError
 from junction.store.inbound import seen
+from junction.store.tables import inbound_events
 from tests.api.harness import HOOK_SECRET, ApiHarness, running_api, write_api_config
 
 HOOK_LIMIT = 65536  # the harness's `partner` hook max_body_bytes
@@ -139,6 +141,33 @@ def test_a_redelivery_is_a_duplicate_and_stored_once(api: ApiHarness) -> None:
     assert again.json()["duplicate"] is True
     assert again.json()["accepted"] == 0
     assert stored(api) == 1
+
+
+@pytest.mark.parametrize("later_s", [300, 86_400, 3 * 86_400], ids=["5min", "1day", "3days"])
+def test_a_redelivery_days_later_after_a_restart_is_still_a_duplicate(
+    api: ApiHarness, later_s: int
+) -> None:
+    """RELIABILITY cases 40 and 55: the dedupe is the store's unique key, kept past any sender's
+    retry window (Stripe retries for 3 days), not a cache that a restart or time empties."""
+    body = orjson.dumps(LEAD)
+    first = signed(body)
+    assert post(api, body, first).status_code == 200
+    # the first delivery was received ``later_s`` ago: age its dedupe row
+    with api.ctx.store.begin() as conn:
+        aged = conn.execute(
+            update(inbound_events)
+            .where(inbound_events.c.event_id == first["webhook-id"])
+            .values(received_at=inbound_events.c.received_at - later_s)
+        ).rowcount
+    assert aged == 1
+    # a new process on the same store (the service restarted), and the sender's late retry:
+    # same id, signed now
+    with running_api(api.root / "junction.yaml") as restarted:
+        retry = signed(body, msg_id=first["webhook-id"], ts=int(time.time()))
+        again = post(restarted, body, retry)
+        assert again.status_code == 200, again.text
+        assert again.json()["duplicate"] is True
+        assert stored(restarted) == 1
 
 
 def _bad_requests() -> list[tuple[str, bytes, dict[str, str]]]:
