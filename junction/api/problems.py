@@ -98,6 +98,21 @@ def status_of(exc: JunctionError) -> int:
     return 500
 
 
+# a body that is not JSON at all is malformed syntax (RFC 9110 §15.5.1: 400); JSON of the wrong
+# shape or values is well-formed but unprocessable (422)
+MALFORMED_JSON = "invalid_json"
+
+
+def unreadable_status(code: str | None) -> int:
+    """The status of a body that could not be read: 400 when it is not JSON, else 422."""
+    return 400 if code == MALFORMED_JSON else 422
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 # AuthError codes that mean "a bearer token was presented and refused" (RFC 6750 §3.1)
 _TOKEN_REFUSED = frozenset({"invalid_token", "token_expired"})
 
@@ -155,6 +170,26 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type", "invalid")}
             for e in exc.errors()
         ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(
+                400,
+                "Malformed JSON",
+                "the body is not valid JSON",
+                code=MALFORMED_JSON,
+                extra={"errors": errors},
+                request_id=_request_id(request),
+            )
+        content_type = request.headers.get("content-type", "")
+        unparsed = [e for e in errors if e["loc"] == ["body"] and e["type"] != "missing"]
+        if unparsed and not _is_json(content_type):
+            # a JSON route given a body of another (or no) media type: FastAPI left it unparsed
+            return problem_response(
+                415,
+                "Unsupported media type",
+                "send the body as application/json",
+                code="unsupported_media_type",
+                request_id=_request_id(request),
+            )
         return problem_response(
             422,
             "Invalid request",

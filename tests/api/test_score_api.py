@@ -146,7 +146,9 @@ def test_invalid_bodies_are_problems_that_do_not_echo_values(api_sqlite: ApiHarn
             content=b"{not json",
             headers={**api_sqlite.headers("ingest"), "content-type": "application/json"},
         )
-    assert broken.status_code == 422
+    assert broken.status_code == 400  # malformed syntax, not an unprocessable record
+    assert broken.headers["content-type"] == "application/problem+json"
+    assert broken.json()["code"] == "invalid_json"
     assert broken.json()["errors"] == [{"loc": ["body"], "type": "json_invalid"}]
 
 
@@ -158,10 +160,10 @@ def test_a_number_no_float_holds_is_a_record_error_not_a_crash(api_sqlite: ApiHa
     r = _score(api_sqlite, {"payload": HUGE, "mapping": "csv.lead"})
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "schema_invalid"
-    # JSON numbers beyond 64 bits are refused by the parser, as invalid JSON
+    # JSON numbers beyond 64 bits are refused by the parser, as invalid JSON (400)
     too_big = _score(api_sqlite, {**STRONG, "employees": 10**400})
-    assert too_big.status_code == 422
-    assert too_big.json()["code"] == "invalid_request"
+    assert too_big.status_code == 400
+    assert too_big.json()["code"] == "invalid_json"
 
 
 def test_batch_answers_each_record_in_order_with_per_record_errors(

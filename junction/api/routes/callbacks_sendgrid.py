@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from junction.api.context import ApiContext, ctx_of
 from junction.api.inbound import retry_after_s, signed_request, store_unavailable
 from junction.api.policy import Principal, public
-from junction.api.problems import ApiProblem
+from junction.api.problems import ApiProblem, unreadable_status
 from junction.api.schemas import problem
 from junction.api.sendgrid_events import parse_events, provider_event
 from junction.api.verifiers.base import SignatureError, VerifierSettings
@@ -130,6 +130,7 @@ def suppressions_of(ctx: ApiContext) -> SuppressionList:
     responses={
         401: problem("Missing or bad signature, or a timestamp outside the replay window."),
         404: problem("No SendGrid channel of that name, or it takes no events."),
+        400: problem("Verified, but not JSON."),
         413: problem("The body is larger than the API's limit."),
         422: problem("Verified, but not a JSON array of events."),
         500: problem("The channel's configuration does not validate."),
@@ -161,7 +162,8 @@ async def receive_sendgrid_events(
         events = [provider_event(e) for e in parse_events(body)]
     except ParseError as exc:
         log.warning("sendgrid events unreadable", channel=name, code=exc.code)
-        raise ApiProblem(422, "Unprocessable body", exc.user_message, code=exc.code) from None
+        status = unreadable_status(exc.code)
+        raise ApiProblem(status, "Unprocessable body", exc.user_message, code=exc.code) from None
     try:
         applied = await run_in_threadpool(
             partial(

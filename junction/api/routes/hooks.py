@@ -25,7 +25,7 @@ from connectors.base import PushParser
 from junction.api.context import ApiContext, ctx_of
 from junction.api.inbound import retry_after_s, signed_request, store_unavailable
 from junction.api.policy import Principal, public
-from junction.api.problems import ApiProblem
+from junction.api.problems import ApiProblem, unreadable_status
 from junction.api.runtime import ingestor_for
 from junction.api.schemas import IngestResponse, problem
 from junction.api.verifiers import (
@@ -111,6 +111,7 @@ def _unavailable(exc: RetryableError) -> ApiProblem:
     responses={
         401: problem("Missing or bad signature, or a timestamp outside the window."),
         404: problem("No hook is configured for this source."),
+        400: problem("Verified, but not JSON; quarantined with its bytes."),
         413: problem("The body is larger than the hook's limit."),
         422: problem("Verified, but not readable as records; quarantined with its bytes."),
         500: problem("The hook's verifier is misconfigured."),
@@ -283,7 +284,7 @@ async def _quarantine_body(
         raise _unavailable(err) from None
     log.warning("hook body quarantined", source=source, code=exc.code, bytes=len(body))
     return ApiProblem(
-        422,
+        unreadable_status(exc.code),
         "Unprocessable body",
         f"{exc.user_message}; the delivery was quarantined",
         code=exc.code,

@@ -32,6 +32,7 @@ from junction.api.scoring import (
     answer,
     invalid,
     lead_scoring,
+    malformed_json,
     parse_item,
     record_scores,
     score_batch,
@@ -50,6 +51,7 @@ PipelineQuery = Annotated[
     ),
 ]
 _ERRORS: Responses = {
+    400: problem("The body is not valid JSON."),
     404: problem("Unknown pipeline."),
     409: problem("The pipeline does not score."),
     422: problem("The body or a record is invalid."),
@@ -60,7 +62,7 @@ def _json_body(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise invalid([{"loc": ["body"], "type": "json_invalid"}]) from None
+        raise malformed_json() from None
 
 
 async def _scorer(svc: LeadScoring, pipeline: str | None) -> Scorer:
