@@ -103,6 +103,17 @@ def status_of(exc: JunctionError) -> int:
 MALFORMED_JSON = "invalid_json"
 
 
+def malformed_json(errors: list[dict[str, Any]] | None = None) -> ApiProblem:
+    """400: the body is not JSON at all (every route's answer, parsed by FastAPI or by itself)."""
+    return ApiProblem(
+        400,
+        "Malformed JSON",
+        "the body is not valid JSON",
+        code=MALFORMED_JSON,
+        extra={"errors": errors or [{"loc": ["body"], "type": "json_invalid"}]},
+    )
+
+
 def unreadable_status(code: str | None) -> int:
     """The status of a body that could not be read: 400 when it is not JSON, else 422."""
     return 400 if code == MALFORMED_JSON else 422
@@ -128,20 +139,24 @@ def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+def _answer(request: Request, exc: ApiProblem) -> Response:
+    return problem_response(
+        exc.status,
+        exc.title,
+        exc.detail,
+        code=exc.code,
+        headers=exc.headers,
+        extra=exc.extra,
+        request_id=_request_id(request),
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer every error, expected or not, as problem+json."""
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> Response:
-        return problem_response(
-            exc.status,
-            exc.title,
-            exc.detail,
-            code=exc.code,
-            headers=exc.headers,
-            extra=exc.extra,
-            request_id=_request_id(request),
-        )
+        return _answer(request, exc)
 
     @app.exception_handler(JunctionError)
     async def _junction_error(request: Request, exc: JunctionError) -> Response:
@@ -171,14 +186,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem_response(
-                400,
-                "Malformed JSON",
-                "the body is not valid JSON",
-                code=MALFORMED_JSON,
-                extra={"errors": errors},
-                request_id=_request_id(request),
-            )
+            return _answer(request, malformed_json(errors))
         content_type = request.headers.get("content-type", "")
         unparsed = [e for e in errors if e["loc"] == ["body"] and e["type"] != "missing"]
         if unparsed and not _is_json(content_type):

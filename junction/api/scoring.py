@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from junction.api.audit import audit_decision, audit_log_of
 from junction.api.context import ApiContext, ctx_of
-from junction.api.problems import MALFORMED_JSON, ApiProblem
+from junction.api.problems import ApiProblem
 from junction.core.errors import RecordError, ScoringInputError
 from junction.core.metrics import observe_scoring
 from junction.pipeline.config import HubConfig, ScoringConfig
@@ -55,17 +55,6 @@ class Mapped:
 
     mapping: str
     payload: dict[str, Any]
-
-
-def malformed_json() -> ApiProblem:
-    """400: the body is not JSON at all (the same answer as any JSON route's)."""
-    return ApiProblem(
-        400,
-        "Malformed JSON",
-        "the body is not valid JSON",
-        code=MALFORMED_JSON,
-        extra={"errors": [{"loc": ["body"], "type": "json_invalid"}]},
-    )
 
 
 def invalid(errors: list[dict[str, Any]]) -> ApiProblem:

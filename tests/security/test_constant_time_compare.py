@@ -37,10 +37,10 @@ def _harmless(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id.isupper()
 
 
-def _offences(rel: str) -> list[str]:
-    text = source(rel)
+def _scan(text: str, tree: ast.Module) -> list[tuple[int, list[str]]]:
+    """(line, operands as source) of each comparison of something secret with ``==``/``in``."""
     found = []
-    for node in ast.walk(parsed(rel)):
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Compare) or not any(isinstance(o, COMPARES) for o in node.ops):
             continue
         operands = [node.left, *node.comparators]
@@ -48,8 +48,12 @@ def _offences(rel: str) -> list[str]:
             continue
         names = [ast.get_source_segment(text, o) or "" for o in operands]
         if any(SECRETISH.search(n) for n in names):
-            found.append(f"{rel}:{node.lineno}: {' ? '.join(names)}")
+            found.append((node.lineno, names))
     return found
+
+
+def _offences(rel: str) -> list[str]:
+    return [f"{rel}:{line}: {' ? '.join(names)}" for line, names in _scan(source(rel), parsed(rel))]
 
 
 def test_no_secret_or_mac_is_compared_with_eq() -> None:
@@ -70,7 +74,7 @@ def test_every_module_that_computes_a_request_hmac_compares_in_constant_time() -
 
 def test_the_scan_catches_a_plain_comparison() -> None:
     # the scan's own positive control: the shapes it must refuse, and the ones it must allow
-    tree = ast.parse(
+    text = (
         "ok = expected_sig == given\n"
         "ok = hmac.new(k, m, h).digest() != header\n"
         "ok = secret in allowed\n"
@@ -80,12 +84,4 @@ def test_the_scan_catches_a_plain_comparison() -> None:
         "ok = (username is None) != (password is None)\n"
         "q = t.channel_secrets.c.channel == channel\n"
     )
-    hits = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
-            operands = [node.left, *node.comparators]
-            if not any(_harmless(o) for o in operands) and any(
-                SECRETISH.search(ast.unparse(o)) for o in operands
-            ):
-                hits.append(node.lineno)
-    assert hits == [1, 2, 3]
+    assert [line for line, _ in _scan(text, ast.parse(text))] == [1, 2, 3]

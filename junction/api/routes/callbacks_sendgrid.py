@@ -128,9 +128,9 @@ def suppressions_of(ctx: ApiContext) -> SuppressionList:
     response_model=SendGridEventsAccepted,
     summary="Receive SendGrid's signed event webhook for an email channel",
     responses={
+        400: problem("Verified, but not JSON."),
         401: problem("Missing or bad signature, or a timestamp outside the replay window."),
         404: problem("No SendGrid channel of that name, or it takes no events."),
-        400: problem("Verified, but not JSON."),
         413: problem("The body is larger than the API's limit."),
         422: problem("Verified, but not a JSON array of events."),
         500: problem("The channel's configuration does not validate."),

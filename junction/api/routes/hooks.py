@@ -109,9 +109,9 @@ def _unavailable(exc: RetryableError) -> ApiProblem:
     response_model=IngestResponse,
     summary="Receive a signed webhook delivery from a source",
     responses={
+        400: problem("Verified, but not JSON; quarantined with its bytes."),
         401: problem("Missing or bad signature, or a timestamp outside the window."),
         404: problem("No hook is configured for this source."),
-        400: problem("Verified, but not JSON; quarantined with its bytes."),
         413: problem("The body is larger than the hook's limit."),
         422: problem("Verified, but not readable as records; quarantined with its bytes."),
         500: problem("The hook's verifier is misconfigured."),

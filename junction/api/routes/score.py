@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from junction.api.context import ctx_of
 from junction.api.policy import SCORE, Principal
-from junction.api.problems import ApiProblem
+from junction.api.problems import ApiProblem, malformed_json
 from junction.api.schemas import (
     MAX_BATCH,
     Responses,
@@ -32,7 +32,6 @@ from junction.api.scoring import (
     answer,
     invalid,
     lead_scoring,
-    malformed_json,
     parse_item,
     record_scores,
     score_batch,
