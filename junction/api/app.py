@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from junction.api import dashboard
 from junction.api.bodylimit import BodyLimitMiddleware
+from junction.api.concurrency import InFlightGate, InFlightMiddleware
 from junction.api.context import ApiContext
 from junction.api.middleware import RequestIdMiddleware
 from junction.api.policy import Authenticator
@@ -78,5 +79,12 @@ def create_app(
         default_limit=ctx.cfg.api.max_body_bytes,
         path_limits={f"/hooks/{s}": h.max_body_bytes for s, h in ctx.cfg.api.hooks.items()},
     )
+    # in-flight limits outside the body limit: a refused request's body is never read
+    api = ctx.cfg.api
+    gate = InFlightGate(
+        api.max_in_flight, api.shed_ratio, api.client_max_in_flight, api_prefix=API_PREFIX
+    )
+    app.state.in_flight = gate
+    app.add_middleware(InFlightMiddleware, gate=gate)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from fastapi import Request
 
+from junction.api.concurrency import InFlightGate
 from junction.api.problems import ApiProblem
 
 ROLES = ("admin", "operator", "viewer", "ingest")
@@ -46,6 +47,21 @@ class RateLimiter(Protocol):
         ...
 
 
+async def count_request(request: Request, principal: Principal) -> None:
+    """Hold one of the caller's in-flight slots, then count the request against its rate limit.
+
+    Raises:
+        ApiProblem: 429, the client has too many requests in flight.
+        RateLimitedError: the client is over its rate limit (429).
+    """
+    gate: InFlightGate | None = getattr(request.app.state, "in_flight", None)
+    if gate is not None:
+        gate.enter_client(request.scope, principal.client_id)
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        await limiter.hit(principal)
+
+
 class Policy:
     """A route's access rule, used as a FastAPI dependency that returns the caller."""
 
@@ -74,9 +90,7 @@ class Policy:
         principal = await authenticator.authenticate(request)
         request.state.principal = principal
         # count before the role check: a client probing routes it may not use is limited too
-        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            await limiter.hit(principal)
+        await count_request(request, principal)
         if not self.allows(principal.roles):
             raise ApiProblem(
                 403, "Forbidden", "this client's roles do not allow this action", code="forbidden"

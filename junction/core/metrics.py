@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter as _Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,13 +22,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "REGISTRY",
     "STAGES",
+    "ApiLoadCollector",
     "OutboxLagCollector",
     "exposition",
     "observe_batch",
@@ -246,6 +247,37 @@ class OutboxLagCollector(Collector):
             "Seconds the oldest due pending delivery has waited (0 when none is due).",
             value=value,
         )
+
+
+class ApiLoadCollector(Collector):
+    """One API instance's load at scrape time, read from its in-flight gate.
+
+    ``junction_api_requests_in_flight``: requests being served now (probes not counted);
+    ``junction_api_requests_refused_total{reason}``: requests refused at once since start, by
+    reason (``client_limit`` 429, ``shed`` and ``overloaded`` 503).
+    """
+
+    def __init__(self, in_flight: Callable[[], int], refused: Callable[[], Mapping[str, int]]):
+        """Read the figures from ``in_flight`` and ``refused`` at each scrape."""
+        self._in_flight = in_flight
+        self._refused = refused
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauge and the counter, read now."""
+        yield GaugeMetricFamily(
+            "junction_api_requests_in_flight",
+            "API requests being served by this instance now (probes not counted).",
+            value=self._in_flight(),
+        )
+        refused = CounterMetricFamily(
+            "junction_api_requests_refused",
+            "API requests this instance refused at once: client_limit (429), shed and "
+            "overloaded (503).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self._refused().items()):
+            refused.add_metric([reason], n)
+        yield refused
 
 
 class _Chain(Collector):

@@ -319,6 +319,28 @@ class ApiConfig(_Strict):
         "memory://", description="limits storage URI; redis://127.0.0.1:6379 across instances."
     )
     hooks: dict[str, HookConfig] = Field(default_factory=dict, description="Inbound webhooks.")
+    max_in_flight: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Requests one instance serves at once; past it every request but the "
+        "probes gets 503 with Retry-After at once instead of waiting in a queue.",
+    )
+    shed_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of max_in_flight past which requests other than ingestion and "
+        "authentication (listings, exports, operations, the dashboard) shed with 503, so the "
+        "rest stays reserved for them.",
+    )
+    client_max_in_flight: int = Field(
+        32,
+        ge=1,
+        le=100_000,
+        description="Requests one authenticated client may have in flight at once; the next "
+        "gets 429 with Retry-After at once.",
+    )
     shutdown_grace_s: float = Field(20.0, gt=0, description="Bound on graceful shutdown.")
 
 

@@ -22,8 +22,13 @@ _SUFFIXES = {
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name ``/metrics`` can carry: Junction's registry plus the outbox-lag gauge."""
-    families = [*metrics.REGISTRY.collect(), *metrics.OutboxLagCollector(lambda: 0.0).collect()]
+    """Every series name ``/metrics`` can carry: Junction's registry plus the scrape-time
+    collectors (the outbox lag, the API's in-flight load)."""
+    families = [
+        *metrics.REGISTRY.collect(),
+        *metrics.OutboxLagCollector(lambda: 0.0).collect(),
+        *metrics.ApiLoadCollector(lambda: 0, lambda: {"shed": 1}).collect(),
+    ]
     names: set[str] = set()
     for family in families:
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])

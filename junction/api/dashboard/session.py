@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from junction.api.auth import resolve_signing_key, state_dir
 from junction.api.context import ctx_of
-from junction.api.policy import Policy, Principal, RateLimiter
+from junction.api.policy import Policy, Principal, count_request
 from junction.api.problems import ApiProblem
 from junction.store.clients import ClientStore
 
@@ -234,9 +234,7 @@ class SessionPolicy(Policy):
         principal = Principal(client.id, frozenset(client.roles), METHOD, client.rate_limit)
         request.state.principal = principal
         request.state.session = session
-        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            await limiter.hit(principal)
+        await count_request(request, principal)
         await check_csrf(request, session)
         if not self.allows(principal.roles):
             raise ApiProblem(

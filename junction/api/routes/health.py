@@ -7,8 +7,10 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 
+from junction.api.concurrency import InFlightGate
 from junction.api.context import SCHEDULER, ctx_of
 from junction.api.policy import Principal, public
 from junction.api.problems import ApiProblem
@@ -107,5 +109,9 @@ def outbox_lag(store: Store) -> float | None:
 def prometheus_metrics(request: Request, _: Annotated[Principal, Depends(SCRAPE)]) -> Response:
     """Counters and histograms in the Prometheus text format, plus the outbox lag."""
     store = ctx_of(request).store
-    body = metrics.exposition(metrics.OutboxLagCollector(lambda: outbox_lag(store)))
+    extra: list[Collector] = [metrics.OutboxLagCollector(lambda: outbox_lag(store))]
+    gate: InFlightGate | None = getattr(request.app.state, "in_flight", None)
+    if gate is not None:
+        extra.append(metrics.ApiLoadCollector(lambda: gate.in_flight, gate.refused_counts))
+    body = metrics.exposition(*extra)
     return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
