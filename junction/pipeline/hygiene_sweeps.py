@@ -301,12 +301,17 @@ def hygiene_sweeps(store: Store, pipelines: Mapping[str, PipelineConfig]) -> lis
 
 
 def acknowledge(
-    store: Store, delivery_id: str, now: float | None = None
+    store: Store,
+    delivery_id: str,
+    now: float | None = None,
+    *,
+    audit: Callable[[Connection], None] | None = None,
 ) -> tuple[dict[str, Any] | None, bool]:
     """Acknowledge an alert: its escalation chain stops.
 
     Returns the delivery (id, status, ``ack_at``, ``group_id``), None if there is no such
     delivery, and whether this call acknowledged it (False: it was acknowledged before).
+    ``audit`` writes the acknowledgement's audit entry in the same transaction.
     """
     now = time.time() if now is None else now
     c = t.deliveries.c
@@ -316,6 +321,8 @@ def acknowledge(
             .where(c.id == delivery_id, c.ack_at.is_(None))
             .values(ack_at=now, escalate_at=None)
         ).rowcount
+        if n and audit is not None:
+            audit(conn)
         row = conn.execute(
             select(c.id, c.status, c.ack_at, c.group_id).where(c.id == delivery_id)
         ).first()

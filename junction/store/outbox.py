@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -472,10 +472,18 @@ def _disable(conn: Connection, channel: str, reason: str, now: float) -> None:
     )
 
 
-def set_endpoint(store: Store, channel: str, *, disabled: bool, reason: str | None = None) -> None:
+def set_endpoint(
+    store: Store,
+    channel: str,
+    *,
+    disabled: bool,
+    reason: str | None = None,
+    audit: Callable[[Connection], None] | None = None,
+) -> None:
     """Disable or enable an endpoint by hand, with its ``endpoint.*`` event.
 
     Enabling clears ``failing_since``: the endpoint gets a fresh ``disable_after_s`` window.
+    ``audit`` writes the action's audit entry in the same transaction (both or neither).
     """
     now = time.time()
     e = t.endpoints.c
@@ -488,6 +496,8 @@ def set_endpoint(store: Store, channel: str, *, disabled: bool, reason: str | No
             conn.execute(t.endpoints.insert().values(channel=channel, **values))
         kind = "endpoint.disabled" if disabled else "endpoint.enabled"
         emit(conn, kind, channel, {"reason": reason, "auto": False}, now=now)
+        if audit is not None:
+            audit(conn)
 
 
 def next_due_at(store: Store, channels: Collection[str] | None = None) -> float | None:

@@ -19,7 +19,7 @@ canonical payload of each lead's earliest stored version with its label, for tra
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,11 +106,18 @@ def resolve_lead_ids(conn: Connection, record_ids: Iterable[str]) -> dict[str, s
     return found
 
 
-def record_outcomes(store: Store, items: Sequence[OutcomeIn], *, source: str) -> int:
+def record_outcomes(
+    store: Store,
+    items: Sequence[OutcomeIn],
+    *,
+    source: str,
+    audit: Callable[[Connection], None] | None = None,
+) -> int:
     """Write outcomes (API, CSV import) in one transaction; returns how many leads they name.
 
     A ``record_id`` that is a stored record's id is recorded under that record's lead; any
-    other ``record_id`` is taken as a lead id as it is.
+    other ``record_id`` is taken as a lead id as it is.  ``audit`` writes the import's audit
+    entry in the same transaction.
 
     Raises:
         ValueError: an item names neither a record id nor a pipeline and source key, or its
@@ -130,7 +137,10 @@ def record_outcomes(store: Store, items: Sequence[OutcomeIn], *, source: str) ->
             else:
                 raise ValueError(f"item {n}: give a record_id, or a pipeline and a source_key")
             rows.append((rid, item.kind, int(item.label), float(item.observed_at), source, now))
-        return upsert_outcomes(conn, store.dialect, rows)
+        recorded = upsert_outcomes(conn, store.dialect, rows)
+        if audit is not None:
+            audit(conn)
+        return recorded
 
 
 @dataclass(frozen=True)

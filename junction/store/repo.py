@@ -658,11 +658,19 @@ class Store:
 
     # endpoints
 
-    def set_endpoint(self, channel: str, *, disabled: bool, reason: str | None = None) -> None:
-        """Disable or enable a channel endpoint (with its event; enabling clears its failures)."""
+    def set_endpoint(
+        self,
+        channel: str,
+        *,
+        disabled: bool,
+        reason: str | None = None,
+        audit: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Disable or enable a channel endpoint (with its event; enabling clears its failures);
+        ``audit`` writes its audit entry in the same transaction."""
         from junction.store import outbox
 
-        outbox.set_endpoint(self, channel, disabled=disabled, reason=reason)
+        outbox.set_endpoint(self, channel, disabled=disabled, reason=reason, audit=audit)
 
     def disabled_endpoints(self) -> dict[str, str | None]:
         """Return the disabled channels and why."""

@@ -8,10 +8,10 @@ entry keeps them from being messaged again without keeping their data.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 
 from junction.core.pseudonym import Pseudonymizer
 from junction.store import tables as t
@@ -34,8 +34,19 @@ class SuppressionList:
             raise ValueError(f"unknown suppression kind {kind!r}")
         return self._ps.of(kind, address)
 
-    def add(self, kind: str, address: str, *, reason: str, source: str) -> bool:
-        """Suppress ``address``; True if it was not suppressed before (the first reason stays)."""
+    def add(
+        self,
+        kind: str,
+        address: str,
+        *,
+        reason: str,
+        source: str,
+        audit: Callable[[Connection, bool], None] | None = None,
+    ) -> bool:
+        """Suppress ``address``; True if it was not suppressed before (the first reason stays).
+
+        ``audit(conn, added)`` writes the action's audit entry in the same transaction.
+        """
         row = {
             "kind": kind,
             "address_key": self.key(kind, address),
@@ -45,7 +56,10 @@ class SuppressionList:
         }
         with self.store.begin() as conn:
             sql = self.store._insert_ignore(t.suppressions, tuple(row))
-            return bool(conn.exec_driver_sql(sql, tuple(row.values())).rowcount)
+            added = bool(conn.exec_driver_sql(sql, tuple(row.values())).rowcount)
+            if audit is not None:
+                audit(conn, added)
+            return added
 
     def suppressed(self, kind: str, addresses: Iterable[str]) -> set[str]:
         """The subset of ``addresses`` (as given) that is suppressed."""
@@ -59,8 +73,13 @@ class SuppressionList:
             ).scalars()
             return {by_key[k] for k in found}
 
-    def lift(self, kind: str, address: str) -> bool:
-        """Remove a suppression (e.g. the person opted back in); True if there was one."""
+    def lift(
+        self, kind: str, address: str, *, audit: Callable[[Connection], None] | None = None
+    ) -> bool:
+        """Remove a suppression (e.g. the person opted back in); True if there was one.
+
+        ``audit`` writes the action's audit entry in the same transaction, when one was lifted.
+        """
         c = t.suppressions.c
         with self.store.begin() as conn:
             n = conn.execute(
@@ -68,6 +87,8 @@ class SuppressionList:
                     c.kind == kind, c.address_key == self.key(kind, address)
                 )
             ).rowcount
+            if n and audit is not None:
+                audit(conn)
         return bool(n)
 
     def entry(self, kind: str, address: str) -> dict[str, Any] | None:

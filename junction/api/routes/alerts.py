@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
+from sqlalchemy import Connection
 
 from junction.api.audit import audit_action
 from junction.api.context import ctx_of
@@ -45,12 +46,15 @@ def ack_delivery(
     _: Annotated[Principal, Depends(OPERATE)],
 ) -> dict[str, Any]:
     """Acknowledge an alert: it (and the chain it belongs to) escalates no further."""
-    row, acked = acknowledge(ctx_of(request).store, delivery_id)
+
+    def audit(conn: Connection) -> None:  # in the acknowledgement's transaction
+        audit_action(request, "delivery.ack", delivery_id, conn=conn)
+
+    row, acked = acknowledge(ctx_of(request).store, delivery_id, audit=audit)
     if row is None:
         raise ApiProblem(404, "Not found", "no such delivery", code="delivery_not_found")
     if not acked:
         raise ApiProblem(
             409, "Already acknowledged", "the alert was acknowledged before", code="already_acked"
         )
-    audit_action(request, "delivery.ack", delivery_id)
     return row

@@ -273,9 +273,12 @@ def list_channels(request: Request, _: Annotated[Principal, Depends(READ)]) -> d
 def _set_channel(request: Request, name: str, disabled: bool, reason: str | None) -> dict[str, Any]:
     _require_channel(request, name)
     ctx = ctx_of(request)
-    ctx.store.set_endpoint(name, disabled=disabled, reason=reason)
     action = "channel.disable" if disabled else "channel.enable"
-    audit_action(request, action, name, {"reason": reason} if reason else None)
+
+    def audit(conn: Connection) -> None:  # in the change's transaction
+        audit_action(request, action, name, {"reason": reason} if reason else None, conn=conn)
+
+    ctx.store.set_endpoint(name, disabled=disabled, reason=reason, audit=audit)
     state = queries.endpoint_states(ctx.store).get(name)
     return _channel(name, state, queries.channel_counts(ctx.store).get(name, {}))
 

@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from junction.api.audit import aaudit_action
+from junction.api.audit import audit_action
 from junction.api.context import ctx_of
 from junction.api.policy import OPERATE, Principal
 from junction.api.problems import ApiProblem
@@ -109,6 +110,11 @@ async def post_outcomes(
     ctx = ctx_of(request)
     items = _items(body)
     source = f"api:{principal.client_id}"[:64]
-    recorded = await run_in_threadpool(record_outcomes, ctx.store, items, source=source)
-    await aaudit_action(request, "outcomes.record", "outcomes", {"items": len(items)})
+
+    def audit(conn: Connection) -> None:  # in the import's transaction
+        audit_action(request, "outcomes.record", "outcomes", {"items": len(items)}, conn=conn)
+
+    recorded = await run_in_threadpool(
+        record_outcomes, ctx.store, items, source=source, audit=audit
+    )
     return {"received": len(items), "recorded": recorded}

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Connection
 
 from junction.api.audit import audit_action, audit_log_of
 from junction.api.context import ctx_of
@@ -152,11 +153,15 @@ def add_suppression(
     """Stop messaging an address (the first reason recorded stays)."""
     sl = _list(request)
     address = _valid(body.kind, body.address)
-    added = sl.add(body.kind, address, reason=body.reason, source=f"api:{principal.client_id}")
-    out = _status(sl, body.kind, address)
-    target = f"{body.kind}:{out['address_key']}"
-    audit_action(request, "suppression.add", target, {"reason": body.reason, "added": added})
-    return {**out, "changed": added}
+    target = f"{body.kind}:{sl.key(body.kind, address)}"
+
+    def audit(conn: Connection, added: bool) -> None:  # in the change's transaction
+        detail = {"reason": body.reason, "added": added}
+        audit_action(request, "suppression.add", target, detail, conn=conn)
+
+    source = f"api:{principal.client_id}"
+    added = sl.add(body.kind, address, reason=body.reason, source=source, audit=audit)
+    return {**_status(sl, body.kind, address), "changed": added}
 
 
 @router.delete(
@@ -177,11 +182,15 @@ def lift_suppression(
     sl = _list(request)
     address = _valid(kind, address)
     before = sl.entry(kind, address)
-    if before is None or not sl.lift(kind, address):
+    key = sl.key(kind, address)
+
+    def audit(conn: Connection) -> None:  # in the change's transaction
+        assert before is not None
+        detail = {"was": before["reason"], **({"reason": reason} if reason else {})}
+        audit_action(request, "suppression.lift", f"{kind}:{key}", detail, conn=conn)
+
+    if before is None or not sl.lift(kind, address, audit=audit):
         raise ApiProblem(
             404, "Not found", "the address is not suppressed", code="suppression_not_found"
         )
-    key = sl.key(kind, address)
-    detail = {"was": before["reason"], **({"reason": reason} if reason else {})}
-    audit_action(request, "suppression.lift", f"{kind}:{key}", detail)
     return {"kind": kind, "address_key": key, "suppressed": False, "changed": True}
