@@ -3,6 +3,14 @@
 Channels are async.  They classify failures into the error taxonomy (2xx → Receipt,
 408/429/5xx/timeouts → RetryableError, 410 → EndpointGoneError, other 4xx → FatalError) but never
 retry: the one retry policy lives in the delivery worker.
+
+A channel whose provider reports every send back with the delivery id, and takes a whole
+delivery in one call (SendGrid: ``custom_args`` echoed in its events, all recipients in one Mail
+Send), sets ``reported_sends = True``: a pending delivery the provider has already reported (its
+``remote_status`` is set) was sent by an attempt the hub never recorded (a worker stopped between
+the provider's answer and the recording), so the worker records it delivered instead of sending
+it again.  Channels that send per recipient (Twilio) leave it False: a report names one
+recipient, not the delivery.
 """
 
 from __future__ import annotations

@@ -350,10 +350,14 @@ class DeliveryWorker:
     def _admit(self, rows: list[dict[str, Any]]) -> None:
         """Buffer claimed rows (after their gates, decided in one thread hop) and start sends."""
         gated: list[_Ready] = []
+        reported: list[dict[str, Any]] = []
         for row in rows:
             self._held.add(row["id"])
-            delivery = self._delivery(row)
             channel = self.channels[row["channel"]]
+            if row.get("remote_status") is not None and getattr(channel, "reported_sends", False):
+                reported.append(row)  # sent before, by an attempt never recorded: not again
+                continue
+            delivery = self._delivery(row)
             applies = [g for g in self.gates if g.applies(delivery, channel)]
             ready = _Ready(row, delivery, channel, applies)
             if applies:
@@ -364,6 +368,9 @@ class DeliveryWorker:
         if gated:
             self._total += len(gated)
             self._spawn(self._gate(gated))
+        if reported:
+            self._total += len(reported)
+            self._spawn(self._confirm(reported))
         self._pump_all()
 
     def _pump(self, name: str) -> None:
@@ -546,6 +553,25 @@ class DeliveryWorker:
             self._total -= len(items)
             if passed:
                 self._pump_all()
+            if self._total == 0 and self._buffered == 0:
+                self._wake.set()
+
+    async def _confirm(self, rows: list[dict[str, Any]]) -> None:
+        """Record as delivered what the provider already reported (RELIABILITY case 59)."""
+        try:
+            now = time.time()
+            for row in rows:
+                self._forget_trace(row["id"])
+                outcome = outcomes.reported(row, now)
+                self._count(row, outcome, None)
+                log.info(
+                    "the provider reported an unrecorded send; not sending it again",
+                    channel=row["channel"],
+                    remote_status=row["remote_status"],
+                )
+                await self._queue.put(_Item(outcome, None, None))  # held till recorded
+        finally:
+            self._total -= len(rows)
             if self._total == 0 and self._buffered == 0:
                 self._wake.set()
 

@@ -16,6 +16,11 @@ counts for the endpoint's health and whether it ends the message.
 | InternalError (our bug)     | dead       | failed      | -      | quarantine + exhausted event|
 | gate: suppress, skip, hold  | suppressed, skipped, held | same | - | no quarantine          |
 | gate: defer                 | pending    | none        | -      | at ``until``, not counted   |
+| reported by the provider    | delivered  | delivered   | -      | not sent again (see below)  |
+
+A pending delivery the provider has already reported (``remote_status`` set by its events, on a
+channel with ``reported_sends``) was taken by an attempt the hub never recorded: a worker stopped
+between the provider's answer and the recording.  It is recorded delivered, not sent again.
 
 A dead delivery is quarantined so it stays replayable (``junction quarantine replay``, the API);
 a recipient rejection too, because once the suppression is lifted a replay is meaningful.
@@ -71,6 +76,17 @@ def succeeded(row: dict[str, Any], receipt: Receipt, started: float) -> Outcome:
         remote_id=receipt.remote_id,
         health="ok",
         duration_ms=(time.time() - started) * 1000,
+    )
+    return out
+
+
+def reported(row: dict[str, Any], now: float) -> Outcome:
+    """The outcome of a send the provider reported and the hub never recorded: delivered."""
+    out = _base(row, int(row["attempts"]) + 1, now)
+    out.update(
+        outcome="delivered",
+        new_status="delivered",
+        error=f"reported by the provider ({str(row['remote_status'])[:32]}), not sent again",
     )
     return out
 

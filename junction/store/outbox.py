@@ -50,6 +50,8 @@ CLAIM_COLS = (
     "record_id",
     "pipeline",
     "route",
+    # the provider's reported status: set when it already took a send the hub never recorded
+    "remote_status",
 )
 ATTEMPT_COLS = (
     "delivery_id",
@@ -149,7 +151,8 @@ _CLAIM_ONE = (
     "AND next_attempt_at <= {now} AND (lease_until IS NULL OR lease_until < {now}) "
     "AND channel NOT IN (SELECT channel FROM endpoints WHERE disabled) "
     "ORDER BY next_attempt_at LIMIT {n}{lock}) "
-    "RETURNING id, channel, event_type, payload, attempts, record_id, pipeline, route"
+    "RETURNING id, channel, event_type, payload, attempts, record_id, pipeline, route, "
+    "remote_status"
 )
 _CLAIM_ONE_SQL = {
     "sqlite": _CLAIM_ONE.format(until="?1", ch="?2", now="?3", n="?4", lock=""),

@@ -95,7 +95,15 @@ def replay_deliveries(
             requeued += conn.execute(
                 update(t.deliveries)
                 .where(d.id.in_(chosen[at : at + _CHUNK]), d.status.in_(statuses))
-                .values(status="pending", attempts=0, next_attempt_at=now, lease_until=None)
+                # a replay sends again: a provider status of an earlier send must not count as
+                # a report of this one (the worker takes a reported send as delivered)
+                .values(
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    lease_until=None,
+                    remote_status=None,
+                )
                 .returning(d.id)
             ).scalars()
         _close_dead_letters(store, conn, requeued)

@@ -39,6 +39,8 @@ class SendGridEmailChannel(ClosesOnExit):
 
     name: ClassVar[str] = "email_sendgrid"
     config_model: ClassVar[type[SendGridEmailConfig]] = SendGridEmailConfig
+    # one Mail Send per delivery, whose events echo the delivery id (outbound.base)
+    reported_sends: ClassVar[bool] = True
 
     def __init__(self, config: SendGridEmailConfig | Mapping[str, Any]) -> None:
         self.config = config = validate_config(SendGridEmailConfig, config, kind="email_sendgrid")

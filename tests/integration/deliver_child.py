@@ -1,14 +1,16 @@
 """A delivery worker in its own process, for the kill -9 test.
 
-``python -m tests.integration.deliver_child STORE_URL URL SECRET MODE MARKER``: delivers what is
-due to one webhook channel (``webhook.crash``) and exits.  In ``hang`` mode the first recording
-of outcomes writes ``MARKER`` and blocks forever instead, so the test can SIGKILL the process
-after the receiver's 2xx and before the outcome is recorded.
+``python -m tests.integration.deliver_child STORE_URL URL SECRET MODE MARKER [CHANNELS]``:
+delivers what is due to one webhook channel (``webhook.crash``), or to the channels of the JSON
+file ``CHANNELS`` (name → options), and exits.  In ``hang`` mode the first recording of outcomes
+writes ``MARKER`` and blocks forever instead, so the test can SIGKILL the process after the
+receiver's 2xx and before the outcome is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,14 +33,17 @@ class HangingStore(Store):
 
 
 def main(argv: list[str]) -> int:
-    store_url, url, secret, mode, marker = argv
+    store_url, url, secret, mode, marker, *more = argv
     store: Store
     if mode == "hang":
         store = HangingStore(Store.open(store_url).engine)
         store.marker = Path(marker)
     else:
         store = Store.open(store_url)
-    channels = build_channels({"webhook.crash": {"url": url, "secret": secret, "timeout_s": 5}})
+    options = {"webhook.crash": {"url": url, "secret": secret, "timeout_s": 5}}
+    if more:
+        options = json.loads(Path(more[0]).read_text(encoding="utf-8"))
+    channels = build_channels(options)
     policy = DeliveryConfig(lease_s=1.0, schedule_s=[0.05])
 
     async def go() -> None:

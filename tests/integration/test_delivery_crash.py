@@ -22,7 +22,9 @@ from tests.integration.helpers import rows_of
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _child(store_url: str, url: str, secret: str, mode: str, marker: Path) -> subprocess.Popen:
+def _child(
+    store_url: str, url: str, secret: str, mode: str, marker: Path, *channels: Path
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -33,6 +35,7 @@ def _child(store_url: str, url: str, secret: str, mode: str, marker: Path) -> su
             secret,
             mode,
             str(marker),
+            *map(str, channels),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

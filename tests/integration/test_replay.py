@@ -137,6 +137,18 @@ def test_single_replay_from_any_replayable_status(store: Store) -> None:
     assert replay_deliveries(store, ids=[]) == 0
 
 
+def test_a_replay_forgets_the_provider_status_of_the_earlier_send(store: Store) -> None:
+    # a worker takes a pending delivery with a provider status as sent already (case 59): a
+    # replay asks for a new send, so the old status must not stand in for one
+    d = t.deliveries.c
+    with store.begin() as conn:
+        conn.execute(t.deliveries.update().where(d.id == "d1").values(remote_status="bounce"))
+    assert replay_deliveries(store, ids=["d1"]) == 1
+    with store.begin() as conn:
+        row = conn.execute(select(d.status, d.remote_status).where(d.id == "d1")).one()
+    assert tuple(row) == ("pending", None)
+
+
 def test_only_replayable_statuses_and_sane_limits(store: Store) -> None:
     for status in ("delivered", "pending", "held", "digested"):
         with pytest.raises(ConfigError, match="cannot be replayed"):
