@@ -28,6 +28,14 @@ class CsvFileConfig(FileSourceConfig):
     skip_rows: int = Field(
         0, ge=0, description="Records to skip before the header (report titles and the like)."
     )
+    max_rows: int | None = Field(
+        10_000_000,
+        ge=1,
+        description=(
+            "A file with more records than this is refused whole, before any row is read, "
+            "with TooManyRowsError (null: no limit; max_file_bytes still applies)."
+        ),
+    )
 
     @field_validator("delimiter")
     @classmethod

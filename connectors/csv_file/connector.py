@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, ClassVar
 from connectors.base import RawBatch, RowError
 from connectors.csv_file.config import DELIMITER_CANDIDATES, CsvFileConfig
 from connectors.csv_file.parts import MIN_PART_BYTES, CsvPart, CsvPlan, RangeReader, plan_cuts
+from connectors.csv_file.row_cap import check_row_cap
 from connectors.files import FileConnectorBase, resume_row
 from connectors.text_scan import TextScan, probe_text_file, scan_text_file
 from junction.core.errors import (
@@ -143,6 +144,7 @@ class CsvFileConnector(FileConnectorBase):
         Raises:
             ConfigError: the stream is not a file under the configured path.
             FileTooLargeError: the file exceeds ``max_file_bytes``.
+            TooManyRowsError: the file holds more than ``max_rows`` records; none is emitted.
             EncodingError: a byte does not decode strictly; no row has been emitted.
         """
         plan = self._plan(stream, parts=1, min_part_bytes=MIN_PART_BYTES)
@@ -165,7 +167,7 @@ class CsvFileConnector(FileConnectorBase):
         the cursor covers.
 
         Raises:
-            ConfigError, FileTooLargeError, EncodingError: as :meth:`read`.
+            ConfigError, FileTooLargeError, TooManyRowsError, EncodingError: as :meth:`read`.
         """
         return self._plan(stream, parts=parts, min_part_bytes=min_part_bytes)
 
@@ -188,6 +190,11 @@ class CsvFileConnector(FileConnectorBase):
         return self._read_plan(plan, part, resume_row(cursor, plan.sha256))
 
     def _plan(self, stream: str, *, parts: int, min_part_bytes: int) -> CsvPlan:
+        plan = self._make_plan(stream, parts=parts, min_part_bytes=min_part_bytes)
+        check_row_cap(plan, self.config.max_rows, lambda part: self._read_plan(plan, part, 0))
+        return plan
+
+    def _make_plan(self, stream: str, *, parts: int, min_part_bytes: int) -> CsvPlan:
         path = self._resolve_stream(stream)
         cfg = self.config
         probe = probe_text_file(path, cfg.encoding, max_file_bytes=cfg.max_file_bytes)

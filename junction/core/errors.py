@@ -22,7 +22,9 @@ JunctionError                 code, user_message, details (internal), context
 │   ├── ScoringInputError     the record cannot be scored
 │   ├── ParseError            the source bytes are malformed (row or element level)
 │   │   ├── EncodingError     bytes do not decode strictly in the chosen encoding
-│   │   └── FieldTooLargeError
+│   │   ├── FieldTooLargeError
+│   │   ├── FileTooLargeError
+│   │   └── TooManyRowsError
 │   └── UnsafeXMLError        DTD, entity, bomb or depth limit in XML
 │       └── DTDForbiddenError
 └── InternalError             an invariant broke; page someone
@@ -274,6 +276,12 @@ class FileTooLargeError(ParseError):
     """A file is larger than the configured limit."""
 
     code = "file_too_large"
+
+
+class TooManyRowsError(ParseError):
+    """A file holds more records than the configured limit (refused before any is read)."""
+
+    code = "too_many_rows"
 
 
 class UnsafeXMLError(ParseError):

@@ -155,6 +155,26 @@ def test_undecodable_file_is_quarantined_whole(
     assert (tmp_path / "rejected" / "bad.csv").exists()
 
 
+def test_a_file_over_max_rows_is_quarantined_whole_before_any_row(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
+    cfg = write_config(
+        tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir
+    )
+    rows = "".join(f"{i},Ada,Lovelace,ada{i}@example.com\n" for i in range(6))
+    (tmp_path / "inbox" / "big.csv").write_text("lead_id,first_name,last_name,email\n" + rows)
+    (tmp_path / "cfg-override.yaml").write_text(
+        cfg.read_text().replace("settle_seconds: 0", "settle_seconds: 0\n      max_rows: 5")
+    )
+    s, [q], records = run_once_and_quarantine(Hub.from_file(tmp_path / "cfg-override.yaml"))
+    assert s.files_failed == 1
+    assert records == 0  # not the first five: the file is refused whole
+    assert q["stage"] == "extract"
+    assert q["error_code"] == "too_many_rows"
+    assert q["payload"].startswith(b"lead_id,first_name")
+    assert (tmp_path / "rejected" / "big.csv").exists()
+
+
 def test_route_errors_quarantine_the_record_and_write_nothing_else(
     tmp_path: Path, models_dir: Path, secret: str
 ) -> None:
