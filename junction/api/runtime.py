@@ -11,12 +11,14 @@ import threading
 
 from junction.api.context import ApiContext
 from junction.api.problems import ApiProblem
+from junction.pipeline.backpressure import OutboxPressure
 from junction.pipeline.push import PushIngestor
 from junction.pipeline.runner import PipelineRunner
 
 _LOCK = threading.Lock()
 _INGESTORS = "push_ingestors"
 _RUN_LOCKS = "pipeline_locks"
+_PRESSURE = "outbox_pressure"
 
 
 def require_pipeline(ctx: ApiContext, name: str) -> None:
@@ -39,7 +41,11 @@ def ingestor_for(ctx: ApiContext, name: str) -> PushIngestor:
     if found is None:
         runner = runner_for(ctx, name)
         with _LOCK:
-            found = ingestors.setdefault(name, PushIngestor(runner))
+            pressure = ctx.extras.get(_PRESSURE)
+            if pressure is None:  # one pending count for every pipeline of the process
+                pressure = OutboxPressure(ctx.store, ctx.cfg.delivery.max_pending)
+                ctx.extras[_PRESSURE] = pressure
+            found = ingestors.setdefault(name, PushIngestor(runner, pressure=pressure))
     return found
 
 

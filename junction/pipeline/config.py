@@ -260,6 +260,13 @@ class DeliveryConfig(_Strict):
         description="An endpoint failing without a single success for this long is disabled "
         "(an endpoint.disabled event and alert); null never auto-disables.",
     )
+    max_pending: int | None = Field(
+        1_000_000,
+        ge=1,
+        description="Pending deliveries past which pushed records (the records API, inbound "
+        "hooks) are refused with 503 and Retry-After until the workers catch up, so a long "
+        "receiver outage cannot grow the outbox without bound; null: no cap.",
+    )
 
     @property
     def max_attempts(self) -> int:

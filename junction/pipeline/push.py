@@ -17,6 +17,7 @@ from connectors.base import RawBatch
 from junction.core import tracing
 from junction.core.errors import ConfigError
 from junction.pipeline import traces
+from junction.pipeline.backpressure import OutboxPressure
 from junction.pipeline.runner import PipelineRunner
 from junction.store.inbound import write_pushed
 
@@ -49,10 +50,18 @@ class PushOutcome:
 class PushIngestor:
     """Ingests pushed payloads into one pipeline."""
 
-    def __init__(self, runner: PipelineRunner, *, max_records: int = MAX_PUSH_RECORDS) -> None:
-        """Use ``runner``'s compiled mapping, rules, scorer and routes."""
+    def __init__(
+        self,
+        runner: PipelineRunner,
+        *,
+        max_records: int = MAX_PUSH_RECORDS,
+        pressure: OutboxPressure | None = None,
+    ) -> None:
+        """Use ``runner``'s compiled mapping, rules, scorer and routes; ``pressure`` refuses
+        pushes while the outbox is over its cap."""
         self.runner = runner
         self.max_records = max_records
+        self.pressure = pressure
 
     def ingest(
         self,
@@ -89,6 +98,8 @@ class PushIngestor:
         carries several events (each one deduplicated on its own).  ``batch.positions`` are the
         items' indexes in the delivery, reported back per stored or quarantined record.
         """
+        if self.pressure is not None:
+            self.pressure.check()  # before anything is prepared or stored
         runner = self.runner
         # a batch pushed by an HTTP request is a child of the request's span, which continues
         # the caller's ``traceparent`` (junction.api.middleware)

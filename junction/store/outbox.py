@@ -519,6 +519,13 @@ def next_due_at(store: Store, channels: Collection[str] | None = None) -> float 
     return None if v is None else float(v)
 
 
+def pending_count(store: Store) -> int:
+    """Pending deliveries, due or not (a range scan of the status index)."""
+    c = t.deliveries.c
+    with store.begin() as conn:
+        return int(conn.execute(select(func.count()).where(c.status == "pending")).scalar() or 0)
+
+
 def endpoint_health(store: Store) -> dict[str, dict[str, Any]]:
     """``{channel: {disabled, reason, failing_since, last_success_at, last_failure_at}}``."""
     with store.begin() as conn:
@@ -535,6 +542,7 @@ __all__ = [
     "claim",
     "endpoint_health",
     "next_due_at",
+    "pending_count",
     "record",
     "set_endpoint",
 ]
