@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
 from junction.api.app import create_app
 from junction.api.context import ApiContext
@@ -139,3 +140,18 @@ def running_api(config_path: Path) -> Iterator[ApiHarness]:
             yield ApiHarness(url, app, ctx, config_path.parent)
     finally:
         hub.close()
+
+
+@contextmanager
+def running_channels_api(root: Path, store: str, channels: dict[str, Any]) -> Iterator[ApiHarness]:
+    """The API over a config of only ``channels`` (no pipeline), e.g. for provider callbacks."""
+    config = {
+        "store": store,
+        "models_dir": str(root / "state" / "models"),
+        "channels": channels,
+        "api": {"signing_key": SIGNING_KEY},
+    }
+    path = root / "junction.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with running_api(path) as h:
+        yield h

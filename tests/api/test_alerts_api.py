@@ -8,7 +8,7 @@ from sqlalchemy import select
 from junction.store import tables as t
 from junction.store.audit import AuditLog
 from tests.api.harness import ApiHarness
-from tests.integration.helpers import insert_delivery
+from tests.integration.helpers import insert_alert
 
 V1 = "/api/v1"
 DID = "leads:L-1:slack_ops"
@@ -16,16 +16,7 @@ DID = "leads:L-1:slack_ops"
 
 @pytest.fixture
 def alert(api: ApiHarness) -> ApiHarness:
-    insert_delivery(
-        api.ctx.store,
-        DID,
-        record_id="leads:L-1",
-        channel="slack.ops",
-        next_attempt_at=1.0,
-        created_at=1.0,
-        route="hot",
-        escalate_at=2.0,
-    )
+    insert_alert(api.ctx.store, DID, "leads:L-1")
     return api
 
 

@@ -21,7 +21,7 @@ from junction.store import tables as t
 from junction.store.audit import AuditLog
 from junction.store.suppressions import SuppressionList
 from tests.api.harness import ApiHarness
-from tests.integration.helpers import insert_delivery
+from tests.integration.helpers import insert_alert
 
 V1 = "/api/v1"
 ALERT = "leads:L-9:slack_ops"
@@ -131,16 +131,7 @@ ACTIONS: list[tuple[str, tuple[str, str, str, dict[str, Any]], Callable[..., boo
 
 @pytest.fixture
 def audited(api: ApiHarness) -> ApiHarness:
-    insert_delivery(
-        api.ctx.store,
-        ALERT,
-        record_id="leads:L-9",
-        channel="slack.ops",
-        next_attempt_at=1.0,
-        created_at=1.0,
-        route="hot",
-        escalate_at=2.0,
-    )
+    insert_alert(api.ctx.store, ALERT, "leads:L-9")
     return api
 
 

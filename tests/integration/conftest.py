@@ -1,4 +1,5 @@
-"""Fixtures shared by the integration tests: an open store and its suppression list."""
+"""Fixtures shared by the integration tests: an open store, its suppression list, and the local
+SendGrid fake with the key pair that signs its events."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from junction.core.pseudonym import Pseudonymizer
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
+from tests.fakes.sendgrid import SendGridFake, served_fake
+from tests.fakes.sendgrid_events import EventSigner
 
 
 @pytest.fixture
@@ -23,3 +26,16 @@ def store(store_url: str) -> Iterator[Store]:
 def suppressions(store: Store) -> SuppressionList:
     """The store's suppression list under a fixed test pseudonym key."""
     return SuppressionList(store, Pseudonymizer(b"k" * 32))
+
+
+@pytest.fixture
+def fake() -> Iterator[SendGridFake]:
+    """The SendGrid fake, served on 127.0.0.1."""
+    with served_fake() as server:
+        yield server
+
+
+@pytest.fixture
+def signer() -> EventSigner:
+    """A fresh key pair that signs SendGrid event webhook bodies."""
+    return EventSigner()

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
@@ -189,3 +194,56 @@ class NotesChannel:
 
     async def aclose(self) -> None:
         return None
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def deliver_child(
+    store_url: str, url: str, secret: str, mode: str, marker: Path, *channels: Path
+) -> subprocess.Popen[bytes]:
+    """A delivery worker process (``tests.integration.deliver_child``); ``hang`` mode stops it
+    where it would record its first outcomes, after writing ``marker``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.deliver_child",
+            store_url,
+            url,
+            secret,
+            mode,
+            str(marker),
+            *map(str, channels),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def kill_at_recording(
+    proc: subprocess.Popen[bytes],
+    marker: Path,
+    before_kill: Callable[[], None],
+    timeout: float = 60,
+) -> None:
+    """Wait until ``proc`` is about to record (it wrote ``marker``), run ``before_kill`` (what
+    the receiver got by then), then SIGKILL it."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(
+                    f"worker exited ({proc.returncode}) before the kill point:\n{err[-3000:]}"
+                )
+            assert time.monotonic() < deadline, "the worker never reached the recording step"
+            time.sleep(0.02)
+        before_kill()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

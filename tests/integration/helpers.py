@@ -149,3 +149,17 @@ def insert_delivery(store: Store, delivery_id: str, **values: Any) -> None:
     row.update(values)
     with store.begin() as conn:
         conn.execute(t.deliveries.insert().values(**row))
+
+
+def insert_alert(store: Store, delivery_id: str, record_id: str) -> None:
+    """Store one pending alert of route ``hot`` on ``slack.ops``, due to escalate (not acked)."""
+    insert_delivery(
+        store,
+        delivery_id,
+        record_id=record_id,
+        channel="slack.ops",
+        next_attempt_at=1.0,
+        created_at=1.0,
+        route="hot",
+        escalate_at=2.0,
+    )

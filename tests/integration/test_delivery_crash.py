@@ -4,55 +4,13 @@ it, and there is one logical delivery."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-
-import pytest
 
 from junction.store.repo import Store
 from outbound.webhook.config import generate_secret
 from outbound.webhook.sink import WebhookSink, read_sink_file
-from tests.integration.delivery_support import enqueue
+from tests.integration.delivery_support import deliver_child, enqueue, kill_at_recording
 from tests.integration.helpers import rows_of
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _child(
-    store_url: str, url: str, secret: str, mode: str, marker: Path, *channels: Path
-) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.integration.deliver_child",
-            store_url,
-            url,
-            secret,
-            mode,
-            str(marker),
-            *map(str, channels),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            pytest.fail(f"worker exited ({proc.returncode}) before the kill point:\n{err[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail("the worker never reached the recording step")
-        time.sleep(0.02)
 
 
 def test_kill_after_2xx_before_recording_resends_the_same_id(
@@ -67,20 +25,18 @@ def test_kill_after_2xx_before_recording_resends_the_same_id(
         store.close()
     marker = tmp_path / "recording"
     with WebhookSink(secret, journal) as sink:
-        proc = _child(store_url, sink.url, secret, "hang", marker)
-        try:
-            _wait_for(marker, proc)
+
+        def received() -> None:
             # the receiver has the delivery (fsync'ed before its 2xx); the store does not
             assert [e["webhook_id"] for e in read_sink_file(journal)] == ["lead-42"]
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+
+        kill_at_recording(
+            deliver_child(store_url, sink.url, secret, "hang", marker), marker, received
+        )
         assert rows_of(store_url, "SELECT status, attempts FROM deliveries") == [("pending", 0)]
         assert rows_of(store_url, "SELECT count(*) FROM attempts") == [(0,)]
 
-        again = _child(store_url, sink.url, secret, "normal", tmp_path / "unused")
+        again = deliver_child(store_url, sink.url, secret, "normal", tmp_path / "unused")
         assert again.wait(timeout=60) == 0, again.stderr.read().decode() if again.stderr else ""
         stats = sink.stats()
     # the same webhook-id arrived twice, verified both times; the receiver kept it once

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from junction.core.pseudonym import Pseudonymizer
 from junction.pipeline.config import DeliveryConfig
@@ -18,25 +17,14 @@ from junction.pipeline.state import state_dir
 from junction.pipeline.suppression_gate import SuppressionGate
 from junction.store.suppressions import SuppressionList
 from outbound.email_sendgrid import SendGridEmailChannel
-from tests.api.harness import SIGNING_KEY, ApiHarness, running_api
+from tests.api.harness import ApiHarness, running_channels_api
 from tests.contract.channels.email_sendgrid import options_for
-from tests.fakes.sendgrid import SendGridFake, served_fake
+from tests.fakes.sendgrid import SendGridFake
 from tests.fakes.sendgrid_events import EventSigner, event, events_body
 from tests.integration.delivery_support import enqueue, run_worker
 from tests.integration.helpers import rows_of
 
 CH = "email_sendgrid.sales"
-
-
-@pytest.fixture
-def fake() -> Iterator[SendGridFake]:
-    with served_fake() as server:
-        yield server
-
-
-@pytest.fixture
-def signer() -> EventSigner:
-    return EventSigner()
 
 
 @pytest.fixture
@@ -49,15 +37,7 @@ def hub_api(
         "to_path": "record.email",
         "event_public_key": signer.public_key_b64,
     }
-    config = {
-        "store": store_url,
-        "models_dir": str(tmp_path / "state" / "models"),
-        "channels": {CH: options},
-        "api": {"signing_key": SIGNING_KEY},
-    }
-    path = tmp_path / "junction.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    with running_api(path) as h:
+    with running_channels_api(tmp_path, store_url, {CH: options}) as h:
         yield h
 
 

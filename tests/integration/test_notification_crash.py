@@ -12,23 +12,20 @@ same delivery id, by which a receiver (or SendGrid's event stream) tells the two
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from junction.store.repo import Store
-from tests.api.harness import SIGNING_KEY, ApiHarness, running_api
+from tests.api.harness import ApiHarness, running_channels_api
 from tests.contract.channels.email_sendgrid import options_for
-from tests.fakes.sendgrid import SendGridFake, served_fake
+from tests.fakes.sendgrid import SendGridFake
 from tests.fakes.sendgrid_events import EventSigner, event, events_body
-from tests.integration.delivery_support import enqueue
+from tests.integration.delivery_support import deliver_child, enqueue, kill_at_recording
 from tests.integration.helpers import rows_of
-from tests.integration.test_delivery_crash import _child, _wait_for
 
 CH = "email_sendgrid.sales"
 DID = "leads:L-7:email_sendgrid_sales"
@@ -42,31 +39,12 @@ PAYLOAD = {
 
 
 @pytest.fixture
-def fake() -> Iterator[SendGridFake]:
-    with served_fake() as server:
-        yield server
-
-
-@pytest.fixture
-def signer() -> EventSigner:
-    return EventSigner()
-
-
-@pytest.fixture
 def hub(tmp_path: Path, store_url: str, fake: SendGridFake, signer: EventSigner) -> Iterator[Any]:
     """The API (for SendGrid's events) and the channel options the worker processes use."""
     options = {**options_for(fake.base), "event_public_key": signer.public_key_b64}
-    config = {
-        "store": store_url,
-        "models_dir": str(tmp_path / "state" / "models"),
-        "channels": {CH: options},
-        "api": {"signing_key": SIGNING_KEY},
-    }
-    path = tmp_path / "junction.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
     channels = tmp_path / "channels.json"
     channels.write_text(json.dumps({CH: options}), encoding="utf-8")
-    with running_api(path) as api:
+    with running_channels_api(tmp_path, store_url, {CH: options}) as api:
         yield api, channels
 
 
@@ -79,20 +57,18 @@ def send_and_kill(api: ApiHarness, channels: Path, fake: SendGridFake, tmp_path:
     finally:
         store.close()
     marker = tmp_path / "recording"
-    proc = _child(store_url, "-", "-", "hang", marker, channels)
-    try:
-        _wait_for(marker, proc)
+
+    def accepted() -> None:  # SendGrid answered 202; the store has not recorded it
         assert [r.delivery_id for r in fake.accepted()] == [DID]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    kill_at_recording(
+        deliver_child(store_url, "-", "-", "hang", marker, channels), marker, accepted
+    )
     assert rows_of(store_url, "SELECT status, attempts FROM deliveries") == [("pending", 0)]
 
 
 def restart(api: ApiHarness, channels: Path, tmp_path: Path) -> None:
-    again = _child(api.ctx.cfg.store, "-", "-", "normal", tmp_path / "unused", channels)
+    again = deliver_child(api.ctx.cfg.store, "-", "-", "normal", tmp_path / "unused", channels)
     assert again.wait(timeout=60) == 0, again.stderr.read().decode() if again.stderr else ""
 
 
