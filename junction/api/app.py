@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from junction.api import dashboard
 from junction.api.bodylimit import BodyLimitMiddleware
-from junction.api.concurrency import InFlightGate, InFlightMiddleware
+from junction.api.concurrency import InFlightGate, InFlightMiddleware, document_limits
 from junction.api.context import ApiContext
 from junction.api.middleware import RequestIdMiddleware
 from junction.api.policy import Authenticator
@@ -86,5 +86,20 @@ def create_app(
     )
     app.state.in_flight = gate
     app.add_middleware(InFlightMiddleware, gate=gate)
+    _document_limits(app)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _document_limits(app: FastAPI) -> None:
+    """The OpenAPI document names the 429 and 503 answers the limits may give every operation."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            document_limits(schema, api_prefix=API_PREFIX, token_path=f"{API_PREFIX}/oauth/token")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

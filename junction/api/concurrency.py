@@ -30,10 +30,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from junction.api.problems import ApiProblem, problem_response
+from junction.api.schemas import problem
 
 RETRY_AFTER_S = 1
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -143,6 +145,32 @@ class InFlightGate:
             code=code or reason,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+
+
+def document_limits(schema: dict[str, Any], *, api_prefix: str, token_path: str) -> None:
+    """Add the answers the limits may give to every operation of an OpenAPI ``schema``.
+
+    Any operation but a probe may be refused with 503 (``overloaded``, ``shed``); an
+    authenticated one (under ``api_prefix``, but the token endpoint) also with 429 (the
+    client's in-flight or rate limit).
+    """
+    busy = problem(
+        "Overloaded or shedding (the instance's in-flight limits), or a dependency is down: "
+        "retry after Retry-After seconds."
+    )
+    limited = problem(
+        "Too many requests: the client's rate limit or in-flight limit; retry after "
+        "Retry-After seconds."
+    )
+    for path, operations in schema.get("paths", {}).items():
+        if path in PROBES:
+            continue
+        authenticated = path.startswith(api_prefix + "/") and path != token_path
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("503", busy)
+            if authenticated:
+                responses.setdefault("429", limited)
 
 
 class InFlightMiddleware:

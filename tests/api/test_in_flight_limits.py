@@ -181,3 +181,17 @@ def test_the_gate_counts_each_request_once_and_gives_every_slot_back() -> None:
     assert gate.is_critical("POST", "/api/v1/score-lead")
     assert not gate.is_critical("GET", "/api/v1/records/leads")
     assert not gate.is_critical("POST", "/api/v1/pipelines/leads/run")
+
+
+def test_the_openapi_document_names_the_limits_answers(api: ApiHarness) -> None:
+    with api.http() as c:
+        paths = c.get("/api/v1/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, op in operations.items():
+            codes = set(op["responses"])
+            if path in ("/healthz", "/readyz", "/metrics"):
+                assert "429" not in codes, (method, path)  # probes are never refused
+                continue
+            assert "503" in codes, (method, path)
+            if path.startswith("/api/v1/") and path != "/api/v1/oauth/token":
+                assert "429" in codes, (method, path)
