@@ -36,6 +36,7 @@ __all__ = [
     "observe_delivery",
     "observe_drift",
     "observe_file",
+    "observe_hook_deferred",
     "observe_model_reload",
     "observe_quarantine",
     "observe_run",
@@ -65,6 +66,13 @@ QUARANTINED = Counter(
     "junction_quarantined",
     "Items quarantined (dead letters), by pipeline, stage and error code.",
     ["pipeline", "stage", "code"],
+    registry=REGISTRY,
+)
+HOOKS_DEFERRED = Counter(
+    "junction_hooks_deferred",
+    "Signed inbound deliveries answered 503 (the store or the pipeline was not ready; the "
+    "sender retries), by hook source and error code.",
+    ["source", "code"],
     registry=REGISTRY,
 )
 DELIVERIES = Counter(
@@ -163,6 +171,11 @@ def observe_stage(pipeline: str, stage: str, entered: int, left: int) -> None:
     """Count records through one stage of a stage worker (``junction worker``)."""
     RECORDS_IN.labels(pipeline, stage).inc(entered)
     RECORDS_OUT.labels(pipeline, stage).inc(left)
+
+
+def observe_hook_deferred(source: str, code: str) -> None:
+    """Count one inbound delivery the hub could not store and asked the sender to retry."""
+    HOOKS_DEFERRED.labels(source, code).inc()
 
 
 def observe_quarantine(pipeline: str, stage: str, code: str) -> None:

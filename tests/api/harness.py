@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,6 +87,14 @@ class ApiHarness:
     def http(self, **kw: Any) -> httpx.Client:
         """An HTTP client for the server."""
         return httpx.Client(base_url=self.base_url, timeout=kw.pop("timeout", 30), **kw)
+
+    def metric(self, series: str) -> float:
+        """One sample of the server's /metrics (0 when absent), read over HTTP as Prometheus
+        does; ``series`` is the name with its labels, e.g. ``x_total{reason="shed"}``."""
+        with self.http() as h:
+            text = h.get("/metrics").text
+        found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
 
     def issue_token(self, client_id: str, secret: str) -> str:
         """An access token from the token endpoint (client-credentials grant)."""

@@ -486,6 +486,8 @@ def test_store_down_is_503_and_the_senders_retry_stores_it(
             outage: TcpProxy | SqliteOutage = proxy or SqliteOutage(api, tmp_path / "junction.db")
             body = orjson.dumps(LEAD)
             headers = signed(body)
+            deferred = 'junction_hooks_deferred_total{code="unavailable",source="partner"}'
+            before = api.metric(deferred)
             outage.down()
             try:
                 r = post(api, body, headers)
@@ -494,6 +496,7 @@ def test_store_down_is_503_and_the_senders_retry_stores_it(
                 assert int(r.headers["retry-after"]) >= 1
             finally:
                 outage.up()
+            assert api.metric(deferred) == before + 1  # what the outage alerts count
             # not marked seen: the sender's retry (same id, fresh signature) stores it
             assert not seen(api.ctx.store, "partner", headers["webhook-id"])
             retry = signed(body, msg_id=headers["webhook-id"])

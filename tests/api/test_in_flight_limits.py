@@ -9,7 +9,6 @@ test lets go.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -66,17 +65,9 @@ def post(api: ApiHarness, headers: dict[str, str], tag: str) -> httpx.Response:
         return c.post(URL, json=body, headers={**headers, "Idempotency-Key": tag})
 
 
-def metric(api: ApiHarness, name: str) -> float:
-    """A sample of the API's /metrics (0 when absent), read over HTTP like Prometheus."""
-    with api.http() as c:
-        text = c.get("/metrics").text
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def wait_in_flight(api: ApiHarness, n: int) -> None:
     deadline = time.monotonic() + 20
-    while metric(api, "junction_api_requests_in_flight") != n:
+    while api.metric("junction_api_requests_in_flight") != n:
         assert time.monotonic() < deadline, "the requests never reached the handler"
         time.sleep(0.02)
 
@@ -109,8 +100,8 @@ def test_a_client_past_its_cap_gets_429_at_once_and_other_clients_go_on(api: Api
     assert records(api) == 4
     assert post(api, a, "a-3").status_code == 201
     assert records(api) == 5
-    assert metric(api, "junction_api_requests_in_flight") == 0
-    assert metric(api, 'junction_api_requests_refused_total{reason="client_limit"}') == 1
+    assert api.metric("junction_api_requests_in_flight") == 0
+    assert api.metric('junction_api_requests_refused_total{reason="client_limit"}') == 1
 
 
 def test_listings_shed_past_80_percent_while_ingestion_and_tokens_keep_the_rest(
@@ -147,8 +138,8 @@ def test_listings_shed_past_80_percent_while_ingestion_and_tokens_keep_the_rest(
     assert records(api) == 10
     with api.http() as c:
         assert c.get("/api/v1/runs", headers=listing).status_code == 200
-    assert metric(api, 'junction_api_requests_refused_total{reason="shed"}') == 2
-    assert metric(api, 'junction_api_requests_refused_total{reason="overloaded"}') == 2
+    assert api.metric('junction_api_requests_refused_total{reason="shed"}') == 2
+    assert api.metric('junction_api_requests_refused_total{reason="overloaded"}') == 2
 
 
 def test_the_gate_counts_each_request_once_and_gives_every_slot_back() -> None:

@@ -175,6 +175,28 @@ def test_a_file_over_max_rows_is_quarantined_whole_before_any_row(
     assert (tmp_path / "rejected" / "big.csv").exists()
 
 
+def test_a_file_over_max_file_bytes_is_quarantined_whole_with_its_reason(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+) -> None:
+    cfg = write_config(
+        tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir
+    )
+    rows = "".join(f"{i},Ada,Lovelace,ada{i}@example.com\n" for i in range(40))
+    (tmp_path / "inbox" / "huge.csv").write_text("lead_id,first_name,last_name,email\n" + rows)
+    (tmp_path / "cfg-override.yaml").write_text(
+        cfg.read_text().replace(
+            "settle_seconds: 0", "settle_seconds: 0\n      max_file_bytes: 1000"
+        )
+    )
+    s, [q], records = run_once_and_quarantine(Hub.from_file(tmp_path / "cfg-override.yaml"))
+    assert (s.files_failed, records) == (1, 0)
+    assert (q["stage"], q["error_code"]) == ("extract", "file_too_large")
+    assert (tmp_path / "rejected" / "huge.csv").exists()
+    reasons = list((tmp_path / "rejected").glob("huge.csv*reason*"))
+    assert reasons, sorted(p.name for p in (tmp_path / "rejected").iterdir())
+    assert "FileTooLargeError" in reasons[0].read_text()
+
+
 def test_route_errors_quarantine_the_record_and_write_nothing_else(
     tmp_path: Path, models_dir: Path, secret: str
 ) -> None:

@@ -35,6 +35,7 @@ from junction.api.verifiers import (
     VerifierSettings,
     default_verifiers,
 )
+from junction.core import metrics
 from junction.core.errors import ConfigError, ParseError, RetryableError
 from junction.core.logging import get_logger
 from junction.pipeline.config import HookConfig
@@ -97,8 +98,9 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def _unavailable(exc: RetryableError) -> ApiProblem:
-    log.warning("hook deferred", error=type(exc).__name__, code=exc.code)
+def _unavailable(exc: RetryableError, source: str) -> ApiProblem:
+    log.warning("hook deferred", source=source, error=type(exc).__name__, code=exc.code)
+    metrics.observe_hook_deferred(source, exc.code)  # a long run of these alerts
     return store_unavailable(
         "the delivery was not stored; retry later", retry_after_s(exc, DEFAULT_RETRY_AFTER_S)
     )
@@ -157,7 +159,7 @@ async def receive_hook(
     try:
         ingestor = await run_in_threadpool(_ingestor, ctx, hook.pipeline)
     except RetryableError as exc:
-        raise _unavailable(exc) from None
+        raise _unavailable(exc, source) from None
     parser = parser_of(ingestor)
     if parser is not None:  # the source's own format (Salesforce SOAP, HubSpot events)
         return await _receive_native(
@@ -176,7 +178,7 @@ async def receive_hook(
             _ingest, ctx, hook.pipeline, records, source, event_id, provenance
         )
     except RetryableError as exc:
-        raise _unavailable(exc) from None
+        raise _unavailable(exc, source) from None
     log.info(
         "hook accepted",
         source=source,
@@ -242,7 +244,7 @@ async def _receive_native(
             ctx, pipeline, source, event_id, exc, signed.body, provenance
         ) from None
     except RetryableError as exc:
-        raise _unavailable(exc) from None
+        raise _unavailable(exc, source) from None
     outcome = result.outcome
     log.info(
         "hook accepted",
@@ -281,7 +283,7 @@ async def _quarantine_body(
     try:
         await run_in_threadpool(ctx.store.quarantine_one, row)
     except RetryableError as err:
-        raise _unavailable(err) from None
+        raise _unavailable(err, source) from None
     log.warning("hook body quarantined", source=source, code=exc.code, bytes=len(body))
     return ApiProblem(
         unreadable_status(exc.code),
