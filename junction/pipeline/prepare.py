@@ -9,7 +9,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ import orjson
 from connectors.base import RawBatch
 from junction.core import tracing
 from junction.core.errors import JunctionError, RecordError
+from junction.core.rows import HeaderRows
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.labels import OutcomeRules
 from junction.pipeline.normalize import Normalizer
@@ -27,6 +29,11 @@ from scoring.base import Scorer
 from scoring.reasons import DEFAULT_BOOK, ReasonBook
 
 Row = tuple[Any, ...]
+# rows taken through all the stages at a time: a chunk's objects (raw row, mapped dict, model,
+# score, JSON) stay within a core's L2 cache from one stage to the next, where a whole batch of
+# 2,000 leads (~5 MB of them) is evicted between stages; the batch still commits as one
+# (2026-12-06, AMD EPYC with 1 MiB L2: 37.6 -> 36.1 us of CPU a row in `bench e2e`)
+PREP_CHUNK = 256
 # canonical fields that change with every version without being a change worth routing
 _VOLATILE = {"updated_at"}
 
@@ -157,16 +164,18 @@ class BatchPreparer:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # many young objects per batch; the cyclic GC would rescan them all
         try:
-            with tracing.span("junction.map", {"junction.records": len(batch)}) as sp:
-                good, bad = self.normalizer.apply(batch.records)
-                sp.set("junction.valid", len(good))
-                sp.set("junction.invalid", len(bad))
-            for i, exc in bad:
-                stage = "validate" if exc.code == "rule_failed" else "normalize"
-                quarantine(
-                    stage, batch.keys[i], exc, orjson.dumps(batch.records[i]), batch.positions[i]
-                )
-            self._effects(batch, good, out, prov_prefix, run_id, now, quarantine)
+            # with tracing on, each stage keeps one span per batch: the batch goes whole
+            for part in _chunks(batch, len(batch) if tracing.enabled() else PREP_CHUNK):
+                with tracing.span("junction.map", {"junction.records": len(part)}) as sp:
+                    good, bad = self.normalizer.apply(part.records)
+                    sp.set("junction.valid", len(good))
+                    sp.set("junction.invalid", len(bad))
+                for i, exc in bad:
+                    stage = "validate" if exc.code == "rule_failed" else "normalize"
+                    quarantine(
+                        stage, part.keys[i], exc, orjson.dumps(part.records[i]), part.positions[i]
+                    )
+                self._effects(part, good, out, prov_prefix, run_id, now, quarantine)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -346,3 +355,26 @@ class BatchPreparer:
                 heads.append((name, source_key, versions[i], rid, digest.hexdigest()[:32]))
         if labelled and self.outcomes is not None:
             out.outcomes.extend(self.outcomes.rows(labelled, now))
+
+
+def _chunks(batch: RawBatch, size: int) -> Iterator[RawBatch]:
+    """``batch`` in consecutive pieces of ``size`` rows (itself when it is no larger); its row
+    errors stay with it (``prepare`` quarantines them before the pieces)."""
+    n = len(batch)
+    if n <= size:
+        yield batch
+        return
+    recs = batch.records
+    versions = batch.versions
+    for a in range(0, n, size):
+        b = a + size
+        yield replace(
+            batch,
+            records=HeaderRows(recs.header, recs.rows[a:b])
+            if isinstance(recs, HeaderRows)
+            else recs[a:b],
+            keys=batch.keys[a:b],
+            positions=batch.positions[a:b],
+            errors=[],
+            versions=versions[a:b] if versions is not None else None,
+        )
