@@ -7,9 +7,10 @@ all of them) pay nothing or a count of one short part:
 1. **bytes**: every record takes at least one byte (its line break, or its last character), so a
    file with no more data bytes than the cap is within it;
 2. **line breaks**: every record ends at a line break or at the end of the file, so the line
-   breaks (LF, and CR not followed by LF) after the data's start, plus one when the file does not
-   end with one, bound the records from above.  A plan cut into parts already knows the exact records before its last part, so only
-   that part is counted (numpy compares, ~0.3 ns a byte);
+   breaks (LF, and CR not followed by LF) after the data's start, plus one when the file does
+   not end with one, bound the records from above.  A plan cut into parts already knows the
+   exact records before its last part, so only that part is counted (numpy compares, ~0.3 ns
+   a byte);
 3. **records**: the bound is over the cap (quoted values spanning lines, or a file really too
    big): the records are counted by reading the file, and counting stops at the first record
    past the cap.

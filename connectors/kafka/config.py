@@ -126,6 +126,13 @@ class KafkaConfig(BaseModel):
         description="Where poison messages (undecodable, not an object, schema failure) are "
         "produced with context headers; null quarantines them in the store instead.",
     )
+    errors_tolerance: Literal["all", "none"] = Field(
+        "all",
+        description="all: a poison message goes to deadletter_topic (or quarantine) and the "
+        "read goes on; none: the first one stops the read with a FatalError, nothing of its "
+        "batch is stored and no offset moves past it, so it is read again once fixed (Kafka "
+        "Connect's errors.tolerance).",
+    )
     timeout_s: float = Field(
         10.0, gt=0, description="Timeout of metadata, commit and dead-letter delivery calls."
     )

@@ -38,7 +38,14 @@ from connectors.kafka.client import (
     registry_decoder,
 )
 from connectors.kafka.config import KafkaConfig
-from junction.core.errors import ConfigError, EncodingError, JunctionError, ParseError, RecordError
+from junction.core.errors import (
+    ConfigError,
+    EncodingError,
+    FatalError,
+    JunctionError,
+    ParseError,
+    RecordError,
+)
 from junction.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -242,6 +249,8 @@ class KafkaSourceConnector:
             try:
                 record = decode(m)
             except RecordError as exc:
+                if cfg.errors_tolerance == "none":
+                    raise self._intolerable(m, exc) from None
                 if cfg.deadletter_topic is None:
                     errors.append(RowError(key, m.offset, m.value or b"", exc))
                 else:
@@ -274,6 +283,17 @@ class KafkaSourceConnector:
             return f"{m.key.decode('utf-8', 'replace')}@{where}"
         return where
 
+    def _intolerable(self, m: Polled, exc: RecordError) -> FatalError:
+        """``errors_tolerance: none``: the read stops at a poison message, before its batch."""
+        where = f"{m.topic}:{m.partition}:{m.offset}"
+        log.error("poison message stops the read", message=where, code=exc.code)
+        return FatalError(
+            f"the message at {where} cannot be read ({exc.user_message}); errors_tolerance is "
+            "none, so the read stops there until it is fixed or skipped",
+            code="poison_message",
+            context={"topic": m.topic, "partition": m.partition, "offset": m.offset},
+        )
+
     def _headers(self, m: Polled, exc: RecordError) -> dict[str, str]:
         return {
             "junction.connector": self.name,
@@ -282,6 +302,7 @@ class KafkaSourceConnector:
             "junction.source.partition": str(m.partition),
             "junction.source.offset": str(m.offset),
             "junction.error.code": exc.code,
+            "junction.error.class": type(exc).__name__,
             "junction.error.message": exc.user_message,
         }
 

@@ -212,6 +212,49 @@ def test_a_batch_of_only_poison_moves_the_cursor_to_the_default_dead_letter_topi
     assert sorted(m.key() for m in mine) == [b"k", b"k2"]
 
 
+def test_with_errors_tolerance_none_a_poison_message_fails_the_run_and_holds_the_offset(
+    tmp_path, kafka_broker
+):
+    # Kafka Connect's errors.tolerance=none (RELIABILITY case 14): the task fails, the offset
+    # of the batch holding the poison message is not committed, nothing of it is stored
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    dlq = f"junction.deadletter.{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [_lead(i) for i in range(7)])  # the first batch of 7
+    _produce(kafka_broker, topic, [_lead(7), ("bad", b"{oops"), _lead(9)])
+    store = f"sqlite:///{tmp_path}/j.db"
+    extra = f"      errors_tolerance: none\n      deadletter_topic: {dlq}\n"
+    for _ in range(2):  # read again: it stops at the same message
+        hub = _hub(tmp_path, store, kafka_broker, topic, group, extra)
+        try:
+            with pytest.raises(FatalError, match=f"{topic}:0:8") as info:
+                hub.run_once()
+            cursor = hub.store.get_cursor("leads", topic)
+        finally:
+            hub.close()
+        assert info.value.code == "poison_message"
+        assert info.value.context["offset"] == 8
+        assert cursor == {f"{topic}/0": 7}  # the clean first batch, not past the poison one
+        assert _committed(kafka_broker, group, topic, 1) == {f"{topic}/0": 7}
+        assert scalar(store, "SELECT COUNT(*) FROM records") == 7
+        assert scalar(store, "SELECT COUNT(*) FROM quarantine") == 0
+    assert kafka_broker.read_all(dlq) == []  # not dead-lettered either
+
+
+def test_dead_letters_name_the_error_class(kafka_broker):
+    topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
+    dlq = f"junction.deadletter.{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, topic, [("bad", b"{not json")])
+    conn = _conn(kafka_broker, topic, group, deadletter_topic=dlq)
+    try:
+        list(conn.read(topic, None))
+    finally:
+        conn.close()
+    [letter] = kafka_broker.read_all(dlq)
+    headers = {k: v.decode() for k, v in letter.headers()}
+    assert headers["junction.error.class"] == "ParseError"
+    assert headers["junction.error.message"]
+
+
 def test_without_a_dead_letter_topic_poison_is_quarantined_in_the_store(tmp_path, kafka_broker):
     topic, group = _topic(kafka_broker, 1), f"g-{uuid.uuid4().hex[:8]}"
     _produce(kafka_broker, topic, [_lead(0), ("bad", b"{oops")])
