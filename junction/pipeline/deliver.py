@@ -41,6 +41,8 @@ from outbound.egress import EgressPolicy
 from outbound.signing_keys import SigningKeySource
 
 log = get_logger(__name__)
+# a gateway's "upstream overloaded" answers: the channel's cap is halved (RELIABILITY case 7)
+THROTTLING_STATUSES = frozenset({502, 504})
 
 
 @dataclass
@@ -148,6 +150,9 @@ class DeliveryWorker:
             name: max(1, int((limits or {}).get(name, _preferred_cap(ch, policy))))
             for name, ch in self.channels.items()
         }
+        # 502/504 halve a channel's cap (down to 1), each delivered send adds one back, up to
+        # its configured cap: a gateway that says its upstream is overloaded gets less load
+        self._ceilings = dict(self._caps)
         self._suppressor = next((g for g in self.gates if isinstance(g, SuppressionGate)), None)
         self._series: dict[str, tuple[Any, Any]] = {}
         self.stats = DeliveryStats()
@@ -490,11 +495,22 @@ class DeliveryWorker:
                 outcome = outcomes.succeeded(row, receipt, started)
                 if gates:
                     note = _Note(delivered=(gates, delivery, channel, receipt))
+            self._adapt(row["channel"], outcome)
             self._count(row, outcome, quarantined)
             await self._queue.put(_Item(outcome, quarantined, note))
             queued = True
         finally:
             self._release(row, recorded_later=queued)
+
+    def _adapt(self, name: str, outcome: Outcome) -> None:
+        """Throttle a channel whose gateway is overloaded (502, 504); recover on deliveries."""
+        cap = self._caps[name]
+        if outcome.get("status_code") in THROTTLING_STATUSES:
+            if cap > 1:
+                self._caps[name] = cap // 2
+                log.warning("channel throttled", channel=name, cap=cap // 2)
+        elif outcome["outcome"] == "delivered" and cap < self._ceilings[name]:
+            self._caps[name] = cap + 1
 
     async def _traced_send(
         self,

@@ -311,3 +311,33 @@ def test_a_send_slower_than_its_lease_is_not_sent_again(store: Store, store_url:
     assert scalar(store_url, "SELECT count(*) FROM attempts WHERE outcome = 'delivered'") == len(
         ids
     )
+
+
+def _after_the_failures(status: int, store: Store) -> list[str]:
+    """Start/end events after the last failed answer: 8 sends at once fail with ``status``."""
+    with receiver(generate_secret()) as rx:
+        rx.behaviours["gw"] = Behaviour(delay_s=0.1, status=lambda n, wid: status if n < 8 else 200)
+        enqueue(store, "webhook.gw", [f"gw-{k}" for k in range(16)])
+        policy = DeliveryConfig(concurrency=50, per_endpoint_concurrency=8, schedule_s=[0.05] * 3)
+        worker = run_worker(store, rx.channels(["gw"]), policy, drain_wait_s=0)
+        events = rx.events()
+    assert worker.stats.delivered == 16
+    last_failure = max(i for i, (*_, kind, st) in enumerate(events) if kind == "end" and st != 200)
+    return [kind for *_, kind, _st in events[last_failure + 1 :]]
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_errors_throttle_the_endpoint_and_successes_restore_it(
+    store: Store, status: int
+) -> None:
+    # RELIABILITY case 7: 8 sends at once all answered 502/504 halve the cap from 8 to 1, so
+    # the next send runs alone; each success adds one place back
+    after = _after_the_failures(status, store)
+    assert after[:3] == ["start", "end", "start"], after[:10]
+    starts_before_first_end = after.index("end")
+    assert starts_before_first_end == 1
+
+
+def test_a_500_keeps_the_endpoint_cap(store: Store) -> None:
+    after = _after_the_failures(500, store)
+    assert after.index("end") >= 4, after[:10]  # sends go out side by side again at once
