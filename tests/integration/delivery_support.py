@@ -223,24 +223,28 @@ def deliver_child(
     )
 
 
-def kill_at_recording(
-    proc: subprocess.Popen[bytes],
-    marker: Path,
-    before_kill: Callable[[], None],
-    timeout: float = 60,
+def wait_for_file(
+    path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 60
 ) -> None:
-    """Wait until ``proc`` is about to record (it wrote ``marker``), run ``before_kill`` (what
-    the receiver got by then), then SIGKILL it."""
+    """Wait until ``proc`` wrote ``path`` (it reached ``what``); fail if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(
+                f"the process exited ({proc.returncode}) before {what}:\n{err[-3000:]}"
+            )
+        assert time.monotonic() < deadline, f"the process never reached {what}"
+        time.sleep(0.02)
+
+
+def kill_at_recording(
+    proc: subprocess.Popen[bytes], marker: Path, before_kill: Callable[[], None] = lambda: None
+) -> None:
+    """Wait until ``proc`` reached its kill point (it wrote ``marker``), run ``before_kill``
+    (what the receiver got by then), then SIGKILL it."""
     try:
-        deadline = time.monotonic() + timeout
-        while not marker.exists():
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(
-                    f"worker exited ({proc.returncode}) before the kill point:\n{err[-3000:]}"
-                )
-            assert time.monotonic() < deadline, "the worker never reached the recording step"
-            time.sleep(0.02)
+        wait_for_file(marker, proc, "the kill point")
         before_kill()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

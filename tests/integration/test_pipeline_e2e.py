@@ -155,46 +155,31 @@ def test_undecodable_file_is_quarantined_whole(
     assert (tmp_path / "rejected" / "bad.csv").exists()
 
 
-def test_a_file_over_max_rows_is_quarantined_whole_before_any_row(
-    tmp_path: Path, store_url: str, models_dir: Path, secret: str
+@pytest.mark.parametrize(
+    ("limit", "code", "error"),
+    [
+        ("max_rows: 5", "too_many_rows", "TooManyRowsError"),  # RELIABILITY case 28
+        ("max_file_bytes: 1000", "file_too_large", "FileTooLargeError"),  # case 19
+    ],
+)
+def test_a_file_over_a_limit_is_quarantined_whole_with_its_reason(
+    tmp_path: Path, store_url: str, models_dir: Path, secret: str, limit: str, code: str, error: str
 ) -> None:
     cfg = write_config(
         tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir
     )
-    rows = "".join(f"{i},Ada,Lovelace,ada{i}@example.com\n" for i in range(6))
+    rows = "".join(f"{i},Ada,Lovelace,ada{i}@example.com\n" for i in range(40))  # ~1.2 kB
     (tmp_path / "inbox" / "big.csv").write_text("lead_id,first_name,last_name,email\n" + rows)
     (tmp_path / "cfg-override.yaml").write_text(
-        cfg.read_text().replace("settle_seconds: 0", "settle_seconds: 0\n      max_rows: 5")
+        cfg.read_text().replace("settle_seconds: 0", f"settle_seconds: 0\n      {limit}")
     )
     s, [q], records = run_once_and_quarantine(Hub.from_file(tmp_path / "cfg-override.yaml"))
-    assert s.files_failed == 1
-    assert records == 0  # not the first five: the file is refused whole
-    assert q["stage"] == "extract"
-    assert q["error_code"] == "too_many_rows"
+    assert (s.files_failed, records) == (1, 0)  # refused whole: not even the first rows
+    assert (q["stage"], q["error_code"]) == ("extract", code)
     assert q["payload"].startswith(b"lead_id,first_name")
     assert (tmp_path / "rejected" / "big.csv").exists()
-
-
-def test_a_file_over_max_file_bytes_is_quarantined_whole_with_its_reason(
-    tmp_path: Path, store_url: str, models_dir: Path, secret: str
-) -> None:
-    cfg = write_config(
-        tmp_path, store=store_url, url="http://127.0.0.1:9", secret=secret, models=models_dir
-    )
-    rows = "".join(f"{i},Ada,Lovelace,ada{i}@example.com\n" for i in range(40))
-    (tmp_path / "inbox" / "huge.csv").write_text("lead_id,first_name,last_name,email\n" + rows)
-    (tmp_path / "cfg-override.yaml").write_text(
-        cfg.read_text().replace(
-            "settle_seconds: 0", "settle_seconds: 0\n      max_file_bytes: 1000"
-        )
-    )
-    s, [q], records = run_once_and_quarantine(Hub.from_file(tmp_path / "cfg-override.yaml"))
-    assert (s.files_failed, records) == (1, 0)
-    assert (q["stage"], q["error_code"]) == ("extract", "file_too_large")
-    assert (tmp_path / "rejected" / "huge.csv").exists()
-    reasons = list((tmp_path / "rejected").glob("huge.csv*reason*"))
-    assert reasons, sorted(p.name for p in (tmp_path / "rejected").iterdir())
-    assert "FileTooLargeError" in reasons[0].read_text()
+    [reason] = (tmp_path / "rejected").glob("big.csv*reason*")
+    assert error in reason.read_text()
 
 
 def test_route_errors_quarantine_the_record_and_write_nothing_else(
