@@ -6,10 +6,6 @@ Standard Webhooks senders do)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -18,10 +14,8 @@ import pytest
 
 from junction.store.inbound import seen
 from tests.api.harness import running_api, write_api_config
+from tests.api.hook_child import kill_while_storing
 from tests.api.test_hooks import LEAD, signed
-from tests.integration.delivery_support import kill_at_recording, wait_for_file
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("mode", ["before-commit", "after-commit"])
@@ -29,43 +23,9 @@ def test_a_kill_around_the_commit_loses_nothing_and_stores_once(
     tmp_path: Path, store_url: str, models_dir: Path, mode: str
 ) -> None:
     config = write_api_config(tmp_path, store=store_url, models=models_dir)
-    marker, urlfile = tmp_path / "at-kill-point", tmp_path / "url"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.api.hook_child",
-            str(config),
-            mode,
-            str(marker),
-            str(urlfile),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     body = orjson.dumps(LEAD)
     headers = signed(body)
-    answers: list[BaseException | httpx.Response] = []
-    try:
-        wait_for_file(urlfile, proc, "serving")
-        url = urlfile.read_text(encoding="utf-8")
-
-        def send() -> None:
-            try:
-                answers.append(httpx.post(f"{url}/hooks/partner", content=body, headers=headers))
-            except httpx.HTTPError as exc:
-                answers.append(exc)
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        kill_at_recording(proc, marker)
-        sender.join(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    [answer] = answers
+    answer = kill_while_storing(config, mode, tmp_path, "/hooks/partner", body, headers)
     assert isinstance(answer, httpx.HTTPError), answer  # no answer: the sender retries
 
     with running_api(config) as api:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from connectors.salesforce.outbound_message import normalize_stamp
 from tests.api.harness import running_api, write_api_config
+from tests.api.hook_child import kill_while_storing
 from tests.fakes.salesforce import ORG_ID, FakeOrg, options_for, sf_stamp
 from tests.fakes.salesforce_data import lead_fields
 from tests.fakes.server import serve_app
@@ -139,3 +141,20 @@ def test_push_fetch_reads_the_whole_record_after_the_notification(hub):
     assert b"<Ack>true</Ack>" in resp.content
     version = normalize_stamp(org.records["Lead"][lead["Id"]]["SystemModstamp"])
     assert rows_of(url, "SELECT id FROM records") == [(f"crm:{lead['Id']}@{version}",)]
+
+
+def test_a_kill_after_the_commit_before_the_ack_stores_the_retry_once(hub, tmp_path):
+    # RELIABILITY case 10a: the listener dies after the DB commit, before the Ack; Salesforce
+    # sends the same notification again: it is acknowledged and stored once
+    api, org, url = hub
+    lead = next(iter(org.records["Lead"].values()))
+    newer = sf_stamp(org.tick(60)).replace("+0000", "Z")
+    body = outbound(notification("04l5g000000fzk1QAA", lead, SystemModstamp=newer))
+    config, headers = api.root / "junction.yaml", {"content-type": "text/xml"}
+    answer = kill_while_storing(config, "after-commit", tmp_path, "/hooks/sfdc", body, headers)
+    assert isinstance(answer, httpx.HTTPError)  # no Ack: Salesforce retries
+    assert scalar(url, "SELECT count(*) FROM records") == 1  # committed before the kill
+    retried = push(api, body)
+    assert retried.status_code == 200, retried.text
+    assert b"<Ack>true</Ack>" in retried.content
+    assert scalar(url, "SELECT count(*) FROM records") == 1
