@@ -274,15 +274,37 @@ def test_a_failing_alert_channel_never_alerts_about_itself_in_a_loop(
     assert scalar(store_url, "SELECT count(*) FROM deliveries WHERE status = 'pending'") == 0
 
 
-def test_410_disables_at_once_with_an_event(store: Store) -> None:
+def test_410_disables_at_once_with_an_event_and_an_alert_to_the_owner(store: Store) -> None:
     with receiver(generate_secret()) as rx:
         rx.behaviours["gone"] = Behaviour(status=lambda n, wid: 410)
         enqueue(store, "webhook.gone", ["g-1", "g-2"])
         policy = DeliveryConfig(disable_after_s=None)
-        worker = run_worker(store, rx.channels(["gone"]), policy, drain_wait_s=0)
+        alerts = AlertPolicy.of(["webhook.ops"], None)  # the operators' channel
+        worker = run_worker(
+            store, rx.channels(["gone", "ops"]), policy, drain_wait_s=1, alerts=alerts
+        )
+        alert_bodies = [b for b in rx.bodies if b.get("type") == "junction.alert"]
     assert worker.stats.disabled_channels == {"webhook.gone"}
     [event] = list_events(store, kinds=["endpoint.disabled"])
     assert event["detail"]["status_code"] == 410
+    # RELIABILITY case 7: the owner hears of it at once (not after disable_after_s)
+    [alert] = [b for b in alert_bodies if b["kind"] == "endpoint.disabled"]
+    assert alert["subject"] == "webhook.gone"
+
+
+def test_a_429_with_retry_after_120_waits_at_least_120_seconds(store: Store) -> None:
+    with receiver(generate_secret()) as rx:
+        rx.behaviours["busy"] = Behaviour(status=lambda n, wid: 429, retry_after="120")
+        enqueue(store, "webhook.busy", ["b-1"])
+        policy = DeliveryConfig(schedule_s=[1, 1, 1])  # the schedule alone would say 1 s
+        started = time.time()
+        run_worker(store, rx.channels(["busy"]), policy, drain_wait_s=0)
+    [(status, attempts, due)] = rows_of(
+        store.engine.url.render_as_string(hide_password=False),
+        "SELECT status, attempts, next_attempt_at FROM deliveries",
+    )
+    assert (status, attempts) == ("pending", 1)
+    assert due - started >= 120
 
 
 def test_a_channel_s_own_max_in_flight_is_its_default_cap(store: Store) -> None:
