@@ -34,7 +34,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from junction.api.problems import ApiProblem, problem_response
+from junction.api.problems import ApiProblem, answer
 from junction.api.schemas import problem
 
 RETRY_AFTER_S = 1
@@ -187,14 +187,7 @@ class InFlightMiddleware:
             return
         refusal = self.gate.enter(scope)
         if refusal is not None:
-            response = problem_response(
-                refusal.status,
-                refusal.title,
-                refusal.detail,
-                code=refusal.code,
-                headers=refusal.headers,
-                request_id=scope.get("state", {}).get("request_id"),
-            )
+            response = answer(refusal, scope.get("state", {}).get("request_id"))
             await response(scope, receive, send)
             return
         try:

@@ -139,7 +139,8 @@ def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def _answer(request: Request, exc: ApiProblem) -> Response:
+def answer(exc: ApiProblem, request_id: str | None) -> Response:
+    """The problem+json response of ``exc`` (routes raise it; middleware answers it)."""
     return problem_response(
         exc.status,
         exc.title,
@@ -147,8 +148,12 @@ def _answer(request: Request, exc: ApiProblem) -> Response:
         code=exc.code,
         headers=exc.headers,
         extra=exc.extra,
-        request_id=_request_id(request),
+        request_id=request_id,
     )
+
+
+def _answer(request: Request, exc: ApiProblem) -> Response:
+    return answer(exc, _request_id(request))
 
 
 def install_problem_handlers(app: FastAPI) -> None:
