@@ -10,7 +10,6 @@ request, and pass details through the pseudonymizer.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -84,7 +83,8 @@ def audit_action(
     conn: Connection | None = None,
     actor: str | None = None,
 ) -> AuditRecord:
-    """Record an admin action now (blocking: call from a sync route or use ``aaudit_action``).
+    """Record an admin action now (blocking: call it from a sync route, a worker thread, or the
+    store function that makes the change, through ``conn``).
 
     With ``conn`` the entry joins the caller's transaction, so the action and its audit entry
     commit or roll back together.
@@ -100,18 +100,6 @@ def audit_action(
     if conn is not None:
         return audit.append_in(conn, [entry])[0]
     return audit.append_many([entry])[0]
-
-
-async def aaudit_action(
-    request: Request,
-    action: str,
-    target: str,
-    detail: Mapping[str, Any] | None = None,
-    *,
-    actor: str | None = None,
-) -> AuditRecord:
-    """``audit_action`` from an async route, without blocking the event loop."""
-    return await asyncio.to_thread(audit_action, request, action, target, detail, actor=actor)
 
 
 def audit_decision(

@@ -3,6 +3,7 @@ helpers that take actor and request id from the request, and a flush on shutdown
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 
 from junction.api.app import create_app
-from junction.api.audit import aaudit_action, audit_action, audit_buffer_of, audit_decision
+from junction.api.audit import audit_action, audit_buffer_of, audit_decision
 from junction.api.context import ApiContext
 from junction.api.policy import ADMIN, SCORE, Principal
 from junction.core.pseudonym import Pseudonymizer
@@ -150,7 +151,8 @@ def app_with_test_routes(root: Path, models: Path) -> Iterator[ApiHarness]:
         return {"audit_id": rec.id}
 
     async def disable(name: str, request: Request, _: Annotated[Principal, Depends(ADMIN)]) -> None:
-        await aaudit_action(request, "channel.disable", name)
+        # an async route records in a worker thread; the request still names actor and id
+        await asyncio.to_thread(audit_action, request, "channel.disable", name)
 
     async def score(request: Request, _: Annotated[Principal, Depends(SCORE)]) -> None:
         audit_decision(request, "score.lead", "lead:1", {"score": 0.9, "email": "a@b.co"})
