@@ -321,9 +321,15 @@ class ApiConfig(_Strict):
         "created in the models folder's parent on first start.",
     )
     max_body_bytes: int = Field(4_194_304, ge=1024, description="Request body limit (413 above).")
-    rate_limit: str = Field("200/second", description="Default per-client limit (limits syntax).")
+    rate_limit: str = Field(
+        "200/second",
+        description="Default per-client limit, a token bucket: the amount is the burst, refilled "
+        "continuously over the period (e.g. 200/second, 30/minute).",
+    )
     rate_limit_storage: str = Field(
-        "memory://", description="limits storage URI; redis://127.0.0.1:6379 across instances."
+        "memory://",
+        description="Where the buckets live: memory:// (per process) or redis://host:6379 "
+        "(shared by every instance, updated atomically).",
     )
     hooks: dict[str, HookConfig] = Field(default_factory=dict, description="Inbound webhooks.")
     max_in_flight: int = Field(

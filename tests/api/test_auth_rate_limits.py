@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -51,16 +53,19 @@ def test_api_key_clients_are_limited_too(api_sqlite: ApiHarness) -> None:
     assert codes == [200, 200, 429]
 
 
-def test_the_limit_recovers_after_the_window(api_sqlite: ApiHarness) -> None:
-    headers = bearer(api_sqlite, "2/second")
-    # a loaded machine may spread the first calls over a window boundary: call until limited
+def test_the_bucket_refills_one_token_at_a_time(api_sqlite: ApiHarness) -> None:
+    headers = bearer(api_sqlite, "2/second")  # two tokens, one back every 0.5 s
+    # a loaded machine may let a token back in between the first calls: call until refused
     codes = [get(api_sqlite, headers).status_code for _ in range(2)]
     while codes[-1] != 429 and len(codes) < 20:
         codes.append(get(api_sqlite, headers).status_code)
     assert codes[:2] == [200, 200]
-    assert codes[-1] == 429
-    time.sleep(2.2)  # the sliding window needs up to two windows to forget a full one
+    refused = get(api_sqlite, headers)
+    assert_429(refused, 1)
+    assert refused.headers["retry-after"] == "1"  # the ceiling of at most 0.5 s
+    time.sleep(0.6)  # one token back, continuously: no window to wait out
     assert get(api_sqlite, headers).status_code == 200
+    assert get(api_sqlite, headers).status_code == 429
 
 
 def test_forbidden_calls_count_against_the_limit(api_sqlite: ApiHarness) -> None:
@@ -98,6 +103,36 @@ def test_two_instances_share_one_limit_through_redis(tmp_path: Path, models_dir:
         assert_429(get(b, headers), 60)
         # another client on the same Redis has its own budget
         assert get(b, bearer(b, "4/minute")).status_code == 200
+
+
+@pytest.mark.usefixtures("redis_available")
+def test_a_burst_across_two_instances_takes_exactly_the_capacity(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    # RELIABILITY.md case 15: A sends twice its capacity at once, spread over both instances,
+    # while B calls at its normal pace
+    first, second = _two_instances(tmp_path, models_dir, REDIS_URL)
+    with first as a, second as b:
+        client_a = bearer(a, "10/minute")  # 10 tokens, one back every 6 s
+        client_b = bearer(b, "10/minute")
+        began = time.monotonic()
+        with ThreadPoolExecutor(20) as pool:
+            burst = [pool.submit(get, (a, b)[i % 2], client_a) for i in range(20)]
+            b_codes = []
+            for _ in range(5):
+                b_codes.append(get(b, client_b).status_code)
+                time.sleep(0.02)
+            answers = [f.result() for f in burst]
+        elapsed = time.monotonic() - began
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {200, 429}
+    assert codes.count(200) == 10 + math.floor(elapsed / 6)  # the capacity plus its refill
+    for r in answers:
+        if r.status_code == 429:
+            assert_429(r, 6)
+            # the ceiling of the time until the next token: 6 s less what has refilled
+            assert int(r.headers["retry-after"]) >= 6 - math.ceil(elapsed)
+    assert b_codes == [200] * 5
 
 
 def test_without_redis_each_instance_counts_alone(tmp_path: Path, models_dir: Path) -> None:
