@@ -83,6 +83,9 @@ class Behaviour:
     # status for the n-th request to this endpoint (0-based) and its webhook-id
     status: Callable[[int, str], int] = lambda n, wid: 200
     retry_after: str | None = None
+    # answer only once this says so (polled every 10 ms), or after ``hold_max_s`` at most
+    hold_until: Callable[[], bool] | None = None
+    hold_max_s: float = 60.0
 
 
 @dataclass
@@ -137,6 +140,10 @@ class Receiver:
         try:
             if b.delay_s:
                 await asyncio.sleep(b.delay_s)
+            if b.hold_until is not None:
+                until = time.monotonic() + b.hold_max_s
+                while not b.hold_until() and time.monotonic() < until:
+                    await asyncio.sleep(0.01)
             status = b.status(n, wid)
         finally:
             with self._lock:

@@ -46,6 +46,40 @@ def test_one_slow_endpoint_does_not_delay_the_other_99(store: Store, store_url: 
     assert scalar(store_url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'") == 305
 
 
+def test_one_event_fanned_out_to_1000_endpoints_is_not_held_by_the_slow_one(
+    store: Store, store_url: str
+) -> None:
+    """RELIABILITY case 17: one event to 1,000 endpoints, one of which answers only after
+    all the others have (or after a minute): a batch engine waiting on it would stall."""
+    names = [f"f{i}" for i in range(1000)]
+    with receiver(generate_secret()) as rx:
+
+        def the_others_answered() -> bool:
+            return len({e[1] for e in rx.events("end")} - {"f0"}) == 999
+
+        rx.behaviours["f0"] = Behaviour(hold_until=the_others_answered, hold_max_s=60)
+        channels = rx.channels(names)
+        event = {"type": "lead.scored", "record_id": "leads:one"}
+        # the slow endpoint's backlog is the oldest, as after an outage of its own
+        enqueue(store, "webhook.f0", [f"one:f0:{k}" for k in range(8)], at=time.time() - 60)
+        for name in names[1:]:
+            enqueue(store, f"webhook.{name}", [f"one:{name}"], payload=event)
+        began = time.monotonic()
+        worker = run_worker(
+            store, channels, DeliveryConfig(concurrency=50, per_endpoint_concurrency=4), 0
+        )
+        elapsed = time.monotonic() - began
+        ends = rx.events("end")
+    assert worker.stats.delivered == 8 + 999
+    first_slow = min(seq for seq, name, *_ in ends if name == "f0")
+    last_fast = max(seq for seq, name, *_ in ends if name != "f0")
+    assert last_fast < first_slow
+    assert elapsed < 60  # the slow one was let go because the others were done, not by time
+    assert rx.peak["f0"] <= 4  # its own cap held while it was slow
+    assert {name for _, name, *_ in ends} == set(names)
+    assert scalar(store_url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'") == 1007
+
+
 def test_the_per_endpoint_cap_holds_and_max_in_flight_overrides_it(store: Store) -> None:
     with receiver(generate_secret()) as rx:
         rx.behaviours["a"] = Behaviour(delay_s=0.2)
