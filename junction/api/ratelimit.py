@@ -13,6 +13,8 @@ down the API answers 503 rather than run without limits.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from functools import lru_cache
 
 from junction.api.policy import Principal
@@ -47,6 +49,8 @@ class ClientRateLimiter:
     def __init__(self, default: str, storage_uri: str = "memory://") -> None:
         """``default`` applies to clients without their own limit."""
         self.default = default
+        # refusals since start, by reason (``/metrics``: junction_api_requests_refused_total)
+        self.refused: Counter[str] = Counter()
         bucket_of(default)  # fail at start-up, not on the first request
         try:
             self.buckets = _buckets(storage_uri)
@@ -61,6 +65,10 @@ class ClientRateLimiter:
         """Build from the ``api`` section."""
         return cls(api.rate_limit, api.rate_limit_storage)
 
+    def refused_counts(self) -> Mapping[str, int]:
+        """Requests refused since start: ``rate_limited`` (429), ``limiter_unavailable`` (503)."""
+        return dict(self.refused)
+
     async def hit(self, principal: Principal) -> None:
         """Count one request; raise RateLimitedError (429) when the bucket is empty."""
         rate = principal.rate_limit or self.default
@@ -68,8 +76,10 @@ class ClientRateLimiter:
         try:
             took = await self.buckets.take(principal.client_id, capacity, per_second)
         except Exception as exc:  # e.g. Redis down: refuse rather than run unlimited
+            self.refused["limiter_unavailable"] += 1
             raise UnavailableError(
                 "the rate limiter is unavailable", retry_after=1, details=type(exc).__name__
             ) from exc
         if not took.allowed:
+            self.refused["rate_limited"] += 1
             raise RateLimitedError(f"rate limit {rate} exceeded", retry_after=took.retry_after)

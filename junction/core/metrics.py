@@ -267,7 +267,8 @@ class ApiLoadCollector(Collector):
 
     ``junction_api_requests_in_flight``: requests being served now (probes not counted);
     ``junction_api_requests_refused_total{reason}``: requests refused at once since start, by
-    reason (``client_limit`` 429, ``shed`` and ``overloaded`` 503).
+    reason (``client_limit`` 429, ``shed`` and ``overloaded`` 503 from the in-flight gate;
+    ``rate_limited`` 429 and ``limiter_unavailable`` 503 from the rate limiter).
     """
 
     def __init__(self, in_flight: Callable[[], int], refused: Callable[[], Mapping[str, int]]):
@@ -285,7 +286,7 @@ class ApiLoadCollector(Collector):
         refused = CounterMetricFamily(
             "junction_api_requests_refused",
             "API requests this instance refused at once: client_limit (429), shed and "
-            "overloaded (503).",
+            "overloaded (503), rate_limited (429), limiter_unavailable (503).",
             labels=["reason"],
         )
         for reason, n in sorted(self._refused().items()):

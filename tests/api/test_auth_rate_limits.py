@@ -45,6 +45,7 @@ def test_a_client_over_its_limit_gets_429_with_retry_after(api_sqlite: ApiHarnes
     assert get(api_sqlite, bearer(api_sqlite, "3/minute")).status_code == 200
     assert get(api_sqlite, bearer(api_sqlite)).status_code == 200
     assert_429(get(api_sqlite, limited), 60)
+    assert api_sqlite.metric('junction_api_requests_refused_total{reason="rate_limited"}') == 2
 
 
 def test_api_key_clients_are_limited_too(api_sqlite: ApiHarness) -> None:
@@ -151,6 +152,8 @@ def test_an_unreachable_redis_means_503_not_unlimited(tmp_path: Path, models_dir
     )
     with running_api(cfg) as api:
         r = get(api, bearer(api))
+        refused = api.metric('junction_api_requests_refused_total{reason="limiter_unavailable"}')
+    assert refused == 1
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     assert r.headers["retry-after"] == "1"
