@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -48,6 +50,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.ctx = ctx
     if authenticator is None:
@@ -89,6 +92,15 @@ def create_app(
     _document_limits(app)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, close what the app opened on its event loop (the limiter's Redis pool)."""
+    yield
+    close = getattr(app.state.rate_limiter, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _document_limits(app: FastAPI) -> None:

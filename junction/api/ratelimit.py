@@ -65,6 +65,12 @@ class ClientRateLimiter:
         """Build from the ``api`` section."""
         return cls(api.rate_limit, api.rate_limit_storage)
 
+    async def aclose(self) -> None:
+        """Close the buckets' connections (Redis); nothing to do in memory."""
+        close = getattr(self.buckets, "aclose", None)
+        if close is not None:
+            await close()
+
     def refused_counts(self) -> Mapping[str, int]:
         """Requests refused since start: ``rate_limited`` (429), ``limiter_unavailable`` (503)."""
         return dict(self.refused)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 # a full bucket and a missing one mean the same, so full buckets are dropped past this many
 MAX_MEMORY_BUCKETS = 100_000
+CLIENT_NAME = "junction-rate-limiter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,10 @@ class RedisBuckets:
 
         self.namespace = namespace
         self._client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            client_name=CLIENT_NAME,  # how an operator tells these apart in CLIENT LIST
         )
         self._script = self._client.register_script(_TAKE)
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis
 
+from junction.api.token_bucket import CLIENT_NAME
 from tests.api.harness import ApiHarness, running_api, write_api_config
 
 PROTECTED = "/api/v1/audit"
@@ -83,6 +84,11 @@ def redis_available() -> None:
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
 
 
+def limiter_connections() -> int:
+    clients = redis.Redis.from_url(REDIS_URL, socket_timeout=1).client_list()
+    return sum(c["name"] == CLIENT_NAME for c in clients)
+
+
 def _two_instances(
     tmp_path: Path, models_dir: Path, storage: str | None
 ) -> tuple[AbstractContextManager[ApiHarness], AbstractContextManager[ApiHarness]]:
@@ -104,6 +110,9 @@ def test_two_instances_share_one_limit_through_redis(tmp_path: Path, models_dir:
         assert_429(get(b, headers), 60)
         # another client on the same Redis has its own budget
         assert get(b, bearer(b, "4/minute")).status_code == 200
+        assert limiter_connections() > 0
+    # each instance closed its pool of Redis connections when it shut down
+    assert limiter_connections() == 0
 
 
 @pytest.mark.usefixtures("redis_available")
