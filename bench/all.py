@@ -580,16 +580,24 @@ def _sections(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[Goal]
 
     # kafka ---------------------------------------------------------------------------------
     f = head(
-        "kafka", "Kafka stages: `junction worker --role normalize,score` vs raw consume+produce"
+        "kafka",
+        "Kafka stages: `junction worker --role score` (consume → score → produce) and the fused "
+        "`--role normalize,score` vs raw consume+produce",
     )
     raws = [v for k, v in f.items() if k.startswith("raw") and isinstance(v, dict)]
     best_raw = {
         a: max((float(v[a]) for v in raws), default=0.0) or None
         for a in ("rate", "steady_rate", "per_cpu_second")
     }
-    one, two = f.get("hub x1", {}), f.get("hub x2", {})
+    one, two = f.get("score x1", {}), f.get("score x2", {})
+    fused_one, fused_two = f.get("normalize,score x1", {}), f.get("normalize,score x2", {})
     rows = []
-    for label, o in (("hub x1", one), ("hub x2", two)):
+    for label, o in (
+        ("score x1", one),
+        ("score x2", two),
+        ("normalize,score x1", fused_one),
+        ("normalize,score x2", fused_two),
+    ):
         if o:
             rows.append(
                 (
@@ -609,16 +617,17 @@ def _sections(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[Goal]
                     _r(_ratio(o["steady_rate"], best_raw["steady_rate"])),
                 )
             )
-    if one and two:
-        rows.append(
-            (
-                "hub x2 records/s (wall)",
-                _n(two["rate"]),
-                "hub x1 records/s (wall)",
-                _n(one["rate"]),
-                _r(_ratio(two["rate"], one["rate"]), 2),
+    for name, (a, b) in (("score", (one, two)), ("normalize,score", (fused_one, fused_two))):
+        if a and b:
+            rows.append(
+                (
+                    f"{name} x2 records/s (wall)",
+                    _n(b["rate"]),
+                    f"{name} x1 records/s (wall)",
+                    _n(a["rate"]),
+                    _r(_ratio(b["rate"], a["rate"]), 2),
+                )
             )
-        )
     if rows:
         table(rows)
         exact = all(v.get("exact") for v in f.values() if isinstance(v, dict))
@@ -635,17 +644,32 @@ def _sections(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[Goal]
             )
     k_ratio = _ratio(one.get("rate"), best_raw["rate"]) if one else None
     goals.append(
-        Goal("kafka hub (1 process) ≥ 0.25 of raw, wall", "8", _r(k_ratio), _ge(k_ratio, 0.25))
+        Goal(
+            "kafka score role (1 process) ≥ 0.25 of raw, wall",
+            "8",
+            _r(k_ratio),
+            _ge(k_ratio, 0.25),
+        )
     )
     # the same goal read on the steady rates (after the first output), where start-up and the
     # group join weigh nothing: the stricter reading, shown beside the bench's own measure
     k_steady = _ratio(one.get("steady_rate"), best_raw["steady_rate"]) if one else None
     goals.append(
         Goal(
-            "kafka hub (1 process) ≥ 0.25 of raw, steady (after the first output)",
+            "kafka score role (1 process) ≥ 0.25 of raw, steady (after the first output)",
             "8",
             _r(k_steady),
             _ge(k_steady, 0.25),
+        )
+    )
+    fused = _ratio(fused_one.get("steady_rate"), best_raw["steady_rate"]) if fused_one else None
+    goals.append(
+        Goal(
+            "kafka normalize,score fused (1 process), steady: the stricter line, no threshold",
+            "8",
+            _r(fused),
+            None,
+            note="reported",
         )
     )
     scaling = _ratio(two.get("rate"), one.get("rate")) if one and two else None

@@ -1,25 +1,34 @@
-"""Kafka stage benchmark: ``junction worker --role normalize,score`` beside raw confluent-kafka.
+"""Kafka stage benchmark: ``junction worker --role score`` (and ``normalize,score``) beside raw
+confluent-kafka consume+produce.
 
-Input: ``--records`` raw lead messages (default 100,000) in the stage format the ``ingest`` role
-writes (``<prefix>.raw.lead.v1``: key ``<pipeline>:<source key>``, headers
-``junction-pipeline`` and ``junction-record-id``, value ``{pipeline, record_id, key, stream,
-position, version, provenance, record}``), built from ``bench/data/leads-200000.csv``.  Rows the
-``csv.lead`` mapping would quarantine are left out, so every input message must come out scored.
+Input: ``--records`` lead messages (default 100,000) built from ``bench/data/leads-200000.csv``,
+in the stage formats the roles write: raw (``<prefix>.raw.lead.v1``, what ``ingest`` writes:
+key ``<pipeline>:<source key>``, headers ``junction-pipeline`` and ``junction-record-id``, value
+``{pipeline, record_id, key, stream, position, version, provenance, record}``) and canonical
+(``<prefix>.canonical.lead.v1``, what ``normalize`` writes: the canonical record, its source key,
+entity and schema version), with the same keys and record ids.  Rows the ``csv.lead`` mapping
+would quarantine are left out, so every input message must come out scored.
+
+The goal's pipeline, consume → score → produce, is the ``score`` role: canonical messages in,
+scored ones out, each score stored and each output produced through the transactional outbox
+relay.  ``normalize,score`` fuses the two roles: it also maps and validates every raw row and
+stores the canonical record, the stricter line.
 
 Measured in the same run, each on a fresh tansu broker (``tests/fakes/kafka_broker.py``, memory
 storage, 127.0.0.1) with the input produced before the clock starts:
 
 * **raw**: one process (``bench.kafka_raw``) consuming the input topic in a consumer group and
-  producing every message unchanged to an output topic (idempotent producer, ``acks=all``);
-* **hub**: ``junction worker CONFIG --role normalize,score --pipeline bench`` with 1 process,
-  then with 2 processes in one consumer group (the store is a fresh SQLite file each time, or a
-  fresh schema of ``--store``'s PostgreSQL database).
+  producing every message unchanged to an output topic (idempotent producer, ``acks=all``),
+  once on each kind of input message before the hub runs and once after;
+* **hub**: ``junction worker CONFIG --role ROLES --pipeline bench`` for each role set with 1
+  process, then with 2 processes in one consumer group (the store is a fresh SQLite file each
+  time, or a fresh schema of ``--store``'s PostgreSQL database).
 
 The clock runs from spawning the process(es) until this process has read every expected record
 id on the output topic (a consumer assigned to every partition), so start-up and the group join
 are included; the rate after the first output message ("steady") is printed too.  The output
-set must equal the input set (duplicates are counted and reported).  Goal (issue 8): hub with
-one process ≥ 0.25 x raw.
+set must equal the input set (duplicates are counted and reported).  Goal (issue 8): the
+``score`` role with one process ≥ 0.25 x the best raw run.
 """
 
 from __future__ import annotations
@@ -185,6 +194,44 @@ def raw_messages(rows: Sequence[dict[str, str]], sha: str, pipeline: str) -> lis
             ("junction-record-id", record_id.encode()),
         ]
         out.append((record_id.encode(), orjson.dumps(value), headers))
+    return out
+
+
+def canonical_messages(rows: Sequence[dict[str, str]], sha: str, pipeline: str) -> list[Message]:
+    """Canonical stage messages for ``rows``, as the ``normalize`` role writes them (the same
+    record ids and keys as :func:`raw_messages`)."""
+    from junction.pipeline.stages.topics import HEADER_STAGE, Item, encode
+    from mappings.engine import compile_mapping, load_spec
+
+    mapping = compile_mapping(load_spec("csv.lead"))
+    to_json = mapping.model.__pydantic_serializer__.to_json
+    good, bad = mapping.apply_batch(list(rows))
+    if bad:
+        raise BenchError(f"{len(bad)} source rows no longer pass the csv.lead mapping")
+    source_keys = mapping.keys_of(list(rows))
+    out: list[Message] = []
+    for (i, model), sk in zip(good, source_keys, strict=True):
+        position = i + 1
+        key = f"{sha}:{position}"
+        item = Item(
+            pipeline=pipeline,
+            record_id=f"{pipeline}:{key}",
+            key=key,
+            stream=DATA.name,
+            position=position,
+            version=None,
+            provenance={"connector": "csv_file", "file": str(DATA), "sha256": sha},
+            body=to_json(model, exclude_none=True),
+            source_key=sk or key,
+            entity=ENTITY,
+            schema_version=getattr(model, "schema_version", None),
+        )
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("junction-pipeline", pipeline.encode()),
+            ("junction-record-id", item.record_id.encode()),
+            (HEADER_STAGE, b"canonical"),
+        ]
+        out.append((item.record_id.encode(), encode(item, "canonical"), headers))
     return out
 
 
@@ -379,11 +426,11 @@ def measure_raw(
             log.close()
 
 
-def _worker_command(config: Path, profile: Path | None = None) -> list[str]:
+def _worker_command(config: Path, roles: str, profile: Path | None = None) -> list[str]:
     head = [sys.executable, "-m", "junction.cli.main"]
     if profile is not None:
         head = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "junction.cli.main"]
-    return [*head, "worker", str(config), "--role", "normalize,score", "--pipeline", PIPELINE]
+    return [*head, "worker", str(config), "--role", roles, "--pipeline", PIPELINE]
 
 
 def measure_hub(
@@ -393,9 +440,13 @@ def measure_hub(
     processes: int,
     store: str | None,
     profile: Path | None = None,
+    roles: str = "score",
 ) -> Outcome:
-    """``junction worker --role normalize,score`` with ``processes`` processes in one group."""
-    label = f"hub x{processes}"
+    """``junction worker --role ROLES`` with ``processes`` processes in one group, reading the
+    first role's stage topic (``messages`` must be that stage's)."""
+    from junction.pipeline.stages.topics import ROLE_INPUT, parse_roles
+
+    label = f"{roles} x{processes}"
     token = uuid.uuid4().hex[:8]
     prefix = f"b{processes}{token}"
     run_dir = work / prefix
@@ -415,7 +466,7 @@ def measure_hub(
         )
         # migrate the fresh store once, before the workers race to (SQLite has no migration lock)
         _migrate(url)
-        src = f"{prefix}.raw.{ENTITY}.v1"
+        src = f"{prefix}.{ROLE_INPUT[parse_roles(roles)[0]]}.{ENTITY}.v1"
         dst = f"{prefix}.scored.{ENTITY}.v1"
         broker.create_topic(src, PARTITIONS)
         broker.create_topic(dst, PARTITIONS)
@@ -425,7 +476,7 @@ def measure_hub(
         started = time.monotonic()
         procs = [
             subprocess.Popen(
-                _worker_command(config, profile if i == 0 else None),
+                _worker_command(config, roles, profile if i == 0 else None),
                 cwd=run_dir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -481,11 +532,16 @@ def _own_schema(url: str | None, token: str, run_dir: Path) -> Iterator[str]:
 def _line(o: Outcome) -> str:
     check = "ok" if o.exact and not o.duplicates else "MISMATCH"
     return (
-        f"{o.label:<11}: {o.rate:>8,.0f} records/s ({o.seconds:6.2f} s incl. start and join); "
+        f"{o.label:<19}: {o.rate:>8,.0f} records/s ({o.seconds:6.2f} s incl. start and join); "
         f"steady {o.steady_rate:>8,.0f} records/s, {o.per_cpu_second:>8,.0f} records/CPU-s; "
         f"output = input: {check} (missing {o.missing}, unexpected {o.unexpected}, "
         f"duplicates {o.duplicates})"
     )
+
+
+# ``score`` is the goal's pipeline (consume canonical → score → produce scored); the fused
+# ``normalize,score`` also maps and validates each raw row on the way
+ROLE_SETS = ("score", "normalize,score")
 
 
 def run(
@@ -497,10 +553,13 @@ def run(
     raw_only: bool,
     profile: str | None = None,
     figures: dict[str, Any] | None = None,
+    role_sets: Sequence[str] = ROLE_SETS,
 ) -> int:
     """Run the benchmark, print records/s, the hub/raw ratios and the 1 → 2 process scaling.
 
-    The raw baseline runs before and after the hub runs; the better of the two is the
+    Each role set reads its first role's stage topic: ``score`` the canonical messages the
+    ``normalize`` role writes, ``normalize,score`` the raw ones.  Raw consume+produce runs on
+    each kind of message before and after the hub runs; the best of all those runs is the
     denominator (so the ratios err low).
 
     ``figures``, when given, receives each run's figures (by label) as data.
@@ -508,6 +567,8 @@ def run(
     Returns:
         0 when every run's output set equals its input set with no duplicate, else 1.
     """
+    from junction.pipeline.stages.topics import ROLE_INPUT, parse_roles
+
     with contextlib.ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="junction-bench-kafka-"))
         if keep:
@@ -515,46 +576,63 @@ def run(
         else:
             stack.callback(shutil.rmtree, work, ignore_errors=True)
         rows, sha = source_rows(records)
-        messages = raw_messages(rows, sha, PIPELINE)
-        expected = {m[0].decode() for m in messages}
-        size = sum(len(m[1]) for m in messages) // len(messages)
+        inputs = {str(ROLE_INPUT[parse_roles(r)[0]]) for r in role_sets} or {"raw"}
+        by_stage = {
+            stage: (raw_messages if stage == "raw" else canonical_messages)(rows, sha, PIPELINE)
+            for stage in sorted(inputs, reverse=True)
+        }
+        expected = {m[0].decode() for m in next(iter(by_stage.values()))}
+        sizes = ", ".join(
+            f"{stage} ~{sum(len(m[1]) for m in msgs) // len(msgs)} B"
+            for stage, msgs in by_stage.items()
+        )
         print(
-            f"{len(messages):,} raw lead messages (~{size} B), {PARTITIONS} partitions, tansu "
+            f"{len(expected):,} lead messages ({sizes}), {PARTITIONS} partitions, tansu "
             f"(memory), store {(store or 'sqlite').split(':')[0]}, {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        outcomes = [measure_raw(messages, expected, work, "raw before")]
-        print(_line(outcomes[0]), flush=True)
-        hubs: dict[int, Outcome] = {}
+        outcomes: list[Outcome] = []
+
+        def raw_runs(when: str) -> None:
+            for stage, msgs in by_stage.items():
+                outcomes.append(measure_raw(msgs, expected, work, f"raw ({stage}) {when}"))
+                print(_line(outcomes[-1]), flush=True)
+
+        raw_runs("before")
+        hubs: dict[tuple[str, int], Outcome] = {}
         if not raw_only:
-            for n in processes:
-                prof = Path(profile) if profile and n == processes[0] else None
-                hubs[n] = measure_hub(messages, expected, work, n, store, prof)
-                outcomes.append(hubs[n])
-                print(_line(hubs[n]), flush=True)
-            outcomes.append(measure_raw(messages, expected, work, "raw after"))
-            print(_line(outcomes[-1]), flush=True)
+            for roles in role_sets:
+                msgs = by_stage[str(ROLE_INPUT[parse_roles(roles)[0]])]
+                for n in processes:
+                    first = roles == role_sets[0] and n == processes[0]
+                    prof = Path(profile) if profile and first else None
+                    o = measure_hub(msgs, expected, work, n, store, prof, roles)
+                    hubs[(roles, n)] = o
+                    outcomes.append(o)
+                    print(_line(o), flush=True)
+            raw_runs("after")
         raws = [o for o in outcomes if o.label.startswith("raw")]
 
         def best(attr: str) -> float:
             return max(float(getattr(o, attr)) for o in raws)
 
-        for n, o in sorted(hubs.items()):
-            goal = "  (goal >= 0.25)" if n == 1 else ""
+        for (roles, n), o in hubs.items():
+            goal = "  (goal >= 0.25)" if n == 1 and roles == "score" else ""
             print(
-                f"hub x{n} / best raw: {_ratio(o.rate, best('rate'))} wall, "
+                f"{o.label} / best raw: {_ratio(o.rate, best('rate'))} wall, "
                 f"{_ratio(o.steady_rate, best('steady_rate'))} steady, "
                 f"{_ratio(o.per_cpu_second, best('per_cpu_second'))} per CPU-s{goal}; "
                 f"per process {o.steady_rate / n:,.0f} records/s steady"
             )
-        if 1 in hubs and 2 in hubs:
-            one, two = hubs[1], hubs[2]
-            print(
-                f"scaling 1 → 2 processes: x{_ratio(two.rate, one.rate, 2)} wall, "
-                f"x{_ratio(two.steady_rate, one.steady_rate, 2)} steady "
-                f"(CPU per record x{_ratio(one.per_cpu_second, two.per_cpu_second, 2)})"
-            )
+        for roles in role_sets:
+            one, two = hubs.get((roles, 1)), hubs.get((roles, 2))
+            if one is not None and two is not None:
+                print(
+                    f"{roles} scaling 1 → 2 processes: x{_ratio(two.rate, one.rate, 2)} wall, "
+                    f"x{_ratio(two.steady_rate, one.steady_rate, 2)} steady "
+                    f"(CPU per record x{_ratio(one.per_cpu_second, two.per_cpu_second, 2)})"
+                )
         if figures is not None:
             for o in outcomes:
                 figures[o.label] = {
@@ -563,7 +641,7 @@ def run(
                     "per_cpu_second": o.per_cpu_second,
                     "exact": o.exact and not o.duplicates,
                 }
-            figures["records"] = len(messages)
+            figures["records"] = len(expected)
     return 0 if all(o.exact and not o.duplicates for o in outcomes) else 1
 
 
@@ -585,6 +663,11 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw-only", action="store_true", help="only the raw baseline")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     p.add_argument("--profile", default=None, help="cProfile the first hub worker to this file")
+    p.add_argument(
+        "--roles",
+        default=";".join(ROLE_SETS),
+        help="worker role sets to measure, ';'-separated (default: score;normalize,score)",
+    )
 
 
 def run_args(args: argparse.Namespace) -> int:
@@ -597,6 +680,7 @@ def run_args(args: argparse.Namespace) -> int:
             keep=args.keep,
             raw_only=args.raw_only,
             profile=args.profile,
+            role_sets=[r.strip() for r in args.roles.split(";") if r.strip()],
         )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,10 +13,13 @@ from bench import kafka as bench_kafka
 from junction.pipeline.stages.topics import (
     HEADER_PIPELINE,
     HEADER_RECORD,
+    HEADER_STAGE,
     Source,
     decode,
     subject_key,
 )
+from mappings.engine import compile_mapping, load_spec
+from schemas.lead import Lead
 
 
 def test_the_bench_input_is_what_the_normalize_role_reads() -> None:
@@ -38,6 +41,22 @@ def test_the_bench_input_is_what_the_normalize_role_reads() -> None:
     assert orjson.loads(messages[0][1])["version"] is None
 
 
+def test_the_score_role_input_is_what_the_normalize_role_writes() -> None:
+    rows, sha = bench_kafka.source_rows(50)
+    raw = bench_kafka.raw_messages(rows, sha, "bench")
+    canonical = bench_kafka.canonical_messages(rows, sha, "bench")
+    mapping = compile_mapping(load_spec("csv.lead"))
+    assert [m[0] for m in canonical] == [m[0] for m in raw]  # the same keys, in order
+    for i, (_key, value, headers) in enumerate(canonical):
+        item = decode(value, "canonical", Source("b.canonical.lead.v1", 0, i, value))
+        assert item.record_id == raw[i][0].decode()
+        assert item.entity == "lead"
+        assert item.schema_version == "lead.v1"
+        # the record is the canonical lead the mapping makes of the raw row
+        assert Lead.model_validate_json(item.body or b"") == mapping.apply(rows[i])
+        assert dict(headers)[HEADER_STAGE] == b"canonical"
+
+
 @pytest.mark.slow
 def test_a_tiny_run_completes_with_output_equal_to_input(
     capsys: pytest.CaptureFixture[str],
@@ -45,12 +64,17 @@ def test_a_tiny_run_completes_with_output_equal_to_input(
     code = bench_kafka.main(["--records", "2000", "--processes", "1,2"])
     out = capsys.readouterr().out
     assert code == 0, out
-    runs = re.findall(r"^(raw before|hub x1|hub x2|raw after) *:.*output = input: (\w+)", out, re.M)
+    runs = re.findall(r"^(raw \(\w+\) \w+|[\w,]+ x\d) *:.*output = input: (\w+)", out, re.M)
     assert runs == [
-        ("raw before", "ok"),
-        ("hub x1", "ok"),
-        ("hub x2", "ok"),
-        ("raw after", "ok"),
+        ("raw (raw) before", "ok"),
+        ("raw (canonical) before", "ok"),
+        ("score x1", "ok"),
+        ("score x2", "ok"),
+        ("normalize,score x1", "ok"),
+        ("normalize,score x2", "ok"),
+        ("raw (raw) after", "ok"),
+        ("raw (canonical) after", "ok"),
     ], out
-    assert "hub x1 / best raw:" in out
-    assert "scaling 1 → 2 processes:" in out
+    assert "score x1 / best raw:" in out
+    assert "score scaling 1 → 2 processes:" in out
+    assert "normalize,score scaling 1 → 2 processes:" in out
