@@ -58,6 +58,21 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return request.getfixturevalue("pg_url")
 
 
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def redis_available() -> str:
+    """The machine's Redis URL; the test is skipped when nothing answers there."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    return REDIS_URL
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):

@@ -14,9 +14,9 @@ import redis
 
 from junction.api.token_bucket import CLIENT_NAME
 from tests.api.harness import ApiHarness, running_api, write_api_config
+from tests.conftest import REDIS_URL
 
 PROTECTED = "/api/v1/audit"
-REDIS_URL = "redis://127.0.0.1:6379"
 
 
 def get(api: ApiHarness, headers: dict[str, str]) -> httpx.Response:
@@ -74,14 +74,6 @@ def test_forbidden_calls_count_against_the_limit(api_sqlite: ApiHarness) -> None
     _, token = api_sqlite.new_client_token("rl-viewer", ["viewer"], rate_limit="2/minute")
     codes = [get(api_sqlite, {"Authorization": f"Bearer {token}"}).status_code for _ in range(3)]
     assert codes == [403, 403, 429]
-
-
-@pytest.fixture
-def redis_available() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
 
 
 def limiter_connections() -> int:

@@ -18,17 +18,10 @@ import pytest
 import redis
 
 from junction.api.token_bucket import RedisBuckets, Take
+from tests.conftest import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379"
 NAMESPACE = "junction-test-bucket"
-
-
-@pytest.fixture(autouse=True)
-def redis_up() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+pytestmark = pytest.mark.usefixtures("redis_available")
 
 
 def buckets() -> RedisBuckets:
