@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import gc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from junction.core.errors import ConfigError, MappingError, RecordError, SchemaValidationError
+from junction.core.gc_pause import gc_paused
 from junction.core.masking import field_class, mask_text, mask_value
 from junction.core.pseudonym import pii_kind
 from junction.core.rows import HeaderRows
@@ -264,12 +264,9 @@ class CompiledMapping:
         Returns:
             ``(good, bad)``: ``(index into records, model)`` and ``(index, RecordError)``.
         """
-        if pause_gc and gc.isenabled():
-            gc.disable()
-            try:
+        if pause_gc:
+            with gc_paused():
                 return self._apply_all(records)
-            finally:
-                gc.enable()
         return self._apply_all(records)
 
     def _apply_all(

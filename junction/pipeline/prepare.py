@@ -6,7 +6,6 @@ runner can run it inline or in worker processes; the runner alone writes to the 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import orjson
 from connectors.base import RawBatch
 from junction.core import tracing
 from junction.core.errors import JunctionError, RecordError
+from junction.core.gc_pause import gc_paused
 from junction.core.rows import HeaderRows
 from junction.pipeline.config import PipelineConfig
 from junction.pipeline.labels import OutcomeRules
@@ -161,9 +161,7 @@ class BatchPreparer:
             if not isinstance(err, JunctionError):
                 err = RecordError(f"unreadable row: {type(err).__name__}")
             quarantine("extract", row_err.key, err, row_err.raw, row_err.position)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # many young objects per batch; the cyclic GC would rescan them all
-        try:
+        with gc_paused():  # many young objects per batch; the cyclic GC would rescan them all
             # with tracing on, each stage keeps one span per batch: the batch goes whole
             for part in _chunks(batch, len(batch) if tracing.enabled() else PREP_CHUNK):
                 with tracing.span("junction.map", {"junction.records": len(part)}) as sp:
@@ -176,9 +174,6 @@ class BatchPreparer:
                         stage, part.keys[i], exc, orjson.dumps(part.records[i]), part.positions[i]
                     )
                 self._effects(part, good, out, prov_prefix, run_id, now, quarantine)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         return out
 
     def _effects(
