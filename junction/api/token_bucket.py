@@ -57,7 +57,9 @@ class MemoryBuckets:
     def __init__(self, clock: Any = time.monotonic) -> None:
         """``clock`` returns seconds; tests pass their own."""
         self._clock = clock
-        self._state: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+        # key -> (tokens, when, capacity, rate): each bucket knows its own limit when pruned
+        self._state: dict[str, tuple[float, float, float, float]] = {}
+        self._bound = MAX_MEMORY_BUCKETS
         self._lock = threading.Lock()
 
     async def take(self, key: str, capacity: float, rate: float, cost: float = 1.0) -> Take:
@@ -69,20 +71,23 @@ class MemoryBuckets:
         with self._lock:
             now = self._clock()
             state = self._state.get(key)
-            tokens = capacity if state is None else refill(*state, now, capacity, rate)
+            tokens = capacity if state is None else refill(state[0], state[1], now, capacity, rate)
             if tokens >= cost:
-                self._state[key] = (tokens - cost, now)
-                if len(self._state) > MAX_MEMORY_BUCKETS:
-                    self._drop_full(now, capacity, rate)
+                self._state[key] = (tokens - cost, now, capacity, rate)
+                if len(self._state) > self._bound:
+                    self._drop_full(now)
                 return Take(True)
-            self._state[key] = (tokens, now)
+            self._state[key] = (tokens, now, capacity, rate)
             return Take(False, (cost - tokens) / rate)
 
-    def _drop_full(self, now: float, capacity: float, rate: float) -> None:
-        """Forget the buckets that have refilled (approximately: by the current rate)."""
-        for k, (tokens, when) in list(self._state.items()):
+    def _drop_full(self, now: float) -> None:
+        """Forget the buckets that have refilled, each by its own limit.  The next pass waits
+        until there are twice as many buckets as are left, so pruning stays O(1) a request
+        even when most buckets are busy."""
+        for k, (tokens, when, capacity, rate) in list(self._state.items()):
             if refill(tokens, when, now, capacity, rate) >= capacity:
                 del self._state[k]
+        self._bound = max(MAX_MEMORY_BUCKETS, 2 * len(self._state))
 
 
 # KEYS[1] the bucket; ARGV capacity, rate (tokens/s), cost.  Returns {1|0, wait seconds}.  The

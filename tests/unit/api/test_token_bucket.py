@@ -91,13 +91,37 @@ def test_full_buckets_are_forgotten_past_the_bound(monkeypatch: pytest.MonkeyPat
     clock = Clock()
     buckets = MemoryBuckets(clock)
     takes(buckets, "busy", 2, capacity=2, rate=1)  # empty: remembered
-    for k in ("a", "b", "c"):
+    takes(buckets, "big", 5, capacity=10, rate=0.1)  # 5 of its 10 tokens left
+    for k in ("a", "b"):
         takes(buckets, k, 1, capacity=2, rate=1)
-    clock.now += 10  # all refilled, "busy" too
+    clock.now += 10  # a, b and busy refilled; big has 6 of 10, more than the others' capacity
     takes(buckets, "busy", 2, capacity=2, rate=1)  # empty again
     takes(buckets, "e", 1, capacity=2, rate=1)  # the fifth key: the full ones go
-    assert set(buckets._state) <= {"busy", "e"}
+    assert set(buckets._state) == {"busy", "big", "e"}
     assert not buckets.take_now("busy", 2, 1).allowed  # its state survived
+    # big kept its own state: 6 tokens, not a fresh bucket of 10
+    assert [t.allowed for t in takes(buckets, "big", 7, capacity=10, rate=0.1)] == [True] * 6 + [
+        False
+    ]
+
+
+def test_pruning_waits_until_the_buckets_double(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(token_bucket, "MAX_MEMORY_BUCKETS", 4)
+    clock = Clock()
+    buckets = MemoryBuckets(clock)
+    passes = 0
+    drop = buckets._drop_full
+
+    def counted(now: float) -> None:
+        nonlocal passes
+        passes += 1
+        drop(now)
+
+    monkeypatch.setattr(buckets, "_drop_full", counted)
+    for i in range(100):  # 100 busy clients, none of them ever full again
+        takes(buckets, f"c{i}", 1, capacity=5, rate=0.001)
+    assert len(buckets._state) == 100
+    assert passes <= 5  # 5, 10, 20, 40, 80: not one pass a request
 
 
 def test_the_async_take_is_the_same_take() -> None:
