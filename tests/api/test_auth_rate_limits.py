@@ -128,7 +128,9 @@ def test_a_burst_across_two_instances_takes_exactly_the_capacity(
         elapsed = time.monotonic() - began
     codes = [r.status_code for r in answers]
     assert set(codes) <= {200, 429}
-    assert codes.count(200) == 10 + math.floor(elapsed / 6)  # the capacity plus its refill
+    # the capacity, plus at most what refilled while the burst lasted (nothing, unless the
+    # machine stretched it past 6 s)
+    assert 10 <= codes.count(200) <= 10 + math.floor(elapsed / 6)
     for r in answers:
         if r.status_code == 429:
             assert_429(r, 6)
