@@ -90,14 +90,14 @@ def test_the_bucket_refills_continuously_and_never_past_its_capacity() -> None:
     async def scenario() -> None:
         b = buckets()
         try:
-            got = [await b.take(key, 3, 5) for _ in range(4)]  # 3 tokens, 5 a second
+            got = [await b.take(key, 3, 1) for _ in range(4)]  # 3 tokens, 1 a second
             assert [t.allowed for t in got] == [True, True, True, False]
-            assert 0 < got[3].wait_s <= 0.2
+            assert 0 < got[3].wait_s <= 1
             assert got[3].retry_after == 1
-            await asyncio.sleep(0.25)  # one token back (0.2 s), not two (0.4 s)
-            assert [(await b.take(key, 3, 5)).allowed for _ in range(2)] == [True, False]
-            await asyncio.sleep(1.0)  # would be 5 tokens; the bucket holds 3
-            got = [await b.take(key, 3, 5) for _ in range(4)]
+            await asyncio.sleep(1.1)  # one token back (1 s), not two (2 s)
+            assert [(await b.take(key, 3, 1)).allowed for _ in range(2)] == [True, False]
+            await asyncio.sleep(4.0)  # would be 4 tokens; the bucket holds 3
+            got = [await b.take(key, 3, 1) for _ in range(4)]
             assert [t.allowed for t in got] == [True, True, True, False]
         finally:
             await b.aclose()
