@@ -433,6 +433,13 @@ def _worker_command(config: Path, roles: str, profile: Path | None = None) -> li
     return [*head, "worker", str(config), "--role", roles, "--pipeline", PIPELINE]
 
 
+def _input_stage(roles: str) -> str:
+    """The stage topic a worker with ``roles`` reads (``raw`` or ``canonical``)."""
+    from junction.pipeline.stages.topics import ROLE_INPUT, parse_roles
+
+    return str(ROLE_INPUT[parse_roles(roles)[0]])
+
+
 def measure_hub(
     messages: Sequence[Message],
     expected: set[str],
@@ -444,8 +451,6 @@ def measure_hub(
 ) -> Outcome:
     """``junction worker --role ROLES`` with ``processes`` processes in one group, reading the
     first role's stage topic (``messages`` must be that stage's)."""
-    from junction.pipeline.stages.topics import ROLE_INPUT, parse_roles
-
     label = f"{roles} x{processes}"
     token = uuid.uuid4().hex[:8]
     prefix = f"b{processes}{token}"
@@ -466,7 +471,7 @@ def measure_hub(
         )
         # migrate the fresh store once, before the workers race to (SQLite has no migration lock)
         _migrate(url)
-        src = f"{prefix}.{ROLE_INPUT[parse_roles(roles)[0]]}.{ENTITY}.v1"
+        src = f"{prefix}.{_input_stage(roles)}.{ENTITY}.v1"
         dst = f"{prefix}.scored.{ENTITY}.v1"
         broker.create_topic(src, PARTITIONS)
         broker.create_topic(dst, PARTITIONS)
@@ -567,8 +572,6 @@ def run(
     Returns:
         0 when every run's output set equals its input set with no duplicate, else 1.
     """
-    from junction.pipeline.stages.topics import ROLE_INPUT, parse_roles
-
     with contextlib.ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="junction-bench-kafka-"))
         if keep:
@@ -576,7 +579,7 @@ def run(
         else:
             stack.callback(shutil.rmtree, work, ignore_errors=True)
         rows, sha = source_rows(records)
-        inputs = {str(ROLE_INPUT[parse_roles(r)[0]]) for r in role_sets} or {"raw"}
+        inputs = {_input_stage(r) for r in role_sets} or {"raw"}
         by_stage = {
             stage: (raw_messages if stage == "raw" else canonical_messages)(rows, sha, PIPELINE)
             for stage in sorted(inputs, reverse=True)
@@ -603,7 +606,7 @@ def run(
         hubs: dict[tuple[str, int], Outcome] = {}
         if not raw_only:
             for roles in role_sets:
-                msgs = by_stage[str(ROLE_INPUT[parse_roles(roles)[0]])]
+                msgs = by_stage[_input_stage(roles)]
                 for n in processes:
                     first = roles == role_sets[0] and n == processes[0]
                     prof = Path(profile) if profile and first else None

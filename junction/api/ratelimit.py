@@ -67,9 +67,7 @@ class ClientRateLimiter:
 
     async def aclose(self) -> None:
         """Close the buckets' connections (Redis); nothing to do in memory."""
-        close = getattr(self.buckets, "aclose", None)
-        if close is not None:
-            await close()
+        await self.buckets.aclose()
 
     def refused_counts(self) -> Mapping[str, int]:
         """Requests refused since start: ``rate_limited`` (429), ``limiter_unavailable`` (503)."""

@@ -45,6 +45,10 @@ class Buckets(Protocol):
         """Take ``cost`` tokens from ``key``'s bucket, if it holds them."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what the buckets hold open (connections)."""
+        ...
+
 
 def refill(tokens: float, last: float, now: float, capacity: float, rate: float) -> float:
     """The tokens a bucket holds at ``now`` (``last`` is when it held ``tokens``)."""
@@ -79,6 +83,9 @@ class MemoryBuckets:
                 return Take(True)
             self._state[key] = (tokens, now, capacity, rate)
             return Take(False, (cost - tokens) / rate)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the buckets are in this process."""
 
     def _drop_full(self, now: float) -> None:
         """Forget the buckets that have refilled, each by its own limit.  The next pass waits

@@ -263,7 +263,7 @@ class OutboxLagCollector(Collector):
 
 
 class ApiLoadCollector(Collector):
-    """One API instance's load at scrape time, read from its in-flight gate.
+    """One API instance's load at scrape time, read from its in-flight gate and rate limiter.
 
     ``junction_api_requests_in_flight``: requests being served now (probes not counted);
     ``junction_api_requests_refused_total{reason}``: requests refused at once since start, by
@@ -271,8 +271,10 @@ class ApiLoadCollector(Collector):
     ``rate_limited`` 429 and ``limiter_unavailable`` 503 from the rate limiter).
     """
 
-    def __init__(self, in_flight: Callable[[], int], refused: Callable[[], Mapping[str, int]]):
-        """Read the figures from ``in_flight`` and ``refused`` at each scrape."""
+    def __init__(
+        self, in_flight: Callable[[], int], *refused: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Read the figures from ``in_flight`` and each of ``refused`` at each scrape."""
         self._in_flight = in_flight
         self._refused = refused
 
@@ -289,7 +291,11 @@ class ApiLoadCollector(Collector):
             "overloaded (503), rate_limited (429), limiter_unavailable (503).",
             labels=["reason"],
         )
-        for reason, n in sorted(self._refused().items()):
+        counts: dict[str, int] = {}
+        for source in self._refused:
+            for reason, n in source().items():
+                counts[reason] = counts.get(reason, 0) + n
+        for reason, n in sorted(counts.items()):
             refused.add_metric([reason], n)
         yield refused
 

@@ -111,14 +111,12 @@ def prometheus_metrics(request: Request, _: Annotated[Principal, Depends(SCRAPE)
     store = ctx_of(request).store
     extra: list[Collector] = [metrics.OutboxLagCollector(lambda: outbox_lag(store))]
     gate: InFlightGate | None = getattr(request.app.state, "in_flight", None)
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    counted: list[Any] = [c for c in (gate, limiter) if hasattr(c, "refused_counts")]
-    if counted:
-        extra.append(
-            metrics.ApiLoadCollector(
-                (lambda: gate.in_flight) if gate is not None else (lambda: 0),
-                lambda: {k: n for c in counted for k, n in c.refused_counts().items()},
-            )
-        )
+    if gate is not None:
+        refused = [gate.refused_counts]
+        # an injected limiter may keep no counts
+        counts = getattr(getattr(request.app.state, "rate_limiter", None), "refused_counts", None)
+        if counts is not None:
+            refused.append(counts)
+        extra.append(metrics.ApiLoadCollector(lambda: gate.in_flight, *refused))
     body = metrics.exposition(*extra)
     return Response(content=body, media_type=metrics.CONTENT_TYPE_LATEST)
