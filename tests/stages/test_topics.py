@@ -95,8 +95,9 @@ def test_scored_message_is_the_channel_event_plus_where_it_came_from() -> None:
     assert value["record"] == {"email": "ann@example.com", "schema_version": "1"}
     assert value["score"]["grade"] == "B"
     back = decode(encode(item, "scored"), "scored", SRC)
-    assert back.body is not None
-    assert orjson.loads(back.body) == value["record"]
+    # the record comes back as the dict a role validates (its JSON is then the model's own)
+    assert back.body is None
+    assert back.record == value["record"]
     assert back.score == item.score
     assert back.source_key == "L1"
 

@@ -60,6 +60,7 @@ from junction.store.repo import Store
 
 RELAY_COLS = ("scope", "topic", "key", "value", "headers", "dedupe", "created_at")
 PUBLISH_CHUNK = 5000
+POLL_EVERY = 64  # messages produced between two serves of the producer's events
 # published rows are kept this long (seconds) so a late re-read still finds their dedupe keys
 RETENTION_S = 24 * 3600.0
 
@@ -300,18 +301,19 @@ class Relay:
             self._flush_marks()
 
     def _send(self, rows: Sequence[Any]) -> None:
+        """Produce ``rows`` and wait until the broker acknowledged every one.
+
+        The producer reports failed deliveries only (``delivery.report.only.error``): once
+        ``flush`` has emptied its queue, a message without a report was acknowledged.
+        """
         errors: list[KafkaError] = []
-        acked = 0
 
         def report(err: KafkaError | None, _msg: Message) -> None:
-            nonlocal acked
-            if err is None:
-                acked += 1
-            else:
+            if err is not None:
                 errors.append(err)
 
         producer = self.producer
-        for _id, topic, key, value, headers in rows:
+        for n, (_id, topic, key, value, headers) in enumerate(rows, 1):
             hdrs = list(orjson.loads(headers).items()) if headers else None
             while True:
                 try:
@@ -321,14 +323,15 @@ class Relay:
                     break
                 except BufferError:  # librdkafka's queue is full: let it drain
                     producer.poll(0.05)
-            producer.poll(0)
+            if not n % POLL_EVERY:
+                producer.poll(0)
         left = producer.flush(self.timeout_s)
         if errors:
             raise classify(errors[0], what="relay publish")
-        if left or acked < len(rows):
+        if left:
             raise UnavailableError(
                 "the broker did not acknowledge the stage messages in time; will retry",
-                context={"unacknowledged": len(rows) - acked},
+                context={"unacknowledged": left},
             )
 
     def _mark(self, ids: list[int]) -> None:

@@ -102,8 +102,9 @@ class Item:
     position: int
     version: str | None
     provenance: dict[str, Any]
-    record: dict[str, Any] | None = None  # the source row (raw) or None when ``body`` holds it
-    body: bytes | None = None  # the canonical record's JSON (canonical and scored stages)
+    # the source row (raw), or the consumed canonical record until a role validates it
+    record: dict[str, Any] | None = None
+    body: bytes | None = None  # the canonical record's JSON, serialized from the model
     source_key: str | None = None
     entity: str | None = None
     schema_version: str | None = None
@@ -202,8 +203,7 @@ def decode(value: bytes | None, stage: str, src: Source) -> Item:
     if stage == "raw":
         item.record = record
         return item
-    item.body = orjson.dumps(record)
-    item.record = record
+    item.record = record  # validated into the model, and serialized from it, by the roles
     sk = data.get("source_key")
     item.source_key = sk if isinstance(sk, str) else item.key
     item.entity = data.get("entity") if isinstance(data.get("entity"), str) else None

@@ -99,12 +99,22 @@ class PipelineStages:
         )
 
     def _models(self, items: list[Item], out: Effects, stage: str) -> list[Item]:
-        """Give every item its canonical model (decoded from the message when not fused)."""
+        """Give every item its canonical model (validated from the message when not fused).
+
+        A consumed record is validated from the dict its message decoded to (no second JSON
+        parse), and its JSON is then the model's own serialization, as ``normalize`` writes it.
+        """
         kept = []
+        validate = self.model_cls.model_validate
+        to_json = self.model_cls.__pydantic_serializer__.to_json
         for item in items:
             if item.model is None:
                 try:
-                    item.model = self.model_cls.model_validate_json(item.body or b"{}")
+                    if item.body is not None:
+                        item.model = self.model_cls.model_validate_json(item.body)
+                    else:
+                        item.model = validate(item.record or {})
+                        item.body = to_json(item.model, exclude_none=True)
                 except ValueError as exc:
                     err = RecordError(
                         "stage message's record is not a valid canonical "
