@@ -25,6 +25,7 @@ from junction.core.logging import get_logger
 from junction.store import tables as t
 from junction.store.audit import AuditEntry, AuditLog
 from junction.store.keyring import evict_everywhere
+from junction.store.relay_marks import unpublished
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 
@@ -209,7 +210,7 @@ def _delete(conn: Connection, found: Found, subjects: list[str], report: Erasure
     for at in range(0, len(keys), _CHUNK):
         chunk = keys[at : at + _CHUNK]
         report.relay += conn.execute(
-            delete(t.stage_relay).where(s.key.in_(chunk), s.published_at.is_(None))
+            delete(t.stage_relay).where(s.key.in_(chunk), unpublished())
         ).rowcount
         report.relay += conn.execute(
             update(t.stage_relay).where(s.key.in_(chunk)).values(value=b"")

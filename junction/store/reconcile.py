@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from junction.store import tables as t
+from junction.store.relay_marks import unpublished
 from junction.store.repo import Store
 
 SAMPLE = 20  # keys listed per kind of difference (the counts are exact)
@@ -158,9 +159,7 @@ def reconcile(
         ).all()
         out.unpublished_relay = int(
             conn.execute(
-                select(func.count())
-                .select_from(t.stage_relay)
-                .where(t.stage_relay.c.published_at.is_(None))
+                select(func.count()).select_from(t.stage_relay).where(unpublished())
             ).scalar_one()
         )
     out.expected = len(want)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from junction.store import tables as t
+from junction.store.relay_marks import unpublished
 from junction.store.repo import Store
 
 
@@ -47,7 +48,7 @@ def backlog(store: Store, now: float | None = None) -> Backlog:
         }
         relay = int(
             conn.execute(
-                select(func.count()).where(t.stage_relay.c.published_at.is_(None))
+                select(func.count()).select_from(t.stage_relay).where(unpublished())
             ).scalar_one()
         )
         leases: dict[str, str | None] = {}

@@ -345,8 +345,22 @@ stage_relay = Table(
     Column("dedupe", String(800), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("published_at", Float),
+    # migration 0013: ids are never reused on SQLite either (a deleted newest row's id would
+    # otherwise come back, under a scope's watermark)
+    sqlite_autoincrement=True,
 )
 Index("ix_stage_relay_pending", stage_relay.c.scope, stage_relay.c.published_at, stage_relay.c.id)
+
+# migration 0013: the relay's per-scope watermarks (ADR-0030).  A relay row is published when its
+# ``published_at`` is set or its id is at most its scope's ``published_through``: a worker that
+# sent a batch from memory moves one watermark instead of updating each row.
+stage_relay_marks = Table(
+    "stage_relay_marks",
+    metadata,
+    Column("scope", String(300), primary_key=True),
+    Column("published_through", Integer, nullable=False),
+    Column("marked_at", Float, nullable=False),
+)
 
 # migration 0008: encryption at rest (ADR-0021).  One data key per subject, wrapped by the
 # key-encryption key; ``wrapped`` NULL means the subject was erased (crypto-shredded), and the row

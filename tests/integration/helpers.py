@@ -78,6 +78,13 @@ def scalar(store_url: str, sql: str) -> int:
         eng.dispose()
 
 
+# stage relay rows not published yet: no published_at and above their scope's watermark
+UNPUBLISHED_RELAY = (
+    "SELECT count(*) FROM stage_relay r WHERE r.published_at IS NULL AND r.id > coalesce("
+    "(SELECT m.published_through FROM stage_relay_marks m WHERE m.scope = r.scope), 0)"
+)
+
+
 def rows_of(store_url: str, sql: str) -> list[tuple]:
     eng = create_engine(store_url)
     try:

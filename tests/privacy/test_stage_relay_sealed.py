@@ -34,6 +34,7 @@ from junction.store.crypto import env_kek
 from junction.store.crypto_rows import StorePrivacy, enable_privacy
 from junction.store.erasure import erase
 from junction.store.keyring import key_counts
+from junction.store.relay_marks import unpublished
 from junction.store.repo import Store
 from junction.store.suppressions import SuppressionList
 from tests.fakes.kafka_broker import KafkaBroker, kafka_broker  # noqa: F401 - the broker fixture
@@ -44,12 +45,13 @@ pytestmark = pytest.mark.timeout(240)
 SEALED = b"JX1:" + SUBJECT.encode() + b":"
 
 
-def _relay_values(store: Store) -> list[tuple[str, bytes, float | None]]:
+def _relay_values(store: Store) -> list[tuple[str, bytes, bool]]:
+    """Key, value and whether published (marked on its own or under its scope's watermark)."""
     c = t.stage_relay.c
     with store.begin() as conn:
         return [
-            (str(k), bytes(v), p)
-            for k, v, p in conn.execute(select(c.key, c.value, c.published_at).order_by(c.id))
+            (str(k), bytes(v), bool(p))
+            for k, v, p in conn.execute(select(c.key, c.value, ~unpublished()).order_by(c.id))
         ]
 
 
@@ -113,7 +115,7 @@ def test_stage_chain_seals_relay_rows_and_topics_stay_clear(
     assert people["system"] == 1
     # raw, canonical and scored messages went through the relay, every one sealed and sent
     assert len(rows) >= 3 * 21
-    assert all(v.startswith(SEALED) and p is not None for _k, v, p in rows)
+    assert all(v.startswith(SEALED) and p for _k, v, p in rows)
     assert_no_canary(dump(store_url))
     # downstream, the scored topic carries the records opened, personal fields and all
     out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=scored.passed)
@@ -199,7 +201,7 @@ def test_a_damaged_or_moved_relay_value_fails_the_publish_loudly(
             _set_value(store, dedupe, value)
         with pytest.raises(DecryptionError):
             relay.publish(["scope-1"])
-        assert [p for _k, _v, p in _relay_values(store)] == [None, None]  # nothing marked
+        assert [p for _k, _v, p in _relay_values(store)] == [False, False]  # nothing marked
         _set_value(store, d0, sealed[0])
         _set_value(store, d1, sealed[1])
     assert read_topic(kafka_broker.bootstrap, topic, expect=0, timeout_s=5) == []
@@ -296,6 +298,6 @@ def test_a_stage_worker_stops_with_the_typed_error_on_a_damaged_relay_row(
                 worker.run(threading.Event(), idle_exit_s=10.0)
         finally:
             worker.close()
-        assert [p for _k, _v, p in _relay_values(hub.store)] == [None, None]
+        assert [p for _k, _v, p in _relay_values(hub.store)] == [False, False]
     finally:
         hub.close()

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
+from tests.integration.helpers import UNPUBLISHED_RELAY
 from tests.stages.support import produce, raw_messages, read_topic, start_worker, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
@@ -127,7 +128,7 @@ def test_100k_records_three_workers_kill_and_join(
     assert _count(pg_url, "SELECT count(DISTINCT record_id) FROM scores") == good
     assert _count(pg_url, "SELECT count(*) FROM scores") == good
     assert _count(pg_url, "SELECT count(*) FROM stage_relay") == good
-    assert _count(pg_url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL") == 0
+    assert _count(pg_url, UNPUBLISHED_RELAY) == 0
     resent = len(out_ids) - good
     assert resent <= BATCH * PARTITIONS, f"{resent} messages sent twice"
     # per-key order: each lead's versions, first appearances, in input order; one partition

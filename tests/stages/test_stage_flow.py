@@ -28,7 +28,7 @@ from junction.serve.stage_worker import run_ingest, run_stage_worker
 from scoring.synthetic import write_lead_csv
 from tests.fakes.kafka_broker import KafkaBroker
 from tests.integration.delivery_support import receiver
-from tests.integration.helpers import rows_of
+from tests.integration.helpers import UNPUBLISHED_RELAY, rows_of
 from tests.stages.support import SECRET, produce, raw_messages, read_topic, write_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -218,7 +218,7 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
         with pytest.raises(UnavailableError):
             first.process(msgs)
         first.consumer.close()
-        pending = rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")
+        pending = rows_of(url, UNPUBLISHED_RELAY)
         held = rows_of(url, "SELECT count(*) FROM quarantine")[0][0]
         assert pending[0][0] == len(msgs) - held > 0
         # the next owner of the partition reads the batch again, then the rest
@@ -267,7 +267,7 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         assert from_memory == []
         assert worker._wal.wait(30)
         assert db.stat().st_size > empty  # the batch's pages were copied from the WAL
-        unsent = rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")
+        unsent = rows_of(url, UNPUBLISHED_RELAY)
         assert unsent[0][0] == 0
 
         def broker_gone(_rows: object) -> None:
@@ -291,5 +291,5 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         hub.close()
     assert stats.consumed == len(messages)  # the failed try counts once, when it went through
     # an idle worker marks what it sent: nothing is left to send twice
-    assert rows_of(url, "SELECT count(*) FROM stage_relay WHERE published_at IS NULL")[0][0] == 0
+    assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == 0
     _sent_once_in_order(url, kafka_broker, prefix)

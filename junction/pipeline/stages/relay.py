@@ -12,7 +12,9 @@ In the steady state a worker skips the read-back: once it has sent every unpubli
 scope (the scope is *clean*), the rows its next batch writes there, when every one of them is new,
 are all the scope holds unsent, so ``send_written`` sends them from memory and the next batch's
 write transaction marks them (``mark_in``; an idle worker, a revoked scope and ``close`` mark
-them at once).  A row that was already there (the batch read again, or a former owner wrote it)
+them at once).  On SQLite that moves the scope's watermark over them (one row, not one update
+per message; ``junction.store.relay_marks``, ADR-0030); on PostgreSQL each row is marked.
+A row that was already there (the batch read again, or a former owner wrote it)
 or a failed send sends the worker back to the read-back path.
 
 The one duplicate this allows: a worker killed after the broker acknowledged a row but before
@@ -43,7 +45,7 @@ from typing import Any, cast
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, and_, delete, or_, select
 
 from connectors.kafka.client import classify
 from junction.core.errors import DecryptionError, UnavailableError
@@ -56,6 +58,7 @@ from junction.store.crypto import (
     seal_bytes,
     split_bytes,
 )
+from junction.store.relay_marks import advance_all, mark_rows, unpublished, uses_watermarks
 from junction.store.repo import Store
 
 RELAY_COLS = ("scope", "topic", "key", "value", "headers", "dedupe", "created_at")
@@ -134,15 +137,6 @@ def open_value(aead: AESGCM | None, value: bytes, dedupe: str) -> bytes:
     )
 
 
-def _set_published(conn: Connection, column: Any, values: Sequence[Any]) -> None:
-    """Mark published now the relay rows whose ``column`` is in ``values`` (1,000 a statement)."""
-    now = time.time()
-    for i in range(0, len(values), 1000):
-        conn.execute(
-            update(t.stage_relay).where(column.in_(values[i : i + 1000])).values(published_at=now)
-        )
-
-
 def _aad(dedupe: str) -> bytes:
     return associated(TABLE, dedupe, SUBJECT)
 
@@ -159,8 +153,10 @@ class Relay:
         # scopes whose unpublished rows this worker has all sent: the rows it inserts next in
         # them (every one new) are all there is to send, and can go from memory
         self.clean: set[str] = set()
-        # dedupe keys of rows sent and acknowledged but not yet marked published
-        self._unmarked: list[str] = []
+        # (scope, dedupe key) of rows sent and acknowledged but not yet marked published
+        self._unmarked: list[tuple[str, str]] = []
+        # SQLite: move each scope's watermark over them; PostgreSQL: mark each row
+        self.watermarks = uses_watermarks(store.dialect)
         self._lock = threading.Lock()
 
     def pending(self, scopes: Iterable[str]) -> int:
@@ -170,9 +166,7 @@ class Relay:
             return 0
         with self.store.begin() as conn:
             rows = conn.execute(
-                select(t.stage_relay.c.id).where(
-                    t.stage_relay.c.scope.in_(scopes), t.stage_relay.c.published_at.is_(None)
-                )
+                select(t.stage_relay.c.id).where(t.stage_relay.c.scope.in_(scopes), unpublished())
             ).all()
         return len(rows)
 
@@ -211,7 +205,7 @@ class Relay:
                     cols.append(c.dedupe)
                 rows: Sequence[Any] = conn.execute(
                     select(*cols)
-                    .where(c.scope.in_(scopes), c.published_at.is_(None))
+                    .where(c.scope.in_(scopes), unpublished())
                     .order_by(c.id)
                     .limit(PUBLISH_CHUNK)
                 ).all()
@@ -252,20 +246,26 @@ class Relay:
             except BaseException:
                 self.clean.difference_update({r[0] for r in rows})
                 raise
-            self._unmarked.extend(r[5] for r in rows)
+            self._unmarked.extend((r[0], r[5]) for r in rows)
             self.published += len(rows)
         return len(rows)
 
-    def unmarked(self) -> list[str]:
-        """The dedupe keys of rows sent but not marked yet (for ``mark_in``)."""
+    def unmarked(self) -> list[tuple[str, str]]:
+        """``(scope, dedupe key)`` of the rows sent but not marked yet (for ``mark_in``)."""
         return list(self._unmarked)
 
-    def mark_in(self, conn: Connection, dedupes: Sequence[str]) -> None:
-        """Mark the rows of ``dedupes`` published, in the caller's transaction.
+    def mark_in(self, conn: Connection, sent: Sequence[tuple[str, str]]) -> None:
+        """Mark the rows ``sent`` (``(scope, dedupe)``) published, in the caller's transaction.
 
-        After it commits, call ``marked(len(dedupes))``.
+        On SQLite each scope's watermark moves over them when they are all it holds unsent
+        above it (``relay_marks.advance``); otherwise, and on PostgreSQL, each row is marked.
+        Call it before the transaction inserts new rows in those scopes.  After it commits,
+        call ``marked(len(sent))``.
         """
-        _set_published(conn, t.stage_relay.c.dedupe, dedupes)
+        if self.watermarks:
+            advance_all(conn, sent)
+        else:
+            mark_rows(conn, t.stage_relay.c.dedupe, [d for _, d in sent])
 
     def marked(self, n: int) -> None:
         """The first ``n`` unmarked rows were marked by a committed ``mark_in``."""
@@ -336,13 +336,18 @@ class Relay:
 
     def _mark(self, ids: list[int]) -> None:
         with self.store.begin() as conn:
-            _set_published(conn, t.stage_relay.c.id, ids)
+            mark_rows(conn, t.stage_relay.c.id, ids)
 
     def prune(self, older_than_s: float = RETENTION_S) -> int:
-        """Delete rows published more than ``older_than_s`` ago; return how many."""
+        """Delete rows published more than ``older_than_s`` ago; return how many.
+
+        A row published by its scope's watermark counts from when it was written.
+        """
         cutoff = time.time() - older_than_s
+        c = t.stage_relay.c
+        by_mark = and_(c.published_at.is_(None), c.created_at < cutoff, ~unpublished())
         with self.store.begin() as conn:
             n = conn.execute(
-                delete(t.stage_relay).where(t.stage_relay.c.published_at < cutoff)
+                delete(t.stage_relay).where(or_(c.published_at < cutoff, by_mark))
             ).rowcount
         return int(n or 0)

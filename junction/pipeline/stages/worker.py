@@ -350,10 +350,10 @@ class StageWorker:
 
         def write_relay(conn: Connection) -> None:
             nonlocal all_new
-            all_new = insert_rows(store, conn, relay_rows)
-            if marks:  # the rows the previous batch sent from memory
+            if marks:  # the rows the previous batch sent from memory, before the new ones
                 assert relay is not None
                 relay.mark_in(conn, marks)
+            all_new = insert_rows(store, conn, relay_rows)
 
         store.write_batch(
             records=effects.records,

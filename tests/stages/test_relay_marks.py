@@ -1,0 +1,227 @@
+"""The stage relay's per-scope watermarks (ADR-0030), on the real stores and broker.
+
+- rows a worker sent from memory are marked by one watermark row per scope on SQLite (no update
+  of each row), and one by one on PostgreSQL; either way nothing of them is left to send, and
+  the rows written after them are;
+- a row in the scope that nobody sent (a former owner wrote it) keeps the watermark where it
+  was: the sent rows are marked one by one, and the next read-back sends that row;
+- rows under a watermark are pruned once past the retention (from when they were written),
+  never before, and an unsent row never;
+- on SQLite a deleted newest row's id never comes back (it would be hidden under a watermark);
+- migration 0013 keeps a store's relay rows, and its downgrade settles the watermarks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from alembic import command
+from alembic.config import Config
+from confluent_kafka import Producer
+from sqlalchemy import Engine, delete, select, text
+
+from junction.pipeline.config import BusConfig
+from junction.pipeline.stages.bus import make_producer
+from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows
+from junction.store import tables as t
+from junction.store.engine import _INI, _sqlite_migration_engine, make_engine, open_store_engine
+from junction.store.relay_marks import unpublished
+from junction.store.repo import Store
+from tests.fakes.kafka_broker import KafkaBroker
+from tests.stages.support import read_topic
+
+pytestmark = pytest.mark.timeout(120)
+HOUR = 3600.0
+
+
+def _row(scope: str, n: int, *, at: float | None = None, topic: str = "out.t") -> RelayRow:
+    value = orjson.dumps({"record_id": f"{scope}#{n}", "n": n})
+    created = time.time() if at is None else at
+    return (scope, topic, f"k{n}", value, '{"junction-stage":"scored"}', f"{scope}|{n}", created)
+
+
+def _store(url: str) -> Store:
+    return Store(open_store_engine(url))
+
+
+def _relay(store: Store, producer: Producer | None = None) -> Relay:
+    # a producer that never connects: these relays only mark, count and prune
+    producer = producer or Producer({"bootstrap.servers": "127.0.0.1:9"})
+    return Relay(store, producer, timeout_s=10.0)
+
+
+def _write(store: Store, rows: list[RelayRow]) -> None:
+    with store.begin() as conn:
+        assert insert_rows(store, conn, rows)
+
+
+def _unsent(store: Store) -> list[str]:
+    c = t.stage_relay.c
+    with store.begin() as conn:
+        return [
+            str(d) for (d,) in conn.execute(select(c.dedupe).where(unpublished()).order_by(c.id))
+        ]
+
+
+def _marks(store: Store) -> dict[str, int]:
+    m = t.stage_relay_marks.c
+    with store.begin() as conn:
+        return {str(s): int(n) for s, n in conn.execute(select(m.scope, m.published_through))}
+
+
+def _ids(store: Store, scope: str) -> list[int]:
+    c = t.stage_relay.c
+    with store.begin() as conn:
+        return [
+            int(i) for (i,) in conn.execute(select(c.id).where(c.scope == scope).order_by(c.id))
+        ]
+
+
+def _marked_one_by_one(store: Store) -> int:
+    c = t.stage_relay.c
+    with store.begin() as conn:
+        return len(conn.execute(select(c.id).where(c.published_at.is_not(None))).all())
+
+
+def _sent(rows: list[RelayRow]) -> list[tuple[str, str]]:
+    return [(r[0], r[5]) for r in rows]
+
+
+def test_rows_sent_from_memory_are_marked_by_one_watermark_a_scope(store_url: str) -> None:
+    store = _store(store_url)
+    relay = _relay(store)
+    a = [_row("in:0", n) for n in range(5)]
+    b = [_row("in:1", n) for n in range(3)]
+    _write(store, a + b)
+    assert relay.pending(["in:0", "in:1"]) == 8
+    with store.begin() as conn:
+        relay.mark_in(conn, _sent(a + b))
+    assert _unsent(store) == []
+    assert relay.pending(["in:0", "in:1"]) == 0
+    if store.dialect == "sqlite":
+        assert _marks(store) == {"in:0": _ids(store, "in:0")[-1], "in:1": _ids(store, "in:1")[-1]}
+        assert _marked_one_by_one(store) == 0  # not one row was updated
+    else:  # a sequence value can commit after a larger one: each row is marked
+        assert _marks(store) == {}
+        assert _marked_one_by_one(store) == 8
+    later = [_row("in:0", n) for n in range(5, 7)]
+    _write(store, later)
+    assert _unsent(store) == [r[5] for r in later]  # above the watermark: still to send
+    assert relay.pending(["in:0"]) == 2
+    assert relay.pending(["in:1"]) == 0
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["written-before", "written-after"])
+def test_a_row_nobody_sent_keeps_the_watermark_and_goes_out_on_the_next_read_back(
+    tmp_path: Path, kafka_broker: KafkaBroker, before: bool
+) -> None:
+    topic = f"marks-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 1)
+    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
+    producer = make_producer(_bus(kafka_broker))
+    relay = _relay(store, producer)
+    ours = [_row("in:0", n, topic=topic) for n in range(1, 4)]
+    stray = _row("in:0", 0 if before else 9, topic=topic)  # a former owner's row, never sent
+    _write(store, [stray, *ours] if before else [*ours, stray])
+    with store.begin() as conn:
+        relay.mark_in(conn, _sent(ours))
+    assert _marks(store) == {}  # the watermark did not move over the stray row
+    assert _unsent(store) == [stray[5]]
+    assert _marked_one_by_one(store) == 3
+    assert relay.publish(["in:0"]) == 1
+    out = read_topic(kafka_broker.bootstrap, topic, expect=1, timeout_s=30)
+    assert [v["record_id"] for *_, v in out] == ["in:0#" + stray[5].split("|")[1]]
+    assert _unsent(store) == []
+    producer.flush(5)
+    store.engine.dispose()
+
+
+def _bus(broker: KafkaBroker) -> BusConfig:
+    return BusConfig(bootstrap_servers=broker.bootstrap)
+
+
+def test_rows_under_a_watermark_are_pruned_after_the_retention_only(store_url: str) -> None:
+    store = _store(store_url)
+    relay = _relay(store)
+    old = time.time() - 2 * HOUR
+    marked_old = [_row("in:0", n, at=old) for n in range(3)]
+    marked_new = [_row("in:0", n) for n in range(3, 5)]
+    unsent_old = _row("in:1", 0, at=old)
+    _write(store, [*marked_old, *marked_new, unsent_old])
+    with store.begin() as conn:
+        relay.mark_in(conn, _sent(marked_old + marked_new))
+    if store.dialect != "sqlite":  # marked one by one, now: the retention counts from now
+        assert relay.prune(older_than_s=HOUR) == 0
+        store.engine.dispose()
+        return
+    # a watermark's rows count from when they were written (sent within seconds of it)
+    assert relay.prune(older_than_s=HOUR) == 3
+    with store.begin() as conn:
+        left = {str(d) for (d,) in conn.execute(select(t.stage_relay.c.dedupe))}
+    assert left == {r[5] for r in [*marked_new, unsent_old]}
+    assert _unsent(store) == [unsent_old[5]]  # an unsent row is never pruned
+    store.engine.dispose()
+
+
+def test_sqlite_never_reuses_the_id_of_a_deleted_newest_row(tmp_path: Path) -> None:
+    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
+    relay = _relay(store)
+    rows = [_row("in:0", n) for n in range(3)]
+    _write(store, rows)
+    with store.begin() as conn:
+        relay.mark_in(conn, _sent(rows))
+    newest = _ids(store, "in:0")[-1]
+    assert _marks(store) == {"in:0": newest}
+    with store.begin() as conn:  # the newest row goes (pruned, or erased)
+        conn.execute(delete(t.stage_relay).where(t.stage_relay.c.id == newest))
+    fresh = _row("in:0", 3)
+    _write(store, [fresh])
+    assert _ids(store, "in:0")[-1] > newest  # a reused id would sit under the watermark
+    assert _unsent(store) == [fresh[5]]
+    store.engine.dispose()
+
+
+def _migrate_to(engine: Engine, revision: str, *, down: bool = False) -> None:
+    cfg = Config(str(_INI))
+    with _sqlite_migration_engine(engine).begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def test_migration_0013_keeps_the_relay_rows_and_its_downgrade_settles_the_marks(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    engine = make_engine(url)
+    _migrate_to(engine, "0012")
+    rows = [_row("in:0", n) for n in range(4)]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO stage_relay (scope, topic, key, value, headers, dedupe, created_at, "
+                "published_at) VALUES (:s, :t, :k, :v, :h, :d, :c, NULL)"
+            ),
+            [dict(zip("stkvhdc", r, strict=True)) for r in rows],
+        )
+    before = _ids(Store(engine), "in:0")
+    _migrate_to(engine, "head")
+    store = Store(engine)
+    assert _ids(store, "in:0") == before
+    with engine.begin() as conn:
+        ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'stage_relay'"))
+        assert "AUTOINCREMENT" in ddl.scalar_one()
+    with store.begin() as conn:
+        _relay(store).mark_in(conn, _sent(rows[:3]))
+    assert _unsent(store) == [rows[3][5]]
+    _migrate_to(engine, "0012", down=True)
+    with engine.begin() as conn:
+        unsent = conn.execute(
+            text("SELECT dedupe FROM stage_relay WHERE published_at IS NULL")
+        ).all()
+    assert [u[0] for u in unsent] == [rows[3][5]]  # the watermarked rows stay published
+    engine.dispose()
