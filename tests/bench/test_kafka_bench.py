@@ -53,7 +53,7 @@ def test_the_score_role_input_is_what_the_normalize_role_writes() -> None:
         assert item.entity == "lead"
         assert item.schema_version == "lead.v1"
         # the record is the canonical lead the mapping makes of the raw row
-        assert Lead.model_validate_json(item.body or b"") == mapping.apply(rows[i])
+        assert Lead.model_validate(item.record or {}) == mapping.apply(rows[i])
         assert dict(headers)[HEADER_STAGE] == b"canonical"
 
 
