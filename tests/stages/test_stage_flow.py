@@ -23,6 +23,7 @@ from junction.core.metrics import REGISTRY
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
 from junction.pipeline.stages import worker as worker_module
+from junction.pipeline.stages.topics import Item, encode
 from junction.pipeline.stages.worker import StageWorker
 from junction.serve.stage_worker import run_ingest, run_stage_worker
 from scoring.synthetic import write_lead_csv
@@ -293,3 +294,80 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
     # an idle worker marks what it sent: nothing is left to send twice
     assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == 0
     _sent_once_in_order(url, kafka_broker, prefix)
+
+
+def test_the_score_role_validates_each_record_and_passes_on_its_canonical_form(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    """A consumed canonical record is validated from the dict its message decoded to: one the
+    model refuses is quarantined with its message's bytes; one it accepts goes on as the
+    model serializes it (whitespace stripped, as ``normalize`` writes records)."""
+    prefix = f"can{tmp_path.name[-4:]}"
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    cfg = write_config(
+        tmp_path, store=url, bootstrap=kafka_broker.bootstrap, models=models_dir, prefix=prefix
+    )
+    topic = f"{prefix}.canonical.lead.v1"
+    kafka_broker.create_topic(topic, 1)
+    lead = {
+        "schema_version": "lead.v1",
+        "external_id": "L1",
+        "first_name": "Ivan",
+        "last_name": "Dubois",
+        "email": "ivan.dubois@cyberdyne.example.com",
+        "company": "Cyberdyne Health Inc.",
+        "country": "US",
+        "lead_source": "cold_call",
+        "employees": 3,
+        "annual_revenue": "251000.00",
+        "page_views": 5,
+        "created_at": "2025-04-17T00:00:00Z",
+    }
+    records = {
+        "L1": lead,
+        "L2": {**lead, "external_id": "L2", "first_name": "  Ann  "},
+        "L3": {**lead, "external_id": "L3", "favourite_colour": "green"},  # no such field
+        "L4": {**lead, "external_id": "L4", "employees": "many"},  # not a number
+    }
+    messages = [
+        (
+            f"leads:{key}",
+            encode(
+                Item(
+                    pipeline="leads",
+                    record_id=f"leads:{key}",
+                    key=key,
+                    stream="inbox/a.csv",
+                    position=i,
+                    version=None,
+                    provenance={"connector": "csv_file"},
+                    body=orjson.dumps(record),
+                    source_key=key,
+                    entity="lead",
+                    schema_version="lead.v1",
+                ),
+                "canonical",
+            ),
+        )
+        for i, (key, record) in enumerate(records.items(), 1)
+    ]
+    produce(kafka_broker.bootstrap, topic, messages)
+    hub = Hub(load_config(cfg))
+    try:
+        stats = run_stage_worker(hub, ("score",), threading.Event(), idle_exit_s=2.0)
+    finally:
+        hub.close()
+    assert stats.consumed == 4
+    held = rows_of(
+        url, "SELECT record_key, stage, error_code, payload FROM quarantine ORDER BY record_key"
+    )
+    assert [(k, s, c) for k, s, c, _ in held] == [
+        ("leads:L3", "score", "stage_message"),
+        ("leads:L4", "score", "stage_message"),
+    ]
+    assert [bytes(p) for *_, p in held] == [messages[2][1], messages[3][1]]
+    scored = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=2)
+    out = {v["record_id"]: v["record"] for *_, v in scored}
+    assert sorted(out) == ["leads:L1", "leads:L2"]
+    assert out["leads:L2"]["first_name"] == "Ann"
+    assert out["leads:L1"] == lead
