@@ -25,7 +25,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Executable,
-    Select,
     and_,
     bindparam,
     case,
@@ -64,18 +63,11 @@ def mark_rows(conn: Connection, column: Any, values: Sequence[Any]) -> None:
         )
 
 
-def _above_mark() -> Select[tuple[int, str]]:
-    relay, marks = t.stage_relay.c, t.stage_relay_marks.c
-    through = select(marks.published_through).where(marks.scope == bindparam("scope"))
-    return select(relay.id, relay.dedupe).where(
-        relay.scope == bindparam("scope"),
-        relay.published_at.is_(None),
-        relay.id > func.coalesce(through.scalar_subquery(), 0),
-    )
-
-
-# built once: a batch moves up to one watermark per partition it read
-_ABOVE_MARK = _above_mark()
+# built once: a batch moves up to one watermark per partition it read (with the scope fixed,
+# SQLite seeks the pending index to the rows above the mark)
+_ABOVE_MARK = select(t.stage_relay.c.id, t.stage_relay.c.dedupe).where(
+    t.stage_relay.c.scope == bindparam("scope"), unpublished()
+)
 _SET_MARK: dict[str, Executable] = {}
 
 
