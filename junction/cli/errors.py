@@ -190,10 +190,22 @@ class JunctionGroup(TyperGroup):
 
 
 def _is_click_control(exc: Exception) -> bool:
-    # usage errors and the like: click prints them itself
+    """Whether ``exc`` is a usage error or the like, which the command line prints itself.
+
+    Typer up to 0.2x raised click's own exceptions; later releases carry a copy of click
+    (``typer._click``) whose ``UsageError`` and friends derive from ``TyperException``
+    instead, so both families are recognized.
+    """
     import click
 
-    return isinstance(exc, click.exceptions.ClickException | click.exceptions.Exit)
+    controls: tuple[type[BaseException], ...] = (
+        click.exceptions.ClickException,
+        click.exceptions.Exit,
+    )
+    typer_base = getattr(getattr(typer, "exceptions", None), "TyperException", None)
+    if typer_base is not None:
+        controls += (typer_base,)
+    return isinstance(exc, controls)
 
 
 def set_debug(value: bool) -> None:

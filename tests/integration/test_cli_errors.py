@@ -228,6 +228,29 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(
     assert isinstance(debug.exception, RuntimeError)
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("nosuch",), "No such command 'nosuch'"),
+        (("mappings", "list"), "No such command 'list'"),
+        (("run", "--bogus", "c.yaml"), "No such option: --bogus"),
+        (("run",), "Missing argument"),
+    ],
+)
+def test_a_usage_error_is_the_command_lines_own_message_not_a_bug(
+    args: tuple[str, ...], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Typer releases that carry their own copy of click raise usage errors that are not
+    # click's classes: they must still reach the person as usage, with click's exit code 2
+    monkeypatch.setattr(cli_errors, "debug", False)
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "Usage: " in result.output
+    assert "InternalError" not in result.output
+    assert "a bug" not in result.output
+
+
 def test_a_typed_error_no_command_caught_is_still_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
