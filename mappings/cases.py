@@ -81,6 +81,16 @@ def cases_path(spec_file: Path) -> Path:
     return spec_file.with_name(f"{spec_file.stem}.cases.yaml")
 
 
+def count_cases(spec_file: Path) -> int:
+    """How many cases the spec's cases file holds (0 when it has none).
+
+    Raises:
+        ConfigError: the cases file is not valid YAML or not a cases file.
+    """
+    path = cases_path(spec_file)
+    return len(_load_cases(path)) if path.is_file() else 0
+
+
 def run_cases(spec_path_or_id: str | Path) -> list[CaseResult]:
     """Run the cases of one spec (built-in id or path); problems become failed results."""
     label = str(spec_path_or_id)

@@ -13,7 +13,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from junction.cli.api import api_app
 from junction.cli.audit import app as audit_app
@@ -197,7 +197,13 @@ def serve(
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="A CSV or XML file.")],
-    mapping: Annotated[str, typer.Option("--mapping", help="Mapping id (csv.lead) or YAML path.")],
+    mapping: Annotated[
+        str,
+        typer.Option(
+            "--mapping",
+            help="Mapping id (csv.lead; `junction mappings list` shows them) or YAML path.",
+        ),
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", help="Write canonical JSON lines here.")
     ] = None,
@@ -279,6 +285,45 @@ def connectors_list(verbose: Annotated[bool, typer.Option("--verbose")] = False)
             )
             table.add_row(kind[:-1], info.name, info.target, status)
     console.print(table)
+
+
+@mappings_app.command("list")
+def mappings_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a spec.")] = False,
+) -> None:
+    """List the built-in mapping specs: their ids (for --mapping), entities and cases."""
+    from mappings.cases import count_cases
+    from mappings.engine import builtin_spec_ids, load_spec, spec_path
+
+    rows = []
+    try:
+        for spec_id in builtin_spec_ids():
+            spec = load_spec(spec_id)
+            path = spec_path(spec_id)
+            reader = (spec.reader or {}).get("connector") or "by file type"
+            rows.append(
+                {
+                    "id": spec.id,
+                    "entity": str(spec.entity),
+                    "fields": len(spec.fields),
+                    "source_key": spec.source_key,
+                    "reader": reader,
+                    "cases": count_cases(path),
+                    "description": spec.description,
+                }
+            )
+    except JunctionError as exc:
+        fail(exc)
+    if as_json:
+        for row in rows:
+            typer.echo(orjson.dumps(row).decode())
+        return
+    # the id is what a person copies into --mapping: never cut; descriptions are in --json
+    table = Table(Column("id", no_wrap=True), "entity", "fields", "reader", "cases")
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in ("id", "entity", "fields", "reader", "cases")))
+    console.print(table)
+    console.print("what each one reads: junction mappings list --json", style="dim")
 
 
 @mappings_app.command("test")

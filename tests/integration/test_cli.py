@@ -65,6 +65,31 @@ def test_connectors_list_and_mapping_cases_and_schemas() -> None:
     assert invoke("schemas", "export", "--check").exit_code == 0
 
 
+def test_mappings_list_names_every_built_in_spec_with_its_entity_and_cases() -> None:
+    from mappings.cases import run_cases
+    from mappings.engine import builtin_spec_ids, load_spec
+
+    listed = invoke("mappings", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    ids = builtin_spec_ids()
+    assert [r["id"] for r in rows] == ids
+    assert {"csv.lead", "salesforce.contact", "sap.idoc.orders05"} <= set(ids)
+    for row in rows:
+        spec = load_spec(row["id"])
+        assert row["entity"] == spec.entity
+        assert row["fields"] == len(spec.fields)
+        # counted from the cases file, checked against the cases the test command runs
+        assert row["cases"] == len(run_cases(row["id"])) > 0
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["sap.idoc.orders05"]["reader"] == "sap_idoc"
+    assert by_id["csv.lead"]["reader"] == "by file type"
+    table = runner.invoke(app, ["mappings", "list"], env={"COLUMNS": "60"})
+    assert table.exit_code == 0, table.output
+    for spec_id in ids:  # an id is never cut, even on a narrow terminal
+        assert f" {spec_id} " in table.output
+
+
 def test_schemas_check_fails_on_stale_files(tmp_path: Path) -> None:
     assert invoke("schemas", "export", "--out", str(tmp_path)).exit_code == 0
     (tmp_path / "lead.schema.json").write_text("{}")
