@@ -232,7 +232,7 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(
     ("args", "says"),
     [
         (("nosuch",), "No such command 'nosuch'"),
-        (("mappings", "list"), "No such command 'list'"),
+        (("mappings", "nosuch"), "No such command 'nosuch'"),
         (("run", "--bogus", "c.yaml"), "No such option: --bogus"),
         (("run",), "Missing argument"),
     ],
