@@ -293,13 +293,12 @@ def mappings_list(
 ) -> None:
     """List the built-in mapping specs: their ids (for --mapping), entities and cases."""
     from mappings.cases import count_cases
-    from mappings.engine import builtin_spec_ids, load_spec, spec_path
+    from mappings.engine import builtin_spec_ids, load_spec
 
     rows = []
     try:
         for spec_id in builtin_spec_ids():
             spec = load_spec(spec_id)
-            path = spec_path(spec_id)
             reader = (spec.reader or {}).get("connector") or "by file type"
             rows.append(
                 {
@@ -308,7 +307,7 @@ def mappings_list(
                     "fields": len(spec.fields),
                     "source_key": spec.source_key,
                     "reader": reader,
-                    "cases": count_cases(path),
+                    "cases": count_cases(Path(spec.source)),  # the file it was read from
                     "description": spec.description,
                 }
             )
