@@ -299,8 +299,8 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
 def test_the_score_role_validates_each_record_and_passes_on_its_canonical_form(
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
 ) -> None:
-    """A consumed canonical record is validated from the dict its message decoded to: one the
-    model refuses is quarantined with its message's bytes; one it accepts goes on as the
+    """A consumed canonical record is validated (with its message, in one pass; ADR-0031): one
+    the model refuses is quarantined with its message's bytes; one it accepts goes on as the
     model serializes it (whitespace stripped, as ``normalize`` writes records)."""
     prefix = f"can{tmp_path.name[-4:]}"
     url = f"sqlite:///{tmp_path / 'j.db'}"

@@ -76,10 +76,25 @@ _SEALED = BYTES_PREFIX + SUBJECT.encode("ascii") + b":"
 
 
 def relay_row(
-    scope: str, topic: str, key: str, value: bytes, headers: dict[str, str], dedupe: str
+    scope: str,
+    topic: str,
+    key: str,
+    value: bytes,
+    headers: dict[str, str],
+    dedupe: str,
+    at: float | None = None,
 ) -> RelayRow:
-    """One row for ``stage_relay`` (``dedupe`` makes a replayed input insert nothing)."""
-    return (scope, topic, key, value, orjson.dumps(headers).decode(), dedupe, time.time())
+    """One row for ``stage_relay`` (``dedupe`` makes a replayed input insert nothing), written
+    ``at`` (default: now; a batch passes one time for all its rows)."""
+    return (
+        scope,
+        topic,
+        key,
+        value,
+        orjson.dumps(headers).decode(),
+        dedupe,
+        time.time() if at is None else at,
+    )
 
 
 def insert_rows(store: Store, conn: Connection, rows: Sequence[RelayRow]) -> bool:
@@ -314,7 +329,7 @@ class Relay:
 
         producer = self.producer
         for n, (_id, topic, key, value, headers) in enumerate(rows, 1):
-            hdrs = list(orjson.loads(headers).items()) if headers else None
+            hdrs = orjson.loads(headers) if headers else None  # a dict: produce takes one
             while True:
                 try:
                     producer.produce(

@@ -101,8 +101,9 @@ class PipelineStages:
     def _models(self, items: list[Item], out: Effects, stage: str) -> list[Item]:
         """Give every item its canonical model (validated from the message when not fused).
 
-        A consumed record is validated from the dict its message decoded to (no second JSON
-        parse), and its JSON is then the model's own serialization, as ``normalize`` writes it.
+        A worker's ``MessageReader`` has usually validated a consumed record with its message
+        (ADR-0031); one it handed on is validated here from the dict its message decoded to.
+        Either way its JSON is then the model's own serialization, as ``normalize`` writes it.
         """
         kept = []
         validate = self.model_cls.model_validate

@@ -39,6 +39,7 @@ from junction.pipeline.model_watch import ModelWatch
 from junction.pipeline.prepare import quarantine_row
 from junction.pipeline.stages import bus as kafka
 from junction.pipeline.stages import traced as traced_stage
+from junction.pipeline.stages.reader import RECORD_STAGES, MessageReader
 from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows, relay_row
 from junction.pipeline.stages.topics import (
     HEADER_PIPELINE,
@@ -130,6 +131,7 @@ class StageWorker:
         self.in_topics = sorted(
             {topic_name(prefix, in_stage, s.entity) for s in self.stages.values()}
         )
+        self._readers = self._message_readers(prefix)
         self.out_topics: dict[str, str] = {}
         if self.out_stage is not None:
             self.out_topics = {
@@ -158,6 +160,19 @@ class StageWorker:
         self.consumer: Consumer = kafka.make_consumer(
             self.bus, self.group, self._on_assign, self._on_revoke, self.in_topics
         )
+
+    def _message_readers(self, prefix: str) -> dict[str, MessageReader]:
+        """A one-pass reader for each input topic whose pipelines share one canonical model."""
+        if self.in_stage not in RECORD_STAGES:
+            return {}
+        models: dict[str, set[Any]] = {}
+        for s in self.stages.values():
+            models.setdefault(topic_name(prefix, self.in_stage, s.entity), set()).add(s.model_cls)
+        return {
+            topic: MessageReader(self.in_stage, next(iter(classes)))
+            for topic, classes in models.items()
+            if len(classes) == 1
+        }
 
     def _compile(self, name: str) -> PipelineStages:
         pcfg = self.cfg.pipelines[name]
@@ -309,9 +324,11 @@ class StageWorker:
                 continue
             topic, part, off = kafka.position(m)
             offsets[(topic, part)] = off + 1
-            src = Source(topic, part, off, m.value() or b"")
+            value = m.value()
+            src = Source(topic, part, off, value or b"")
+            read = self._readers.get(topic)
             try:
-                item = decode(m.value(), self.in_stage, src)
+                item = read(value, src) if read is not None else decode(value, self.in_stage, src)
             except RecordError as exc:
                 self._bus_quarantine(effects, m, src, exc)
                 continue
@@ -410,6 +427,7 @@ class StageWorker:
     ) -> list[RelayRow]:
         topic = self.out_topics[name]
         rows = []
+        now = time.time()
         for it in items:
             src = it.src
             assert src is not None  # consumed items always know their message
@@ -421,6 +439,7 @@ class StageWorker:
                     encode(it, stage),
                     traced_stage.with_trace(headers_of(it, stage), traceparent),
                     f"{topic}|{src.topic}:{src.partition}:{src.offset}",
+                    now,
                 )
             )
         return rows
