@@ -126,7 +126,23 @@ def headers_of(item: Item, stage: str) -> dict[str, str]:
 
 def encode(item: Item, stage: str) -> bytes:
     """The message value of ``item`` on the ``stage`` topic."""
-    base: dict[str, Any] = {
+    if stage == "raw":
+        return orjson.dumps(
+            {
+                "pipeline": item.pipeline,
+                "record_id": item.record_id,
+                "key": item.key,
+                "stream": item.stream,
+                "position": item.position,
+                "version": item.version,
+                "provenance": item.provenance,
+                "record": item.record,
+            }
+        )
+    if item.body is None:
+        raise RecordError("a canonical stage message needs the canonical record")
+    # one dict literal a message (keys in wire order), not a base dict updated
+    message: dict[str, Any] = {
         "pipeline": item.pipeline,
         "record_id": item.record_id,
         "key": item.key,
@@ -134,23 +150,15 @@ def encode(item: Item, stage: str) -> bytes:
         "position": item.position,
         "version": item.version,
         "provenance": item.provenance,
+        "source_key": item.source_key,
+        "entity": item.entity,
+        "schema_version": item.schema_version,
+        "record": orjson.Fragment(item.body),
     }
-    if stage == "raw":
-        base["record"] = item.record
-        return orjson.dumps(base)
-    if item.body is None:
-        raise RecordError("a canonical stage message needs the canonical record")
-    base.update(
-        source_key=item.source_key,
-        entity=item.entity,
-        schema_version=item.schema_version,
-        record=orjson.Fragment(item.body),
-    )
-    if stage == "canonical":
-        return orjson.dumps(base)
-    base["type"] = item.extra.get("event_type") or f"{item.entity}.scored"
-    base["score"] = item.score
-    return orjson.dumps(base)
+    if stage != "canonical":
+        message["type"] = item.extra.get("event_type") or f"{item.entity}.scored"
+        message["score"] = item.score
+    return orjson.dumps(message)
 
 
 _REQUIRED = ("pipeline", "record_id", "key", "stream", "position", "record")

@@ -187,6 +187,7 @@ class PipelineStages:
         enough = cols.data_sufficient
         given = getattr(cols, "reasons_json", None)
         now = time.time()
+        model = cols.model
         passed = []
         for j, item in enumerate(items):
             if j in failed:
@@ -199,7 +200,7 @@ class PipelineStages:
                 (
                     item.record_id,
                     version,
-                    cols.model,
+                    model,
                     value,
                     grade,
                     factors_json.decode(),
@@ -216,7 +217,10 @@ class PipelineStages:
             }
             if enough is not None:
                 score["data_sufficient"] = bool(enough[j])
-            score.update(model=cols.model, model_version=version, variant=variant)
+            # stored one by one (keys in the event's order): no keyword dict a record
+            score["model"] = model
+            score["model_version"] = version
+            score["variant"] = variant
             item.score = score
             item.extra["event_type"] = self.event_type
             passed.append(item)
