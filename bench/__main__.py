@@ -1,6 +1,7 @@
 """``python -m bench <name>``: run a benchmark.
 
-Benchmarks: ``e2e`` (and ``instructions``: its instruction counts, by callgrind), ``api``,
+Benchmarks: ``e2e`` (and ``instructions``: its instruction counts, by callgrind), ``kafka``
+(and ``stage-instructions``: a stage worker's batch work counted by callgrind), ``api``,
 ``crm``, ``erp``, ``deliver``, ``score``, ``kafka``, ``dashboard``, ``soak`` (mixed traffic and
 faults, reconciled); ``all`` runs every one and writes one Markdown report (``bench/all.py``).
 """
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("--rows", type=int, default=20_000)
     ins.add_argument("--encrypt", action="store_true", help="also count the encrypted hub")
     ins.add_argument("--keep", action="store_true", help="keep the work folder")
+    sti = sub.add_parser(
+        "stage-instructions",
+        help="instructions per record of a stage worker's batch work, by phase (callgrind)",
+    )
+    sti.add_argument("--roles", default="score", help="score, or normalize,score")
+    sti.add_argument("--records", type=int, default=5_000, help="records counted")
+    sti.add_argument("--warm", type=int, default=2_000, help="records run first, uncounted")
+    sti.add_argument("--keep", action="store_true", help="keep the work folder")
     api = sub.add_parser("api", help="POST /score-lead vs a naive sklearn endpoint (open loop)")
     api.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     api.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
@@ -128,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_api(
             seconds=args.seconds, concurrency=args.concurrency, repeat=args.repeat, keep=args.keep
+        )
+    if args.name == "stage-instructions":
+        from bench.stage_instructions import run as run_stage_instructions
+
+        return run_stage_instructions(
+            roles=args.roles, records=args.records, warm=args.warm, keep=args.keep
         )
     if args.name == "instructions":
         from bench.instructions import run as run_instructions

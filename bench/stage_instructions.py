@@ -1,0 +1,214 @@
+"""Instructions per record of a stage worker's batch work, counted by callgrind (issue 8).
+
+``python -m bench kafka`` times worker processes against a broker on a shared VM, where the
+same code's rate moves by a third from one run to the next.  This counts, instead, the CPU
+instructions of what a worker does with each consumed batch apart from the Kafka client, in
+phases, each in a valgrind run of its own with instrumentation switched on only around that
+phase of every measured batch:
+
+* ``read``: each message to an item (``MessageReader`` for canonical messages, ``decode`` for
+  raw ones), as ``StageWorker.process`` does;
+* ``roles``: ``PipelineStages.run`` for each of the roles (the model check, mapping, scoring);
+* ``relay``: the relay rows of the output messages (``StageWorker._relay_rows``);
+* ``write``: the effects and relay rows in one store transaction (``Store.write_batch`` with
+  ``relay.insert_rows``), SQLite in a temporary folder;
+* ``free``: dropping the batch's objects.
+
+Left out: consuming, producing and acknowledging (librdkafka's work and waits), the relay's
+watermark moves, and the background WAL checkpoints.  The messages are ``bench kafka``'s own
+(canonical for ``score``, raw for ``normalize,score``); the first ``--warm`` records run
+uncounted, so the mapping's per-value caches are as warm as in a long run.
+
+Needs valgrind (``apt-get install valgrind``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+PHASES = ("read", "roles", "relay", "write", "free")
+BATCH = 500  # BusConfig's default batch size
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def _switch(on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> None:
+    """Run the batches in this (valgrind'ed) process, counting ``phase``; print what ran."""
+    from bench.kafka import CONFIG, PIPELINE, canonical_messages, raw_messages, source_rows
+    from junction.core.gc_pause import gc_paused
+    from junction.pipeline.config import load_config
+    from junction.pipeline.hub import Hub
+    from junction.pipeline.model_watch import ModelWatch
+    from junction.pipeline.stages.reader import RECORD_STAGES, MessageReader
+    from junction.pipeline.stages.relay import insert_rows
+    from junction.pipeline.stages.topics import ROLE_INPUT, ROLE_OUTPUT, Source, decode, parse_roles
+    from junction.pipeline.stages.transforms import Effects, PipelineStages
+    from junction.pipeline.stages.worker import StageWorker
+
+    roles = parse_roles(roles_text)
+    in_stage, out_stage = ROLE_INPUT[roles[0]], ROLE_OUTPUT[roles[-1]]
+    assert in_stage is not None, "a role set that reads a stage topic"
+    assert out_stage is not None, "a role set that writes a stage topic"
+    rows, sha = source_rows(records + warm)
+    build = canonical_messages if in_stage == "canonical" else raw_messages
+    values = [value for _key, value, _headers in build(rows, sha, PIPELINE)]
+    (work / "models").mkdir(parents=True, exist_ok=True)
+    config = work / "junction.yaml"
+    config.write_text(
+        CONFIG.format(
+            store=f"sqlite:///{work / 'stage.db'}",
+            bootstrap="127.0.0.1:9",  # never dialled: no client is made
+            prefix="bench",
+            partitions=6,
+            session_ms=6000,
+            pipeline=PIPELINE,
+        )
+    )
+    hub = Hub(load_config(config))
+    try:
+        pcfg = hub.cfg.pipelines[PIPELINE]
+        scorer = None
+        if "score" in roles and pcfg.scoring is not None:
+            scorer = ModelWatch(hub.cfg.models_dir, pcfg.scoring, owner="bench").load().scorer
+        stages = PipelineStages(PIPELINE, pcfg, scorer, connector=pcfg.source.connector)
+        topic = f"bench.{in_stage}.lead.v1"
+        read: Callable[[bytes, Source], Any]
+        if in_stage in RECORD_STAGES:
+            read = MessageReader(in_stage, stages.model_cls)
+        else:
+            read = lambda value, src: decode(value, in_stage, src)  # noqa: E731
+        # what _relay_rows reads of its worker: the output topic of each pipeline
+        worker: Any = type("Worker", (), {})()
+        worker.out_topics = {PIPELINE: f"bench.{out_stage}.lead.v1"}
+        store = hub.store
+
+        def batch(part: Sequence[bytes], first: int, counted: bool) -> int:
+            def mark(name: str, on: bool) -> None:
+                if counted and name == phase:
+                    _switch(on)
+
+            mark("read", True)
+            items = [
+                read(v, Source(topic, (first + j) % 6, first + j, v)) for j, v in enumerate(part)
+            ]
+            mark("read", False)
+            effects = Effects()
+            mark("roles", True)
+            for role in roles:
+                items = stages.run(role, items, effects)
+            mark("roles", False)
+            mark("relay", True)
+            relay = StageWorker._relay_rows(worker, PIPELINE, items, out_stage)
+            mark("relay", False)
+            mark("write", True)
+            store.write_batch(
+                records=effects.records,
+                scores=effects.scores,
+                deliveries=effects.deliveries,
+                quarantined=effects.quarantined,
+                cursor=None,
+                heads=effects.heads,
+                outcomes=effects.outcomes,
+                also=partial(insert_rows, store, rows=relay),
+            )
+            mark("write", False)
+            passed = len(items)
+            mark("free", True)
+            del items, effects, relay
+            mark("free", False)
+            return passed
+
+        for at in range(0, warm, BATCH):
+            with gc_paused():
+                batch(values[at : min(at + BATCH, warm)], at, False)
+        passed = 0
+        started = time.process_time()
+        for at in range(warm, len(values), BATCH):
+            with gc_paused():  # as the worker holds the collector for a batch
+                passed += batch(values[at : at + BATCH], at, True)
+        cpu = time.process_time() - started
+    finally:
+        hub.close()
+    print(json.dumps({"records": len(values) - warm, "passed": passed, "cpu_s": cpu}))
+
+
+def _count(roles: str, records: int, warm: int, phase: str, work: Path) -> tuple[int, dict]:
+    folder = work / phase
+    folder.mkdir(parents=True)
+    log = folder / "valgrind.log"
+    proc = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={folder / 'callgrind.out'}",
+            f"--log-file={log}",
+            sys.executable,
+            "-m",
+            "bench.stage_instructions",
+            "--child",
+            roles,
+            str(records),
+            str(warm),
+            phase,
+            str(folder),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    found = _COLLECTED.search(log.read_text()) if log.exists() else None
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"the {phase} run failed under valgrind:\n{proc.stderr[-2000:]}")
+    return int(found.group(1)), json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(*, roles: str, records: int, warm: int, keep: bool) -> int:
+    """Count and print instructions per record of each phase, and their sum."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("valgrind is not installed (apt-get install valgrind): nothing counted")
+        return 2
+    from bench.kafka import ensure_data
+    from bench.procs import work_folder
+
+    ensure_data()  # written once here, not by a child under valgrind
+    with work_folder("junction-stage-instr-", keep=keep) as work:
+        print(
+            f"--roles {roles}: {records:,} records counted after {warm:,} uncounted, batches of "
+            f"{BATCH}; instructions by callgrind, the Kafka client left out"
+        )
+        total = 0.0
+        for phase in PHASES:
+            ir, got = _count(roles, records, warm, phase, work)
+            if got["passed"] != got["records"]:
+                raise SystemExit(f"{phase}: {got['passed']} of {got['records']} records passed")
+            per = ir / got["records"]
+            total += per
+            print(f"{phase:<6}: {per:>10,.0f} per record")
+        print(f"{'total':<6}: {total:>10,.0f} per record")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+        _child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], Path(sys.argv[6]))
+    else:
+        raise SystemExit("run it as: python -m bench stage-instructions [--roles R] [--records N]")
