@@ -10,7 +10,7 @@ phase of every measured batch:
   raw ones), as ``StageWorker.process`` does;
 * ``roles``: ``PipelineStages.run`` for each of the roles (the model check, mapping, scoring);
 * ``relay``: the relay rows of the output messages (``StageWorker._relay_rows``);
-* ``write``: the effects and relay rows in one store transaction (``Store.write_batch`` with
+* ``write``: the effects and relay rows in one store transaction (``Effects.write`` with
   ``relay.insert_rows``), SQLite in a temporary folder;
 * ``free``: dropping the batch's objects.
 
@@ -118,16 +118,7 @@ def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> 
             relay = StageWorker._relay_rows(worker, PIPELINE, items, out_stage)
             mark("relay", False)
             mark("write", True)
-            store.write_batch(
-                records=effects.records,
-                scores=effects.scores,
-                deliveries=effects.deliveries,
-                quarantined=effects.quarantined,
-                cursor=None,
-                heads=effects.heads,
-                outcomes=effects.outcomes,
-                also=partial(insert_rows, store, rows=relay),
-            )
+            effects.write(store, partial(insert_rows, store, rows=relay))
             mark("write", False)
             passed = len(items)
             mark("free", True)

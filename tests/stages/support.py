@@ -18,6 +18,13 @@ from scoring.synthetic import generate_lead_csv_rows
 
 JUNCTION = str(Path(sys.executable).parent / "junction")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# (message value, a phrase of the RecordError it gives) of any stage: not a stage message
+NOT_STAGE_MESSAGES: list[tuple[bytes | None, str]] = [
+    (None, "tombstone"),
+    (b"\xff\xfe not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"pipeline": "leads"}', "has no 'record_id'"),
+]
 
 
 def write_config(

@@ -14,6 +14,7 @@ from junction.pipeline.stages.reader import MessageReader
 from junction.pipeline.stages.topics import Item, Source, decode
 from schemas.contact import Contact
 from schemas.lead import Lead
+from tests.stages.support import NOT_STAGE_MESSAGES
 
 SRC = Source("p.canonical.lead.v1", 2, 17, b"")
 LEAD = {
@@ -142,10 +143,7 @@ def test_what_it_cannot_take_goes_to_decode_as_before(message: dict[str, Any]) -
 @pytest.mark.parametrize(
     ("value", "needle"),
     [
-        (None, "tombstone"),
-        (b"\xff\xfe not json", "not JSON"),
-        (b"[1, 2]", "not a JSON object"),
-        (b'{"pipeline": "leads"}', "has no 'record_id'"),
+        *NOT_STAGE_MESSAGES,
         # orjson and the reader's parser both keep the last of a repeated key
         (
             b'{"pipeline": "a", "pipeline": 5, "record_id": "r", "key": "k", "stream": "s",'

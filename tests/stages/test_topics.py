@@ -15,6 +15,7 @@ from junction.pipeline.stages.topics import (
     subject_key,
     topic_name,
 )
+from tests.stages.support import NOT_STAGE_MESSAGES
 
 
 def test_topic_names_and_subject_keys() -> None:
@@ -110,10 +111,7 @@ def test_canonical_message_needs_the_record() -> None:
 @pytest.mark.parametrize(
     ("value", "needle"),
     [
-        (None, "tombstone"),
-        (b"\xff\xfe not json", "not JSON"),
-        (b"[1, 2]", "not a JSON object"),
-        (b'{"pipeline": "leads"}', "has no 'record_id'"),
+        *NOT_STAGE_MESSAGES,
         (
             b'{"pipeline": 1, "record_id": "a", "key": "a", "stream": "s", "position": 1,'
             b' "record": {}}',

@@ -126,22 +126,6 @@ def headers_of(item: Item, stage: str) -> dict[str, str]:
 
 def encode(item: Item, stage: str) -> bytes:
     """The message value of ``item`` on the ``stage`` topic."""
-    if stage == "raw":
-        return orjson.dumps(
-            {
-                "pipeline": item.pipeline,
-                "record_id": item.record_id,
-                "key": item.key,
-                "stream": item.stream,
-                "position": item.position,
-                "version": item.version,
-                "provenance": item.provenance,
-                "record": item.record,
-            }
-        )
-    if item.body is None:
-        raise RecordError("a canonical stage message needs the canonical record")
-    # one dict literal a message (keys in wire order), not a base dict updated
     message: dict[str, Any] = {
         "pipeline": item.pipeline,
         "record_id": item.record_id,
@@ -150,11 +134,17 @@ def encode(item: Item, stage: str) -> bytes:
         "position": item.position,
         "version": item.version,
         "provenance": item.provenance,
-        "source_key": item.source_key,
-        "entity": item.entity,
-        "schema_version": item.schema_version,
-        "record": orjson.Fragment(item.body),
     }
+    if stage == "raw":
+        message["record"] = item.record
+        return orjson.dumps(message)
+    if item.body is None:
+        raise RecordError("a canonical stage message needs the canonical record")
+    # one key at a time, in wire order: no keyword dict a message, as ``update`` would build
+    message["source_key"] = item.source_key
+    message["entity"] = item.entity
+    message["schema_version"] = item.schema_version
+    message["record"] = orjson.Fragment(item.body)
     if stage != "canonical":
         message["type"] = item.extra.get("event_type") or f"{item.entity}.scored"
         message["score"] = item.score

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,6 +28,11 @@ from junction.pipeline.route import delivery_id
 from junction.pipeline.stages.topics import Item
 from scoring.base import Scorer
 from scoring.reasons import ReasonBook
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from junction.store.repo import Store
 
 # canonical fields that change with every version without being a change worth routing
 _VOLATILE = {"updated_at"}
@@ -42,6 +48,24 @@ class Effects:
     quarantined: list[Row] = field(default_factory=list)
     heads: list[Row] = field(default_factory=list)
     outcomes: list[Row] = field(default_factory=list)
+
+    def write(self, store: Store, also: Callable[[Connection], object] | None = None) -> None:
+        """Write these rows in one store transaction, with ``also`` (the batch's relay rows and
+        marks) in the same one.  No cursor: a stage's position is its consumed offsets.
+
+        Raises:
+            UnavailableError: the store is away (nothing of the batch was written).
+        """
+        store.write_batch(
+            records=self.records,
+            scores=self.scores,
+            deliveries=self.deliveries,
+            quarantined=self.quarantined,
+            cursor=None,
+            heads=self.heads,
+            outcomes=self.outcomes,
+            also=also,
+        )
 
 
 def _where(item: Item) -> dict[str, Any]:

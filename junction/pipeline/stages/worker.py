@@ -372,16 +372,7 @@ class StageWorker:
                 relay.mark_in(conn, marks)
             all_new = insert_rows(store, conn, relay_rows)
 
-        store.write_batch(
-            records=effects.records,
-            scores=effects.scores,
-            deliveries=effects.deliveries,
-            quarantined=effects.quarantined,
-            cursor=None,
-            heads=effects.heads,
-            outcomes=effects.outcomes,
-            also=write_relay if relay_rows or marks else None,
-        )
+        effects.write(store, write_relay if relay_rows or marks else None)
         if self._wal is not None:
             self._wal.committed()
         if relay is not None:
