@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired
 
-from pydantic import StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import StrictInt, StrictStr, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from junction.pipeline.stages.topics import Item, Source, decode
@@ -67,10 +67,11 @@ class MessageReader:
             return decode(value, self.stage, src)
         try:
             data: dict[str, Any] = self._validate(value)
-        except ValidationError:
+            model = data["record"]
+            body = self._to_json(model, exclude_none=True)
+        except ValueError:  # a ValidationError, or a model that does not serialize
             return decode(value, self.stage, src)  # its record, if any, the role validates
         key = data["key"]
-        model = data["record"]
         item = Item(
             data["pipeline"],
             data["record_id"],
@@ -80,7 +81,7 @@ class MessageReader:
             data.get("version"),
             data.get("provenance", {}),
             None,
-            self._to_json(model, exclude_none=True),
+            body,
             data.get("source_key", key),
             data.get("entity"),
             data.get("schema_version"),
