@@ -28,6 +28,11 @@ phone fed in (as fed, or as normalized) is readable in clear anywhere in the dat
 records, deliveries, quarantine, stage_relay and the rest), even where a kill left a batch
 half-done.
 
+A third kind splits the chain in two roles: a ``normalize`` worker writes the canonical topic
+undisturbed, then the worker killed at a random point (and the ones after it) is a ``score``
+worker reading those canonical messages in one pass (``MessageReader``, ADR-0031); the same
+checks hold, with one relay row a record for each of the two topics.
+
 Seeds alternate between a SQLite store and a PostgreSQL schema of their own, and run in
 forked processes with one tansu broker each (``tests/fakes/kafka_broker.py``), so a seed's
 fault never reaches another's broker.
@@ -83,6 +88,9 @@ STAGE_PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
 SEALED_SEEDS = int(os.environ.get("JUNCTION_FAULT_SEALED_SEEDS", str(max(2, SEEDS // 6))))
 SEALED_BASE = 1000
 KEK_ENV = "JUNCTION_TEST_STAGE_KILL_KEK"
+# the split chain (a killed ``score`` worker): as few seeds as the encrypted kind
+SPLIT_SEEDS = int(os.environ.get("JUNCTION_FAULT_SPLIT_SEEDS", str(max(2, SEEDS // 6))))
+SPLIT_BASE = 2000
 
 _broker: KafkaBroker | None = None
 
@@ -150,9 +158,13 @@ def _on_pg(ddl: str) -> None:
 
 
 def _seed(
-    root: Path, models: Path, seed: int, sealed: bool = False
+    root: Path, models: Path, seed: int, sealed: bool = False, split: bool = False
 ) -> tuple[str | None, int, float]:
     """One seed: (problem or None, the killed worker's exit status, when it was killed).
+
+    ``split``: the chain runs as two roles; a ``normalize`` worker writes the canonical topic
+    first, undisturbed, and the worker killed (and its followers) is a ``score`` one, which
+    reads those canonical messages (``MessageReader``, ADR-0031).
 
     ``sealed``: with encryption at rest on, under a KEK from the environment (``KEK_ENV``, set
     by the test) for every other pair of seeds, else from a file of the seed's own; turned on
@@ -197,13 +209,19 @@ def _seed(
         if produce(broker.bootstrap, raw_topic, messages) != len(messages):
             return "the input was not all produced", 0, 0.0
 
-        first = _fork_worker(cfg, idle_exit_s=1.0)
-        killed_at, status = _kill_at_random_point(rng, first, url, len(messages))
+        roles, stored, total = ROLES, _STORED, len(messages)
+        if split:
+            problem = _normalize_all(cfg, url, total)
+            if problem is not None:
+                return problem, 0, 0.0
+            roles, stored, total = ("score",), "SELECT count(*) FROM scores", scalar(url, _RECORDS)
+        first = _fork_worker(cfg, idle_exit_s=1.0, roles=roles)
+        killed_at, status = _kill_at_random_point(rng, first, url, total, stored)
         # the partitions move to the next worker once the dead member's session ran out; a
         # worker that idled out before the group gave it every partition is followed by another
         for _ in range(FOLLOWERS):
             try:
-                code = wait_child(_fork_worker(cfg, idle_exit_s=1.0), WORKER_WAIT_S)
+                code = wait_child(_fork_worker(cfg, idle_exit_s=1.0, roles=roles), WORKER_WAIT_S)
             except TimeoutError:
                 stacks = [p.read_text()[-1500:] for p in root.glob("worker-*.stack")]
                 late = f"a later worker did not finish in {WORKER_WAIT_S} s"
@@ -211,9 +229,10 @@ def _seed(
             if code != 0:
                 errors = [p.read_text()[-600:] for p in root.glob("worker-*.err")]
                 return f"a later worker exited with {code}: {errors}", status, killed_at
-            if scalar(url, _STORED) >= len(messages):
+            if scalar(url, stored) >= total:
                 break
-        problem = _check(url, broker, prefix, messages, batch)
+        # a split chain keeps the canonical topic's relay rows besides the scored topic's
+        problem = _check(url, broker, prefix, messages, batch, relays=2 if split else 1)
         if problem is None and sealed:
             problem = _deliver(cfg, rng, url) or _check_sealed(url, broker, prefix, messages)
         return problem, status, killed_at
@@ -258,13 +277,34 @@ _STORED = (
     "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM quarantine"
     " WHERE pipeline = 'leads')"
 )
+_RECORDS = "SELECT count(*) FROM records"
 
 
-def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) -> tuple[float, int]:
+def _normalize_all(cfg: Path, url: str, total: int) -> str | None:
+    """Run ``normalize`` workers until every raw message is a record or quarantined."""
+    for _ in range(FOLLOWERS):
+        try:
+            code = wait_child(
+                _fork_worker(cfg, idle_exit_s=1.0, roles=("normalize",)), WORKER_WAIT_S
+            )
+        except TimeoutError:
+            return f"a normalize worker did not finish in {WORKER_WAIT_S} s"
+        if code != 0:
+            errors = [p.read_text()[-600:] for p in cfg.parent.glob("worker-*.err")]
+            return f"a normalize worker exited with {code}: {errors}"
+        if scalar(url, _STORED) >= total:
+            return None
+    return f"normalize stored {scalar(url, _STORED)} of {total} messages"
+
+
+def _kill_at_random_point(
+    rng: random.Random, pid: int, url: str, total: int, stored_sql: str = _STORED
+) -> tuple[float, int]:
     """SIGKILL ``pid`` early (1 seed in 5) or once a random share of the messages is stored
-    (as records or in quarantine), plus a jitter of up to a few batches, so kills land anywhere
-    in a batch's transaction, publish and offset commit.  Return the seconds from the start to
-    the kill and the worker's exit status (``-SIGKILL``, or 0 when it had finished)."""
+    (``stored_sql``: as records or in quarantine, or as scores), plus a jitter of up to a few
+    batches, so kills land anywhere in a batch's transaction, publish and offset commit.  Return
+    the seconds from the start to the kill and the worker's exit status (``-SIGKILL``, or 0 when
+    it had finished)."""
     started = time.monotonic()
     status: int | None = None
     if rng.random() < 0.2:
@@ -276,7 +316,7 @@ def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) ->
             deadline = started + 60
             while time.monotonic() < deadline:
                 with eng.connect() as conn:
-                    stored = conn.execute(text(_STORED)).scalar() or 0
+                    stored = conn.execute(text(stored_sql)).scalar() or 0
                 done, raw = os.waitpid(pid, os.WNOHANG)
                 if done:  # it finished before the target: a kill after the end
                     status = os.waitstatus_to_exitcode(raw)
@@ -295,8 +335,15 @@ def _kill_at_random_point(rng: random.Random, pid: int, url: str, total: int) ->
 
 
 def _check(
-    url: str, broker: KafkaBroker, prefix: str, messages: list[tuple[str, bytes]], batch: int
+    url: str,
+    broker: KafkaBroker,
+    prefix: str,
+    messages: list[tuple[str, bytes]],
+    batch: int,
+    relays: int = 1,
 ) -> str | None:
+    """The checks of the module's docstring; ``relays``: relay rows a record leaves (one a
+    stage topic it is written to)."""
     inputs = {orjson.loads(v)["record_id"] for _, v in messages}
     quarantined = {
         f"leads:{k.removeprefix('leads:')}"
@@ -316,7 +363,7 @@ def _check(
         rows_of(url, "SELECT count(*) FROM stage_relay")[0][0],
         rows_of(url, UNPUBLISHED_RELAY)[0][0],
     )
-    if relay != (len(good), 0):
+    if relay != (relays * len(good), 0):
         return f"stage_relay rows (all, unpublished) {relay} for {len(good)} records"
     out = read_topic(broker.bootstrap, f"{prefix}.scored.lead.v1", expect=len(good), timeout_s=60)
     out_ids = [v["record_id"] for _, _, _, v in out]
@@ -442,3 +489,17 @@ def test_sigkill_a_stage_worker_with_encryption_at_rest(
     assert not problems, "\n".join(problems)
     killed = sum(st == -signal.SIGKILL for _p, st, _at in with_procs)
     assert killed >= SEALED_SEEDS // 2, [(st, round(at, 2)) for _p, st, at in with_procs]
+
+
+def test_sigkill_a_score_worker_reading_canonical_messages(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """The chain split in two roles: a ``score`` worker reading what ``normalize`` wrote to the
+    canonical topic is the one killed; the same checks hold."""
+    seeds = range(SPLIT_BASE, SPLIT_BASE + SPLIT_SEEDS)
+    calls = [(tmp_path / f"s{seed}", models_dir, seed, False, True) for seed in seeds]
+    with_procs = map_seeds(_seed, calls, STAGE_PROCS)
+    problems = [f"seed {s}: {p}" for s, (p, _st, _at) in zip(seeds, with_procs, strict=True) if p]
+    assert not problems, "\n".join(problems)
+    killed = sum(st == -signal.SIGKILL for _p, st, _at in with_procs)
+    assert killed >= SPLIT_SEEDS // 2, [(st, round(at, 2)) for _p, st, at in with_procs]
