@@ -2,7 +2,7 @@
 
 Benchmarks: ``e2e`` (and ``instructions``: its instruction counts, by callgrind), ``kafka``
 (and ``stage-instructions``: a stage worker's batch work counted by callgrind), ``api``,
-``crm``, ``erp``, ``deliver``, ``score``, ``kafka``, ``dashboard``, ``soak`` (mixed traffic and
+``crm``, ``erp``, ``deliver``, ``score``, ``dashboard``, ``soak`` (mixed traffic and
 faults, reconciled); ``all`` runs every one and writes one Markdown report (``bench/all.py``).
 """
 

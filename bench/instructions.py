@@ -22,37 +22,25 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import secrets
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from bench.callgrind import MISSING, available, count, switch
 from bench.e2e import CONFIG, DATA
 from bench.procs import work_folder
-
-_COLLECTED = re.compile(r"Collected : (\d+)")
-
-
-def _callgrind(on: bool) -> None:
-    """Switch callgrind's instrumentation of this process on or off."""
-    subprocess.run(
-        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
-        check=True,
-        capture_output=True,
-    )
 
 
 def _child(kind: str, arg: str) -> None:
     """Run the measured part in this (valgrind'ed) process; print what it counted."""
     if kind == "raw":
-        _callgrind(True)
+        switch(True)
         n = 0
         with open(arg, newline="", encoding="utf-8") as f:
             for _ in csv.DictReader(f):
                 n += 1
-        _callgrind(False)
+        switch(False)
         print(json.dumps({"rows": n}))
         return
     from junction.pipeline.hub import Hub
@@ -60,9 +48,9 @@ def _child(kind: str, arg: str) -> None:
     hub = Hub.from_file(arg)
     try:
         hub.runner("bench")  # compile and load the model before the count starts
-        _callgrind(True)
+        switch(True)
         [summary] = hub.run_once()
-        _callgrind(False)
+        switch(False)
         counts = hub.store.counts()
     finally:
         hub.close()
@@ -71,37 +59,13 @@ def _child(kind: str, arg: str) -> None:
 
 def _count(kind: str, arg: str, work: Path) -> tuple[int, dict[str, int]]:
     """Instructions counted in a child running ``kind``, and what the child printed."""
-    log = work / f"{kind}.valgrind.log"
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in every run
-    proc = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={work / (kind + '.callgrind.out')}",
-            f"--log-file={log}",
-            sys.executable,
-            "-m",
-            "bench.instructions",
-            "--child",
-            kind,
-            arg,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    found = _COLLECTED.search(log.read_text()) if log.exists() else None
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(f"the {kind} run failed under valgrind:\n{proc.stderr[-2000:]}")
-    return int(found.group(1)), json.loads(proc.stdout.strip().splitlines()[-1])
+    return count("bench.instructions", [kind, arg], work / kind, kind)
 
 
 def run(*, rows: int, encrypt: bool, keep: bool) -> int:
     """Count and print instructions per row: raw, plain hub and (with ``encrypt``) encrypted."""
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        print("valgrind is not installed (apt-get install valgrind): nothing counted")
+    if not available():
+        print(MISSING)
         return 2
     from outbound.webhook.config import generate_secret
     from scoring.registry import ensure_default_model

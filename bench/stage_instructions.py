@@ -25,10 +25,6 @@ Needs valgrind (``apt-get install valgrind``).
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,17 +32,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.callgrind import MISSING, available, count, switch
+
 PHASES = ("read", "roles", "relay", "write", "free")
 BATCH = 500  # BusConfig's default batch size
-_COLLECTED = re.compile(r"Collected : (\d+)")
-
-
-def _switch(on: bool) -> None:
-    subprocess.run(
-        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
-        check=True,
-        capture_output=True,
-    )
 
 
 def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> None:
@@ -102,7 +91,7 @@ def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> 
         def batch(part: Sequence[bytes], first: int, counted: bool) -> int:
             def mark(name: str, on: bool) -> None:
                 if counted and name == phase:
-                    _switch(on)
+                    switch(on)
 
             mark("read", True)
             items = [
@@ -143,39 +132,14 @@ def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> 
 def _count(roles: str, records: int, warm: int, phase: str, work: Path) -> tuple[int, dict]:
     folder = work / phase
     folder.mkdir(parents=True)
-    log = folder / "valgrind.log"
-    proc = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={folder / 'callgrind.out'}",
-            f"--log-file={log}",
-            sys.executable,
-            "-m",
-            "bench.stage_instructions",
-            "--child",
-            roles,
-            str(records),
-            str(warm),
-            phase,
-            str(folder),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    found = _COLLECTED.search(log.read_text()) if log.exists() else None
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(f"the {phase} run failed under valgrind:\n{proc.stderr[-2000:]}")
-    return int(found.group(1)), json.loads(proc.stdout.strip().splitlines()[-1])
+    args = [roles, str(records), str(warm), phase, str(folder)]
+    return count("bench.stage_instructions", args, folder / "phase", phase)
 
 
 def run(*, roles: str, records: int, warm: int, keep: bool) -> int:
     """Count and print instructions per record of each phase, and their sum."""
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        print("valgrind is not installed (apt-get install valgrind): nothing counted")
+    if not available():
+        print(MISSING)
         return 2
     from bench.kafka import ensure_data
     from bench.procs import work_folder
