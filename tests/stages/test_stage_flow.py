@@ -234,8 +234,10 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fast path: once a worker has sent everything its partition held, the next batch's
-    rows go from memory (no read-back) and are marked in the batch after; when such a send
-    fails, the batch read again finds its rows already written and the read-back sends them.
+    rows go from memory (no read-back), their acknowledgements are awaited when the batch after
+    is about to be written, and that write marks them.  When the broker never acknowledges
+    them, the batch after fails before its write, and, read again, finds the scope unclean: the
+    read-back sends the unacknowledged rows and its own, in id order.
     On SQLite the worker checkpoints the WAL in the background (here after every batch)."""
     monkeypatch.setattr(worker_module, "CHECKPOINT_EVERY", 1)
     prefix = f"mem{tmp_path.name[-4:]}"
@@ -244,7 +246,7 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         worker = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
         relay = worker.relay
         assert relay is not None
-        real_send, real_written = relay._send, relay.send_written
+        real_produce, real_await, real_written = relay._produce, relay._await, relay.send_written
         from_memory: list[int] = []
 
         def counted(rows: object) -> int:
@@ -257,7 +259,7 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         def batch() -> list[object]:
             msgs: list[object] = []
             while not msgs:
-                msgs = worker.consumer.consume(100, 1.0)
+                msgs = worker.consumer.consume(60, 1.0)
             return msgs
 
         db = tmp_path / "j.db"
@@ -271,21 +273,29 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         unsent = rows_of(url, UNPUBLISHED_RELAY)
         assert unsent[0][0] == 0
 
-        def broker_gone(_rows: object) -> None:
-            raise UnavailableError("injected: the broker went away")
+        def lost(_rows: object) -> None:  # the producer loses them: never on the topic
+            return None
 
-        relay._send = broker_gone  # type: ignore[method-assign]
-        second = batch()
+        def broker_gone() -> None:
+            raise UnavailableError("injected: the broker never acknowledged them")
+
+        relay._produce = lost  # type: ignore[method-assign]
+        relay._await = broker_gone  # type: ignore[method-assign]
+        worker.process(batch())  # written and sent from memory; not awaited yet
+        assert len(from_memory) == 1 and from_memory[0] > 0
+        relay._produce = real_produce  # type: ignore[method-assign]
+        third = batch()
         with pytest.raises(UnavailableError):
-            worker.process(second)  # its rows are written; the send from memory fails
-        assert from_memory == []
+            worker.process(third)  # the wait for the second batch's rows fails before its write
         assert not relay.clean  # so the next try reads the scope back
-        relay._send = real_send  # type: ignore[method-assign]
-        worker._rewind(second)  # type: ignore[arg-type]
+        assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == from_memory[0]  # none written by it
+        relay._await = real_await  # type: ignore[method-assign]
+        worker._rewind(third)  # type: ignore[arg-type]
         worker.process(batch())  # read back: every unsent row, in id order
+        assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == 0
         worker.process(batch())  # clean again: from memory
-        assert len(from_memory) == 1
-        assert from_memory[0] > 0
+        assert len(from_memory) == 2
+        assert from_memory[1] > 0
         stats = worker.run(threading.Event(), idle_exit_s=2.0)
         worker.close()
     finally:

@@ -2,7 +2,11 @@
 
 The consumer never commits on its own (``enable.auto.commit`` and ``enable.auto.offset.store``
 off): the worker commits a batch's offsets only after the store committed the batch's effects
-and the relay published what it passes on.  The producer is idempotent with ``acks=all``, so a
+and the relay rows of what it passes on (the transactional outbox: the rows are sent, by this
+worker or by the partition's next owner, whatever happens to the consumer).  Those commits are
+asynchronous: a lost one makes the next owner read a batch again, which writes nothing new
+(ADR-0032).  The worker commits synchronously when its partitions are revoked and when it
+closes.  The producer is idempotent with ``acks=all``, so a
 retried send neither duplicates nor reorders a partition's messages.  Errors are translated by
 the Kafka source's ``classify`` (one taxonomy for every Kafka client of Junction).
 """
@@ -25,9 +29,11 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from connectors.kafka.client import classify
 from junction.core.errors import InternalError, JunctionError, RetryableError
+from junction.core.logging import get_logger
 from junction.pipeline.config import BusConfig
 
 _log = logging.getLogger("junction.stages.librdkafka")
+log = get_logger(__name__)
 SESSION_TIMEOUT_MS = 10_000
 # a batch (transaction + publish) takes seconds at most; a member that stops polling this long
 # is dead or stuck, and its partitions go to the others
@@ -63,10 +69,26 @@ def make_consumer(
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "range,roundrobin",
         "enable.partition.eof": False,
+        "on_commit": _on_commit,
     }
     consumer = Consumer(conf)
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
     return consumer
+
+
+def _on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """Log an asynchronous offset commit that failed (served inside ``consume``).
+
+    Nothing else is needed: a later commit moves the same partitions further, or their next
+    owner reads the batch again and, its effects and relay rows being keyed, writes nothing new.
+    """
+    if err is None or err.code() == KafkaError._NO_OFFSET:
+        return
+    log.warning(
+        "an asynchronous offset commit failed; the batch may be read again, with no second effect",
+        kafka_error=err.name(),
+        partitions=len(partitions),
+    )
 
 
 def _heartbeat_ms(session: object) -> int:
@@ -137,8 +159,11 @@ _REBALANCED = frozenset(
 )
 
 
-def commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
-    """Commit ``{(topic, partition): next offset}`` synchronously.
+def commit(consumer: Consumer, offsets: dict[tuple[str, int], int], *, wait: bool = True) -> None:
+    """Commit ``{(topic, partition): next offset}``, synchronously unless ``wait`` is False.
+
+    An asynchronous commit raises nothing here: a failure is logged when the consumer serves
+    its result (``_on_commit``).
 
     Raises:
         RetryableError: code ``rebalanced``: the group rebalanced under the batch; it is read
@@ -149,6 +174,9 @@ def commit(consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
         return
     tps = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
     try:
+        if not wait:
+            consumer.commit(offsets=tps, asynchronous=True)
+            return
         consumer.commit(offsets=tps, asynchronous=False)
     except KafkaException as exc:
         err: KafkaError = exc.args[0]

@@ -10,17 +10,19 @@ committed but did not send; the rows it reads again insert nothing (``dedupe``).
 
 In the steady state a worker skips the read-back: once it has sent every unpublished row of a
 scope (the scope is *clean*), the rows its next batch writes there, when every one of them is new,
-are all the scope holds unsent, so ``send_written`` sends them from memory and the next batch's
-write transaction marks them (``mark_in``; an idle worker, a revoked scope and ``close`` mark
-them at once).  On SQLite that moves the scope's watermark over them (one row, not one update
-per message; ``junction.store.relay_marks``, ADR-0030); on PostgreSQL each row is marked.
+are all the scope holds unsent, so ``send_written`` sends them from memory, without waiting for
+the broker: their acknowledgements are awaited (``settled``) just before the next batch's write
+transaction, which marks them (``mark_in``; an idle worker, a revoked scope and ``close`` await
+and mark them at once).  So the broker's round trip overlaps the next batch's work (ADR-0032).
+On SQLite marking moves the scope's watermark over them (one row, not one update per message;
+``junction.store.relay_marks``, ADR-0030); on PostgreSQL each row is marked.
 A row that was already there (the batch read again, or a former owner wrote it)
 or a failed send sends the worker back to the read-back path.
 
-The one duplicate this allows: a worker killed after the broker acknowledged a row but before
-it marked it published (at most its last batch of each scope) makes the scope's next owner send
-it again.  Stage messages carry the record id, and every consumer
-of them writes effects keyed by it, so a resent message has no second effect.
+The one duplicate this allows: a worker killed after it produced a row but before it marked it
+published (at most its last batch of each scope) makes the scope's next owner send it again.
+Stage messages carry the record id, and every consumer of them writes effects keyed by it, so a
+resent message has no second effect.
 
 When the store's encryption at rest is on (ADR-0021), a row's ``value`` (the whole stage
 message: names, emails, phones) is sealed before the insert, with AES-256-GCM under the data key
@@ -168,8 +170,12 @@ class Relay:
         # scopes whose unpublished rows this worker has all sent: the rows it inserts next in
         # them (every one new) are all there is to send, and can go from memory
         self.clean: set[str] = set()
-        # (scope, dedupe key) of rows sent and acknowledged but not yet marked published
+        # (scope, dedupe key) of rows produced from memory whose acknowledgements nobody has
+        # awaited yet (``settle``), and of rows acknowledged but not yet marked published
+        self._in_flight: list[tuple[str, str]] = []
         self._unmarked: list[tuple[str, str]] = []
+        # delivery failures the producer reported, until the next wait for acknowledgements
+        self._errors: list[KafkaError] = []
         # SQLite: move each scope's watermark over them; PostgreSQL: mark each row
         self.watermarks = uses_watermarks(store.dialect)
         self._lock = threading.Lock()
@@ -200,6 +206,7 @@ class Relay:
         if not scopes:
             return 0
         with self._lock:
+            self._settle()  # the rows sent from memory go out before any read back
             self._flush_marks()  # rows sent but unmarked would be read back and sent again
             try:
                 sent = self._publish(scopes)
@@ -242,32 +249,55 @@ class Relay:
                 return sent
 
     def send_written(self, rows: Sequence[RelayRow]) -> int:
-        """Send rows this worker has just inserted, from memory; return how many.
+        """Produce rows this worker has just inserted, from memory; return how many.
 
         Only for rows that were all new (``insert_rows`` said so) in ``clean`` scopes: they
         are then exactly their scopes' unpublished rows, in id order, so nothing is read back
-        (or opened, when sealed).  They are marked published in the worker's next write
-        (``mark_in``), or by ``flush_marks``.  On failure their scopes are no longer clean: the
-        next ``publish`` reads them back and sends them, in order.
+        (or opened, when sealed).  It does not wait for the broker: the rows are *in flight*
+        until ``settle`` (called by ``settled``, ``publish``, ``flush_marks`` and ``forget``)
+        has their acknowledgements, so the wait overlaps the worker's next batch.  They are
+        then marked published in the worker's next write (``mark_in``), or by ``flush_marks``.
+        On failure their scopes are no longer clean: the next ``publish`` reads them back and
+        sends them, in order.
 
         Raises:
-            UnavailableError / AuthError / FatalError: as ``publish``.
+            AuthError / FatalError: the producer refused a row outright.
         """
         if not rows:
             return 0
         with self._lock:
             try:
-                self._send([(None, r[1], r[2], r[3], r[4]) for r in rows])
+                self._produce([(None, r[1], r[2], r[3], r[4]) for r in rows])
             except BaseException:
                 self.clean.difference_update({r[0] for r in rows})
                 raise
-            self._unmarked.extend((r[0], r[5]) for r in rows)
+            self._in_flight.extend((r[0], r[5]) for r in rows)
             self.published += len(rows)
         return len(rows)
 
-    def unmarked(self) -> list[tuple[str, str]]:
-        """``(scope, dedupe key)`` of the rows sent but not marked yet (for ``mark_in``)."""
-        return list(self._unmarked)
+    def settled(self) -> list[tuple[str, str]]:
+        """Wait for the rows in flight; return ``(scope, dedupe key)`` of every row sent and
+        acknowledged but not marked yet (for ``mark_in``).
+
+        Raises:
+            UnavailableError: the broker did not acknowledge them in time.
+            AuthError / FatalError: the broker refused one.  Either way their scopes are no
+                longer clean, so the next ``publish`` reads them back and sends them, in order.
+        """
+        with self._lock:
+            self._settle()
+            return list(self._unmarked)
+
+    def _settle(self) -> None:
+        if not self._in_flight:
+            return
+        rows, self._in_flight = self._in_flight, []
+        try:
+            self._await()
+        except BaseException:
+            self.clean.difference_update({scope for scope, _ in rows})
+            raise
+        self._unmarked.extend(rows)
 
     def mark_in(self, conn: Connection, sent: Sequence[tuple[str, str]]) -> None:
         """Mark the rows ``sent`` (``(scope, dedupe)``) published, in the caller's transaction.
@@ -288,14 +318,21 @@ class Relay:
             del self._unmarked[:n]
 
     def flush_marks(self) -> None:
-        """Mark every sent row published now, in a transaction of its own.
+        """Await the rows in flight, then mark every acknowledged row published now, in a
+        transaction of its own.
 
         Raises:
             UnavailableError: the store is away (the rows stay to be marked later; if this
-                worker dies first, the scope's next owner sends them again).
+                worker dies first, the scope's next owner sends them again), or the broker
+                did not acknowledge the rows in flight in time.
+            AuthError / FatalError: the broker refused a row in flight (its scope is no longer
+                clean; the rows acknowledged are marked all the same).
         """
         with self._lock:
-            self._flush_marks()
+            try:
+                self._settle()
+            finally:  # what was acknowledged is marked even when the rest was not
+                self._flush_marks()
 
     def _flush_marks(self) -> None:
         if not self._unmarked:
@@ -312,22 +349,20 @@ class Relay:
             UnavailableError: as ``flush_marks``.
         """
         with self._lock:
-            self.clean.difference_update(scopes)
-            self._flush_marks()
+            try:
+                self._settle()
+            finally:
+                self.clean.difference_update(scopes)
+                self._flush_marks()
 
     def _send(self, rows: Sequence[Any]) -> None:
-        """Produce ``rows`` and wait until the broker acknowledged every one.
+        """Produce ``rows`` and wait until the broker acknowledged every one."""
+        self._produce(rows)
+        self._await()
 
-        The producer reports failed deliveries only (``delivery.report.only.error``): once
-        ``flush`` has emptied its queue, a message without a report was acknowledged.
-        """
-        errors: list[KafkaError] = []
-
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                errors.append(err)
-
-        producer = self.producer
+    def _produce(self, rows: Sequence[Any]) -> None:
+        """Hand ``rows`` (``(id, topic, key, value, headers)``) to the producer, in order."""
+        producer, report = self.producer, self._report
         for n, (_id, topic, key, value, headers) in enumerate(rows, 1):
             hdrs = orjson.loads(headers) if headers else None  # a dict: produce takes one
             while True:
@@ -340,7 +375,19 @@ class Relay:
                     producer.poll(0.05)
             if not n % POLL_EVERY:
                 producer.poll(0)
-        left = producer.flush(self.timeout_s)
+
+    def _report(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(err)
+
+    def _await(self) -> None:
+        """Wait until the producer's queue is empty; raise the first failure it reported.
+
+        The producer reports failed deliveries only (``delivery.report.only.error``): once
+        ``flush`` has emptied its queue, a message without a report was acknowledged.
+        """
+        left = self.producer.flush(self.timeout_s)
+        errors, self._errors = self._errors, []
         if errors:
             raise classify(errors[0], what="relay publish")
         if left:

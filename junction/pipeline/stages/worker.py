@@ -3,16 +3,22 @@
 One batch at a time, in this order, so nothing is lost and no effect repeats:
 
 1. ``consume`` up to ``bus.batch_size`` messages (rebalance callbacks run here, between
-   batches: a partition given away has no work in flight, one received is marked for recovery);
+   batches: a partition given away has its sent messages awaited and marked and its offsets
+   committed, one received is marked for recovery);
 2. decode them and run the roles (``transforms``); a message that cannot be decoded or whose
    record fails a stage is quarantined with its bytes, its offset still moves on;
-3. write every effect and every relay row in ONE store transaction (idempotent inserts);
+3. wait for the broker's acknowledgements of the previous batch's messages (they travelled
+   while steps 1 and 2 ran), then write every effect and every relay row in ONE store
+   transaction (idempotent inserts), with the marks of those acknowledged messages;
 4. publish the relay rows of the batch's partitions (and of the partitions just received) in id
-   order through the idempotent producer, and mark them;
-5. commit the consumed offsets.
+   order through the idempotent producer: from memory without waiting when the partitions
+   held nothing else unsent, else read back, sent, awaited and marked;
+5. commit the consumed offsets, asynchronously (ADR-0032): the relay rows are durable, so the
+   messages go out whatever happens to this consumer.
 
-A crash between 3 and 5 makes the partition's next owner read the batch again: its inserts are
-no-ops and its unpublished rows go out first.  When the store or the broker is away (a retryable
+A crash after 3 makes the partition's next owner publish the rows nobody marked (some perhaps
+a second time) and, when the offsets were not committed yet, read the batch again: its inserts
+are no-ops.  When the store or the broker is away (a retryable
 error), the worker seeks its partitions back to the batch's first offsets, backs off, and reads
 the batch again.  Other errors stop the worker (its process exits non-zero; the group moves its
 partitions to the others).
@@ -151,6 +157,9 @@ class StageWorker:
         db = sqlite_file_of(store.engine.url.render_as_string(hide_password=False))
         self._wal = BackgroundCheckpoints(db, CHECKPOINT_EVERY) if db is not None else None
         self._recover: set[str] = set()
+        # the next offset of each partition this worker committed asynchronously: committed
+        # again, and waited for, when the partition is revoked or the worker closes
+        self._offsets: dict[tuple[str, int], int] = {}
         self._model_check_at = time.monotonic() + MODEL_CHECK_S
         self._pruned_at = time.monotonic()
         self._lag_at = 0.0
@@ -204,7 +213,7 @@ class StageWorker:
         log.info("partitions assigned", group=self.group, partitions=len(partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # every batch committed its offsets before the next consume: nothing is in flight
+        # between batches: the relay awaits and marks what it sent, the offsets are committed
         scopes = {f"{tp.topic}:{tp.partition}" for tp in partitions}
         self.stats.assigned -= scopes
         self._recover -= scopes
@@ -213,6 +222,7 @@ class StageWorker:
                 self.relay.forget(scopes)
             except JunctionError as exc:  # the new owner sends the unmarked rows again
                 log.warning("could not mark the sent stage messages", error=type(exc).__name__)
+        self._commit_now({(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:  # their new owner reports their lag now
             metrics.clear_consumer_lag(self.lag_label, tp.topic, tp.partition)
         log.info("partitions revoked", group=self.group, partitions=len(partitions))
@@ -272,6 +282,19 @@ class StageWorker:
                     break
         self._observe_lag(force=True)
         return self.stats
+
+    def _commit_now(self, partitions: set[tuple[str, int]] | None = None) -> None:
+        """Commit the offsets committed asynchronously (of ``partitions``, default all) again,
+        and wait for it; a failure leaves the batch to be read again, with no second effect."""
+        done = {
+            tp: off for tp, off in self._offsets.items() if partitions is None or tp in partitions
+        }
+        for tp in done:
+            del self._offsets[tp]
+        try:
+            kafka.commit(self.consumer, done)
+        except JunctionError as exc:
+            log.info("could not commit the last offsets; their batch is read again", error=exc.code)
 
     def _rewind(self, msgs: list[Message]) -> None:
         """Seek each partition of a failed batch back to its first message."""
@@ -362,7 +385,9 @@ class StageWorker:
                     traced_stage.stamp(group)
                     passed += self._run_roles(name, group, effects, relay_rows, sp.traceparent)
         store, relay = self.store, self.relay
-        marks = relay.unmarked() if relay is not None else []
+        # the previous batch's rows were sent from memory while this one was read: awaited
+        # here, before this batch's write marks them (a failure reads this batch again)
+        marks = relay.settled() if relay is not None else []
         all_new = True
 
         def write_relay(conn: Connection) -> None:
@@ -384,7 +409,9 @@ class StageWorker:
             else:
                 self.stats.published += relay.publish(scopes)
             self._recover.clear()
-        kafka.commit(self.consumer, offsets)
+        # the effects and relay rows are committed: the offsets need no wait (ADR-0032)
+        kafka.commit(self.consumer, offsets, wait=False)
+        self._offsets.update(offsets)
         for q in effects.quarantined:
             metrics.observe_quarantine(q[0], q[1], q[4])
         self._observe_lag()
@@ -458,6 +485,7 @@ class StageWorker:
                     self.relay.flush_marks()
                 except JunctionError as exc:  # the next owner sends the unmarked rows again
                     log.warning("could not mark the sent stage messages", error=type(exc).__name__)
+            self._commit_now()
             self.consumer.close()
         finally:
             if self.relay is not None:
