@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from junction.core.errors import UnavailableError
 from junction.core.metrics import REGISTRY
@@ -230,6 +231,84 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
     _sent_once_in_order(url, kafka_broker, prefix)
 
 
+def _committed(kafka_broker: KafkaBroker, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": group})
+    try:
+        (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return int(tp.offset)
+
+
+def test_a_closed_worker_leaves_its_asynchronous_offset_commits_done(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    """Each batch's offsets are committed without waiting (ADR-0032); closing commits them
+    again and waits, so the group's offset is the partition's end and nothing is read twice."""
+    prefix = f"off{tmp_path.name[-4:]}"
+    url, hub, messages = _one_partition(tmp_path, models_dir, kafka_broker, prefix)
+    try:
+        worker = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
+        stats = worker.run(threading.Event(), idle_exit_s=2.0)
+        group = worker.group
+        worker.close()
+        assert stats.batches >= 3  # 300 messages, batches of at most 100
+        assert _committed(kafka_broker, group, f"{prefix}.raw.lead.v1") == len(messages)
+        again = run_stage_worker(hub, ("normalize", "score"), threading.Event(), idle_exit_s=2.0)
+    finally:
+        hub.close()
+    assert again.consumed == 0
+    assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == 0
+    _sent_once_in_order(url, kafka_broker, prefix)
+
+
+def test_a_worker_gone_with_messages_in_flight_leaves_nothing_unsent(
+    tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
+) -> None:
+    """A worker that sent a batch from memory and committed its offsets without waiting, then
+    vanished before its next batch awaited and marked them: the partition's next owner sends
+    that batch's rows again (the one resend ADR-0018 allows, at most a batch) and every other
+    row once, each subject's versions in order, with no second record or relay row."""
+    prefix = f"fly{tmp_path.name[-4:]}"
+    url, hub, messages = _one_partition(tmp_path, models_dir, kafka_broker, prefix)
+    try:
+        first = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
+        relay = first.relay
+        assert relay is not None
+        sizes = []
+        while len(sizes) < 2:
+            msgs = first.consumer.consume(60, 1.0)
+            if msgs:
+                first.process(msgs)  # the first reads back; the second goes from memory
+                sizes.append(len(msgs))
+        assert relay._in_flight
+        assert not relay._unmarked
+        in_flight = len(relay._in_flight)
+        relay.producer.flush(10)  # the broker has them; the worker dies before the mark
+        # gone: leaving the group revokes the partition, but a dead worker neither awaits nor
+        # marks what it sent, nor commits its offsets again
+        relay.forget = lambda _scopes: None  # type: ignore[method-assign]
+        first._commit_now = lambda _partitions=None: None  # type: ignore[method-assign]
+        first.consumer.close()
+        assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == in_flight
+        stats = run_stage_worker(hub, ("normalize", "score"), threading.Event(), idle_exit_s=2.0)
+    finally:
+        hub.close()
+    assert stats.consumed <= len(messages) - sizes[0]  # the batches before were committed
+    records = rows_of(url, "SELECT count(*) FROM records")[0][0]
+    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
+    assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == 0
+    out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
+    ids = [v["record_id"] for *_, v in out]
+    assert len(set(ids)) == records  # nothing missing
+    assert len(ids) - records <= in_flight  # resent: at most the batch in flight
+    versions: dict[str, list[str]] = {}
+    for _, _, key, v in out:
+        if not versions.get(key) or versions[key][-1] != v["version"]:  # a resend repeats
+            versions.setdefault(key, []).append(v["version"])
+    assert all(vs == sorted(vs) for vs in versions.values())
+
+
 def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_once(
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,7 +361,8 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         relay._produce = lost  # type: ignore[method-assign]
         relay._await = broker_gone  # type: ignore[method-assign]
         worker.process(batch())  # written and sent from memory; not awaited yet
-        assert len(from_memory) == 1 and from_memory[0] > 0
+        assert len(from_memory) == 1
+        assert from_memory[0] > 0
         relay._produce = real_produce  # type: ignore[method-assign]
         third = batch()
         with pytest.raises(UnavailableError):
