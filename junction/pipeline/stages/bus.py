@@ -84,7 +84,9 @@ def _on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None
     """
     if err is None or err.code() == KafkaError._NO_OFFSET:
         return
-    log.warning(
+    # refused because the group rebalanced under it: expected whenever members come and go
+    report = log.info if err.code() in _REBALANCED else log.warning
+    report(
         "an asynchronous offset commit failed; the batch may be read again, with no second effect",
         kafka_error=err.name(),
         partitions=len(partitions),
