@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 # tansu reads these from the environment; a developer's shell must not redirect the test broker
@@ -229,6 +229,18 @@ class KafkaBroker:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+
+    def committed(self, group: str, topic: str, partitions: int = 3) -> dict[str, int]:
+        """``{"<topic>/<partition>": offset}`` that ``group`` has committed on the first
+        ``partitions`` partitions of ``topic`` (a partition without a commit is left out)."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        try:
+            got = consumer.committed(
+                [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+            )
+        finally:
+            consumer.close()
+        return {f"{tp.topic}/{tp.partition}": tp.offset for tp in got if tp.offset >= 0}
 
     def consume(
         self, topic: str, count: int, *, timeout_s: float = 15.0, **options: Any

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from junction.core.errors import UnavailableError
 from junction.core.metrics import REGISTRY
@@ -231,15 +230,6 @@ def test_a_batch_committed_but_not_published_goes_out_first_and_once(
     _sent_once_in_order(url, kafka_broker, prefix)
 
 
-def _committed(kafka_broker: KafkaBroker, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": group})
-    try:
-        (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-    finally:
-        consumer.close()
-    return int(tp.offset)
-
-
 def test_a_closed_worker_leaves_its_asynchronous_offset_commits_done(
     tmp_path: Path, models_dir: Path, kafka_broker: KafkaBroker
 ) -> None:
@@ -253,7 +243,8 @@ def test_a_closed_worker_leaves_its_asynchronous_offset_commits_done(
         group = worker.group
         worker.close()
         assert stats.batches >= 3  # 300 messages, batches of at most 100
-        assert _committed(kafka_broker, group, f"{prefix}.raw.lead.v1") == len(messages)
+        topic = f"{prefix}.raw.lead.v1"
+        assert kafka_broker.committed(group, topic, 1) == {f"{topic}/0": len(messages)}
         again = run_stage_worker(hub, ("normalize", "score"), threading.Event(), idle_exit_s=2.0)
     finally:
         hub.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
@@ -71,15 +71,6 @@ def _lead(i: int) -> tuple[str, bytes]:
     return f"L{i}", json.dumps(body).encode()
 
 
-def _committed(broker, group: str, topic: str, partitions: int = 3) -> dict[str, int]:
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-    try:
-        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    finally:
-        consumer.close()
-    return {f"{tp.topic}/{tp.partition}": tp.offset for tp in got if tp.offset >= 0}
-
-
 def _conn(broker, topic: str, group: str, **extra: Any) -> KafkaSourceConnector:
     options = {
         "bootstrap_servers": broker.bootstrap,
@@ -122,7 +113,7 @@ def test_pipeline_stores_every_message_once_and_resumes_from_its_cursor(
     assert cursor is not None
     assert sum(cursor.values()) == 40
     # the group's offsets were committed after the store's, and equal its cursor
-    assert _committed(kafka_broker, group, topic) == cursor
+    assert kafka_broker.committed(group, topic) == cursor
 
     _produce(kafka_broker, topic, [_lead(i) for i in range(40, 52)])
     hub = _hub(tmp_path, store_url, kafka_broker, topic, group)
@@ -145,14 +136,14 @@ def test_the_store_cursor_wins_over_the_group_offset_after_a_lost_commit(kafka_b
         batches = conn.read(topic, None)
         first = next(batches)
         batches.close()  # the runner never asked for more: the batch was not committed
-        assert _committed(kafka_broker, group, topic) == {}
+        assert kafka_broker.committed(group, topic) == {}
         # a store that did commit the batch resumes after it, whatever the group says
         rest = [k for b in conn.read(topic, first.cursor) for k in b.keys]
     finally:
         conn.close()
     assert len(first.keys) + len(rest) == 12
     assert not set(first.keys) & set(rest)
-    assert sum(_committed(kafka_broker, group, topic).values()) == 12
+    assert sum(kafka_broker.committed(group, topic).values()) == 12
 
 
 def test_poison_goes_to_the_dead_letter_topic_with_context_headers(kafka_broker):
@@ -234,7 +225,7 @@ def test_with_errors_tolerance_none_a_poison_message_fails_the_run_and_holds_the
         assert info.value.code == "poison_message"
         assert info.value.context["offset"] == 8
         assert cursor == {f"{topic}/0": 7}  # the clean first batch, not past the poison one
-        assert _committed(kafka_broker, group, topic, 1) == {f"{topic}/0": 7}
+        assert kafka_broker.committed(group, topic, 1) == {f"{topic}/0": 7}
         assert scalar(store, "SELECT COUNT(*) FROM records") == 7
         assert scalar(store, "SELECT COUNT(*) FROM quarantine") == 0
     assert kafka_broker.read_all(dlq) == []  # not dead-lettered either
@@ -339,7 +330,7 @@ def test_a_slow_pipeline_pauses_and_stays_in_the_group(kafka_broker):
     assert len(set(keys)) == 30
     assert conn.pauses >= 1
     assert conn.revokes == 1  # only the close: the member never fell out of the group
-    assert sum(_committed(kafka_broker, group, topic).values()) == 30
+    assert sum(kafka_broker.committed(group, topic).values()) == 30
 
 
 def test_two_members_of_one_group_split_the_partitions(kafka_broker):
@@ -375,7 +366,7 @@ def test_two_members_of_one_group_split_the_partitions(kafka_broker):
     assert got[0], "the first member read"
     assert got[1], "the second member read"
     assert len(parts[0] | parts[1]) == 4
-    assert sum(_committed(kafka_broker, group, topic, 4).values()) == 80
+    assert sum(kafka_broker.committed(group, topic, 4).values()) == 80
 
 
 @pytest.mark.parametrize(
@@ -444,7 +435,7 @@ def test_a_dead_letter_that_cannot_be_produced_stops_the_read_before_its_batch(k
             list(conn.read(topic, None))
     finally:
         conn.close()
-    assert _committed(kafka_broker, group, topic, 1) == {}
+    assert kafka_broker.committed(group, topic, 1) == {}
 
 
 LEAD_SCHEMA = {
@@ -531,7 +522,7 @@ def test_an_unreachable_registry_is_retryable_not_poison(kafka_broker):
     finally:
         conn.close()
     assert conn.dead_lettered == 0
-    assert _committed(kafka_broker, group, topic, 1) == {}
+    assert kafka_broker.committed(group, topic, 1) == {}
 
 
 def test_brokers_that_never_answer_are_unavailable_not_an_empty_read():
@@ -635,7 +626,7 @@ def test_a_caught_up_member_is_kept_for_the_next_read_until_the_cursor_moves_els
         assert member is not None  # kept
         assert sum(cursor.values()) == 10
         # Kafka holds the read's offsets when it returns, as when the member left
-        assert _committed(kafka_broker, group, topic) == cursor
+        assert kafka_broker.committed(group, topic) == cursor
 
         _produce(kafka_broker, topic, [_lead(i) for i in range(10, 15)])
         second = list(conn.read(topic, cursor))
