@@ -21,7 +21,7 @@ from connectors.kafka.config import KafkaConfig
 from junction.pipeline.config import BusConfig
 from junction.pipeline.stages.bus import make_consumer
 from tests.fakes.kafka_broker import kafka_broker
-from tests.unit.connectors.test_kafka_source import _committed, _lead, _produce, _topic
+from tests.unit.connectors.test_kafka_source import _lead, _produce, _topic
 
 __all__ = ["kafka_broker"]
 
@@ -96,15 +96,15 @@ def test_polled_messages_are_committed_only_after_their_effect(kafka_broker: Any
         time.sleep(HOLD_S)
 
         # the naive group has committed every polled message: a crash now would lose them all
-        assert sum(_committed(kafka_broker, naive_group, naive_topic).values()) == MESSAGES
+        assert sum(kafka_broker.committed(naive_group, naive_topic).values()) == MESSAGES
         # ours have committed nothing: a crash now makes the next member read them again
-        assert _committed(kafka_broker, source_group, source_topic) == {}
-        assert _committed(kafka_broker, stage_group, stage_topic) == {}
+        assert kafka_broker.committed(source_group, source_topic) == {}
+        assert kafka_broker.committed(stage_group, stage_topic) == {}
     finally:
         batches.close()
         source.close()
         stage.close()
         naive.close()
     # the source's poller, closed with work unacknowledged, committed nothing on its way out
-    assert _committed(kafka_broker, source_group, source_topic) == {}
-    assert _committed(kafka_broker, stage_group, stage_topic) == {}
+    assert kafka_broker.committed(source_group, source_topic) == {}
+    assert kafka_broker.committed(stage_group, stage_topic) == {}
