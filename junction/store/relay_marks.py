@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
@@ -69,6 +70,26 @@ _ABOVE_MARK = select(t.stage_relay.c.id, t.stage_relay.c.dedupe).where(
     t.stage_relay.c.scope == bindparam("scope"), unpublished()
 )
 _SET_MARK: dict[str, Executable] = {}
+# the same query, compiled once for SQLite's own cursor (watermarks are SQLite's): a batch reads
+# back as many rows as it sent, and SQLAlchemy's result rows cost more than the query
+_ABOVE_SQLITE = _ABOVE_MARK.compile(dialect=sqlite_dialect())
+_ABOVE_SQLITE_SQL = str(_ABOVE_SQLITE)
+_ABOVE_SQLITE_ORDER = tuple(_ABOVE_SQLITE.positiontup or ())
+
+
+def _above_mark(conn: Connection, scope: str) -> list[tuple[int, str]]:
+    """``(id, dedupe)`` of the unpublished rows of ``scope`` above its watermark."""
+    if conn.dialect.name != "sqlite":
+        return [(row[0], row[1]) for row in conn.execute(_ABOVE_MARK, {"scope": scope})]
+    values = {**_ABOVE_SQLITE.params, "scope": scope}
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(_ABOVE_SQLITE_SQL, [values[name] for name in _ABOVE_SQLITE_ORDER])
+        return cast("list[tuple[int, str]]", cur.fetchall())
+    finally:
+        cur.close()
 
 
 def advance(conn: Connection, scope: str, sent: set[str]) -> bool:
@@ -77,7 +98,7 @@ def advance(conn: Connection, scope: str, sent: set[str]) -> bool:
     Moves the scope's watermark over them when they are all its unpublished rows above it;
     otherwise marks them one by one.  Returns whether the watermark moved.
     """
-    above = conn.execute(_ABOVE_MARK, {"scope": scope}).all()
+    above = _above_mark(conn, scope)
     if not above:
         return False
     ids, dedupes = zip(*above, strict=True)

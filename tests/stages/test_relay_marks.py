@@ -29,7 +29,7 @@ from junction.pipeline.stages.bus import make_producer
 from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows
 from junction.store import tables as t
 from junction.store.engine import _INI, _sqlite_migration_engine, make_engine, open_store_engine
-from junction.store.relay_marks import unpublished
+from junction.store.relay_marks import advance, unpublished
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
 from tests.stages.support import read_topic
@@ -113,6 +113,24 @@ def test_rows_sent_from_memory_are_marked_by_one_watermark_a_scope(store_url: st
     assert _unsent(store) == [r[5] for r in later]  # above the watermark: still to send
     assert relay.pending(["in:0"]) == 2
     assert relay.pending(["in:1"]) == 0
+    store.engine.dispose()
+
+
+def test_advance_reads_the_rows_above_the_watermark_alike_on_each_backend(store_url: str) -> None:
+    """SQLite reads them through its own cursor, other backends through SQLAlchemy: the same
+    rows decide whether the watermark moves."""
+    store = _store(store_url)
+    ours = [_row("in:0", n) for n in range(4)]
+    _write(store, ours)
+    with store.begin() as conn:
+        assert not advance(conn, "in:0", {r[5] for r in ours[:3]})  # one above it is not ours
+    assert _marks(store) == {}
+    assert _unsent(store) == [ours[3][5]]  # the three sent were marked one by one
+    with store.begin() as conn:
+        assert advance(conn, "in:0", {ours[3][5]})
+        assert not advance(conn, "in:9", {"nothing"})  # a scope with no rows
+    assert _marks(store) == {"in:0": _ids(store, "in:0")[-1]}
+    assert _unsent(store) == []
     store.engine.dispose()
 
 
