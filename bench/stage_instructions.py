@@ -11,9 +11,9 @@ phase of every measured batch:
 * ``roles``: ``PipelineStages.run`` for each of the roles (the model check, mapping, scoring);
 * ``relay``: the relay rows of the output messages (``StageWorker._relay_rows``);
 * ``write``: the effects and relay rows in one store transaction, as the worker writes them
-  on SQLite: the previous batch's relay rows marked sent (``relay.mark_in``: each partition's
-  watermark moved over them), then ``Effects.write`` with ``relay.insert_rows``, SQLite in a
-  temporary folder;
+  on SQLite: the previous batch's relay rows marked sent (``relay_marks.advance_all``, what
+  ``relay.mark_in`` does there: each partition's watermark moved over them), then
+  ``Effects.write`` with ``relay.insert_rows``, SQLite in a temporary folder;
 * ``free``: dropping the batch's objects.
 
 Left out: consuming, producing and acknowledging (librdkafka's work and waits) and the
