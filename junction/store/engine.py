@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -28,6 +30,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA cache_size=-16384")
     cur.execute("PRAGMA wal_autocheckpoint=2500")  # pages: ~40 MB of WAL between checkpoints
     cur.close()
+
+
+@contextmanager
+def raw_cursor(conn: Connection) -> Iterator[Any]:
+    """The driver's own cursor on ``conn``, inside its transaction; closed on the way out.
+
+    For hot statements whose parameters and rows are plain tuples: SQLAlchemy's statement
+    cache and result rows cost more than the statement there.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
 
 
 def make_engine(url: str) -> Engine:

@@ -59,6 +59,7 @@ from junction.core.pseudonym import PREFIX, TOKEN_BYTES, normalize
 from junction.store import batch_seal
 from junction.store import tables as t
 from junction.store.crypto import KEY_BYTES, KekProvider
+from junction.store.engine import raw_cursor
 
 SETTINGS_ID = 1
 _CHUNK = 500  # subjects or ids per IN (...) lookup
@@ -556,14 +557,9 @@ class Keyring:
         now = time.time()
         kek_id = self.kek.key_id
         rows = [(p.id, p.text, p.wrapped, kek_id, now) for p in pages]
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
+        with raw_cursor(conn) as cur:
             cur.executemany(insert_ignore_sql(conn.dialect.name, t.key_pages, _PAGE_COLS), rows)
             inserted = cur.rowcount
-        finally:
-            cur.close()
         if inserted == len(pages):
             return set()
         c = t.key_pages.c

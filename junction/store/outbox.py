@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 
 from junction.store import tables as t
+from junction.store.engine import raw_cursor
 from junction.store.events import AlertPolicy, emit, is_alert
 
 if TYPE_CHECKING:
@@ -172,18 +173,12 @@ def _claim_channels(
     """Claim each channel's ``n`` oldest due rows: one plain statement each, no query building
     (hot path), all in one transaction."""
     found: list[Any] = []
-    with store.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            for channel, n in takes:
-                args = {"until": until, "ch": channel, "now": now, "n": n}
-                params: Any = args if store.dialect == "postgresql" else tuple(args.values())
-                cur.execute(_CLAIM_ONE_SQL[store.dialect], params)
-                found.extend(cur.fetchall())
-        finally:
-            cur.close()
+    with store.begin() as conn, raw_cursor(conn) as cur:
+        for channel, n in takes:
+            args = {"until": until, "ch": channel, "now": now, "n": n}
+            params: Any = args if store.dialect == "postgresql" else tuple(args.values())
+            cur.execute(_CLAIM_ONE_SQL[store.dialect], params)
+            found.extend(cur.fetchall())
     found.sort(key=itemgetter(0))  # RETURNING keeps no order; ids grow with the input order
     rows = [dict(zip(CLAIM_COLS, r, strict=True)) for r in found]
     for r in rows:
@@ -348,42 +343,36 @@ def record(
         for o in outcomes
     ]
     attempts = [tuple(o[k] for k in ATTEMPT_COLS) for o in outcomes if o.get("attempt", True)]
-    with store.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            if store.dialect == "postgresql":
-                if attempts:
-                    cur.execute(_PG_ATTEMPTS, [list(col) for col in zip(*attempts, strict=True)])
-                if updates:
-                    cur.execute(_PG_UPDATE, [list(col) for col in zip(*updates, strict=True)])
-            else:
-                store.insert_many(conn, t.attempts, ATTEMPT_COLS, attempts)
-                if updates:
-                    cur.executemany(_SQLITE_UPDATE, updates)
-            store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
-            for o in outcomes:
-                if o.get("exhausted"):
-                    emit(
-                        conn,
-                        "message.attempt.exhausted",
-                        o["delivery_id"],
-                        {
-                            "channel": o["channel"],
-                            "pipeline": o.get("pipeline"),
-                            "attempts": o["attempt_no"],
-                            "last_status": o["status_code"],
-                            "error": o["error"],
-                        },
-                        alerts=policy.alerts,
-                        from_alert=is_alert(o["delivery_id"]),
-                        alert_key=o["channel"],  # one alert per failing channel per quiet_s
-                        now=now,
-                    )
-            return _health(store, conn, cur, outcomes, policy, now)
-        finally:
-            cur.close()
+    with store.begin() as conn, raw_cursor(conn) as cur:
+        if store.dialect == "postgresql":
+            if attempts:
+                cur.execute(_PG_ATTEMPTS, [list(col) for col in zip(*attempts, strict=True)])
+            if updates:
+                cur.execute(_PG_UPDATE, [list(col) for col in zip(*updates, strict=True)])
+        else:
+            store.insert_many(conn, t.attempts, ATTEMPT_COLS, attempts)
+            if updates:
+                cur.executemany(_SQLITE_UPDATE, updates)
+        store.insert_many(conn, t.quarantine, QUARANTINE_COLS, quarantined)
+        for o in outcomes:
+            if o.get("exhausted"):
+                emit(
+                    conn,
+                    "message.attempt.exhausted",
+                    o["delivery_id"],
+                    {
+                        "channel": o["channel"],
+                        "pipeline": o.get("pipeline"),
+                        "attempts": o["attempt_no"],
+                        "last_status": o["status_code"],
+                        "error": o["error"],
+                    },
+                    alerts=policy.alerts,
+                    from_alert=is_alert(o["delivery_id"]),
+                    alert_key=o["channel"],  # one alert per failing channel per quiet_s
+                    now=now,
+                )
+        return _health(store, conn, cur, outcomes, policy, now)
 
 
 def _health(

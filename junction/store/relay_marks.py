@@ -37,6 +37,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
+from junction.store.engine import raw_cursor
 
 _MARK_CHUNK = 1000  # dedupe keys in one statement
 
@@ -82,14 +83,9 @@ def _above_mark(conn: Connection, scope: str) -> list[tuple[int, str]]:
     if conn.dialect.name != "sqlite":
         return [(row[0], row[1]) for row in conn.execute(_ABOVE_MARK, {"scope": scope})]
     values = {**_ABOVE_SQLITE.params, "scope": scope}
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
+    with raw_cursor(conn) as cur:
         cur.execute(_ABOVE_SQLITE_SQL, [values[name] for name in _ABOVE_SQLITE_ORDER])
         return cast("list[tuple[int, str]]", cur.fetchall())
-    finally:
-        cur.close()
 
 
 def advance(conn: Connection, scope: str, sent: set[str]) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from junction.core.errors import InternalError, UnavailableError
 from junction.core.logging import get_logger
 from junction.store import tables as t
-from junction.store.engine import open_store_engine
+from junction.store.engine import open_store_engine, raw_cursor
 from junction.store.heads import routed_only
 from junction.store.outcomes import upsert_outcomes
 
@@ -268,10 +268,7 @@ class Store:
         """Insert ``rows`` (those whose key exists are skipped); return how many went in."""
         if not rows:
             return 0
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
+        with raw_cursor(conn) as cur:
             done, inserted = (
                 self._insert_grouped(cur, table, cols, rows) if self.dialect == "sqlite" else (0, 0)
             )
@@ -279,8 +276,6 @@ class Store:
                 cur.executemany(self._insert_ignore(table, cols), rows[done:])
                 # both drivers sum the rows each statement of executemany changed
                 inserted += max(cur.rowcount, 0)
-        finally:
-            cur.close()
         return inserted
 
     def _insert_grouped(
