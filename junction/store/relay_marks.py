@@ -13,6 +13,12 @@ sequence on PostgreSQL), and on SQLite a write transaction holds the database's 
 first write, so a row committed later has a larger id than any it could be hidden under.  On
 PostgreSQL a sequence value can commit after a larger one: the relay marks rows one by one
 there (``uses_watermarks``).
+
+A worker that wrote a batch's rows itself, all new, in one SQLite transaction knows their ids: a
+contiguous span ``[lo, hi]`` (:func:`written_span`; nobody else can write between them).  Given
+that span, :func:`advance` needs no dedupe keys: the scope's unpublished rows above the mark are
+all sent when none of them lies outside the span, which the pending index answers alone, without
+reading a row (ADR-0033).
 """
 
 from __future__ import annotations
@@ -71,41 +77,95 @@ _ABOVE_MARK = select(t.stage_relay.c.id, t.stage_relay.c.dedupe).where(
     t.stage_relay.c.scope == bindparam("scope"), unpublished()
 )
 _SET_MARK: dict[str, Executable] = {}
-# the same query, compiled once for SQLite's own cursor (watermarks are SQLite's): a batch reads
-# back as many rows as it sent, and SQLAlchemy's result rows cost more than the query
-_ABOVE_SQLITE = _ABOVE_MARK.compile(dialect=sqlite_dialect())
-_ABOVE_SQLITE_SQL = str(_ABOVE_SQLITE)
-_ABOVE_SQLITE_ORDER = tuple(_ABOVE_SQLITE.positiontup or ())
+# the rows of one scope above its mark outside a span of ids, and the largest id there: the
+# pending index ``(scope, published_at, id)`` answers it without reading a row
+_id = t.stage_relay.c.id
+_OUTSIDE_SPAN = select(
+    func.count(case((~_id.between(bindparam("lo"), bindparam("hi")), 1))), func.max(_id)
+).where(t.stage_relay.c.scope == bindparam("scope"), unpublished())
+
+
+class _Compiled:
+    """A query compiled once for SQLite's own cursor (watermarks are SQLite's): a batch asks it
+    once a scope, and SQLAlchemy's statement cache and result rows cost more than the query."""
+
+    def __init__(self, stmt: Any) -> None:
+        compiled = stmt.compile(dialect=sqlite_dialect())
+        self.sql = str(compiled)
+        self.order = tuple(compiled.positiontup or ())
+        self.defaults = dict(compiled.params)
+
+    def fetchall(self, conn: Connection, **values: Any) -> list[Any]:
+        params = {**self.defaults, **values}
+        with raw_cursor(conn) as cur:
+            cur.execute(self.sql, [params[name] for name in self.order])
+            return cast("list[Any]", cur.fetchall())
+
+
+_ABOVE_SQLITE = _Compiled(_ABOVE_MARK)
+_OUTSIDE_SQLITE = _Compiled(_OUTSIDE_SPAN)
 
 
 def _above_mark(conn: Connection, scope: str) -> list[tuple[int, str]]:
     """``(id, dedupe)`` of the unpublished rows of ``scope`` above its watermark."""
     if conn.dialect.name != "sqlite":
         return [(row[0], row[1]) for row in conn.execute(_ABOVE_MARK, {"scope": scope})]
-    values = {**_ABOVE_SQLITE.params, "scope": scope}
-    with raw_cursor(conn) as cur:
-        cur.execute(_ABOVE_SQLITE_SQL, [values[name] for name in _ABOVE_SQLITE_ORDER])
-        return cast("list[tuple[int, str]]", cur.fetchall())
+    return cast("list[tuple[int, str]]", _ABOVE_SQLITE.fetchall(conn, scope=scope))
 
 
-def advance(conn: Connection, scope: str, sent: set[str]) -> bool:
+def _outside_span(conn: Connection, scope: str, span: tuple[int, int]) -> tuple[int, int | None]:
+    """How many unpublished rows of ``scope`` above its watermark lie outside ``span``, and
+    the largest id of them all (None: there are none)."""
+    values = {"scope": scope, "lo": span[0], "hi": span[1]}
+    if conn.dialect.name != "sqlite":
+        outside, top = conn.execute(_OUTSIDE_SPAN, values).one()
+    else:
+        ((outside, top),) = _OUTSIDE_SQLITE.fetchall(conn, **values)
+    return int(outside), top
+
+
+def advance(
+    conn: Connection, scope: str, sent: set[str], span: tuple[int, int] | None = None
+) -> bool:
     """Mark published the rows of ``scope`` whose dedupe keys are ``sent``.
 
     Moves the scope's watermark over them when they are all its unpublished rows above it;
-    otherwise marks them one by one.  Returns whether the watermark moved.
+    otherwise marks them one by one.  ``span``, when given, is the ids ``[lo, hi]`` of every row
+    sent and only of them (one transaction's rows, all new: :func:`written_span`); the check
+    then reads no row.  Returns whether the watermark moved.
     """
-    above = _above_mark(conn, scope)
-    if not above:
+    if span is not None:
+        outside, top = _outside_span(conn, scope, span)
+        moves = not outside
+    else:
+        above = _above_mark(conn, scope)
+        top = max(i for i, _ in above) if above else None
+        moves = sent.issuperset(d for _, d in above)
+    if top is None:
         return False
-    ids, dedupes = zip(*above, strict=True)
-    if not sent.issuperset(dedupes):
+    if not moves:
         mark_rows(conn, t.stage_relay.c.dedupe, list(sent))
         return False
     conn.execute(
         _set_mark(conn.dialect.name),
-        {"scope": scope, "published_through": max(ids), "marked_at": time.time()},
+        {"scope": scope, "published_through": top, "marked_at": time.time()},
     )
     return True
+
+
+def written_span(conn: Connection, n: int) -> tuple[int, int] | None:
+    """The ids ``[lo, hi]`` of the ``n`` relay rows the caller's SQLite transaction has just
+    inserted, every one of them new, as its last inserts (None elsewhere, or when ``n`` is 0).
+
+    A SQLite write transaction holds the database's lock, and ``AUTOINCREMENT`` gives each new
+    row the next id: the ``n`` rows hold the ``n`` ids up to the last one inserted.
+    """
+    if n <= 0 or conn.dialect.name != "sqlite":
+        return None
+    with raw_cursor(conn) as cur:
+        cur.execute("SELECT last_insert_rowid()")
+        ((hi,),) = cur.fetchall()
+    return (hi - n + 1, hi)
 
 
 def _set_mark(dialect: str) -> Executable:
@@ -128,10 +188,13 @@ def _set_mark(dialect: str) -> Executable:
     return stmt
 
 
-def advance_all(conn: Connection, sent: Iterable[tuple[str, str]]) -> None:
-    """:func:`advance` for each scope of ``sent`` (``(scope, dedupe)`` pairs)."""
+def advance_all(
+    conn: Connection, sent: Iterable[tuple[str, str]], span: tuple[int, int] | None = None
+) -> None:
+    """:func:`advance` for each scope of ``sent`` (``(scope, dedupe)`` pairs), all of whose
+    rows fill ``span`` when it is given."""
     by_scope: dict[str, set[str]] = {}
     for scope, dedupe in sent:
         by_scope.setdefault(scope, set()).add(dedupe)
     for scope, dedupes in by_scope.items():
-        advance(conn, scope, dedupes)
+        advance(conn, scope, dedupes, span)

@@ -5,6 +5,9 @@
   the rows written after them are;
 - a row in the scope that nobody sent (a former owner wrote it) keeps the watermark where it
   was: the sent rows are marked one by one, and the next read-back sends that row;
+- the span of ids a batch's rows took (``written_span``: SQLite, one transaction, all new)
+  decides the same as their dedupe keys, and the relay hands it on only while one batch's rows
+  are all it has to mark;
 - rows under a watermark are pruned once past the retention (from when they were written),
   never before, and an unsent row never;
 - on SQLite a deleted newest row's id never comes back (it would be hidden under a watermark);
@@ -26,10 +29,10 @@ from sqlalchemy import Engine, delete, select, text
 
 from junction.pipeline.config import BusConfig
 from junction.pipeline.stages.bus import make_producer
-from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows
+from junction.pipeline.stages.relay import Relay, RelayRow, Span, insert_rows
 from junction.store import tables as t
 from junction.store.engine import _INI, _sqlite_migration_engine, make_engine, open_store_engine
-from junction.store.relay_marks import advance, unpublished
+from junction.store.relay_marks import advance, unpublished, written_span
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
 from tests.stages.support import read_topic
@@ -54,9 +57,11 @@ def _relay(store: Store, producer: Producer | None = None) -> Relay:
     return Relay(store, producer, timeout_s=10.0)
 
 
-def _write(store: Store, rows: list[RelayRow]) -> None:
+def _write(store: Store, rows: list[RelayRow]) -> Span | None:
+    """Insert ``rows`` (all new) in one transaction; return the ids they took (SQLite)."""
     with store.begin() as conn:
         assert insert_rows(store, conn, rows)
+        return written_span(conn, len(rows))
 
 
 def _unsent(store: Store) -> list[str]:
@@ -134,9 +139,96 @@ def test_advance_reads_the_rows_above_the_watermark_alike_on_each_backend(store_
     store.engine.dispose()
 
 
+def test_written_span_holds_the_ids_the_rows_just_inserted_took(store_url: str) -> None:
+    """Grouped statements and the rest one by one (more than one group of 32): one span, the
+    ids of exactly those rows, whatever was written before."""
+    store = _store(store_url)
+    _write(store, [_row("in:1", n) for n in range(5)])
+    batch = [_row("in:0", n) for n in range(70)] + [_row("in:1", n) for n in range(5, 12)]
+    span = _write(store, batch)
+    if store.dialect != "sqlite":  # ids from a sequence may commit out of order: no span
+        assert span is None
+        store.engine.dispose()
+        return
+    c = t.stage_relay.c
+    with store.begin() as conn:
+        ids = dict(conn.execute(select(c.dedupe, c.id)).all())
+    taken = sorted(ids[r[5]] for r in batch)
+    assert span == (taken[0], taken[-1])
+    assert taken == list(range(taken[0], taken[-1] + 1))
+    with store.begin() as conn:
+        assert written_span(conn, 0) is None  # nothing inserted
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("by_span", [False, True], ids=["by-dedupe", "by-span"])
+def test_a_span_moves_the_watermarks_as_the_dedupe_keys_do(tmp_path: Path, by_span: bool) -> None:
+    """A scope whose rows above the mark are all in the span moves; one that holds a row
+    written after it (unsent) keeps its mark, and the sent rows are marked one by one."""
+    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
+    relay = _relay(store)
+    first = [_row("in:0", n) for n in range(4)] + [_row("in:1", n) for n in range(3)]
+    span = _write(store, first)
+    assert span is not None
+    second = [_row("in:0", n) for n in range(4, 6)]
+    _write(store, second)
+    with store.begin() as conn:
+        relay.mark_in(conn, _sent(first), span if by_span else None)
+    assert _marks(store) == {"in:1": _ids(store, "in:1")[-1]}
+    assert _marked_one_by_one(store) == 4  # in:0's sent rows, under the second batch's
+    assert _unsent(store) == [r[5] for r in second]
+    third = [_row("in:0", n) for n in range(6, 9)]
+    span = _write(store, third)
+    with store.begin() as conn:  # the second batch is still unsent: in:0 cannot move
+        relay.mark_in(conn, _sent(third), span if by_span else None)
+    assert _unsent(store) == [r[5] for r in second]
+    assert _marked_one_by_one(store) == 4 + 3
+    with store.begin() as conn:  # the second batch sent at last: all in:0 holds above it
+        relay.mark_in(conn, _sent(second), None)
+    assert _unsent(store) == []
+    assert _marks(store) == {"in:0": _ids(store, "in:0")[5], "in:1": _ids(store, "in:1")[-1]}
+    store.engine.dispose()
+
+
+def test_the_relay_hands_on_a_span_only_while_one_batch_is_to_be_marked(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    topic = f"spans-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 2)
+    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
+    producer = make_producer(_bus(kafka_broker))
+    relay = _relay(store, producer)
+    one = [_row("in:0", n, topic=topic) for n in range(3)]
+    span = _write(store, one)
+    assert relay.send_written(one, span) == 3
+    marks = relay.settled()
+    assert marks == (_sent(one), span)
+    with store.begin() as conn:
+        relay.mark_in(conn, marks.rows, marks.span)
+    relay.marked(len(marks.rows))
+    assert relay.settled() == ([], None)
+    assert _unsent(store) == []
+    two = [[_row(f"in:{b}", n, topic=topic) for n in range(3, 5)] for b in (0, 1)]
+    for batch in two:
+        relay.send_written(batch, _write(store, batch))
+    marks = relay.settled()  # two batches: their spans may hold other workers' rows between
+    assert marks == (_sent(two[0] + two[1]), None)
+    relay.flush_marks()  # marked by their dedupe keys
+    assert relay.settled() == ([], None)
+    assert _unsent(store) == []
+    assert _marks(store) == {"in:0": _ids(store, "in:0")[-1], "in:1": _ids(store, "in:1")[-1]}
+    out = read_topic(kafka_broker.bootstrap, topic, expect=7, timeout_s=30)
+    assert sorted(v["record_id"] for *_, v in out) == sorted(
+        f"{r[0]}#{r[5].split('|')[1]}" for r in one + two[0] + two[1]
+    )
+    producer.flush(5)
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("by_span", [False, True], ids=["by-dedupe", "by-span"])
 @pytest.mark.parametrize("before", [True, False], ids=["written-before", "written-after"])
 def test_a_row_nobody_sent_keeps_the_watermark_and_goes_out_on_the_next_read_back(
-    tmp_path: Path, kafka_broker: KafkaBroker, before: bool
+    tmp_path: Path, kafka_broker: KafkaBroker, before: bool, by_span: bool
 ) -> None:
     topic = f"marks-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topic(topic, 1)
@@ -145,9 +237,20 @@ def test_a_row_nobody_sent_keeps_the_watermark_and_goes_out_on_the_next_read_bac
     relay = _relay(store, producer)
     ours = [_row("in:0", n, topic=topic) for n in range(1, 4)]
     stray = _row("in:0", 0 if before else 9, topic=topic)  # a former owner's row, never sent
-    _write(store, [stray, *ours] if before else [*ours, stray])
+    span = None
+    if not by_span:
+        _write(store, [stray, *ours] if before else [*ours, stray])
+    elif before:  # our batch in a transaction of its own, the stray row in another
+        _write(store, [stray])
+        span = _write(store, ours)
+    else:
+        span = _write(store, ours)
+        _write(store, [stray])
+    if by_span:
+        mine = _ids(store, "in:0")[1:] if before else _ids(store, "in:0")[:3]
+        assert span == (mine[0], mine[-1])
     with store.begin() as conn:
-        relay.mark_in(conn, _sent(ours))
+        relay.mark_in(conn, _sent(ours), span)
     assert _marks(store) == {}  # the watermark did not move over the stray row
     assert _unsent(store) == [stray[5]]
     assert _marked_one_by_one(store) == 3

@@ -15,7 +15,8 @@ the broker: their acknowledgements are awaited (``settled``) just before the nex
 transaction, which marks them (``mark_in``; an idle worker, a revoked scope and ``close`` await
 and mark them at once).  So the broker's round trip overlaps the next batch's work (ADR-0032).
 On SQLite marking moves the scope's watermark over them (one row, not one update per message;
-``junction.store.relay_marks``, ADR-0030); on PostgreSQL each row is marked.
+``junction.store.relay_marks``, ADR-0030), checked by the span of ids the batch's rows took
+(``written_span``, ADR-0033) when one batch's rows are marked; on PostgreSQL each row is marked.
 A row that was already there (the batch read again, or a former owner wrote it)
 or a failed send sends the worker back to the read-back path.
 
@@ -42,7 +43,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -70,6 +71,15 @@ POLL_EVERY = 64  # messages produced between two serves of the producer's events
 RETENTION_S = 24 * 3600.0
 
 RelayRow = tuple[str, str, str, bytes, str | None, str, float]
+Span = tuple[int, int]
+
+
+class Marks(NamedTuple):
+    """What a worker's next write marks published (``Relay.settled``)."""
+
+    rows: list[tuple[str, str]]  # (scope, dedupe key) of each row sent and acknowledged
+    span: Span | None  # the ids they fill, when one batch's rows are all there is to mark
+
 
 # the store-level data key that seals relay values (``data_keys``; nobody's personal key)
 SUBJECT = "jx_stage_relay"
@@ -174,6 +184,9 @@ class Relay:
         # awaited yet (``settle``), and of rows acknowledged but not yet marked published
         self._in_flight: list[tuple[str, str]] = []
         self._unmarked: list[tuple[str, str]] = []
+        # the batches of those rows, in order: (how many rows, the ids they fill or None)
+        self._in_flight_batches: list[tuple[int, Span | None]] = []
+        self._unmarked_batches: list[tuple[int, Span | None]] = []
         # delivery failures the producer reported, until the next wait for acknowledgements
         self._errors: list[KafkaError] = []
         # SQLite: move each scope's watermark over them; PostgreSQL: mark each row
@@ -248,7 +261,7 @@ class Relay:
             if len(rows) < PUBLISH_CHUNK:
                 return sent
 
-    def send_written(self, rows: Sequence[RelayRow]) -> int:
+    def send_written(self, rows: Sequence[RelayRow], span: Span | None = None) -> int:
         """Produce rows this worker has just inserted, from memory; return how many.
 
         Only for rows that were all new (``insert_rows`` said so) in ``clean`` scopes: they
@@ -258,7 +271,7 @@ class Relay:
         has their acknowledgements, so the wait overlaps the worker's next batch.  They are
         then marked published in the worker's next write (``mark_in``), or by ``flush_marks``.
         On failure their scopes are no longer clean: the next ``publish`` reads them back and
-        sends them, in order.
+        sends them, in order.  ``span`` is the ids the rows took (``written_span``), if known.
 
         Raises:
             AuthError / FatalError: the producer refused a row outright.
@@ -272,12 +285,14 @@ class Relay:
                 self.clean.difference_update({r[0] for r in rows})
                 raise
             self._in_flight.extend((r[0], r[5]) for r in rows)
+            self._in_flight_batches.append((len(rows), span))
             self.published += len(rows)
         return len(rows)
 
-    def settled(self) -> list[tuple[str, str]]:
+    def settled(self) -> Marks:
         """Wait for the rows in flight; return ``(scope, dedupe key)`` of every row sent and
-        acknowledged but not marked yet (for ``mark_in``).
+        acknowledged but not marked yet, and the span of ids they fill if one batch holds them
+        all (for ``mark_in``).
 
         Raises:
             UnavailableError: the broker did not acknowledge them in time.
@@ -286,36 +301,55 @@ class Relay:
         """
         with self._lock:
             self._settle()
-            return list(self._unmarked)
+            return Marks(list(self._unmarked), self._unmarked_span())
+
+    def _unmarked_span(self) -> Span | None:
+        batches = self._unmarked_batches
+        if len(batches) == 1 and batches[0][0] == len(self._unmarked):
+            return batches[0][1]
+        return None  # several batches' spans leave other workers' rows between them
 
     def _settle(self) -> None:
         if not self._in_flight:
             return
         rows, self._in_flight = self._in_flight, []
+        batches, self._in_flight_batches = self._in_flight_batches, []
         try:
             self._await()
         except BaseException:
             self.clean.difference_update({scope for scope, _ in rows})
             raise
         self._unmarked.extend(rows)
+        self._unmarked_batches.extend(batches)
 
-    def mark_in(self, conn: Connection, sent: Sequence[tuple[str, str]]) -> None:
+    def mark_in(
+        self, conn: Connection, sent: Sequence[tuple[str, str]], span: Span | None = None
+    ) -> None:
         """Mark the rows ``sent`` (``(scope, dedupe)``) published, in the caller's transaction.
 
         On SQLite each scope's watermark moves over them when they are all it holds unsent
-        above it (``relay_marks.advance``); otherwise, and on PostgreSQL, each row is marked.
-        Call it before the transaction inserts new rows in those scopes.  After it commits,
-        call ``marked(len(sent))``.
+        above it (``relay_marks.advance``; ``span``, the ids the rows ``sent`` fill and only
+        they, lets it check that without reading them); otherwise, and on PostgreSQL, each row
+        is marked.  Call it before the transaction inserts new rows in those scopes.  After it
+        commits, call ``marked(len(sent))``.
         """
         if self.watermarks:
-            advance_all(conn, sent)
+            advance_all(conn, sent, span)
         else:
             mark_rows(conn, t.stage_relay.c.dedupe, [d for _, d in sent])
 
     def marked(self, n: int) -> None:
         """The first ``n`` unmarked rows were marked by a committed ``mark_in``."""
         with self._lock:
-            del self._unmarked[:n]
+            self._drop_marked(n)
+
+    def _drop_marked(self, n: int) -> None:
+        del self._unmarked[:n]
+        batches = self._unmarked_batches
+        while batches and n >= batches[0][0]:
+            n -= batches.pop(0)[0]
+        if n and batches:  # part of a batch was marked: the rest fills no known span
+            batches[0] = (batches[0][0] - n, None)
 
     def flush_marks(self) -> None:
         """Await the rows in flight, then mark every acknowledged row published now, in a
@@ -339,8 +373,8 @@ class Relay:
             return
         n = len(self._unmarked)
         with self.store.begin() as conn:
-            self.mark_in(conn, self._unmarked[:n])
-        del self._unmarked[:n]
+            self.mark_in(conn, self._unmarked[:n], self._unmarked_span())
+        self._drop_marked(n)
 
     def forget(self, scopes: Iterable[str]) -> None:
         """``scopes`` went to another worker: no longer clean, and every sent row is marked.

@@ -46,7 +46,7 @@ from junction.pipeline.prepare import quarantine_row
 from junction.pipeline.stages import bus as kafka
 from junction.pipeline.stages import traced as traced_stage
 from junction.pipeline.stages.reader import RECORD_STAGES, MessageReader
-from junction.pipeline.stages.relay import Relay, RelayRow, insert_rows, relay_row
+from junction.pipeline.stages.relay import Marks, Relay, RelayRow, insert_rows, relay_row
 from junction.pipeline.stages.topics import (
     HEADER_PIPELINE,
     ROLE_INPUT,
@@ -59,6 +59,7 @@ from junction.pipeline.stages.topics import (
     topic_name,
 )
 from junction.pipeline.stages.transforms import Effects, PipelineStages
+from junction.store.relay_marks import written_span
 from junction.store.repo import Store
 from junction.store.wal import BackgroundCheckpoints, sqlite_file_of
 
@@ -387,25 +388,27 @@ class StageWorker:
         store, relay = self.store, self.relay
         # the previous batch's rows were sent from memory while this one was read: awaited
         # here, before this batch's write marks them (a failure reads this batch again)
-        marks = relay.settled() if relay is not None else []
-        all_new = True
+        marks = relay.settled() if relay is not None else Marks([], None)
+        all_new, span = True, None
 
         def write_relay(conn: Connection) -> None:
-            nonlocal all_new
-            if marks:  # the rows the previous batch sent from memory, before the new ones
+            nonlocal all_new, span
+            if marks.rows:  # the rows the previous batch sent from memory, before the new ones
                 assert relay is not None
-                relay.mark_in(conn, marks)
+                relay.mark_in(conn, marks.rows, marks.span)
             all_new = insert_rows(store, conn, relay_rows)
+            if all_new:  # the ids they took (SQLite), so the next write marks them unread
+                span = written_span(conn, len(relay_rows))
 
-        effects.write(store, write_relay if relay_rows or marks else None)
+        effects.write(store, write_relay if relay_rows or marks.rows else None)
         if self._wal is not None:
             self._wal.committed()
         if relay is not None:
-            relay.marked(len(marks))
+            relay.marked(len(marks.rows))
             scopes = {f"{t}:{p}" for t, p in offsets} | self._recover
             if all_new and not self._recover and scopes <= relay.clean:
                 # the rows just written are all the scopes hold unsent: no read-back
-                self.stats.published += relay.send_written(relay_rows)
+                self.stats.published += relay.send_written(relay_rows, span)
             else:
                 self.stats.published += relay.publish(scopes)
             self._recover.clear()
