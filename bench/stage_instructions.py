@@ -11,9 +11,10 @@ phase of every measured batch:
 * ``roles``: ``PipelineStages.run`` for each of the roles (the model check, mapping, scoring);
 * ``relay``: the relay rows of the output messages (``StageWorker._relay_rows``);
 * ``write``: the effects and relay rows in one store transaction, as the worker writes them
-  on SQLite: the previous batch's relay rows marked sent (``relay_marks.advance_all``, what
-  ``relay.mark_in`` does there: each partition's watermark moved over them), then
-  ``Effects.write`` with ``relay.insert_rows``, SQLite in a temporary folder;
+  on SQLite: the previous batch's relay rows marked sent (``relay_marks.advance_all`` with the
+  span of ids they took, what ``relay.mark_in`` does there: each partition's watermark moved
+  over them), then ``Effects.write`` with ``relay.insert_rows`` and ``written_span``, SQLite
+  in a temporary folder;
 * ``free``: dropping the batch's objects.
 
 Left out: consuming, producing and acknowledging (librdkafka's work and waits) and the
@@ -51,7 +52,7 @@ def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> 
     from junction.pipeline.stages.topics import ROLE_INPUT, ROLE_OUTPUT, Source, decode, parse_roles
     from junction.pipeline.stages.transforms import Effects, PipelineStages
     from junction.pipeline.stages.worker import StageWorker
-    from junction.store.relay_marks import advance_all
+    from junction.store.relay_marks import advance_all, written_span
 
     roles = parse_roles(roles_text)
     in_stage, out_stage = ROLE_INPUT[roles[0]], ROLE_OUTPUT[roles[-1]]
@@ -89,8 +90,10 @@ def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> 
         worker: Any = type("Worker", (), {})()
         worker.out_topics = {PIPELINE: f"bench.{out_stage}.lead.v1"}
         store = hub.store
-        # (scope, dedupe) of the rows the previous batch sent: this batch's write marks them
+        # (scope, dedupe) of the rows the previous batch sent, and the ids they took: this
+        # batch's write marks them
         sent: list[tuple[str, str]] = []
+        span: list[Any] = [None]
 
         def batch(part: Sequence[bytes], first: int, counted: bool) -> int:
             def mark(name: str, on: bool) -> None:
@@ -113,8 +116,8 @@ def _child(roles_text: str, records: int, warm: int, phase: str, work: Path) -> 
 
             def write_relay(conn: Any, rows: list[Any] = relay) -> None:
                 if sent:
-                    advance_all(conn, sent)
-                insert_rows(store, conn, rows)
+                    advance_all(conn, sent, span[0])
+                span[0] = written_span(conn, len(rows)) if insert_rows(store, conn, rows) else None
 
             mark("write", True)
             effects.write(store, write_relay)

@@ -319,8 +319,8 @@ def test_a_send_from_memory_that_fails_is_read_back_by_the_next_try_in_order_onc
         real_produce, real_await, real_written = relay._produce, relay._await, relay.send_written
         from_memory: list[int] = []
 
-        def counted(rows: object) -> int:
-            n = real_written(rows)  # type: ignore[arg-type]
+        def counted(rows: object, span: object = None) -> int:
+            n = real_written(rows, span)  # type: ignore[arg-type]
             from_memory.append(n)
             return n
 
