@@ -193,11 +193,7 @@ def test_a_span_moves_the_watermarks_as_the_dedupe_keys_do(tmp_path: Path, by_sp
 def test_the_relay_hands_on_a_span_only_while_one_batch_is_to_be_marked(
     tmp_path: Path, kafka_broker: KafkaBroker
 ) -> None:
-    topic = f"spans-{uuid.uuid4().hex[:8]}"
-    kafka_broker.create_topic(topic, 2)
-    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
-    producer = make_producer(_bus(kafka_broker))
-    relay = _relay(store, producer)
+    topic, store, producer, relay = _on_broker(tmp_path, kafka_broker, partitions=2)
     one = [_row("in:0", n, topic=topic) for n in range(3)]
     span = _write(store, one)
     assert relay.send_written(one, span) == 3
@@ -230,11 +226,7 @@ def test_the_relay_hands_on_a_span_only_while_one_batch_is_to_be_marked(
 def test_a_row_nobody_sent_keeps_the_watermark_and_goes_out_on_the_next_read_back(
     tmp_path: Path, kafka_broker: KafkaBroker, before: bool, by_span: bool
 ) -> None:
-    topic = f"marks-{uuid.uuid4().hex[:8]}"
-    kafka_broker.create_topic(topic, 1)
-    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
-    producer = make_producer(_bus(kafka_broker))
-    relay = _relay(store, producer)
+    topic, store, producer, relay = _on_broker(tmp_path, kafka_broker, partitions=1)
     ours = [_row("in:0", n, topic=topic) for n in range(1, 4)]
     stray = _row("in:0", 0 if before else 9, topic=topic)  # a former owner's row, never sent
     span = None
@@ -264,6 +256,17 @@ def test_a_row_nobody_sent_keeps_the_watermark_and_goes_out_on_the_next_read_bac
 
 def _bus(broker: KafkaBroker) -> BusConfig:
     return BusConfig(bootstrap_servers=broker.bootstrap)
+
+
+def _on_broker(
+    tmp_path: Path, broker: KafkaBroker, *, partitions: int
+) -> tuple[str, Store, Producer, Relay]:
+    """A new topic, a SQLite store and a relay whose producer sends to the broker."""
+    topic = f"marks-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions)
+    store = _store(f"sqlite:///{tmp_path / 'j.db'}")
+    producer = make_producer(_bus(broker))
+    return topic, store, producer, _relay(store, producer)
 
 
 def test_rows_under_a_watermark_are_pruned_after_the_retention_only(store_url: str) -> None:
