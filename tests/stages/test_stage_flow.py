@@ -89,9 +89,21 @@ def _one_partition(
 
 
 def _sent_once_in_order(url: str, kafka_broker: KafkaBroker, prefix: str) -> None:
-    """One relay row per stored record, each sent once, each subject's versions in order."""
+    """One relay row per stored record, each sent once, each subject's versions in order;
+    each row scoped by its input partition and keyed by its input message (the key a re-read
+    of that message repeats, so it inserts nothing)."""
     records = rows_of(url, "SELECT count(*) FROM records")[0][0]
-    assert rows_of(url, "SELECT count(*) FROM stage_relay")[0][0] == records
+    relay = rows_of(url, "SELECT scope, topic, dedupe FROM stage_relay")
+    assert len(relay) == records
+    source, scored = f"{prefix}.raw.lead.v1:0", f"{prefix}.scored.lead.v1"
+    offsets = set()
+    for scope, topic, dedupe in relay:
+        assert (scope, topic) == (source, scored)
+        stem, offset = dedupe.rsplit(":", 1)
+        assert stem == f"{scored}|{source}"
+        offsets.add(int(offset))
+    assert len(offsets) == records
+    assert offsets <= set(range(300))  # the topic holds 300 messages
     out = read_topic(kafka_broker.bootstrap, f"{prefix}.scored.lead.v1", expect=records)
     ids = [v["record_id"] for *_, v in out]
     assert len(ids) == len(set(ids)) == records  # nothing sent twice, nothing missing

@@ -449,17 +449,23 @@ class StageWorker:
         topic = self.out_topics[name]
         rows = []
         now = time.time()
+        # each input partition's scope and its rows' dedupe stem, made once a batch
+        stems: dict[tuple[str, int], tuple[str, str]] = {}
         for it in items:
             src = it.src
             assert src is not None  # consumed items always know their message
+            stem = stems.get((src.topic, src.partition))
+            if stem is None:
+                scope = src.scope
+                stem = stems[(src.topic, src.partition)] = (scope, f"{topic}|{scope}:")
             rows.append(
                 relay_row(
-                    src.scope,
+                    stem[0],
                     topic,
                     it.subject,
                     encode(it, stage),
                     traced_stage.with_trace(headers_of(it, stage), traceparent),
-                    f"{topic}|{src.topic}:{src.partition}:{src.offset}",
+                    stem[1] + str(src.offset),
                     now,
                 )
             )
