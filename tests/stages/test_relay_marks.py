@@ -123,7 +123,7 @@ def test_rows_sent_from_memory_are_marked_by_one_watermark_a_scope(store_url: st
 
 def test_advance_reads_the_rows_above_the_watermark_alike_on_each_backend(store_url: str) -> None:
     """SQLite reads them through its own cursor, other backends through SQLAlchemy: the same
-    rows decide whether the watermark moves."""
+    rows decide whether the watermark moves, by dedupe keys or by a span of ids."""
     store = _store(store_url)
     ours = [_row("in:0", n) for n in range(4)]
     _write(store, ours)
@@ -135,6 +135,18 @@ def test_advance_reads_the_rows_above_the_watermark_alike_on_each_backend(store_
         assert advance(conn, "in:0", {ours[3][5]})
         assert not advance(conn, "in:9", {"nothing"})  # a scope with no rows
     assert _marks(store) == {"in:0": _ids(store, "in:0")[-1]}
+    assert _unsent(store) == []
+    # the same by a span of ids (what a SQLite worker hands on), asked through each path
+    later = [_row("in:0", n) for n in range(4, 7)]
+    _write(store, later)
+    ids = _ids(store, "in:0")[4:]
+    with store.begin() as conn:  # the first of them lies outside the span of the other two
+        assert not advance(conn, "in:0", {r[5] for r in later[1:]}, (ids[1], ids[2]))
+    assert _unsent(store) == [later[0][5]]
+    with store.begin() as conn:
+        assert advance(conn, "in:0", {later[0][5]}, (ids[0], ids[0]))
+        assert not advance(conn, "in:9", {"nothing"}, (ids[0], ids[2]))
+    assert _marks(store) == {"in:0": ids[0]}
     assert _unsent(store) == []
     store.engine.dispose()
 
