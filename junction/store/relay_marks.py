@@ -46,6 +46,7 @@ from junction.store import tables as t
 from junction.store.engine import raw_cursor
 
 _MARK_CHUNK = 1000  # dedupe keys in one statement
+Span = tuple[int, int]  # the ids [lo, hi] one transaction's relay rows took
 
 
 def uses_watermarks(dialect: str) -> bool:
@@ -113,7 +114,7 @@ def _above_mark(conn: Connection, scope: str) -> list[tuple[int, str]]:
     return cast("list[tuple[int, str]]", _ABOVE_SQLITE.fetchall(conn, scope=scope))
 
 
-def _outside_span(conn: Connection, scope: str, span: tuple[int, int]) -> tuple[int, int | None]:
+def _outside_span(conn: Connection, scope: str, span: Span) -> tuple[int, int | None]:
     """How many unpublished rows of ``scope`` above its watermark lie outside ``span``, and
     the largest id of them all (None: there are none)."""
     values = {"scope": scope, "lo": span[0], "hi": span[1]}
@@ -124,9 +125,7 @@ def _outside_span(conn: Connection, scope: str, span: tuple[int, int]) -> tuple[
     return int(outside), top
 
 
-def advance(
-    conn: Connection, scope: str, sent: set[str], span: tuple[int, int] | None = None
-) -> bool:
+def advance(conn: Connection, scope: str, sent: set[str], span: Span | None = None) -> bool:
     """Mark published the rows of ``scope`` whose dedupe keys are ``sent``.
 
     Moves the scope's watermark over them when they are all its unpublished rows above it;
@@ -153,7 +152,7 @@ def advance(
     return True
 
 
-def written_span(conn: Connection, n: int) -> tuple[int, int] | None:
+def written_span(conn: Connection, n: int) -> Span | None:
     """The ids ``[lo, hi]`` of the ``n`` relay rows the caller's SQLite transaction has just
     inserted, every one of them new, as its last inserts (None elsewhere, or when ``n`` is 0).
 
@@ -189,7 +188,7 @@ def _set_mark(dialect: str) -> Executable:
 
 
 def advance_all(
-    conn: Connection, sent: Iterable[tuple[str, str]], span: tuple[int, int] | None = None
+    conn: Connection, sent: Iterable[tuple[str, str]], span: Span | None = None
 ) -> None:
     """:func:`advance` for each scope of ``sent`` (``(scope, dedupe)`` pairs), all of whose
     rows fill ``span`` when it is given."""

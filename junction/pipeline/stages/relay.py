@@ -61,7 +61,7 @@ from junction.store.crypto import (
     seal_bytes,
     split_bytes,
 )
-from junction.store.relay_marks import advance_all, mark_rows, unpublished, uses_watermarks
+from junction.store.relay_marks import Span, advance_all, mark_rows, unpublished, uses_watermarks
 from junction.store.repo import Store
 
 RELAY_COLS = ("scope", "topic", "key", "value", "headers", "dedupe", "created_at")
@@ -71,14 +71,14 @@ POLL_EVERY = 64  # messages produced between two serves of the producer's events
 RETENTION_S = 24 * 3600.0
 
 RelayRow = tuple[str, str, str, bytes, str | None, str, float]
-Span = tuple[int, int]
 
 
 class Marks(NamedTuple):
-    """What a worker's next write marks published (``Relay.settled``)."""
+    """Rows sent from memory, to be marked published: one batch's, or what a worker's next
+    write marks (``Relay.settled``)."""
 
-    rows: list[tuple[str, str]]  # (scope, dedupe key) of each row sent and acknowledged
-    span: Span | None  # the ids they fill, when one batch's rows are all there is to mark
+    rows: list[tuple[str, str]]  # (scope, dedupe key) of each row
+    span: Span | None  # the ids they fill, when they are one batch's rows (else None)
 
 
 # the store-level data key that seals relay values (``data_keys``; nobody's personal key)
@@ -181,12 +181,10 @@ class Relay:
         # them (every one new) are all there is to send, and can go from memory
         self.clean: set[str] = set()
         # (scope, dedupe key) of rows produced from memory whose acknowledgements nobody has
-        # awaited yet (``settle``), and of rows acknowledged but not yet marked published
-        self._in_flight: list[tuple[str, str]] = []
-        self._unmarked: list[tuple[str, str]] = []
-        # the batches of those rows, in order: (how many rows, the ids they fill or None)
-        self._in_flight_batches: list[tuple[int, Span | None]] = []
-        self._unmarked_batches: list[tuple[int, Span | None]] = []
+        # awaited yet (``settle``), and of rows acknowledged but not yet marked published, batch
+        # by batch as ``send_written`` had them
+        self._in_flight: list[Marks] = []
+        self._unmarked: list[Marks] = []
         # delivery failures the producer reported, until the next wait for acknowledgements
         self._errors: list[KafkaError] = []
         # SQLite: move each scope's watermark over them; PostgreSQL: mark each row
@@ -284,8 +282,7 @@ class Relay:
             except BaseException:
                 self.clean.difference_update({r[0] for r in rows})
                 raise
-            self._in_flight.extend((r[0], r[5]) for r in rows)
-            self._in_flight_batches.append((len(rows), span))
+            self._in_flight.append(Marks([(r[0], r[5]) for r in rows], span))
             self.published += len(rows)
         return len(rows)
 
@@ -301,26 +298,25 @@ class Relay:
         """
         with self._lock:
             self._settle()
-            return Marks(list(self._unmarked), self._unmarked_span())
+            return self._to_mark()
 
-    def _unmarked_span(self) -> Span | None:
-        batches = self._unmarked_batches
-        if len(batches) == 1 and batches[0][0] == len(self._unmarked):
-            return batches[0][1]
-        return None  # several batches' spans leave other workers' rows between them
+    def _to_mark(self) -> Marks:
+        if len(self._unmarked) == 1:
+            batch = self._unmarked[0]
+            return Marks(list(batch.rows), batch.span)
+        # several batches' spans leave other workers' rows between them: no span
+        return Marks([row for batch in self._unmarked for row in batch.rows], None)
 
     def _settle(self) -> None:
         if not self._in_flight:
             return
-        rows, self._in_flight = self._in_flight, []
-        batches, self._in_flight_batches = self._in_flight_batches, []
+        batches, self._in_flight = self._in_flight, []
         try:
             self._await()
         except BaseException:
-            self.clean.difference_update({scope for scope, _ in rows})
+            self.clean.difference_update({scope for b in batches for scope, _ in b.rows})
             raise
-        self._unmarked.extend(rows)
-        self._unmarked_batches.extend(batches)
+        self._unmarked.extend(batches)
 
     def mark_in(
         self, conn: Connection, sent: Sequence[tuple[str, str]], span: Span | None = None
@@ -344,12 +340,11 @@ class Relay:
             self._drop_marked(n)
 
     def _drop_marked(self, n: int) -> None:
-        del self._unmarked[:n]
-        batches = self._unmarked_batches
-        while batches and n >= batches[0][0]:
-            n -= batches.pop(0)[0]
+        batches = self._unmarked
+        while batches and n >= len(batches[0].rows):
+            n -= len(batches.pop(0).rows)
         if n and batches:  # part of a batch was marked: the rest fills no known span
-            batches[0] = (batches[0][0] - n, None)
+            batches[0] = Marks(batches[0].rows[n:], None)
 
     def flush_marks(self) -> None:
         """Await the rows in flight, then mark every acknowledged row published now, in a
@@ -371,10 +366,10 @@ class Relay:
     def _flush_marks(self) -> None:
         if not self._unmarked:
             return
-        n = len(self._unmarked)
+        marks = self._to_mark()
         with self.store.begin() as conn:
-            self.mark_in(conn, self._unmarked[:n], self._unmarked_span())
-        self._drop_marked(n)
+            self.mark_in(conn, marks.rows, marks.span)
+        self._drop_marked(len(marks.rows))
 
     def forget(self, scopes: Iterable[str]) -> None:
         """``scopes`` went to another worker: no longer clean, and every sent row is marked.
