@@ -9,7 +9,6 @@ test lets go.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +21,7 @@ import pytest
 from junction.api.concurrency import InFlightGate
 from junction.api.problems import ApiProblem
 from tests.api.harness import ApiHarness, running_api, write_api_config
+from tests.integration.helpers import records_held
 
 URL = "/api/v1/records/leads"
 LIMITS = "  max_in_flight: 10\n  shed_ratio: 0.8\n  client_max_in_flight: 3\n"
@@ -45,13 +45,8 @@ def api(tmp_path: Path, models_dir: Path) -> Iterator[ApiHarness]:
 @contextmanager
 def store_locked(api: ApiHarness) -> Iterator[None]:
     """Hold the store's write lock (readers go on: WAL); writers wait until the block ends."""
-    conn = sqlite3.connect(api.root / "junction.db", isolation_level=None, timeout=30)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    with records_held(f"sqlite:///{api.root / 'junction.db'}"):
         yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
 
 
 def ingest_headers(api: ApiHarness, name: str) -> dict[str, str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from junction.store import tables as t
 from junction.store.repo import Store
@@ -74,6 +77,35 @@ def scalar(store_url: str, sql: str) -> int:
     try:
         with eng.connect() as conn:
             return int(conn.execute(text(sql)).scalar() or 0)
+    finally:
+        eng.dispose()
+
+
+@contextmanager
+def records_held(store_url: str) -> Iterator[Callable[[], int]]:
+    """Keep new records from being stored while the block runs; yield a count of those stored.
+
+    SQLite: the database's write lock (``BEGIN IMMEDIATE``; readers go on under WAL, every writer
+    waits). PostgreSQL: a SHARE lock on ``records``, taken once the batch being written has
+    committed, which keeps the next one from inserting. Either way the count cannot move under
+    the caller, and the writers go on where they were when the block ends.
+    """
+    url = make_url(store_url)
+    count = "SELECT count(*) FROM records"
+    if url.get_backend_name() == "sqlite":
+        lite = sqlite3.connect(url.database or "", isolation_level=None, timeout=30)
+        try:
+            lite.execute("BEGIN IMMEDIATE")
+            yield lambda: int(lite.execute(count).fetchone()[0])
+        finally:
+            lite.execute("ROLLBACK")
+            lite.close()
+        return
+    eng = create_engine(url)
+    try:
+        with eng.connect() as conn, conn.begin():
+            conn.execute(text("LOCK TABLE records IN SHARE MODE"))
+            yield lambda: int(conn.execute(text(count)).scalar() or 0)
     finally:
         eng.dispose()
 

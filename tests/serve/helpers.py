@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.api.harness import SIGNING_KEY
+from tests.integration.helpers import records_held
 
 PIPELINE = """\
   {name}:
@@ -138,6 +139,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: floa
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
+
+
+def signal_mid_file(serve: Serve, store_url: str, low: int, high: int, sig: int) -> float:
+    """Send ``sig`` while the records stored are held still at ``low`` or more and fewer than
+    ``high``; return when it went. (Polling a count that moves on could miss the window on a
+    loaded machine: the test process starved while the service ran on past ``high``.)"""
+    seen, deadline = 0, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with records_held(store_url) as stored:
+            seen = stored()
+            if low <= seen < high:
+                serve.signal(sig)
+                return time.monotonic()
+        assert seen < high, f"{seen} records were stored before a poll saw {low}"
+        time.sleep(0.01)
+    pytest.fail(f"timed out after 30s waiting for {low} records stored ({seen} so far)")
 
 
 class Serve:

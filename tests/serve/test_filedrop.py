@@ -11,7 +11,14 @@ from outbound.webhook.config import generate_secret
 from outbound.webhook.sink import WebhookSink
 from scoring.synthetic import write_lead_csv
 from tests.integration.helpers import scalar
-from tests.serve.helpers import Serve, drop, pipeline_yaml, wait_for, write_serve_config
+from tests.serve.helpers import (
+    Serve,
+    drop,
+    pipeline_yaml,
+    signal_mid_file,
+    wait_for,
+    write_serve_config,
+)
 
 
 def _counts(store_url: str) -> tuple[int, int, int]:
@@ -161,13 +168,7 @@ def test_crash_leaves_the_file_in_processing_and_a_restart_resumes_it_first(
         with Serve(cfg) as serve:
             serve.wait_ready()
             drop(big, inbox)
-            wait_for(
-                lambda: 800 <= scalar(store, "SELECT count(*) FROM records") < rows - 3000,
-                30,
-                "ingest under way",
-                step=0.01,
-            )
-            serve.signal(signal.SIGKILL)
+            signal_mid_file(serve, store, 800, rows - 3000, signal.SIGKILL)
             serve.wait()
         assert (inbox / "processing" / "big.csv").exists()
         drop(late, inbox)  # arrives while the service is down

@@ -11,7 +11,14 @@ from outbound.webhook.config import generate_secret
 from outbound.webhook.sink import WebhookSink, read_sink_file
 from scoring.synthetic import write_lead_csv
 from tests.integration.helpers import scalar
-from tests.serve.helpers import Serve, drop, pipeline_yaml, wait_for, write_serve_config
+from tests.serve.helpers import (
+    Serve,
+    drop,
+    pipeline_yaml,
+    signal_mid_file,
+    wait_for,
+    write_serve_config,
+)
 
 PHASES = ("signal", "drain", "http", "runs", "deliveries", "release", "exit")
 LEASED = (
@@ -73,9 +80,7 @@ def test_sigterm_mid_ingest_stops_between_batches_and_a_restart_finishes(
         with Serve(cfg) as serve:
             serve.wait_ready()
             drop(big, inbox)
-            wait_for(lambda: 2000 <= _records(store_url) < rows - 8000, 30, "ingest", step=0.01)
-            began = time.monotonic()
-            serve.signal(signal.SIGTERM)
+            began = signal_mid_file(serve, store_url, 2000, rows - 8000, signal.SIGTERM)
             code = serve.wait(grace + 10)
             took = time.monotonic() - began
             assert code == 0, serve.log()[-3000:]
@@ -162,9 +167,7 @@ def test_a_second_signal_exits_at_once_and_loses_nothing(tmp_path: Path, models_
         with Serve(cfg) as serve:
             serve.wait_ready()
             drop(big, inbox)
-            wait_for(lambda: 2000 <= _records(store) < rows - 8000, 30, "ingest", step=0.01)
-            began = time.monotonic()
-            serve.signal(signal.SIGTERM)
+            began = signal_mid_file(serve, store, 2000, rows - 8000, signal.SIGTERM)
             serve.wait_event("shutdown requested", timeout=5)
             serve.signal(signal.SIGINT)
             code = serve.wait(10)
