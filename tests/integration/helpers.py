@@ -95,10 +95,12 @@ def records_held(store_url: str) -> Iterator[Callable[[], int]]:
     if url.get_backend_name() == "sqlite":
         lite = sqlite3.connect(url.database or "", isolation_level=None, timeout=30)
         try:
-            lite.execute("BEGIN IMMEDIATE")
-            yield lambda: int(lite.execute(count).fetchone()[0])
+            lite.execute("BEGIN IMMEDIATE")  # its failure is raised as it is, no ROLLBACK over it
+            try:
+                yield lambda: int(lite.execute(count).fetchone()[0])
+            finally:
+                lite.execute("ROLLBACK")
         finally:
-            lite.execute("ROLLBACK")
             lite.close()
         return
     eng = create_engine(url)
