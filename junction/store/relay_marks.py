@@ -44,6 +44,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from junction.store import tables as t
 from junction.store.engine import raw_cursor
+from junction.store.pg_batch import mark_published
 
 _MARK_CHUNK = 1000  # dedupe keys in one statement
 Span = tuple[int, int]  # the ids [lo, hi] one transaction's relay rows took
@@ -64,6 +65,9 @@ def unpublished(relay: Any = t.stage_relay) -> ColumnElement[bool]:
 def mark_rows(conn: Connection, column: Any, values: Sequence[Any]) -> None:
     """Mark published now the relay rows whose ``column`` is in ``values``, one by one."""
     now = time.time()
+    if conn.dialect.name == "postgresql":  # one statement, the values one array parameter
+        mark_published(conn, t.stage_relay, column.name, values, now)
+        return
     for i in range(0, len(values), _MARK_CHUNK):
         conn.execute(
             update(t.stage_relay)

@@ -1,7 +1,8 @@
 """The store's repository: every read and write Junction makes, in one place.
 
-Hot-path batch writes go through the DB-API ``executemany`` with statements built from our own
-table metadata (identifiers are never user input; values are always bound parameters).
+Hot-path batch writes go through the driver's own cursor with multi-row statements built from our
+own table metadata (identifiers are never user input; values are always bound parameters): on
+SQLite groups of ``_GROUP`` rows, on PostgreSQL ``junction.store.pg_batch``'s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from junction.store import tables as t
 from junction.store.engine import open_store_engine, raw_cursor
 from junction.store.heads import routed_only
 from junction.store.outcomes import upsert_outcomes
+from junction.store.pg_batch import NumberedInserts, numbered_cursor
 
 if TYPE_CHECKING:
     from junction.store.crypto_rows import Presealed, StorePrivacy
@@ -149,6 +151,7 @@ class Store:
         self.dialect = engine.dialect.name
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self._grouped: dict[tuple[str, tuple[str, ...], tuple[int, ...]], str] = {}
+        self._numbered = NumberedInserts()  # PostgreSQL's multi-row inserts
         self._privacy = privacy
         self._privacy_checked = float("inf") if privacy is not None else float("-inf")
         # the driver's own errors (insert_many's raw cursor); psycopg only for PostgreSQL, so a
@@ -268,10 +271,11 @@ class Store:
         """Insert ``rows`` (those whose key exists are skipped); return how many went in."""
         if not rows:
             return 0
+        if self.dialect == "postgresql":
+            with numbered_cursor(conn) as cur:
+                return self._numbered.insert(cur, table, cols, rows)
         with raw_cursor(conn) as cur:
-            done, inserted = (
-                self._insert_grouped(cur, table, cols, rows) if self.dialect == "sqlite" else (0, 0)
-            )
+            done, inserted = self._insert_grouped(cur, table, cols, rows)
             if done < len(rows):
                 cur.executemany(self._insert_ignore(table, cols), rows[done:])
                 # both drivers sum the rows each statement of executemany changed
