@@ -17,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="name", required=True)
     e2e = sub.add_parser("e2e", help="file → canonical → score → outbox vs raw csv.DictReader")
     e2e.add_argument("--rows", type=int, default=1_000_000)
-    e2e.add_argument("--store", default=None, help="store URL (default: SQLite in a temp dir)")
+    e2e.add_argument(
+        "--store",
+        default=None,
+        help="store URL (default: SQLite in a temp dir; PostgreSQL: a fresh schema a run)",
+    )
     e2e.add_argument("--keep", action="store_true", help="keep the work folder")
     e2e.add_argument(
         "--encrypt", action="store_true", help="also run with encryption at rest; print both"

@@ -29,14 +29,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from bench.procs import free_port, pin_self, wait_listening
+from bench.procs import free_port, fresh_schema, pin_self, wait_listening
 
 COMPANIES = ("Acme GmbH", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay Industries")
 
@@ -329,23 +329,7 @@ def run(
     return 1 if bad_phases else 0
 
 
-@contextlib.contextmanager
-def _own_schema(url: str, token: str) -> Iterator[str]:
+def _own_schema(url: str, token: str) -> contextlib.AbstractContextManager[str]:
     """A fresh PostgreSQL schema for this run (the worker claims every due row in its store, so
     it must not see anyone else's), dropped afterwards; other URLs pass through."""
-    if not url.startswith("postgresql"):
-        yield url
-        return
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_deliver_{token}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    return fresh_schema(url, f"bench_deliver_{token}")

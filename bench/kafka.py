@@ -52,6 +52,8 @@ from typing import Any
 
 import orjson
 
+from bench.procs import fresh_schema
+
 DATA = Path(__file__).parent / "data" / "leads-200000.csv"
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = "bench"
@@ -516,22 +518,8 @@ def _own_schema(url: str | None, token: str, run_dir: Path) -> Iterator[str]:
     if url is None:
         yield f"sqlite:///{run_dir / 'junction.db'}"
         return
-    if not url.startswith("postgresql"):
-        yield url
-        return
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_kafka_{token}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(url, f"bench_kafka_{token}") as own:
+        yield own
 
 
 def _line(o: Outcome) -> str:

@@ -1,5 +1,5 @@
-"""Process helpers the benchmarks share: a free loopback port, pinning to one CPU, and byte-code
-compiled before any clock starts."""
+"""Process helpers the benchmarks share: a free loopback port, pinning to one CPU, byte-code
+compiled before any clock starts, and a fresh PostgreSQL schema per run."""
 
 from __future__ import annotations
 
@@ -17,6 +17,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Junction's own packages (an editable install: pip compiled its dependencies, not these)
 PACKAGES = ("junction", "connectors", "mappings", "scoring", "outbound", "schemas", "bench")
+
+
+@contextmanager
+def fresh_schema(url: str, name: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search path is a schema ``name`` created now and dropped
+    afterwards, so a run never sees an earlier one's rows (files it already took, due rows);
+    other URLs pass through."""
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
 
 
 @contextmanager
