@@ -21,12 +21,13 @@ client CPU a row, against ~3 this way).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Integer, Table
 
 from junction.core.errors import InternalError
 
@@ -114,12 +115,15 @@ def mark_published(
 ) -> int:
     """Set ``published_at = now`` on the rows of ``table`` whose ``column`` is in ``values``, in
     one statement; return how many rows it changed."""
-    array = "bigint[]" if column == "id" else "text[]"
     with numbered_cursor(conn) as cur:
-        cur.execute(
-            # identifiers from our own table metadata; the values are one array parameter
-            f"UPDATE {table.name} SET published_at = $1 "  # noqa: S608
-            f"WHERE {column} = ANY($2::{array})",
-            [now, list(values)],
-        )
+        cur.execute(_mark_sql(table, column), [now, list(values)])
         return int(max(cur.rowcount, 0))
+
+
+@functools.cache
+def _mark_sql(table: Table, column: str) -> str:
+    """``mark_published``'s statement; the values are one array parameter."""
+    col = table.c[column]  # a column of our own metadata, or KeyError
+    array = "bigint[]" if isinstance(col.type, Integer) else "text[]"
+    # identifiers from our own table metadata; every value is a bound parameter
+    return f"UPDATE {table.name} SET published_at = $1 WHERE {col.name} = ANY($2::{array})"  # noqa: S608
