@@ -80,6 +80,10 @@ EARLY_S = 2.0  # an early kill lands within this long of the start: before or wh
 # 2026-12-06 saw three in a row assigned every partition and gone 0.95 s later, with nothing
 # read) is followed by another; messages lost for good would still fail the check after these
 FOLLOWERS = 8
+# a later worker idles out after this long with nothing read; longer than the first worker's
+# second, so a later worker whose first fetch answers slowly still reads (the CI run of
+# 2026-12-07 saw seven ``deliver`` workers in a row gone ~1 s after their assignment)
+FOLLOWER_IDLE_S = 3.0
 PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # seeds mostly wait (joins, session timeouts): more processes than the other kinds use
 STAGE_PROCS = int(os.environ.get("JUNCTION_FAULT_STAGE_PROCS", "5"))
@@ -221,7 +225,9 @@ def _seed(
         # worker that idled out before the group gave it every partition is followed by another
         for _ in range(FOLLOWERS):
             try:
-                code = wait_child(_fork_worker(cfg, idle_exit_s=1.0, roles=roles), WORKER_WAIT_S)
+                code = wait_child(
+                    _fork_worker(cfg, idle_exit_s=FOLLOWER_IDLE_S, roles=roles), WORKER_WAIT_S
+                )
             except TimeoutError:
                 stacks = [p.read_text()[-1500:] for p in root.glob("worker-*.stack")]
                 late = f"a later worker did not finish in {WORKER_WAIT_S} s"
@@ -257,7 +263,9 @@ def _deliver(cfg: Path, rng: random.Random, url: str) -> str | None:
             errors = [p.read_text()[-600:] for p in cfg.parent.glob("worker-*.err")]
             return f"a deliver worker exited with {code}: {errors}"
         try:
-            code = wait_child(_fork_worker(cfg, idle_exit_s=1.0, roles=("deliver",)), WORKER_WAIT_S)
+            code = wait_child(
+                _fork_worker(cfg, idle_exit_s=FOLLOWER_IDLE_S, roles=("deliver",)), WORKER_WAIT_S
+            )
         except TimeoutError:
             stacks = [p.read_text()[-1500:] for p in cfg.parent.glob("worker-*.stack")]
             late = f"a deliver worker did not finish in {WORKER_WAIT_S} s"
@@ -266,9 +274,12 @@ def _deliver(cfg: Path, rng: random.Random, url: str) -> str | None:
             break
     delivered = [r[0].split("@")[0] for r in rows_of(url, "SELECT record_id FROM deliveries")]
     if sorted(delivered) != sorted(leads):
+        heads = scalar(url, "SELECT count(*) FROM record_heads")
+        bus = scalar(url, "SELECT count(*) FROM quarantine WHERE stage = 'bus'")
         return (
             f"{len(delivered)} deliveries for {len(leads)} leads (distinct {len(set(delivered))},"
-            f" of no lead {len(set(delivered) - leads)})"
+            f" of no lead {len(set(delivered) - leads)}; {heads} heads, {bus} messages"
+            " quarantined by the bus)"
         )
     return None
 
@@ -285,7 +296,7 @@ def _normalize_all(cfg: Path, url: str, total: int) -> str | None:
     for _ in range(FOLLOWERS):
         try:
             code = wait_child(
-                _fork_worker(cfg, idle_exit_s=1.0, roles=("normalize",)), WORKER_WAIT_S
+                _fork_worker(cfg, idle_exit_s=FOLLOWER_IDLE_S, roles=("normalize",)), WORKER_WAIT_S
             )
         except TimeoutError:
             return f"a normalize worker did not finish in {WORKER_WAIT_S} s"
