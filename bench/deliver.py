@@ -266,7 +266,8 @@ def run(
         else:
             stack.callback(shutil.rmtree, work, ignore_errors=True)
         url = store or f"sqlite:///{work / 'bench.db'}"
-        outbox = Store.open(stack.enter_context(_own_schema(url, token)))
+        # a schema of its own: the worker claims every due row in its store
+        outbox = Store.open(stack.enter_context(fresh_schema(url, f"bench_deliver_{token}")))
         stack.callback(outbox.close)
         receiver = _start_receiver(port, secret)
         stack.callback(receiver.wait, 10)
@@ -327,9 +328,3 @@ def run(
             prof.dump_stats(profile)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
     return 1 if bad_phases else 0
-
-
-def _own_schema(url: str, token: str) -> contextlib.AbstractContextManager[str]:
-    """A fresh PostgreSQL schema for this run (the worker claims every due row in its store, so
-    it must not see anyone else's), dropped afterwards; other URLs pass through."""
-    return fresh_schema(url, f"bench_deliver_{token}")

@@ -105,9 +105,9 @@ def _store_url(store: str | None, work: Path) -> Iterator[str]:
     if store is None:
         yield f"sqlite:///{work / 'junction.db'}"
         return
-    from bench.deliver import _own_schema
+    from bench.procs import fresh_schema
 
-    with _own_schema(store, secrets.token_hex(4)) as url:
+    with fresh_schema(store, f"bench_deliver_{secrets.token_hex(4)}") as url:
         yield url
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,15 +33,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 @contextmanager
-def raw_cursor(conn: Connection) -> Iterator[Any]:
+def raw_cursor(conn: Connection, factory: Callable[[Any], Any] | None = None) -> Iterator[Any]:
     """The driver's own cursor on ``conn``, inside its transaction; closed on the way out.
 
     For hot statements whose parameters and rows are plain tuples: SQLAlchemy's statement
-    cache and result rows cost more than the statement there.
+    cache and result rows cost more than the statement there.  ``factory`` makes the cursor
+    from the driver's connection instead of its ``cursor()`` (psycopg's ``RawCursor``).
     """
     raw = conn.connection.driver_connection
     assert raw is not None
-    cur = raw.cursor()
+    cur = raw.cursor() if factory is None else factory(raw)
     try:
         yield cur
     finally:

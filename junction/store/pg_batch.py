@@ -23,31 +23,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Table
 
 from junction.core.errors import InternalError
+from junction.store.engine import raw_cursor
 
 GROUP = 100  # rows a statement (measured: 100, 250 and 500 alike; 25 costs ~60 % more)
 _REST = (64, 32, 16, 8, 4, 2, 1)
 
 
-@contextmanager
-def numbered_cursor(conn: Connection) -> Iterator[Any]:
+def numbered_cursor(conn: Connection) -> AbstractContextManager[Any]:
     """psycopg's ``RawCursor`` on ``conn``'s connection, in its transaction: ``$n`` parameters,
     the query sent as written.  Closed on the way out."""
     import psycopg  # PostgreSQL stores only: a SQLite process never loads it
 
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    cur = psycopg.RawCursor(raw)
-    try:
-        yield cur
-    finally:
-        cur.close()
+    return raw_cursor(conn, psycopg.RawCursor)
 
 
 def statement_sizes(n: int) -> Iterator[int]:
