@@ -268,9 +268,21 @@ class Store:
     def _insert_rows(
         self, conn: Connection, table: Table, cols: tuple[str, ...], rows: Sequence[Row]
     ) -> int:
-        """Insert ``rows`` (those whose key exists are skipped); return how many went in."""
+        """Insert ``rows`` (those whose key exists are skipped); return how many went in.
+
+        Raises:
+            InternalError: a row does not hold one value for each of ``cols`` (in a multi-row
+                statement its values would land in the wrong columns, or be dropped): nothing
+                of the batch is written.
+        """
         if not rows:
             return 0
+        width = len(cols)
+        if any(len(row) != width for row in rows):
+            raise InternalError(
+                "a row to insert does not match its columns",
+                context={"table": table.name, "columns": width},
+            )
         if self.dialect == "postgresql":
             with numbered_cursor(conn) as cur:
                 return self._numbered.insert(cur, table, cols, rows)

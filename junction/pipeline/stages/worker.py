@@ -71,6 +71,8 @@ CHECKPOINT_EVERY = 8  # committed batches between background WAL checkpoints (SQ
 PRUNE_EVERY_S = 600.0
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 LAG_EVERY_S = 5.0
+IDLE_RECHECK_S = 0.25  # how often a worker past its idle time asks what is left unread
+IDLE_GIVE_UP = 10.0  # ... and for how many idle times at most
 BUS_PIPELINE = "_bus"  # quarantine's pipeline for a message no pipeline of this worker reads
 
 
@@ -243,6 +245,7 @@ class StageWorker:
             JunctionError: a non-retryable failure (the broker refuses, a bad configuration).
         """
         idle_since = time.monotonic()
+        recheck_at = 0.0
         attempt = 0
         while not stop.is_set():
             msgs: list[Message] = self.consumer.consume(
@@ -277,12 +280,40 @@ class StageWorker:
             if not msgs:
                 self._maybe_prune()
                 self._observe_lag()
+                now = time.monotonic()
                 if not self.stats.assigned:  # idle counts from the group's first assignment
-                    idle_since = time.monotonic()
-                elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
-                    break
+                    idle_since = now
+                elif (
+                    idle_exit_s is not None
+                    and now - idle_since >= idle_exit_s
+                    and now >= recheck_at
+                ):
+                    if self._may_idle_out(now - idle_since, idle_exit_s):
+                        break
+                    recheck_at = now + IDLE_RECHECK_S
         self._observe_lag(force=True)
         return self.stats
+
+    def _may_idle_out(self, idle_for: float, idle_exit_s: float) -> bool:
+        """Whether a worker idle for ``idle_exit_s`` has read everything on its partitions.
+
+        Idle time alone is not enough: a member just given partitions reads nothing until
+        its first fetches answer (a busy broker takes seconds), and leaving then hands the
+        partitions back unread.  So the brokers are asked what is left; a worker still short
+        of the end waits, up to ``IDLE_GIVE_UP`` times the idle time (then the messages stay
+        for the group's next member, as they would after any exit).
+        """
+        try:
+            left = kafka.unread(self.consumer)
+        except JunctionError as exc:
+            log.info("could not ask the brokers what is left unread; idling out", error=exc.code)
+            return True
+        if left == 0:
+            return True
+        if idle_for >= idle_exit_s * IDLE_GIVE_UP:
+            log.warning("messages stayed unfetched; idling out", unread=left, group=self.group)
+            return True
+        return False
 
     def _commit_now(self, partitions: set[tuple[str, int]] | None = None) -> None:
         """Commit the offsets committed asynchronously (of ``partitions``, default all) again,
