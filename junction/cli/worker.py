@@ -38,7 +38,12 @@ def worker(
     ] = False,
     idle_exit: Annotated[
         float | None,
-        typer.Option(help="Consumer roles: exit after this many seconds without a message."),
+        typer.Option(
+            help=(
+                "Consumer roles: exit after this many seconds without a message, once "
+                "nothing is left unread on the worker's partitions."
+            )
+        ),
     ] = None,
     metrics_port: Annotated[
         int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")

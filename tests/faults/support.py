@@ -8,6 +8,7 @@ that is what lets every fault kind run across 50+ seeds in CI's budget.  The chi
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import random
@@ -125,8 +126,16 @@ def map_seeds(
     procs = 1 if PROCS == 1 else (procs or PROCS)
     if procs == 1 or len(calls) <= 1:
         return [fn(*args) for args in calls]
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
-        return pool.starmap(fn, calls, chunksize=1)
+    # garbage of earlier tests (a Kafka client in a reference cycle) is freed here, not in a
+    # forked copy: there its librdkafka threads do not exist, and freeing it crashed a seed's
+    # process (SIGSEGV in the collector); what is left is frozen, never collected by a copy
+    gc.collect()
+    gc.freeze()
+    try:
+        with multiprocessing.get_context("fork").Pool(procs) as pool:
+            return pool.starmap(fn, calls, chunksize=1)
+    finally:
+        gc.unfreeze()
 
 
 def start_typed_child(cfg: Path, drain_wait_s: float = 0.5) -> tuple[int, int]:

@@ -82,7 +82,8 @@ EARLY_S = 2.0  # an early kill lands within this long of the start: before or wh
 FOLLOWERS = 8
 # a later worker idles out after this long with nothing read; longer than the first worker's
 # second, so a later worker whose first fetch answers slowly still reads (the CI run of
-# 2026-12-07 saw seven ``deliver`` workers in a row gone ~1 s after their assignment)
+# 2026-12-07 saw seven ``deliver`` workers in a row gone ~1 s after their assignment; since
+# ADR-0036 a worker also waits until nothing is left unread on its partitions)
 FOLLOWER_IDLE_S = 3.0
 PG_URL = os.environ.get("JUNCTION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # seeds mostly wait (joins, session timeouts): more processes than the other kinds use

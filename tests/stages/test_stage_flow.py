@@ -13,15 +13,18 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from junction.core.errors import UnavailableError
 from junction.core.metrics import REGISTRY
 from junction.pipeline.config import load_config
 from junction.pipeline.hub import Hub
+from junction.pipeline.stages import bus as kafka_bus
 from junction.pipeline.stages import worker as worker_module
 from junction.pipeline.stages.topics import Item, encode
 from junction.pipeline.stages.worker import StageWorker
@@ -263,6 +266,55 @@ def test_a_closed_worker_leaves_its_asynchronous_offset_commits_done(
     assert again.consumed == 0
     assert rows_of(url, UNPUBLISHED_RELAY)[0][0] == 0
     _sent_once_in_order(url, kafka_broker, prefix)
+
+
+def test_a_worker_idles_out_only_once_nothing_is_left_unread(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """Idle time alone does not end a worker: a broker that stalls as the worker is given its
+    partitions (a busy machine) answers no fetch for a while, and the worker used to leave
+    then with the topic unread.  It asks what is left, and waits for it."""
+    prefix = f"idl{tmp_path.name[-4:]}"
+    with KafkaBroker() as broker:  # its own: this test freezes it
+        url, hub, messages = _one_partition(tmp_path, models_dir, broker, prefix)
+        try:
+            worker = StageWorker(hub.cfg, hub.store, ("normalize", "score"))
+            stalls = threading.Thread(target=_stall_on_assignment, args=(worker, broker, 2.0))
+            stalls.start()
+            try:
+                stats = worker.run(threading.Event(), idle_exit_s=0.3)
+                assert kafka_bus.unread(worker.consumer) == 0
+            finally:
+                stalls.join()
+                worker.close()
+            # another group's consumer given the partition: everything unread once a fetch
+            # told the high watermark (before that, it counts as one: starting, not caught up)
+            topic = f"{prefix}.raw.lead.v1"
+            other = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": prefix})
+            try:
+                other.assign([TopicPartition(topic, 0, 0)])
+                assert kafka_bus.unread(other) in (1, len(messages))
+                read = other.consume(1, 10.0)
+                assert [m.offset() for m in read] == [0]
+                assert kafka_bus.unread(other) == len(messages) - 1
+            finally:
+                other.close()
+        finally:
+            hub.close()
+        assert stats.consumed == len(messages)
+        _sent_once_in_order(url, broker, prefix)
+
+
+def _stall_on_assignment(worker: StageWorker, broker: KafkaBroker, seconds: float) -> None:
+    """Freeze the broker for ``seconds`` as soon as the worker has its partitions."""
+    deadline = time.monotonic() + 60
+    while not worker.stats.assigned and time.monotonic() < deadline:
+        time.sleep(0.001)
+    broker.pause()
+    try:
+        time.sleep(seconds)
+    finally:
+        broker.resume()
 
 
 def test_a_worker_gone_with_messages_in_flight_leaves_nothing_unsent(

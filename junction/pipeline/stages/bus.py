@@ -192,6 +192,41 @@ def commit(consumer: Consumer, offsets: dict[tuple[str, int], int], *, wait: boo
         raise classify(err, what="offset commit") from exc
 
 
+def unread(consumer: Consumer, *, timeout_s: float = 5.0) -> int:
+    """Messages on the consumer's assigned partitions it has not read yet, as its fetches saw.
+
+    Per partition: the high watermark of its latest fetch response minus the next offset this
+    consumer reads: its position, else the group's committed offset (asked of the broker),
+    else the low watermark (stage consumers start at the earliest).  A partition no fetch has
+    answered for yet counts as one unread message: it is starting, not caught up.  (The
+    watermarks of the fetches, not a ListOffsets query: tansu answers that with the count of
+    record batches, not of records.)
+
+    Raises:
+        JunctionError: the broker did not answer for the committed offsets (classified).
+    """
+    assignment = consumer.assignment()
+    if not assignment:
+        return 0
+    try:
+        nxt = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}
+        unknown = [tp for tp in assignment if nxt[(tp.topic, tp.partition)] < 0]
+        if unknown:
+            for tp in consumer.committed(unknown, timeout=timeout_s):
+                nxt[(tp.topic, tp.partition)] = tp.offset
+        total = 0
+        for tp in assignment:
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                total += 1
+                continue
+            at = nxt[(tp.topic, tp.partition)]
+            total += max(0, high - (at if at >= 0 else max(low, 0)))
+    except KafkaException as exc:
+        raise classify(exc.args[0], what="watermark query") from exc
+    return total
+
+
 def consumer_error(err: KafkaError) -> JunctionError | None:
     """The error a consumed message carries, or None when it is not worth stopping for."""
     if err.code() in (KafkaError._PARTITION_EOF, KafkaError._NO_OFFSET):

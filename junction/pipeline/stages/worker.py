@@ -239,7 +239,8 @@ class StageWorker:
         idle_exit_s: float | None = None,
         on_batch: Callable[[WorkerStats], None] | None = None,
     ) -> WorkerStats:
-        """Work until ``stop`` is set (or nothing arrived for ``idle_exit_s``); return stats.
+        """Work until ``stop`` is set (or, with ``idle_exit_s``, until nothing arrived for that
+        long and nothing is left unread on the partitions); return stats.
 
         Raises:
             JunctionError: a non-retryable failure (the broker refuses, a bad configuration).
@@ -301,17 +302,18 @@ class StageWorker:
         its first fetches answer (a busy broker takes seconds), and leaving then hands the
         partitions back unread.  So the brokers are asked what is left; a worker still short
         of the end waits, up to ``IDLE_GIVE_UP`` times the idle time (then the messages stay
-        for the group's next member, as they would after any exit).
+        for the group's next member, as they would after any exit).  A broker that cannot
+        say counts as messages left.
         """
+        left: int | str
         try:
-            left = kafka.unread(self.consumer)
-        except JunctionError as exc:
-            log.info("could not ask the brokers what is left unread; idling out", error=exc.code)
-            return True
+            left = kafka.unread(self.consumer, timeout_s=IDLE_RECHECK_S * 8)
+        except JunctionError as exc:  # unknown: the broker is away, which is no end either
+            left = exc.code
         if left == 0:
             return True
         if idle_for >= idle_exit_s * IDLE_GIVE_UP:
-            log.warning("messages stayed unfetched; idling out", unread=left, group=self.group)
+            log.warning("messages stayed unread; idling out", unread=left, group=self.group)
             return True
         return False
 
