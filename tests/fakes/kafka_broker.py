@@ -285,6 +285,10 @@ class KafkaBroker:
     def read_all(self, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
         """Read every message ``topic`` holds now (up to each partition's high watermark).
 
+        The ends are the watermarks the fetches report, not a ``ListOffsets`` query: tansu 0.6
+        answers that with the base offset of the partition's last record batch, plus one (a
+        batch of 300 messages at offset 0 gives 1), which would end the read inside that batch.
+
         Returns:
             The messages ordered by partition, then offset; empty for an unknown topic.
         """
@@ -302,26 +306,31 @@ class KafkaBroker:
             info = meta.topics.get(topic)
             if info is None or info.error is not None:
                 return []
-            wanted: dict[int, int] = {}
             starts = []
             for p in sorted(info.partitions):
+                # a partition that holds anything has a (low) last-batch offset above its low
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 if high > low:
-                    wanted[p] = high
                     starts.append(TopicPartition(topic, p, low))
             if not starts:
                 return []
             consumer.assign(starts)
             out: list[Any] = []
+            nxt = {tp.partition: tp.offset for tp in starts}
             deadline = time.monotonic() + timeout_s
-            while wanted and time.monotonic() < deadline:
+            while nxt and time.monotonic() < deadline:
                 for msg in consumer.consume(num_messages=500, timeout=0.2):
                     partition, offset = msg.partition(), msg.offset()
                     if msg.error() is not None or partition is None or offset is None:
                         continue
                     out.append(msg)
-                    if offset + 1 >= wanted.get(partition, 0):
-                        wanted.pop(partition, None)
+                    nxt[partition] = offset + 1
+                for partition, at in list(nxt.items()):
+                    _, end = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), cached=True
+                    )
+                    if 0 <= end <= at:
+                        del nxt[partition]
             return sorted(out, key=lambda m: (m.partition(), m.offset()))
         finally:
             consumer.close()
