@@ -199,8 +199,8 @@ def unread(consumer: Consumer, *, timeout_s: float = 5.0) -> int:
     consumer reads: its position, else the group's committed offset (asked of the broker),
     else the low watermark (stage consumers start at the earliest).  A partition no fetch has
     answered for yet counts as one unread message: it is starting, not caught up.  (The
-    watermarks of the fetches, not a ListOffsets query: tansu answers that with the count of
-    record batches, not of records.)
+    watermarks of the fetches, not a ListOffsets query: tansu answers that with the base
+    offset of the last record batch plus one, short of the log's end.)
 
     Raises:
         JunctionError: the broker did not answer for the committed offsets (classified).
