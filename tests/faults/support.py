@@ -30,9 +30,25 @@ PROCS = max(1, int(os.environ.get("JUNCTION_FAULT_PROCS", "3")))
 T = TypeVar("T")
 
 
+def fork() -> int:
+    """``os.fork()``, with the test process's garbage freed first and the rest frozen.
+
+    Garbage of earlier tests (a Kafka client in a reference cycle) is freed here, not in the
+    forked copy: there its librdkafka threads do not exist, and freeing it crashed a seed's
+    process (SIGSEGV in the collector).  What is left is frozen, so the copy never collects
+    it; the parent unfreezes at once.
+    """
+    gc.collect()
+    gc.freeze()
+    pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
+    return pid
+
+
 def run_in_child(cfg: Path, drain_wait_s: float = 0.5) -> int:
     """Fork a child that runs the hub once and delivers; return its pid."""
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 0
         try:
@@ -126,9 +142,7 @@ def map_seeds(
     procs = 1 if PROCS == 1 else (procs or PROCS)
     if procs == 1 or len(calls) <= 1:
         return [fn(*args) for args in calls]
-    # garbage of earlier tests (a Kafka client in a reference cycle) is freed here, not in a
-    # forked copy: there its librdkafka threads do not exist, and freeing it crashed a seed's
-    # process (SIGSEGV in the collector); what is left is frozen, never collected by a copy
+    # as fork() does: garbage freed here, not in a copy; the rest frozen (see fork)
     gc.collect()
     gc.freeze()
     try:
@@ -147,7 +161,7 @@ def start_typed_child(cfg: Path, drain_wait_s: float = 0.5) -> tuple[int, int]:
     from junction.core.errors import JunctionError
 
     read, write = os.pipe()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read)
         code, what = 0, ""

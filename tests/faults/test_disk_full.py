@@ -39,7 +39,7 @@ from junction.store.repo import Store
 from outbound.file.writer import complete_end
 from scoring.synthetic import write_lead_csv
 from tests.conftest import PG_URL
-from tests.faults.support import SEEDS, map_seeds, reconciled, wait_child
+from tests.faults.support import SEEDS, fork, map_seeds, reconciled, wait_child
 from tests.integration.helpers import rows_of
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
@@ -83,7 +83,7 @@ def _run_child(
     export file, not the store, is what runs out of room first).
     """
     read, write = os.pipe()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read)
         code, what = 0, ""

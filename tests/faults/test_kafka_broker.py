@@ -63,7 +63,7 @@ from junction.store.operations import reset_cursor
 from junction.store.reconcile import Reconciliation, reconcile
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
-from tests.faults.support import PROCS, SEEDS, map_seeds, wait_child
+from tests.faults.support import PROCS, SEEDS, fork, map_seeds, wait_child
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 REGISTRY = Registry(extra={"connectors": {"kafka": KafkaSourceConnector}})
@@ -125,7 +125,7 @@ def _run_once(cfg: Path) -> None:
 
 def _child(cfg: Path) -> int:
     """Fork a child that runs the hub once: exit 0 done, 3 a typed error, 4 anything else."""
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 0
         try:

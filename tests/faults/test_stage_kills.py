@@ -59,7 +59,7 @@ from junction.store import tables as t
 from junction.store.crypto_rows import enable_privacy
 from junction.store.repo import Store
 from tests.fakes.kafka_broker import KafkaBroker
-from tests.faults.support import SEEDS, map_seeds, reconciled, wait_child
+from tests.faults.support import SEEDS, fork, map_seeds, reconciled, wait_child
 from tests.integration.helpers import UNPUBLISHED_RELAY, rows_of, scalar
 from tests.privacy.conftest import dump
 from tests.stages.support import produce, raw_messages, read_topic, write_config
@@ -138,7 +138,7 @@ def _run_worker(
 
 
 def _fork_worker(cfg: Path, idle_exit_s: float, roles: tuple[str, ...] = ROLES) -> int:
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child
         _run_worker(cfg, idle_exit_s, roles)
     return pid

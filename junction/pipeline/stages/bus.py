@@ -192,31 +192,48 @@ def commit(consumer: Consumer, offsets: dict[tuple[str, int], int], *, wait: boo
         raise classify(err, what="offset commit") from exc
 
 
+def fetch_positions(consumer: Consumer) -> list[tuple[TopicPartition, int, int]]:
+    """Each assigned partition with its low and high watermarks as its latest fetch saw them.
+
+    The partition's ``offset`` is the next one this consumer reads (negative before it read
+    any); a watermark is negative when no fetch answered for the partition yet.  Nothing is
+    asked of the broker: librdkafka keeps both from its fetches.  (Not a ListOffsets query:
+    tansu answers that with the base offset of the last record batch plus one, short of the
+    log's end.)
+
+    Raises:
+        KafkaException: the client refused (the caller classifies it or ignores it).
+    """
+    assignment = consumer.assignment()
+    if not assignment:
+        return []
+    out = []
+    for tp in consumer.position(assignment):
+        low, high = consumer.get_watermark_offsets(tp, cached=True)
+        out.append((tp, low, high))
+    return out
+
+
 def unread(consumer: Consumer, *, timeout_s: float = 5.0) -> int:
     """Messages on the consumer's assigned partitions it has not read yet, as its fetches saw.
 
     Per partition: the high watermark of its latest fetch response minus the next offset this
     consumer reads: its position, else the group's committed offset (asked of the broker),
     else the low watermark (stage consumers start at the earliest).  A partition no fetch has
-    answered for yet counts as one unread message: it is starting, not caught up.  (The
-    watermarks of the fetches, not a ListOffsets query: tansu answers that with the base
-    offset of the last record batch plus one, short of the log's end.)
+    answered for yet counts as one unread message: it is starting, not caught up.
 
     Raises:
         JunctionError: the broker did not answer for the committed offsets (classified).
     """
-    assignment = consumer.assignment()
-    if not assignment:
-        return 0
     try:
-        nxt = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}
-        unknown = [tp for tp in assignment if nxt[(tp.topic, tp.partition)] < 0]
+        seen = fetch_positions(consumer)
+        nxt = {(tp.topic, tp.partition): tp.offset for tp, _low, _high in seen}
+        unknown = [tp for tp, _low, _high in seen if tp.offset < 0]
         if unknown:
             for tp in consumer.committed(unknown, timeout=timeout_s):
                 nxt[(tp.topic, tp.partition)] = tp.offset
         total = 0
-        for tp in assignment:
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
+        for tp, low, high in seen:
             if high < 0:
                 total += 1
                 continue

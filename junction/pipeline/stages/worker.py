@@ -350,9 +350,7 @@ class StageWorker:
             return
         self._lag_at = now + LAG_EVERY_S
         try:
-            tps = self.consumer.position(self.consumer.assignment())
-            for tp in tps:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            for tp, _low, high in kafka.fetch_positions(self.consumer):
                 if tp.offset >= 0 and high >= 0:
                     metrics.set_consumer_lag(
                         self.lag_label, tp.topic, tp.partition, high - tp.offset
