@@ -5,6 +5,7 @@ output set equal to its input set.  Figures are printed, never asserted (they go
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 import pytest
@@ -78,3 +79,40 @@ def test_a_tiny_run_completes_with_output_equal_to_input(
     assert "score x1 / best raw:" in out
     assert "score scaling 1 → 2 processes:" in out
     assert "normalize,score scaling 1 → 2 processes:" in out
+
+
+@pytest.mark.slow
+def test_repeated_runs_report_the_medians_of_their_rounds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    figures: dict[str, Any] = {}
+    code = bench_kafka.run(
+        records=2000,
+        processes=[1],
+        store=None,
+        keep=False,
+        raw_only=False,
+        figures=figures,
+        role_sets=["score"],
+        repeat=3,
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    runs = re.findall(r"^(raw \(\w+\) [\w #]+?|score x1 #\d) *:.*output = input: (\w+)", out, re.M)
+    assert runs == [
+        ("raw (canonical) before", "ok"),
+        ("score x1 #1", "ok"),
+        ("raw (canonical) after #1", "ok"),
+        ("score x1 #2", "ok"),
+        ("raw (canonical) after #2", "ok"),
+        ("score x1 #3", "ok"),
+        ("raw (canonical) after #3", "ok"),
+    ], out
+    rounds = [figures[f"score x1 #{i}"] for i in (1, 2, 3)]
+    for figure in ("rate", "steady_rate", "per_cpu_second"):
+        assert figures["score x1"][figure] == sorted(r[figure] for r in rounds)[1]
+    assert figures["score x1"]["exact"] is True
+    best_steady = max(v["steady_rate"] for k, v in figures.items() if k.startswith("raw"))
+    steady = figures["score x1"]["steady_rate"] / best_steady
+    assert "score x1 (medians of 3) / best raw: " in out
+    assert f"{steady:.3f} steady" in out
