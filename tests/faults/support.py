@@ -31,14 +31,14 @@ T = TypeVar("T")
 
 
 def fork() -> int:
-    """``os.fork()``, with the test process's garbage freed first and the rest frozen.
+    """``os.fork()`` with the test process's objects frozen: the copy never collects them.
 
-    Garbage of earlier tests (a Kafka client in a reference cycle) is freed here, not in the
+    Garbage of earlier tests (a Kafka client in a reference cycle) must not be freed in the
     forked copy: there its librdkafka threads do not exist, and freeing it crashed a seed's
-    process (SIGSEGV in the collector).  What is left is frozen, so the copy never collects
-    it; the parent unfreezes at once.
+    process (SIGSEGV in the collector).  Frozen, it stays out of the copy's collections; the
+    parent unfreezes at once and frees it later itself.  Freezing takes no time, so the fork
+    costs what it did (kill points are timed from it): no collection here.
     """
-    gc.collect()
     gc.freeze()
     pid = os.fork()
     if pid != 0:
@@ -99,8 +99,9 @@ def kill_at_random_point(cfg: Path, rng: random.Random, span_s: float) -> tuple[
 
 def timed_run(cfg: Path) -> float:
     """Run the hub once to the end in a child; return how long it took."""
-    started = time.monotonic()
-    code = wait_child(run_in_child(cfg))
+    pid = run_in_child(cfg)
+    started = time.monotonic()  # as kill_at_random_point's clock: from the fork's return
+    code = wait_child(pid)
     assert code == 0, f"an undisturbed run failed ({code})"
     return time.monotonic() - started
 
@@ -142,7 +143,7 @@ def map_seeds(
     procs = 1 if PROCS == 1 else (procs or PROCS)
     if procs == 1 or len(calls) <= 1:
         return [fn(*args) for args in calls]
-    # as fork() does: garbage freed here, not in a copy; the rest frozen (see fork)
+    # garbage freed here, once, not in a copy; the rest frozen (see fork)
     gc.collect()
     gc.freeze()
     try:
